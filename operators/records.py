@@ -1,0 +1,108 @@
+"""The messages that walk the dataflow, one frozen type per hop.
+
+source → `RawRecord` → validate → `Event` (or `DeadLetter`) → per-user state → `UserUpdate`
+→ models → `UserOutput` / `SegmentInfo` → Redis sink.
+
+Kept in one module so every step's input and output type can be read in one place; each
+type is small and picklable because Bytewax moves it between workers and snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from state.event import Event
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """A payload exactly as a source read it.
+
+    `read_at` is the wall-clock time the worker read it: the start of the event-to-Redis
+    latency measurement. `origin`/`offset` locate it (stream key and entry id, or file and
+    line) so a dead letter can point back at its input.
+    """
+
+    payload: bytes
+    origin: str
+    offset: str
+    read_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A valid event plus the time its payload was read (for latency)."""
+
+    event: Event
+    read_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A refused input: the raw payload and a machine-readable reason (see `state.event.REASONS`)."""
+
+    reason: str
+    detail: str
+    payload: bytes
+    origin: str
+    offset: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserUpdate:
+    """Per-user state after one accepted event, as the models step needs it.
+
+    `history` holds the user's recent item ids, oldest first, including this event's item;
+    `purchased` the items the user bought (bounded); `features` the numeric features.
+    """
+
+    user_id: str
+    version: int
+    event: Event
+    read_at: float
+    features: dict[str, float]
+    device: str | None
+    referrer: str | None
+    top_categories: tuple[tuple[str, float], ...]
+    history: tuple[str, ...]
+    purchased: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Recommendation:
+    """One recommended item with its score and the model that proposed it."""
+
+    item_id: str
+    score: float
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class UserOutput:
+    """Everything the sink writes for one changed user in one batch.
+
+    `version` orders writes for the same user (a replayed, older write never wins);
+    `read_ats` / `event_times` are one per event folded into this output, for latency.
+    """
+
+    user_id: str
+    version: int
+    updated_at: float
+    profile: dict[str, Any]
+    segment: str
+    segment_name: str
+    rule_segments: tuple[str, ...]
+    recs: tuple[Recommendation, ...]
+    read_ats: tuple[float, ...] = field(default=())
+    event_times: tuple[float, ...] = field(default=())
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentInfo:
+    """What a cluster segment means, published so consumers can read segment ids."""
+
+    segment: str
+    name: str
+    centroid: dict[str, float]
+    version: int

@@ -1,0 +1,250 @@
+"""The one event schema: every source, adapter and step agrees on this shape.
+
+An event arrives as a JSON object. `event_from_dict` turns it into a frozen `Event` or says,
+with a machine-readable reason, why it cannot: the reason codes are part of the dead-letter
+contract that users alert on, so they are listed once here (`REASONS`) and never invented ad hoc.
+
+>>> e = event_from_dict({"event_id": "e1", "user_id": "u1", "type": "click", "ts": 1700000000},
+...                     DEFAULT_EVENT_TYPES)
+>>> e.user_id, e.ts, e.quantity
+('u1', 1700000000.0, 1)
+>>> event_from_dict({"user_id": "u1"}, DEFAULT_EVENT_TYPES)
+Invalid(reason='missing_field', detail='event_id')
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+DEFAULT_EVENT_TYPES: frozenset[str] = frozenset(
+    {
+        "page_view",
+        "product_view",
+        "click",
+        "add_to_cart",
+        "remove_from_cart",
+        "purchase",
+        "scroll",
+        "search",
+    }
+)
+
+#: Every machine-readable reason an input can be refused for, with what it means.
+REASONS: dict[str, str] = {
+    "not_utf8": "payload bytes are not valid UTF-8",
+    "too_large": "payload is larger than validation.max_payload_bytes",
+    "malformed_json": "payload is not parseable JSON",
+    "not_object": "payload is JSON but not an object",
+    "missing_field": "a required field is absent or null",
+    "wrong_type": "a field has the wrong JSON type or an unusable value",
+    "unknown_type": "the event type is not in validation.event_types",
+    "ts_future": "event time is further in the future than validation.max_future_s",
+    "ts_past": "event time is before validation.min_ts",
+    "late": "event time is behind the user's watermark by more than the allowed lateness",
+}
+
+MAX_ID_LENGTH = 256
+MAX_QUANTITY = 1_000_000
+MAX_PRICE = 1e9
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated user event; `ts` is event time in epoch seconds (UTC)."""
+
+    event_id: str
+    user_id: str
+    type: str
+    ts: float
+    item_id: str | None = None
+    category: tuple[str, ...] = ()
+    price: float | None = None
+    quantity: int = 1
+    session_id: str | None = None
+    device: str | None = None
+    referrer: str | None = None
+    consent: bool | None = None
+
+    @property
+    def amount(self) -> float:
+        """Money this event moves: price times quantity (0 when there is no price)."""
+        return 0.0 if self.price is None else self.price * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class Invalid:
+    """Why a payload was refused: `reason` is a key of `REASONS`, `detail` names the field."""
+
+    reason: str
+    detail: str
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason, detail)
+        self.invalid = Invalid(reason, detail)
+
+
+def parse_ts(value: Any) -> float:
+    """Event time as epoch seconds from a number or an ISO-8601 string.
+
+    Naive ISO strings are read as UTC: a stream mixing zones silently would shift sessions.
+    Raises ValueError on anything else, including NaN, infinities and booleans.
+    """
+    if isinstance(value, bool):
+        raise ValueError("boolean timestamp")
+    if isinstance(value, int | float):
+        ts = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        parsed = datetime.fromisoformat(text)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+        ts = parsed.timestamp()
+    else:
+        raise ValueError("timestamp must be a number or an ISO-8601 string")
+    if not math.isfinite(ts):
+        raise ValueError("timestamp is not finite")
+    return ts
+
+
+def event_from_dict(obj: dict[str, Any], event_types: frozenset[str]) -> Event | Invalid:
+    """Validate one decoded JSON object against the schema."""
+    try:
+        return _build(obj, event_types)
+    except _Refused as refused:
+        return refused.invalid
+
+
+def _build(obj: dict[str, Any], event_types: frozenset[str]) -> Event:
+    event_id = _required_id(obj, "event_id")
+    user_id = _required_id(obj, "user_id")
+    event_type = _required_id(obj, "type")
+    if event_type not in event_types:
+        raise _Refused("unknown_type", event_type[:64])
+    raw_ts = obj.get("ts")
+    if raw_ts is None:
+        raise _Refused("missing_field", "ts")
+    try:
+        ts = parse_ts(raw_ts)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise _Refused("wrong_type", "ts") from exc
+    return Event(
+        event_id=event_id,
+        user_id=user_id,
+        type=event_type,
+        ts=ts,
+        item_id=_optional_id(obj, "item_id"),
+        category=_categories(obj.get("category")),
+        price=_optional_price(obj.get("price")),
+        quantity=_quantity(obj.get("quantity")),
+        session_id=_optional_id(obj, "session_id"),
+        device=_optional_id(obj, "device"),
+        referrer=_optional_text(obj, "referrer"),
+        consent=_optional_bool(obj.get("consent")),
+    )
+
+
+def _required_id(obj: dict[str, Any], name: str) -> str:
+    value = obj.get(name)
+    if value is None or value == "":
+        raise _Refused("missing_field", name)
+    return _as_id(value, name)
+
+
+def _optional_id(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None or value == "":
+        return None
+    return _as_id(value, name)
+
+
+def _as_id(value: Any, name: str) -> str:
+    """Ids may be strings or integers (datasets use both); integers are kept as their digits."""
+    if isinstance(value, bool):
+        raise _Refused("wrong_type", name)
+    if isinstance(value, int):
+        value = str(value)
+    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not value.isprintable():
+        raise _Refused("wrong_type", name)
+    return value
+
+
+def _optional_text(obj: dict[str, Any], name: str) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > 2048:
+        raise _Refused("wrong_type", name)
+    return value
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    """A category is a string, or a list of strings for items in several (movie genres)."""
+    if value is None or value == "":
+        return ()
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or len(items) > 32:
+        raise _Refused("wrong_type", "category")
+    out: list[str] = []
+    for item in items:
+        if not isinstance(item, str) or not item or len(item) > 128 or not item.isprintable():
+            raise _Refused("wrong_type", "category")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _optional_price(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Refused("wrong_type", "price")
+    price = float(value)
+    if not math.isfinite(price) or price < 0 or price > MAX_PRICE:
+        raise _Refused("wrong_type", "price")
+    return price
+
+
+def _quantity(value: Any) -> int:
+    if value is None:
+        return 1
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_QUANTITY:
+        raise _Refused("wrong_type", "quantity")
+    return value
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        raise _Refused("wrong_type", "consent")
+    return value
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The canonical JSON form of an event, as `tailor produce` writes it (None fields omitted)."""
+    out: dict[str, Any] = {
+        "event_id": event.event_id,
+        "user_id": event.user_id,
+        "type": event.type,
+        "ts": event.ts,
+    }
+    optional: dict[str, Any] = {
+        "item_id": event.item_id,
+        "category": list(event.category) if event.category else None,
+        "price": event.price,
+        "quantity": event.quantity if event.quantity != 1 else None,
+        "session_id": event.session_id,
+        "device": event.device,
+        "referrer": event.referrer,
+        "consent": event.consent,
+    }
+    out.update({k: v for k, v in optional.items() if v is not None})
+    return out
+
