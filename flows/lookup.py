@@ -1,0 +1,34 @@
+"""`tailor inspect USER`: read one user's profile and recommendations back from Redis."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+
+from operators.keys import recs_key, user_key
+
+
+def read_user(client: redis.Redis, prefix: str, user_id: str) -> dict[str, Any] | None:
+    """The stored profile (JSON fields decoded) and recommendations, or None if unknown."""
+    raw = client.hgetall(user_key(prefix, user_id))
+    if not raw:
+        return None
+    profile: dict[str, Any] = {}
+    for field, value in sorted(raw.items()):
+        name = field.decode()
+        try:
+            profile[name] = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            profile[name] = value.decode(errors="replace")
+    recs = client.get(recs_key(prefix, user_id))
+    return {
+        "user_id": user_id,
+        "profile": profile,
+        "recommendations": orjson.loads(recs) if recs else None,
+    }
+
+
+def render(found: dict[str, Any]) -> str:
+    return orjson.dumps(found, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode()

@@ -1,0 +1,55 @@
+"""Running the worker: metrics endpoint, signals, and the Bytewax runtime.
+
+SIGTERM and SIGINT do not kill the dataflow mid-batch: they ask the sources to end their
+partitions (`operators.lifecycle`), so in-flight batches reach Redis and Bytewax finishes
+the run normally.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from bytewax.run import cli_main
+from prometheus_client import start_http_server
+
+from flows.config import Config
+from flows.worker import build_redis_flow
+from operators import lifecycle
+
+log = logging.getLogger("tailor")
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    log.info("signal %s received: draining and stopping", signal.Signals(signum).name)
+    lifecycle.request_stop()
+
+
+def install_signal_handlers() -> None:
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+
+def start_metrics(config: Config) -> str | None:
+    """Serve Prometheus metrics when a port is configured; returns the URL."""
+    port = int(config["metrics"]["port"])
+    if port == 0:
+        return None
+    start_http_server(port)
+    return f"http://localhost:{port}/metrics"
+
+
+def run_worker(
+    config: Config, replay_paths: Sequence[Path] = (), serve_metrics: bool = False
+) -> None:
+    """Run one worker process until its sources end (drained, replay done, or a signal)."""
+    lifecycle.reset()
+    install_signal_handlers()
+    if serve_metrics:
+        url = start_metrics(config)
+        if url:
+            log.info("metrics at %s", url)
+    cli_main(build_redis_flow(config, replay_paths), workers_per_process=1)

@@ -1,0 +1,132 @@
+"""The Tailor dataflow: source → validate → per-user state → models → Redis.
+
+`build_flow` only wires steps; it takes its source and sinks as arguments so tests can pass
+Bytewax's testing connectors and production passes the Redis ones (bytewax's `get_flow`
+pattern). `get_flow` is the factory for Bytewax's own runner and cluster mode:
+
+    TAILOR_CONFIG=tailor.toml python -m bytewax.run flows.worker:get_flow -i 0 -a "host1:2101;host2:2101"
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from flows.config import Config, load_config
+from operators.deadletter_sink import DeadLetterSink
+from operators.models import ModelParams, models
+from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
+from operators.redis_sink import RedisSink
+from operators.redis_source import RedisStreamSource
+from operators.replay_source import ReplaySource
+from operators.user_state import UserStateParams, user_state
+from operators.validate import ValidationParams, validate
+from state.user import FEATURE_NAMES
+
+#: All model updates meet under one key: the clusterer and recommenders are global models.
+MODELS_KEY = "models"
+
+
+def validation_params(config: Config) -> ValidationParams:
+    section = config["validation"]
+    return ValidationParams(
+        max_payload_bytes=section["max_payload_bytes"],
+        max_future_s=section["max_future_s"],
+        min_ts=config.min_ts,
+        event_types=frozenset(section["event_types"]),
+    )
+
+
+def user_state_params(config: Config) -> UserStateParams:
+    section = config["state"]
+    return UserStateParams(
+        session_gap_s=section["session_gap_s"],
+        windows_s=tuple(section["windows_s"]),
+        rfm_window_s=section["rfm_window_s"],
+        interest_halflife_s=section["interest_halflife_s"],
+        top_categories=section["top_categories"],
+        history_len=section["history_len"],
+        max_purchased=section["max_purchased"],
+        allowed_lateness_s=section["allowed_lateness_s"],
+        dedup_horizon_s=section["dedup_horizon_s"],
+    )
+
+
+def feature_names(config: Config) -> tuple[str, ...]:
+    """The numeric features every profile carries, with the configured window names."""
+    return FEATURE_NAMES(tuple(config["state"]["windows_s"]))
+
+
+def model_params(config: Config) -> ModelParams:
+    segments, recs = config["segments"], config["recs"]
+    return ModelParams(
+        k=recs["k"],
+        clusterer=segments["clusterer"],
+        clusterer_params=dict(segments["params"]),
+        features=feature_names(config),
+        devices=tuple(segments["devices"]),
+        rules=dict(segments["rules"]),
+        cooc_max_neighbors=recs["cooc_max_neighbors"],
+        cooc_window=recs["cooc_window"],
+        trending_halflife_s=recs["trending_halflife_s"],
+        exclude_seen=recs["exclude_seen"],
+        seed=segments["seed"],
+    )
+
+
+def build_flow(
+    config: Config,
+    source: Source[RawRecord],
+    sink: Sink[UserOutput | SegmentInfo],
+    dead_letters: Sink[DeadLetter],
+) -> Dataflow:
+    """Wire the steps; the data walks one way and each step owns one concern."""
+    flow = Dataflow("tailor")
+    raw = op.input("events", flow, source)
+    checked = validate("validate", raw, validation_params(config))
+    by_user = op.key_on("by_user", checked.oks, lambda accepted: accepted.event.user_id)
+    per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
+    split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
+    late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
+    updates: Stream[UserUpdate] = split.falses  # type: ignore[assignment]
+    together = op.key_on("to_models", updates, lambda _update: MODELS_KEY)
+    outputs = op.key_rm("unkey_models", models("models", together, model_params(config)))
+    op.output("redis", outputs, sink)
+    op.output("dead_letters", op.merge("all_dead", checked.errs, late), dead_letters)
+    return flow
+
+
+def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[RawRecord]:
+    """Replay files when given (or configured), else the partitioned Redis streams."""
+    section = config["source"]
+    paths = list(replay_paths) or [Path(p) for p in section["replay_paths"]]
+    if paths:
+        return ReplaySource(paths, section["replay_adapter"] or None, section["batch_size"])
+    return RedisStreamSource(
+        config.redis_url,
+        prefix=config.prefix,
+        partitions=section["partitions"],
+        batch_size=section["batch_size"],
+        poll_interval_s=section["poll_interval_s"],
+        stop_when_drained=section["stop_when_drained"],
+    )
+
+
+def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataflow:
+    """The production wiring: Redis (or replay files) in, Redis out."""
+    url, prefix = config.redis_url, config.prefix
+    sink = RedisSink(url, prefix=prefix, updates_maxlen=config["output"]["updates_maxlen"])
+    dead = DeadLetterSink(url, prefix=prefix, maxlen=config["output"]["deadletter_maxlen"])
+    return build_flow(config, build_source(config, replay_paths), sink, dead)
+
+
+def get_flow() -> Dataflow:
+    """Factory for `python -m bytewax.run flows.worker:get_flow` (cluster mode)."""
+    path = os.environ.get("TAILOR_CONFIG")
+    return build_redis_flow(load_config(Path(path) if path else None))
