@@ -45,12 +45,11 @@ def _require_url(config: Config) -> str:
 
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
+    _require_url(config)
     from flows.runner import run_worker  # noqa: PLC0415  (keeps `tailor --help` fast)
 
     if args.until_drained:
         config = config.with_value("source", "stop_when_drained", True)
-    if not args.replay:
-        _require_url(config)
     run_worker(config, args.replay, serve_metrics=True)
     return 0
 

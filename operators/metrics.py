@@ -1,0 +1,58 @@
+"""Every Prometheus metric Tailor exports, defined once.
+
+Module-level like Bytewax's own Kafka lag gauge: a metric is process-wide, and each step
+imports the ones it feeds. Labels are bounded sets (event type, outcome, reason, segment id,
+stream key): never a user id, so the endpoint cannot leak who did what.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+#: Read-to-acknowledged-write latency: sub-millisecond up to a stalled Redis.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Event-time-to-write latency: includes producer delay and replays of old data.
+EVENT_TIME_BUCKETS = (0.1, 0.5, 1.0, 5.0, 30.0, 60.0, 300.0, 3600.0, 86400.0, 604800.0)
+BATCH_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000, 10000)
+
+EVENTS = Counter(
+    "tailor_events",
+    "Events seen by the worker, by event type and outcome "
+    "(accepted, invalid, late, duplicate, opted_out).",
+    ["type", "outcome"],
+)
+DEAD_LETTERS = Counter(
+    "tailor_dead_letters",
+    "Inputs sent to the dead-letter stream, by machine-readable reason.",
+    ["reason"],
+)
+EVENT_TO_REDIS = Histogram(
+    "tailor_event_to_redis_seconds",
+    "From the worker reading an event to Redis acknowledging the write that reflects it.",
+    buckets=LATENCY_BUCKETS,
+)
+EVENT_TIME_TO_REDIS = Histogram(
+    "tailor_event_time_to_redis_seconds",
+    "From an event's own timestamp to Redis acknowledging the write that reflects it.",
+    buckets=EVENT_TIME_BUCKETS,
+)
+SOURCE_BATCH = Histogram(
+    "tailor_source_batch_size",
+    "Entries returned by one source read.",
+    ["source"],
+    buckets=BATCH_BUCKETS,
+)
+SINK_BATCH = Histogram(
+    "tailor_sink_batch_size",
+    "Users written by one coalesced, pipelined sink flush.",
+    buckets=BATCH_BUCKETS,
+)
+REDIS_ERRORS = Counter(
+    "tailor_redis_errors",
+    "Redis errors by operation (read, write, deadletter) and error class.",
+    ["operation", "kind"],
+)
+ACTIVE_USERS = Gauge("tailor_active_users", "Users with live state in this process.")
+SEGMENT_SIZE = Gauge(
+    "tailor_segment_size", "Members of each segment, as stored in Redis.", ["segment"]
+)

@@ -1,0 +1,90 @@
+"""Settings: defaults load, files and environment override, and mistakes name their key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.cli import main
+from flows.config import ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "tailor.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_documented_file() -> None:
+    config = load_config(env={})
+    assert config["source"]["batch_size"] == 1000
+    assert config["segments"]["clusterer"] == "KMeans"
+    assert config["segments"]["params"] == {"n_clusters": 6, "halflife": 0.5, "sigma": 0.5}
+    assert config.min_ts == 631152000.0
+    assert config.redis_url == ""
+
+
+def test_file_then_environment_override(tmp_path: Path) -> None:
+    path = write(tmp_path, "[source]\nbatch_size = 250\n[recs]\nk = 5\n")
+    env = {"TAILOR_RECS_K": "7", "REDIS_URL": "redis://example:6379/1"}
+    config = load_config(path, env)
+    assert config["source"]["batch_size"] == 250
+    assert config["recs"]["k"] == 7
+    assert config.redis_url == "redis://example:6379/1"
+
+
+def test_int_is_accepted_for_a_float_setting(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "[state]\nsession_gap_s = 600\n"), env={})
+    assert config["state"]["session_gap_s"] == 600.0
+    assert isinstance(config["state"]["session_gap_s"], float)
+
+
+def test_free_tables_take_new_keys_from_file_and_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, '[segments.rules]\nvip = "spend_30d > 1000"\n')
+    env = {"TAILOR_SEGMENTS_PARAMS_N_CLUSTERS": "9", "TAILOR_SEGMENTS_RULES_NIGHT_OWL": "'x > 1'"}
+    config = load_config(path, env)
+    assert config["segments"]["rules"]["vip"] == "spend_30d > 1000"
+    assert config["segments"]["rules"]["night_owl"] == "x > 1"
+    assert config["segments"]["params"]["n_clusters"] == 9
+
+
+def test_environment_lists_are_read_as_toml() -> None:
+    config = load_config(env={"TAILOR_STATE_WINDOWS_S": "[60, 3600]"})
+    assert config["state"]["windows_s"] == [60, 3600]
+
+
+def test_unrelated_tailor_variables_are_ignored() -> None:
+    assert load_config(env={"TAILOR_PSEUDONYM_SECRET": "x"})["recs"]["k"] == 10
+
+
+@pytest.mark.parametrize(
+    ("text", "env", "names"),
+    [
+        ("[source]\nbatchsize = 5\n", {}, "source.batchsize"),
+        ("[sources]\nbatch_size = 5\n", {}, "sources"),
+        ('[source]\nbatch_size = "many"\n', {}, "source.batch_size"),
+        ("[recs]\nk = 0\n", {}, "recs.k"),
+        ('[source]\nkind = "kafka"\n', {}, "source.kind"),
+        ('[validation]\nmin_ts = "yesterday"\n', {}, "validation.min_ts"),
+        ("[state]\nwindows_s = [3600, -1]\n", {}, "state.windows_s"),
+        ("[segments.rules]\nbad = 3\n", {}, "segments.rules.bad"),
+        ("", {"TAILOR_SOURCE_BATCHSIZE": "5"}, "TAILOR_SOURCE_BATCHSIZE"),
+        ("", {"TAILOR_METRICS_PORT": "70000"}, "metrics.port"),
+        ("not toml [", {}, "not valid TOML"),
+    ],
+)
+def test_mistakes_name_the_key(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigError, match=names.replace(".", r"\.")):
+        load_config(write(tmp_path, text), env)
+
+
+def test_cli_exits_2_on_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "[recs]\nk = -3\n")
+    assert main(["--config", str(path), "inspect", "someone"]) == 2
+    assert "recs.k" in capsys.readouterr().err
+
+
+def test_cli_exits_2_when_run_has_no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    assert main(["run"]) == 2
