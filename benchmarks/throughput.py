@@ -1,0 +1,214 @@
+"""Throughput and latency of one worker process against a real Redis.
+
+Two runs, both on MovieLens latest-small ratings (cycled to N events with fresh ids and
+shifted times) and with every model on:
+
+1. backlog: N events pre-loaded into the streams, the worker drains them; events/s.
+2. paced: a producer feeds the streams at a fixed rate while the worker runs; event-to-Redis
+   latency percentiles (from the worker's own histogram) at that rate.
+
+    python benchmarks/throughput.py [--events 200000] [--rate 5000] [--redis-url URL]
+
+Without --redis-url a throw-away redis-server is started on a free port.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import redis
+from bytewax.testing import run_main
+
+from flows.config import Config, load_config
+from flows.demo import processed_events
+from flows.worker import build_redis_flow
+from operators import lifecycle, metrics
+from operators.routing import partition_for, stream_key
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-latest-small"
+PREFIX = "bench"
+
+
+def movielens_events(n: int) -> Iterator[bytes]:
+    with (DATA / "ratings.csv").open() as handle:
+        rows = sorted(
+            (int(r["timestamp"]), r["userId"], r["movieId"]) for r in csv.DictReader(handle)
+        )
+    span = rows[-1][0] - rows[0][0] + 86400
+    produced, cycle = 0, 0
+    while True:
+        for ts, user, movie in rows:
+            if produced == n:
+                return
+            event = {
+                "event_id": f"{cycle}-{user}-{movie}-{ts}",
+                "user_id": user,
+                "type": "product_view",
+                "ts": ts + cycle * span,
+                "item_id": movie,
+                "device": ("mobile", "desktop", "tablet")[int(user) % 3],
+            }
+            yield orjson.dumps(event)
+            produced += 1
+        cycle += 1
+
+
+def publish(client: redis.Redis, payloads: list[bytes], partitions: int) -> None:
+    pipe = client.pipeline(transaction=False)
+    for payload in payloads:
+        user = orjson.loads(payload)["user_id"]
+        pipe.xadd(stream_key(PREFIX, partition_for(user, partitions)), {b"payload": payload})
+    pipe.execute()
+
+
+def start_server() -> tuple[subprocess.Popen[bytes], str]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    binary = shutil.which("redis-server") or "redis-server"
+    workdir = tempfile.mkdtemp()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", workdir],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(200):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+def latency_quantile(q: float) -> float:
+    """Quantile of event-to-Redis latency, linearly interpolated inside its histogram bucket."""
+    samples = [
+        (float(s.labels["le"]), s.value)
+        for m in metrics.EVENT_TO_REDIS.collect()
+        for s in m.samples
+        if s.name.endswith("_bucket")
+    ]
+    total = samples[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in samples:
+        if count >= q * total:
+            if bound == float("inf"):
+                return lower_bound
+            share = (q * total - lower_count) / max(count - lower_count, 1)
+            return lower_bound + share * (bound - lower_bound)
+        lower_bound, lower_count = bound, count
+    return lower_bound
+
+
+def reset_histogram() -> None:
+    metrics.EVENT_TO_REDIS._metric_init()  # type: ignore[attr-defined]
+
+
+def rss_mb() -> float:
+    with open(f"/proc/{os.getpid()}/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def backlog_run(config: Config, client: redis.Redis, n: int) -> dict[str, float]:
+    payloads = list(movielens_events(n))
+    for start in range(0, n, 10_000):
+        publish(client, payloads[start : start + 10_000], config["source"]["partitions"])
+    rss_before = rss_mb()
+    before = processed_events()
+    started = time.perf_counter()
+    run_main(build_redis_flow(config.with_value("source", "stop_when_drained", True)))
+    elapsed = time.perf_counter() - started
+    users = metrics.ACTIVE_USERS._value.get()  # type: ignore[attr-defined]
+    return {
+        "events": processed_events() - before,
+        "seconds": elapsed,
+        "events_per_s": (processed_events() - before) / elapsed,
+        "p50_ms": latency_quantile(0.5) * 1000,
+        "p95_ms": latency_quantile(0.95) * 1000,
+        "p99_ms": latency_quantile(0.99) * 1000,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_kb_per_user": (rss_mb() - rss_before) * 1024 / max(users, 1),
+        "active_users": users,
+    }
+
+
+def paced_run(config: Config, client: redis.Redis, n: int, rate: float) -> dict[str, float]:
+    payloads = list(movielens_events(n))
+    client.flushall()
+    reset_histogram()
+    before = processed_events()
+    chunk = max(int(rate / 20), 1)  # 20 sends per second
+
+    def feed() -> None:
+        started = time.perf_counter()
+        for i, start in enumerate(range(0, n, chunk)):
+            delay = started + i / 20 - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)  # pacing the producer, not synchronising a test
+            publish(client, payloads[start : start + chunk], config["source"]["partitions"])
+        while processed_events() - before < n:
+            time.sleep(0.05)
+        lifecycle.request_stop()
+
+    lifecycle.reset()
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    run_main(build_redis_flow(config.with_value("source", "stop_when_drained", False)))
+    feeder.join()
+    lifecycle.reset()
+    return {
+        "rate": rate,
+        "p50_ms": latency_quantile(0.5) * 1000,
+        "p95_ms": latency_quantile(0.95) * 1000,
+        "p99_ms": latency_quantile(0.99) * 1000,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rate", type=float, default=5000.0)
+    parser.add_argument("--paced-events", type=int, default=50_000)
+    parser.add_argument("--redis-url")
+    args = parser.parse_args()
+    server, url = (None, args.redis_url) if args.redis_url else start_server()
+    config = load_config(env={}).with_value("redis", "url", url)
+    config = config.with_value("redis", "prefix", PREFIX).with_value("metrics", "port", 0)
+    client = redis.Redis.from_url(url)
+    try:
+        backlog = backlog_run(config, client, args.events)
+        paced = paced_run(config, client, args.paced_events, args.rate)
+    finally:
+        if server is not None:
+            server.terminate()
+    print(f"| run | events | events/s | p50 ms | p95 ms | p99 ms | peak RSS MB | RSS KB/user |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(
+        f"| backlog | {backlog['events']:.0f} | {backlog['events_per_s']:,.0f} | "
+        f"{backlog['p50_ms']:.1f} | {backlog['p95_ms']:.1f} | {backlog['p99_ms']:.1f} | "
+        f"{backlog['peak_rss_mb']:.0f} | {backlog['rss_kb_per_user']:.1f} |"
+    )
+    print(
+        f"| paced {paced['rate']:.0f}/s | {args.paced_events} | - | {paced['p50_ms']:.1f} | "
+        f"{paced['p95_ms']:.1f} | {paced['p99_ms']:.1f} | - | - |"
+    )
+
+
+if __name__ == "__main__":
+    main()
