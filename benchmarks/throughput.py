@@ -197,7 +197,7 @@ def main() -> None:
     finally:
         if server is not None:
             server.terminate()
-    print(f"| run | events | events/s | p50 ms | p95 ms | p99 ms | peak RSS MB | RSS KB/user |")
+    print("| run | events | events/s | p50 ms | p95 ms | p99 ms | peak RSS MB | RSS KB/user |")
     print("|---|---|---|---|---|---|---|---|")
     print(
         f"| backlog | {backlog['events']:.0f} | {backlog['events_per_s']:,.0f} | "

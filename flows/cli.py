@@ -46,7 +46,7 @@ def _require_url(config: Config) -> str:
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     _require_url(config)
-    from flows.runner import run_worker  # noqa: PLC0415  (keeps `tailor --help` fast)
+    from flows.runner import run_worker
 
     if args.until_drained:
         config = config.with_value("source", "stop_when_drained", True)
@@ -55,13 +55,13 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
-    from flows.demo import run_demo  # noqa: PLC0415
+    from flows.demo import run_demo
 
     return run_demo(config, users=args.users, follow=args.follow)
 
 
 def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
-    from flows.produce import produce  # noqa: PLC0415
+    from flows.produce import produce
 
     count = produce(
         _require_url(config),
@@ -76,8 +76,8 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
-    from flows.embedded import DEMO_DB, EmbeddedRedis  # noqa: PLC0415
-    from flows.lookup import read_user, render  # noqa: PLC0415
+    from flows.embedded import DEMO_DB, EmbeddedRedis
+    from flows.lookup import read_user, render
 
     embedded = None
     url = config.redis_url

@@ -28,7 +28,14 @@ DEMO_PREFIX = "tailor-demo"
 
 def processed_events() -> int:
     """Events the worker has finished with, whatever the outcome (from its own counters)."""
-    return int(sum(s.value for m in metrics.EVENTS.collect() for s in m.samples if s.name.endswith("_total")))
+    return int(
+        sum(
+            s.value
+            for m in metrics.EVENTS.collect()
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+    )
 
 
 def _clear_prefix(client: redis.Redis, prefix: str) -> None:
@@ -80,11 +87,15 @@ def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
     if p50 is not None and p99 is not None:
         lines.append(f"event-to-Redis latency: p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")
     lines.append("segments:")
-    lines += [f"  {seg:<28} {size:>6} users  {name}" for seg, name, size in _segments(client, prefix)]
+    lines += [
+        f"  {seg:<28} {size:>6} users  {name}" for seg, name, size in _segments(client, prefix)
+    ]
     return lines
 
 
-def _where_to_look(prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None) -> list[str]:
+def _where_to_look(
+    prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None
+) -> list[str]:
     cli = f"redis-cli -s {embedded.socket}" if embedded else "redis-cli -u $REDIS_URL"
     lines = [
         "where to look:",
@@ -116,7 +127,11 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
         metrics_url = start_metrics(config)
         print(f"running the worker (Redis: {url}, metrics: {metrics_url or 'off'})")
         _run_with_progress(config, produced)
-        print("\n".join(_summary(client, prefix, produced) + _where_to_look(prefix, embedded, metrics_url)))
+        print(
+            "\n".join(
+                _summary(client, prefix, produced) + _where_to_look(prefix, embedded, metrics_url)
+            )
+        )
         return 0
     finally:
         if embedded is not None:

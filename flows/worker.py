@@ -4,7 +4,8 @@
 Bytewax's testing connectors and production passes the Redis ones (bytewax's `get_flow`
 pattern). `get_flow` is the factory for Bytewax's own runner and cluster mode:
 
-    TAILOR_CONFIG=tailor.toml python -m bytewax.run flows.worker:get_flow -i 0 -a "host1:2101;host2:2101"
+    TAILOR_CONFIG=tailor.toml python -m bytewax.run flows.worker:get_flow \
+        -i 0 -a "host1:2101;host2:2101"
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-
-from flows.config import Config, load_config
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
-from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
 from operators.redis_sink import RedisSink
-from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
 from operators.user_state import UserStateParams, user_state
+
+from flows.config import Config, load_config
+from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
+from operators.redis_source import RedisStreamSource
 from operators.validate import ValidationParams, validate
 from state.user import FEATURE_NAMES
 

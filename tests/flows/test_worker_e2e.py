@@ -166,7 +166,7 @@ def test_replay_of_the_sample_matches_produce_then_run(
     redis_url: str, r: redis.Redis, config_file: Path, tmp_path: Path
 ) -> None:
     """Backfill from a file and streaming the same file give byte-identical Redis state."""
-    from flows.sample import write_jsonl  # noqa: PLC0415
+    from flows.sample import write_jsonl
 
     sample = tmp_path / "sample.jsonl"
     write_jsonl(sample, users=150, seed=11)

@@ -1,0 +1,149 @@
+"""Hostile input through the whole worker: it stays up, refuses each bad payload with a
+reason on the dead-letter stream, processes each good one, and loses nothing."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import orjson
+import redis
+from bytewax.testing import run_main
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from flows.config import load_config
+from flows.worker import build_redis_flow
+from operators.keys import deadletter_stream, user_key
+from operators.routing import partition_for, stream_key
+from state.event import REASONS
+
+PREFIX = "hostile"
+PARTITIONS = 2
+BASE_TS = 1_700_000_000
+
+not_utf8 = st.binary(min_size=1, max_size=40).map(lambda b: b"\xff\xfe" + b)
+not_json = (
+    st.text(min_size=1, max_size=40)
+    .filter(lambda t: t.strip()[:1] not in '[{"-0123456789tfn')
+    .map(str.encode)
+)
+not_object = st.one_of(
+    st.integers(), st.lists(st.integers(), max_size=3), st.text(max_size=10)
+).map(orjson.dumps)
+deep = st.integers(min_value=300, max_value=20_000).map(lambda n: b"[" * n + b"]" * n)
+huge = st.integers(min_value=70_000, max_value=200_000).map(
+    lambda n: orjson.dumps(
+        {"event_id": "x", "user_id": "u", "type": "click", "ts": BASE_TS, "pad": "a" * n}
+    )
+)
+specials = st.sampled_from(
+    [
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": NaN}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": Infinity}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 1e400}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 99999999999999999999999}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 4102444800000}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 5}',
+        b'{"event_id": "e", "user_id": "u\\u0000x", "type": "click", "ts": 1700000000}',
+        b'{"event_id": "e", "user_id": ["u"], "type": "click", "ts": 1700000000}',
+        b'{"event_id": "e", "user_id": "u", "type": "teleport", "ts": 1700000000}',
+        b'{"event_id": "e", "user_id": "u", "type": "click"}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": "yesterday"}',
+        b'{"event_id": "e", "user_id": "u", "type": "purchase", "ts": 1700000000, "price": -1}',
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 1700000000, "quantity": 1e308}',
+        b"",
+        b"\x00\x01\x02",
+    ]
+)
+wrong_fields = st.fixed_dictionaries(
+    {
+        "event_id": st.one_of(st.none(), st.booleans(), st.floats(), st.lists(st.integers())),
+        "user_id": st.text(min_size=1, max_size=5),
+        "type": st.just("click"),
+        "ts": st.just(BASE_TS),
+    }
+).map(orjson.dumps)
+bad_payloads = st.one_of(not_utf8, not_json, not_object, deep, huge, specials, wrong_fields)
+
+
+def good_event(n: int) -> bytes:
+    return orjson.dumps(
+        {
+            "event_id": f"good-{n}",
+            "user_id": f"user-{n}",
+            "type": "product_view",
+            "ts": BASE_TS + n,
+            "item_id": f"item-{n % 7}",
+            "category": "books",
+        }
+    )
+
+
+def publish(client: redis.Redis, bad: list[bytes], good: list[bytes]) -> None:
+    """Bad payloads and good events interleaved; bad ones go to partition 0 (no usable user)."""
+    pipe = client.pipeline(transaction=False)
+    for i in range(max(len(bad), len(good))):
+        if i < len(bad):
+            pipe.xadd(stream_key(PREFIX, 0), {b"payload": bad[i]})
+        if i < len(good):
+            user = orjson.loads(good[i])["user_id"]
+            pipe.xadd(stream_key(PREFIX, partition_for(user, PARTITIONS)), {b"payload": good[i]})
+    pipe.execute()
+
+
+def run_worker(redis_url: str) -> None:
+    config = load_config(env={})
+    for section, key, value in [
+        ("redis", "url", redis_url),
+        ("redis", "prefix", PREFIX),
+        ("source", "partitions", PARTITIONS),
+        ("source", "stop_when_drained", True),
+        ("metrics", "port", 0),
+    ]:
+        config = config.with_value(section, key, value)
+    run_main(build_redis_flow(config))
+
+
+def dead_letters(client: redis.Redis) -> list[dict[bytes, Any]]:
+    return [fields for _id, fields in client.xrange(deadletter_stream(PREFIX))]
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(bad=st.lists(bad_payloads, min_size=1, max_size=12), n_good=st.integers(0, 15))
+def test_hostile_payloads_are_dead_lettered_and_good_ones_processed(
+    redis_url: str, bad: list[bytes], n_good: int
+) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushall()
+    good = [good_event(n) for n in range(n_good)]
+    publish(client, bad, good)
+    run_worker(redis_url)
+    letters = dead_letters(client)
+    assert Counter(f[b"payload"] for f in letters) == Counter(bad)
+    assert all(f[b"reason"].decode() in REASONS for f in letters)
+    for n in range(n_good):
+        assert client.hget(user_key(PREFIX, f"user-{n}"), "version") == b"1"
+
+
+def test_each_reason_is_reported(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    cases = {
+        b"\xff\xfe": "not_utf8",
+        b"{oops": "malformed_json",
+        b"[1, 2]": "not_object",
+        b'{"user_id": "u", "type": "click", "ts": 1700000000}': "missing_field",
+        b'{"event_id": 1.5, "user_id": "u", "type": "click", "ts": 1700000000}': "wrong_type",
+        b'{"event_id": "e", "user_id": "u", "type": "teleport", "ts": 1700000000}': "unknown_type",
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 4102444800}': "ts_future",
+        b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 5}': "ts_past",
+        b'{"event_id": "e", "pad": "' + b"a" * 70_000 + b'"}': "too_large",
+    }
+    publish(client, list(cases), [])
+    run_worker(redis_url)
+    got = {f[b"payload"]: f[b"reason"].decode() for f in dead_letters(client)}
+    assert got == cases

@@ -1,0 +1,95 @@
+"""The `tailor` command as a user meets it: demo on an embedded Redis, inspect, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import redis
+
+from operators.keys import updates_channel, user_key
+from operators.routing import partition_for, stream_key
+
+
+def env_without_redis(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    return {**env, "TAILOR_METRICS_PORT": "0", **extra}
+
+
+def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "demo", "--users", "120"],
+        cwd=tmp_path,
+        env=env_without_redis(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    assert "users with a profile: 120" in demo.stdout
+    assert "cluster:" in demo.stdout
+    assert "where to look" in demo.stdout
+    assert (tmp_path / ".tailor" / "demo.db").exists()
+    inspect = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "inspect", "user-00042"],
+        cwd=tmp_path,
+        env=env_without_redis(TAILOR_REDIS_PREFIX="tailor-demo"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert inspect.returncode == 0, inspect.stderr[-3000:]
+    found = orjson.loads(inspect.stdout)
+    assert found["profile"]["segment"].startswith("cluster:")
+    assert len(found["recommendations"]["items"]) == 10
+
+
+def test_inspect_unknown_user_exits_1(redis_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "inspect", "nobody"],
+        env={**env_without_redis(), "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1
+    assert "nobody" in done.stderr
+
+
+def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis) -> None:
+    """A long-lived worker writes what it read, then stops with exit code 0 on SIGTERM."""
+    pubsub = r.pubsub()
+    pubsub.subscribe(updates_channel("tailor"))
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flows.cli", "run"],
+        env={**env_without_redis(), "REDIS_URL": redis_url},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        users = [f"u{n}" for n in range(5)]
+        for n, user in enumerate(users):
+            event = {
+                "event_id": f"e{n}",
+                "user_id": user,
+                "type": "page_view",
+                "ts": 1_700_000_000 + n,
+            }
+            r.xadd(stream_key("tailor", partition_for(user, 4)), {"payload": orjson.dumps(event)})
+        seen: set[str] = set()
+        while seen != set(users):
+            message = pubsub.get_message(timeout=30)
+            assert message is not None, "worker wrote nothing within 30 s"
+            if message["type"] == "message":
+                seen.add(orjson.loads(message["data"])["user_id"])
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0, worker.stderr.read()[-3000:] if worker.stderr else ""
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    assert all(r.hget(user_key("tailor", u), "version") == b"1" for u in users)
