@@ -45,10 +45,10 @@ def _clear_prefix(client: redis.Redis, prefix: str) -> None:
 
 def _watch(total: int, done: threading.Event) -> None:
     """Print the worker's progress from its metrics until the run ends."""
-    bar = Progress(total, label="processing")
+    bar = Progress("processing", total=total)
     while not done.wait(0.5):
-        bar.update_to(processed_events())
-    bar.update_to(processed_events())
+        bar.update(processed_events())
+    bar.update(processed_events())
     bar.close()
 
 

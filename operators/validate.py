@@ -1,0 +1,140 @@
+"""Validation: every raw payload becomes an accepted event or a dead letter with a reason.
+
+Nothing raises and nothing is dropped: a worker that crashed on one hostile payload would
+crash again on the same payload after every recovery, so refusals are data, split off into
+their own stream (as Bytewax's Kafka operators split `oks` from `errs`).
+
+Checks run cheapest first, and the size check comes before any decoding so an oversized
+payload costs nothing: too_large, not_utf8, malformed_json, not_object, the schema
+(`state.event.event_from_dict`), then the event-time bounds ts_future / ts_past.
+
+>>> from operators.records import RawRecord
+>>> payload = b'{"event_id":"e1","user_id":"u1","type":"click","ts":1700000000}'
+>>> rec = RawRecord(payload, "s", "1-0", 0.0)
+>>> validate_record(rec, ValidationParams(), now=1700000000.0).event.user_id
+'u1'
+>>> validate_record(RawRecord(b"[1]", "s", "2-0", 0.0), ValidationParams(), now=0.0).reason
+'not_object'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, cast
+
+import bytewax.operators as op
+import orjson
+from bytewax.dataflow import Stream, operator
+
+from operators.metrics import DEAD_LETTERS, EVENTS
+from operators.records import Accepted, DeadLetter, RawRecord
+from state.event import DEFAULT_EVENT_TYPES, Event, Invalid, event_from_dict
+
+_DETAIL_CHARS = 120
+#: Detail prefix of a refusal caused by an exception inside the schema check (a bug, counted
+#: as `wrong_type` rather than crashing the worker on every recovery of the same payload).
+INTERNAL_ERROR = "internal error: "
+
+
+@dataclass(frozen=True)
+class ValidationParams:
+    """Limits a payload must respect; `min_ts` defaults to 1990-01-01 UTC."""
+
+    max_payload_bytes: int = 65536
+    max_future_s: float = 86400.0
+    min_ts: float = 631152000.0
+    event_types: frozenset[str] = DEFAULT_EVENT_TYPES
+
+
+def _refuse(record: RawRecord, reason: str, detail: str, event_type: str = "unknown") -> DeadLetter:
+    """Count the refusal under bounded labels and wrap the untouched payload."""
+    EVENTS.labels(event_type, "invalid").inc()
+    DEAD_LETTERS.labels(reason).inc()
+    return DeadLetter(reason, detail[:_DETAIL_CHARS], record.payload, record.origin, record.offset)
+
+
+def _type_label(obj: dict[str, Any], params: ValidationParams) -> str:
+    """The event type as a metric label only when it is a known one: labels stay a bounded set."""
+    value = obj.get("type")
+    return value if isinstance(value, str) and value in params.event_types else "unknown"
+
+
+def _decode(record: RawRecord, params: ValidationParams) -> dict[str, Any] | DeadLetter:
+    payload = record.payload
+    if len(payload) > params.max_payload_bytes:
+        return _refuse(record, "too_large", f"{len(payload)} bytes")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return _refuse(record, "not_utf8", f"byte {exc.start}")
+    try:
+        obj = orjson.loads(payload)
+    except Exception as exc:  # JSONDecodeError, depth limits, anything the parser raises
+        return _refuse(record, "malformed_json", str(exc))
+    if not isinstance(obj, dict):
+        return _refuse(record, "not_object", type(obj).__name__)
+    return cast(dict[str, Any], obj)
+
+
+def _check(obj: dict[str, Any], params: ValidationParams) -> Event | Invalid:
+    try:
+        event = event_from_dict(obj, params.event_types)
+    except Exception as exc:  # a schema bug must not become a crash loop on one payload
+        return Invalid("wrong_type", f"{INTERNAL_ERROR}{type(exc).__name__}")
+    return event
+
+
+def validate_record(
+    record: RawRecord, params: ValidationParams, now: float
+) -> Accepted | DeadLetter:
+    """Accept `record` as an event or refuse it with a reason from `state.event.REASONS`.
+
+    `now` is wall-clock time, used only for the future bound: an event stamped a day ahead is
+    a broken producer clock, not data.
+    """
+    decoded = _decode(record, params)
+    if isinstance(decoded, DeadLetter):
+        return decoded
+    label = _type_label(decoded, params)
+    event = _check(decoded, params)
+    if isinstance(event, Invalid):
+        return _refuse(record, event.reason, event.detail, label)
+    if event.ts > now + params.max_future_s:
+        return _refuse(record, "ts_future", "ts", label)
+    if event.ts < params.min_ts:
+        return _refuse(record, "ts_past", "ts", label)
+    return Accepted(event, record.read_at)
+
+
+@dataclass(frozen=True)
+class ValidateOut:
+    """The two streams out of `validate`: accepted events and dead letters."""
+
+    oks: Stream[Accepted]
+    errs: Stream[DeadLetter]
+
+
+def _is_accepted(item: Accepted | DeadLetter) -> bool:
+    return isinstance(item, Accepted)
+
+
+@operator
+def validate(
+    step_id: str,
+    up: Stream[RawRecord],
+    params: ValidationParams,
+    now: Callable[[], float] = time.time,
+) -> ValidateOut:
+    """Validate every record of `up`; `now` is the wall clock, injectable for tests."""
+
+    def check(record: RawRecord) -> Accepted | DeadLetter:
+        return validate_record(record, params, now())
+
+    results = op.map("check", up, check)
+    split = op.branch("split", results, _is_accepted)
+    return ValidateOut(
+        cast(Stream[Accepted], split.trues),
+        cast(Stream[DeadLetter], split.falses),
+    )

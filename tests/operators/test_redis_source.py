@@ -1,0 +1,163 @@
+"""RedisStreamSource against a real redis-server: completeness, order, resume, idling, outages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, run_main
+from prometheus_client import REGISTRY
+
+from operators import lifecycle
+from operators.records import RawRecord
+from operators.redis_source import RedisStreamSource, backoff_s
+from operators.routing import partition_for, stream_key
+from tests.conftest import free_port
+
+
+@pytest.fixture(autouse=True)
+def _no_stop_request() -> Iterator[None]:
+    lifecycle.reset()
+    yield
+    lifecycle.reset()
+
+
+def xadd(r: redis.Redis, key: str, fields: dict[Any, Any]) -> str:
+    entry_id: Any = r.xadd(key, fields)
+    return str(entry_id.decode())
+
+
+def publish(r: redis.Redis, n: int, partitions: int = 4) -> dict[str, list[tuple[str, bytes]]]:
+    """XADD n payloads routed by user; returns (entry id, payload) per stream in XADD order."""
+    added: dict[str, list[tuple[str, bytes]]] = {
+        stream_key("tailor", p): [] for p in range(partitions)
+    }
+    for i in range(n):
+        user = f"user-{i % 37}"
+        key = stream_key("tailor", partition_for(user, partitions))
+        payload = f'{{"event_id":"e{i}","user_id":"{user}"}}'.encode()
+        added[key].append((xadd(r, key, {b"payload": payload}), payload))
+    return added
+
+
+def run_source(source: RedisStreamSource) -> list[RawRecord]:
+    out: list[RawRecord] = []
+    flow = Dataflow("redis-source-test")
+    op.output("out", op.input("inp", flow, source), TestingSink(out))
+    run_main(flow)
+    return out
+
+
+def test_flow_reads_every_entry_once_in_order_per_partition(r: redis.Redis, redis_url: str) -> None:
+    added = publish(r, 2_500)
+    source = RedisStreamSource(redis_url, batch_size=100, stop_when_drained=True)
+    out = run_source(source)
+    assert len(out) == 2_500
+    for key, entries in added.items():
+        got = [(rec.offset, rec.payload) for rec in out if rec.origin == key]
+        assert got == entries, key
+    assert all(rec.read_at > 0 for rec in out)
+
+
+def test_entry_without_payload_becomes_an_empty_record(r: redis.Redis, redis_url: str) -> None:
+    entry_id = xadd(r, stream_key("tailor", 0), {b"other": b"x"})
+    out = run_source(RedisStreamSource(redis_url, partitions=1, stop_when_drained=True))
+    assert [(rec.payload, rec.offset) for rec in out] == [(b"", entry_id)]
+
+
+def test_partition_resumes_after_its_snapshot(r: redis.Redis, redis_url: str) -> None:
+    key = stream_key("tailor", 1)
+    ids = [xadd(r, key, {b"payload": f"p{i}".encode()}) for i in range(10)]
+    source = RedisStreamSource(redis_url, batch_size=4, stop_when_drained=True)
+    assert source.list_parts() == [stream_key("tailor", p) for p in range(4)]
+
+    first = source.build_part("inp", key, None)
+    batch = first.next_batch()
+    assert [rec.offset for rec in batch] == ids[:4]
+    assert first.snapshot() == ids[3]
+    first.close()
+
+    resumed = source.build_part("inp", key, ids[3])
+    assert [rec.payload for rec in resumed.next_batch()] == [b"p4", b"p5", b"p6", b"p7"]
+    assert [rec.payload for rec in resumed.next_batch()] == [b"p8", b"p9"]
+    assert resumed.snapshot() == ids[9]
+    with pytest.raises(StopIteration):
+        resumed.next_batch()
+    resumed.close()
+
+
+def test_second_run_with_recovery_reads_only_new_entries(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    source = RedisStreamSource(redis_url, partitions=2, batch_size=7, stop_when_drained=True)
+
+    def run() -> list[RawRecord]:
+        out: list[RawRecord] = []
+        flow = Dataflow("redis-source-recovery")
+        op.output("out", op.input("inp", flow, source), TestingSink(out))
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)
+        return out
+
+    def located(added: dict[str, list[tuple[str, bytes]]]) -> list[tuple[str, str]]:
+        return sorted((key, entry_id) for key, entries in added.items() for entry_id, _ in entries)
+
+    first = located(publish(r, 40, partitions=2))
+    assert sorted((rec.origin, rec.offset) for rec in run()) == first
+    second = located(publish(r, 30, partitions=2))
+    assert sorted((rec.origin, rec.offset) for rec in run()) == second
+
+
+def test_idle_partition_returns_nothing_and_asks_to_be_woken_later(
+    r: redis.Redis, redis_url: str
+) -> None:
+    key = stream_key("tailor", 0)
+    part = RedisStreamSource(redis_url, poll_interval_s=30.0).build_part("inp", key, None)
+    before = datetime.now(UTC)
+    assert part.next_batch() == []
+    awake = part.next_awake()
+    assert awake is not None and awake > before
+    assert part.snapshot() == "0-0"
+    r.xadd(key, {b"payload": b"late"})
+    assert [rec.payload for rec in part.next_batch()] == [b"late"]
+    assert part.next_awake() is None
+    part.close()
+
+
+def test_stop_request_ends_partitions(r: redis.Redis, redis_url: str) -> None:
+    publish(r, 50)
+    part = RedisStreamSource(redis_url).build_part("inp", stream_key("tailor", 0), None)
+    lifecycle.request_stop()
+    with pytest.raises(StopIteration):
+        part.next_batch()
+    part.close()
+
+
+def test_unreachable_redis_backs_off_instead_of_crashing() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    labels = {"operation": "read", "kind": "ConnectionError"}
+    before = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
+    part = RedisStreamSource(url).build_part("inp", stream_key("tailor", 0), "5-0")
+    start = datetime.now(UTC)
+    assert part.next_batch() == []
+    first = part.next_awake()
+    assert part.next_batch() == []
+    second = part.next_awake()
+    assert first is not None and second is not None and start < first < second
+    assert part.snapshot() == "5-0"
+    after = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
+    assert after - before == 2.0
+    part.close()
+
+
+def test_backoff_is_capped_exponential() -> None:
+    assert [backoff_s(n) for n in range(1, 9)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
+    assert backoff_s(10_000) == 5.0

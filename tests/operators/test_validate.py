@@ -1,0 +1,175 @@
+"""Validation: every refusal has its reason, hostile input never raises, metrics stay bounded."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import bytewax.operators as op
+import orjson
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from operators.records import Accepted, DeadLetter, RawRecord
+from operators.validate import INTERNAL_ERROR, ValidationParams, validate, validate_record
+from state.event import REASONS
+
+NOW = 1_700_000_000.0
+PARAMS = ValidationParams()
+GOOD: dict[str, Any] = {"event_id": "e1", "user_id": "u1", "type": "purchase", "ts": NOW}
+
+
+def raw(payload: bytes, offset: str = "1-0") -> RawRecord:
+    return RawRecord(payload, "tailor:events:0", offset, 123.0)
+
+
+def check(payload: bytes, params: ValidationParams = PARAMS) -> Accepted | DeadLetter:
+    return validate_record(raw(payload), params, NOW)
+
+
+def refused(payload: bytes, params: ValidationParams = PARAMS) -> DeadLetter:
+    out = check(payload, params)
+    assert isinstance(out, DeadLetter), out
+    return out
+
+
+def sample(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_valid_event_is_accepted_with_its_read_time() -> None:
+    out = check(orjson.dumps({**GOOD, "price": 9.5, "quantity": 2, "category": ["a", "b"]}))
+    assert isinstance(out, Accepted)
+    assert out.read_at == 123.0
+    assert (out.event.user_id, out.event.amount, out.event.category) == ("u1", 19.0, ("a", "b"))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason", "detail"),
+    [
+        (b"{" + b" " * 70_000 + b"}", "too_large", "70002 bytes"),
+        (b'{"user_id": "\xff"}', "not_utf8", "byte 13"),
+        (b'{"user_id": ', "malformed_json", None),
+        (b"NaN", "malformed_json", None),
+        (b'{"ts": NaN}', "malformed_json", None),
+        (b"[" * 5000 + b"]" * 5000, "malformed_json", None),
+        (b'"\x01"', "malformed_json", None),
+        (b"[1, 2]", "not_object", "list"),
+        (b"42", "not_object", "int"),
+        (orjson.dumps({**GOOD, "user_id": None}), "missing_field", "user_id"),
+        (orjson.dumps({**GOOD, "user_id": "a\x00b"}), "wrong_type", "user_id"),
+        (json.dumps({**GOOD, "quantity": 10**30}).encode(), "wrong_type", "quantity"),
+        (orjson.dumps({**GOOD, "price": -1}), "wrong_type", "price"),
+        (orjson.dumps({**GOOD, "type": "teleport"}), "unknown_type", "teleport"),
+        (orjson.dumps({**GOOD, "ts": NOW + 86_401}), "ts_future", "ts"),
+        (json.dumps({**GOOD, "ts": 10**30}).encode(), "ts_future", "ts"),
+        (orjson.dumps({**GOOD, "ts": 631_151_999}), "ts_past", "ts"),
+    ],
+)
+def test_each_reason(payload: bytes, reason: str, detail: str | None) -> None:
+    out = refused(payload)
+    assert out.reason == reason
+    if detail is not None:
+        assert out.detail == detail
+    assert (out.payload, out.origin, out.offset) == (payload, "tailor:events:0", "1-0")
+
+
+def test_bounds_are_inclusive_and_configurable() -> None:
+    assert isinstance(check(orjson.dumps({**GOOD, "ts": NOW + 86_400})), Accepted)
+    assert isinstance(check(orjson.dumps({**GOOD, "ts": 631_152_000})), Accepted)
+    tight = ValidationParams(max_payload_bytes=10, event_types=frozenset({"click"}))
+    assert refused(orjson.dumps(GOOD), tight).reason == "too_large"
+    small = orjson.dumps({**GOOD, "type": "x"})
+    assert refused(small, ValidationParams(max_payload_bytes=len(small))).reason == "unknown_type"
+
+
+def test_refusals_are_counted_under_bounded_labels() -> None:
+    known = ("purchase", "invalid")
+    unknown = ("unknown", "invalid")
+    before = [sample("tailor_events_total", {"type": t, "outcome": o}) for t, o in (known, unknown)]
+    future_before = sample("tailor_dead_letters_total", {"reason": "ts_future"})
+    check(orjson.dumps({**GOOD, "ts": NOW * 2}))  # known type, refused: labelled by type
+    check(orjson.dumps({**GOOD, "type": "x" * 40}))  # unknown type string: "unknown"
+    check(orjson.dumps({**GOOD, "type": {"nested": 1}}))
+    check(orjson.dumps(GOOD))  # accepted: not counted as invalid
+    after = [sample("tailor_events_total", {"type": t, "outcome": o}) for t, o in (known, unknown)]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1.0, 2.0]
+    assert sample("tailor_dead_letters_total", {"reason": "ts_future"}) - future_before == 1.0
+    assert sample("tailor_events_total", {"type": "x" * 40, "outcome": "invalid"}) == 0.0
+
+
+def assert_total(out: Accepted | DeadLetter) -> None:
+    if isinstance(out, DeadLetter):
+        assert out.reason in REASONS
+        assert not out.detail.startswith(INTERNAL_ERROR), out
+    else:
+        assert isinstance(out, Accepted)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_never_raise(payload: bytes) -> None:
+    assert_total(check(payload))
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children)
+    ),
+    max_leaves=20,
+)
+FIELDS = (
+    "event_id",
+    "user_id",
+    "type",
+    "ts",
+    "item_id",
+    "category",
+    "price",
+    "quantity",
+    "consent",
+)
+field_values = (
+    json_values
+    | st.sampled_from(sorted(PARAMS.event_types))
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(min_value=0, max_value=4e9)
+    | st.text(alphabet=st.characters(codec="utf-8"), max_size=300)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values)
+def test_arbitrary_json_never_raises(value: Any) -> None:
+    assert_total(check(json.dumps(value).encode()))
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELDS), field_values))
+def test_schema_shaped_objects_never_raise(obj: dict[str, Any]) -> None:
+    # stdlib json: it writes huge ints, NaN and Infinity, which orjson refuses to produce
+    assert_total(check(json.dumps({**GOOD, **obj}).encode()))
+
+
+def test_operator_splits_oks_and_errs_in_a_flow() -> None:
+    records = [
+        raw(orjson.dumps({**GOOD, "event_id": "a"}), "1-0"),
+        raw(b"garbage", "2-0"),
+        raw(orjson.dumps({**GOOD, "event_id": "b", "ts": NOW + 10 * 86_400}), "3-0"),
+        raw(orjson.dumps({**GOOD, "event_id": "c"}), "4-0"),
+    ]
+    oks: list[Accepted] = []
+    errs: list[DeadLetter] = []
+    flow = Dataflow("validate-test")
+    inp = op.input("inp", flow, TestingSource(records))
+    out = validate("validate", inp, PARAMS, now=lambda: NOW)
+    op.output("oks", out.oks, TestingSink(oks))
+    op.output("errs", out.errs, TestingSink(errs))
+    run_main(flow)
+    assert [a.event.event_id for a in oks] == ["a", "c"]
+    assert [(e.reason, e.offset) for e in errs] == [("malformed_json", "2-0"), ("ts_future", "3-0")]
