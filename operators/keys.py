@@ -1,0 +1,91 @@
+"""The Redis key schema: every key and channel Tailor writes, built in one place.
+
+Every name starts with a prefix (config `redis.prefix`, default ``tailor``) so several
+deployments can share one Redis. Readers (the CLI, tests, consumers) import these functions
+instead of formatting strings, so the schema cannot drift between writer and reader.
+
+===============================  =======  ==================================================
+Key                              Type     Contents
+===============================  =======  ==================================================
+``{p}:events:{n}``               stream   Input partition ``n`` (see `operators.routing`):
+                                          producers route by ``crc32(user_id) % partitions``.
+``{p}:user:{user_id}``           hash     The profile. Every field value is JSON:
+                                          ``version`` (int, per-user write order),
+                                          ``updated_at`` (event time of the newest event,
+                                          epoch seconds, never wall clock), ``segment``
+                                          (cluster segment id, e.g. ``"cluster:3"``),
+                                          ``segment_name``, ``rule_segments`` (list of rule
+                                          names, sorted), then one field per profile entry
+                                          (``features``, ``device``, ...), keys sorted.
+``{p}:recs:{user_id}``           string   ``{"version": v, "items": [{"item_id", "score",
+                                          "source"}, ...]}``, best first.
+``{p}:segment:{segment_id}``     set      User ids in the segment. Segment ids are
+                                          ``cluster:{n}`` for the clusterer and
+                                          ``rule:{name}`` for rule segments.
+``{p}:segments``                 hash     Segment id → JSON ``{"centroid", "name",
+                                          "version"}``: what a cluster means.
+``{p}:updates``                  channel  Pub/sub notice per applied user write: JSON
+                                          ``{"user_id", "version", "segment",
+                                          "rule_segments", "changed"}``; ``changed`` lists
+                                          which of ``profile``, ``segment``,
+                                          ``rule_segments``, ``recs`` differ from before.
+``{p}:updates``                  stream   The same notices, field ``notice``, capped with
+                                          ``MAXLEN ~ output.updates_maxlen`` (channels and
+                                          keys are separate namespaces in Redis).
+``{p}:deadletter``               stream   Refused input: fields ``reason`` (see
+                                          `state.event.REASONS`), ``detail``, ``payload``
+                                          (the raw bytes, unchanged), ``origin``,
+                                          ``offset``; ``MAXLEN ~ output.deadletter_maxlen``.
+===============================  =======  ==================================================
+
+A user's profile, recs and memberships are written by one Lua script call, so a reader never
+sees a profile whose memberships are from another version. A write whose ``version`` is not
+newer than the stored one is skipped: replays after a restart never move a user backwards.
+
+>>> user_key("tailor", "u1"), segment_key("tailor", rule_segment("big_spender"))
+('tailor:user:u1', 'tailor:segment:rule:big_spender')
+"""
+
+from __future__ import annotations
+
+DEFAULT_PREFIX = "tailor"
+
+
+def user_key(prefix: str, user_id: str) -> str:
+    """Hash holding one user's profile."""
+    return f"{prefix}:user:{user_id}"
+
+
+def recs_key(prefix: str, user_id: str) -> str:
+    """String holding one user's recommendations as JSON."""
+    return f"{prefix}:recs:{user_id}"
+
+
+def segment_key(prefix: str, segment_id: str) -> str:
+    """Set of the user ids in one segment (``cluster:3``, ``rule:engaged_buyer``)."""
+    return f"{prefix}:segment:{segment_id}"
+
+
+def rule_segment(name: str) -> str:
+    """The segment id of a rule: profiles list bare rule names, memberships need ids."""
+    return f"rule:{name}"
+
+
+def segments_key(prefix: str) -> str:
+    """Hash describing every cluster segment (name, centroid, version)."""
+    return f"{prefix}:segments"
+
+
+def updates_channel(prefix: str) -> str:
+    """Pub/sub channel of change notices: live, lost when nobody listens."""
+    return f"{prefix}:updates"
+
+
+def updates_stream(prefix: str) -> str:
+    """Stream of the same notices: kept (capped) for consumers that were away."""
+    return f"{prefix}:updates"
+
+
+def deadletter_stream(prefix: str) -> str:
+    """Stream of refused input, raw payload included, for inspection and replay."""
+    return f"{prefix}:deadletter"

@@ -1,0 +1,341 @@
+"""Profiles, recommendations, segment memberships and change notices into Redis.
+
+Each `write_batch` is one pipelined round trip (plus the `SCRIPT EXISTS` check redis-py's
+`register_script` makes per pipeline): the batch is coalesced to the newest output per user,
+and every user becomes one call of a Lua script inside a non-transactional pipeline. The
+script is the unit of consistency: it compares versions, moves the user between segment sets,
+writes profile and recs, and publishes the notice, all atomically. So:
+
+* a replayed older write (Bytewax recovery is at-least-once) is a no-op: it can never move a
+  user backwards, and a replay of the same input leaves byte-identical keys;
+* a notice is sent exactly when a write applies, even if the batch is retried after a
+  connection drop (the retried script sees the newer version and stays silent);
+* readers never see a profile whose memberships or recs are from another version.
+
+The schema itself is documented in `operators.keys`.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import orjson
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from operators.keys import recs_key, segments_key, user_key
+from operators.metrics import EVENT_TIME_TO_REDIS, EVENT_TO_REDIS, SEGMENT_SIZE, SINK_BATCH
+from operators.records import SegmentInfo, UserOutput
+from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+
+JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+#: Hash fields the sink owns; profile entries may not use these names.
+RESERVED_FIELDS = ("version", "updated_at", "segment", "segment_name", "rule_segments")
+
+# Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
+# are named inside the script from the prefix instead of being declared in KEYS.
+# KEYS: 1 user hash, 2 recs key.
+# ARGV: 1 prefix, 2 user id, 3 version, 4 recs items JSON, 5 notice head (a JSON object
+#       without "changed" and the closing brace), 6 updates stream MAXLEN,
+#       7.. hash field/value pairs (every value JSON).
+# Returns false when the stored version is not older, else {changed, {segment, size, ...}}.
+USER_SCRIPT = """
+local user_key, recs_key = KEYS[1], KEYS[2]
+local prefix, uid, version, items = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local stored = redis.call('HGET', user_key, 'version')
+if stored and tonumber(stored) >= tonumber(version) then
+  return false
+end
+local RESERVED = {version = true, updated_at = true, segment = true,
+                  segment_name = true, rule_segments = true}
+local old, new, names = {}, {}, {}
+local flat = redis.call('HGETALL', user_key)
+for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+for i = 7, #ARGV, 2 do
+  new[ARGV[i]] = ARGV[i + 1]
+  names[#names + 1] = ARGV[i]
+end
+
+-- Segment ids the user belongs to: the cluster segment plus 'rule:<name>' per rule.
+local function memberships(fields)
+  local ids = {}
+  if fields['segment'] then
+    local segment = cjson.decode(fields['segment'])
+    if type(segment) == 'string' and segment ~= '' then ids[#ids + 1] = segment end
+  end
+  if fields['rule_segments'] then
+    for _, name in ipairs(cjson.decode(fields['rule_segments'])) do
+      ids[#ids + 1] = 'rule:' .. name
+    end
+  end
+  return ids
+end
+local function as_set(list)
+  local set = {}
+  for _, v in ipairs(list) do set[v] = true end
+  return set
+end
+local before, after = memberships(old), memberships(new)
+local in_before, in_after = as_set(before), as_set(after)
+local touched = {}
+for _, id in ipairs(before) do
+  if not in_after[id] then
+    redis.call('SREM', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
+for _, id in ipairs(after) do
+  if not in_before[id] then
+    redis.call('SADD', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
+
+local profile_changed = false
+for _, name in ipairs(names) do
+  if not RESERVED[name] and old[name] ~= new[name] then profile_changed = true end
+end
+local stale = {}
+for name, _ in pairs(old) do
+  if new[name] == nil then
+    stale[#stale + 1] = name
+    if not RESERVED[name] then profile_changed = true end
+  end
+end
+table.sort(stale)
+local recs_suffix = ',"items":' .. items .. '}'
+local old_recs = redis.call('GET', recs_key)
+local changed = {}
+if profile_changed then changed[#changed + 1] = 'profile' end
+if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'] then
+  changed[#changed + 1] = 'segment'
+end
+if old['rule_segments'] ~= new['rule_segments'] then changed[#changed + 1] = 'rule_segments' end
+if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
+  changed[#changed + 1] = 'recs'
+end
+
+if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
+redis.call('HSET', user_key, unpack(ARGV, 7))
+redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
+
+local quoted = {}
+for i, part in ipairs(changed) do quoted[i] = '"' .. part .. '"' end
+local notice = ARGV[5] .. ',"changed":[' .. table.concat(quoted, ',') .. ']}'
+redis.call('PUBLISH', prefix .. ':updates', notice)
+redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', ARGV[6], '*', 'notice', notice)
+
+local sizes = {}
+for _, id in ipairs(touched) do
+  sizes[#sizes + 1] = id
+  sizes[#sizes + 1] = redis.call('SCARD', prefix .. ':segment:' .. id)
+end
+return {changed, sizes}
+"""
+
+# KEYS: 1 segments hash. ARGV: 1 segment id, 2 version, 3 JSON value. Same version guard.
+SEGMENT_SCRIPT = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, decoded = pcall(cjson.decode, old)
+  if ok and type(decoded) == 'table' and tonumber(decoded['version'])
+     and tonumber(decoded['version']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
+
+
+def newest_per_user(outputs: Iterable[UserOutput]) -> list[UserOutput]:
+    """One output per user, the highest version (the later one on a tie), first-seen order.
+
+    Older outputs of the same user add nothing to Redis: the newest already reflects them.
+    """
+    newest: dict[str, UserOutput] = {}
+    for out in outputs:
+        current = newest.get(out.user_id)
+        if current is None or out.version >= current.version:
+            newest[out.user_id] = out
+    return list(newest.values())
+
+
+def newest_per_segment(infos: Iterable[SegmentInfo]) -> list[SegmentInfo]:
+    """One description per segment, the highest version."""
+    newest: dict[str, SegmentInfo] = {}
+    for info in infos:
+        current = newest.get(info.segment)
+        if current is None or info.version >= current.version:
+            newest[info.segment] = info
+    return list(newest.values())
+
+
+def dumps(value: Any) -> bytes:
+    """Byte-stable JSON: sorted keys, so a replay writes the same bytes."""
+    return orjson.dumps(value, option=JSON_OPTS)
+
+
+def hash_fields(out: UserOutput) -> list[bytes | str]:
+    """The profile hash as flat field/value pairs: reserved fields first, then the profile."""
+    clash = sorted(set(RESERVED_FIELDS) & out.profile.keys())
+    if clash:
+        raise ValueError(f"profile of {out.user_id!r} uses reserved field names {clash}")
+    rules = sorted(set(out.rule_segments))
+    pairs: list[bytes | str] = [
+        "version",
+        dumps(out.version),
+        "updated_at",
+        dumps(out.updated_at),
+        "segment",
+        dumps(out.segment),
+        "segment_name",
+        dumps(out.segment_name),
+        "rule_segments",
+        dumps(rules),
+    ]
+    for name in sorted(out.profile):
+        pairs += [name, dumps(out.profile[name])]
+    return pairs
+
+
+def notice_head(out: UserOutput) -> bytes:
+    """The notice without its "changed" list, which only the script knows."""
+    rules = dumps(sorted(set(out.rule_segments)))
+    return b'{"user_id":%s,"version":%d,"segment":%s,"rule_segments":%s' % (
+        dumps(out.user_id),
+        out.version,
+        dumps(out.segment),
+        rules,
+    )
+
+
+def recs_items(out: UserOutput) -> bytes:
+    return dumps([{"item_id": r.item_id, "score": r.score, "source": r.source} for r in out.recs])
+
+
+class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
+    """One worker's connection and scripts; holds no state worth snapshotting."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        updates_maxlen: int,
+        policy: RetryPolicy,
+        rng: random.Random,
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._updates_maxlen = updates_maxlen
+        self._policy = policy
+        self._rng = rng
+        self._sleep = sleep
+        self._user_script = client.register_script(USER_SCRIPT)
+        self._segment_script = client.register_script(SEGMENT_SCRIPT)
+
+    def write_batch(self, items: list[UserOutput | SegmentInfo]) -> None:
+        outputs = [item for item in items if isinstance(item, UserOutput)]
+        users = newest_per_user(outputs)
+        infos = newest_per_segment(item for item in items if isinstance(item, SegmentInfo))
+        if not users and not infos:
+            return
+        results = call_with_retry(
+            lambda: self._send(users, infos), "write", self._policy, self._rng, self._sleep
+        )
+        self._observe(outputs, len(users), results[: len(users)])
+
+    def _send(self, users: Sequence[UserOutput], infos: Sequence[SegmentInfo]) -> list[Any]:
+        """One round trip; safe to repeat whole, since every script is version-guarded."""
+        pipe = self._client.pipeline(transaction=False)
+        for out in users:
+            self._user_script(
+                keys=[user_key(self._prefix, out.user_id), recs_key(self._prefix, out.user_id)],
+                args=[
+                    self._prefix,
+                    out.user_id,
+                    out.version,
+                    recs_items(out),
+                    notice_head(out),
+                    self._updates_maxlen,
+                    *hash_fields(out),
+                ],
+                client=pipe,
+            )
+        for info in infos:
+            value = {"name": info.name, "centroid": info.centroid, "version": info.version}
+            self._segment_script(
+                keys=[segments_key(self._prefix)],
+                args=[info.segment, info.version, dumps(value)],
+                client=pipe,
+            )
+        return list(pipe.execute())
+
+    def _observe(self, outputs: Sequence[UserOutput], users: int, results: list[Any]) -> None:
+        """Metrics after Redis acknowledged: latency counts every event the batch reflects."""
+        now = time.time()
+        for out in outputs:
+            for read_at in out.read_ats:
+                EVENT_TO_REDIS.observe(now - read_at)
+            for event_time in out.event_times:
+                EVENT_TIME_TO_REDIS.observe(now - event_time)
+        if users:
+            SINK_BATCH.observe(users)
+        for result in results:
+            if result is None:  # stale: an older replay, nothing written
+                continue
+            sizes = result[1]
+            for i in range(0, len(sizes), 2):
+                SEGMENT_SIZE.labels(sizes[i].decode()).set(sizes[i + 1])
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class RedisSink(DynamicSink[UserOutput | SegmentInfo]):
+    """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `operators.keys`).
+
+    Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,
+    jittered exponential backoff; after `max_attempts` the error is raised, the worker stops
+    and Bytewax recovery replays from the last snapshot (safe: writes are version-guarded).
+    The client's own retries are off so there is one retry layer, visible in
+    `tailor_redis_errors_total{operation="write"}`.
+
+    :arg sleep: how to wait between attempts (tests pass a no-op).
+    :arg seed: seeds the backoff jitter; each worker adds its index.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        prefix: str = "tailor",
+        updates_maxlen: int = 100_000,
+        max_attempts: int = 8,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int = 0,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.updates_maxlen = updates_maxlen
+        self.policy = RetryPolicy(max_attempts, backoff_base_s, backoff_cap_s)
+        self.sleep = sleep
+        self.seed = seed
+        self.socket_timeout_s = socket_timeout_s
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
+        return _RedisSinkPartition(
+            no_retry_client(self.redis_url, self.socket_timeout_s),
+            self.prefix,
+            self.updates_maxlen,
+            self.policy,
+            random.Random(self.seed * 65_536 + worker_index),
+            self.sleep,
+        )

@@ -1,0 +1,105 @@
+"""One retry layer for the Redis sinks: bounded, jittered, and counted.
+
+The sinks' clients have redis-py's own retries turned off (`no_retry_client`): two layers
+would multiply attempts (10 × 8) and hide outages from the error counter. Here a whole batch
+is retried, which is safe because every batch the sinks send is idempotent (version-guarded
+scripts) or explicitly at-least-once (stream notices, dead letters).
+
+Past `max_attempts` the last error is raised: the worker stops and Bytewax recovery replays
+from the last snapshot, the same "pause and seek back" quix-streams does with backpressure.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import BusyLoadingError, NoScriptError
+from redis.retry import Retry
+
+from operators.metrics import REDIS_ERRORS
+
+T = TypeVar("T")
+
+#: Worth another attempt: the server is unreachable, slow, restarting or just restarted
+#: (a restart empties the script cache; the next attempt's pipeline loads scripts again).
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    BusyLoadingError,
+    NoScriptError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry: capped exponential backoff with full jitter.
+
+    Full jitter (a uniform draw below the exponential bound) spreads workers that failed
+    together, so they don't hammer a recovering server in lockstep.
+    """
+
+    max_attempts: int = 8
+    base_s: float = 0.05
+    cap_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        if self.base_s < 0 or self.cap_s < 0:
+            raise ValueError("backoff times must not be negative")
+
+    def delay(self, failures: int, rng: random.Random) -> float:
+        """Seconds to wait after the `failures`-th failed attempt (1-based)."""
+        bound = min(self.cap_s, self.base_s * 2.0 ** (failures - 1))
+        return bound * rng.random()
+
+
+def call_with_retry(
+    attempt: Callable[[], T],
+    operation: str,
+    policy: RetryPolicy,
+    rng: random.Random,
+    sleep: Callable[[float], None],
+) -> T:
+    """Run `attempt` until it succeeds, retrying transient Redis errors only.
+
+    Every failure is counted in `REDIS_ERRORS` under `operation` and the error class. Other
+    Redis errors (a `ResponseError` such as OOM or a script error) are not transient:
+    counted and raised at once.
+    """
+    failures = 0
+    while True:
+        try:
+            return attempt()
+        except TRANSIENT_ERRORS as exc:
+            failures += 1
+            REDIS_ERRORS.labels(operation, type(exc).__name__).inc()
+            if failures >= policy.max_attempts:
+                exc.add_note(
+                    f"tailor: {operation} gave up after {failures} attempts; "
+                    "Bytewax recovery replays from the last snapshot"
+                )
+                raise
+            sleep(policy.delay(failures, rng))
+        except redis.RedisError as exc:
+            REDIS_ERRORS.labels(operation, type(exc).__name__).inc()
+            raise
+
+
+def no_retry_client(url: str, socket_timeout_s: float) -> redis.Redis:
+    """A client that fails fast: no redis-py retries, bounded socket waits.
+
+    The timeout turns a stalled server into a `TimeoutError` the retry layer sees, instead
+    of a worker blocked for ever.
+    """
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(NoBackoff(), 0),
+        socket_timeout=socket_timeout_s,
+        socket_connect_timeout=socket_timeout_s,
+    )

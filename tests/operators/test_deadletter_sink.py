@@ -1,0 +1,127 @@
+"""DeadLetterSink against a real Redis: raw bytes survive, the stream is capped, retries count."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from itertools import islice
+from pathlib import Path
+from typing import cast
+
+import bytewax.operators as op
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
+from prometheus_client import REGISTRY
+
+from operators.deadletter_sink import DeadLetterSink, _DeadLetterPartition
+from operators.keys import deadletter_stream
+from operators.records import DeadLetter
+from tests.conftest import RedisServer, free_port
+
+PREFIX = "t"
+
+HOSTILE = [
+    b"\xff\xfe\x00garbage",  # not UTF-8, with a NUL
+    b"",
+    b'{"event_id": "e", "user_id": "u\\u0000x"}',
+    "café".encode("latin-1") + b"\x80\x81",  # Latin-1, invalid as UTF-8
+    bytes(range(256)),
+]
+
+
+def no_sleep(_seconds: float) -> None:
+    """Retries in tests never wait."""
+
+
+def letter(payload: bytes, n: int, reason: str = "not_utf8") -> DeadLetter:
+    return DeadLetter(reason, f"detail {n}", payload, "t:events:0", f"1700000000000-{n}")
+
+
+@pytest.fixture
+def sink(redis_url: str) -> Iterator[_DeadLetterPartition]:
+    part = DeadLetterSink(redis_url, prefix=PREFIX, sleep=no_sleep).build("dead", 0, 1)
+    yield part
+    part.close()
+
+
+def entries(r: redis.Redis) -> list[dict[bytes, bytes]]:
+    stored = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(deadletter_stream(PREFIX)))
+    return [fields for _, fields in stored]
+
+
+def test_raw_payload_bytes_are_kept_exactly(sink: _DeadLetterPartition, r: redis.Redis) -> None:
+    sink.write_batch([letter(p, n) for n, p in enumerate(HOSTILE)])
+    stored = entries(r)
+    assert [e[b"payload"] for e in stored] == HOSTILE
+    assert stored[0] == {
+        b"reason": b"not_utf8",
+        b"detail": b"detail 0",
+        b"payload": HOSTILE[0],
+        b"origin": b"t:events:0",
+        b"offset": b"1700000000000-0",
+    }
+
+
+def test_real_csv_lines_round_trip(
+    data_dir: Path, sink: _DeadLetterPartition, r: redis.Redis
+) -> None:
+    """Lines of a real dataset, as a replay source would refuse them, come back unchanged."""
+    with (data_dir / "movielens-latest-small" / "movies.csv").open("rb") as handle:
+        lines = list(islice(handle, 300))
+    sink.write_batch([letter(line, n, "malformed_json") for n, line in enumerate(lines)])
+    assert [e[b"payload"] for e in entries(r)] == lines
+
+
+def test_stream_is_capped(redis_url: str, r: redis.Redis) -> None:
+    part = DeadLetterSink(redis_url, prefix=PREFIX, maxlen=20, sleep=no_sleep).build("d", 0, 1)
+    for start in range(0, 500, 100):
+        part.write_batch([letter(b"x", n) for n in range(start, start + 100)])
+    part.close()
+    length = r.xlen(deadletter_stream(PREFIX))
+    assert 20 <= length <= 120  # "~" trims whole stream nodes (100 entries by default)
+    assert entries(r)[-1][b"offset"] == b"1700000000000-499"
+
+
+def test_through_a_bytewax_flow(redis_url: str, r: redis.Redis) -> None:
+    letters = [letter(p, n) for n, p in enumerate(HOSTILE)]
+    flow = Dataflow("dead_letter_test")
+    stream = op.input("in", flow, TestingSource(letters, batch_size=2))
+    op.output("dead", stream, DeadLetterSink(redis_url, prefix=PREFIX, sleep=no_sleep))
+    run_main(flow)
+    assert [e[b"payload"] for e in entries(r)] == HOSTILE
+
+
+def test_retries_are_counted_and_exhaustion_raises() -> None:
+    waits: list[float] = []
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    part = DeadLetterSink(url, prefix=PREFIX, max_attempts=3, sleep=waits.append).build("d", 0, 1)
+    labels = {"operation": "deadletter", "kind": "ConnectionError"}
+    before = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
+    with pytest.raises(redis.ConnectionError):
+        part.write_batch([letter(b"x", 0)])
+    assert (REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0) - before == 3
+    assert len(waits) == 2
+
+
+def test_transient_failure_then_success_delivers() -> None:
+    server = RedisServer()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        server.start()
+
+    try:
+        part = DeadLetterSink(server.url, prefix=PREFIX, sleep=sleep).build("d", 0, 1)
+        part.write_batch([letter(HOSTILE[0], 0)])
+        client = redis.Redis.from_url(server.url)
+        stored = entries(client)
+        client.close()
+        part.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    assert len(waits) == 1
+    assert [f[b"payload"] for f in stored] == [HOSTILE[0]]

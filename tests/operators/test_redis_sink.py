@@ -1,0 +1,425 @@
+"""RedisSink against a real Redis: coalescing, version guard, memberships, notices, retries."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Callable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any, cast
+
+import bytewax.operators as op
+import orjson
+import pytest
+import redis
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSource, run_main
+from prometheus_client import REGISTRY
+
+from operators.keys import (
+    recs_key,
+    segment_key,
+    segments_key,
+    updates_channel,
+    updates_stream,
+    user_key,
+)
+from operators.records import Recommendation, SegmentInfo, UserOutput
+from operators.redis_sink import RedisSink, _RedisSinkPartition
+from tests.conftest import RedisServer, free_port
+
+PREFIX = "t"
+
+
+def no_sleep(_seconds: float) -> None:
+    """Retries in tests never wait."""
+
+
+def output(
+    user: str = "u1",
+    version: int = 1,
+    *,
+    segment: str = "cluster:1",
+    rules: tuple[str, ...] = (),
+    recs: tuple[str, ...] = ("i1", "i2"),
+    profile: dict[str, Any] | None = None,
+    read_ats: tuple[float, ...] = (),
+    event_times: tuple[float, ...] = (),
+) -> UserOutput:
+    return UserOutput(
+        user_id=user,
+        version=version,
+        updated_at=1_700_000_000.0 + version,
+        profile={"features": {"views": float(version)}, "device": "mobile"}
+        if profile is None
+        else profile,
+        segment=segment,
+        segment_name=f"name of {segment}",
+        rule_segments=rules,
+        recs=tuple(Recommendation(item, 1.0 / (n + 1), "cooc") for n, item in enumerate(recs)),
+        read_ats=read_ats,
+        event_times=event_times,
+    )
+
+
+@pytest.fixture
+def make_partition(redis_url: str) -> Iterator[Callable[..., _RedisSinkPartition]]:
+    built: list[_RedisSinkPartition] = []
+
+    def make(url: str = redis_url, **kwargs: Any) -> _RedisSinkPartition:
+        kwargs.setdefault("sleep", no_sleep)
+        part = RedisSink(url, prefix=PREFIX, **kwargs).build("redis", 0, 1)
+        built.append(part)
+        return part
+
+    yield make
+    for part in built:
+        part.close()
+
+
+@pytest.fixture
+def sink(make_partition: Callable[..., _RedisSinkPartition]) -> _RedisSinkPartition:
+    return make_partition()
+
+
+def hash_json(r: redis.Redis, key: str) -> dict[str, Any]:
+    raw = cast(dict[bytes, bytes], r.hgetall(key))
+    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
+
+
+def profile(r: redis.Redis, user: str) -> dict[str, Any]:
+    return hash_json(r, user_key(PREFIX, user))
+
+
+def notices(r: redis.Redis) -> list[dict[str, Any]]:
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(updates_stream(PREFIX)))
+    return [orjson.loads(fields[b"notice"]) for _, fields in entries]
+
+
+def members(r: redis.Redis, segment: str) -> set[str]:
+    return {m.decode() for m in cast(set[bytes], r.smembers(segment_key(PREFIX, segment)))}
+
+
+def sample(name: str, labels: dict[str, str] | None = None) -> float:
+    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
+
+
+def state(r: redis.Redis) -> dict[bytes, Any]:
+    """Every key except the notice stream (entry ids are wall-clock), as stored bytes."""
+    found: dict[bytes, Any] = {}
+    for key in r.scan_iter(match=f"{PREFIX}:*"):
+        kind = r.type(key)
+        if kind == b"hash":
+            found[key] = r.hgetall(key)
+        elif kind == b"set":
+            found[key] = r.smembers(key)
+        elif kind == b"string":
+            found[key] = r.get(key)
+    return found
+
+
+def test_batch_is_coalesced_to_one_write_and_one_notice_per_user(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    r.config_resetstat()
+    sink.write_batch([output("u1", 1), output("u1", 3), output("u1", 2), output("u2", 1)])
+    stats = r.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 2  # one script call per user
+    assert stats["cmdstat_hset"]["calls"] == 2
+    assert profile(r, "u1")["version"] == 3
+    assert profile(r, "u1")["features"] == {"views": 3.0}
+    assert [(n["user_id"], n["version"]) for n in notices(r)] == [("u1", 3), ("u2", 1)]
+
+
+def test_profile_hash_layout_is_json_with_event_time(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    sink.write_batch([output("u1", 4, rules=("window_shopper", "big_spender"))])
+    raw = r.hgetall(user_key(PREFIX, "u1"))
+    assert raw == {
+        b"version": b"4",
+        b"updated_at": b"1700000004.0",
+        b"segment": b'"cluster:1"',
+        b"segment_name": b'"name of cluster:1"',
+        b"rule_segments": b'["big_spender","window_shopper"]',
+        b"features": b'{"views":4.0}',
+        b"device": b'"mobile"',
+    }
+
+
+def test_older_version_never_overwrites_and_replay_is_byte_identical(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    newest = output("u1", 5, segment="cluster:2", rules=("big_spender",), recs=("a", "b"))
+    sink.write_batch([newest])
+    before = state(r)
+    sink.write_batch([output("u1", 3, segment="cluster:9", rules=("other",), recs=("z",))])
+    sink.write_batch([newest])  # the same write replayed after a restart
+    assert state(r) == before
+    assert profile(r, "u1")["version"] == 5
+    assert members(r, "cluster:9") == set()
+    assert len(notices(r)) == 1
+
+
+def test_user_moves_between_cluster_and_rule_segments(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    sink.write_batch([output("u1", 1, segment="cluster:1", rules=("a", "b")), output("u2", 1)])
+    assert members(r, "cluster:1") == {"u1", "u2"}
+    assert members(r, "rule:a") == members(r, "rule:b") == {"u1"}
+    sink.write_batch([output("u1", 2, segment="cluster:2", rules=("b", "c"))])
+    assert members(r, "cluster:1") == {"u2"}
+    assert members(r, "cluster:2") == {"u1"}
+    assert not r.exists(segment_key(PREFIX, "rule:a"))
+    assert members(r, "rule:b") == members(r, "rule:c") == {"u1"}
+    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 1
+    assert sample("tailor_segment_size", {"segment": "rule:a"}) == 0
+    assert sample("tailor_segment_size", {"segment": "rule:c"}) == 1
+    last = notices(r)[-1]
+    assert last == {
+        "user_id": "u1",
+        "version": 2,
+        "segment": "cluster:2",
+        "rule_segments": ["b", "c"],
+        "changed": ["profile", "segment", "rule_segments"],
+    }
+
+
+def test_changed_lists_only_what_differs_and_dropped_profile_fields_go(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    same = {"features": {"views": 1.0}, "device": "mobile"}
+    sink.write_batch([output("u1", 1, profile=same)])
+    sink.write_batch([output("u1", 2, profile=same)])
+    sink.write_batch([output("u1", 3, profile=same, recs=("i9",))])
+    sink.write_batch([output("u1", 4, profile={"features": {"views": 1.0}}, recs=("i9",))])
+    assert [n["changed"] for n in notices(r)][1:] == [[], ["recs"], ["profile"]]
+    assert "device" not in profile(r, "u1")
+
+
+def test_recs_keep_their_order(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    sink.write_batch([output("u1", 7, recs=("m9", "m1", "m5"))])
+    stored = orjson.loads(r.get(recs_key(PREFIX, "u1")) or b"")
+    assert stored == {
+        "version": 7,
+        "items": [
+            {"item_id": "m9", "score": 1.0, "source": "cooc"},
+            {"item_id": "m1", "score": 0.5, "source": "cooc"},
+            {"item_id": "m5", "score": 1 / 3, "source": "cooc"},
+        ],
+    }
+
+
+def test_notice_is_published(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    pubsub = r.pubsub()
+    pubsub.subscribe(updates_channel(PREFIX))
+    confirmation = pubsub.get_message(timeout=5)
+    assert confirmation is not None and confirmation["type"] == "subscribe"
+    sink.write_batch([output("u1", 1, segment="cluster:4", rules=("x",))])
+    message = pubsub.get_message(timeout=5)
+    pubsub.close()
+    assert message is not None and message["type"] == "message"
+    assert orjson.loads(message["data"]) == {
+        "user_id": "u1",
+        "version": 1,
+        "segment": "cluster:4",
+        "rule_segments": ["x"],
+        "changed": ["profile", "segment", "rule_segments", "recs"],
+    }
+
+
+def test_updates_stream_is_capped(
+    make_partition: Callable[..., _RedisSinkPartition], r: redis.Redis
+) -> None:
+    part = make_partition(updates_maxlen=10)
+    for start in range(0, 600, 50):
+        part.write_batch([output(f"u{n}", 1) for n in range(start, start + 50)])
+    length = r.xlen(updates_stream(PREFIX))
+    assert 10 <= length <= 110  # "~" trims whole stream nodes (100 entries by default)
+    assert notices(r)[-1]["user_id"] == "u599"
+
+
+def test_segment_info_goes_to_the_segments_hash_newest_wins(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    sink.write_batch([SegmentInfo("cluster:0", "high spend", {"spend": 2.5}, 3), output("u1", 1)])
+    sink.write_batch(
+        [
+            SegmentInfo("cluster:0", "stale", {"spend": 0.0}, 2),
+            SegmentInfo("cluster:1", "low views", {"views": -1.0}, 1),
+            SegmentInfo("cluster:1", "low views v2", {"views": -1.5}, 2),
+        ]
+    )
+    assert hash_json(r, segments_key(PREFIX)) == {
+        "cluster:0": {"name": "high spend", "centroid": {"spend": 2.5}, "version": 3},
+        "cluster:1": {"name": "low views v2", "centroid": {"views": -1.5}, "version": 2},
+    }
+
+
+def test_latency_is_observed_once_per_event(sink: _RedisSinkPartition) -> None:
+    before = {
+        name: sample(name)
+        for name in (
+            "tailor_event_to_redis_seconds_count",
+            "tailor_event_time_to_redis_seconds_count",
+            "tailor_sink_batch_size_count",
+            "tailor_sink_batch_size_sum",
+        )
+    }
+    sink.write_batch(
+        [
+            output("u1", 1, read_ats=(1.0, 2.0), event_times=(1.0, 2.0)),
+            output("u1", 2, read_ats=(3.0,), event_times=(3.0,)),
+            output("u2", 1, read_ats=(4.0, 5.0, 6.0), event_times=(4.0,)),
+        ]
+    )
+    assert (
+        sample("tailor_event_to_redis_seconds_count")
+        - before["tailor_event_to_redis_seconds_count"]
+        == 6
+    )
+    assert (
+        sample("tailor_event_time_to_redis_seconds_count")
+        - before["tailor_event_time_to_redis_seconds_count"]
+        == 4
+    )
+    assert sample("tailor_sink_batch_size_count") - before["tailor_sink_batch_size_count"] == 1
+    assert sample("tailor_sink_batch_size_sum") - before["tailor_sink_batch_size_sum"] == 2
+
+
+def test_reserved_profile_names_are_refused(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    with pytest.raises(ValueError, match="reserved"):
+        sink.write_batch([output("u1", 1, profile={"version": 99})])
+    assert not r.exists(user_key(PREFIX, "u1"))
+
+
+def movielens_outputs(data_dir: Path, rows: int) -> list[UserOutput]:
+    """One output per rating, like the models step: version counts the user's ratings."""
+    outputs: list[UserOutput] = []
+    seen: dict[str, list[str]] = {}
+    with (data_dir / "movielens-latest-small" / "ratings.csv").open() as handle:
+        for row in islice(csv.DictReader(handle), rows):
+            history = seen.setdefault(row["userId"], [])
+            history.append(row["movieId"])
+            rating = float(row["rating"])
+            outputs.append(
+                output(
+                    row["userId"],
+                    len(history),
+                    segment=f"cluster:{int(rating)}",
+                    rules=("high_rater",) if rating >= 4.5 else (),
+                    recs=tuple(reversed(history[-5:])),
+                    profile={"features": {"ratings": float(len(history)), "last": rating}},
+                )
+            )
+    return outputs
+
+
+def test_replayed_batches_converge_to_the_same_bytes(
+    data_dir: Path, sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    """At-least-once: re-sending any earlier batches (a recovery replay) changes nothing."""
+    outputs = movielens_outputs(data_dir, 3000)
+    batches: list[list[UserOutput | SegmentInfo]] = [
+        list(outputs[i : i + 250]) for i in range(0, len(outputs), 250)
+    ]
+    for batch in batches:
+        sink.write_batch(batch)
+    expected = state(r)
+    assert len({o.user_id for o in outputs}) >= 10
+    r.flushall()
+    for batch in batches[:8] + batches[3:] + batches[::-1]:
+        sink.write_batch(batch)
+    assert state(r) == expected
+    user_sets = [k for k in expected if k.startswith(f"{PREFIX}:segment:cluster:".encode())]
+    assert sum(len(expected[k]) for k in user_sets) == len({o.user_id for o in outputs})
+
+
+def test_through_a_bytewax_flow(redis_url: str, r: redis.Redis) -> None:
+    items: list[UserOutput | SegmentInfo] = [
+        output("u1", 1),
+        output("u2", 1, segment="cluster:2"),
+        output("u1", 2, segment="cluster:2", rules=("vip",)),
+        SegmentInfo("cluster:2", "mobile", {"views": 1.0}, 1),
+    ]
+    flow = Dataflow("sink_test")
+    source: TestingSource[UserOutput | SegmentInfo] = TestingSource(items, batch_size=2)
+    stream = op.input("in", flow, source)
+    op.output("redis", stream, RedisSink(redis_url, prefix=PREFIX, sleep=no_sleep))
+    run_main(flow)
+    assert profile(r, "u1")["version"] == 2
+    assert members(r, "cluster:2") == {"u1", "u2"}
+    assert members(r, "cluster:1") == set()
+    assert members(r, "rule:vip") == {"u1"}
+    assert r.hexists(segments_key(PREFIX), "cluster:2")
+
+
+def test_gives_up_after_max_attempts_when_redis_is_gone(
+    make_partition: Callable[..., _RedisSinkPartition],
+) -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        waits: list[float] = []
+        part = make_partition(server.url, max_attempts=4, sleep=waits.append, backoff_cap_s=0.2)
+        part.write_batch([output("u1", 1)])
+        server.stop()
+        errors_before = sample(
+            "tailor_redis_errors_total", {"operation": "write", "kind": "ConnectionError"}
+        )
+        with pytest.raises(redis.ConnectionError):
+            part.write_batch([output("u1", 2)])
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    errors = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ConnectionError"})
+    assert errors - errors_before == 4
+    assert len(waits) == 3
+    assert all(0 <= w <= 0.2 for w in waits)
+
+
+def test_recovers_when_redis_comes_back(
+    make_partition: Callable[..., _RedisSinkPartition],
+) -> None:
+    server = RedisServer()  # not started yet: the first attempts are refused
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            server.start()
+
+    try:
+        part = make_partition(server.url, max_attempts=5, sleep=sleep)
+        part.write_batch([output("u1", 3, segment="cluster:7")])
+        client = redis.Redis.from_url(server.url)
+        assert orjson.loads(client.hget(user_key(PREFIX, "u1"), "version") or b"") == 3
+        assert client.smembers(segment_key(PREFIX, "cluster:7")) == {b"u1"}
+        assert client.xlen(updates_stream(PREFIX)) == 1
+        client.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    assert len(waits) == 2
+
+
+def test_non_transient_errors_are_raised_at_once(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    r.set(user_key(PREFIX, "u1"), "not a hash")
+    before = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ResponseError"})
+    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+        sink.write_batch([output("u1", 1)])
+    after = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ResponseError"})
+    assert after - before == 1
+
+
+def test_unreachable_port_is_counted_per_attempt(
+    make_partition: Callable[..., _RedisSinkPartition],
+) -> None:
+    part = make_partition(f"redis://127.0.0.1:{free_port()}/0", max_attempts=3)
+    labels = {"operation": "write", "kind": "ConnectionError"}
+    before = sample("tailor_redis_errors_total", labels)
+    with pytest.raises(redis.ConnectionError) as raised:
+        part.write_batch([output("u1", 1)])
+    assert sample("tailor_redis_errors_total", labels) - before == 3
+    assert any("gave up after 3 attempts" in note for note in raised.value.__notes__)
