@@ -28,7 +28,7 @@ from flows.config import Config, load_config
 from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
 from operators.redis_source import RedisStreamSource
 from operators.validate import ValidationParams, validate
-from state.user import FEATURE_NAMES
+from state.user import feature_names as state_feature_names
 
 #: All model updates meet under one key: the clusterer and recommenders are global models.
 MODELS_KEY = "models"
@@ -61,7 +61,7 @@ def user_state_params(config: Config) -> UserStateParams:
 
 def feature_names(config: Config) -> tuple[str, ...]:
     """The numeric features every profile carries, with the configured window names."""
-    return FEATURE_NAMES(tuple(config["state"]["windows_s"]))
+    return state_feature_names(config["state"]["windows_s"])
 
 
 def model_params(config: Config) -> ModelParams:

@@ -1,0 +1,159 @@
+"""The per-user state step: dedup, Flink-style lateness, then one `UserUpdate` per event.
+
+Keyed by user id upstream (`op.key_on`), so one `UserStateLogic` holds one user's
+`UserState` and Bytewax snapshots it for recovery. Policies live here, state in `state.user`:
+
+* a repeated `event_id` within `dedup_horizon_s` of event time is dropped silently (sources are
+  at-least-once; a replay after recovery re-delivers what the snapshot already counted);
+* an event older than the user's watermark (newest event time) by more than
+  `allowed_lateness_s` is dead-lettered as ``late`` and leaves the state untouched, so a
+  straggler can never rewrite a session that was already published;
+* everything else updates the state and emits the state as the models step needs it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import bytewax.operators as op
+import orjson
+from bytewax.dataflow import operator
+from bytewax.operators import KeyedStream, StatefulLogic
+
+from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, EVENTS
+from operators.records import Accepted, DeadLetter, UserUpdate
+from state.event import event_to_dict
+from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
+
+__all__ = ["UserStateLogic", "UserStateParams", "user_state"]
+
+ORIGIN = "user_state"
+
+
+@dataclass(frozen=True)
+class UserStateParams:
+    """Configuration of the per-user state step (the `[state]` section of the config)."""
+
+    session_gap_s: float = 1800.0
+    windows_s: tuple[float, ...] = (3600, 86400, 604800)
+    rfm_window_s: float = 2592000.0
+    interest_halflife_s: float = 604800.0
+    top_categories: int = 5
+    history_len: int = 20
+    max_purchased: int = 200
+    allowed_lateness_s: float = 300.0
+    dedup_horizon_s: float = 86400.0
+    view_types: frozenset[str] = DEFAULT_VIEW_TYPES
+    interaction_types: frozenset[str] = DEFAULT_INTERACTION_TYPES
+
+    def new_state(self) -> UserState:
+        """A fresh, empty state for a user seen for the first time."""
+        return UserState(
+            session_gap_s=self.session_gap_s,
+            windows_s=self.windows_s,
+            rfm_window_s=self.rfm_window_s,
+            interest_halflife_s=self.interest_halflife_s,
+            top_categories=self.top_categories,
+            history_len=self.history_len,
+            max_purchased=self.max_purchased,
+            dedup_horizon_s=self.dedup_horizon_s,
+            view_types=self.view_types,
+            interaction_types=self.interaction_types,
+        )
+
+
+class UserStateLogic(StatefulLogic[Accepted, UserUpdate | DeadLetter, UserState]):
+    """One user's state inside the Bytewax `stateful` operator.
+
+    `ACTIVE_USERS` counts logics alive in this process, so it goes up on every build, new user
+    or resumed from a snapshot (a restarted process starts the gauge at 0 again). The matching
+    decrement belongs to the TTL expiry that will return DISCARD from `on_notify`.
+    """
+
+    def __init__(self, params: UserStateParams, resume_state: UserState | None = None) -> None:
+        self.params = params
+        self.state = params.new_state() if resume_state is None else resume_state
+        ACTIVE_USERS.inc()
+
+    def on_item(self, value: Accepted) -> tuple[Iterable[UserUpdate | DeadLetter], bool]:
+        event = value.event
+        state = self.state
+        if state.is_duplicate(event):
+            EVENTS.labels(event.type, "duplicate").inc()
+            return [], StatefulLogic.RETAIN
+        lag = state.lag(event)
+        if lag > self.params.allowed_lateness_s:
+            EVENTS.labels(event.type, "late").inc()
+            DEAD_LETTERS.labels("late").inc()
+            return [_late_letter(value, lag)], StatefulLogic.RETAIN
+        state.update(event)
+        EVENTS.labels(event.type, "accepted").inc()
+        return [_user_update(state, value)], StatefulLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """No wake-up yet.
+
+        Hook for state TTL: return the wall-clock time at which this user's state should
+        expire (e.g. last activity + ttl), then have `on_notify` emit nothing, decrement
+        `ACTIVE_USERS` and return DISCARD.
+        """
+        return None
+
+    def snapshot(self) -> UserState:
+        """A deep copy: Bytewax pickles it later, while `on_item` keeps mutating the live one."""
+        return copy.deepcopy(self.state)
+
+
+def _late_letter(value: Accepted, lag: float) -> DeadLetter:
+    event = value.event
+    return DeadLetter(
+        reason="late",
+        detail=f"{_seconds(lag)}s behind watermark",
+        payload=orjson.dumps(event_to_dict(event)),
+        origin=ORIGIN,
+        offset=event.event_id,
+    )
+
+
+def _seconds(value: float) -> str:
+    """Plain decimal seconds, never exponent notation: '301', '300.5'."""
+    return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _user_update(state: UserState, value: Accepted) -> UserUpdate:
+    event = value.event
+    return UserUpdate(
+        user_id=event.user_id,
+        version=state.version,
+        event=event,
+        read_at=value.read_at,
+        features=state.features(),
+        device=state.device,
+        referrer=state.referrer,
+        top_categories=state.top_interests(),
+        history=state.history,
+        purchased=state.purchased,
+    )
+
+
+@operator
+def user_state(
+    step_id: str, up: KeyedStream[Accepted], params: UserStateParams
+) -> KeyedStream[UserUpdate | DeadLetter]:
+    """Keep each user's state and emit a `UserUpdate` per accepted event.
+
+    :arg step_id: Unique ID.
+    :arg up: Accepted events keyed by user id.
+    :arg params: State configuration.
+    :returns: Per user, a `UserUpdate` for each accepted event and a `DeadLetter` (reason
+        ``late``) for each event behind the watermark by more than the allowed lateness;
+        duplicates produce nothing.
+    """
+
+    def builder(resume_state: UserState | None) -> UserStateLogic:
+        return UserStateLogic(params, resume_state)
+
+    return op.stateful("stateful", up, builder)

@@ -1,0 +1,239 @@
+"""Everything Tailor remembers about one user, as one picklable object.
+
+Bytewax snapshots per-key state whole, so the composite is the unit of recovery: one
+`UserState` per user, updated by the `user_state` operator in event time and copied out by
+its `snapshot()`. No field reads the wall clock, so a replay rebuilds identical state.
+
+>>> from state.event import Event
+>>> u = UserState()
+>>> u.update(Event(event_id="1", user_id="u", type="product_view", ts=0.0, item_id="i1"))
+>>> u.update(Event(event_id="2", user_id="u", type="purchase", ts=60.0, item_id="i1", price=5.0))
+>>> u.version, u.history, u.purchased, u.features()["spend_total"]
+(2, ('i1',), frozenset({'i1'}), 5.0)
+>>> u.is_duplicate(Event(event_id="1", user_id="u", type="click", ts=61.0))
+True
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+
+from state.event import Event
+from state.interests import Interests
+from state.rfm import RFM
+from state.session import Session
+from state.windows import DEFAULT_VIEW_TYPES, ViewWindows, window_name
+
+__all__ = [
+    "DEFAULT_INTERACTION_TYPES",
+    "DEFAULT_VIEW_TYPES",
+    "DEFAULT_WINDOWS_S",
+    "FEATURE_NAMES",
+    "UserState",
+    "feature_names",
+]
+
+DEFAULT_WINDOWS_S: tuple[float, ...] = (3600, 86400, 604800)
+DEFAULT_INTERACTION_TYPES: frozenset[str] = frozenset(
+    {"product_view", "click", "add_to_cart", "purchase"}
+)
+
+_SESSION_FEATURES = (
+    "session_duration",
+    "session_events",
+    "product_views",
+    "session_count",
+    "avg_session_duration",
+    "avg_session_events",
+    "bounce_rate",
+)
+_RFM_FEATURES = ("recency_days", "purchases_30d", "spend_30d", "purchases_total", "spend_total")
+
+
+def feature_names(windows_s: Iterable[float] = DEFAULT_WINDOWS_S) -> tuple[str, ...]:
+    """The ordered numeric features of a profile for the given view windows."""
+    views = tuple(f"views_{window_name(w)}" for w in windows_s)
+    return _SESSION_FEATURES + views + _RFM_FEATURES
+
+
+#: The numeric features every profile carries, in order, with the default windows.
+FEATURE_NAMES: tuple[str, ...] = feature_names()
+
+
+class UserState:
+    """Per-user composite: session, view windows, RFM, interests, history and dedup memory.
+
+    Parameters
+    ----------
+    session_gap_s, windows_s, rfm_window_s, interest_halflife_s, top_categories
+        Passed to `Session`, `ViewWindows`, `RFM` and `Interests`.
+    history_len
+        Recent interacted item ids kept, most recent last; a repeated item moves to the end.
+    max_purchased
+        Purchased item ids kept (most recent purchases win), used to exclude them from recs.
+    dedup_horizon_s
+        Event ids are remembered this long in event time (relative to the watermark).
+    view_types, interaction_types
+        Event types counted as views (windows) and as item interactions (history).
+
+    Attributes
+    ----------
+    watermark
+        The newest event time accepted for this user (None before the first event).
+    version
+        Number of accepted events: orders this user's writes downstream.
+    """
+
+    def __init__(
+        self,
+        session_gap_s: float = 1800.0,
+        windows_s: Iterable[float] = DEFAULT_WINDOWS_S,
+        rfm_window_s: float = 2592000.0,
+        interest_halflife_s: float = 604800.0,
+        top_categories: int = 5,
+        history_len: int = 20,
+        max_purchased: int = 200,
+        dedup_horizon_s: float = 86400.0,
+        view_types: frozenset[str] = DEFAULT_VIEW_TYPES,
+        interaction_types: frozenset[str] = DEFAULT_INTERACTION_TYPES,
+    ) -> None:
+        self.session_gap_s = session_gap_s
+        self.windows_s = tuple(windows_s)
+        self.rfm_window_s = rfm_window_s
+        self.interest_halflife_s = interest_halflife_s
+        self.top_categories = top_categories
+        self.history_len = history_len
+        self.max_purchased = max_purchased
+        self.dedup_horizon_s = dedup_horizon_s
+        self.view_types = view_types
+        self.interaction_types = interaction_types
+
+        self.session = Session(gap_s=session_gap_s)
+        self.windows = ViewWindows(windows_s=self.windows_s, view_types=view_types)
+        self.rfm = RFM(window_s=rfm_window_s)
+        self.interests = Interests(halflife_s=interest_halflife_s, top_n=top_categories)
+        self.device: str | None = None
+        self.referrer: str | None = None
+        self._device_ts = float("-inf")
+        self._referrer_ts = float("-inf")
+        # dicts as ordered sets: O(1) membership, move-to-end and drop-oldest
+        self._history: dict[str, None] = {}
+        self._purchased: dict[str, None] = {}
+        self._seen: dict[str, float] = {}
+        self._seen_order: deque[tuple[float, str]] = deque()
+        self.watermark: float | None = None
+        self.version = 0
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """The ordered feature names for this state's windows."""
+        return _SESSION_FEATURES + self.windows.names + _RFM_FEATURES
+
+    def is_duplicate(self, event: Event) -> bool:
+        """True if this event id was accepted within the dedup horizon of the watermark."""
+        seen_ts = self._seen.get(event.event_id)
+        if seen_ts is None or self.watermark is None:
+            return False
+        return seen_ts > self.watermark - self.dedup_horizon_s
+
+    def lag(self, event: Event) -> float:
+        """Seconds the event is behind this user's watermark (0 when it is not behind)."""
+        if self.watermark is None:
+            return 0.0
+        return max(0.0, self.watermark - event.ts)
+
+    def update(self, event: Event) -> None:
+        """Accept one event: every part of the state moves, and the version counts it.
+
+        Duplicate and lateness checks are the caller's policy (see `operators.user_state`):
+        this method takes whatever it is given.
+        """
+        watermark = event.ts if self.watermark is None else max(self.watermark, event.ts)
+        self.watermark = watermark
+        self.version += 1
+        self.session.update(event)
+        self.windows.update(event)
+        self.rfm.update(event)
+        self.interests.update(event)
+        self._update_context(event)
+        self._update_items(event)
+        self._remember(event, watermark)
+
+    def _update_context(self, event: Event) -> None:
+        """Device and referrer of the newest event (in event time) that carries one."""
+        if event.device is not None and event.ts >= self._device_ts:
+            self.device, self._device_ts = event.device, event.ts
+        if event.referrer is not None and event.ts >= self._referrer_ts:
+            self.referrer, self._referrer_ts = event.referrer, event.ts
+
+    def _update_items(self, event: Event) -> None:
+        item = event.item_id
+        if item is None:
+            return
+        if event.type in self.interaction_types:
+            _push(self._history, item, self.history_len)
+        if event.type == self.rfm.purchase_type:
+            _push(self._purchased, item, self.max_purchased)
+
+    def _remember(self, event: Event, watermark: float) -> None:
+        """Keep the event id for dedup, forgetting ids older than the horizon.
+
+        Ids leave in arrival order; an id that arrived late can outstay its horizon by at most
+        the allowed lateness, which keeps the memory bounded without a heap.
+        """
+        self._seen[event.event_id] = event.ts
+        self._seen_order.append((event.ts, event.event_id))
+        horizon = watermark - self.dedup_horizon_s
+        order = self._seen_order
+        while order and order[0][0] <= horizon:
+            ts, event_id = order.popleft()
+            if self._seen.get(event_id) == ts:
+                del self._seen[event_id]
+
+    @property
+    def history(self) -> tuple[str, ...]:
+        """Recently interacted item ids, oldest first, each once."""
+        return tuple(self._history)
+
+    @property
+    def purchased(self) -> frozenset[str]:
+        """Item ids the user bought (the most recent `max_purchased`)."""
+        return frozenset(self._purchased)
+
+    @property
+    def seen_ids(self) -> int:
+        """How many event ids the dedup memory holds (bounded by the horizon)."""
+        return len(self._seen)
+
+    def top_interests(self) -> tuple[tuple[str, float], ...]:
+        """The `top_categories` strongest decayed categories as (category, score)."""
+        return self.interests.top()
+
+    def features(self) -> dict[str, float]:
+        """The numeric profile, in `feature_names` order, every value a float."""
+        s, r = self.session, self.rfm
+        out: dict[str, float] = {
+            "session_duration": s.duration,
+            "session_events": float(s.events),
+            "product_views": float(s.product_views),
+            "session_count": float(s.session_count),
+            "avg_session_duration": s.avg_duration,
+            "avg_session_events": s.avg_events,
+            "bounce_rate": s.bounce_rate,
+        }
+        out.update((name, float(n)) for name, n in self.windows.get().items())
+        out["recency_days"] = r.recency_days
+        out["purchases_30d"] = float(r.purchases_30d)
+        out["spend_30d"] = r.spend_30d
+        out["purchases_total"] = float(r.purchases_total)
+        out["spend_total"] = r.spend_total
+        return out
+
+
+def _push(ordered: dict[str, None], item: str, limit: int) -> None:
+    """Move or add `item` to the end of an ordered set, dropping the oldest past `limit`."""
+    ordered.pop(item, None)
+    ordered[item] = None
+    while len(ordered) > limit:
+        del ordered[next(iter(ordered))]

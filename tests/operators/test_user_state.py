@@ -1,0 +1,174 @@
+"""The user_state step in a real Bytewax flow: dedup, lateness, versions, snapshots."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import bytewax.operators as op
+import orjson
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import TestingSink, TestingSource, run_main
+from prometheus_client import REGISTRY
+
+from operators.records import Accepted, DeadLetter, UserUpdate
+from operators.user_state import UserStateLogic, UserStateParams, user_state
+from state.event import Event, event_to_dict
+from state.user import FEATURE_NAMES
+
+
+def acc(event_id: str, user: str, ts: float, type_: str = "product_view", **kw: Any) -> Accepted:
+    event = Event(event_id=event_id, user_id=user, type=type_, ts=ts, **kw)
+    return Accepted(event=event, read_at=123.0)
+
+
+def metric(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def build_flow(items: list[Any], out: list[Any], params: UserStateParams) -> Dataflow:
+    flow = Dataflow("user_state_test")
+    events = op.input("in", flow, TestingSource(items))
+    keyed = op.key_on("key", events, lambda a: a.event.user_id)
+    updates = user_state("user_state", keyed, params)
+    op.output("out", updates, TestingSink(out))
+    return flow
+
+
+def by_user(out: list[tuple[str, Any]], user: str) -> list[Any]:
+    return [value for key, value in out if key == user]
+
+
+def test_flow_drops_duplicates_dead_letters_late_events_and_counts_versions() -> None:
+    items = [
+        acc("a1", "alice", 1000.0, item_id="m1", category=("jazz",), device="mobile"),
+        acc("b1", "bob", 5000.0, "page_view"),
+        acc("a2", "alice", 1100.0, "click", item_id="m2"),
+        acc("a1", "alice", 1000.0, item_id="m1"),  # duplicate id: dropped
+        acc("a3", "alice", 700.0, "page_view"),  # 400 s behind: late
+        acc("a4", "alice", 900.0, "page_view"),  # 200 s behind: within lateness
+        acc("b2", "bob", 4699.0, "search"),  # 301 s behind: late
+        acc("b3", "bob", 4700.0, "search"),  # exactly 300 s behind: accepted
+        acc("a5", "alice", 1200.0, "purchase", item_id="m1", price=9.5, quantity=2),
+        acc("b1", "bob", 9999.0, "click"),  # same id, other content, within horizon: dropped
+    ]
+    dup_before = metric("tailor_events_total", type="product_view", outcome="duplicate")
+    late_before = metric("tailor_dead_letters_total", reason="late")
+    users_before = metric("tailor_active_users")
+    out: list[tuple[str, UserUpdate | DeadLetter]] = []
+
+    run_main(build_flow(items, out, UserStateParams()))
+
+    alice = by_user(out, "alice")
+    assert [type(v).__name__ for v in alice] == [
+        "UserUpdate", "UserUpdate", "DeadLetter", "UserUpdate", "UserUpdate"
+    ]  # fmt: skip
+    updates = [v for v in alice if isinstance(v, UserUpdate)]
+    assert [u.version for u in updates] == [1, 2, 3, 4]
+    assert [u.event.event_id for u in updates] == ["a1", "a2", "a4", "a5"]
+    last = updates[-1]
+    assert last.user_id == "alice" and last.read_at == 123.0
+    assert tuple(last.features) == FEATURE_NAMES
+    assert last.features["session_events"] == 4.0
+    assert last.features["spend_total"] == 19.0
+    assert last.features["session_duration"] == 300.0  # 900 joined without moving the start
+    assert last.history == ("m2", "m1")
+    assert last.purchased == frozenset({"m1"})
+    assert last.device == "mobile"
+    assert last.top_categories[0][0] == "jazz"
+
+    late = alice[2]
+    assert late == DeadLetter(
+        reason="late",
+        detail="400s behind watermark",
+        payload=orjson.dumps(event_to_dict(items[4].event)),
+        origin="user_state",
+        offset="a3",
+    )
+
+    bob = by_user(out, "bob")
+    assert [getattr(v, "version", None) for v in bob] == [1, None, 2]
+    assert isinstance(bob[1], DeadLetter) and bob[1].detail == "301s behind watermark"
+    assert bob[2].event.event_id == "b3"
+
+    assert metric("tailor_events_total", type="product_view", outcome="duplicate") == (
+        dup_before + 1
+    )
+    assert metric("tailor_dead_letters_total", reason="late") == late_before + 2
+    assert metric("tailor_active_users") == users_before + 2
+
+
+def test_event_id_is_forgotten_after_the_dedup_horizon() -> None:
+    params = UserStateParams(dedup_horizon_s=100.0, allowed_lateness_s=300.0)
+    logic = UserStateLogic(params)
+    first, _ = logic.on_item(acc("x", "u", 0.0))
+    dup, _ = logic.on_item(acc("x", "u", 50.0))
+    logic.on_item(acc("y", "u", 200.0))
+    again, _ = logic.on_item(acc("x", "u", 150.0))  # x (ts 0) left the horizon at watermark 200
+    assert [len(list(first)), len(list(dup))] == [1, 0]
+    (update,) = list(again)
+    assert isinstance(update, UserUpdate) and update.version == 3
+    assert logic.state.seen_ids == 2  # x(150) and y(200); x(0) was evicted
+
+
+def test_dedup_memory_is_bounded_by_the_horizon() -> None:
+    logic = UserStateLogic(UserStateParams(dedup_horizon_s=1000.0))
+    for i in range(5000):
+        logic.on_item(acc(f"e{i}", "u", float(i * 10)))
+    assert logic.state.seen_ids == 100
+    assert logic.state.version == 5000
+
+
+def test_snapshot_is_a_deep_copy_that_pickles_and_resumes() -> None:
+    params = UserStateParams()
+    logic = UserStateLogic(params)
+    logic.on_item(acc("e1", "u", 0.0, category=("a",)))
+    snap = logic.snapshot()
+    logic.on_item(acc("e2", "u", 10.0))
+    assert (snap.version, logic.state.version) == (1, 2)
+
+    resumed = UserStateLogic(params, pickle.loads(pickle.dumps(logic.snapshot())))
+    assert list(resumed.on_item(acc("e2", "u", 10.0))[0]) == []  # remembered across pickling
+    (update,) = list(resumed.on_item(acc("e3", "u", 20.0))[0])
+    assert isinstance(update, UserUpdate)
+    assert update.version == 3
+    assert update.features["session_events"] == 3.0
+    assert resumed.notify_at() is None
+
+
+def test_recovery_resumes_state_after_an_abort(tmp_path: Path) -> None:
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    items: list[Any] = [
+        acc("e1", "u", 0.0),
+        acc("e2", "u", 10.0),
+        TestingSource.ABORT(),
+        acc("e2", "u", 10.0),  # re-delivered after the crash: a duplicate
+        acc("e3", "u", 20.0),
+    ]
+    first: list[tuple[str, Any]] = []
+    run_main(build_flow(items, first, UserStateParams()), epoch_interval=timedelta(0),
+             recovery_config=recovery)  # fmt: skip
+    assert [v.version for _, v in first] == [1, 2]
+
+    second: list[tuple[str, Any]] = []
+    run_main(build_flow(items, second, UserStateParams()), epoch_interval=timedelta(0),
+             recovery_config=recovery)  # fmt: skip
+    assert [(v.event.event_id, v.version) for _, v in second] == [("e3", 3)]
+    assert second[0][1].features["session_events"] == 3.0
+
+
+@pytest.mark.parametrize(
+    ("lag", "text"), [(300.5, "300.5"), (12345.25, "12345.25"), (2e6, "2000000")]
+)
+def test_late_detail_is_plain_seconds(lag: float, text: str) -> None:
+    logic = UserStateLogic(UserStateParams())
+    logic.on_item(acc("a", "u", 3e6))
+    (letter,) = list(logic.on_item(acc("b", "u", 3e6 - lag))[0])
+    assert isinstance(letter, DeadLetter)
+    assert letter.detail == f"{text}s behind watermark"
+    assert logic.state.version == 1
