@@ -19,6 +19,7 @@ RUN useradd --create-home --uid 10001 tailor \
 USER tailor
 WORKDIR /var/lib/tailor
 EXPOSE 9108
+ENV PYTHONHASHSEED=0
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tailor", "--config", "/etc/tailor/tailor.toml"]
 CMD ["run"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,7 +102,22 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
 COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "produce": _cmd_produce, "inspect": _cmd_inspect}
 
 
+def pin_hash_seed() -> None:
+    """Re-run this command with a fixed string-hash seed unless it already has one.
+
+    Python randomises `hash(str)` per process, so iterating a set of strings (River computes
+    some distances over key sets) can change float summation order between runs; a replay
+    must give byte-identical Redis state, so the worker pins the seed before anything runs.
+    """
+    if os.environ.get("PYTHONHASHSEED") == "0":
+        return
+    os.environ["PYTHONHASHSEED"] = "0"
+    os.execv(sys.executable, [sys.executable, "-m", "flows.cli", *sys.argv[1:]])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:
+        pin_hash_seed()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:

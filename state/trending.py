@@ -1,0 +1,137 @@
+"""Decayed item popularity in event time: the fallback when a user has no useful history.
+
+Every interaction adds 1 to its item, and every score halves each `halflife_s` of event time.
+Decaying all items at every event would touch the whole catalogue, so scores are stored
+relative to a reference time `t0`: an event at `ts` adds `2 ** ((ts - t0) / halflife_s)`, and the
+real score at the newest time `now` is that sum times `2 ** ((t0 - now) / halflife_s)`. When the
+exponent grows large, everything is renormalised to `t0 = now` so floats never overflow.
+
+Ranking the catalogue per user would cost a sort per user. Instead a sorted cache of the best
+`cache_size` items is kept up to date on every `learn_one`: all stored weights share the factor
+from `t0` to `now`, so the ranking only changes when one item's weight grows, and a growing item
+either moves inside the cache or displaces its last entry. The cache is therefore always the
+exact top list at the current point of the stream, whatever the batch boundaries were, which
+keeps replays byte-identical. `top` walks it past the excluded items. Event time, not the wall
+clock, drives decay.
+
+>>> t = Trending(halflife_s=10.0)
+>>> t.learn_one("a", 0.0)
+>>> t.learn_one("b", 10.0)
+>>> t.learn_one("b", 10.0)
+>>> t.top(2)
+[('b', 2.0), ('a', 0.5)]
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+from collections.abc import Collection
+
+__all__ = ["Trending"]
+
+#: Renormalise once stored weights reach 2**RENORM_EXPONENT (far below float overflow).
+RENORM_EXPONENT = 256.0
+#: Scores below this (in units of one fresh event) are dropped at renormalisation.
+FORGET_BELOW = 1e-9
+
+
+class Trending:
+    """Exponentially decayed popularity per item.
+
+    Parameters
+    ----------
+    halflife_s
+        Event-time seconds after which an interaction counts half.
+    cache_size
+        Items kept in the sorted top cache; `top` falls back to a full ranking only when
+        exclusions eat through the whole cache.
+    """
+
+    def __init__(self, halflife_s: float = 86400.0, cache_size: int = 200) -> None:
+        if not halflife_s > 0:
+            raise ValueError("halflife_s must be > 0")
+        self.halflife_s = halflife_s
+        self.cache_size = cache_size
+        self._scores: dict[str, float] = {}
+        self._t0: float | None = None
+        self._now: float | None = None
+        #: (-weight, item) of the best `cache_size` items, ascending = best first.
+        self._cache: list[tuple[float, str]] = []
+        self._cached: set[str] = set()
+
+    def learn_one(self, item: str, ts: float) -> None:
+        """Add one interaction with `item` at event time `ts` (any order of ts is fine)."""
+        if self._t0 is None:
+            self._t0 = ts
+        if self._now is None or ts > self._now:
+            self._now = ts
+            if (ts - self._t0) / self.halflife_s > RENORM_EXPONENT:
+                self._renormalise()  # before adding, so a jump far ahead cannot overflow
+        old = self._scores.get(item, 0.0)
+        new = old + 2.0 ** ((ts - self._t0) / self.halflife_s)
+        self._scores[item] = new
+        self._update_cache(item, old, new)
+
+    def _update_cache(self, item: str, old: float, new: float) -> None:
+        """Keep `_cache` the exact top list: only `item` moved, and only upwards."""
+        cache, key = self._cache, (-new, item)
+        if item in self._cached:
+            del cache[bisect.bisect_left(cache, (-old, item))]
+        elif len(cache) >= self.cache_size:
+            if key >= cache[-1]:
+                return
+            self._cached.discard(cache.pop()[1])
+        bisect.insort(cache, key)
+        self._cached.add(item)
+
+    def _renormalise(self) -> None:
+        assert self._t0 is not None and self._now is not None
+        factor = 2.0 ** ((self._t0 - self._now) / self.halflife_s)
+        self._scores = {
+            item: score * factor
+            for item, score in self._scores.items()
+            if score * factor >= FORGET_BELOW
+        }
+        self._t0 = self._now
+        self.refresh()  # rescaled weights: rebuild rather than trust rounding to keep order
+
+    def _decay(self) -> float:
+        """Multiplier from stored weights to scores at the newest event time."""
+        if self._t0 is None or self._now is None:
+            return 1.0
+        return 2.0 ** ((self._t0 - self._now) / self.halflife_s)
+
+    def refresh(self) -> None:
+        """Rebuild the top cache from all scores (it is kept exact anyway; a consistency reset)."""
+        self._cache = heapq.nsmallest(self.cache_size, ((-w, i) for i, w in self._scores.items()))
+        self._cached = {item for _, item in self._cache}
+
+    def score(self, item: str) -> float:
+        """Decayed score of `item` at the newest event time seen (0 when unknown)."""
+        return self._scores.get(item, 0.0) * self._decay()
+
+    def top(self, k: int, exclude: Collection[str] = ()) -> list[tuple[str, float]]:
+        """The `k` most popular items not in `exclude`, decayed to the newest time; ties by id."""
+        if k <= 0:
+            return []
+        picked = _first(self._cache, k, exclude)
+        if len(picked) < k and len(self._cache) < len(self._scores):
+            picked = _first(sorted((-w, i) for i, w in self._scores.items()), k, exclude)
+        decay = self._decay()
+        return [(item, -neg_weight * decay) for neg_weight, item in picked]
+
+    def __len__(self) -> int:
+        return len(self._scores)
+
+
+def _first(
+    ranked: list[tuple[float, str]], k: int, exclude: Collection[str]
+) -> list[tuple[float, str]]:
+    picked: list[tuple[float, str]] = []
+    for entry in ranked:
+        if entry[1] not in exclude:
+            picked.append(entry)
+            if len(picked) == k:
+                break
+    return picked

@@ -1,0 +1,283 @@
+from __future__ import annotations
+
+import pickle
+from collections import defaultdict
+from dataclasses import replace
+
+import bytewax.operators as op
+import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.testing import TestingSink, TestingSource, run_main
+
+from operators.models import ModelParams, ModelsLogic, models
+from operators.records import SegmentInfo, UserOutput, UserUpdate
+from operators.redis_sink import RESERVED_FIELDS
+from state.cooccurrence import CoOccurrence
+from state.event import Event
+from state.rules import RuleError
+from state.segmenter import DEFAULT_FEATURES
+
+Out = UserOutput | SegmentInfo
+
+
+class Users:
+    """Builds UserUpdates the way the user-state step does: history includes the event's item."""
+
+    def __init__(self) -> None:
+        self.history: dict[str, list[str]] = defaultdict(list)
+        self.purchased: dict[str, set[str]] = defaultdict(set)
+        self.version: dict[str, int] = defaultdict(int)
+        self.n = 0
+
+    def event(
+        self, user: str, item: str | None, kind: str = "product_view", device: str = "mobile"
+    ) -> UserUpdate:
+        self.n += 1
+        ts = 1_700_000_000.0 + 60 * self.n
+        if item is not None:
+            self.history[user].append(item)
+            if kind == "purchase":
+                self.purchased[user].add(item)
+        self.version[user] += 1
+        views = float(len(self.history[user]))
+        features = dict.fromkeys(DEFAULT_FEATURES, 0.0)
+        features.update(views_24h=views, spend_30d=10.0 * len(self.purchased[user]))
+        return UserUpdate(
+            user_id=user,
+            version=self.version[user],
+            event=Event(f"e{self.n}", user, kind, ts, item_id=item, device=device),
+            read_at=float(self.n),
+            features=features,
+            device=device,
+            referrer="search" if user.endswith("1") else None,
+            top_categories=(("books", 2.0), ("games", 1.0)),
+            history=tuple(self.history[user][-50:]),
+            purchased=frozenset(self.purchased[user]),
+        )
+
+
+def run(updates: list[UserUpdate], params: ModelParams, batch_size: int) -> list[Out]:
+    flow = Dataflow("models_test")
+    stream = op.input("in", flow, TestingSource(updates, batch_size=batch_size))
+    keyed = op.key_on("key", stream, lambda _u: "models")
+    out: list[tuple[str, Out]] = []
+    op.output("out", models("models", keyed, params), TestingSink(out))
+    run_main(flow)
+    assert {key for key, _ in out} <= {"models"}
+    return [item for _, item in out]
+
+
+def shopping(seed_users: int = 12) -> list[UserUpdate]:
+    """Users browsing two item families (a*, b*) plus popular 'hit' items; deterministic."""
+    users = Users()
+    updates = []
+    for n in range(seed_users):
+        family = "a" if n % 2 else "b"
+        user = f"u{n}"
+        for i in range(5):
+            updates.append(users.event(user, f"{family}{(n + i) % 6}"))
+        updates.append(users.event(user, "hit", kind="purchase"))
+    updates.append(users.event("u1", None, kind="page_view"))
+    return updates
+
+
+def user_outputs(outs: list[Out]) -> list[UserOutput]:
+    return [o for o in outs if isinstance(o, UserOutput)]
+
+
+def test_one_output_per_changed_user_per_batch() -> None:
+    updates = shopping()
+    outs = user_outputs(run(updates, ModelParams(k=5), batch_size=10))
+    expected = []
+    for start in range(0, len(updates), 10):
+        batch = updates[start : start + 10]
+        seen: dict[str, list[UserUpdate]] = {}
+        for u in batch:
+            seen.setdefault(u.user_id, []).append(u)
+        expected += [
+            (uid, us[-1].version, tuple(u.read_at for u in us)) for uid, us in seen.items()
+        ]
+    assert [(o.user_id, o.version, o.read_ats) for o in outs] == expected
+    last = outs[-1]
+    assert last.user_id == "u1" and last.event_times == (updates[-1].event.ts,)
+    assert last.updated_at == updates[-1].event.ts
+
+
+def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
+    updates = shopping()
+    outs = user_outputs(run(updates, ModelParams(k=4), batch_size=7))
+    by_version = {(u.user_id, u.version): u for u in updates}
+    for n, o in enumerate(outs):
+        ids = [r.item_id for r in o.recs]
+        assert len(ids) == len(set(ids))
+        if n >= len(outs) - 8:  # once the catalogue is big enough, always k
+            assert len(ids) == 4
+        update = by_version[o.user_id, o.version]
+        assert not set(ids) & set(update.history)
+        assert not set(ids) & update.purchased
+    assert "hit" not in [r.item_id for r in outs[-1].recs]  # bought by all, so never again
+    # a user of family "a" gets a* items first (b* only reach it through the shared "hit")
+    u1 = next(o for o in reversed(outs) if o.user_id == "u1")
+    cooc = [r for r in u1.recs if r.source == "cooc"]
+    assert cooc[0].item_id.startswith("a")
+    assert cooc[0].score > max(r.score for r in cooc if r.item_id.startswith("b"))
+    assert [r.score for r in cooc] == sorted((r.score for r in cooc), reverse=True)
+
+
+def test_exclude_seen_off_allows_seen_but_never_purchased() -> None:
+    updates = shopping()
+    outs = user_outputs(run(updates, ModelParams(k=6, exclude_seen=False), batch_size=50))
+    u1 = next(o for o in reversed(outs) if o.user_id == "u1")
+    ids = {r.item_id for r in u1.recs}
+    assert ids & set(updates[-1].history)
+    assert "hit" not in ids
+
+
+def test_user_without_history_gets_trending() -> None:
+    users = Users()
+    updates = [users.event("a", "x"), users.event("b", "x"), users.event("b", "y")]
+    updates += [users.event("c", "z"), users.event("new", None, kind="page_view")]
+    outs = user_outputs(run(updates, ModelParams(k=3), batch_size=5))
+    new = next(o for o in outs if o.user_id == "new")
+    assert [(r.item_id, r.source) for r in new.recs] == [
+        ("x", "trending"),
+        ("z", "trending"),  # z is fresher than y
+        ("y", "trending"),
+    ]
+    # decay in event time: x at t1, t2, y at t3, z at t4 = newest (60 s apart, 1-day halflife)
+    x = 2 ** (-180 / 86400) + 2 ** (-120 / 86400)
+    assert [r.score for r in new.recs] == pytest.approx([x, 1.0, 2 ** (-60 / 86400)], abs=1e-6)
+
+
+def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
+    users = Users()
+    updates = [users.event("a", "p"), users.event("a", "q")]
+    updates += [users.event("c", "r"), users.event("c", "r2"), users.event("b", "p")]
+    outs = user_outputs(run(updates, ModelParams(k=3), batch_size=5))
+    b = next(o for o in outs if o.user_id == "b")
+    # q co-occurs with p once; count(p) = 2 and count(q) = 1 → 1/sqrt(2)
+    assert b.recs[0].item_id == "q" and b.recs[0].source == "cooc"
+    assert b.recs[0].score == pytest.approx(1 / 2**0.5, abs=1e-6)
+    assert [r.source for r in b.recs[1:]] == ["trending", "trending"]
+    assert {r.item_id for r in b.recs[1:]} == {"r", "r2"}
+
+
+def test_profile_fields_and_segments() -> None:
+    outs = run(shopping(), ModelParams(k=3), batch_size=10)
+    infos = [o for o in outs if isinstance(o, SegmentInfo)]
+    user_outs = user_outputs(outs)
+    assert infos, "the first time a cluster is named, its SegmentInfo is emitted"
+    for o in user_outs:  # the newest info before an output names the output's segment alike
+        before = outs[: outs.index(o)]
+        info = [i for i in before if isinstance(i, SegmentInfo) and i.segment == o.segment][-1]
+        assert info.name == o.segment_name
+    assert set(infos[0].centroid) >= set(DEFAULT_FEATURES)
+    assert [i.version for i in infos] == list(range(1, len(infos) + 1))
+    last_name: dict[str, str] = {}
+    for info in infos:  # an info only when the name changes
+        assert last_name.get(info.segment) != info.name
+        last_name[info.segment] = info.name
+    o = user_outs[-1]
+    assert o.segment.startswith("cluster:")
+    assert set(o.profile) == {
+        "features",
+        "device",
+        "referrer",
+        "top_categories",
+        "last_event_type",
+        "last_event_ts",
+    }
+    assert not set(o.profile) & set(RESERVED_FIELDS)
+    assert o.profile["top_categories"] == [["books", 2.0], ["games", 1.0]]
+    assert o.profile["last_event_type"] == "page_view"
+    assert o.profile["referrer"] == "search"
+
+
+def test_rule_segments() -> None:
+    rules = {
+        "buyer": "spend_30d > 0",
+        "searcher": "referrer == 'search' and device in ('mobile')",
+        "clustered": "segment != 'none' and top_category == 'books'",
+        "viewer": "last_event_type == 'page_view'",
+    }
+    outs = user_outputs(run(shopping(), ModelParams(k=3, rules=rules), batch_size=100))
+    by_user = {o.user_id: o for o in outs}
+    assert by_user["u1"].rule_segments == ("buyer", "clustered", "searcher", "viewer")
+    assert by_user["u2"].rule_segments == ("buyer", "clustered")
+
+
+def test_bad_config_fails_when_the_flow_is_built() -> None:
+    flow = Dataflow("bad")
+    empty: list[UserUpdate] = []
+    keyed = op.key_on("key", op.input("in", flow, TestingSource(empty)), lambda _u: "models")
+    with pytest.raises(RuleError, match="rule 'vip'"):
+        models("m1", keyed, ModelParams(rules={"vip": "spend > 1"}))
+    with pytest.raises(ValueError, match="unknown clusterer"):
+        models("m2", keyed, ModelParams(clusterer="Nope"))
+    with pytest.raises(ValueError, match="k must be >= 1"):
+        ModelParams(k=0)
+
+
+def final_state(outs: list[Out]) -> tuple[dict[str, UserOutput], dict[str, SegmentInfo]]:
+    """What a sink is left with: the newest output per user and per segment."""
+    users: dict[str, UserOutput] = {}
+    infos: dict[str, SegmentInfo] = {}
+    for o in outs:
+        if isinstance(o, UserOutput):
+            users[o.user_id] = replace(o, read_ats=(), event_times=())
+        else:
+            infos[o.segment] = o
+    return users, infos
+
+
+def test_batch_boundaries_do_not_change_the_final_state() -> None:
+    updates = shopping(20)
+    params = ModelParams(k=5, rules={"buyer": "spend_30d > 0"})
+    one_by_one = final_state(run(updates, params, batch_size=1))
+    assert final_state(run(updates, params, batch_size=7)) == one_by_one
+    assert final_state(run(updates, params, batch_size=1000)) == one_by_one
+    assert len(one_by_one[0]) == 20 and one_by_one[1]
+
+
+def test_same_input_gives_identical_outputs() -> None:
+    updates = shopping(20)
+    first = run(updates, ModelParams(k=5), batch_size=9)
+    second = run(updates, ModelParams(k=5), batch_size=9)
+    assert first == second
+    assert pickle.dumps(first) == pickle.dumps(second)
+
+
+def test_snapshot_is_a_deep_copy_and_resumes_identically() -> None:
+    updates = shopping()
+    params = ModelParams(k=4)
+    whole = ModelsLogic(params)
+    resumed_from = ModelsLogic(params)
+    outs_whole: list[Out] = []
+    for start in range(0, len(updates), 8):
+        emitted, discard = whole.on_batch(updates[start : start + 8])
+        assert discard is False
+        outs_whole += list(emitted)
+    cut = 32
+    outs_split: list[Out] = []
+    for start in range(0, cut, 8):
+        outs_split += list(resumed_from.on_batch(updates[start : start + 8])[0])
+    snap = pickle.loads(pickle.dumps(resumed_from.snapshot()))
+    before = resumed_from.snapshot()
+    resumed_from.on_batch(updates[cut:])  # mutating the logic must not touch the snapshot
+    assert pickle.dumps(before) != pickle.dumps(resumed_from.snapshot())
+    resumed = ModelsLogic(params, snap)
+    for start in range(cut, len(updates), 8):
+        outs_split += list(resumed.on_batch(updates[start : start + 8])[0])
+    assert outs_split == outs_whole
+
+
+def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
+    updates = shopping()
+    logic = ModelsLogic(ModelParams())
+    logic.on_batch(updates)
+    by_hand = CoOccurrence()
+    for u in updates:
+        if u.event.item_id is not None:
+            by_hand.learn_one(u.history[:-1], u.event.item_id)
+    for item in ["a1", "b2", "hit"]:
+        assert logic.state.cooc.neighbors(item) == by_hand.neighbors(item)
