@@ -16,6 +16,7 @@ import redis
 
 from flows.config import Config
 from flows.embedded import DEMO_DIR, EmbeddedRedis
+from flows.lookup import text
 from flows.produce import produce
 from flows.progress import Progress
 from flows.runner import run_worker, start_metrics
@@ -67,10 +68,11 @@ def _latency_quantile(q: float) -> float | None:
 
 
 def _segments(client: redis.Redis, prefix: str) -> list[tuple[str, str, int]]:
-    names = {k.decode(): orjson.loads(v) for k, v in client.hgetall(segments_key(prefix)).items()}
+    stored = client.hgetall(segments_key(prefix)).items()
+    names = {text(k): orjson.loads(v) for k, v in stored}
     found = []
     for key in client.scan_iter(match=f"{segment_key(prefix, '')}*", count=1000):
-        segment = key.decode()[len(segment_key(prefix, "")) :]
+        segment = text(key)[len(segment_key(prefix, "")) :]
         name = names.get(segment, {}).get("name", "")
         found.append((segment, name, int(client.scard(key))))
     return sorted(found)

@@ -7,6 +7,7 @@ current directory, so `tailor inspect` after `tailor demo` reads the same data.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,6 @@ class EmbeddedRedis:
         and the worker's sinks may still hold theirs at this point.
         """
         self._client.save()
-        try:
+        # The server closing our connection while it shuts down is what we asked for.
+        with contextlib.suppress(redis.ConnectionError):
             self._client.shutdown(save=True)
-        except redis.ConnectionError:
-            pass  # the server closed our connection while shutting down: what we asked for

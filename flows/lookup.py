@@ -10,6 +10,11 @@ import redis
 from operators.keys import recs_key, user_key
 
 
+def text(value: bytes | str) -> str:
+    """Redis replies are bytes with this client; accept str too (decode_responses clients)."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else value
+
+
 def read_user(client: redis.Redis, prefix: str, user_id: str) -> dict[str, Any] | None:
     """The stored profile (JSON fields decoded) and recommendations, or None if unknown."""
     raw = client.hgetall(user_key(prefix, user_id))
@@ -17,11 +22,11 @@ def read_user(client: redis.Redis, prefix: str, user_id: str) -> dict[str, Any] 
         return None
     profile: dict[str, Any] = {}
     for field, value in sorted(raw.items()):
-        name = field.decode()
+        name = text(field)
         try:
             profile[name] = orjson.loads(value)
         except orjson.JSONDecodeError:
-            profile[name] = value.decode(errors="replace")
+            profile[name] = text(value)
     recs = client.get(recs_key(prefix, user_id))
     return {
         "user_id": user_id,

@@ -18,15 +18,15 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
-from operators.deadletter_sink import DeadLetterSink
-from operators.models import ModelParams, models
-from operators.redis_sink import RedisSink
-from operators.replay_source import ReplaySource
-from operators.user_state import UserStateParams, user_state
 
 from flows.config import Config, load_config
+from operators.deadletter_sink import DeadLetterSink
+from operators.models import ModelParams, models
 from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
+from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
+from operators.replay_source import ReplaySource
+from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
 from state.user import feature_names as state_feature_names
 

@@ -40,7 +40,7 @@ class Accepted:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A refused input: the raw payload and a machine-readable reason (see `state.event.REASONS`)."""
+    """A refused input: the raw payload and a machine-readable reason (`state.event.REASONS`)."""
 
     reason: str
     detail: str

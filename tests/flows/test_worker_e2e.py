@@ -26,9 +26,7 @@ PREFIX = "e2e"
 K = 10
 
 
-def tailor(
-    redis_url: str, config: Path, *args: str, timeout: float = 600, **extra_env: str
-) -> str:
+def tailor(redis_url: str, config: Path, *args: str, timeout: float = 600, **extra_env: str) -> str:
     env = {**os.environ, "REDIS_URL": redis_url, **extra_env}
     done = subprocess.run(
         [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
