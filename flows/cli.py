@@ -31,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     produce = commands.add_parser("produce", help="publish a file of events to the streams")
     produce.add_argument("file", type=Path)
     produce.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
+    produce.add_argument("--limit", type=int, help="publish only the first N events")
     produce.add_argument("--no-progress", action="store_true")
     inspect = commands.add_parser("inspect", help="print a user's profile and recommendations")
     inspect.add_argument("user")
@@ -71,6 +72,7 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
         partitions=config["source"]["partitions"],
         adapter=args.adapter,
         progress=not args.no_progress,
+        limit=args.limit,
     )
     print(f"published {count} events to {config.prefix}:events:*")
     return 0

@@ -126,7 +126,7 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
         _clear_prefix(client, prefix)
         sample = DEMO_DIR / "sample-events.jsonl"
         produced = _publish(config, sample, users)
-        metrics_url = start_metrics(config)
+        metrics_url = start_metrics(config, fallback_to_any_port=True)
         print(f"running the worker (Redis: {url}, metrics: {metrics_url or 'off'})")
         _run_with_progress(config, produced)
         print(

@@ -10,6 +10,7 @@ XADD can land twice; the worker drops duplicates by event id.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,9 @@ def produce(
     batch_size: int = 1000,
     progress: bool = True,
     maxlen: int | None = None,
+    limit: int | None = None,
 ) -> int:
-    """Publish every payload of `path` and return how many were published.
+    """Publish the payloads of `path` (the first `limit`, when given); returns how many.
 
     `maxlen` caps each stream approximately (XADD MAXLEN ~), for long-running demos.
     """
@@ -75,8 +77,11 @@ def produce(
     published = 0
     try:
         pipe = client.pipeline(transaction=False)
-        with Progress(f"produce {path.name}", expected_total(path, name), enabled=progress) as bar:
-            for payload in read_payloads(path, name):
+        total = expected_total(path, name)
+        if limit is not None:
+            total = limit if total is None else min(total, limit)
+        with Progress(f"produce {path.name}", total, enabled=progress) as bar:
+            for payload in itertools.islice(read_payloads(path, name), limit):
                 fields: dict[Any, Any] = {b"payload": payload}
                 pipe.xadd(keys[route(payload, partitions)], fields, maxlen=maxlen, approximate=True)
                 published += 1

@@ -16,7 +16,7 @@ from types import FrameType
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
-from flows.config import Config
+from flows.config import Config, ConfigError
 from flows.worker import build_redis_flow
 from operators import lifecycle
 
@@ -33,23 +33,36 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, _on_signal)
 
 
-def start_metrics(config: Config) -> str | None:
-    """Serve Prometheus metrics when a port is configured; returns the URL."""
+def start_metrics(config: Config, fallback_to_any_port: bool = False) -> str | None:
+    """Serve Prometheus metrics when a port is configured; returns the URL.
+
+    A taken port is a configuration error for the worker (its scrape target would be
+    wrong); the demo instead takes any free port, so a first run never fails on it.
+    """
     port = int(config["metrics"]["port"])
     if port == 0:
         return None
-    start_http_server(port)
-    return f"http://localhost:{port}/metrics"
+    try:
+        server, _thread = start_http_server(port)
+    except OSError as exc:
+        if not fallback_to_any_port:
+            raise ConfigError(f"metrics.port: cannot listen on {port} ({exc.strerror})") from exc
+        server, _thread = start_http_server(0)
+    return f"http://localhost:{server.server_port}/metrics"
 
 
 def run_worker(
     config: Config, replay_paths: Sequence[Path] = (), serve_metrics: bool = False
 ) -> None:
-    """Run one worker process until its sources end (drained, replay done, or a signal)."""
-    lifecycle.reset()
-    install_signal_handlers()
+    """Run one worker process until its sources end (drained, replay done, or a signal).
+
+    Everything that can be wrong with the settings fails before the first event.
+    """
     if serve_metrics:
         url = start_metrics(config)
         if url:
             log.info("metrics at %s", url)
-    cli_main(build_redis_flow(config, replay_paths), workers_per_process=1)
+    flow = build_redis_flow(config, replay_paths)
+    lifecycle.reset()
+    install_signal_handlers()
+    cli_main(flow, workers_per_process=1)

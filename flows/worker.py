@@ -19,7 +19,7 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.config import Config, load_config
+from flows.config import Config, ConfigError, load_config
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
 from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
@@ -28,6 +28,8 @@ from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
+from state.rules import RuleError, RuleSet
+from state.segmenter import Segmenter
 from state.user import feature_names as state_feature_names
 
 #: All model updates meet under one key: the clusterer and recommenders are global models.
@@ -65,6 +67,20 @@ def feature_names(config: Config) -> tuple[str, ...]:
 
 
 def model_params(config: Config) -> ModelParams:
+    """The models step's settings, checked now: a bad rule or clusterer fails at start-up."""
+    params = _model_params(config)
+    try:
+        RuleSet(params.rules, params.rule_names())
+    except RuleError as exc:
+        raise ConfigError(f"segments.rules.{exc.rule}: {exc}") from exc
+    try:
+        Segmenter(params.clusterer, params.clusterer_params, params.features, params.devices)
+    except ValueError as exc:
+        raise ConfigError(f"segments.clusterer / segments.params: {exc}") from exc
+    return params
+
+
+def _model_params(config: Config) -> ModelParams:
     segments, recs = config["segments"], config["recs"]
     return ModelParams(
         k=recs["k"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,38 @@ def test_cli_exits_2_on_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture
 def test_cli_exits_2_when_run_has_no_redis(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REDIS_URL", raising=False)
     assert main(["run"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ('[segments.rules]\nbroken = "views_24h >"\n', "segments.rules.broken"),
+        ("[segments.rules]\nsneaky = \"__import__('os')\"\n", "segments.rules.sneaky"),
+        ('[segments.rules]\ntypo = "view_24h > 3"\n', "segments.rules.typo"),
+        ('[segments]\nclusterer = "Magic"\n', "segments.clusterer"),
+        ("[segments.params]\nn_clusters = -2\n", "segments.params"),
+    ],
+)
+def test_bad_models_config_stops_run_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, names: str
+) -> None:
+    path = write(tmp_path, "[metrics]\nport = 0\n" + text)
+    env = {"REDIS_URL": "redis://127.0.0.1:1/0"}  # never reached: the config fails first
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        assert main(["--config", str(path), "run", "--until-drained"]) == 2
+    assert names in capsys.readouterr().err
+
+
+def test_a_taken_metrics_port_stops_run_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as busy:
+        busy.bind(("", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")
+        path = write(tmp_path, f"[metrics]\nport = {port}\n")
+        assert main(["--config", str(path), "run"]) == 2
+    assert "metrics.port" in capsys.readouterr().err

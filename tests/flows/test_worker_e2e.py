@@ -144,6 +144,65 @@ def test_movielens_through_the_worker(
     assert r.exists(f"{PREFIX}:deadletter") == 0
 
 
+def events_by_user(path: Path, limit: int | None = None) -> dict[str, list[dict[str, Any]]]:
+    """The canonical events a dataset file gives, per user (from the adapter `produce` uses)."""
+    from itertools import islice
+
+    from operators.adapters import read_payloads
+
+    users: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for payload in islice(read_payloads(path), limit):
+        event = orjson.loads(payload)
+        users[str(event["user_id"])].append(event)
+    return users
+
+
+def recently_bought(events: list[dict[str, Any]], keep: int = 200) -> set[str]:
+    """The items the worker promises to exclude: the `state.max_purchased` most recent."""
+    order: dict[str, None] = {}
+    for event in events:
+        if event["type"] == "purchase" and "item_id" in event:
+            order.pop(str(event["item_id"]), None)
+            order[str(event["item_id"])] = None
+    return set(list(order)[-keep:])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "limit", "has_items"),
+    [
+        ("cdnow/cdnow_master.csv", 20_000, False),
+        ("online-retail/online_retail.csv.gz", 40_000, True),
+        ("otto-sample/train_events.csv", None, True),
+    ],
+)
+def test_purchase_datasets_through_the_worker(
+    data_dir: Path,
+    redis_url: str,
+    r: redis.Redis,
+    config_file: Path,
+    dataset: str,
+    limit: int | None,
+    has_items: bool,
+) -> None:
+    """Every user gets a profile counting all their events; nothing bought is recommended."""
+    path = data_dir / dataset
+    extra = ["--limit", str(limit)] if limit else []
+    tailor(redis_url, config_file, "produce", str(path), "--no-progress", *extra)
+    tailor(redis_url, config_file, "run", "--until-drained")
+    users = events_by_user(path, limit)
+    for user, events in users.items():
+        stored = profile(r, user)
+        assert stored["version"] == len(events), user
+        purchases = sum(1 for e in events if e["type"] == "purchase")
+        assert stored["features"]["purchases_total"] == purchases, user
+        items = recs(r, user)
+        bought = recently_bought(events)
+        if has_items:
+            assert len(items) == K == len(set(items)), user
+        assert not bought & set(items), user
+    assert_memberships_match_profiles(r, set(users))
+
+
 def test_otto_purchases_are_never_recommended(
     data_dir: Path, redis_url: str, r: redis.Redis, config_file: Path
 ) -> None:
