@@ -36,6 +36,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("state", "history_len"),
         ("state", "max_purchased"),
         ("state", "dedup_horizon_s"),
+        ("segments", "learn_every"),
         ("recs", "k"),
         ("recs", "cooc_max_neighbors"),
         ("recs", "cooc_window"),

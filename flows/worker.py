@@ -94,6 +94,7 @@ def _model_params(config: Config) -> ModelParams:
         trending_halflife_s=recs["trending_halflife_s"],
         exclude_seen=recs["exclude_seen"],
         seed=segments["seed"],
+        learn_every=segments["learn_every"],
     )
 
 
