@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import redis
@@ -33,6 +34,7 @@ from bytewax.testing import run_main
 
 from flows.config import Config, load_config
 from flows.demo import processed_events
+from flows.sample import generate
 from flows.worker import build_redis_flow
 from operators import lifecycle, metrics
 from operators.routing import partition_for, stream_key
@@ -41,24 +43,43 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-late
 PREFIX = "bench"
 
 
-def movielens_events(n: int) -> Iterator[bytes]:
+def movielens_rows() -> list[dict[str, Any]]:
+    """MovieLens ratings as product views in time order (a few users active at a time)."""
     with (DATA / "ratings.csv").open() as handle:
         rows = sorted(
             (int(r["timestamp"]), r["userId"], r["movieId"]) for r in csv.DictReader(handle)
         )
-    span = rows[-1][0] - rows[0][0] + 86400
+    devices = ("mobile", "desktop", "tablet")
+    return [
+        {
+            "event_id": f"{u}-{m}-{ts}",
+            "user_id": u,
+            "type": "product_view",
+            "ts": ts,
+            "item_id": m,
+            "device": devices[int(u) % 3],
+        }
+        for ts, u, m in rows
+    ]
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    """The demo's shop clickstream: 1,500 users interleaved, so most events change a new user."""
+    return list(generate(users=1500, seed=7))
+
+
+def cycled(rows: list[dict[str, Any]], n: int) -> Iterator[bytes]:
+    """`n` events: the rows again and again, each cycle with new ids and later times."""
+    span = rows[-1]["ts"] - rows[0]["ts"] + 86400
     produced, cycle = 0, 0
     while True:
-        for ts, user, movie in rows:
+        for row in rows:
             if produced == n:
                 return
             event = {
-                "event_id": f"{cycle}-{user}-{movie}-{ts}",
-                "user_id": user,
-                "type": "product_view",
-                "ts": ts + cycle * span,
-                "item_id": movie,
-                "device": ("mobile", "desktop", "tablet")[int(user) % 3],
+                **row,
+                "event_id": f"{cycle}-{row['event_id']}",
+                "ts": row["ts"] + cycle * span,
             }
             yield orjson.dumps(event)
             produced += 1
@@ -125,8 +146,8 @@ def rss_mb() -> float:
     return 0.0
 
 
-def backlog_run(config: Config, client: redis.Redis, n: int) -> dict[str, float]:
-    payloads = list(movielens_events(n))
+def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> dict[str, float]:
+    n = len(payloads)
     for start in range(0, n, 10_000):
         publish(client, payloads[start : start + 10_000], config["source"]["partitions"])
     rss_before = rss_mb()
@@ -148,8 +169,10 @@ def backlog_run(config: Config, client: redis.Redis, n: int) -> dict[str, float]
     }
 
 
-def paced_run(config: Config, client: redis.Redis, n: int, rate: float) -> dict[str, float]:
-    payloads = list(movielens_events(n))
+def paced_run(
+    config: Config, client: redis.Redis, payloads: list[bytes], rate: float
+) -> dict[str, float]:
+    n = len(payloads)
     client.flushall()
     reset_histogram()
     before = processed_events()
@@ -186,14 +209,16 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=5000.0)
     parser.add_argument("--paced-events", type=int, default=50_000)
     parser.add_argument("--redis-url")
+    parser.add_argument("--data", choices=("movielens", "sample"), default="movielens")
     args = parser.parse_args()
     server, url = (None, args.redis_url) if args.redis_url else start_server()
     config = load_config(env={}).with_value("redis", "url", url)
     config = config.with_value("redis", "prefix", PREFIX).with_value("metrics", "port", 0)
     client = redis.Redis.from_url(url)
     try:
-        backlog = backlog_run(config, client, args.events)
-        paced = paced_run(config, client, args.paced_events, args.rate)
+        rows = movielens_rows() if args.data == "movielens" else sample_rows()
+        backlog = backlog_run(config, client, list(cycled(rows, args.events)))
+        paced = paced_run(config, client, list(cycled(rows, args.paced_events)), args.rate)
     finally:
         if server is not None:
             server.terminate()
