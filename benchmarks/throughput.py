@@ -34,6 +34,7 @@ from bytewax.testing import run_main
 
 from flows.config import Config, load_config
 from flows.demo import processed_events
+from flows.runner import tune_gc
 from flows.sample import generate
 from flows.worker import build_redis_flow
 from operators import lifecycle, metrics
@@ -152,6 +153,7 @@ def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> d
         publish(client, payloads[start : start + 10_000], config["source"]["partitions"])
     rss_before = rss_mb()
     before = processed_events()
+    tune_gc()
     started = time.perf_counter()
     run_main(build_redis_flow(config.with_value("source", "stop_when_drained", True)))
     elapsed = time.perf_counter() - started

@@ -7,6 +7,7 @@ the run normally.
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 from collections.abc import Sequence
@@ -51,6 +52,19 @@ def start_metrics(config: Config, fallback_to_any_port: bool = False) -> str | N
     return f"http://localhost:{server.server_port}/metrics"
 
 
+#: Young-generation GC threshold for the worker (CPython's default is 700). The worker
+#: allocates a few small objects per event and keeps few cycles; with the default, collections
+#: cost 20-25 µs per event (a quarter of the hot path, measured on MovieLens). Older
+#: generations keep their defaults, so cyclic garbage is still reclaimed.
+GC_YOUNG_THRESHOLD = 50_000
+
+
+def tune_gc() -> None:
+    """Collect the young generation less often; see `GC_YOUNG_THRESHOLD`."""
+    _young, middle, old = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
+
+
 def run_worker(
     config: Config, replay_paths: Sequence[Path] = (), serve_metrics: bool = False
 ) -> None:
@@ -63,6 +77,7 @@ def run_worker(
         if url:
             log.info("metrics at %s", url)
     flow = build_redis_flow(config, replay_paths)
+    tune_gc()
     lifecycle.reset()
     install_signal_handlers()
     cli_main(flow, workers_per_process=1)

@@ -58,6 +58,7 @@ def user_state_params(config: Config) -> UserStateParams:
         max_purchased=section["max_purchased"],
         allowed_lateness_s=section["allowed_lateness_s"],
         dedup_horizon_s=section["dedup_horizon_s"],
+        learn_every=config["segments"]["learn_every"],
     )
 
 

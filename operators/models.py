@@ -8,10 +8,13 @@ one recommendation and one Redis write per batch, not one per event.
 Batch boundaries must not change what ends up in Redis: a file replay, a live stream and a
 resume after a crash all cut the same events into different batches. So the models learn at
 positions fixed by the data, never by the batching: co-occurrence and trending from every
-event, the clusterer from a user's 1st, (1 + n·learn_every)-th, ... event (a busy user's
-every click would otherwise drag the centres along one trajectory, at ~40 µs a step). A user's
-output is computed at the position of their LAST update in the batch, from the models exactly
-as they stood after that event, so what a user is left with depends only on the event order.
+event, the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update (a busy user's
+every click would otherwise drag the centres along one trajectory, at ~40 µs a step; the
+user-state step, given the same `learn_every`, makes these updates full). A user's output is
+computed at the position of their last FULL update in the batch, from the models exactly as
+they stood after that event; a light update after it means a later full one is on its way
+(the user-state step makes the last update of each of its batches full), so a user's last
+update overall is full and what a user is left with depends only on the event order.
 Everything else is seeded or counting-only and all rankings break ties by id.
 """
 
@@ -98,9 +101,9 @@ class ModelsState:
 
 
 class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes]):
-    """Learn event by event; at each user's last update in the batch, emit their output.
+    """Learn event by event; at each user's last full update in the batch, emit their output.
 
-    Users come out in the order of their last update in the batch; a `SegmentInfo` comes
+    Users come out in the order of their last full update in the batch; a `SegmentInfo` comes
     out right after the event that changed its cluster's name (so before any output using it).
     """
 
@@ -109,6 +112,9 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
     ) -> None:
         self.params = params
         self.rules = RuleSet(params.rules, params.rule_names())
+        # Updates seen per user since their last output, for latency only: not learned
+        # state, so not snapshotted (a resumed run just loses a few latency samples).
+        self._waiting: dict[str, list[UserUpdate]] = {}
         self.state: ModelsState
         if isinstance(resume_state, bytes):
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
@@ -116,12 +122,16 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
 
     def on_batch(self, values: list[UserUpdate]) -> tuple[Iterable[UserOutput | SegmentInfo], bool]:
-        grouped = _by_user(values)
-        out: list[UserOutput | SegmentInfo] = []
+        last_full = {u.user_id: u for u in values if u.features is not None}
+        waiting, out = self._waiting, list[UserOutput | SegmentInfo]()
         for u in values:
             cluster_id = self._learn(u, out)
-            updates = grouped[u.user_id]
-            if u is updates[-1]:
+            updates = waiting.get(u.user_id)
+            if updates is None:
+                updates = waiting[u.user_id] = []
+            updates.append(u)
+            if last_full.get(u.user_id) is u:
+                del waiting[u.user_id]
                 out.append(self._user_output(updates, cluster_id))
         return out, StatefulBatchLogic.RETAIN
 
@@ -139,7 +149,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
             state.trending.learn_one(item, u.event.ts)
         if (u.version - 1) % self.params.learn_every:
             return None
-        cluster_id = state.segmenter.learn_predict(u.features, u.device)
+        cluster_id = state.segmenter.learn_predict(_features(u), u.device)
         segment = f"cluster:{cluster_id}"
         name = state.segmenter.describe(cluster_id)
         if state.segment_names.get(segment) != name:
@@ -152,23 +162,25 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
     def _user_output(self, updates: list[UserUpdate], cluster_id: int | None) -> UserOutput:
         """The user's output from the models as they stand right after their last update.
 
+        `updates` are the user's updates this output reflects (for latency), the last one full.
         The name is the one last published for the cluster (stable between learn points);
         a cluster no learn point has named yet is described on the spot, unpublished.
         """
         last = updates[-1]
+        features = _features(last)
         segmenter = self.state.segmenter
         if cluster_id is None:
-            cluster_id = segmenter.predict(last.features, last.device)
+            cluster_id = segmenter.predict(features, last.device)
         segment = f"cluster:{cluster_id}"
         name = self.state.segment_names.get(segment) or segmenter.describe(cluster_id)
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
             updated_at=last.event.ts,
-            profile=_profile(last),
+            profile=_profile(last, features),
             segment=segment,
             segment_name=name,
-            rule_segments=self.rules.matching(_rule_values(last, segment, name)),
+            rule_segments=self.rules.matching(_rule_values(last, features, segment, name)),
             recs=self._recommend(last),
             read_ats=tuple(u.read_at for u in updates),
             event_times=tuple(u.event.ts for u in updates),
@@ -201,18 +213,20 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _by_user(values: list[UserUpdate]) -> dict[str, list[UserUpdate]]:
-    """Updates grouped per user, users in first-seen order (dicts keep insertion order)."""
-    grouped: dict[str, list[UserUpdate]] = {}
-    for u in values:
-        grouped.setdefault(u.user_id, []).append(u)
-    return grouped
+def _features(u: UserUpdate) -> dict[str, float]:
+    """The features of a full update; a light one here is a wiring bug, not bad data."""
+    if u.features is None:
+        raise ValueError(
+            f"update {u.version} of user {u.user_id!r} is light where a full one is due: "
+            "the user-state step's learn_every must equal the models step's"
+        )
+    return u.features
 
 
-def _profile(u: UserUpdate) -> dict[str, Any]:
+def _profile(u: UserUpdate, features: dict[str, float]) -> dict[str, Any]:
     """What the sink stores besides the reserved fields (segment_name is one of those)."""
     return {
-        "features": dict(u.features),
+        "features": dict(features),
         "device": u.device,
         "referrer": u.referrer,
         "top_categories": [[cat, score] for cat, score in u.top_categories],
@@ -221,8 +235,10 @@ def _profile(u: UserUpdate) -> dict[str, Any]:
     }
 
 
-def _rule_values(u: UserUpdate, segment: str, name: str) -> dict[str, float | str | None]:
-    values: dict[str, float | str | None] = dict(u.features)
+def _rule_values(
+    u: UserUpdate, features: dict[str, float], segment: str, name: str
+) -> dict[str, float | str | None]:
+    values: dict[str, float | str | None] = dict(features)
     values.update(
         segment=segment,
         segment_name=name,

@@ -53,20 +53,31 @@ class DeadLetter:
 class UserUpdate:
     """Per-user state after one accepted event, as the models step needs it.
 
-    `history` holds the user's recent item ids, oldest first, including this event's item;
-    `purchased` the items the user bought (bounded); `features` the numeric features.
+    `history` holds the user's recent item ids, oldest first, including this event's item
+    (co-occurrence learns from it at every event). The profile fields (`features`, `device`,
+    `referrer`, `top_categories`, `purchased`) cost more to build than everything else in
+    the step, and the models step reads them only where it learns the clusterer
+    or writes the user's output (their last update in a batch). So the user-state step fills
+    them only there: a *full* update has `features`; a *light* one has `features=None`, and
+    the profile fields keep their empty defaults. The last accepted update of a user in each
+    of the step's batches is always full, and so is each update at a clusterer learn point.
     """
 
     user_id: str
     version: int
     event: Event
     read_at: float
-    features: dict[str, float]
-    device: str | None
-    referrer: str | None
-    top_categories: tuple[tuple[str, float], ...]
     history: tuple[str, ...]
-    purchased: frozenset[str]
+    features: dict[str, float] | None = None
+    device: str | None = None
+    referrer: str | None = None
+    top_categories: tuple[tuple[str, float], ...] = ()
+    purchased: frozenset[str] = frozenset()
+
+    @property
+    def full(self) -> bool:
+        """True when the profile fields are filled in (see the class docstring)."""
+        return self.features is not None
 
 
 @dataclass(frozen=True, slots=True)

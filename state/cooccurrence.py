@@ -21,12 +21,16 @@ still letting the user's latest interest lead.
 
 from __future__ import annotations
 
+import bisect
 import heapq
 import math
-from collections.abc import Collection, Sequence
+from collections import _count_elements  # type: ignore[attr-defined]
+from collections.abc import Iterable, Sequence
 from operator import itemgetter
 
 __all__ = ["CoOccurrence"]
+
+_ID, _COUNT = itemgetter(0), itemgetter(1)
 
 
 class CoOccurrence:
@@ -48,59 +52,70 @@ class CoOccurrence:
             raise ValueError("max_neighbors and window must be >= 1")
         self.max_neighbors = max_neighbors
         self.window = window
-        self._cooc: dict[str, dict[str, float]] = {}
-        self._count: dict[str, float] = {}
+        # integer counts: small ints are shared objects, so counting allocates nothing
+        self._cooc: dict[str, dict[str, int]] = {}
+        self._count: dict[str, int] = {}
         # 1/sqrt(count) per item, kept in step with `_count`: the cosine normaliser is read
         # for every candidate while recommending, and changes only for the learned item.
         self._inv_norm: dict[str, float] = {}
 
     def learn_one(self, previous: Sequence[str], item: str) -> None:
-        """Count `item` once and pair it, both ways, with each distinct recent previous item."""
+        """Count `item` once and pair it, both ways, with each distinct recent previous item.
+
+        The hottest loop of the models step: the item's own side is counted in C
+        (`_count_elements`, what `Counter.update` uses), the other side costs three
+        dict operations per neighbour.
+        """
         cooc, limit = self._cooc, 2 * self.max_neighbors
-        count = self._count[item] = self._count.get(item, 0.0) + 1.0
+        count = self._count[item] = self._count.get(item, 0) + 1
         self._inv_norm[item] = 1.0 / math.sqrt(count)
         mine = cooc.get(item)
         if mine is None:
             mine = cooc[item] = {}
-        seen: set[str] = {item}
-        for other in previous[-self.window :]:
-            if other in seen:
-                continue
-            seen.add(other)
-            mine[other] = mine.get(other, 0.0) + 1.0
-            theirs = cooc.get(other)
-            if theirs is None:
+        recent = _distinct(previous[-self.window :], item)
+        _count_elements(mine, recent)
+        for other in recent:
+            try:
+                theirs = cooc[other]
+            except KeyError:  # only for an item never learned itself
                 theirs = cooc[other] = {}
-            theirs[item] = theirs.get(item, 0.0) + 1.0
+            theirs[item] = theirs.get(item, 0) + 1
             if len(theirs) > limit:
                 self._prune(other)
         if len(mine) > limit:
             self._prune(item)
 
     def _prune(self, item: str) -> None:
-        """Keep the strongest neighbours, ties to the smaller id.
+        """Keep the strongest `max_neighbors` neighbours, ties to the smaller id.
 
-        Two C-level sorts (by id, then stably by count) instead of one with a Python key
-        function building tuples: pruning runs often for popular items.
+        Pruning runs often for popular items, so every step is a C-level call: one sort by
+        count finds the cut-off, the entries above it stay, and only the ids tied at the
+        cut-off (found by bisection) are sorted to fill the remaining places.
         """
-        kept = sorted(self._cooc[item].items())
-        kept.sort(key=itemgetter(1), reverse=True)
-        self._cooc[item] = dict(kept[: self.max_neighbors])
+        keep = self.max_neighbors
+        ranked = sorted(self._cooc[item].items(), key=_COUNT)  # ascending counts
+        cutoff = ranked[len(ranked) - keep][1]
+        low = bisect.bisect_left(ranked, cutoff, key=_COUNT)
+        high = bisect.bisect_right(ranked, cutoff, key=_COUNT)
+        kept = dict(ranked[high:])
+        tied = sorted(map(_ID, ranked[low:high]))
+        kept.update(dict.fromkeys(tied[: keep - len(kept)], cutoff))
+        self._cooc[item] = kept
 
-    def count(self, item: str) -> float:
+    def count(self, item: str) -> int:
         """How many times `item` was learned (0 when never)."""
-        return self._count.get(item, 0.0)
+        return self._count.get(item, 0)
 
-    def cooc(self, a: str, b: str) -> float:
+    def cooc(self, a: str, b: str) -> int:
         """How many times `a` and `b` were paired (0 when never, or pruned)."""
-        return self._cooc.get(a, {}).get(b, 0.0)
+        return self._cooc.get(a, {}).get(b, 0)
 
-    def neighbors(self, item: str) -> dict[str, float]:
+    def neighbors(self, item: str) -> dict[str, int]:
         """A copy of `item`'s neighbour counts."""
         return dict(self._cooc.get(item, {}))
 
     def recommend(
-        self, history: Sequence[str], k: int, exclude: Collection[str] = ()
+        self, history: Sequence[str], k: int, exclude: Iterable[str] = ()
     ) -> list[tuple[str, float]]:
         """Top `k` (item, score) for a user whose recent items are `history` (oldest first).
 
@@ -109,7 +124,6 @@ class CoOccurrence:
         if k <= 0:
             return []
         weights = self._weights(history)
-        excluded = exclude if isinstance(exclude, set | frozenset) else set(exclude)
         norm = self._inv_norm
         scores: dict[str, float] = {}
         get = scores.get
@@ -119,9 +133,10 @@ class CoOccurrence:
                 continue
             base = weight * norm[h]
             for j, c in neighbours.items():
-                if j not in excluded:
-                    scores[j] = get(j, 0.0) + base * c * norm[j]
-        return heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
+                scores[j] = get(j, 0.0) + base * c * norm[j]
+        for j in exclude:  # fewer than the candidates: cheaper than a test per candidate
+            scores.pop(j, None)
+        return _top(scores, k)
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
         """Weight of each distinct recent item: 1/(1+age) of its most recent occurrence."""
@@ -134,3 +149,35 @@ class CoOccurrence:
 
     def __len__(self) -> int:
         return len(self._count)
+
+
+def _top(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
+    """The `k` best (item, score), ties to the smaller id.
+
+    A key function building (-score, id) for every candidate costs more than the scoring;
+    `nlargest` over the bare floats finds the k-th score, and only candidates at or above
+    it (k, plus ties) are ranked by (-score, id).
+    """
+    best = heapq.nlargest(k, scores.values())
+    if not best:
+        return []
+    cutoff = best[-1]
+    ranked = sorted((-score, j) for j, score in scores.items() if score >= cutoff)
+    return [(j, -neg) for neg, j in ranked[:k]]
+
+
+def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:
+    """`recent` without repeats and without `item`, first occurrence kept.
+
+    A user's history is already an ordered set without the new item, so the check is one
+    set build and the copy is only made for other callers.
+    """
+    if item not in recent and len(set(recent)) == len(recent):
+        return recent
+    seen = {item}
+    out = []
+    for other in recent:
+        if other not in seen:
+            seen.add(other)
+            out.append(other)
+    return out

@@ -91,8 +91,13 @@ class OrderedKMeans(cluster.KMeans):
         best, best_distance, p = 0, math.inf, self.p
         for c, center in self.centers.items():
             distance = 0.0
-            for k, v in x.items():
-                distance += abs(center[k] - v) ** p
+            if p == 2:  # the default: a product is cheaper than abs() and a power
+                for k, v in x.items():
+                    d = center[k] - v
+                    distance += d * d
+            else:
+                for k, v in x.items():
+                    distance += abs(center[k] - v) ** p
             if distance < best_distance:
                 best, best_distance = c, distance
         return best

@@ -281,3 +281,34 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
             by_hand.learn_one(u.history[:-1], u.event.item_id)
     for item in ["a1", "b2", "hit"]:
         assert logic.state.cooc.neighbors(item) == by_hand.neighbors(item)
+
+
+def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:
+    """As the user-state step sends them: light except at learn points, each user's last
+    update, and a few in between (the last of some upstream batch)."""
+    last = {u.user_id: u for u in updates}
+    out = []
+    for n, u in enumerate(updates):
+        keep = (u.version - 1) % learn_every == 0 or last[u.user_id] is u or n % 5 == 0
+        out.append(u if keep else UserUpdate(u.user_id, u.version, u.event, u.read_at, u.history))
+    return out
+
+
+def test_light_updates_leave_the_same_final_state_and_every_event_is_timed() -> None:
+    updates = shopping(20)
+    params = ModelParams(k=5, rules={"buyer": "spend_30d > 0"}, learn_every=3)
+    light = lightened(updates, params.learn_every)
+    assert sum(not u.full for u in light) > len(light) // 3
+    expected = final_state(run(updates, params, batch_size=1))
+    for batch_size in (1, 7, 1000):
+        outs = run(light, params, batch_size)
+        assert final_state(outs) == expected
+        read_ats = sorted(t for o in user_outputs(outs) for t in o.read_ats)
+        assert read_ats == sorted(u.read_at for u in updates)  # each once, none lost
+
+
+def test_a_light_update_at_a_learn_point_is_a_wiring_error() -> None:
+    updates = shopping()
+    light = lightened(updates, learn_every=10)
+    with pytest.raises(ValueError, match="learn_every"):
+        ModelsLogic(ModelParams(learn_every=3)).on_batch(light)

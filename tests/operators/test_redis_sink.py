@@ -15,7 +15,7 @@ import pytest
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
 from operators.keys import (
     recs_key,
@@ -26,7 +26,7 @@ from operators.keys import (
     user_key,
 )
 from operators.records import Recommendation, SegmentInfo, UserOutput
-from operators.redis_sink import RedisSink, _RedisSinkPartition
+from operators.redis_sink import RedisSink, _RedisSinkPartition, observe_many
 from tests.conftest import RedisServer, free_port
 
 PREFIX = "t"
@@ -423,3 +423,28 @@ def test_unreachable_port_is_counted_per_attempt(
         part.write_batch([output("u1", 1)])
     assert sample("tailor_redis_errors_total", labels) - before == 3
     assert any("gave up after 3 attempts" in note for note in raised.value.__notes__)
+
+
+def test_observe_many_fills_the_buckets_as_observe_does() -> None:
+    values = [0.0, 0.001, 0.0011, 0.3, 0.3, 2.5, 7.0, 1e9, -1.0, float("nan")]
+    buckets = (0.001, 0.01, 0.5, 2.5, 10.0)
+    one_by_one, many = CollectorRegistry(), CollectorRegistry()
+    expected = Histogram("lat", "x", buckets=buckets, registry=one_by_one)
+    for value in values[:-1]:
+        expected.observe(value)
+    observe_many(Histogram("lat", "x", buckets=buckets, registry=many), values[:-1])
+
+    def samples(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            f"{s.name}{s.labels}": s.value
+            for metric in registry.collect()
+            for s in metric.samples
+            if not s.name.endswith("_created")
+        }
+
+    got, want = samples(many), samples(one_by_one)
+    assert got == pytest.approx(want)
+    assert want["lat_bucket{'le': '0.001'}"] == 3.0 and want["lat_count{}"] == 9.0
+    nan = Histogram("nan", "x", buckets=buckets, registry=CollectorRegistry())
+    observe_many(nan, [float("nan"), 0.5])  # like observe: NaN lands in no bucket
+    assert [b.get() for b in nan._buckets] == [0, 0, 1, 0, 0, 0]  # type: ignore[attr-defined]

@@ -105,10 +105,10 @@ def test_flow_drops_duplicates_dead_letters_late_events_and_counts_versions() ->
 def test_event_id_is_forgotten_after_the_dedup_horizon() -> None:
     params = UserStateParams(dedup_horizon_s=100.0, allowed_lateness_s=300.0)
     logic = UserStateLogic(params)
-    first, _ = logic.on_item(acc("x", "u", 0.0))
-    dup, _ = logic.on_item(acc("x", "u", 50.0))
-    logic.on_item(acc("y", "u", 200.0))
-    again, _ = logic.on_item(acc("x", "u", 150.0))  # x (ts 0) left the horizon at watermark 200
+    first, _ = logic.on_batch([acc("x", "u", 0.0)])
+    dup, _ = logic.on_batch([acc("x", "u", 50.0)])
+    logic.on_batch([acc("y", "u", 200.0)])
+    again, _ = logic.on_batch([acc("x", "u", 150.0)])  # x (ts 0) left the horizon at wm 200
     assert [len(list(first)), len(list(dup))] == [1, 0]
     (update,) = list(again)
     assert isinstance(update, UserUpdate) and update.version == 3
@@ -118,7 +118,7 @@ def test_event_id_is_forgotten_after_the_dedup_horizon() -> None:
 def test_dedup_memory_is_bounded_by_the_horizon() -> None:
     logic = UserStateLogic(UserStateParams(dedup_horizon_s=1000.0))
     for i in range(5000):
-        logic.on_item(acc(f"e{i}", "u", float(i * 10)))
+        logic.on_batch([acc(f"e{i}", "u", float(i * 10))])
     assert logic.state.seen_ids == 100
     assert logic.state.version == 5000
 
@@ -126,14 +126,14 @@ def test_dedup_memory_is_bounded_by_the_horizon() -> None:
 def test_snapshot_is_an_immutable_copy_that_pickles_and_resumes() -> None:
     params = UserStateParams()
     logic = UserStateLogic(params)
-    logic.on_item(acc("e1", "u", 0.0, category=("a",)))
+    logic.on_batch([acc("e1", "u", 0.0, category=("a",))])
     snap = logic.snapshot()
-    logic.on_item(acc("e2", "u", 10.0))
+    logic.on_batch([acc("e2", "u", 10.0)])
     assert (pickle.loads(snap).version, logic.state.version) == (1, 2)
 
     resumed = UserStateLogic(params, pickle.loads(pickle.dumps(logic.snapshot())))
-    assert list(resumed.on_item(acc("e2", "u", 10.0))[0]) == []  # remembered across pickling
-    (update,) = list(resumed.on_item(acc("e3", "u", 20.0))[0])
+    assert list(resumed.on_batch([acc("e2", "u", 10.0)])[0]) == []  # remembered across pickling
+    (update,) = list(resumed.on_batch([acc("e3", "u", 20.0)])[0])
     assert isinstance(update, UserUpdate)
     assert update.version == 3
     assert update.features["session_events"] == 3.0
@@ -167,8 +167,39 @@ def test_recovery_resumes_state_after_an_abort(tmp_path: Path) -> None:
 )
 def test_late_detail_is_plain_seconds(lag: float, text: str) -> None:
     logic = UserStateLogic(UserStateParams())
-    logic.on_item(acc("a", "u", 3e6))
-    (letter,) = list(logic.on_item(acc("b", "u", 3e6 - lag))[0])
+    logic.on_batch([acc("a", "u", 3e6)])
+    (letter,) = list(logic.on_batch([acc("b", "u", 3e6 - lag)])[0])
     assert isinstance(letter, DeadLetter)
     assert letter.detail == f"{text}s behind watermark"
     assert logic.state.version == 1
+
+
+def test_profile_is_filled_at_learn_points_and_at_the_last_accepted_update_only() -> None:
+    params = UserStateParams(learn_every=3)
+    logic = UserStateLogic(params)
+    batch = [acc(f"e{i}", "u", 100.0 * i, item_id=f"m{i}", device="mobile") for i in range(6)]
+    batch += [acc("e2", "u", 700.0), acc("old", "u", 0.0)]  # duplicate, then late: both refused
+    out, _ = logic.on_batch(batch)
+    updates = [u for u in out if isinstance(u, UserUpdate)]
+    assert [(u.version, u.full) for u in updates] == [
+        (1, True), (2, False), (3, False), (4, True), (5, False), (6, True)
+    ]  # fmt: skip
+    assert isinstance(out[-1], DeadLetter)
+    light, last = updates[1], updates[-1]
+    assert light.history == ("m0", "m1") and light.event.event_id == "e1"
+    assert (light.features, light.device, light.top_categories, light.purchased) == (
+        None, None, (), frozenset()
+    )  # fmt: skip
+    # the last accepted update carries the state right after it, the refusals changed nothing
+    assert last.event.event_id == "e5" and last.features == logic.state.features()
+    assert last.history == tuple(f"m{i}" for i in range(6)) and last.device == "mobile"
+    alone = UserStateLogic(params)
+    for i in range(6):  # one event per batch: every update is a batch's last, so full
+        (single,) = alone.on_batch([batch[i]])[0]
+        assert isinstance(single, UserUpdate) and single.full
+    assert single.features == last.features
+
+
+def test_learn_every_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="learn_every"):
+        UserStateParams(learn_every=0)
