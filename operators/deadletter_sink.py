@@ -9,45 +9,30 @@ by the step that refuses the input, not here.
 
 from __future__ import annotations
 
-import random
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from operators.keys import deadletter_stream
 from operators.records import DeadLetter
-from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+from operators.retry import RetryingSinkSettings, Writer
 
 
 class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
     """One worker's connection; one pipelined round trip per batch."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        stream: str,
-        maxlen: int,
-        policy: RetryPolicy,
-        rng: random.Random,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self._client = client
+    def __init__(self, writer: Writer, stream: str, maxlen: int) -> None:
+        self._writer = writer
         self._stream = stream
         self._maxlen = maxlen
-        self._policy = policy
-        self._rng = rng
-        self._sleep = sleep
 
     def write_batch(self, items: list[DeadLetter]) -> None:
         if items:
-            call_with_retry(
-                lambda: self._send(items), "deadletter", self._policy, self._rng, self._sleep
-            )
+            self._writer.run("deadletter", lambda: self._send(items))
 
     def _send(self, letters: Sequence[DeadLetter]) -> None:
-        pipe = self._client.pipeline(transaction=False)
+        pipe = self._writer.client.pipeline(transaction=False)
         for letter in letters:
             fields: dict[str | bytes, str | bytes] = {
                 "reason": letter.reason,
@@ -60,42 +45,25 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
         pipe.execute()
 
     def close(self) -> None:
-        self._client.close()
+        self._writer.client.close()
 
 
-class DeadLetterSink(DynamicSink[DeadLetter]):
+class DeadLetterSink(RetryingSinkSettings, DynamicSink[DeadLetter]):
     """Write `DeadLetter` items to ``{prefix}:deadletter`` (``MAXLEN ~ maxlen``).
 
-    Retries like `operators.redis_sink.RedisSink` (shared `operators.retry`), counted under
+    Retries like `operators.redis_sink.RedisSink` (`operators.retry`), counted under
     ``operation="deadletter"``; past `max_attempts` it raises and recovery replays.
+    `retry` takes the keyword arguments of `RetryingSinkSettings`.
     """
 
     def __init__(
-        self,
-        redis_url: str,
-        prefix: str = "tailor",
-        maxlen: int = 100_000,
-        max_attempts: int = 8,
-        backoff_base_s: float = 0.05,
-        backoff_cap_s: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        seed: int = 0,
-        socket_timeout_s: float = 5.0,
+        self, redis_url: str, prefix: str = "tailor", maxlen: int = 100_000, **retry: Any
     ) -> None:
-        self.redis_url = redis_url
+        super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.maxlen = maxlen
-        self.policy = RetryPolicy(max_attempts, backoff_base_s, backoff_cap_s)
-        self.sleep = sleep
-        self.seed = seed
-        self.socket_timeout_s = socket_timeout_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _DeadLetterPartition:
         return _DeadLetterPartition(
-            no_retry_client(self.redis_url, self.socket_timeout_s),
-            deadletter_stream(self.prefix),
-            self.maxlen,
-            self.policy,
-            random.Random(self.seed * 65_536 + worker_index),
-            self.sleep,
+            self.writer(worker_index), deadletter_stream(self.prefix), self.maxlen
         )

@@ -19,20 +19,18 @@ from __future__ import annotations
 
 import bisect
 import math
-import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import orjson
-import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Histogram
 
 from operators.keys import recs_key, segments_key, user_key
 from operators.metrics import EVENT_TIME_TO_REDIS, EVENT_TO_REDIS, SEGMENT_SIZE, SINK_BATCH
 from operators.records import SegmentInfo, UserOutput
-from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+from operators.retry import RetryingSinkSettings, Writer
 
 JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
@@ -249,21 +247,11 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
 class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
     """One worker's connection and scripts; holds no state worth snapshotting."""
 
-    def __init__(
-        self,
-        client: redis.Redis,
-        prefix: str,
-        updates_maxlen: int,
-        policy: RetryPolicy,
-        rng: random.Random,
-        sleep: Callable[[float], None],
-    ) -> None:
-        self._client = client
+    def __init__(self, writer: Writer, prefix: str, updates_maxlen: int) -> None:
+        self._writer = writer
+        self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
-        self._policy = policy
-        self._rng = rng
-        self._sleep = sleep
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
 
@@ -273,9 +261,7 @@ class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
         infos = newest_per_segment(item for item in items if isinstance(item, SegmentInfo))
         if not users and not infos:
             return
-        results = call_with_retry(
-            lambda: self._send(users, infos), "write", self._policy, self._rng, self._sleep
-        )
+        results = self._writer.run("write", lambda: self._send(users, infos))
         self._observe(outputs, len(users), results[: len(users)])
 
     def _send(self, users: Sequence[UserOutput], infos: Sequence[SegmentInfo]) -> list[Any]:
@@ -322,17 +308,15 @@ class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
         self._client.close()
 
 
-class RedisSink(DynamicSink[UserOutput | SegmentInfo]):
+class RedisSink(RetryingSinkSettings, DynamicSink[UserOutput | SegmentInfo]):
     """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `operators.keys`).
 
     Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,
     jittered exponential backoff; after `max_attempts` the error is raised, the worker stops
     and Bytewax recovery replays from the last snapshot (safe: writes are version-guarded).
     The client's own retries are off so there is one retry layer, visible in
-    `tailor_redis_errors_total{operation="write"}`.
-
-    :arg sleep: how to wait between attempts (tests pass a no-op).
-    :arg seed: seeds the backoff jitter; each worker adds its index.
+    `tailor_redis_errors_total{operation="write"}`. `retry` takes the keyword arguments of
+    `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).
     """
 
     def __init__(
@@ -340,27 +324,11 @@ class RedisSink(DynamicSink[UserOutput | SegmentInfo]):
         redis_url: str,
         prefix: str = "tailor",
         updates_maxlen: int = 100_000,
-        max_attempts: int = 8,
-        backoff_base_s: float = 0.05,
-        backoff_cap_s: float = 5.0,
-        sleep: Callable[[float], None] = time.sleep,
-        seed: int = 0,
-        socket_timeout_s: float = 5.0,
+        **retry: Any,
     ) -> None:
-        self.redis_url = redis_url
+        super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
-        self.policy = RetryPolicy(max_attempts, backoff_base_s, backoff_cap_s)
-        self.sleep = sleep
-        self.seed = seed
-        self.socket_timeout_s = socket_timeout_s
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
-        return _RedisSinkPartition(
-            no_retry_client(self.redis_url, self.socket_timeout_s),
-            self.prefix,
-            self.updates_maxlen,
-            self.policy,
-            random.Random(self.seed * 65_536 + worker_index),
-            self.sleep,
-        )
+        return _RedisSinkPartition(self.writer(worker_index), self.prefix, self.updates_maxlen)

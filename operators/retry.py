@@ -12,6 +12,7 @@ from the last snapshot, the same "pause and seek back" quix-streams does with ba
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -103,3 +104,52 @@ def no_retry_client(url: str, socket_timeout_s: float) -> redis.Redis:
         socket_timeout=socket_timeout_s,
         socket_connect_timeout=socket_timeout_s,
     )
+
+
+@dataclass
+class Writer:
+    """One sink partition's connection plus its retry policy, jitter source and sleeper."""
+
+    client: redis.Redis
+    policy: RetryPolicy
+    rng: random.Random
+    sleep: Callable[[float], None]
+
+    def run(self, operation: str, attempt: Callable[[], T]) -> T:
+        """`attempt` with retries (see `call_with_retry`), counted under `operation`."""
+        return call_with_retry(attempt, operation, self.policy, self.rng, self.sleep)
+
+
+class RetryingSinkSettings:
+    """Connection and retry settings shared by the Redis sinks; builds each worker's `Writer`.
+
+    :arg max_attempts: attempts per batch before the error is raised (recovery replays).
+    :arg backoff_base_s, backoff_cap_s: capped exponential backoff with jitter.
+    :arg sleep: how to wait between attempts (tests pass a no-op).
+    :arg seed: seeds the backoff jitter; each worker adds its index.
+    :arg socket_timeout_s: a stalled server becomes a retried `TimeoutError`.
+    """
+
+    def __init__(
+        self,
+        redis_url: str,
+        max_attempts: int = 8,
+        backoff_base_s: float = 0.05,
+        backoff_cap_s: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+        seed: int = 0,
+        socket_timeout_s: float = 5.0,
+    ) -> None:
+        self.redis_url = redis_url
+        self.policy = RetryPolicy(max_attempts, backoff_base_s, backoff_cap_s)
+        self.sleep = sleep
+        self.seed = seed
+        self.socket_timeout_s = socket_timeout_s
+
+    def writer(self, worker_index: int) -> Writer:
+        return Writer(
+            no_retry_client(self.redis_url, self.socket_timeout_s),
+            self.policy,
+            random.Random(self.seed * 65_536 + worker_index),
+            self.sleep,
+        )

@@ -24,25 +24,12 @@ from typing import Any
 
 from river import cluster, preprocessing
 
+from state.user import FEATURE_NAMES
+
 __all__ = ["CLUSTERER_DEFAULTS", "DEFAULT_FEATURES", "Segmenter"]
 
-DEFAULT_FEATURES: tuple[str, ...] = (
-    "session_duration",
-    "session_events",
-    "product_views",
-    "session_count",
-    "avg_session_duration",
-    "avg_session_events",
-    "bounce_rate",
-    "views_1h",
-    "views_24h",
-    "views_7d",
-    "recency_days",
-    "purchases_30d",
-    "spend_30d",
-    "purchases_total",
-    "spend_total",
-)
+#: The profile's numeric features with the default windows (one definition: `state.user`).
+DEFAULT_FEATURES: tuple[str, ...] = FEATURE_NAMES
 
 #: Defaults per clusterer, measured in /work/shared/notes/river-0.26.1.md: River's own defaults
 #: collapse (KMeans sigma=1 fails on some seeds, DBSTREAM threshold 1 splits into dozens).
