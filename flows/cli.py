@@ -79,23 +79,26 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
+    from flows.demo import DEMO_PREFIX
     from flows.embedded import DEMO_DB, EmbeddedRedis
     from flows.lookup import read_user, render
 
     embedded = None
-    url = config.redis_url
+    url, prefix = config.redis_url, config.prefix
     if not url:
         if not DEMO_DB.exists():
             raise ConfigError("redis.url: not set, and no demo data in .tailor/ to inspect")
         embedded = EmbeddedRedis()
         url = embedded.url
+        if prefix == "tailor":  # the demo's data, written under the demo's own prefix
+            prefix = DEMO_PREFIX
     try:
-        found = read_user(redis.Redis.from_url(url), config.prefix, args.user)
+        found = read_user(redis.Redis.from_url(url), prefix, args.user)
     finally:
         if embedded is not None:
             embedded.close()
     if found is None:
-        print(f"no profile for user {args.user!r} under prefix {config.prefix!r}", file=sys.stderr)
+        print(f"no profile for user {args.user!r} under prefix {prefix!r}", file=sys.stderr)
         return 1
     print(render(found))
     return 0
@@ -128,6 +131,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tailor: configuration error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `tailor inspect u | head`: the reader left, not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

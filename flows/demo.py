@@ -87,7 +87,10 @@ def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
         f"users with a profile: {users}",
     ]
     if p50 is not None and p99 is not None:
-        lines.append(f"event-to-Redis latency: p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms")
+        lines.append(
+            f"event-to-Redis latency: p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms "
+            "(mostly queueing: the whole sample was published before the worker started)"
+        )
     lines.append("segments:")
     lines += [
         f"  {seg:<28} {size:>6} users  {name}" for seg, name, size in _segments(client, prefix)
@@ -96,26 +99,36 @@ def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
 
 
 def _where_to_look(
-    prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None
+    prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None, live: bool
 ) -> list[str]:
-    cli = f"redis-cli -s {embedded.socket}" if embedded else "redis-cli -u $REDIS_URL"
+    """Keys, commands and the metrics URL; redis-cli lines only while the server is up."""
+    inspect = "tailor inspect user-00042" + (
+        "" if embedded or prefix == DEMO_PREFIX else f"   (with redis.prefix = {prefix!r})"
+    )
     lines = [
         "where to look:",
-        f"  tailor --config <file with prefix = {prefix!r}> inspect user-00042"
-        if prefix != DEMO_PREFIX
-        else "  TAILOR_REDIS_PREFIX=tailor-demo tailor inspect user-00042",
-        f"  {cli} HGETALL {prefix}:user:user-00042      (profile)",
-        f"  {cli} GET {prefix}:recs:user-00042          (recommendations)",
-        f"  {cli} SMEMBERS {prefix}:segment:cluster:0   (segment members)",
-        f"  {cli} XREVRANGE {prefix}:updates + - COUNT 5 (change notifications)",
-        f"  {cli} XRANGE {prefix}:deadletter - + COUNT 5 (refused input)",
+        f"  {inspect}                       (profile and recommendations)",
+        f"  keys: {prefix}:user:<id> (hash), {prefix}:recs:<id>, {prefix}:segment:<segment> (set),",
+        f"        {prefix}:segments, {prefix}:updates (stream and pub/sub), {prefix}:deadletter",
+    ]
+    if embedded and not live:
+        lines.append(
+            f"  the embedded Redis has stopped; its data is kept in {embedded.db_path} "
+            "(tailor inspect reads it); `tailor demo --follow` keeps it and the metrics running"
+        )
+        return lines
+    cli = f"redis-cli -s {embedded.socket}" if embedded else "redis-cli -u $REDIS_URL"
+    lines += [
+        f"  {cli} HGETALL {prefix}:user:user-00042",
+        f"  {cli} XREVRANGE {prefix}:updates + - COUNT 5",
     ]
     if metrics_url:
-        lines.append(f"  {metrics_url} (Prometheus; served while the worker runs: --follow)")
+        lines.append(f"  {metrics_url}  (Prometheus)")
     return lines
 
 
 def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
+    """Publish the sample, run a worker over it, then summarise (or keep running: `follow`)."""
     prefix = DEMO_PREFIX if config.prefix == "tailor" else config.prefix
     embedded = None if config.redis_url else EmbeddedRedis()
     url = embedded.url if embedded else config.redis_url
@@ -124,16 +137,16 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
     try:
         client = redis.Redis.from_url(url)
         _clear_prefix(client, prefix)
-        sample = DEMO_DIR / "sample-events.jsonl"
-        produced = _publish(config, sample, users)
+        produced = _publish(config, DEMO_DIR / "sample-events.jsonl", users)
         metrics_url = start_metrics(config, fallback_to_any_port=True)
         print(f"running the worker (Redis: {url}, metrics: {metrics_url or 'off'})")
+        if follow:
+            print("\n".join(_where_to_look(prefix, embedded, metrics_url, live=True)))
+            print("the worker keeps running: publish more with `tailor produce`; Ctrl-C stops it")
         _run_with_progress(config, produced)
-        print(
-            "\n".join(
-                _summary(client, prefix, produced) + _where_to_look(prefix, embedded, metrics_url)
-            )
-        )
+        summary = _summary(client, prefix, produced)
+        print("\n".join(summary + _where_to_look(prefix, embedded, metrics_url, live=False)))
+        client.close()
         return 0
     finally:
         if embedded is not None:

@@ -37,7 +37,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     inspect = subprocess.run(
         [sys.executable, "-m", "flows.cli", "inspect", "user-00042"],
         cwd=tmp_path,
-        env=env_without_redis(TAILOR_REDIS_PREFIX="tailor-demo"),
+        env=env_without_redis(),
         capture_output=True,
         text=True,
         timeout=60,
