@@ -82,6 +82,7 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
     from flows.demo import DEMO_PREFIX
     from flows.embedded import DEMO_DB, EmbeddedRedis
     from flows.lookup import read_user, render
+    from operators.pseudonym import pseudonym
 
     embedded = None
     url, prefix = config.redis_url, config.prefix
@@ -92,8 +93,10 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
         url = embedded.url
         if prefix == "tailor":  # the demo's data, written under the demo's own prefix
             prefix = DEMO_PREFIX
+    secret = config.pseudonym_secret()
+    user = pseudonym(secret, args.user) if secret else args.user
     try:
-        found = read_user(redis.Redis.from_url(url), prefix, args.user)
+        found = read_user(redis.Redis.from_url(url), prefix, user)
     finally:
         if embedded is not None:
             embedded.close()

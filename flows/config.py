@@ -19,6 +19,8 @@ from state.event import parse_ts
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "TAILOR_"
+#: Where the pseudonym key lives: the environment, never the config file (see README).
+SECRET_ENV = "TAILOR_PSEUDONYM_SECRET"
 #: Tables whose keys are chosen by the user rather than fixed by the defaults.
 FREE_TABLES: frozenset[tuple[str, ...]] = frozenset({("segments", "params"), ("segments", "rules")})
 #: Numeric keys that must be strictly positive; anything else would stall or divide by zero.
@@ -43,6 +45,9 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("recs", "trending_halflife_s"),
         ("output", "updates_maxlen"),
         ("output", "deadletter_maxlen"),
+        ("output", "write_backoff_cap_s"),
+        ("recovery", "snapshot_interval_s"),
+        ("recovery", "partitions"),
     }
 )
 CHOICES: dict[tuple[str, ...], frozenset[str]] = {
@@ -80,6 +85,15 @@ class Config:
     @property
     def min_ts(self) -> float:
         return parse_ts(self.values["validation"]["min_ts"])
+
+    def pseudonym_secret(self, env: Mapping[str, str] | None = None) -> bytes | None:
+        """The HMAC key when `privacy.pseudonymize` is on (from the environment only)."""
+        if not self.values["privacy"]["pseudonymize"]:
+            return None
+        secret = (os.environ if env is None else env).get(SECRET_ENV, "")
+        if not secret:
+            raise ConfigError(f"privacy.pseudonymize: set the secret in {SECRET_ENV}")
+        return secret.encode("utf-8")
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
@@ -216,6 +230,8 @@ def _check_values(values: dict[str, Any]) -> None:
         parse_ts(values["validation"]["min_ts"])
     except ValueError as exc:
         raise ConfigError(f"validation.min_ts: not a timestamp ({exc})") from exc
+    if values["output"]["write_max_attempts"] < 0:
+        raise ConfigError("output.write_max_attempts: must be 0 (for ever) or more")
     if values["state"]["allowed_lateness_s"] < 0:
         raise ConfigError("state.allowed_lateness_s: must be 0 or more")
     if not 0 <= values["metrics"]["port"] < 65536:

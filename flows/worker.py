@@ -22,6 +22,7 @@ from bytewax.outputs import Sink
 from flows.config import Config, ConfigError, load_config
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
+from operators.pseudonym import pseudonymize
 from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
 from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
@@ -109,7 +110,11 @@ def build_flow(
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
     checked = validate("validate", raw, validation_params(config))
-    by_user = op.key_on("by_user", checked.oks, lambda accepted: accepted.event.user_id)
+    accepted = checked.oks
+    secret = config.pseudonym_secret()
+    if secret is not None:  # before keying: no raw user id reaches state or Redis
+        accepted = pseudonymize("pseudonymize", accepted, secret)
+    by_user = op.key_on("by_user", accepted, lambda item: item.event.user_id)
     per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
     split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
     late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
