@@ -232,6 +232,8 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError(f"validation.min_ts: not a timestamp ({exc})") from exc
     if values["output"]["write_max_attempts"] < 0:
         raise ConfigError("output.write_max_attempts: must be 0 (for ever) or more")
+    if values["state"]["ttl_s"] < 0:
+        raise ConfigError("state.ttl_s: must be 0 (never expire) or more")
     if values["state"]["allowed_lateness_s"] < 0:
         raise ConfigError("state.allowed_lateness_s: must be 0 or more")
     if not 0 <= values["metrics"]["port"] < 65536:

@@ -60,6 +60,7 @@ def user_state_params(config: Config) -> UserStateParams:
         allowed_lateness_s=section["allowed_lateness_s"],
         dedup_horizon_s=section["dedup_horizon_s"],
         learn_every=config["segments"]["learn_every"],
+        ttl_s=section["ttl_s"],
     )
 
 

@@ -53,6 +53,9 @@ REDIS_ERRORS = Counter(
     ["operation", "kind"],
 )
 ACTIVE_USERS = Gauge("tailor_active_users", "Users with live state in this process.")
+EXPIRED_USERS = Counter(
+    "tailor_expired_users", "Users whose state was dropped after state.ttl_s of inactivity."
+)
 SEGMENT_SIZE = Gauge(
     "tailor_segment_size", "Members of each segment, as stored in Redis.", ["segment"]
 )

@@ -10,15 +10,19 @@ Keyed by user id upstream (`op.key_on`), so one `UserStateLogic` holds one user'
   straggler can never rewrite a session that was already published;
 * everything else updates the state and emits it as the models step needs it: in full
   (`UserUpdate.features` and the rest of the profile) only where the models read it, at
-  clusterer learn points and at the user's last update of each batch; light otherwise.
+  clusterer learn points and at the user's last update of each batch; light otherwise;
+* a user with no events for `ttl_s` of processing time is forgotten (Flink's state TTL,
+  processing-time flavour): the logic is discarded, so memory follows active users, not all
+  users ever seen. A user who comes back after that starts afresh.
 """
 
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import bytewax.operators as op
@@ -26,7 +30,7 @@ import orjson
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, EVENTS
+from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, EVENTS, EXPIRED_USERS
 from operators.records import Accepted, DeadLetter, UserUpdate
 from state.event import Event, event_to_dict
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
@@ -55,6 +59,8 @@ class UserStateParams:
     #: the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update and reads the
     #: profile there, so those updates are full.
     learn_every: int = 10
+    #: Processing-time inactivity after which a user's state is dropped; 0 keeps it for ever.
+    ttl_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.learn_every < 1:
@@ -83,15 +89,20 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
     last one in it: that one, and each clusterer learn point, carries the full profile; the
     others are light (see `UserUpdate`), which halves this step's cost.
 
-    `ACTIVE_USERS` counts logics alive in this process, so it goes up on every build, new user
-    or resumed from a snapshot (a restarted process starts the gauge at 0 again). The matching
-    decrement belongs to the TTL expiry that will return DISCARD from `on_notify`.
+    `ACTIVE_USERS` counts logics alive in this process: up on every build, new user or resumed
+    from a snapshot (a restarted process starts the gauge at 0 again), down on TTL expiry.
     """
 
     def __init__(
-        self, params: UserStateParams, resume_state: UserState | bytes | None = None
+        self,
+        params: UserStateParams,
+        resume_state: UserState | bytes | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.params = params
+        self.clock = clock
+        # A resumed user gets a full TTL again: the wall clock of the crash is not known.
+        self.expires_at = clock() + params.ttl_s
         self.state: UserState
         if isinstance(resume_state, bytes):
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
@@ -116,6 +127,7 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
                 # right after that last accepted event
                 out[last] = _full_update(self.state, light.event, light.read_at)
         _count(counts)
+        self.expires_at = self.clock() + self.params.ttl_s
         return out, StatefulBatchLogic.RETAIN
 
     def _accept(
@@ -142,13 +154,18 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
         return UserUpdate(event.user_id, state.version, event, value.read_at, state.history)
 
     def notify_at(self) -> datetime | None:
-        """No wake-up yet.
+        """When this user's state expires (wall clock), or None without a TTL."""
+        if self.params.ttl_s <= 0:
+            return None
+        return datetime.fromtimestamp(self.expires_at, UTC)
 
-        Hook for state TTL: return the wall-clock time at which this user's state should
-        expire (e.g. last activity + ttl), then have `on_notify` emit nothing, decrement
-        `ACTIVE_USERS` and return DISCARD.
-        """
-        return None
+    def on_notify(self) -> tuple[Iterable[UserUpdate | DeadLetter], bool]:
+        """Expire the user if still inactive; Bytewax may wake us early, so check again."""
+        if self.params.ttl_s <= 0 or self.clock() < self.expires_at:
+            return [], StatefulBatchLogic.RETAIN
+        ACTIVE_USERS.dec()
+        EXPIRED_USERS.inc()
+        return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
         """The state pickled: an immutable copy (Bytewax stores it later, while `on_batch` keeps
