@@ -35,7 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--no-progress", action="store_true")
     inspect = commands.add_parser("inspect", help="print a user's profile and recommendations")
     inspect.add_argument("user")
-    for sub in (run, demo, produce, inspect):  # accept --config after the command too
+    forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
+    forget.add_argument("user")
+    forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
+    for sub in (run, demo, produce, inspect, forget):  # accept --config after the command too
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -125,7 +128,33 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "demo": _cmd_demo, "produce": _cmd_produce, "inspect": _cmd_inspect}
+def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
+    from flows.forget import forget
+
+    client = redis.Redis.from_url(_require_url(config))
+    counts = forget(
+        client,
+        config.prefix,
+        config["source"]["partitions"],
+        args.user,
+        opt_out=args.opt_out,
+        secret=config.pseudonym_secret(),
+    )
+    print(
+        f"erasure of {args.user!r} requested from the worker; deleted "
+        f"{counts['input_entries']} input events and {counts['dead_letters']} dead letters"
+        + ("; future events will be ignored" if args.opt_out else "")
+    )
+    return 0
+
+
+COMMANDS = {
+    "run": _cmd_run,
+    "demo": _cmd_demo,
+    "produce": _cmd_produce,
+    "inspect": _cmd_inspect,
+    "forget": _cmd_forget,
+}
 
 
 def pin_hash_seed() -> None:

@@ -20,10 +20,20 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.config import Config, ConfigError, load_config
+from operators.control import ControlSource, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
 from operators.pseudonym import pseudonymize
-from operators.records import DeadLetter, RawRecord, SegmentInfo, UserOutput, UserUpdate
+from operators.records import (
+    Accepted,
+    DeadLetter,
+    Erasure,
+    Forget,
+    RawRecord,
+    SegmentInfo,
+    UserOutput,
+    UserUpdate,
+)
 from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
@@ -104,10 +114,15 @@ def _model_params(config: Config) -> ModelParams:
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo],
+    sink: Sink[UserOutput | SegmentInfo | Erasure],
     dead_letters: Sink[DeadLetter],
+    control: Source[RawRecord] | None = None,
 ) -> Dataflow:
-    """Wire the steps; the data walks one way and each step owns one concern."""
+    """Wire the steps; the data walks one way and each step owns one concern.
+
+    Erasure requests from `control` join the events before they are keyed by user, so a
+    user's erasure is ordered with that user's events on whichever worker holds them.
+    """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
     checked = validate("validate", raw, validation_params(config))
@@ -115,16 +130,24 @@ def build_flow(
     secret = config.pseudonym_secret()
     if secret is not None:  # before keying: no raw user id reaches state or Redis
         accepted = pseudonymize("pseudonymize", accepted, secret)
-    by_user = op.key_on("by_user", accepted, lambda item: item.event.user_id)
+    inputs: Stream[Accepted | Forget] = accepted
+    if control is not None:
+        commands = op.filter_map("parse_control", op.input("control", flow, control), parse_command)
+        inputs = op.merge("with_control", accepted, commands)
+    by_user = op.key_on("by_user", inputs, _stored_user_id)
     per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
     split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
     late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
-    updates: Stream[UserUpdate] = split.falses  # type: ignore[assignment]
+    updates: Stream[UserUpdate | Erasure] = split.falses  # type: ignore[assignment]
     together = op.key_on("to_models", updates, lambda _update: MODELS_KEY)
     outputs = op.key_rm("unkey_models", models("models", together, model_params(config)))
     op.output("redis", outputs, sink)
     op.output("dead_letters", op.merge("all_dead", checked.errs, late), dead_letters)
     return flow
+
+
+def _stored_user_id(item: Accepted | Forget) -> str:
+    return item.user_id if isinstance(item, Forget) else item.event.user_id
 
 
 def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[RawRecord]:
@@ -148,7 +171,17 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
     url, prefix = config.redis_url, config.prefix
     sink = RedisSink(url, prefix=prefix, updates_maxlen=config["output"]["updates_maxlen"])
     dead = DeadLetterSink(url, prefix=prefix, maxlen=config["output"]["deadletter_maxlen"])
-    return build_flow(config, build_source(config, replay_paths), sink, dead)
+    section = config["source"]
+    control = ControlSource(
+        url,
+        prefix=prefix,
+        batch_size=section["batch_size"],
+        poll_interval_s=section["poll_interval_s"],
+        # a replay ends with its files, so the control partition must end with them too
+        stop_when_drained=section["stop_when_drained"]
+        or bool(list(replay_paths) or section["replay_paths"]),
+    )
+    return build_flow(config, build_source(config, replay_paths), sink, dead, control)
 
 
 def get_flow() -> Dataflow:

@@ -53,6 +53,11 @@ REDIS_ERRORS = Counter(
     ["operation", "kind"],
 )
 ACTIVE_USERS = Gauge("tailor_active_users", "Users with live state in this process.")
+ERASURES = Counter(
+    "tailor_erasures",
+    "Users erased from the worker, by reason (forget, opt_out, consent).",
+    ["reason"],
+)
 EXPIRED_USERS = Counter(
     "tailor_expired_users", "Users whose state was dropped after state.ttl_s of inactivity."
 )

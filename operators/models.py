@@ -29,7 +29,7 @@ import bytewax.operators as op
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.records import Recommendation, SegmentInfo, UserOutput, UserUpdate
+from operators.records import Erasure, Recommendation, SegmentInfo, UserOutput, UserUpdate
 from state.cooccurrence import CoOccurrence
 from state.rules import RuleSet
 from state.segmenter import DEFAULT_FEATURES, Segmenter
@@ -100,7 +100,9 @@ class ModelsState:
         )
 
 
-class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes]):
+class ModelsLogic(
+    StatefulBatchLogic[UserUpdate | Erasure, UserOutput | SegmentInfo | Erasure, bytes]
+):
     """Learn event by event; at each user's last full update in the batch, emit their output.
 
     Users come out in the order of their last full update in the batch; a `SegmentInfo` comes
@@ -121,10 +123,18 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
 
-    def on_batch(self, values: list[UserUpdate]) -> tuple[Iterable[UserOutput | SegmentInfo], bool]:
-        last_full = {u.user_id: u for u in values if u.features is not None}
-        waiting, out = self._waiting, list[UserOutput | SegmentInfo]()
-        for u in values:
+    def on_batch(
+        self, values: list[UserUpdate | Erasure]
+    ) -> tuple[Iterable[UserOutput | SegmentInfo | Erasure], bool]:
+        erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
+        last_full = {
+            u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
+        }
+        waiting, out = self._waiting, list[UserOutput | SegmentInfo | Erasure]()
+        for index, u in enumerate(values):
+            if isinstance(u, Erasure):
+                out.append(self._erase(u))
+                continue
             cluster_id = self._learn(u, out)
             updates = waiting.get(u.user_id)
             if updates is None:
@@ -132,10 +142,21 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate, UserOutput | SegmentInfo, bytes
             updates.append(u)
             if last_full.get(u.user_id) is u:
                 del waiting[u.user_id]
-                out.append(self._user_output(updates, cluster_id))
+                if erased_at.get(u.user_id, -1) < index:  # not erased later in this batch
+                    out.append(self._user_output(updates, cluster_id))
         return out, StatefulBatchLogic.RETAIN
 
-    def _learn(self, u: UserUpdate, out: list[UserOutput | SegmentInfo]) -> int | None:
+    def _erase(self, erasure: Erasure) -> Erasure:
+        """Forget the user here too: pending updates, and their co-occurrence contributions.
+
+        Trending scores and cluster centres are aggregates over everyone, decaying with
+        time: nothing in them points back at one user, so they are left as they are.
+        """
+        self._waiting.pop(erasure.user_id, None)
+        self.state.cooc.unlearn_history(erasure.history)
+        return erasure
+
+    def _learn(self, u: UserUpdate, out: list[UserOutput | SegmentInfo | Erasure]) -> int | None:
         """Learn from one event; the cluster id when the clusterer learned from it, else None.
 
         Appends a `SegmentInfo` when the learned cluster's readable name changed: names are
@@ -252,8 +273,8 @@ def _rule_values(
 
 @operator
 def models(
-    step_id: str, up: KeyedStream[UserUpdate], params: ModelParams
-) -> KeyedStream[UserOutput | SegmentInfo]:
+    step_id: str, up: KeyedStream[UserUpdate | Erasure], params: ModelParams
+) -> KeyedStream[UserOutput | SegmentInfo | Erasure]:
     """Segments and recommendations for every changed user, per batch.
 
     :arg up: Updates keyed on ONE constant key, so one logic owns the global models.

@@ -1,7 +1,8 @@
 """The messages that walk the dataflow, one frozen type per hop.
 
 source → `RawRecord` → validate → `Event` (or `DeadLetter`) → per-user state → `UserUpdate`
-→ models → `UserOutput` / `SegmentInfo` → Redis sink.
+→ models → `UserOutput` / `SegmentInfo` → Redis sink. Erasure walks the same way: control
+stream → `Forget` → per-user state → `Erasure` → models → `Erasure` → erasure sink.
 
 Kept in one module so every step's input and output type can be read in one place; each
 type is small and picklable because Bytewax moves it between workers and snapshots.
@@ -117,3 +118,29 @@ class SegmentInfo:
     name: str
     centroid: dict[str, float]
     version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Forget:
+    """A request to erase a user (`tailor forget`, the opt-out set, or `consent: false`).
+
+    `opt_out` also stops all later processing of the user; `reason` says which path asked
+    (``forget``, ``opt_out``, ``consent``) for the erasure notice and the metric.
+    """
+
+    user_id: str
+    reason: str
+    opt_out: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Erasure:
+    """A user's state is gone from the worker; downstream removes what it derived from it.
+
+    `history` is the user's recent items, so the models step can take back the user's
+    co-occurrence contributions (as far as that history reaches).
+    """
+
+    user_id: str
+    reason: str
+    history: tuple[str, ...] = ()

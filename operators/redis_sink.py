@@ -27,9 +27,11 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Histogram
 
-from operators.keys import recs_key, segments_key, user_key
+from operators.control import control_key
+from operators.erasure import ERASE_SCRIPT, delete_mentions
+from operators.keys import recs_key, segments_key, updates_stream, user_key
 from operators.metrics import EVENT_TIME_TO_REDIS, EVENT_TO_REDIS, SEGMENT_SIZE, SINK_BATCH
-from operators.records import SegmentInfo, UserOutput
+from operators.records import Erasure, SegmentInfo, UserOutput
 from operators.retry import RetryingSinkSettings, Writer
 
 JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -244,7 +246,10 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
+SinkItem = UserOutput | SegmentInfo | Erasure
+
+
+class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     """One worker's connection and scripts; holds no state worth snapshotting."""
 
     def __init__(self, writer: Writer, prefix: str, updates_maxlen: int) -> None:
@@ -254,8 +259,13 @@ class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
         self._updates_maxlen = updates_maxlen
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
+        self._erase_script = client.register_script(ERASE_SCRIPT)
 
-    def write_batch(self, items: list[UserOutput | SegmentInfo]) -> None:
+    def write_batch(self, items: list[SinkItem]) -> None:
+        erasures = [item for item in items if isinstance(item, Erasure)]
+        if erasures:
+            self._writer.run("erase", lambda: self._erase(erasures))
+            items = after_last_erasure(items)
         outputs = [item for item in items if isinstance(item, UserOutput)]
         users = newest_per_user(outputs)
         infos = newest_per_segment(item for item in items if isinstance(item, SegmentInfo))
@@ -263,6 +273,22 @@ class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
             return
         results = self._writer.run("write", lambda: self._send(users, infos))
         self._observe(outputs, len(users), results[: len(users)])
+
+    def _erase(self, erasures: Sequence[Erasure]) -> None:
+        """Delete what Redis holds about each user, then their past notices."""
+        pipe = self._client.pipeline(transaction=False)
+        for erasure in erasures:
+            user = erasure.user_id
+            self._erase_script(
+                keys=[user_key(self._prefix, user), recs_key(self._prefix, user)],
+                args=[self._prefix, user, erasure.reason],
+                client=pipe,
+            )
+        pipe.execute()
+        gone = {erasure.user_id for erasure in erasures}
+        delete_mentions(self._client, updates_stream(self._prefix), b"notice", gone)
+        # The request itself is done; an opt-out stays on record in the opt-out set only.
+        delete_mentions(self._client, control_key(self._prefix), b"payload", gone)
 
     def _send(self, users: Sequence[UserOutput], infos: Sequence[SegmentInfo]) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
@@ -308,7 +334,19 @@ class _RedisSinkPartition(StatelessSinkPartition[UserOutput | SegmentInfo]):
         self._client.close()
 
 
-class RedisSink(RetryingSinkSettings, DynamicSink[UserOutput | SegmentInfo]):
+def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
+    """The items still to write once erasures ran: a user's outputs from before their last
+    erasure in the batch are dropped (they describe someone who asked to be forgotten)."""
+    last = {item.user_id: i for i, item in enumerate(items) if isinstance(item, Erasure)}
+    return [
+        item
+        for i, item in enumerate(items)
+        if not isinstance(item, Erasure)
+        and not (isinstance(item, UserOutput) and last.get(item.user_id, -1) > i)
+    ]
+
+
+class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `operators.keys`).
 
     Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,

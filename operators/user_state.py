@@ -30,8 +30,8 @@ import orjson
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, EVENTS, EXPIRED_USERS
-from operators.records import Accepted, DeadLetter, UserUpdate
+from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
+from operators.records import Accepted, DeadLetter, Erasure, Forget, UserUpdate
 from state.event import Event, event_to_dict
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
@@ -82,7 +82,9 @@ class UserStateParams:
         )
 
 
-class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes]):
+class UserStateLogic(
+    StatefulBatchLogic[Accepted | Forget, UserUpdate | DeadLetter | Erasure, bytes]
+):
     """One user's state inside a Bytewax `stateful_batch` operator.
 
     A batch, not an item at a time, because only the batch knows which update is the user's
@@ -110,11 +112,17 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
             self.state = params.new_state() if resume_state is None else resume_state
         ACTIVE_USERS.inc()
 
-    def on_batch(self, values: list[Accepted]) -> tuple[Iterable[UserUpdate | DeadLetter], bool]:
-        out: list[UserUpdate | DeadLetter] = []
+    def on_batch(
+        self, values: list[Accepted | Forget]
+    ) -> tuple[Iterable[UserUpdate | DeadLetter | Erasure], bool]:
+        out: list[UserUpdate | DeadLetter | Erasure] = []
         counts: dict[tuple[str, str], int] = {}  # (type, outcome): counted once per batch
         last = -1  # index in `out` of the newest accepted update
         for value in values:
+            if isinstance(value, Forget) or value.event.consent is False:
+                out.append(self._erase(value))
+                last = -1  # nothing before the erasure may be published any more
+                continue
             item = self._accept(value, counts)
             if item is not None:
                 if isinstance(item, UserUpdate):
@@ -128,7 +136,26 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
                 out[last] = _full_update(self.state, light.event, light.read_at)
         _count(counts)
         self.expires_at = self.clock() + self.params.ttl_s
+        if self.state.version == 0 and not self.state.opted_out:
+            ACTIVE_USERS.dec()  # erased and nothing since: nothing left to keep
+            return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
+
+    def _erase(self, value: Accepted | Forget) -> Erasure:
+        """Drop everything kept about the user; an opt-out keeps only the fact of it.
+
+        `consent: false` on an event counts as an opt-out; so does a `Forget` from the
+        opt-out set. Later events of an opted-out user are dropped (outcome ``opted_out``).
+        """
+        if isinstance(value, Forget):
+            user, reason, opt_out = value.user_id, value.reason, value.opt_out
+        else:
+            user, reason, opt_out = value.event.user_id, "consent", True
+        history = self.state.history
+        self.state = self.params.new_state()
+        self.state.opted_out = opt_out or self.state.opted_out
+        ERASURES.labels(reason).inc()
+        return Erasure(user, reason, history)
 
     def _accept(
         self, value: Accepted, counts: dict[tuple[str, str], int]
@@ -136,6 +163,10 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
         """Dedup, lateness, then the state update: a light update, full at learn points."""
         event = value.event
         state = self.state
+        if state.opted_out:
+            key = (event.type, "opted_out")
+            counts[key] = counts.get(key, 0) + 1
+            return None
         if state.is_duplicate(event):
             key = (event.type, "duplicate")
             counts[key] = counts.get(key, 0) + 1
@@ -154,14 +185,14 @@ class UserStateLogic(StatefulBatchLogic[Accepted, UserUpdate | DeadLetter, bytes
         return UserUpdate(event.user_id, state.version, event, value.read_at, state.history)
 
     def notify_at(self) -> datetime | None:
-        """When this user's state expires (wall clock), or None without a TTL."""
-        if self.params.ttl_s <= 0:
+        """When this user's state expires (wall clock); never for an opt-out's tombstone."""
+        if self.params.ttl_s <= 0 or self.state.opted_out:
             return None
         return datetime.fromtimestamp(self.expires_at, UTC)
 
     def on_notify(self) -> tuple[Iterable[UserUpdate | DeadLetter], bool]:
         """Expire the user if still inactive; Bytewax may wake us early, so check again."""
-        if self.params.ttl_s <= 0 or self.clock() < self.expires_at:
+        if self.params.ttl_s <= 0 or self.state.opted_out or self.clock() < self.expires_at:
             return [], StatefulBatchLogic.RETAIN
         ACTIVE_USERS.dec()
         EXPIRED_USERS.inc()
@@ -222,12 +253,13 @@ def _count(counts: dict[tuple[str, str], int]) -> None:
 
 @operator
 def user_state(
-    step_id: str, up: KeyedStream[Accepted], params: UserStateParams
-) -> KeyedStream[UserUpdate | DeadLetter]:
+    step_id: str, up: KeyedStream[Accepted | Forget], params: UserStateParams
+) -> KeyedStream[UserUpdate | DeadLetter | Erasure]:
     """Keep each user's state and emit a `UserUpdate` per accepted event (full or light).
 
     :arg step_id: Unique ID.
-    :arg up: Accepted events keyed by user id.
+    :arg up: Accepted events and `Forget` requests keyed by user id; a `Forget` (or an event
+        with ``consent: false``) becomes an `Erasure`.
     :arg params: State configuration.
     :returns: Per user, a `UserUpdate` for each accepted event and a `DeadLetter` (reason
         ``late``) for each event behind the watermark by more than the allowed lateness;

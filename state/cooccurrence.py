@@ -102,6 +102,41 @@ class CoOccurrence:
         kept.update(dict.fromkeys(tied[: keep - len(kept)], cutoff))
         self._cooc[item] = kept
 
+    def unlearn_history(self, history: Sequence[str]) -> None:
+        """Take back what a forgotten user's `history` taught, as far as that history reaches.
+
+        Replays the learning in reverse: each item's count, and its pairs with the items
+        within `window` before it. Pairs formed with items the history no longer holds (older
+        than `history_len`, or pruned since) cannot be found and stay; they are anonymous
+        counts among many users' counts. Counts never go below zero.
+        """
+        recent = list(history)
+        for index, item in enumerate(recent):
+            self._decrement_count(item)
+            for other in _distinct(recent[max(0, index - self.window) : index], item):
+                self._decrement_pair(item, other)
+                self._decrement_pair(other, item)
+
+    def _decrement_count(self, item: str) -> None:
+        count = self._count.get(item, 0) - 1
+        if count > 0:
+            self._count[item] = count
+            self._inv_norm[item] = 1.0 / math.sqrt(count)
+        elif item in self._count:
+            del self._count[item]
+            self._inv_norm.pop(item, None)
+            for other in self._cooc.pop(item, {}):
+                self._cooc.get(other, {}).pop(item, None)
+
+    def _decrement_pair(self, a: str, b: str) -> None:
+        neighbours = self._cooc.get(a)
+        if neighbours is None or b not in neighbours:
+            return
+        if neighbours[b] > 1:
+            neighbours[b] -= 1
+        else:
+            del neighbours[b]
+
     def count(self, item: str) -> int:
         """How many times `item` was learned (0 when never)."""
         return self._count.get(item, 0)

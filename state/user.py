@@ -124,6 +124,8 @@ class UserState:
         self._seen_order: deque[tuple[float, str]] = deque()
         self.watermark: float | None = None
         self.version = 0
+        #: The user opted out: everything else is empty, and later events are dropped.
+        self.opted_out = False
 
     @property
     def feature_names(self) -> tuple[str, ...]:

@@ -1,0 +1,83 @@
+"""The control stream: requests to erase users, read by the dataflow like events.
+
+`tailor forget USER` appends ``{"op": "forget", "user_id": ...}`` to ``<prefix>:control``
+(and, with ``--opt-out``, adds the user to the set ``<prefix>:optout``, whose members are
+read once when a worker starts with no recovery state). Going through the dataflow, not
+around it, means the erasure reaches the user's state on whichever worker holds it, in order
+with that user's events, and is covered by recovery like everything else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import redis
+
+from operators.records import Forget, RawRecord
+from operators.redis_source import RedisStreamSource, _RedisStreamPartition
+
+OPS = {"forget": False, "opt_out": True}
+
+
+def control_key(prefix: str) -> str:
+    return f"{prefix}:control"
+
+
+def optout_key(prefix: str) -> str:
+    return f"{prefix}:optout"
+
+
+class ControlSource(RedisStreamSource):
+    """The control stream as one more partitioned stream (one partition)."""
+
+    def list_parts(self) -> list[str]:
+        return [control_key(self.prefix)]
+
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: str | None
+    ) -> _RedisStreamPartition:
+        if resume_state is None:
+            _replay_optouts(self.redis_url, self.prefix)
+        return super().build_part(step_id, for_part, resume_state)
+
+
+def _replay_optouts(redis_url: str, prefix: str) -> None:
+    """A fresh worker learns the opt-out set by finding it at the head of the control stream.
+
+    Re-appending members is idempotent for the worker (an opt-out of an opted-out user is a
+    no-op), and keeps one path for every erasure.
+    """
+    client = redis.Redis.from_url(redis_url)
+    try:
+        members = sorted(client.smembers(optout_key(prefix)))
+        for member in members:
+            user = member.decode() if isinstance(member, bytes) else member
+            request = {"op": "opt_out", "user_id": user}
+            client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
+    finally:
+        client.close()
+
+
+def parse_command(record: RawRecord) -> Forget | None:
+    """A control entry as a `Forget`, or None for anything unusable (logged by the caller)."""
+    try:
+        request: Any = orjson.loads(record.payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(request, dict) or request.get("op") not in OPS:
+        return None
+    user = request.get("user_id")
+    if not isinstance(user, str) or not user:
+        return None
+    return Forget(user, request["op"], opt_out=OPS[request["op"]])
+
+
+def request_forget(client: redis.Redis, prefix: str, user_id: str, opt_out: bool) -> None:
+    """What `tailor forget` sends: the control entry, and the opt-out set membership."""
+    op = "opt_out" if opt_out else "forget"
+    pipe = client.pipeline(transaction=True)
+    if opt_out:
+        pipe.sadd(optout_key(prefix), user_id)
+    pipe.xadd(control_key(prefix), {"payload": orjson.dumps({"op": op, "user_id": user_id})})
+    pipe.execute()
