@@ -134,6 +134,9 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
     url = embedded.url if embedded else config.redis_url
     config = config.with_value("redis", "url", url).with_value("redis", "prefix", prefix)
     config = config.with_value("source", "stop_when_drained", not follow)
+    # Each demo starts from a cleared prefix and republishes the same sample: resuming an
+    # earlier demo's recovery store would skip or refuse all of it.
+    config = config.with_value("recovery", "enabled", False)
     try:
         client = redis.Redis.from_url(url)
         _clear_prefix(client, prefix)

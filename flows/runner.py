@@ -18,6 +18,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from flows.config import Config, ConfigError
+from flows.recovery import describe, recovery_settings
 from flows.worker import build_redis_flow
 from operators import lifecycle
 
@@ -70,14 +71,26 @@ def run_worker(
 ) -> None:
     """Run one worker process until its sources end (drained, replay done, or a signal).
 
-    Everything that can be wrong with the settings fails before the first event.
+    Everything that can be wrong with the settings fails before the first event. With
+    `recovery.enabled` the run snapshots to, and resumes from, the store in `recovery.dir`
+    (`flows.recovery`), so a killed worker restarts where its last snapshot left off.
     """
     if serve_metrics:
         url = start_metrics(config)
         if url:
             log.info("metrics at %s", url)
     flow = build_redis_flow(config, replay_paths)
+    recovery = recovery_settings(config)
+    log.info("%s", describe(recovery))
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()
-    cli_main(flow, workers_per_process=1)
+    if recovery is None:
+        cli_main(flow, workers_per_process=1)
+        return
+    cli_main(
+        flow,
+        workers_per_process=1,
+        epoch_interval=recovery.epoch_interval,
+        recovery_config=recovery.recovery_config,
+    )

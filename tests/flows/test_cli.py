@@ -60,14 +60,17 @@ def test_inspect_unknown_user_exits_1(redis_url: str) -> None:
     assert "nobody" in done.stderr
 
 
-def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis) -> None:
+def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis, tmp_path: Path) -> None:
     """A long-lived worker writes what it read, then stops with exit code 0 on SIGTERM."""
     pubsub = r.pubsub()
     pubsub.subscribe(updates_channel("tailor"))
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
     worker = subprocess.Popen(
         [sys.executable, "-m", "flows.cli", "run"],
-        env={**env_without_redis(), "REDIS_URL": redis_url},
+        env={
+            **env_without_redis(TAILOR_RECOVERY_DIR=str(tmp_path / "recovery")),
+            "REDIS_URL": redis_url,
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

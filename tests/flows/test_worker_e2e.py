@@ -46,6 +46,9 @@ def config_file(tmp_path: Path) -> Path:
     path.write_text(
         f'[redis]\nprefix = "{PREFIX}"\n[metrics]\nport = 0\n[recs]\nk = {K}\n'
         "[source]\npartitions = 3\n"
+        # These runs replay the same input more than once: each must start from scratch
+        # (recovery has its own tests, tests/flows/test_recovery.py).
+        f'[recovery]\nenabled = false\ndir = "{tmp_path / "recovery"}"\n'
     )
     return path
 

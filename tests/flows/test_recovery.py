@@ -1,0 +1,289 @@
+"""Crash recovery end to end: `tailor run` killed with SIGKILL at random points, or stopped
+with SIGTERM, then restarted on the same recovery store, leaves Redis byte for byte as one
+uninterrupted run does, and every profile counts each of its user's events exactly once.
+
+Real MovieLens ratings through one stream partition (one input order), real Redis, the real
+command in a subprocess. Kill points are counted in update notices, never in sleeps.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+
+from flows.config import ConfigError, load_config
+from flows.recovery import describe, ensure_store, partition_files, recovery_settings
+from operators.adapters import read_payloads
+from operators.keys import updates_channel
+from operators.routing import stream_key
+from tests.conftest import RedisServer
+
+PREFIX = "rec"
+LIMIT = 15_000
+KILLS = 6
+#: How long a worker may take to send the awaited notices or to finish: a hang, not a timing.
+DEADLINE_S = 120.0
+
+
+def ratings(data_dir: Path) -> Path:
+    return data_dir / "movielens-latest-small" / "ratings.csv"
+
+
+def write_config(tmp_path: Path, store: Path) -> Path:
+    """One partition and small source batches: many batches and epochs in 15,000 events."""
+    path = tmp_path / "tailor.toml"
+    path.write_text(
+        f'[redis]\nprefix = "{PREFIX}"\n[metrics]\nport = 0\n'
+        "[source]\npartitions = 1\nbatch_size = 100\n"
+        f'[recovery]\nenabled = true\ndir = "{store}"\nsnapshot_interval_s = 0.2\n'
+    )
+    return path
+
+
+def env(redis_url: str) -> dict[str, str]:
+    return {**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"}
+
+
+def tailor(redis_url: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        env=env(redis_url),
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+def start(redis_url: str, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A worker in the background; its log goes to a file so a full pipe never blocks it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "--config", str(config), "run", *args],
+            env=env(redis_url),
+            stdout=out,
+            stderr=out,
+        )
+
+
+class Subscription:
+    """The updates channel as a subscriber sees it, opened before the worker starts."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.pubsub = self.client.pubsub()
+        self.pubsub.subscribe(updates_channel(PREFIX))
+        message = self.pubsub.get_message(timeout=5)
+        assert message is not None and message["type"] == "subscribe"
+
+    def wait_for(self, target: int, worker: subprocess.Popen[bytes], seen: dict[str, int]) -> int:
+        """Read notices until the events they reflect reach `target` (after at least one
+        notice), or the worker exited; returns that progress.
+
+        `seen` holds each user's version so far (from Redis at start) and is updated: in one
+        partition, the sum of the versions is the number of input events processed.
+        """
+        notices = 0
+        deadline = time.monotonic() + DEADLINE_S  # against a hang only, not to synchronise
+        while time.monotonic() < deadline:
+            progress = sum(seen.values())
+            if notices and progress >= target:
+                return progress
+            message = self.pubsub.get_message(timeout=0.5)
+            if message is None:
+                if worker.poll() is not None:
+                    return progress
+            elif message["type"] == "message":
+                notice = orjson.loads(message["data"])
+                user = str(notice["user_id"])
+                seen[user] = max(seen.get(user, 0), int(notice["version"]))
+                notices += 1
+        raise AssertionError(f"progress {sum(seen.values())} of {target} within {DEADLINE_S} s")
+
+    def close(self) -> None:
+        self.pubsub.close()
+        self.client.close()
+
+
+def snapshot_state(r: redis.Redis) -> dict[str, Any]:
+    """Every profile, recommendation list, membership set and segment description, as bytes."""
+    state: dict[str, Any] = {}
+    for pattern in ("user:*", "recs:*", "segment:*", "segments"):
+        for key in r.scan_iter(match=f"{PREFIX}:{pattern}"):
+            kind = r.type(key)
+            if kind == b"hash":
+                state[key.decode()] = r.hgetall(key)
+            elif kind == b"set":
+                state[key.decode()] = r.smembers(key)
+            else:
+                state[key.decode()] = r.get(key)
+    return state
+
+
+def differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
+    """The keys that differ, with the hash fields that differ: what a failure must show."""
+    diffs: list[str] = []
+    for key in sorted(got.keys() | want.keys()):
+        a, b = got.get(key), want.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            fields = sorted(f.decode() for f in a.keys() | b.keys() if a.get(f) != b.get(f))
+            diffs.append(f"{key} fields {fields}")
+        else:
+            diffs.append(f"{key}: {a!r:.200} != {b!r:.200}")
+    return diffs
+
+
+def events_per_user(data_dir: Path) -> Counter[str]:
+    """What each profile's version must be: the user's events among the first LIMIT."""
+    payloads = islice(read_payloads(ratings(data_dir), "movielens"), LIMIT)
+    return Counter(str(orjson.loads(p)["user_id"]) for p in payloads)
+
+
+def versions(r: redis.Redis) -> dict[str, int]:
+    found: dict[str, int] = {}
+    for key in r.scan_iter(match=f"{PREFIX}:user:*"):
+        user = key.decode().removeprefix(f"{PREFIX}:user:")
+        found[user] = int(orjson.loads(r.hget(key, "version") or b"0"))
+    return found
+
+
+def publish(redis_url: str, config: Path, data_dir: Path) -> None:
+    tailor(
+        redis_url, config, "produce", str(ratings(data_dir)), "--limit", str(LIMIT), "--no-progress"
+    )
+
+
+@pytest.fixture(scope="module")
+def reference(
+    redis_server: RedisServer, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """The Redis state after one uninterrupted run (recovery on, never interrupted)."""
+    url = redis_server.url
+    client = redis.Redis.from_url(url)
+    client.flushall()
+    tmp = tmp_path_factory.mktemp("reference")
+    config = write_config(tmp, tmp / "store")
+    publish(url, config, data_dir)
+    tailor(url, config, "run", "--until-drained")
+    state = snapshot_state(client)
+    client.flushall()
+    client.close()
+    return state
+
+
+def test_reference_run_counts_every_event_once(reference: dict[str, Any], data_dir: Path) -> None:
+    expected = events_per_user(data_dir)
+    users = {k.removeprefix(f"{PREFIX}:user:") for k in reference if ":user:" in k}
+    assert users == set(expected)
+    for user, count in expected.items():
+        assert int(reference[f"{PREFIX}:user:{user}"][b"version"]) == count, user
+
+
+def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
+    reference: dict[str, Any], redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
+) -> None:
+    """What a killed worker wrote after its last snapshot is written again on restart: the
+    output must be replay-safe. (That the state itself resumes is shown by the SIGTERM test,
+    whose restart sees only the rest of the stream.)"""
+    store = tmp_path / "store"
+    config = write_config(tmp_path, store)
+    publish(redis_url, config, data_dir)
+    log = tmp_path / "worker.log"
+    rng = random.Random(2)
+    # in input events processed; none in the last tenth, where a worker could finish first
+    targets = sorted(rng.sample(range(1, LIMIT * 9 // 10), KILLS))
+    progress: list[int] = []
+    for target in targets:
+        sub = Subscription(redis_url)
+        worker = start(redis_url, config, log, "--until-drained")
+        reached = sub.wait_for(target, worker, versions(r))
+        sub.close()
+        assert worker.poll() is None, f"finished before {target}: " + log.read_text()[-3000:]
+        worker.send_signal(signal.SIGKILL)
+        assert worker.wait(timeout=DEADLINE_S) == -signal.SIGKILL
+        progress.append(reached)
+    # every kill landed mid-stream, at or after its target
+    assert all(t <= p < LIMIT for t, p in zip(targets, progress, strict=True)), progress
+    assert partition_files(store / PREFIX), "the first start created the store (per prefix)"
+    tailor(redis_url, config, "run", "--until-drained")
+
+    got = snapshot_state(r)
+    assert not differences(got, reference)
+    assert got == reference
+    assert versions(r) == dict(events_per_user(data_dir))
+
+
+def test_sigterm_then_restart_processes_only_the_rest(
+    reference: dict[str, Any], redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
+) -> None:
+    config = write_config(tmp_path, tmp_path / "store")
+    publish(redis_url, config, data_dir)
+    log = tmp_path / "worker.log"
+    sub = Subscription(redis_url)
+    worker = start(redis_url, config, log)  # long-lived: only the signal ends it
+    sub.wait_for(random.Random(2).randint(LIMIT // 10, LIMIT // 2), worker, {})
+    sub.close()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=DEADLINE_S) == 0, log.read_text()[-3000:]
+    expected = events_per_user(data_dir)
+    partial = versions(r)
+    assert 0 < sum(partial.values()) < LIMIT  # stopped mid-stream, with work left
+    assert all(partial[user] <= expected[user] for user in partial)
+    # Retention trims what was consumed: only the recovered stream position can find the rest,
+    # and only the recovered state gives the right versions from the rest alone.
+    stream = stream_key(PREFIX, 0)
+    processed = sum(partial.values())
+    entries: Any = r.xrange(stream, count=processed)
+    assert r.xdel(stream, *[entry_id for entry_id, _ in entries]) == processed
+
+    done = tailor(redis_url, config, "run", "--until-drained")
+    assert "resuming from" in done.stderr
+    assert versions(r) == dict(expected)
+    got = snapshot_state(r)
+    assert not differences(got, reference)
+    assert got == reference
+
+
+def test_store_is_created_once_and_kept(tmp_path: Path) -> None:
+    store = tmp_path / "a" / "store"
+    assert ensure_store(store, 2) is True
+    assert [p.name for p in partition_files(store)] == ["part-0.sqlite3", "part-1.sqlite3"]
+    assert ensure_store(store, 3) is False  # an existing store keeps its partition count
+    assert len(partition_files(store)) == 2
+    assert [p.name for p in store.parent.iterdir()] == ["store"]  # no scratch left behind
+
+
+def test_a_directory_holding_something_else_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a recovery store")
+    with pytest.raises(ConfigError, match="not a recovery store"):
+        ensure_store(tmp_path, 1)
+    assert not partition_files(tmp_path)
+
+
+def test_settings_follow_the_config(tmp_path: Path) -> None:
+    config = load_config(env={}).with_value("recovery", "dir", str(tmp_path / "r"))
+    settings = recovery_settings(config.with_value("recovery", "snapshot_interval_s", 0.5))
+    assert settings is not None and settings.created
+    assert settings.epoch_interval.total_seconds() == 0.5
+    assert settings.store == (tmp_path / "r" / "tailor").resolve()  # one store per prefix
+    assert "created" in describe(settings)
+    again = recovery_settings(config)
+    assert again is not None and not again.created
+    assert "resuming from" in describe(again)
+    assert recovery_settings(config.with_value("recovery", "enabled", False)) is None
