@@ -18,6 +18,8 @@ RUN useradd --create-home --uid 10001 tailor \
     && chown -R tailor /var/lib/tailor
 USER tailor
 WORKDIR /var/lib/tailor
+# Recovery snapshots (recovery.dir is relative to the working directory): keep them on a volume.
+VOLUME ["/var/lib/tailor/.tailor"]
 EXPOSE 9108
 ENV PYTHONHASHSEED=0
 STOPSIGNAL SIGTERM
