@@ -13,7 +13,7 @@ RUN pip install --no-cache-dir --prefix=/install .
 FROM python:3.11-slim
 COPY --from=build /install /usr/local
 RUN useradd --create-home --uid 10001 tailor \
-    && mkdir -p /etc/tailor /var/lib/tailor \
+    && mkdir -p /etc/tailor /var/lib/tailor/.tailor \
     && cp /usr/local/lib/python3.11/site-packages/flows/defaults.toml /etc/tailor/tailor.toml \
     && chown -R tailor /var/lib/tailor
 USER tailor
