@@ -168,9 +168,14 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
 
 def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataflow:
     """The production wiring: Redis (or replay files) in, Redis out."""
-    url, prefix = config.redis_url, config.prefix
-    sink = RedisSink(url, prefix=prefix, updates_maxlen=config["output"]["updates_maxlen"])
-    dead = DeadLetterSink(url, prefix=prefix, maxlen=config["output"]["deadletter_maxlen"])
+    url, prefix, output = config.redis_url, config.prefix, config["output"]
+    # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
+    retry = {
+        "max_attempts": output["write_max_attempts"],
+        "backoff_cap_s": output["write_backoff_cap_s"],
+    }
+    sink = RedisSink(url, prefix=prefix, updates_maxlen=output["updates_maxlen"], **retry)
+    dead = DeadLetterSink(url, prefix=prefix, maxlen=output["deadletter_maxlen"], **retry)
     section = config["source"]
     control = ControlSource(
         url,

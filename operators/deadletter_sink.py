@@ -52,7 +52,8 @@ class DeadLetterSink(RetryingSinkSettings, DynamicSink[DeadLetter]):
     """Write `DeadLetter` items to ``{prefix}:deadletter`` (``MAXLEN ~ maxlen``).
 
     Retries like `operators.redis_sink.RedisSink` (`operators.retry`), counted under
-    ``operation="deadletter"``; past `max_attempts` it raises and recovery replays.
+    ``operation="deadletter"``; `max_attempts=0` retries for ever, otherwise past
+    `max_attempts` it raises and recovery replays.
     `retry` takes the keyword arguments of `RetryingSinkSettings`.
     """
 

@@ -64,3 +64,18 @@ EXPIRED_USERS = Counter(
 SEGMENT_SIZE = Gauge(
     "tailor_segment_size", "Members of each segment, as stored in Redis.", ["segment"]
 )
+REDIS_UP = Gauge(
+    "tailor_redis_up",
+    "1 when the last Redis call of this operation (read, write, erase, deadletter, lag) "
+    "was answered, 0 when Redis could not be reached (refused, dropped, timed out, loading).",
+    ["operation"],
+)
+SOURCE_LAG = Gauge(
+    "tailor_source_lag",
+    "Entries added to a stream after the last entry this worker read from it: Redis 7 "
+    "XINFO STREAM entries-added minus the entries consumed, resynchronised to 0 whenever a "
+    "read drains the stream (before Redis 7, XLEN: exact for untrimmed streams). Sampled "
+    "with a read at most every 5 s per stream; absent for a stream until "
+    "known (a partition resumed from a snapshot into a backlog is known once it catches up).",
+    ["stream"],
+)

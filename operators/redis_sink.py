@@ -350,8 +350,10 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `operators.keys`).
 
     Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,
-    jittered exponential backoff; after `max_attempts` the error is raised, the worker stops
-    and Bytewax recovery replays from the last snapshot (safe: writes are version-guarded).
+    jittered exponential backoff; `max_attempts=0` retries for ever (the blocked worker stops
+    reading: backpressure), otherwise after `max_attempts` the error is raised, the worker
+    stops and Bytewax recovery replays from the last snapshot (safe: writes are
+    version-guarded). `tailor_redis_up{operation="write"}` follows each attempt.
     The client's own retries are off so there is one retry layer, visible in
     `tailor_redis_errors_total{operation="write"}`. `retry` takes the keyword arguments of
     `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).

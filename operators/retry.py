@@ -5,8 +5,14 @@ would multiply attempts (10 × 8) and hide outages from the error counter. Here 
 is retried, which is safe because every batch the sinks send is idempotent (version-guarded
 scripts) or explicitly at-least-once (stream notices, dead letters).
 
-Past `max_attempts` the last error is raised: the worker stops and Bytewax recovery replays
-from the last snapshot, the same "pause and seek back" quix-streams does with backpressure.
+`max_attempts = 0` (the worker's default) retries for ever: a blocked `write_batch` blocks the
+Bytewax worker, whose sources then stop reading, which is backpressure with nothing dropped.
+A stop request (SIGTERM) ends that wait: the error is raised and recovery replays the batch
+from the last snapshot on the next start. With `max_attempts > 0` the last error is raised
+after that many attempts, the same "pause and seek back" quix-streams does.
+
+`tailor_redis_up{operation}` follows every attempt: 1 after Redis answered, 0 after it could
+not be reached (connection refused or dropped, timeout, still loading its data set).
 """
 
 from __future__ import annotations
@@ -22,7 +28,8 @@ from redis.backoff import NoBackoff
 from redis.exceptions import BusyLoadingError, NoScriptError
 from redis.retry import Retry
 
-from operators.metrics import REDIS_ERRORS
+from operators import lifecycle
+from operators.metrics import REDIS_ERRORS, REDIS_UP
 
 T = TypeVar("T")
 
@@ -34,6 +41,21 @@ TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
     BusyLoadingError,
     NoScriptError,
 )
+
+#: Errors that mean Redis could not serve at all (`tailor_redis_up` drops to 0).
+UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
+    redis.ConnectionError,
+    redis.TimeoutError,
+    BusyLoadingError,
+)
+
+
+def mark_redis_up(operation: str, exc: BaseException | None = None) -> None:
+    """Set `tailor_redis_up{operation}`: 0 when `exc` says Redis was unreachable, else 1.
+
+    A non-transient error (`ResponseError`, `NoScriptError`) still proves the server answered.
+    """
+    REDIS_UP.labels(operation).set(0 if isinstance(exc, UNAVAILABLE_ERRORS) else 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +71,22 @@ class RetryPolicy:
     cap_s: float = 5.0
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
+        if self.max_attempts < 0:
+            raise ValueError("max_attempts must be 0 (for ever) or positive")
         if self.base_s < 0 or self.cap_s < 0:
             raise ValueError("backoff times must not be negative")
 
     def delay(self, failures: int, rng: random.Random) -> float:
         """Seconds to wait after the `failures`-th failed attempt (1-based)."""
-        bound = min(self.cap_s, self.base_s * 2.0 ** (failures - 1))
+        bound = min(self.cap_s, self.base_s * 2.0 ** min(failures - 1, 64))
         return bound * rng.random()
+
+    def exhausted(self, failures: int) -> bool:
+        """Whether `failures` failed attempts are the last; never when retrying for ever,
+        unless a stop was requested (an endless wait would make SIGTERM hang the worker)."""
+        if self.max_attempts == 0:
+            return lifecycle.stop_requested()
+        return failures >= self.max_attempts
 
 
 def call_with_retry(
@@ -76,11 +105,12 @@ def call_with_retry(
     failures = 0
     while True:
         try:
-            return attempt()
+            result = attempt()
         except TRANSIENT_ERRORS as exc:
             failures += 1
             REDIS_ERRORS.labels(operation, type(exc).__name__).inc()
-            if failures >= policy.max_attempts:
+            mark_redis_up(operation, exc)
+            if policy.exhausted(failures):
                 exc.add_note(
                     f"tailor: {operation} gave up after {failures} attempts; "
                     "Bytewax recovery replays from the last snapshot"
@@ -89,7 +119,11 @@ def call_with_retry(
             sleep(policy.delay(failures, rng))
         except redis.RedisError as exc:
             REDIS_ERRORS.labels(operation, type(exc).__name__).inc()
+            mark_redis_up(operation, exc)
             raise
+        else:
+            mark_redis_up(operation)
+            return result
 
 
 def no_retry_client(url: str, socket_timeout_s: float) -> redis.Redis:
@@ -123,7 +157,8 @@ class Writer:
 class RetryingSinkSettings:
     """Connection and retry settings shared by the Redis sinks; builds each worker's `Writer`.
 
-    :arg max_attempts: attempts per batch before the error is raised (recovery replays).
+    :arg max_attempts: attempts per batch before the error is raised (recovery replays);
+        0 retries for ever (until a stop is requested).
     :arg backoff_base_s, backoff_cap_s: capped exponential backoff with jitter.
     :arg sleep: how to wait between attempts (tests pass a no-op).
     :arg seed: seeds the backoff jitter; each worker adds its index.

@@ -125,3 +125,28 @@ def test_transient_failure_then_success_delivers() -> None:
         shutil.rmtree(server.dir, ignore_errors=True)
     assert len(waits) == 1
     assert [f[b"payload"] for f in stored] == [HOSTILE[0]]
+
+
+def test_retries_for_ever_by_default() -> None:
+    server = RedisServer()
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 12:
+            server.start()
+
+    try:
+        sink = DeadLetterSink(server.url, prefix=PREFIX, max_attempts=0, sleep=sleep)
+        part = sink.build("d", 0, 1)
+        part.write_batch([letter(HOSTILE[4], 0)])
+        client = redis.Redis.from_url(server.url)
+        stored = entries(client)
+        client.close()
+        part.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    assert len(waits) == 12
+    assert [f[b"payload"] for f in stored] == [HOSTILE[4]]
+    assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "deadletter"}) == 1.0

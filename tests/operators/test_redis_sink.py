@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import random
 import shutil
 from collections.abc import Callable, Iterator
 from itertools import islice
@@ -17,6 +18,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import REGISTRY, CollectorRegistry, Histogram
 
+from operators import lifecycle
 from operators.keys import (
     recs_key,
     segment_key,
@@ -25,8 +27,10 @@ from operators.keys import (
     updates_stream,
     user_key,
 )
+from operators.metrics import REDIS_UP
 from operators.records import Recommendation, SegmentInfo, UserOutput
-from operators.redis_sink import RedisSink, _RedisSinkPartition, observe_many
+from operators.redis_sink import RedisSink, SinkItem, _RedisSinkPartition, observe_many
+from operators.retry import RetryPolicy
 from tests.conftest import RedisServer, free_port
 
 PREFIX = "t"
@@ -321,7 +325,7 @@ def test_replayed_batches_converge_to_the_same_bytes(
 ) -> None:
     """At-least-once: re-sending any earlier batches (a recovery replay) changes nothing."""
     outputs = movielens_outputs(data_dir, 3000)
-    batches: list[list[UserOutput | SegmentInfo]] = [
+    batches: list[list[SinkItem]] = [
         list(outputs[i : i + 250]) for i in range(0, len(outputs), 250)
     ]
     for batch in batches:
@@ -447,4 +451,72 @@ def test_observe_many_fills_the_buckets_as_observe_does() -> None:
     assert want["lat_bucket{'le': '0.001'}"] == 3.0 and want["lat_count{}"] == 9.0
     nan = Histogram("nan", "x", buckets=buckets, registry=CollectorRegistry())
     observe_many(nan, [float("nan"), 0.5])  # like observe: NaN lands in no bucket
-    assert [b.get() for b in nan._buckets] == [0, 0, 1, 0, 0, 0]  # type: ignore[attr-defined]
+    assert [b.get() for b in nan._buckets] == [0, 0, 1, 0, 0, 0]
+
+
+def test_retries_for_ever_by_default_until_redis_comes_back(
+    make_partition: Callable[..., _RedisSinkPartition],
+) -> None:
+    server = RedisServer()  # not started: every attempt is refused until the 20th wait
+    waits: list[float] = []
+    up_while_waiting: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        up_while_waiting.append(sample("tailor_redis_up", {"operation": "write"}))
+        if len(waits) == 20:
+            server.start()
+
+    try:
+        part = make_partition(server.url, max_attempts=0, sleep=sleep, backoff_cap_s=0.3)
+        part.write_batch([output("u1", 2)])
+        client = redis.Redis.from_url(server.url)
+        assert orjson.loads(client.hget(user_key(PREFIX, "u1"), "version") or b"") == 2
+        client.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
+    assert len(waits) == 20  # far past the 8 attempts of a bounded policy
+    assert all(0 <= w <= 0.3 for w in waits)
+    assert max(waits) > 0.05  # the backoff grew past its base
+    assert set(up_while_waiting) == {0.0}
+    assert sample("tailor_redis_up", {"operation": "write"}) == 1.0
+
+
+def test_retrying_for_ever_ends_when_a_stop_is_requested(
+    make_partition: Callable[..., _RedisSinkPartition],
+) -> None:
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 3:
+            lifecycle.request_stop()
+
+    part = make_partition(f"redis://127.0.0.1:{free_port()}/0", max_attempts=0, sleep=sleep)
+    try:
+        with pytest.raises(redis.ConnectionError) as raised:
+            part.write_batch([output("u1", 1)])
+    finally:
+        lifecycle.reset()
+    assert len(waits) == 3
+    assert any("gave up after 4 attempts" in note for note in raised.value.__notes__)
+
+
+def test_a_server_error_still_counts_as_redis_up(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    REDIS_UP.labels("write").set(0)
+    r.set(user_key(PREFIX, "u2"), "not a hash")
+    with pytest.raises(redis.ResponseError):
+        sink.write_batch([output("u2", 1)])
+    assert sample("tailor_redis_up", {"operation": "write"}) == 1.0
+
+
+def test_retry_policy_bounds() -> None:
+    with pytest.raises(ValueError, match="max_attempts"):
+        RetryPolicy(max_attempts=-1)
+    forever = RetryPolicy(max_attempts=0, base_s=0.05, cap_s=2.0)
+    rng = random.Random(1)
+    delays = [forever.delay(n, rng) for n in (1, 10, 10_000)]
+    assert all(0 <= d <= 2.0 for d in delays)
+    assert not forever.exhausted(10_000)
+    assert RetryPolicy(max_attempts=3).exhausted(3) and not RetryPolicy(3).exhausted(2)

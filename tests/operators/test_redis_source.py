@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from operators import lifecycle
 from operators.records import RawRecord
 from operators.redis_source import RedisStreamSource, backoff_s
 from operators.routing import partition_for, stream_key
-from tests.conftest import free_port
+from tests.conftest import RedisServer, free_port
 
 
 @pytest.fixture(autouse=True)
@@ -161,3 +162,94 @@ def test_unreachable_redis_backs_off_instead_of_crashing() -> None:
 def test_backoff_is_capped_exponential() -> None:
     assert [backoff_s(n) for n in range(1, 9)] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]
     assert backoff_s(10_000) == 5.0
+
+
+def lag(key: str) -> float | None:
+    return REGISTRY.get_sample_value("tailor_source_lag", {"stream": key})
+
+
+def test_lag_counts_unread_entries_from_the_start(r: redis.Redis, redis_url: str) -> None:
+    key = stream_key("lag1", 0)
+    for i in range(25):
+        r.xadd(key, {b"payload": b"%d" % i})
+    part = RedisStreamSource(redis_url, prefix="lag1", batch_size=10, lag_interval_s=0.0)
+    reader = part.build_part("inp", key, None)
+    seen = []
+    for _ in range(3):
+        reader.next_batch()
+        seen.append(lag(key))
+    assert seen == [15.0, 5.0, 0.0]
+    for i in range(30):
+        r.xadd(key, {b"payload": b"more %d" % i})
+    assert len(reader.next_batch()) == 10
+    assert lag(key) == 20.0  # known from the position counted since the drain
+    reader.close()
+
+
+def test_lag_is_exact_for_a_stream_trimmed_before_the_worker_started(
+    r: redis.Redis, redis_url: str
+) -> None:
+    key = stream_key("lag2", 0)
+    for i in range(50):
+        r.xadd(key, {b"payload": b"%d" % i})
+    r.xtrim(key, maxlen=20, approximate=False)  # entries-added stays 50, 20 remain
+    reader = RedisStreamSource(
+        redis_url, prefix="lag2", batch_size=8, lag_interval_s=0.0
+    ).build_part("inp", key, None)
+    reader.next_batch()
+    assert lag(key) == 12.0
+    reader.next_batch()
+    assert lag(key) == 4.0
+    reader.close()
+
+
+def test_lag_of_a_resumed_partition_is_unknown_until_it_catches_up(
+    r: redis.Redis, redis_url: str
+) -> None:
+    key = stream_key("lag3", 0)
+    ids = [xadd(r, key, {b"payload": b"%d" % i}) for i in range(30)]
+    source = RedisStreamSource(redis_url, prefix="lag3", batch_size=10, lag_interval_s=0.0)
+    reader = source.build_part("inp", key, ids[4])
+    assert len(reader.next_batch()) == 10
+    assert lag(key) is None  # 15 remain, but a plain XREAD cannot know without a scan
+    assert len(reader.next_batch()) == 10
+    assert len(reader.next_batch()) == 5
+    assert lag(key) == 0.0
+    missing = source.build_part("inp", stream_key("lag3", 1), None)
+    assert missing.next_batch() == []
+    assert lag(stream_key("lag3", 1)) == 0.0  # no stream yet: nothing to read
+    reader.close()
+    missing.close()
+
+
+def test_lag_is_sampled_at_most_every_interval(r: redis.Redis, redis_url: str) -> None:
+    key = stream_key("lag4", 0)
+    for i in range(30):
+        r.xadd(key, {b"payload": b"%d" % i})
+    reader = RedisStreamSource(
+        redis_url, prefix="lag4", batch_size=10, lag_interval_s=3600.0
+    ).build_part("inp", key, None)
+    reader.next_batch()
+    reader.next_batch()
+    assert lag(key) == 20.0  # the first read sampled; the second did not
+    reader.close()
+
+
+def test_redis_up_follows_the_reads() -> None:
+    server = RedisServer()
+    server.start()
+    try:
+        key = stream_key("up", 0)
+        part = RedisStreamSource(server.url, prefix="up").build_part("inp", key, None)
+        part.next_batch()
+        assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "read"}) == 1.0
+        server.stop()
+        part.next_batch()
+        assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "read"}) == 0.0
+        server.start()
+        part.next_batch()
+        assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "read"}) == 1.0
+        part.close()
+    finally:
+        server.stop()
+        shutil.rmtree(server.dir, ignore_errors=True)
