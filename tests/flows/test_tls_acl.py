@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import free_port, system_redis_server
 
 USER, PASSWORD = "tailor", "correct-horse-battery"
 PREFIX = "tls"
@@ -81,7 +81,7 @@ class TlsServer:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.port = free_port()
-        binary = shutil.which("redis-server")
+        binary = system_redis_server()
         if binary is None or shutil.which("openssl") is None:
             pytest.skip("needs Debian's redis-server (built with TLS) and openssl")
         make_certificates(folder)
