@@ -15,6 +15,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -53,7 +54,9 @@ def free_port() -> int:
 class RedisServer:
     """A throw-away redis-server process on a free port."""
 
-    def __init__(self) -> None:
+    def __init__(self, persistent: bool = False) -> None:
+        """`persistent` keeps the data across stop/start (AOF), as a production server would."""
+        self.persistent = persistent
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="tailor-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,14 +67,18 @@ class RedisServer:
 
     def start(self) -> None:
         args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "no", "--dir", self.dir]
+        aof = "yes" if self.persistent else "no"
+        args += ["--save", "", "--appendonly", aof, "--dir", self.dir]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
         while True:
             try:
                 client.ping()
+                client.close()
                 return
+            except redis.BusyLoadingError:
+                time.sleep(0.02)  # replaying its AOF, not synchronising a test
             except redis.ConnectionError:
                 if time.monotonic() > deadline:
                     raise
@@ -112,3 +119,19 @@ def data_dir() -> Path:
     if not DATA_DIR.exists():
         pytest.skip("../shared/data is not present")
     return DATA_DIR
+
+
+def snapshot_state(r: redis.Redis, prefix: str) -> dict[str, Any]:
+    """Every profile, recommendation list, membership set and segment description, as bytes:
+    what "the same Redis state, byte for byte" compares."""
+    state: dict[str, Any] = {}
+    for pattern in ("user:*", "recs:*", "segment:*", "segments"):
+        for key in r.scan_iter(match=f"{prefix}:{pattern}"):
+            kind = r.type(key)
+            if kind == b"hash":
+                state[key.decode()] = r.hgetall(key)
+            elif kind == b"set":
+                state[key.decode()] = r.smembers(key)
+            else:
+                state[key.decode()] = r.get(key)
+    return state

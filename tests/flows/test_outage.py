@@ -10,7 +10,6 @@ uninterrupted run of the same input, byte for byte.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +26,7 @@ from flows.produce import produce
 from flows.worker import build_redis_flow
 from operators import lifecycle
 from operators.keys import recs_key, updates_stream, user_key
-from tests.conftest import RedisServer, redis_server_binary
+from tests.conftest import RedisServer
 
 EVENTS = 4_000
 BATCH = 50
@@ -35,31 +34,9 @@ REFERENCE, OUTAGE = "ref", "out"
 DEADLINE_S = 120.0
 
 
-class AofRedisServer(RedisServer):
-    """A `RedisServer` that keeps its data across a restart, as a production one would."""
-
-    def start(self) -> None:
-        args = [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1"]
-        args += ["--save", "", "--appendonly", "yes", "--dir", self.dir]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = redis.Redis(port=self.port)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                client.close()
-                return
-            except redis.BusyLoadingError:
-                time.sleep(0.02)  # replaying the AOF, not synchronising the test
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)  # waiting for a server to accept, not synchronising a test
-
-
 @pytest.fixture
-def server() -> Iterator[AofRedisServer]:
-    srv = AofRedisServer()
+def server() -> Iterator[RedisServer]:
+    srv = RedisServer(persistent=True)
     srv.start()
     yield srv
     srv.stop()
@@ -107,7 +84,7 @@ class Outage(threading.Thread):
     """Stops Redis once the worker has written something, waits until the worker has seen the
     outage, restarts Redis, then asks the worker to stop once its output has converged."""
 
-    def __init__(self, server: AofRedisServer, users: list[str], want: list[bytes | None]) -> None:
+    def __init__(self, server: RedisServer, users: list[str], want: list[bytes | None]) -> None:
         super().__init__(daemon=True)
         self.server, self.users, self.want = server, users, want
         self.error: BaseException | None = None
@@ -150,7 +127,7 @@ class Outage(threading.Thread):
         client.close()
 
 
-def test_worker_rides_out_a_redis_restart(server: AofRedisServer, data_dir: Path) -> None:
+def test_worker_rides_out_a_redis_restart(server: RedisServer, data_dir: Path) -> None:
     ratings = data_dir / "movielens-latest-small" / "ratings.csv"
     for prefix in (REFERENCE, OUTAGE):
         published = produce(

@@ -28,7 +28,7 @@ from flows.recovery import describe, ensure_store, partition_files, recovery_set
 from operators.adapters import read_payloads
 from operators.keys import updates_channel
 from operators.routing import stream_key
-from tests.conftest import RedisServer
+from tests.conftest import RedisServer, snapshot_state
 
 PREFIX = "rec"
 LIMIT = 15_000
@@ -119,21 +119,6 @@ class Subscription:
         self.client.close()
 
 
-def snapshot_state(r: redis.Redis) -> dict[str, Any]:
-    """Every profile, recommendation list, membership set and segment description, as bytes."""
-    state: dict[str, Any] = {}
-    for pattern in ("user:*", "recs:*", "segment:*", "segments"):
-        for key in r.scan_iter(match=f"{PREFIX}:{pattern}"):
-            kind = r.type(key)
-            if kind == b"hash":
-                state[key.decode()] = r.hgetall(key)
-            elif kind == b"set":
-                state[key.decode()] = r.smembers(key)
-            else:
-                state[key.decode()] = r.get(key)
-    return state
-
-
 def differences(got: dict[str, Any], want: dict[str, Any]) -> list[str]:
     """The keys that differ, with the hash fields that differ: what a failure must show."""
     diffs: list[str] = []
@@ -181,7 +166,7 @@ def reference(
     config = write_config(tmp, tmp / "store")
     publish(url, config, data_dir)
     tailor(url, config, "run", "--until-drained")
-    state = snapshot_state(client)
+    state = snapshot_state(client, PREFIX)
     client.flushall()
     client.close()
     return state
@@ -223,7 +208,7 @@ def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
     assert partition_files(store / PREFIX), "the first start created the store (per prefix)"
     tailor(redis_url, config, "run", "--until-drained")
 
-    got = snapshot_state(r)
+    got = snapshot_state(r, PREFIX)
     assert not differences(got, reference)
     assert got == reference
     assert versions(r) == dict(events_per_user(data_dir))
@@ -255,7 +240,7 @@ def test_sigterm_then_restart_processes_only_the_rest(
     done = tailor(redis_url, config, "run", "--until-drained")
     assert "resuming from" in done.stderr
     assert versions(r) == dict(expected)
-    got = snapshot_state(r)
+    got = snapshot_state(r, PREFIX)
     assert not differences(got, reference)
     assert got == reference
 

@@ -21,6 +21,7 @@ import pytest
 import redis
 
 from operators.keys import recs_key, segment_key, updates_channel, updates_stream, user_key
+from tests.conftest import snapshot_state
 
 PREFIX = "e2e"
 K = 10
@@ -234,29 +235,14 @@ def test_replay_of_the_sample_matches_produce_then_run(
     sample = tmp_path / "sample.jsonl"
     write_jsonl(sample, users=150, seed=11)
     tailor(redis_url, config_file, "run", "--replay", str(sample))
-    replayed = snapshot_state(r)
+    replayed = snapshot_state(r, PREFIX)
     r.flushall()
     tailor(redis_url, config_file, "run", "--replay", str(sample))
-    assert snapshot_state(r) == replayed
+    assert snapshot_state(r, PREFIX) == replayed
     r.flushall()
     one = {"TAILOR_SOURCE_PARTITIONS": "1"}
     tailor(redis_url, config_file, "produce", str(sample), "--no-progress", **one)
     tailor(redis_url, config_file, "run", "--until-drained", **one)
-    streamed = snapshot_state(r)
+    streamed = snapshot_state(r, PREFIX)
     assert replayed == streamed
     assert sum(1 for key in replayed if key.startswith(f"{PREFIX}:user:")) == 150
-
-
-def snapshot_state(r: redis.Redis) -> dict[str, Any]:
-    """Every profile, recommendation list and membership set, as stored bytes."""
-    state: dict[str, Any] = {}
-    for pattern in ("user:*", "recs:*", "segment:*", "segments"):
-        for key in r.scan_iter(match=f"{PREFIX}:{pattern}"):
-            kind = r.type(key)
-            if kind == b"hash":
-                state[key.decode()] = r.hgetall(key)
-            elif kind == b"set":
-                state[key.decode()] = r.smembers(key)
-            else:
-                state[key.decode()] = r.get(key)
-    return state
