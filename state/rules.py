@@ -112,7 +112,7 @@ class _Compare:
     op: str
     value: Literal
 
-    def eval(self, values: Mapping[str, Value]) -> bool:
+    def evaluate(self, values: Mapping[str, Value]) -> bool:
         actual = values.get(self.name)
         if actual is None or not _same_kind(actual, self.value):
             return False
@@ -136,7 +136,7 @@ class _In:
     options: tuple[Literal, ...]
     negate: bool
 
-    def eval(self, values: Mapping[str, Value]) -> bool:
+    def evaluate(self, values: Mapping[str, Value]) -> bool:
         actual = values.get(self.name)
         if actual is None:
             return False
@@ -148,8 +148,8 @@ class _In:
 class _Not:
     child: _Node
 
-    def eval(self, values: Mapping[str, Value]) -> bool:
-        return not self.child.eval(values)
+    def evaluate(self, values: Mapping[str, Value]) -> bool:
+        return not self.child.evaluate(values)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,17 +157,17 @@ class _BoolOp:
     op: str  # "and" | "or"
     children: tuple[_Node, ...]
 
-    def eval(self, values: Mapping[str, Value]) -> bool:
+    def evaluate(self, values: Mapping[str, Value]) -> bool:
         if self.op == "and":
-            return all(c.eval(values) for c in self.children)
-        return any(c.eval(values) for c in self.children)
+            return all(c.evaluate(values) for c in self.children)
+        return any(c.evaluate(values) for c in self.children)
 
 
 @dataclass(frozen=True, slots=True)
 class _Const:
     value: bool
 
-    def eval(self, values: Mapping[str, Value]) -> bool:
+    def evaluate(self, values: Mapping[str, Value]) -> bool:
         return self.value
 
 
@@ -302,7 +302,7 @@ class Rule:
 
     def matches(self, values: Mapping[str, Value]) -> bool:
         """True when the rule holds; a missing value or a type mismatch is just False."""
-        return self._root.eval(values)
+        return self._root.evaluate(values)
 
 
 def compile_rule(text: str, known_names: Collection[str], *, name: str = "<rule>") -> Rule:
