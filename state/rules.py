@@ -96,7 +96,7 @@ def _tokenize(text: str, rule: str) -> list[_Token]:
     return tokens
 
 
-# ---- the tree: frozen nodes with one `eval` each -------------------------------------------
+# ---- the tree: frozen nodes with one `evaluate` each -------------------------------------------
 
 
 def _same_kind(a: object, b: Literal) -> bool:
