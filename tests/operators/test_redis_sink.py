@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import csv
-import random
-import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
-from typing import Any, cast
 
 import bytewax.operators as op
 import orjson
@@ -16,9 +13,8 @@ import pytest
 import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
-from prometheus_client import REGISTRY, CollectorRegistry, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 
-from operators import lifecycle
 from operators.keys import (
     recs_key,
     segment_key,
@@ -27,100 +23,19 @@ from operators.keys import (
     updates_stream,
     user_key,
 )
-from operators.metrics import REDIS_UP
-from operators.records import Recommendation, SegmentInfo, UserOutput
+from operators.records import SegmentInfo, UserOutput
 from operators.redis_sink import RedisSink, SinkItem, _RedisSinkPartition, observe_many
-from operators.retry import RetryPolicy
-from tests.conftest import RedisServer, free_port
-
-PREFIX = "t"
-
-
-def no_sleep(_seconds: float) -> None:
-    """Retries in tests never wait."""
-
-
-def output(
-    user: str = "u1",
-    version: int = 1,
-    *,
-    segment: str = "cluster:1",
-    rules: tuple[str, ...] = (),
-    recs: tuple[str, ...] = ("i1", "i2"),
-    profile: dict[str, Any] | None = None,
-    read_ats: tuple[float, ...] = (),
-    event_times: tuple[float, ...] = (),
-) -> UserOutput:
-    return UserOutput(
-        user_id=user,
-        version=version,
-        updated_at=1_700_000_000.0 + version,
-        profile={"features": {"views": float(version)}, "device": "mobile"}
-        if profile is None
-        else profile,
-        segment=segment,
-        segment_name=f"name of {segment}",
-        rule_segments=rules,
-        recs=tuple(Recommendation(item, 1.0 / (n + 1), "cooc") for n, item in enumerate(recs)),
-        read_ats=read_ats,
-        event_times=event_times,
-    )
-
-
-@pytest.fixture
-def make_partition(redis_url: str) -> Iterator[Callable[..., _RedisSinkPartition]]:
-    built: list[_RedisSinkPartition] = []
-
-    def make(url: str = redis_url, **kwargs: Any) -> _RedisSinkPartition:
-        kwargs.setdefault("sleep", no_sleep)
-        part = RedisSink(url, prefix=PREFIX, **kwargs).build("redis", 0, 1)
-        built.append(part)
-        return part
-
-    yield make
-    for part in built:
-        part.close()
-
-
-@pytest.fixture
-def sink(make_partition: Callable[..., _RedisSinkPartition]) -> _RedisSinkPartition:
-    return make_partition()
-
-
-def hash_json(r: redis.Redis, key: str) -> dict[str, Any]:
-    raw = cast(dict[bytes, bytes], r.hgetall(key))
-    return {k.decode(): orjson.loads(v) for k, v in raw.items()}
-
-
-def profile(r: redis.Redis, user: str) -> dict[str, Any]:
-    return hash_json(r, user_key(PREFIX, user))
-
-
-def notices(r: redis.Redis) -> list[dict[str, Any]]:
-    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(updates_stream(PREFIX)))
-    return [orjson.loads(fields[b"notice"]) for _, fields in entries]
-
-
-def members(r: redis.Redis, segment: str) -> set[str]:
-    return {m.decode() for m in cast(set[bytes], r.smembers(segment_key(PREFIX, segment)))}
-
-
-def sample(name: str, labels: dict[str, str] | None = None) -> float:
-    return REGISTRY.get_sample_value(name, labels or {}) or 0.0
-
-
-def state(r: redis.Redis) -> dict[bytes, Any]:
-    """Every key except the notice stream (entry ids are wall-clock), as stored bytes."""
-    found: dict[bytes, Any] = {}
-    for key in r.scan_iter(match=f"{PREFIX}:*"):
-        kind = r.type(key)
-        if kind == b"hash":
-            found[key] = r.hgetall(key)
-        elif kind == b"set":
-            found[key] = r.smembers(key)
-        elif kind == b"string":
-            found[key] = r.get(key)
-    return found
+from tests.operators.sink_support import (
+    PREFIX,
+    hash_json,
+    members,
+    no_sleep,
+    notices,
+    output,
+    profile,
+    sample,
+    state,
+)
 
 
 def test_batch_is_coalesced_to_one_write_and_one_notice_per_user(
@@ -359,76 +274,6 @@ def test_through_a_bytewax_flow(redis_url: str, r: redis.Redis) -> None:
     assert r.hexists(segments_key(PREFIX), "cluster:2")
 
 
-def test_gives_up_after_max_attempts_when_redis_is_gone(
-    make_partition: Callable[..., _RedisSinkPartition],
-) -> None:
-    server = RedisServer()
-    server.start()
-    try:
-        waits: list[float] = []
-        part = make_partition(server.url, max_attempts=4, sleep=waits.append, backoff_cap_s=0.2)
-        part.write_batch([output("u1", 1)])
-        server.stop()
-        errors_before = sample(
-            "tailor_redis_errors_total", {"operation": "write", "kind": "ConnectionError"}
-        )
-        with pytest.raises(redis.ConnectionError):
-            part.write_batch([output("u1", 2)])
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-    errors = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ConnectionError"})
-    assert errors - errors_before == 4
-    assert len(waits) == 3
-    assert all(0 <= w <= 0.2 for w in waits)
-
-
-def test_recovers_when_redis_comes_back(
-    make_partition: Callable[..., _RedisSinkPartition],
-) -> None:
-    server = RedisServer()  # not started yet: the first attempts are refused
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 2:
-            server.start()
-
-    try:
-        part = make_partition(server.url, max_attempts=5, sleep=sleep)
-        part.write_batch([output("u1", 3, segment="cluster:7")])
-        client = redis.Redis.from_url(server.url)
-        assert orjson.loads(client.hget(user_key(PREFIX, "u1"), "version") or b"") == 3
-        assert client.smembers(segment_key(PREFIX, "cluster:7")) == {b"u1"}
-        assert client.xlen(updates_stream(PREFIX)) == 1
-        client.close()
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-    assert len(waits) == 2
-
-
-def test_non_transient_errors_are_raised_at_once(sink: _RedisSinkPartition, r: redis.Redis) -> None:
-    r.set(user_key(PREFIX, "u1"), "not a hash")
-    before = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ResponseError"})
-    with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
-        sink.write_batch([output("u1", 1)])
-    after = sample("tailor_redis_errors_total", {"operation": "write", "kind": "ResponseError"})
-    assert after - before == 1
-
-
-def test_unreachable_port_is_counted_per_attempt(
-    make_partition: Callable[..., _RedisSinkPartition],
-) -> None:
-    part = make_partition(f"redis://127.0.0.1:{free_port()}/0", max_attempts=3)
-    labels = {"operation": "write", "kind": "ConnectionError"}
-    before = sample("tailor_redis_errors_total", labels)
-    with pytest.raises(redis.ConnectionError) as raised:
-        part.write_batch([output("u1", 1)])
-    assert sample("tailor_redis_errors_total", labels) - before == 3
-    assert any("gave up after 3 attempts" in note for note in raised.value.__notes__)
-
-
 def test_observe_many_fills_the_buckets_as_observe_does() -> None:
     values = [0.0, 0.001, 0.0011, 0.3, 0.3, 2.5, 7.0, 1e9, -1.0, float("nan")]
     buckets = (0.001, 0.01, 0.5, 2.5, 10.0)
@@ -452,71 +297,3 @@ def test_observe_many_fills_the_buckets_as_observe_does() -> None:
     nan = Histogram("nan", "x", buckets=buckets, registry=CollectorRegistry())
     observe_many(nan, [float("nan"), 0.5])  # like observe: NaN lands in no bucket
     assert [b.get() for b in nan._buckets] == [0, 0, 1, 0, 0, 0]
-
-
-def test_retries_for_ever_by_default_until_redis_comes_back(
-    make_partition: Callable[..., _RedisSinkPartition],
-) -> None:
-    server = RedisServer()  # not started: every attempt is refused until the 20th wait
-    waits: list[float] = []
-    up_while_waiting: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        up_while_waiting.append(sample("tailor_redis_up", {"operation": "write"}))
-        if len(waits) == 20:
-            server.start()
-
-    try:
-        part = make_partition(server.url, max_attempts=0, sleep=sleep, backoff_cap_s=0.3)
-        part.write_batch([output("u1", 2)])
-        client = redis.Redis.from_url(server.url)
-        assert orjson.loads(client.hget(user_key(PREFIX, "u1"), "version") or b"") == 2
-        client.close()
-    finally:
-        server.stop()
-        shutil.rmtree(server.dir, ignore_errors=True)
-    assert len(waits) == 20  # far past the 8 attempts of a bounded policy
-    assert all(0 <= w <= 0.3 for w in waits)
-    assert max(waits) > 0.05  # the backoff grew past its base
-    assert set(up_while_waiting) == {0.0}
-    assert sample("tailor_redis_up", {"operation": "write"}) == 1.0
-
-
-def test_retrying_for_ever_ends_when_a_stop_is_requested(
-    make_partition: Callable[..., _RedisSinkPartition],
-) -> None:
-    waits: list[float] = []
-
-    def sleep(seconds: float) -> None:
-        waits.append(seconds)
-        if len(waits) == 3:
-            lifecycle.request_stop()
-
-    part = make_partition(f"redis://127.0.0.1:{free_port()}/0", max_attempts=0, sleep=sleep)
-    try:
-        with pytest.raises(redis.ConnectionError) as raised:
-            part.write_batch([output("u1", 1)])
-    finally:
-        lifecycle.reset()
-    assert len(waits) == 3
-    assert any("gave up after 4 attempts" in note for note in raised.value.__notes__)
-
-
-def test_a_server_error_still_counts_as_redis_up(sink: _RedisSinkPartition, r: redis.Redis) -> None:
-    REDIS_UP.labels("write").set(0)
-    r.set(user_key(PREFIX, "u2"), "not a hash")
-    with pytest.raises(redis.ResponseError):
-        sink.write_batch([output("u2", 1)])
-    assert sample("tailor_redis_up", {"operation": "write"}) == 1.0
-
-
-def test_retry_policy_bounds() -> None:
-    with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=-1)
-    forever = RetryPolicy(max_attempts=0, base_s=0.05, cap_s=2.0)
-    rng = random.Random(1)
-    delays = [forever.delay(n, rng) for n in (1, 10, 10_000)]
-    assert all(0 <= d <= 2.0 for d in delays)
-    assert not forever.exhausted(10_000)
-    assert RetryPolicy(max_attempts=3).exhausted(3) and not RetryPolicy(3).exhausted(2)
