@@ -135,3 +135,28 @@ def snapshot_state(r: redis.Redis, prefix: str) -> dict[str, Any]:
             else:
                 state[key.decode()] = r.get(key)
     return state
+
+
+def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) -> None:
+    """Run the production flow in this process until every stream partition is drained.
+
+    `settings` are extra `section__key=value` overrides (e.g. `state__ttl_s=1.0`).
+    """
+    from bytewax.testing import run_main
+
+    from flows.config import load_config
+    from flows.worker import build_redis_flow
+
+    config = load_config(env={})
+    overrides = {
+        "redis__url": redis_url,
+        "redis__prefix": prefix,
+        "source__partitions": partitions,
+        "source__stop_when_drained": True,
+        "metrics__port": 0,
+        **settings,
+    }
+    for name, value in overrides.items():
+        section, key = name.split("__")
+        config = config.with_value(section, key, value)
+    run_main(build_redis_flow(config))

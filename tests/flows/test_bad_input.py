@@ -8,15 +8,13 @@ from typing import Any
 
 import orjson
 import redis
-from bytewax.testing import run_main
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from flows.config import load_config
-from flows.worker import build_redis_flow
 from operators.keys import deadletter_stream, user_key
 from operators.routing import partition_for, stream_key
 from state.event import REASONS
+from tests.conftest import drain_worker
 
 PREFIX = "hostile"
 PARTITIONS = 2
@@ -93,16 +91,7 @@ def publish(client: redis.Redis, bad: list[bytes], good: list[bytes]) -> None:
 
 
 def run_worker(redis_url: str) -> None:
-    config = load_config(env={})
-    for section, key, value in [
-        ("redis", "url", redis_url),
-        ("redis", "prefix", PREFIX),
-        ("source", "partitions", PARTITIONS),
-        ("source", "stop_when_drained", True),
-        ("metrics", "port", 0),
-    ]:
-        config = config.with_value(section, key, value)
-    run_main(build_redis_flow(config))
+    drain_worker(redis_url, PREFIX, PARTITIONS)
 
 
 def dead_letters(client: redis.Redis) -> list[dict[bytes, Any]]:

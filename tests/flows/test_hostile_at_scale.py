@@ -9,13 +9,11 @@ from collections import Counter
 
 import orjson
 import redis
-from bytewax.testing import run_main
 
-from flows.config import load_config
-from flows.worker import build_redis_flow
 from operators.keys import deadletter_stream, user_key
 from operators.routing import partition_for, stream_key
 from state.event import REASONS
+from tests.conftest import drain_worker
 
 PREFIX = "scale"
 PARTITIONS = 3
@@ -81,16 +79,7 @@ def test_thousands_of_hostile_payloads(redis_url: str, r: redis.Redis) -> None:
         pipe.xadd(stream_key(PREFIX, partition_for(user, PARTITIONS)), {"payload": payload})
     pipe.execute()
 
-    config = load_config(env={})
-    for section, key, value in [
-        ("redis", "url", redis_url),
-        ("redis", "prefix", PREFIX),
-        ("source", "partitions", PARTITIONS),
-        ("source", "stop_when_drained", True),
-        ("metrics", "port", 0),
-    ]:
-        config = config.with_value(section, key, value)
-    run_main(build_redis_flow(config))
+    drain_worker(redis_url, PREFIX, PARTITIONS)
 
     letters = [fields for _id, fields in r.xrange(deadletter_stream(PREFIX))]
     assert Counter(f[b"payload"] for f in letters) == Counter(bad)

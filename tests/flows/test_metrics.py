@@ -7,12 +7,10 @@ import urllib.request
 
 import orjson
 import redis
-from bytewax.testing import run_main
 from prometheus_client import REGISTRY, start_http_server
 
-from flows.config import load_config
-from flows.worker import build_redis_flow
 from operators.routing import partition_for, stream_key
+from tests.conftest import drain_worker
 
 PREFIX = "metrics"
 USERS = [f"secret-user-{n}" for n in range(6)]
@@ -49,15 +47,7 @@ def test_endpoint_serves_every_family_and_no_user_ids(redis_url: str, r: redis.R
     malformed = sample("tailor_dead_letters_total", reason="malformed_json")
     latencies = sample("tailor_event_to_redis_seconds_count")
 
-    config = load_config(env={})
-    for section, key, value in [
-        ("redis", "url", redis_url),
-        ("redis", "prefix", PREFIX),
-        ("source", "partitions", 2),
-        ("source", "stop_when_drained", True),
-    ]:
-        config = config.with_value(section, key, value)
-    run_main(build_redis_flow(config))
+    drain_worker(redis_url, PREFIX, 2)
 
     server, thread = start_http_server(0)
     try:
