@@ -5,40 +5,43 @@ then standardised online with `preprocessing.StandardScaler`; the device is one-
 Every call feeds the SAME fixed set of dimensions, because River's KMeans invents random centre
 values for a name it meets for the first time and CluStream raises on one.
 
-A cluster id alone means nothing to a marketer, so `describe` names a cluster by how its centre
-differs from the population in scaled space (where 0 is the population mean and 1 a standard
-deviation), e.g. ``"high spend_30d · high views_24h · mobile"``.
+River's cluster ids are not stable (see `state.segment_registry`), so users get *segments*:
+stable numbers over the clusterer's raw ids, each with a readable, unique name
+(`state.segment_names`) computed from how the segment differs from the population.
 
->>> seg = Segmenter(features=("spend_30d", "views_24h"))
->>> cluster = seg.learn_predict({"spend_30d": 10.0, "views_24h": 3.0}, "mobile")
->>> isinstance(cluster, int), isinstance(seg.describe(cluster), str)
-(True, True)
+>>> seg = Segmenter(features=("spend_30d",), params={"n_clusters": 2}, warmup=20)
+>>> users = [({"spend_30d": 500.0 + i}, "mobile") if i % 2 else ({"spend_30d": i % 5}, "desktop")
+...          for i in range(40)]
+>>> segments = [seg.learn_segment(features, device) for features, device in users]
+>>> segments[:2], segments[-2:]
+([None, None], [1, 0])
+>>> seg.names
+{0: 'big spenders · mobile', 1: 'small spenders · desktop'}
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from river import preprocessing
 
 from state.clusterers import build_clusterer
+from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
+from state.segment_registry import SegmentRegistry
 from state.user import FEATURE_NAMES
 
-__all__ = ["DEFAULT_FEATURES", "Segmenter"]
+__all__ = ["DEFAULT_FEATURES", "TRANSFORMS", "Segmenter", "default_transforms"]
 
 #: The profile's numeric features with the default windows (one definition: `state.user`).
 DEFAULT_FEATURES: tuple[str, ...] = FEATURE_NAMES
 
 OTHER_DEVICE = "other"
-#: A feature joins a cluster's name when its centre is this many std devs from the mean.
-Z_THRESHOLD = 0.5
 #: A device joins the name when the cluster is mostly that device and clearly more than average.
 DEVICE_SHARE = 0.5
 DEVICE_LIFT = 0.15
-MAX_NAME_PARTS = 3
 
 
 def _compress(value: float) -> float:
@@ -52,6 +55,26 @@ def _expand(value: float) -> float:
     return math.copysign(math.expm1(abs(value)), value)
 
 
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+#: How a feature is encoded before online standardisation, by name (config
+#: `segments.features`): "log" for counts, durations and money (heavy tails), "standard" for
+#: bounded values such as rates. Each entry is (forward, inverse).
+TRANSFORMS: dict[str, tuple[Callable[[float], float], Callable[[float], float]]] = {
+    "log": (_compress, _expand),
+    "standard": (_finite, _finite),
+}
+#: Features that are already bounded and read better without the log.
+_STANDARD_BY_DEFAULT = frozenset({"bounce_rate"})
+
+
+def default_transforms(features: Sequence[str]) -> dict[str, str]:
+    """"log" for every feature except known bounded ones: what the config's empty table means."""
+    return {f: "standard" if f in _STANDARD_BY_DEFAULT else "log" for f in features}
+
+
 class Segmenter:
     """Online clustering of users into behavioural segments.
 
@@ -63,10 +86,16 @@ class Segmenter:
         Constructor params, merged over `CLUSTERER_DEFAULTS[clusterer]`.
     features
         The numeric feature names, in a fixed order; missing ones count as 0.
+    transforms
+        Feature name -> a `TRANSFORMS` key; features not named get `default_transforms`.
     devices
         Known devices, each one dimension; anything else (or None) is "other".
     seed
-        Injected into clusterers that take one.
+        Injected into clusterers that take one, and seeds the segment numbering.
+    warmup
+        Learned users before segments exist (`state.segment_registry`).
+    rename_distance
+        How far a segment must move before its name is reconsidered (`state.segment_names`).
     """
 
     def __init__(
@@ -76,6 +105,9 @@ class Segmenter:
         features: Sequence[str] = DEFAULT_FEATURES,
         devices: Sequence[str] = ("desktop", "mobile", "tablet"),
         seed: int = 42,
+        transforms: Mapping[str, str] | None = None,
+        warmup: int = 200,
+        rename_distance: float = 1.0,
     ) -> None:
         self.clusterer = clusterer
         self.params = dict(params or {})
@@ -84,12 +116,22 @@ class Segmenter:
         self.seed = seed
         if not self.features:
             raise ValueError("segmenter needs at least one feature")
+        self.transforms = {**default_transforms(self.features), **dict(transforms or {})}
+        unknown = sorted(set(self.transforms) - set(self.features))
+        if unknown:
+            raise ValueError(f"transforms for features the segmenter does not use: {unknown}")
+        bad = sorted(f for f, t in self.transforms.items() if t not in TRANSFORMS)
+        if bad:
+            raise ValueError(f"unknown transform for {bad}: choose one of {sorted(TRANSFORMS)}")
+        self._forward = [(f, TRANSFORMS[self.transforms[f]][0]) for f in self.features]
         self._device_keys = {d: f"device={d}" for d in (*self.devices, OTHER_DEVICE)}
         self._model = build_clusterer(clusterer, self.params, seed)
         self._probe()
         self._scaler = preprocessing.StandardScaler()
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
+        self.registry = SegmentRegistry(warmup, seed=seed)
+        self.namer = SegmentNamer(rename_distance)
 
     def _probe(self) -> None:
         """Fail at start-up, not on the first event, when params make the model unusable."""
@@ -108,7 +150,7 @@ class Segmenter:
         return device if device in self._device_keys else OTHER_DEVICE
 
     def _numeric(self, features: Mapping[str, float]) -> dict[str, float]:
-        return {name: _compress(float(features.get(name, 0.0) or 0.0)) for name in self.features}
+        return {name: fwd(float(features.get(name, 0.0) or 0.0)) for name, fwd in self._forward}
 
     def _vector(self, numeric: dict[str, float], device: str) -> dict[str, float]:
         x = self._scaler.transform_one(numeric)
@@ -116,67 +158,114 @@ class Segmenter:
             x[key] = 1.0 if d == device else 0.0
         return x
 
-    def learn_predict(self, features: Mapping[str, float], device: str | None) -> int:
-        """Learn from one user's current features, then return their cluster id."""
+    def _learn(self, features: Mapping[str, float], device: str | None) -> dict[str, float]:
+        """Update scaler and device counts; the point in scaled space, ready for the model."""
         numeric = self._numeric(features)
         dev = self._device(device)
         self._scaler.learn_one(numeric)
         self._device_counts[dev] += 1
         self._n += 1
-        x = self._vector(numeric, dev)
+        return self._vector(numeric, dev)
+
+    def _learn_raw(self, x: dict[str, float]) -> int:
         learn_predict = getattr(self._model, "learn_predict_one", None)
         if learn_predict is not None:  # KMeans: one distance pass instead of two
             return int(learn_predict(x))
         self._model.learn_one(x)
         return int(self._model.predict_one(x))
 
+    def learn_predict(self, features: Mapping[str, float], device: str | None) -> int:
+        """Learn from one user's current features; the clusterer's own (raw) cluster id."""
+        return self._learn_raw(self._learn(features, device))
+
     def predict(self, features: Mapping[str, float], device: str | None) -> int:
-        """Cluster id for a user without learning (0 before anything was learned)."""
+        """The clusterer's raw cluster id without learning (0 before anything was learned)."""
         if self._n == 0:
             return 0
         x = self._vector(self._numeric(features), self._device(device))
         return int(self._model.predict_one(x))
 
-    def _centre(self, cluster_id: int) -> dict[str, float]:
-        """The cluster centre in scaled space, or {} when the model has no such centre."""
+    def learn_segment(self, features: Mapping[str, float], device: str | None) -> int | None:
+        """Learn from one user's features; their stable segment (None during the warm-up).
+
+        Names are refreshed for the segment that moved, so `names` always covers every
+        segment handed out.
+        """
+        x = self._learn(features, device)
+        raw = self._learn_raw(x)
+        dims = self._dims()
+        point = [x[k] for k in dims]
+        token = getattr(self._model, "centers", None)
+        segment = self.registry.learn(raw, point, self._raw_centres(), token)
+        if self.registry.learned == self.registry.warmup:
+            for s in sorted(self.registry.anchors):
+                self._rename(s)
+        elif segment is not None:
+            self._rename(segment)
+        return segment
+
+    def segment(self, features: Mapping[str, float], device: str | None) -> int | None:
+        """A user's stable segment without learning; None during the warm-up."""
+        if not self.registry.ready:
+            return None
+        raw = self.predict(features, device)
+        token = getattr(self._model, "centers", None)
+        return self.registry.lookup(raw, self._raw_centres(), token)
+
+    def _raw_centres(self) -> dict[int, list[float]]:
+        """The clusterer's centres as vectors in `_dims` order (missing dimensions count 0)."""
         centers = getattr(self._model, "centers", None)
-        if not isinstance(centers, Mapping) or cluster_id not in centers:
+        if not isinstance(centers, Mapping):
             return {}
-        centre = centers[cluster_id]
-        return {key: float(centre[key]) for key in self._dims() if key in centre}
+        dims = self._dims()
+        return {int(c): [float(v.get(k, 0.0)) for k in dims] for c, v in centers.items()}
+
+    def _rename(self, segment: int) -> bool:
+        anchor = self.registry.anchors[segment]
+        return self.namer.update(segment, anchor, lambda parts: self.describe(segment, parts))
+
+    @property
+    def names(self) -> dict[int, str]:
+        """Segment number → readable name, unique (see `state.segment_names`)."""
+        return self.namer.names
 
     def _dims(self) -> tuple[str, ...]:
         return (*self.features, *self._device_keys.values())
 
-    def centroid(self, cluster_id: int) -> dict[str, float]:
-        """Centre in feature units (log and scaling undone) plus device shares; {} if unknown."""
-        centre = self._centre(cluster_id)
+    def _anchor(self, segment: int) -> dict[str, float]:
+        """A segment's anchor by dimension name (scaled space); {} for an unknown segment."""
+        anchor = self.registry.anchors.get(segment)
+        if anchor is None:
+            return {}
+        return dict(zip(self._dims(), anchor, strict=True))
+
+    def centroid(self, segment: int) -> dict[str, float]:
+        """Anchor in feature units (transform and scaling undone) plus device shares."""
+        centre = self._anchor(segment)
         out: dict[str, float] = {}
         for name in self.features:
             if name in centre:
                 std = math.sqrt(self._scaler.vars.get(name, 0.0))
-                log_value = centre[name] * std + self._scaler.means.get(name, 0.0)
-                out[name] = round(_expand(log_value), 6) + 0.0  # no -0.0 in output
+                encoded = centre[name] * std + self._scaler.means.get(name, 0.0)
+                inverse = TRANSFORMS[self.transforms[name]][1]
+                out[name] = round(inverse(encoded), 6) + 0.0  # no -0.0 in output
         for key in self._device_keys.values():
             if key in centre:
                 out[key] = round(centre[key], 6) + 0.0
         return out
 
-    def describe(self, cluster_id: int) -> str:
-        """A readable name: the 2–3 strongest deviations from the population, else "typical"."""
-        centre = self._centre(cluster_id)
+    def zscores(self, segment: int) -> dict[str, float]:
+        """How far the segment's anchor is from the population, per feature, in std devs."""
+        centre = self._anchor(segment)
+        return {name: round(centre[name], 6) + 0.0 for name in self.features if name in centre}
+
+    def describe(self, segment: int, max_parts: int = MAX_NAME_PARTS) -> str:
+        """A readable description of a segment's anchor (not deduplicated: see `names`)."""
+        centre = self._anchor(segment)
         if not centre:
-            return "typical"
-        device = self._dominant_device(centre)
-        scored = [
-            (abs(centre[n]), n) for n in self.features if abs(centre.get(n, 0.0)) >= Z_THRESHOLD
-        ]
-        scored.sort(key=lambda zn: (-zn[0], zn[1]))
-        room = MAX_NAME_PARTS - (1 if device else 0)
-        parts = [f"{'high' if centre[n] > 0 else 'low'} {n}" for _, n in scored[:room]]
-        if device:
-            parts.append(device)
-        return " · ".join(parts) if parts else "typical"
+            return TYPICAL
+        z = {name: centre[name] for name in self.features}
+        return describe(z, self._dominant_device(centre), max_parts)
 
     def _dominant_device(self, centre: Mapping[str, float]) -> str | None:
         best: tuple[float, str] | None = None

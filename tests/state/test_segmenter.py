@@ -82,6 +82,19 @@ def test_pickle_round_trip_gives_identical_predictions() -> None:
     assert [clone.describe(c) for c in range(6)] == [seg.describe(c) for c in range(6)]
 
 
+def test_pickle_round_trip_keeps_segments_and_names() -> None:
+    seg = Segmenter(seed=5, warmup=100)
+    data = blobs(600, 5)
+    for _, f, d in data[:400]:
+        seg.learn_segment(f, d)
+    clone = pickle.loads(pickle.dumps(seg))
+    rest = data[400:]
+    assert [clone.learn_segment(f, d) for _, f, d in rest] == [
+        seg.learn_segment(f, d) for _, f, d in rest
+    ]
+    assert clone.names == seg.names
+
+
 def test_same_seed_same_clusters_different_seed_may_differ() -> None:
     data = blobs(300, 9)
     a, b = Segmenter(seed=1), Segmenter(seed=1)
@@ -90,36 +103,65 @@ def test_same_seed_same_clusters_different_seed_may_differ() -> None:
     ]
 
 
-def test_describe_names_the_standout_features_and_device() -> None:
-    seg = Segmenter(seed=0)
-    data = blobs(2500, 0)
+def learned_segmenter(seed: int = 0) -> tuple[Segmenter, list[Point]]:
+    seg = Segmenter(seed=seed)
+    data = blobs(2500, seed)
     for _, f, d in data:
-        seg.learn_predict(f, d)
+        seg.learn_segment(f, d)
+    return seg, data
+
+
+def test_segments_are_none_during_warmup_then_cover_the_blobs() -> None:
+    seg = Segmenter(seed=0, warmup=50)
+    data = blobs(600, 0)
+    got = [seg.learn_segment(f, d) for _, f, d in data]
+    assert got[:49] == [None] * 49
+    assert all(isinstance(g, int) for g in got[49:])
+    tail = [(label, g) for (label, _, _), g in zip(data[300:], got[300:], strict=True)]
+    assert purity([(label, g) for label, g in tail if g is not None]) >= 0.9
+    assert Segmenter(warmup=5).segment({}, None) is None  # nothing learned yet
+
+
+def test_names_read_the_standout_features_and_device_and_are_unique() -> None:
+    seg, data = learned_segmenter()
     spender = next(f for label, f, _ in reversed(data) if label == 1)
-    name = seg.describe(seg.predict(spender, "mobile"))
-    parts = name.split(" · ")
-    assert 1 <= len(parts) <= 3
+    spender_segment = seg.segment(spender, "mobile")
+    assert spender_segment is not None
+    parts = seg.names[spender_segment].split(" · ")
+    assert 1 <= len(parts) <= 5
     assert parts[-1] == "mobile"
-    assert {"high spend_30d", "high spend_total", "high purchases_30d"} & set(parts)
+    assert {"big spenders", "high lifetime value", "buying now"} & set(parts)
     browser = next(f for label, f, _ in reversed(data) if label == 2)
-    name = seg.describe(seg.predict(browser, "tablet"))
-    assert {"high views_24h", "high views_7d", "high product_views"} & set(name.split(" · "))
+    browser_segment = seg.segment(browser, "tablet")
+    assert browser_segment is not None
+    name = seg.names[browser_segment]
+    assert {"many views (24h)", "many views (7d)", "many product views"} & set(name.split(" · "))
+    assert len(set(seg.names.values())) == len(seg.names)  # unique
+    assert set(seg.names) == set(seg.registry.anchors)  # every segment handed out is named
     assert seg.describe(999) == "typical"
     assert seg.centroid(999) == {}
 
 
 def test_centroid_is_in_feature_units() -> None:
-    seg = Segmenter(seed=0)
-    data = blobs(2500, 0)
-    for _, f, d in data:
-        seg.learn_predict(f, d)
+    seg, data = learned_segmenter()
     spender = next(f for label, f, _ in reversed(data) if label == 1)
-    centre = seg.centroid(seg.predict(spender, "mobile"))
+    spender_segment = seg.segment(spender, "mobile")
+    assert spender_segment is not None
+    centre = seg.centroid(spender_segment)
     assert set(centre) == {*DEFAULT_FEATURES, *(f"device={d}" for d in (*DEVICES, "other"))}
     # the blob's spend_30d is expm1(6) ≈ 402 in raw units; casual features expm1(0.5) ≈ 0.65
     assert 150 < centre["spend_30d"] < 1000
-    assert 0.0 <= centre["session_count"] < 3  # halflife 0.5: a centre tracks recent points
+    assert 0.0 <= centre["session_count"] < 3
     assert centre["device=mobile"] > 0.5
+
+
+def test_transforms_come_from_config_and_bad_ones_are_refused() -> None:
+    seg = Segmenter(features=("a", "b"), transforms={"a": "standard"})
+    assert seg.transforms == {"a": "standard", "b": "log"}
+    with pytest.raises(ValueError, match="unknown transform"):
+        Segmenter(features=("a",), transforms={"a": "sqrt"})
+    with pytest.raises(ValueError, match="does not use"):
+        Segmenter(features=("a",), transforms={"zzz": "log"})
 
 
 def test_fixed_feature_set_and_odd_values() -> None:
@@ -131,8 +173,12 @@ def test_fixed_feature_set_and_odd_values() -> None:
         ({"a": -5.0, "b": 3.0}, "mobile"),
     ]:
         assert isinstance(seg.learn_predict(feats, device), int)
-    centre = seg.centroid(seg.predict({"a": 1.0}, None))
-    assert set(centre) == {"a", "b", "device=mobile", "device=other"}
+    seg = Segmenter(features=("a", "b"), devices=("mobile",), seed=0, warmup=3)
+    for feats, device in [({}, None), ({"a": float("nan")}, "fridge"), ({"a": -5.0}, "mobile")]:
+        seg.learn_segment(feats, device)
+    segment = seg.segment({"a": 1.0}, None)
+    assert segment is not None
+    assert set(seg.centroid(segment)) == {"a", "b", "device=mobile", "device=other"}
     assert Segmenter().predict({}, None) == 0  # nothing learned yet
 
 
@@ -144,7 +190,9 @@ def test_every_supported_clusterer_builds_learns_and_pickles(name: str) -> None:
     assert all(isinstance(p, int) for p in preds)
     clone = pickle.loads(pickle.dumps(seg))
     assert clone.predict(data[0][1], data[0][2]) == seg.predict(data[0][1], data[0][2])
-    assert isinstance(seg.describe(preds[-1]), str)
+    segments = [seg.learn_segment(f, d) for _, f, d in blobs(300, 3)]
+    assert all(isinstance(s, int) for s in segments[-100:])
+    assert set(seg.names) == set(seg.registry.anchors)
 
 
 def test_unknown_clusterer_and_bad_params_are_value_errors_naming_them() -> None:

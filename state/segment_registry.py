@@ -1,0 +1,170 @@
+"""Stable, global segment numbers over an online clusterer whose own ids are not.
+
+River's clusterers number their clusters as they please: KMeans keeps its ids but which
+behaviour lands in which id depends on the first few hundred points, and DBSTREAM and
+CluStream renumber every time they rebuild (only 17% of points kept their raw id across a
+CluStream rebuild, see ../shared/notes/river-0.26.1.md). Consumers, rules and membership sets
+need a segment id that means the same thing tomorrow, and on another run over the same data
+with a different number of workers (whose arrival order differs a little). So:
+
+* each segment keeps an *anchor*: the running mean of the points assigned to it (an
+  exponentially weighted mean once it has seen ``1 / smoothing`` points), in the clusterer's
+  scaled space. It moves slowly where River's centres (halflife 0.5) jump with every point;
+* a raw cluster id maps to a segment through a cache; the cache is rebuilt by nearest-anchor
+  matching (greedy, one to one) whenever the clusterer rebuilt its centres;
+* for the first `warmup` learned points there is no segment at all (the model is still
+  finding its feet); at the end of the warm-up the segments are numbered by the position of
+  their anchors along a seeded direction, so two runs that found the same structure in a
+  different order give the same numbers. Later segments get the next free numbers.
+
+>>> reg = SegmentRegistry(warmup=2, seed=1)
+>>> reg.learn(raw_id=7, point=[0.0, 0.0], raw_centres={7: [0.0, 0.0]}, token=1) is None
+True
+>>> reg.learn(raw_id=3, point=[5.0, 5.0], raw_centres={3: [5.0, 5.0], 7: [0.0, 0.0]}, token=1)
+1
+>>> reg.lookup(7, {7: [0.0, 0.0], 3: [5.0, 5.0]}, token=1)
+0
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+
+__all__ = ["SegmentRegistry"]
+
+Vector = Sequence[float]
+
+
+def _distance2(a: Vector, b: Vector) -> float:
+    return sum((x - y) * (x - y) for x, y in zip(a, b, strict=True))
+
+
+class SegmentRegistry:
+    """Raw cluster ids → stable segment numbers, with a smoothed anchor per segment.
+
+    Parameters
+    ----------
+    warmup
+        Learned points before segments exist and get their canonical numbers.
+    smoothing
+        Floor of the anchors' update rate: an anchor is the plain mean of its first
+        ``1 / smoothing`` points, then an exponentially weighted one, so it follows drift.
+    seed
+        Seeds the direction along which segments are numbered at the end of the warm-up.
+    """
+
+    def __init__(self, warmup: int = 200, smoothing: float = 0.02, seed: int = 42) -> None:
+        if warmup < 1:
+            raise ValueError(f"warmup must be >= 1, got {warmup}")
+        if not 0.0 < smoothing <= 1.0:
+            raise ValueError(f"smoothing must be in (0, 1], got {smoothing}")
+        self.warmup = warmup
+        self.smoothing = smoothing
+        self.seed = seed
+        self.anchors: dict[int, list[float]] = {}
+        self.members: dict[int, int] = {}  # points assigned per segment, for the rate
+        self._cache: dict[int, int] = {}
+        self._token: object = None
+        self.learned = 0
+
+    @property
+    def ready(self) -> bool:
+        """True once the warm-up is over and segment numbers are final."""
+        return self.learned >= self.warmup
+
+    def learn(
+        self,
+        raw_id: int,
+        point: Vector,
+        raw_centres: Mapping[int, Vector],
+        token: object,
+    ) -> int | None:
+        """Assign a learned point's raw cluster to a segment and move that segment's anchor.
+
+        `token` identifies the clusterer's current set of centres (it changes when the
+        clusterer rebuilt them); `raw_centres` are those centres in the same space as `point`.
+        Returns the segment, or None during the warm-up.
+        """
+        segment = self._segment(raw_id, point, raw_centres, token)
+        self._move(segment, point)
+        self.learned += 1
+        if self.learned == self.warmup:
+            self._number_canonically()
+            return self._cache.get(raw_id)
+        return segment if self.ready else None
+
+    def lookup(self, raw_id: int, raw_centres: Mapping[int, Vector], token: object) -> int | None:
+        """The segment of a raw id without learning; None during the warm-up."""
+        if not self.ready:
+            return None
+        if token != self._token:
+            self._rematch(raw_centres, token)
+        segment = self._cache.get(raw_id)
+        if segment is None and raw_id in raw_centres and self.anchors:
+            segment = self._nearest(raw_centres[raw_id], exclude=())
+        return segment
+
+    def _segment(
+        self, raw_id: int, point: Vector, raw_centres: Mapping[int, Vector], token: object
+    ) -> int:
+        if token != self._token:
+            self._rematch(raw_centres, token)
+        segment = self._cache.get(raw_id)
+        if segment is None:
+            centre = raw_centres.get(raw_id, point)
+            claimed = set(self._cache.values())
+            free = [s for s in self.anchors if s not in claimed]
+            segment = self._nearest(centre, exclude=claimed) if free else self._new(centre)
+            self._cache[raw_id] = segment
+        return segment
+
+    def _rematch(self, raw_centres: Mapping[int, Vector], token: object) -> None:
+        """Greedy one-to-one matching of the clusterer's centres to the anchors, closest first."""
+        self._token = token
+        self._cache = {}
+        pairs = sorted(
+            (_distance2(centre, anchor), raw, segment)
+            for raw, centre in raw_centres.items()
+            for segment, anchor in self.anchors.items()
+        )
+        used: set[int] = set()
+        for _d, raw, segment in pairs:
+            if raw not in self._cache and segment not in used:
+                self._cache[raw] = segment
+                used.add(segment)
+
+    def _nearest(self, centre: Vector, exclude: Sequence[int] | set[int]) -> int:
+        candidates = [s for s in self.anchors if s not in exclude] or list(self.anchors)
+        return min(candidates, key=lambda s: (_distance2(centre, self.anchors[s]), s))
+
+    def _new(self, centre: Vector) -> int:
+        segment = max(self.anchors, default=-1) + 1
+        self.anchors[segment] = list(centre)
+        self.members[segment] = 0
+        return segment
+
+    def _move(self, segment: int, point: Vector) -> None:
+        n = self.members[segment] = self.members[segment] + 1
+        rate = max(1.0 / n, self.smoothing)
+        anchor = self.anchors[segment]
+        for i, value in enumerate(point):
+            anchor[i] += rate * (value - anchor[i])
+
+    def _number_canonically(self) -> None:
+        """Renumber segments 0.. by their anchors' position along a seeded direction."""
+        if not self.anchors:
+            return
+        dims = len(next(iter(self.anchors.values())))
+        rng = random.Random(self.seed)
+        direction = [rng.gauss(0.0, 1.0) for _ in range(dims)]
+
+        def position(segment: int) -> float:
+            return math.fsum(a * d for a, d in zip(self.anchors[segment], direction, strict=True))
+
+        order = sorted(self.anchors, key=lambda s: (position(s), s))
+        renumber = {old: new for new, old in enumerate(order)}
+        self.anchors = {renumber[s]: a for s, a in self.anchors.items()}
+        self.members = {renumber[s]: n for s, n in self.members.items()}
+        self._cache = {raw: renumber[s] for raw, s in self._cache.items()}
