@@ -22,7 +22,9 @@ ENV_PREFIX = "TAILOR_"
 #: Where the pseudonym key lives: the environment, never the config file (see README).
 SECRET_ENV = "TAILOR_PSEUDONYM_SECRET"
 #: Tables whose keys are chosen by the user rather than fixed by the defaults.
-FREE_TABLES: frozenset[tuple[str, ...]] = frozenset({("segments", "params"), ("segments", "rules")})
+FREE_TABLES: frozenset[tuple[str, ...]] = frozenset(
+    {("segments", "params"), ("segments", "rules"), ("segments", "features")}
+)
 #: Numeric keys that must be strictly positive; anything else would stall or divide by zero.
 POSITIVE: frozenset[tuple[str, ...]] = frozenset(
     {
@@ -39,6 +41,9 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("state", "max_purchased"),
         ("state", "dedup_horizon_s"),
         ("segments", "learn_every"),
+        ("segments", "warmup"),
+        ("segments", "rename_distance"),
+        ("segments", "publish_every"),
         ("recs", "k"),
         ("recs", "cooc_max_neighbors"),
         ("recs", "cooc_window"),
@@ -260,3 +265,6 @@ def _check_lists(values: dict[str, Any]) -> None:
     for name, rule in values["segments"]["rules"].items():
         if not isinstance(rule, str):
             raise ConfigError(f"segments.rules.{name}: a rule is an expression string")
+    for name, transform in values["segments"]["features"].items():
+        if not isinstance(transform, str):
+            raise ConfigError(f"segments.features.{name}: a transform name, e.g. \"log\"")

@@ -31,6 +31,7 @@ from operators.records import (
     Forget,
     RawRecord,
     SegmentInfo,
+    SegmentModel,
     UserOutput,
     UserUpdate,
 )
@@ -86,10 +87,19 @@ def model_params(config: Config) -> ModelParams:
         RuleSet(params.rules, params.rule_names())
     except RuleError as exc:
         raise ConfigError(f"segments.rules.{exc.rule}: {exc}") from exc
+    unknown = sorted(set(params.transforms or {}) - set(feature_names(config)))
+    if unknown:
+        raise ConfigError(f"segments.features: not profile features: {unknown}")
     try:
-        Segmenter(params.clusterer, params.clusterer_params, params.features, params.devices)
+        Segmenter(
+            params.clusterer,
+            params.clusterer_params,
+            params.features,
+            params.devices,
+            transforms=params.transforms,
+        )
     except ValueError as exc:
-        raise ConfigError(f"segments.clusterer / segments.params: {exc}") from exc
+        raise ConfigError(f"segments: {exc}") from exc
     return params
 
 
@@ -99,7 +109,8 @@ def _model_params(config: Config) -> ModelParams:
         k=recs["k"],
         clusterer=segments["clusterer"],
         clusterer_params=dict(segments["params"]),
-        features=feature_names(config),
+        features=tuple(segments["features"]) or feature_names(config),
+        transforms=dict(segments["features"]) or None,
         devices=tuple(segments["devices"]),
         rules=dict(segments["rules"]),
         cooc_max_neighbors=recs["cooc_max_neighbors"],
@@ -108,13 +119,16 @@ def _model_params(config: Config) -> ModelParams:
         exclude_seen=recs["exclude_seen"],
         seed=segments["seed"],
         learn_every=segments["learn_every"],
+        warmup=segments["warmup"],
+        rename_distance=segments["rename_distance"],
+        publish_every=segments["publish_every"],
     )
 
 
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo | Erasure],
+    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure],
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
 ) -> Dataflow:

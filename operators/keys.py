@@ -23,7 +23,15 @@ Key                              Type     Contents
                                           ``cluster:{n}`` for the clusterer and
                                           ``rule:{name}`` for rule segments.
 ``{p}:segments``                 hash     Segment id → JSON ``{"centroid", "name",
-                                          "version"}``: what a cluster means.
+                                          "version", "changed_at"}``: what a cluster means.
+``{p}:segments:model``           hash     ``version`` (users learned) and ``record``: JSON
+                                          of the whole segment model (clusterer and params,
+                                          features and transforms, per segment name,
+                                          centroid, z-scores; quality and RFM cut points),
+                                          replaced every ``segments.publish_every`` users.
+``{p}:segments:churn``           hash     Users whose stored cluster segment changed, per
+                                          event-time hour: ``hour`` (epoch hours), ``moves``,
+                                          ``previous_hour``, ``previous_moves``.
 ``{p}:updates``                  channel  Pub/sub notice per applied user write: JSON
                                           ``{"user_id", "version", "segment",
                                           "rule_segments", "changed"}``; ``changed`` lists
@@ -74,6 +82,16 @@ def rule_segment(name: str) -> str:
 def segments_key(prefix: str) -> str:
     """Hash describing every cluster segment (name, centroid, version)."""
     return f"{prefix}:segments"
+
+
+def model_key(prefix: str) -> str:
+    """Hash with the published segment model (``version``, JSON ``record``)."""
+    return f"{prefix}:segments:model"
+
+
+def churn_key(prefix: str) -> str:
+    """Hash counting users who changed cluster segment in the current and previous hour."""
+    return f"{prefix}:segments:churn"
 
 
 def updates_channel(prefix: str) -> str:

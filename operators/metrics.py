@@ -64,6 +64,24 @@ EXPIRED_USERS = Counter(
 SEGMENT_SIZE = Gauge(
     "tailor_segment_size", "Members of each segment, as stored in Redis.", ["segment"]
 )
+SEGMENT_MOVES = Counter(
+    "tailor_segment_moves",
+    "Users whose stored cluster segment changed (membership churn; rate() * 3600 = per hour).",
+)
+SEGMENT_SILHOUETTE = Gauge(
+    "tailor_segment_silhouette",
+    "Silhouette coefficient of the cluster segments on a recent sample (-1..1, higher is better).",
+)
+SEGMENT_DRIFT = Gauge(
+    "tailor_segment_drift",
+    "How far the segment anchors are from the last stable structure (standard deviations).",
+)
+SEGMENT_DRIFT_EVENTS = Counter(
+    "tailor_segment_drift_events", "Times the segment structure moved past the drift threshold."
+)
+SEGMENTS_LEARNED = Gauge(
+    "tailor_segments_learned", "Users the segment model has learned from (its version)."
+)
 REDIS_UP = Gauge(
     "tailor_redis_up",
     "1 when the last Redis call of this operation (read, write, erase, deadletter, lag) "

@@ -29,13 +29,27 @@ import bytewax.operators as op
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.records import Erasure, Recommendation, SegmentInfo, UserOutput, UserUpdate
+from operators.records import (
+    Erasure,
+    Recommendation,
+    SegmentInfo,
+    SegmentModel,
+    UserOutput,
+    UserUpdate,
+)
 from state.cooccurrence import CoOccurrence
 from state.rules import RuleSet
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 from state.trending import Trending
 
-__all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
+__all__ = [
+    "RULE_CONTEXT_NAMES",
+    "ModelParams",
+    "ModelsLogic",
+    "ModelsState",
+    "cluster_segment",
+    "models",
+]
 
 #: Names rules may use besides the numeric features.
 RULE_CONTEXT_NAMES: tuple[str, ...] = (
@@ -48,6 +62,22 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
 )
 #: Scores are rounded so Redis holds short, stable JSON numbers.
 SCORE_DIGITS = 6
+
+ModelsOut = UserOutput | SegmentInfo | SegmentModel | Erasure
+
+
+class _NotLearned:
+    """Marks an update the clusterer did not learn from (its segment is looked up later)."""
+
+
+NOT_LEARNED = _NotLearned()
+#: What `_learn` found: the segment (None in the warm-up), or NOT_LEARNED.
+Learned = int | None | _NotLearned
+
+
+def cluster_segment(number: int) -> str:
+    """The segment id of a cluster segment number (memberships, profiles, rules)."""
+    return f"cluster:{number}"
 
 
 @dataclass(frozen=True)
@@ -66,12 +96,18 @@ class ModelParams:
     exclude_seen: bool = True
     seed: int = 42
     learn_every: int = 10
+    transforms: Mapping[str, str] | None = None
+    warmup: int = 200
+    rename_distance: float = 1.0
+    publish_every: int = 1000
 
     def __post_init__(self) -> None:
         if self.k < 1:
             raise ValueError(f"models.k must be >= 1, got {self.k}")
         if self.learn_every < 1:
             raise ValueError(f"segments.learn_every must be >= 1, got {self.learn_every}")
+        if self.publish_every < 1:
+            raise ValueError(f"segments.publish_every must be >= 1, got {self.publish_every}")
 
     def rule_names(self) -> tuple[str, ...]:
         """Every name a rule may refer to."""
@@ -91,7 +127,14 @@ class ModelsState:
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
         segmenter = Segmenter(
-            params.clusterer, params.clusterer_params, params.features, params.devices, params.seed
+            params.clusterer,
+            params.clusterer_params,
+            params.features,
+            params.devices,
+            params.seed,
+            transforms=params.transforms,
+            warmup=params.warmup,
+            rename_distance=params.rename_distance,
         )
         return cls(
             segmenter=segmenter,
@@ -100,9 +143,7 @@ class ModelsState:
         )
 
 
-class ModelsLogic(
-    StatefulBatchLogic[UserUpdate | Erasure, UserOutput | SegmentInfo | Erasure, bytes]
-):
+class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
     """Learn event by event; at each user's last full update in the batch, emit their output.
 
     Users come out in the order of their last full update in the batch; a `SegmentInfo` comes
@@ -125,17 +166,17 @@ class ModelsLogic(
 
     def on_batch(
         self, values: list[UserUpdate | Erasure]
-    ) -> tuple[Iterable[UserOutput | SegmentInfo | Erasure], bool]:
+    ) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
         last_full = {
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
         }
-        waiting, out = self._waiting, list[UserOutput | SegmentInfo | Erasure]()
+        waiting, out = self._waiting, list[ModelsOut]()
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
                 continue
-            cluster_id = self._learn(u, out)
+            learned = self._learn(u, out)
             updates = waiting.get(u.user_id)
             if updates is None:
                 updates = waiting[u.user_id] = []
@@ -143,7 +184,7 @@ class ModelsLogic(
             if last_full.get(u.user_id) is u:
                 del waiting[u.user_id]
                 if erased_at.get(u.user_id, -1) < index:  # not erased later in this batch
-                    out.append(self._user_output(updates, cluster_id))
+                    out.append(self._user_output(updates, learned))
         return out, StatefulBatchLogic.RETAIN
 
     def _erase(self, erasure: Erasure) -> Erasure:
@@ -156,11 +197,12 @@ class ModelsLogic(
         self.state.cooc.unlearn_history(erasure.history)
         return erasure
 
-    def _learn(self, u: UserUpdate, out: list[UserOutput | SegmentInfo | Erasure]) -> int | None:
-        """Learn from one event; the cluster id when the clusterer learned from it, else None.
+    def _learn(self, u: UserUpdate, out: list[ModelsOut]) -> Learned:
+        """Learn from one event; the user's segment when the clusterer learned from it.
 
-        Appends a `SegmentInfo` when the learned cluster's readable name changed: names are
-        checked only where the clusterer moves, so they too are independent of batching.
+        Appends a `SegmentInfo` for each segment whose readable name changed, and the model
+        record every `publish_every` learned users: both at positions fixed by the data, so
+        independent of batching.
         """
         state, item = self.state, u.event.item_id
         if item is not None:
@@ -169,31 +211,66 @@ class ModelsLogic(
             state.cooc.learn_one(previous, item)
             state.trending.learn_one(item, u.event.ts)
         if (u.version - 1) % self.params.learn_every:
-            return None
-        cluster_id = state.segmenter.learn_predict(_features(u), u.device)
-        segment = f"cluster:{cluster_id}"
-        name = state.segmenter.describe(cluster_id)
-        if state.segment_names.get(segment) != name:
-            state.segment_names[segment] = name
-            state.info_version += 1
-            centroid = state.segmenter.centroid(cluster_id)
-            out.append(SegmentInfo(segment, name, centroid, state.info_version))
-        return cluster_id
+            return NOT_LEARNED
+        segmenter = state.segmenter
+        segment = segmenter.learn_segment(_features(u), u.device)
+        self._publish_renamed(u.event.ts, out)
+        if segmenter.registry.learned % self.params.publish_every == 0 or (
+            segmenter.registry.learned == self.params.warmup
+        ):
+            out.append(self._model_record(u.event.ts))
+        return segment
 
-    def _user_output(self, updates: list[UserUpdate], cluster_id: int | None) -> UserOutput:
+    def _publish_renamed(self, ts: float, out: list[ModelsOut]) -> None:
+        segmenter, published = self.state.segmenter, self.state.segment_names
+        for number, name in segmenter.names.items():
+            segment = cluster_segment(number)
+            if published.get(segment) != name:
+                published[segment] = name
+                self.state.info_version += 1
+                centroid = segmenter.centroid(number)
+                out.append(SegmentInfo(segment, name, centroid, self.state.info_version, ts))
+
+    def _model_record(self, ts: float) -> SegmentModel:
+        """What the segments mean, for consumers: settings, anchors, names, learned counts."""
+        segmenter = self.state.segmenter
+        registry = segmenter.registry
+        segments = {
+            cluster_segment(n): {
+                "name": segmenter.names.get(n, ""),
+                "centroid": segmenter.centroid(n),
+                "zscores": segmenter.zscores(n),
+                "learned": registry.members[n],
+            }
+            for n in (sorted(registry.anchors) if registry.ready else ())
+        }  # numbers in the warm-up are provisional: not worth publishing
+        record = {
+            "version": registry.learned,
+            "updated_at": ts,
+            "clusterer": segmenter.clusterer,
+            "params": segmenter.model_params(),
+            "features": list(segmenter.features),
+            "transforms": dict(segmenter.transforms),
+            "devices": list(segmenter.devices),
+            "warmup": registry.warmup,
+            "ready": registry.ready,
+            "segments": segments,
+        }
+        return SegmentModel(registry.learned, record)
+
+    def _user_output(self, updates: list[UserUpdate], learned: Learned) -> UserOutput:
         """The user's output from the models as they stand right after their last update.
 
         `updates` are the user's updates this output reflects (for latency), the last one full.
-        The name is the one last published for the cluster (stable between learn points);
-        a cluster no learn point has named yet is described on the spot, unpublished.
+        During the segmenter's warm-up a user has no cluster segment ("").
         """
         last = updates[-1]
         features = _features(last)
         segmenter = self.state.segmenter
-        if cluster_id is None:
-            cluster_id = segmenter.predict(features, last.device)
-        segment = f"cluster:{cluster_id}"
-        name = self.state.segment_names.get(segment) or segmenter.describe(cluster_id)
+        if isinstance(learned, _NotLearned):
+            learned = segmenter.segment(features, last.device)
+        segment = "" if learned is None else cluster_segment(learned)
+        name = self.state.segment_names.get(segment, "")
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
@@ -274,7 +351,7 @@ def _rule_values(
 @operator
 def models(
     step_id: str, up: KeyedStream[UserUpdate | Erasure], params: ModelParams
-) -> KeyedStream[UserOutput | SegmentInfo | Erasure]:
+) -> KeyedStream[ModelsOut]:
     """Segments and recommendations for every changed user, per batch.
 
     :arg up: Updates keyed on ONE constant key, so one logic owns the global models.

@@ -118,6 +118,18 @@ class SegmentInfo:
     name: str
     centroid: dict[str, float]
     version: int
+    changed_at: float = 0.0  # event time of the learn point that (re)named it
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentModel:
+    """The whole segment model as consumers see it (settings, segments, quality), JSON-ready.
+
+    `version` is the number of users learned when it was taken: later records replace it.
+    """
+
+    version: int
+    record: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,9 +29,15 @@ from prometheus_client import Histogram
 
 from operators.control import control_key
 from operators.erasure import ERASE_SCRIPT, delete_mentions
-from operators.keys import recs_key, segments_key, updates_stream, user_key
-from operators.metrics import EVENT_TIME_TO_REDIS, EVENT_TO_REDIS, SEGMENT_SIZE, SINK_BATCH
-from operators.records import Erasure, SegmentInfo, UserOutput
+from operators.keys import model_key, recs_key, segments_key, updates_stream, user_key
+from operators.metrics import (
+    EVENT_TIME_TO_REDIS,
+    EVENT_TO_REDIS,
+    SEGMENT_MOVES,
+    SEGMENT_SIZE,
+    SINK_BATCH,
+)
+from operators.records import Erasure, SegmentInfo, SegmentModel, UserOutput
 from operators.retry import RetryingSinkSettings, Writer
 
 JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
@@ -43,9 +49,10 @@ RESERVED_FIELDS = ("version", "updated_at", "segment", "segment_name", "rule_seg
 # are named inside the script from the prefix instead of being declared in KEYS.
 # KEYS: 1 user hash, 2 recs key.
 # ARGV: 1 prefix, 2 user id, 3 version, 4 recs items JSON, 5 notice head (a JSON object
-#       without "changed" and the closing brace), 6 updates stream MAXLEN,
-#       7.. hash field/value pairs (every value JSON).
-# Returns false when the stored version is not older, else {changed, {segment, size, ...}}.
+#       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
+#       of the write (epoch hours), 8.. hash field/value pairs (every value JSON).
+# Returns false when the stored version is not older, else
+# {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
 USER_SCRIPT = """
 local user_key, recs_key = KEYS[1], KEYS[2]
 local prefix, uid, version, items = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
@@ -58,7 +65,7 @@ local RESERVED = {version = true, updated_at = true, segment = true,
 local old, new, names = {}, {}, {}
 local flat = redis.call('HGETALL', user_key)
 for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
-for i = 7, #ARGV, 2 do
+for i = 8, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
   names[#names + 1] = ARGV[i]
 end
@@ -123,7 +130,7 @@ if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
 end
 
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
-redis.call('HSET', user_key, unpack(ARGV, 7))
+redis.call('HSET', user_key, unpack(ARGV, 8))
 redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
 
 local quoted = {}
@@ -137,7 +144,35 @@ for _, id in ipairs(touched) do
   sizes[#sizes + 1] = id
   sizes[#sizes + 1] = redis.call('SCARD', prefix .. ':segment:' .. id)
 end
-return {changed, sizes}
+
+-- Churn: a user whose stored cluster segment changed, counted per event-time hour.
+local moved = 0
+local old_segment = old['segment'] and cjson.decode(old['segment']) or ''
+local new_segment = new['segment'] and cjson.decode(new['segment']) or ''
+if old_segment ~= '' and new_segment ~= '' and old_segment ~= new_segment then
+  moved = 1
+  local churn = prefix .. ':segments:churn'
+  local hour = tonumber(ARGV[7])
+  local current = tonumber(redis.call('HGET', churn, 'hour') or '-1')
+  if hour == current then
+    redis.call('HINCRBY', churn, 'moves', 1)
+  elseif hour > current then
+    local moves = redis.call('HGET', churn, 'moves') or '0'
+    redis.call('HSET', churn, 'previous_hour', current, 'previous_moves', moves,
+               'hour', hour, 'moves', 1)
+  elseif hour == tonumber(redis.call('HGET', churn, 'previous_hour') or '-1') then
+    redis.call('HINCRBY', churn, 'previous_moves', 1)
+  end
+end
+return {changed, sizes, moved}
+"""
+
+# KEYS: 1 model key. ARGV: 1 version, 2 JSON record. Newer versions only.
+MODEL_SCRIPT = """
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
+return 1
 """
 
 # KEYS: 1 segments hash. ARGV: 1 segment id, 2 version, 3 JSON value. Same version guard.
@@ -246,7 +281,7 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | Erasure
+SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
@@ -259,6 +294,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._updates_maxlen = updates_maxlen
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
+        self._model_script = client.register_script(MODEL_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
 
     def write_batch(self, items: list[SinkItem]) -> None:
@@ -269,9 +305,11 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         outputs = [item for item in items if isinstance(item, UserOutput)]
         users = newest_per_user(outputs)
         infos = newest_per_segment(item for item in items if isinstance(item, SegmentInfo))
-        if not users and not infos:
+        models = [item for item in items if isinstance(item, SegmentModel)]
+        model = max(models, key=lambda m: m.version) if models else None
+        if not users and not infos and model is None:
             return
-        results = self._writer.run("write", lambda: self._send(users, infos))
+        results = self._writer.run("write", lambda: self._send(users, infos, model))
         self._observe(outputs, len(users), results[: len(users)])
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
@@ -290,7 +328,12 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         # The request itself is done; an opt-out stays on record in the opt-out set only.
         delete_mentions(self._client, control_key(self._prefix), b"payload", gone)
 
-    def _send(self, users: Sequence[UserOutput], infos: Sequence[SegmentInfo]) -> list[Any]:
+    def _send(
+        self,
+        users: Sequence[UserOutput],
+        infos: Sequence[SegmentInfo],
+        model: SegmentModel | None,
+    ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
         for out in users:
@@ -303,15 +346,27 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     recs_items(out),
                     notice_head(out),
                     self._updates_maxlen,
+                    int(out.updated_at // 3600),
                     *hash_fields(out),
                 ],
                 client=pipe,
             )
         for info in infos:
-            value = {"name": info.name, "centroid": info.centroid, "version": info.version}
+            value = {
+                "name": info.name,
+                "centroid": info.centroid,
+                "version": info.version,
+                "changed_at": info.changed_at,
+            }
             self._segment_script(
                 keys=[segments_key(self._prefix)],
                 args=[info.segment, info.version, dumps(value)],
+                client=pipe,
+            )
+        if model is not None:
+            self._model_script(
+                keys=[model_key(self._prefix)],
+                args=[model.version, dumps(model.record)],
                 client=pipe,
             )
         return list(pipe.execute())
@@ -329,6 +384,8 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             sizes = result[1]
             for i in range(0, len(sizes), 2):
                 SEGMENT_SIZE.labels(sizes[i].decode()).set(sizes[i + 1])
+            if result[2]:
+                SEGMENT_MOVES.inc()
 
     def close(self) -> None:
         self._client.close()

@@ -125,7 +125,7 @@ def snapshot_state(r: redis.Redis, prefix: str) -> dict[str, Any]:
     """Every profile, recommendation list, membership set and segment description, as bytes:
     what "the same Redis state, byte for byte" compares."""
     state: dict[str, Any] = {}
-    for pattern in ("user:*", "recs:*", "segment:*", "segments"):
+    for pattern in ("user:*", "recs:*", "segment:*", "segments", "segments:model"):
         for key in r.scan_iter(match=f"{prefix}:{pattern}"):
             kind = r.type(key)
             if kind == b"hash":

@@ -10,14 +10,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.models import ModelParams, ModelsLogic, models
-from operators.records import SegmentInfo, UserOutput, UserUpdate
+from operators.records import SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
 from state.cooccurrence import CoOccurrence
 from state.event import Event
 from state.rules import RuleError
 from state.segmenter import DEFAULT_FEATURES
 
-Out = UserOutput | SegmentInfo
+Out = UserOutput | SegmentInfo | SegmentModel
 
 
 class Users:
@@ -87,7 +87,7 @@ def user_outputs(outs: list[Out]) -> list[UserOutput]:
 
 def test_one_output_per_changed_user_per_batch() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(k=5), batch_size=10))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=5), batch_size=10))
     expected = []
     for start in range(0, len(updates), 10):
         batch = updates[start : start + 10]
@@ -105,7 +105,7 @@ def test_one_output_per_changed_user_per_batch() -> None:
 
 def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(k=4), batch_size=7))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=4), batch_size=7))
     by_version = {(u.user_id, u.version): u for u in updates}
     for n, o in enumerate(outs):
         ids = [r.item_id for r in o.recs]
@@ -126,7 +126,7 @@ def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
 
 def test_exclude_seen_off_allows_seen_but_never_purchased() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(k=6, exclude_seen=False), batch_size=50))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=6, exclude_seen=False), batch_size=50))
     u1 = next(o for o in reversed(outs) if o.user_id == "u1")
     ids = {r.item_id for r in u1.recs}
     assert ids & set(updates[-1].history)
@@ -137,7 +137,7 @@ def test_user_without_history_gets_trending() -> None:
     users = Users()
     updates = [users.event("a", "x"), users.event("b", "x"), users.event("b", "y")]
     updates += [users.event("c", "z"), users.event("new", None, kind="page_view")]
-    outs = user_outputs(run(updates, ModelParams(k=3), batch_size=5))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3), batch_size=5))
     new = next(o for o in outs if o.user_id == "new")
     assert [(r.item_id, r.source) for r in new.recs] == [
         ("x", "trending"),
@@ -153,7 +153,7 @@ def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
     users = Users()
     updates = [users.event("a", "p"), users.event("a", "q")]
     updates += [users.event("c", "r"), users.event("c", "r2"), users.event("b", "p")]
-    outs = user_outputs(run(updates, ModelParams(k=3), batch_size=5))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3), batch_size=5))
     b = next(o for o in outs if o.user_id == "b")
     # q co-occurs with p once; count(p) = 2 and count(q) = 1 → 1/sqrt(2)
     assert b.recs[0].item_id == "q" and b.recs[0].source == "cooc"
@@ -163,11 +163,12 @@ def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
 
 
 def test_profile_fields_and_segments() -> None:
-    outs = run(shopping(), ModelParams(k=3), batch_size=10)
+    outs = run(shopping(), ModelParams(warmup=4, k=3), batch_size=10)
     infos = [o for o in outs if isinstance(o, SegmentInfo)]
     user_outs = user_outputs(outs)
     assert infos, "the first time a cluster is named, its SegmentInfo is emitted"
-    for o in user_outs:  # the newest info before an output names the output's segment alike
+    assert [o.segment for o in user_outs[:3]] == ["", "", ""]  # warm-up: no cluster yet
+    for o in user_outs[4:]:  # the newest info before an output names the output's segment alike
         before = outs[: outs.index(o)]
         info = [i for i in before if isinstance(i, SegmentInfo) and i.segment == o.segment][-1]
         assert info.name == o.segment_name
@@ -193,6 +194,29 @@ def test_profile_fields_and_segments() -> None:
     assert o.profile["referrer"] == "search"
 
 
+def test_no_segment_during_warmup_then_a_model_record_at_fixed_counts() -> None:
+    updates = shopping(20)  # 20 users: 21 learn points (u1 learns twice)
+    outs = run(updates, ModelParams(warmup=8, publish_every=5, k=3), batch_size=6)
+    learned_before: dict[str, int] = {}
+    learned = 0
+    for u in updates:  # replay the learn points to know where the warm-up ends
+        if (u.version - 1) % 10 == 0:
+            learned += 1
+        learned_before[f"{u.user_id}:{u.version}"] = learned
+    for o in user_outputs(outs):
+        warm = learned_before[f"{o.user_id}:{o.version}"] >= 8
+        assert (o.segment != "") == warm and (o.segment_name != "") == warm
+    models_out = [o for o in outs if isinstance(o, SegmentModel)]
+    assert [m.version for m in models_out] == [5, 8, 10, 15, 20]
+    record = models_out[-1].record
+    assert record["ready"] and record["version"] == 20 and record["clusterer"] == "KMeans"
+    assert record["params"]["halflife"] == 0.5 and record["features"] == list(DEFAULT_FEATURES)
+    assert set(record["segments"]) == {o.segment for o in outs if isinstance(o, SegmentInfo)}
+    for seg in record["segments"].values():
+        assert seg["name"] and set(seg["zscores"]) == set(DEFAULT_FEATURES)
+    assert not models_out[0].record["ready"] and models_out[0].record["segments"] == {}
+
+
 def test_rule_segments() -> None:
     rules = {
         "buyer": "spend_30d > 0",
@@ -200,7 +224,7 @@ def test_rule_segments() -> None:
         "clustered": "segment != 'none' and top_category == 'books'",
         "viewer": "last_event_type == 'page_view'",
     }
-    outs = user_outputs(run(shopping(), ModelParams(k=3, rules=rules), batch_size=100))
+    outs = user_outputs(run(shopping(), ModelParams(warmup=4, k=3, rules=rules), batch_size=100))
     by_user = {o.user_id: o for o in outs}
     assert by_user["u1"].rule_segments == ("buyer", "clustered", "searcher", "viewer")
     assert by_user["u2"].rule_segments == ("buyer", "clustered")
@@ -215,41 +239,46 @@ def test_bad_config_fails_when_the_flow_is_built() -> None:
     with pytest.raises(ValueError, match="unknown clusterer"):
         models("m2", keyed, ModelParams(clusterer="Nope"))
     with pytest.raises(ValueError, match="k must be >= 1"):
-        ModelParams(k=0)
+        ModelParams(warmup=4, k=0)
 
 
-def final_state(outs: list[Out]) -> tuple[dict[str, UserOutput], dict[str, SegmentInfo]]:
-    """What a sink is left with: the newest output per user and per segment."""
+def final_state(
+    outs: list[Out],
+) -> tuple[dict[str, UserOutput], dict[str, SegmentInfo], SegmentModel | None]:
+    """What a sink is left with: the newest output per user and per segment, the last model."""
     users: dict[str, UserOutput] = {}
     infos: dict[str, SegmentInfo] = {}
+    model = None
     for o in outs:
         if isinstance(o, UserOutput):
             users[o.user_id] = replace(o, read_ats=(), event_times=())
-        else:
+        elif isinstance(o, SegmentInfo):
             infos[o.segment] = o
-    return users, infos
+        elif isinstance(o, SegmentModel):
+            model = o
+    return users, infos, model
 
 
 def test_batch_boundaries_do_not_change_the_final_state() -> None:
     updates = shopping(20)
-    params = ModelParams(k=5, rules={"buyer": "spend_30d > 0"})
+    params = ModelParams(warmup=4, k=5, rules={"buyer": "spend_30d > 0"})
     one_by_one = final_state(run(updates, params, batch_size=1))
     assert final_state(run(updates, params, batch_size=7)) == one_by_one
     assert final_state(run(updates, params, batch_size=1000)) == one_by_one
-    assert len(one_by_one[0]) == 20 and one_by_one[1]
+    assert len(one_by_one[0]) == 20 and one_by_one[1] and one_by_one[2]
 
 
 def test_same_input_gives_identical_outputs() -> None:
     updates = shopping(20)
-    first = run(updates, ModelParams(k=5), batch_size=9)
-    second = run(updates, ModelParams(k=5), batch_size=9)
+    first = run(updates, ModelParams(warmup=4, k=5), batch_size=9)
+    second = run(updates, ModelParams(warmup=4, k=5), batch_size=9)
     assert first == second
     assert pickle.dumps(first) == pickle.dumps(second)
 
 
 def test_snapshot_is_a_deep_copy_and_resumes_identically() -> None:
     updates = shopping()
-    params = ModelParams(k=4)
+    params = ModelParams(warmup=4, k=4)
     whole = ModelsLogic(params)
     resumed_from = ModelsLogic(params)
     outs_whole: list[Out] = []
@@ -296,7 +325,7 @@ def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:
 
 def test_light_updates_leave_the_same_final_state_and_every_event_is_timed() -> None:
     updates = shopping(20)
-    params = ModelParams(k=5, rules={"buyer": "spend_30d > 0"}, learn_every=3)
+    params = ModelParams(warmup=4, k=5, rules={"buyer": "spend_30d > 0"}, learn_every=3)
     light = lightened(updates, params.learn_every)
     assert sum(not u.full for u in light) > len(light) // 3
     expected = final_state(run(updates, params, batch_size=1))
