@@ -1,4 +1,4 @@
-"""The `tailor` command: run, demo, produce, inspect.
+"""The `tailor` command: run, demo, produce, inspect, segments, forget.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -10,7 +10,8 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import redis
@@ -35,10 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     produce.add_argument("--no-progress", action="store_true")
     inspect = commands.add_parser("inspect", help="print a user's profile and recommendations")
     inspect.add_argument("user")
+    segments = commands.add_parser("segments", help="print the segments: size, meaning, changes")
+    segments.add_argument("--json", action="store_true", help="machine-readable output")
     forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
     forget.add_argument("user")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
-    for sub in (run, demo, produce, inspect, forget):  # accept --config after the command too
+    for sub in (
+        run,
+        demo,
+        produce,
+        inspect,
+        segments,
+        forget,
+    ):  # accept --config after the command too
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     return parser
 
@@ -99,32 +109,58 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
+@contextmanager
+def _reader(config: Config) -> Iterator[tuple[redis.Redis, str]]:
+    """A client and prefix to read results: the configured Redis, else the demo's data."""
     from flows.demo import DEMO_PREFIX
     from flows.embedded import DEMO_DB, EmbeddedRedis
-    from flows.lookup import read_user, render
-    from operators.pseudonym import pseudonym
 
     embedded = None
     url, prefix = config.redis_url, config.prefix
     if not url:
         if not DEMO_DB.exists():
-            raise ConfigError("redis.url: not set, and no demo data in .tailor/ to inspect")
+            raise ConfigError("redis.url: not set, and no demo data in .tailor/ to read")
         embedded = EmbeddedRedis()
         url = embedded.url
         if prefix == "tailor":  # the demo's data, written under the demo's own prefix
             prefix = DEMO_PREFIX
-    secret = config.pseudonym_secret()
-    user = pseudonym(secret, args.user) if secret else args.user
+    client = redis.Redis.from_url(url)
     try:
-        found = read_user(redis.Redis.from_url(url), prefix, user)
+        yield client, prefix
     finally:
+        client.close()
         if embedded is not None:
             embedded.close()
+
+
+def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
+    from flows.lookup import read_user, render
+    from operators.pseudonym import pseudonym
+
+    secret = config.pseudonym_secret()
+    user = pseudonym(secret, args.user) if secret else args.user
+    with _reader(config) as (client, prefix):
+        found = read_user(client, prefix, user)
     if found is None:
         print(f"no profile for user {args.user!r} under prefix {prefix!r}", file=sys.stderr)
         return 1
     print(render(found))
+    return 0
+
+
+def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
+    from flows.segments_table import as_json, quality_line, read_rows, render_table
+
+    with _reader(config) as (client, prefix):
+        rows = read_rows(client, prefix)
+        quality = quality_line(client, prefix)
+    if args.json:
+        print(as_json(rows).decode())
+        return 0
+    if not rows:
+        print(f"no segments under prefix {prefix!r} yet", file=sys.stderr)
+        return 1
+    print("\n".join([*([quality] if quality else []), *render_table(rows)]))
     return 0
 
 
@@ -153,6 +189,7 @@ COMMANDS = {
     "demo": _cmd_demo,
     "produce": _cmd_produce,
     "inspect": _cmd_inspect,
+    "segments": _cmd_segments,
     "forget": _cmd_forget,
 }
 

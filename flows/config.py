@@ -267,4 +267,4 @@ def _check_lists(values: dict[str, Any]) -> None:
             raise ConfigError(f"segments.rules.{name}: a rule is an expression string")
     for name, transform in values["segments"]["features"].items():
         if not isinstance(transform, str):
-            raise ConfigError(f"segments.features.{name}: a transform name, e.g. \"log\"")
+            raise ConfigError(f'segments.features.{name}: a transform name, e.g. "log"')

@@ -11,18 +11,17 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-import orjson
 import redis
 
 from flows.config import Config
 from flows.embedded import DEMO_DIR, EmbeddedRedis
-from flows.lookup import text
 from flows.produce import produce
 from flows.progress import Progress
 from flows.runner import run_worker, start_metrics
 from flows.sample import write_jsonl
+from flows.segments_table import quality_line, read_rows, render_table
 from operators import metrics
-from operators.keys import deadletter_stream, segment_key, segments_key
+from operators.keys import deadletter_stream
 
 DEMO_PREFIX = "tailor-demo"
 
@@ -67,17 +66,6 @@ def _latency_quantile(q: float) -> float | None:
     return next(bound for bound, count in buckets if count >= q * total)
 
 
-def _segments(client: redis.Redis, prefix: str) -> list[tuple[str, str, int]]:
-    stored = client.hgetall(segments_key(prefix)).items()
-    names = {text(k): orjson.loads(v) for k, v in stored}
-    found = []
-    for key in client.scan_iter(match=f"{segment_key(prefix, '')}*", count=1000):
-        segment = text(key)[len(segment_key(prefix, "")) :]
-        name = names.get(segment, {}).get("name", "")
-        found.append((segment, name, int(client.scard(key))))
-    return sorted(found)
-
-
 def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
     users = sum(1 for _ in client.scan_iter(match=f"{prefix}:user:*", count=1000))
     p50, p99 = _latency_quantile(0.5), _latency_quantile(0.99)
@@ -91,10 +79,9 @@ def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
             f"event-to-Redis latency: p50 ≤ {p50 * 1000:g} ms, p99 ≤ {p99 * 1000:g} ms "
             "(mostly queueing: the whole sample was published before the worker started)"
         )
-    lines.append("segments:")
-    lines += [
-        f"  {seg:<28} {size:>6} users  {name}" for seg, name, size in _segments(client, prefix)
-    ]
+    quality = quality_line(client, prefix)
+    lines.append(f"segments{': ' + quality if quality else ''}")
+    lines += [f"  {line}" for line in render_table(read_rows(client, prefix))]
     return lines
 
 

@@ -97,7 +97,7 @@ class ModelParams:
     seed: int = 42
     learn_every: int = 10
     transforms: Mapping[str, str] | None = None
-    warmup: int = 200
+    warmup: int = 100
     rename_distance: float = 1.0
     publish_every: int = 1000
 
@@ -164,9 +164,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
 
-    def on_batch(
-        self, values: list[UserUpdate | Erasure]
-    ) -> tuple[Iterable[ModelsOut], bool]:
+    def on_batch(self, values: list[UserUpdate | Erasure]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
         last_full = {
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None

@@ -28,7 +28,7 @@ from typing import Any
 
 from river import preprocessing
 
-from state.clusterers import build_clusterer
+from state.clusterers import CLUSTERER_DEFAULTS, build_clusterer
 from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
 from state.segment_registry import SegmentRegistry
 from state.user import FEATURE_NAMES
@@ -71,7 +71,7 @@ _STANDARD_BY_DEFAULT = frozenset({"bounce_rate"})
 
 
 def default_transforms(features: Sequence[str]) -> dict[str, str]:
-    """"log" for every feature except known bounded ones: what the config's empty table means."""
+    """ "log" for every feature except known bounded ones: what the config's empty table means."""
     return {f: "standard" if f in _STANDARD_BY_DEFAULT else "log" for f in features}
 
 
@@ -106,7 +106,7 @@ class Segmenter:
         devices: Sequence[str] = ("desktop", "mobile", "tablet"),
         seed: int = 42,
         transforms: Mapping[str, str] | None = None,
-        warmup: int = 200,
+        warmup: int = 100,
         rename_distance: float = 1.0,
     ) -> None:
         self.clusterer = clusterer
@@ -276,6 +276,10 @@ class Segmenter:
             if strong and (best is None or share > best[0]):
                 best = (share, d)
         return best[1] if best else None
+
+    def model_params(self) -> dict[str, Any]:
+        """The clusterer's settings as used: its defaults with the configured params over them."""
+        return {**CLUSTERER_DEFAULTS.get(self.clusterer, {}), **self.params}
 
     @property
     def n_learned(self) -> int:

@@ -22,7 +22,7 @@ def env_without_redis(**extra: str) -> dict[str, str]:
 
 def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     demo = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "demo", "--users", "120"],
+        [sys.executable, "-m", "flows.cli", "demo", "--users", "150"],
         cwd=tmp_path,
         env=env_without_redis(),
         capture_output=True,
@@ -30,7 +30,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
         timeout=300,
     )
     assert demo.returncode == 0, demo.stderr[-3000:]
-    assert "users with a profile: 120" in demo.stdout
+    assert "users with a profile: 150" in demo.stdout
     assert "cluster:" in demo.stdout
     assert "where to look" in demo.stdout
     assert (tmp_path / ".tailor" / "demo.db").exists()
@@ -45,6 +45,21 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     assert inspect.returncode == 0, inspect.stderr[-3000:]
     found = orjson.loads(inspect.stdout)
     assert found["profile"]["segment"].startswith("cluster:")
+    segments = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "segments", "--json"],
+        cwd=tmp_path,
+        env=env_without_redis(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert segments.returncode == 0, segments.stderr[-3000:]
+    rows = {row["segment"]: row for row in orjson.loads(segments.stdout)}
+    cluster = rows[found["profile"]["segment"]]
+    # the profile keeps the name its segment had when it was written; the table has the newest
+    assert cluster["name"] and found["profile"]["segment_name"] and cluster["size"] >= 1
+    assert "σ" in cluster["defining"] and cluster["last_change"].startswith("20")
+    assert len({row["name"] for row in rows.values()}) == len(rows)  # names are unique
     assert len(found["recommendations"]["items"]) == 10
 
 

@@ -1,0 +1,126 @@
+"""`tailor segments`: what each segment is, how big, what defines it and when it last changed.
+
+Everything is read back from Redis (the key schema in `operators.keys`): the model record
+for names, z-scores and quality, the per-segment hash for the last change, the membership
+sets for sizes. Rule and RFM segments are listed with their sizes too.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import orjson
+import redis
+
+from flows.lookup import text
+from operators.keys import churn_key, model_key, segment_key, segments_key
+
+__all__ = ["SegmentRow", "read_model", "read_rows", "render_table"]
+
+#: Features shown per segment: its strongest deviations from the population.
+DEFINING_FEATURES = 3
+
+
+@dataclass(frozen=True)
+class SegmentRow:
+    """One line of the table."""
+
+    segment: str
+    name: str
+    size: int
+    defining: str
+    last_change: str
+
+
+def read_model(client: redis.Redis, prefix: str) -> dict[str, Any]:
+    """The published model record, or {} before the first one."""
+    raw = client.hget(model_key(prefix), "record")
+    return orjson.loads(raw) if raw else {}
+
+
+def _defining(zscores: dict[str, float]) -> str:
+    """The strongest deviations as "spend_30d +1.8σ" parts."""
+    strongest = sorted(zscores.items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+    return ", ".join(f"{name} {z:+.1f}σ" for name, z in strongest[:DEFINING_FEATURES])
+
+
+def _when(ts: float | None) -> str:
+    if not ts:
+        return ""
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _sizes(client: redis.Redis, prefix: str) -> dict[str, int]:
+    head = segment_key(prefix, "")
+    keys = sorted(text(k) for k in client.scan_iter(match=f"{head}*", count=1000))
+    return {key[len(head) :]: int(client.scard(key)) for key in keys}
+
+
+def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
+    """Cluster segments (from the model) first, by number; then rule and RFM segments."""
+    model = read_model(client, prefix)
+    infos = {text(k): orjson.loads(v) for k, v in client.hgetall(segments_key(prefix)).items()}
+    sizes = _sizes(client, prefix)
+    clusters = model.get("segments", {})
+    rows = []
+    for segment in sorted(set(clusters) | set(infos), key=_order):
+        described = clusters.get(segment, {})
+        info = infos.get(segment, {})
+        rows.append(
+            SegmentRow(
+                segment=segment,
+                name=info.get("name") or described.get("name", ""),  # the newest first
+                size=sizes.get(segment, 0),
+                defining=_defining(described.get("zscores", {})),
+                last_change=_when(info.get("changed_at")),
+            )
+        )
+    rows += [
+        SegmentRow(segment, segment.split(":", 1)[1], size, "", "")
+        for segment, size in sorted(sizes.items())
+        if segment not in clusters and segment not in infos
+    ]
+    return rows
+
+
+def _order(segment: str) -> tuple[str, int, str]:
+    kind, _, rest = segment.partition(":")
+    return (kind, int(rest), "") if rest.isdigit() else (kind, 0, rest)
+
+
+def render_table(rows: list[SegmentRow]) -> list[str]:
+    """Fixed-width lines, widths fitted to the content."""
+    head = SegmentRow("segment", "name", 0, "defining features", "last change")
+    cells = [[r.segment, r.name, str(r.size), r.defining, r.last_change] for r in rows]
+    header = [head.segment, head.name, "size", head.defining, head.last_change]
+    widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
+
+    def line(row: list[str]) -> str:
+        parts = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].rjust(widths[2])]
+        parts += [row[3].ljust(widths[3]), row[4]]
+        return "  ".join(parts).rstrip()
+
+    return [line(header), *(line(row) for row in cells)]
+
+
+def quality_line(client: redis.Redis, prefix: str) -> str:
+    """Model version, quality and churn in one line (empty before the first record)."""
+    model = read_model(client, prefix)
+    if not model:
+        return ""
+    quality = model.get("quality", {})
+    churn = {text(k): text(v) for k, v in client.hgetall(churn_key(prefix)).items()}
+    parts = [f"model v{model.get('version', 0)} ({model.get('clusterer', '?')})"]
+    if quality.get("silhouette") is not None:
+        parts.append(f"silhouette {quality['silhouette']:.2f}")
+    if "drift" in quality:
+        parts.append(f"drift {quality['drift']:.2f}σ ({quality.get('drift_events', 0)} events)")
+    if churn:
+        parts.append(f"moves this hour {churn.get('moves', '0')}")
+    return ", ".join(parts)
+
+
+def as_json(rows: list[SegmentRow]) -> bytes:
+    return orjson.dumps([asdict(r) for r in rows], option=orjson.OPT_INDENT_2)
