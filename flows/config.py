@@ -53,6 +53,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("output", "write_backoff_cap_s"),
         ("recovery", "snapshot_interval_s"),
         ("recovery", "partitions"),
+        ("cluster", "workers_per_process"),
     }
 )
 CHOICES: dict[tuple[str, ...], frozenset[str]] = {
@@ -253,6 +254,7 @@ def _check_lists(values: dict[str, Any]) -> None:
         ("state", "windows_s"): int,
         ("segments", "devices"): str,
         ("source", "replay_paths"): str,
+        ("cluster", "addresses"): str,
     }
     for (section, key), kind in typed.items():
         items = values[section][key]

@@ -13,6 +13,7 @@ import signal
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bytewax.run import cli_main
 from prometheus_client import start_http_server
@@ -85,12 +86,28 @@ def run_worker(
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()
+    cluster = cluster_settings(config)
     if recovery is None:
-        cli_main(flow, workers_per_process=1)
+        cli_main(flow, **cluster)
         return
     cli_main(
         flow,
-        workers_per_process=1,
+        **cluster,
         epoch_interval=recovery.epoch_interval,
         recovery_config=recovery.recovery_config,
     )
+
+
+def cluster_settings(config: Config) -> dict[str, Any]:
+    """Bytewax's cluster arguments: worker threads, and the other processes if any."""
+    section = config["cluster"]
+    addresses = list(section["addresses"])
+    if addresses and not 0 <= section["process_id"] < len(addresses):
+        raise ConfigError(
+            f"cluster.process_id: {section['process_id']} is not an index of cluster.addresses"
+        )
+    return {
+        "workers_per_process": section["workers_per_process"],
+        "process_id": section["process_id"] if addresses else None,
+        "addresses": addresses or None,
+    }

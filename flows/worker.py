@@ -99,7 +99,9 @@ def model_params(config: Config) -> ModelParams:
             transforms=params.transforms,
         )
     except ValueError as exc:
-        raise ConfigError(f"segments: {exc}") from exc
+        raise ConfigError(
+            f"segments.clusterer / segments.params / segments.features: {exc}"
+        ) from exc
     return params
 
 

@@ -140,9 +140,10 @@ def snapshot_state(r: redis.Redis, prefix: str) -> dict[str, Any]:
 def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) -> None:
     """Run the production flow in this process until every stream partition is drained.
 
-    `settings` are extra `section__key=value` overrides (e.g. `state__ttl_s=1.0`).
+    `settings` are extra `section__key=value` overrides (e.g. `state__ttl_s=1.0`);
+    `cluster__workers_per_process` > 1 runs that many Bytewax workers in this process.
     """
-    from bytewax.testing import run_main
+    from bytewax.testing import cluster_main, run_main
 
     from flows.config import load_config
     from flows.worker import build_redis_flow
@@ -159,4 +160,8 @@ def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) 
     for name, value in overrides.items():
         section, key = name.split("__")
         config = config.with_value(section, key, value)
-    run_main(build_redis_flow(config))
+    workers = config["cluster"]["workers_per_process"]
+    if workers == 1:
+        run_main(build_redis_flow(config))
+    else:
+        cluster_main(build_redis_flow(config), [], 0, worker_count_per_proc=workers)

@@ -71,6 +71,7 @@ def config_file(tmp_path: Path) -> Path:
     path.write_text(
         f'[redis]\nprefix = "{PREFIX}"\n[metrics]\nport = 0\n[source]\npartitions = 2\n'
         f'[recovery]\nenabled = false\ndir = "{tmp_path / "recovery"}"\n'
+        "[segments]\nwarmup = 1\n"  # a handful of users: segments from the first one on
     )
     return path
 

@@ -56,6 +56,7 @@ def test_no_raw_user_id_is_stored(redis_url: str, r: redis.Redis, tmp_path: Path
     config.write_text(
         f'[redis]\nprefix = "{PREFIX}"\n[metrics]\nport = 0\n[privacy]\npseudonymize = true\n'
         f'[recovery]\nenabled = false\ndir = "{tmp_path / "recovery"}"\n'
+        "[segments]\nwarmup = 1\n"  # a handful of users: segments from the first one on
     )
     sample = tmp_path / "sample.jsonl"
     write_jsonl(sample, users=40, seed=3)

@@ -162,7 +162,8 @@ def test_updates_stream_is_capped(
 def test_segment_info_goes_to_the_segments_hash_newest_wins(
     sink: _RedisSinkPartition, r: redis.Redis
 ) -> None:
-    sink.write_batch([SegmentInfo("cluster:0", "high spend", {"spend": 2.5}, 3), output("u1", 1)])
+    info = SegmentInfo("cluster:0", "high spend", {"spend": 2.5}, 3, changed_at=1_700_000_000.0)
+    sink.write_batch([info, output("u1", 1)])
     sink.write_batch(
         [
             SegmentInfo("cluster:0", "stale", {"spend": 0.0}, 2),
@@ -171,8 +172,18 @@ def test_segment_info_goes_to_the_segments_hash_newest_wins(
         ]
     )
     assert hash_json(r, segments_key(PREFIX)) == {
-        "cluster:0": {"name": "high spend", "centroid": {"spend": 2.5}, "version": 3},
-        "cluster:1": {"name": "low views v2", "centroid": {"views": -1.5}, "version": 2},
+        "cluster:0": {
+            "name": "high spend",
+            "centroid": {"spend": 2.5},
+            "version": 3,
+            "changed_at": 1_700_000_000.0,
+        },
+        "cluster:1": {
+            "name": "low views v2",
+            "centroid": {"views": -1.5},
+            "version": 2,
+            "changed_at": 0.0,
+        },
     }
 
 
