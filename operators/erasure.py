@@ -23,6 +23,10 @@ local segment = redis.call('HGET', KEYS[1], 'segment')
 if segment then
   redis.call('SREM', prefix .. ':segment:' .. cjson.decode(segment), user)
 end
+local tier = redis.call('HGET', KEYS[1], 'rfm_segment')
+if tier and cjson.decode(tier) ~= '' then
+  redis.call('SREM', prefix .. ':segment:rfm:' .. cjson.decode(tier), user)
+end
 local rules = redis.call('HGET', KEYS[1], 'rule_segments')
 if rules then
   for _, name in ipairs(cjson.decode(rules)) do

@@ -13,15 +13,18 @@ Key                              Type     Contents
                                           ``version`` (int, per-user write order),
                                           ``updated_at`` (event time of the newest event,
                                           epoch seconds, never wall clock), ``segment``
-                                          (cluster segment id, e.g. ``"cluster:3"``),
-                                          ``segment_name``, ``rule_segments`` (list of rule
+                                          (cluster segment id, e.g. ``"cluster:3"``, ``""``
+                                          in the segmenter's warm-up), ``segment_name``,
+                                          ``rfm_segment`` (RFM tier id, ``""`` for users
+                                          who never bought), ``rule_segments`` (list of rule
                                           names, sorted), then one field per profile entry
                                           (``features``, ``device``, ...), keys sorted.
 ``{p}:recs:{user_id}``           string   ``{"version": v, "items": [{"item_id", "score",
                                           "source"}, ...]}``, best first.
 ``{p}:segment:{segment_id}``     set      User ids in the segment. Segment ids are
-                                          ``cluster:{n}`` for the clusterer and
-                                          ``rule:{name}`` for rule segments.
+                                          ``cluster:{n}`` for the clusterer,
+                                          ``rfm:{tier}`` for RFM tiers (``champions``, ...)
+                                          and ``rule:{name}`` for rule segments.
 ``{p}:segments``                 hash     Segment id → JSON ``{"centroid", "name",
                                           "version", "changed_at"}``: what a cluster means.
 ``{p}:segments:model``           hash     ``version`` (users learned) and ``record``: JSON

@@ -29,6 +29,12 @@ import bytewax.operators as op
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from operators.metrics import (
+    SEGMENT_DRIFT,
+    SEGMENT_DRIFT_EVENTS,
+    SEGMENT_SILHOUETTE,
+    SEGMENTS_LEARNED,
+)
 from operators.records import (
     Erasure,
     Recommendation,
@@ -38,7 +44,10 @@ from operators.records import (
     UserUpdate,
 )
 from state.cooccurrence import CoOccurrence
+from state.event import PURCHASE
+from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
+from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 from state.trending import Trending
 
@@ -55,6 +64,7 @@ __all__ = [
 RULE_CONTEXT_NAMES: tuple[str, ...] = (
     "segment",
     "segment_name",
+    "rfm",
     "device",
     "referrer",
     "top_category",
@@ -100,6 +110,8 @@ class ModelParams:
     warmup: int = 100
     rename_distance: float = 1.0
     publish_every: int = 1000
+    drift_every: int = 250
+    rfm_sample_size: int = 4096
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -121,8 +133,12 @@ class ModelsState:
     segmenter: Segmenter
     cooc: CoOccurrence
     trending: Trending
+    rfm: RFMTiers
+    silhouette: StreamingSilhouette
+    drift: CentreDrift
     segment_names: dict[str, str] = field(default_factory=dict)
     info_version: int = 0
+    last_drift: DriftReading | None = None
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
@@ -140,6 +156,9 @@ class ModelsState:
             segmenter=segmenter,
             cooc=CoOccurrence(params.cooc_max_neighbors, params.cooc_window),
             trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
+            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=params.seed),
+            silhouette=StreamingSilhouette(seed=params.seed),
+            drift=CentreDrift(),
         )
 
 
@@ -189,10 +208,12 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         """Forget the user here too: pending updates, and their co-occurrence contributions.
 
         Trending scores and cluster centres are aggregates over everyone, decaying with
-        time: nothing in them points back at one user, so they are left as they are.
+        time: nothing in them points back at one user, so they are left as they are. The
+        RFM sample does hold users' values by id: the user leaves it.
         """
         self._waiting.pop(erasure.user_id, None)
         self.state.cooc.unlearn_history(erasure.history)
+        self.state.rfm.forget(erasure.user_id)
         return erasure
 
     def _learn(self, u: UserUpdate, out: list[ModelsOut]) -> Learned:
@@ -208,16 +229,44 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             previous = history[:-1] if history and history[-1] == item else history
             state.cooc.learn_one(previous, item)
             state.trending.learn_one(item, u.event.ts)
-        if (u.version - 1) % self.params.learn_every:
+        learn_point = (u.version - 1) % self.params.learn_every == 0
+        if learn_point or u.event.type == PURCHASE:
+            features = _features(u)
+            state.rfm.learn_one(
+                u.user_id,
+                features.get("recency_days", 0.0),
+                features.get("purchases_total", 0.0),
+                features.get("spend_total", 0.0),
+                now=u.event.ts,
+            )
+        if not learn_point:
             return NOT_LEARNED
         segmenter = state.segmenter
-        segment = segmenter.learn_segment(_features(u), u.device)
+        segment = segmenter.learn_segment(features, u.device)
         self._publish_renamed(u.event.ts, out)
-        if segmenter.registry.learned % self.params.publish_every == 0 or (
-            segmenter.registry.learned == self.params.warmup
-        ):
+        drifted = self._watch_quality(segment)
+        learned = segmenter.registry.learned
+        if learned % self.params.publish_every == 0 or learned == self.params.warmup or drifted:
             out.append(self._model_record(u.event.ts))
         return segment
+
+    def _watch_quality(self, segment: int | None) -> bool:
+        """Silhouette sample and drift check at learn points; True when the structure moved."""
+        state = self.state
+        if segment is None:
+            return False
+        state.silhouette.update(state.segmenter.last_point, segment)
+        if state.silhouette.value is not None:
+            SEGMENT_SILHOUETTE.set(state.silhouette.value)
+        if state.segmenter.registry.learned % self.params.drift_every:
+            return False
+        reading = state.drift.check(state.segmenter.registry.anchors)
+        state.last_drift = reading
+        SEGMENT_DRIFT.set(reading.distance)
+        if reading.drifted:
+            SEGMENT_DRIFT_EVENTS.inc()
+        SEGMENTS_LEARNED.set(state.segmenter.registry.learned)
+        return reading.drifted
 
     def _publish_renamed(self, ts: float, out: list[ModelsOut]) -> None:
         segmenter, published = self.state.segmenter, self.state.segment_names
@@ -253,8 +302,31 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             "warmup": registry.warmup,
             "ready": registry.ready,
             "segments": segments,
+            "quality": self._quality(),
+            "rfm": self._rfm_record(),
         }
         return SegmentModel(registry.learned, record)
+
+    def _quality(self) -> dict[str, Any]:
+        drift = self.state.last_drift
+        return {
+            "silhouette": _rounded(self.state.silhouette.value),
+            "silhouette_sample": self.state.silhouette.n_points,
+            "drift": _rounded(drift.distance if drift else 0.0),
+            "drift_events": self.state.drift.events,
+            "appeared": drift.appeared if drift else 0,
+            "vanished": drift.vanished if drift else 0,
+        }
+
+    def _rfm_record(self) -> dict[str, Any]:
+        """Cut points (recency days, purchases, spend), so consumers can score users alike."""
+        rfm = self.state.rfm
+        cuts = rfm.cut_points()
+        names = ("recency_days", "frequency", "monetary")
+        return {
+            "customers": rfm.n_customers,
+            "cut_points": dict(zip(names, cuts, strict=True)) if cuts else None,
+        }
 
     def _user_output(self, updates: list[UserUpdate], learned: Learned) -> UserOutput:
         """The user's output from the models as they stand right after their last update.
@@ -269,6 +341,11 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             learned = segmenter.segment(features, last.device)
         segment = "" if learned is None else cluster_segment(learned)
         name = self.state.segment_names.get(segment, "")
+        rfm = self.state.rfm.tier(
+            features.get("recency_days", 0.0),
+            features.get("purchases_total", 0.0),
+            features.get("spend_total", 0.0),
+        )
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
@@ -276,7 +353,8 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             profile=_profile(last, features),
             segment=segment,
             segment_name=name,
-            rule_segments=self.rules.matching(_rule_values(last, features, segment, name)),
+            rfm_segment=rfm or "",
+            rule_segments=self.rules.matching(_rule_values(last, features, segment, name, rfm)),
             recs=self._recommend(last),
             read_ats=tuple(u.read_at for u in updates),
             event_times=tuple(u.event.ts for u in updates),
@@ -309,6 +387,10 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, SCORE_DIGITS) + 0.0
+
+
 def _features(u: UserUpdate) -> dict[str, float]:
     """The features of a full update; a light one here is a wiring bug, not bad data."""
     if u.features is None:
@@ -332,12 +414,13 @@ def _profile(u: UserUpdate, features: dict[str, float]) -> dict[str, Any]:
 
 
 def _rule_values(
-    u: UserUpdate, features: dict[str, float], segment: str, name: str
+    u: UserUpdate, features: dict[str, float], segment: str, name: str, rfm: str | None
 ) -> dict[str, float | str | None]:
     values: dict[str, float | str | None] = dict(features)
     values.update(
         segment=segment,
         segment_name=name,
+        rfm=rfm,
         device=u.device,
         referrer=u.referrer,
         top_category=u.top_categories[0][0] if u.top_categories else None,

@@ -106,6 +106,7 @@ class UserOutput:
     segment_name: str
     rule_segments: tuple[str, ...]
     recs: tuple[Recommendation, ...]
+    rfm_segment: str = ""  # RFM tier id ("champions", ...), "" for non-buyers / warm-up
     read_ats: tuple[float, ...] = field(default=())
     event_times: tuple[float, ...] = field(default=())
 

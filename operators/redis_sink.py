@@ -43,7 +43,14 @@ from operators.retry import RetryingSinkSettings, Writer
 JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 #: Hash fields the sink owns; profile entries may not use these names.
-RESERVED_FIELDS = ("version", "updated_at", "segment", "segment_name", "rule_segments")
+RESERVED_FIELDS = (
+    "version",
+    "updated_at",
+    "segment",
+    "segment_name",
+    "rfm_segment",
+    "rule_segments",
+)
 
 # Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
 # are named inside the script from the prefix instead of being declared in KEYS.
@@ -61,7 +68,7 @@ if stored and tonumber(stored) >= tonumber(version) then
   return false
 end
 local RESERVED = {version = true, updated_at = true, segment = true,
-                  segment_name = true, rule_segments = true}
+                  segment_name = true, rfm_segment = true, rule_segments = true}
 local old, new, names = {}, {}, {}
 local flat = redis.call('HGETALL', user_key)
 for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
@@ -70,12 +77,16 @@ for i = 8, #ARGV, 2 do
   names[#names + 1] = ARGV[i]
 end
 
--- Segment ids the user belongs to: the cluster segment plus 'rule:<name>' per rule.
+-- Segment ids the user belongs to: the cluster segment, 'rfm:<tier>' and 'rule:<name>' per rule.
 local function memberships(fields)
   local ids = {}
   if fields['segment'] then
     local segment = cjson.decode(fields['segment'])
     if type(segment) == 'string' and segment ~= '' then ids[#ids + 1] = segment end
+  end
+  if fields['rfm_segment'] then
+    local tier = cjson.decode(fields['rfm_segment'])
+    if type(tier) == 'string' and tier ~= '' then ids[#ids + 1] = 'rfm:' .. tier end
   end
   if fields['rule_segments'] then
     for _, name in ipairs(cjson.decode(fields['rule_segments'])) do
@@ -124,6 +135,7 @@ if profile_changed then changed[#changed + 1] = 'profile' end
 if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'] then
   changed[#changed + 1] = 'segment'
 end
+if (old['rfm_segment'] or '""') ~= new['rfm_segment'] then changed[#changed + 1] = 'rfm_segment' end
 if old['rule_segments'] ~= new['rule_segments'] then changed[#changed + 1] = 'rule_segments' end
 if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
   changed[#changed + 1] = 'recs'
@@ -233,6 +245,8 @@ def hash_fields(out: UserOutput) -> list[bytes | str]:
         dumps(out.segment),
         "segment_name",
         dumps(out.segment_name),
+        "rfm_segment",
+        dumps(out.rfm_segment),
         "rule_segments",
         dumps(rules),
     ]

@@ -32,7 +32,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
 from operators.records import Accepted, DeadLetter, Erasure, Forget, UserUpdate
-from state.event import Event, event_to_dict
+from state.event import PURCHASE, Event, event_to_dict
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
 __all__ = ["UserStateLogic", "UserStateParams", "user_state"]
@@ -161,7 +161,8 @@ class UserStateLogic(
     def _accept(
         self, value: Accepted, counts: dict[tuple[str, str], int]
     ) -> UserUpdate | DeadLetter | None:
-        """Dedup, lateness, then the state update: a light update, full at learn points."""
+        """Dedup, lateness, then the state update: a light update, full at learn points and
+        purchases (the models step learns RFM tiers from every purchase)."""
         event = value.event
         state = self.state
         if state.opted_out:
@@ -181,7 +182,7 @@ class UserStateLogic(
         state.update(event)
         key = (event.type, "accepted")
         counts[key] = counts.get(key, 0) + 1
-        if (state.version - 1) % self.params.learn_every == 0:
+        if (state.version - 1) % self.params.learn_every == 0 or event.type == PURCHASE:
             return _full_update(state, event, value.read_at)
         return UserUpdate(event.user_id, state.version, event, value.read_at, state.history)
 

@@ -33,6 +33,9 @@ DEFAULT_EVENT_TYPES: frozenset[str] = frozenset(
     }
 )
 
+#: The event type that is a purchase: it moves RFM values, so it always carries a profile.
+PURCHASE = "purchase"
+
 #: Every machine-readable reason an input can be refused for, with what it means.
 REASONS: dict[str, str] = {
     "not_utf8": "payload bytes are not valid UTF-8",

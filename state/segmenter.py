@@ -131,6 +131,8 @@ class Segmenter:
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
         self.registry = SegmentRegistry(warmup, seed=seed)
+        #: The last learned point in scaled space (`_dims` order), for quality measures.
+        self.last_point: list[float] = []
         self.namer = SegmentNamer(rename_distance)
 
     def _probe(self) -> None:
@@ -194,7 +196,7 @@ class Segmenter:
         x = self._learn(features, device)
         raw = self._learn_raw(x)
         dims = self._dims()
-        point = [x[k] for k in dims]
+        point = self.last_point = [x[k] for k in dims]
         token = getattr(self._model, "centers", None)
         segment = self.registry.learn(raw, point, self._raw_centres(), token)
         if self.registry.learned == self.registry.warmup:

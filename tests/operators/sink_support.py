@@ -23,6 +23,7 @@ def output(
     version: int = 1,
     *,
     segment: str = "cluster:1",
+    rfm: str = "",
     rules: tuple[str, ...] = (),
     recs: tuple[str, ...] = ("i1", "i2"),
     profile: dict[str, Any] | None = None,
@@ -32,13 +33,14 @@ def output(
     return UserOutput(
         user_id=user,
         version=version,
-        updated_at=1_700_000_000.0 + version,
+        updated_at=1_700_000_000.0 + 600 * version,
         profile={"features": {"views": float(version)}, "device": "mobile"}
         if profile is None
         else profile,
         segment=segment,
         segment_name=f"name of {segment}",
         rule_segments=rules,
+        rfm_segment=rfm,
         recs=tuple(Recommendation(item, 1.0 / (n + 1), "cooc") for n, item in enumerate(recs)),
         read_ats=read_ats,
         event_times=event_times,

@@ -15,6 +15,7 @@ from operators.redis_sink import RESERVED_FIELDS
 from state.cooccurrence import CoOccurrence
 from state.event import Event
 from state.rules import RuleError
+from state.rfm_tiers import TIERS
 from state.segmenter import DEFAULT_FEATURES
 
 Out = UserOutput | SegmentInfo | SegmentModel
@@ -217,6 +218,40 @@ def test_no_segment_during_warmup_then_a_model_record_at_fixed_counts() -> None:
     assert not models_out[0].record["ready"] and models_out[0].record["segments"] == {}
 
 
+def buyers(n_users: int = 40) -> list[UserUpdate]:
+    """Users buying 1..4 times with different spend, the way user state reports RFM values."""
+    users, updates = Users(), []
+    for n in range(n_users):
+        user = f"b{n}"
+        for i in range(1 + n % 4):
+            u = users.event(user, f"p{n}-{i}", kind="purchase")
+            assert u.features is not None
+            u.features.update(
+                purchases_total=float(i + 1), spend_total=10.0 * (i + 1) * (1 + n % 7)
+            )
+            u.features.update(recency_days=0.0)
+            updates.append(u)
+    return updates
+
+
+def test_rfm_tiers_from_every_purchase_and_rules_can_use_them() -> None:
+    rules = {"vip": "rfm == 'champions'", "regular": "rfm in ('loyal', 'champions')"}
+    outs = run(buyers(), ModelParams(warmup=4, k=3, rules=rules, publish_every=10), batch_size=9)
+    last = {o.user_id: o for o in user_outputs(outs)}
+    tiers = {o.rfm_segment for o in last.values()}
+    assert tiers <= set(TIERS) | {""} and len(tiers - {""}) >= 3
+    assert last["b39"].rfm_segment  # bought 4 times, the most: a top tier
+    for o in last.values():
+        assert ("vip" in o.rule_segments) == (o.rfm_segment == "champions")
+        assert ("regular" in o.rule_segments) == (o.rfm_segment in ("loyal", "champions"))
+    record = [o for o in outs if isinstance(o, SegmentModel)][-1].record
+    assert record["rfm"]["customers"] == 40
+    assert set(record["rfm"]["cut_points"]) == {"recency_days", "frequency", "monetary"}
+    assert list(record["rfm"]["cut_points"]["frequency"]) == [1.0, 2.0, 3.0, 4.0]  # 10 users each
+    quality = record["quality"]
+    assert set(quality) >= {"silhouette", "drift", "drift_events", "silhouette_sample"}
+
+
 def test_rule_segments() -> None:
     rules = {
         "buyer": "spend_30d > 0",
@@ -313,12 +348,13 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
 
 
 def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:
-    """As the user-state step sends them: light except at learn points, each user's last
-    update, and a few in between (the last of some upstream batch)."""
+    """As the user-state step sends them: light except at learn points, purchases, each user's
+    last update, and a few in between (the last of some upstream batch)."""
     last = {u.user_id: u for u in updates}
     out = []
     for n, u in enumerate(updates):
-        keep = (u.version - 1) % learn_every == 0 or last[u.user_id] is u or n % 5 == 0
+        learn_point = (u.version - 1) % learn_every == 0
+        keep = learn_point or u.event.type == "purchase" or last[u.user_id] is u or n % 5 == 0
         out.append(u if keep else UserUpdate(u.user_id, u.version, u.event, u.read_at, u.history))
     return out
 

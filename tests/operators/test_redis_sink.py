@@ -16,6 +16,7 @@ from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry, Histogram
 
 from operators.keys import (
+    churn_key,
     recs_key,
     segment_key,
     segments_key,
@@ -58,9 +59,10 @@ def test_profile_hash_layout_is_json_with_event_time(
     raw = r.hgetall(user_key(PREFIX, "u1"))
     assert raw == {
         b"version": b"4",
-        b"updated_at": b"1700000004.0",
+        b"updated_at": b"1700002400.0",
         b"segment": b'"cluster:1"',
         b"segment_name": b'"name of cluster:1"',
+        b"rfm_segment": b'""',
         b"rule_segments": b'["big_spender","window_shopper"]',
         b"features": b'{"views":4.0}',
         b"device": b'"mobile"',
@@ -103,6 +105,25 @@ def test_user_moves_between_cluster_and_rule_segments(
         "rule_segments": ["b", "c"],
         "changed": ["profile", "segment", "rule_segments"],
     }
+
+
+def test_rfm_tiers_are_segments_too_and_moves_are_counted_per_hour(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    moves = sample("tailor_segment_moves_total")
+    sink.write_batch([output("u1", 1, rfm="new_customers"), output("u2", 1, segment="")])
+    assert members(r, "rfm:new_customers") == {"u1"}
+    assert members(r, "cluster:1") == {"u1"}  # u2 is in the warm-up: no cluster yet
+    sink.write_batch([output("u1", 2, segment="cluster:2", rfm="champions")])
+    sink.write_batch([output("u2", 2, segment="cluster:1")])  # first cluster: not a move
+    sink.write_batch([output("u1", 7, segment="cluster:1", rfm="champions")])  # next hour
+    assert members(r, "rfm:new_customers") == set()
+    assert members(r, "rfm:champions") == {"u1"}
+    assert notices(r)[2]["changed"] == ["profile", "segment", "rfm_segment"]
+    hour = (1_700_000_000 + 600 * 7) // 3600
+    churn = {k.decode(): int(v) for k, v in r.hgetall(churn_key(PREFIX)).items()}
+    assert churn == {"hour": hour, "moves": 1, "previous_hour": hour - 1, "previous_moves": 1}
+    assert sample("tailor_segment_moves_total") - moves == 2
 
 
 def test_changed_lists_only_what_differs_and_dropped_profile_fields_go(
