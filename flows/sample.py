@@ -69,7 +69,43 @@ def _session(
                 yield {**base, "type": "purchase", "ts": ts, **view, "quantity": 1}
 
 
-def generate(users: int = 1500, seed: int = 7) -> Iterator[dict[str, Any]]:
+#: Distinct kinds of shopper for `generate(archetypes=True)`: (device, engagement, buyer,
+#: mean sessions). With them the sample has a known segment structure (tests of segments).
+ARCHETYPES: tuple[tuple[str, float, float, float], ...] = (
+    ("mobile", 0.0, 0.0, 1.0),  # bouncing mobile visitor
+    ("desktop", 1.0, 0.05, 6.0),  # researching desktop browser
+    ("mobile", 0.5, 1.0, 8.0),  # loyal buyer
+    ("tablet", 0.2, 0.3, 2.0),  # casual tablet shopper
+)
+
+
+def _user(rng: random.Random, n: int, archetypes: bool) -> dict[str, Any]:
+    """A shopper: random traits, or (with `archetypes`) one of `ARCHETYPES`, label included."""
+    if archetypes:
+        label = rng.randrange(len(ARCHETYPES))
+        device, engagement, buyer, sessions = ARCHETYPES[label]
+        favourites = rng.sample(CATEGORIES, k=rng.choice((1, 2)))
+        traits = {"archetype": label, "engagement": engagement, "buyer": buyer}
+        return {
+            "id": f"user-{n:05d}",
+            "device": device,
+            "favourites": favourites,
+            "sessions": sessions,
+            **traits,
+        }
+    return {  # the draw order of the original sample: the same seed, the same bytes
+        "id": f"user-{n:05d}",
+        "device": _pick_device(rng),
+        "favourites": rng.sample(CATEGORIES, k=rng.choice((1, 2))),
+        "engagement": rng.random(),
+        "buyer": rng.random() ** 2,
+        "sessions": 3.0,
+    }
+
+
+def generate(
+    users: int = 1500, seed: int = 7, archetypes: bool = False
+) -> Iterator[dict[str, Any]]:
     """Canonical event dicts in event-time order, with stable event ids."""
     rng = random.Random(seed)
     catalogue = _catalogue(rng)
@@ -78,14 +114,9 @@ def generate(users: int = 1500, seed: int = 7) -> Iterator[dict[str, Any]]:
         by_category[item[1]].append(item)
     events: list[dict[str, Any]] = []
     for n in range(users):
-        user = {
-            "id": f"user-{n:05d}",
-            "device": _pick_device(rng),
-            "favourites": rng.sample(CATEGORIES, k=rng.choice((1, 2))),
-            "engagement": rng.random(),
-            "buyer": rng.random() ** 2,
-        }
-        for _ in range(1 + int(rng.expovariate(1 / 3))):
+        user = _user(rng, n, archetypes)
+        sessions = 1 + int(rng.expovariate(1 / user["sessions"])) if user["sessions"] > 1 else 1
+        for _ in range(sessions):
             start = START_TS + rng.uniform(0, DAYS * 86400)
             events.extend(_session(rng, user, start, by_category))
     events.sort(key=lambda e: (e["ts"], e["user_id"]))
@@ -94,12 +125,12 @@ def generate(users: int = 1500, seed: int = 7) -> Iterator[dict[str, Any]]:
         yield {"event_id": f"sample-{number:07d}", **event}
 
 
-def write_jsonl(path: Path, users: int = 1500, seed: int = 7) -> int:
+def write_jsonl(path: Path, users: int = 1500, seed: int = 7, archetypes: bool = False) -> int:
     """Write the sample as JSONL (what `tailor produce` reads); returns the event count."""
     path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
     with path.open("wb") as handle:
-        for event in generate(users, seed):
+        for event in generate(users, seed, archetypes):
             handle.write(orjson.dumps(event) + b"\n")
             count += 1
     return count

@@ -106,6 +106,12 @@ class SegmentRegistry:
             segment = self._nearest(raw_centres[raw_id], exclude=())
         return segment
 
+    def nearest(self, point: Vector) -> int | None:
+        """The segment whose anchor is nearest to `point` (ties: lowest number)."""
+        if not self.ready or not self.anchors:
+            return None
+        return self._nearest(point, exclude=())
+
     def _segment(
         self, raw_id: int, point: Vector, raw_centres: Mapping[int, Vector], token: object
     ) -> int:

@@ -131,6 +131,10 @@ class Segmenter:
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
         self.registry = SegmentRegistry(warmup, seed=seed)
+        #: "anchor": a user belongs to the segment with the nearest anchor (the published
+        #: centroids: what a consumer reads is what assigns); "raw": the clusterer's own pick.
+        #: Anchors are smoothed, so assignments do not jump with each learned point.
+        self.assign = "anchor"
         #: The last learned point in scaled space (`_dims` order), for quality measures.
         self.last_point: list[float] = []
         self.namer = SegmentNamer(rename_distance)
@@ -204,12 +208,17 @@ class Segmenter:
                 self._rename(s)
         elif segment is not None:
             self._rename(segment)
+        if segment is not None and self.assign == "anchor":
+            return self.registry.nearest(point)
         return segment
 
     def segment(self, features: Mapping[str, float], device: str | None) -> int | None:
         """A user's stable segment without learning; None during the warm-up."""
         if not self.registry.ready:
             return None
+        if self.assign == "anchor":
+            x = self._vector(self._numeric(features), self._device(device))
+            return self.registry.nearest([x[k] for k in self._dims()])
         raw = self.predict(features, device)
         token = getattr(self._model, "centers", None)
         return self.registry.lookup(raw, self._raw_centres(), token)

@@ -12,10 +12,11 @@ from bytewax.testing import TestingSink, TestingSource, run_main
 from operators.models import ModelParams, ModelsLogic, models
 from operators.records import SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
+from state.clusterers import CLUSTERER_DEFAULTS
 from state.cooccurrence import CoOccurrence
 from state.event import Event
-from state.rules import RuleError
 from state.rfm_tiers import TIERS
+from state.rules import RuleError
 from state.segmenter import DEFAULT_FEATURES
 
 Out = UserOutput | SegmentInfo | SegmentModel
@@ -211,7 +212,8 @@ def test_no_segment_during_warmup_then_a_model_record_at_fixed_counts() -> None:
     assert [m.version for m in models_out] == [5, 8, 10, 15, 20]
     record = models_out[-1].record
     assert record["ready"] and record["version"] == 20 and record["clusterer"] == "KMeans"
-    assert record["params"]["halflife"] == 0.5 and record["features"] == list(DEFAULT_FEATURES)
+    assert record["params"] == CLUSTERER_DEFAULTS["KMeans"]
+    assert record["features"] == list(DEFAULT_FEATURES)
     assert set(record["segments"]) == {o.segment for o in outs if isinstance(o, SegmentInfo)}
     for seg in record["segments"].values():
         assert seg["name"] and set(seg["zscores"]) == set(DEFAULT_FEATURES)
