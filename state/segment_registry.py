@@ -13,9 +13,10 @@ with a different number of workers (whose arrival order differs a little). So:
 * a raw cluster id maps to a segment through a cache; the cache is rebuilt by nearest-anchor
   matching (greedy, one to one) whenever the clusterer rebuilt its centres;
 * for the first `warmup` learned points there is no segment at all (the model is still
-  finding its feet); at the end of the warm-up the segments are numbered by the position of
-  their anchors along a seeded direction, so two runs that found the same structure in a
-  different order give the same numbers. Later segments get the next free numbers.
+  finding its feet); when the warm-up ends, the clusterer's centres become the first anchors
+  and are numbered by their position along a seeded direction, so two runs that found the
+  same structure in a different order give the same numbers. Later segments get the next
+  free numbers.
 
 >>> reg = SegmentRegistry(warmup=2, seed=1)
 >>> reg.learn(raw_id=7, point=[0.0, 0.0], raw_centres={7: [0.0, 0.0]}, token=1) is None
@@ -87,13 +88,27 @@ class SegmentRegistry:
         clusterer rebuilt them); `raw_centres` are those centres in the same space as `point`.
         Returns the segment, or None during the warm-up.
         """
+        self.learned += 1
+        if self.learned < self.warmup:
+            return None
+        if self.learned == self.warmup:
+            self._start(raw_centres, token)
         segment = self._segment(raw_id, point, raw_centres, token)
         self._move(segment, point)
-        self.learned += 1
-        if self.learned == self.warmup:
-            self._number_canonically()
-            return self._cache.get(raw_id)
-        return segment if self.ready else None
+        return segment
+
+    def _start(self, raw_centres: Mapping[int, Vector], token: object) -> None:
+        """Segments from the clusterer's centres as the warm-up ends, numbered canonically.
+
+        Each anchor starts with the weight of `1 / (4 * smoothing)` points, so the first few
+        members nudge it rather than replace it.
+        """
+        prior = max(1, round(1 / (4 * self.smoothing)))
+        self.anchors = {int(raw): list(centre) for raw, centre in sorted(raw_centres.items())}
+        self.members = dict.fromkeys(self.anchors, prior)
+        self._cache = {raw: raw for raw in self.anchors}
+        self._token = token
+        self._number_canonically()
 
     def lookup(self, raw_id: int, raw_centres: Mapping[int, Vector], token: object) -> int | None:
         """The segment of a raw id without learning; None during the warm-up."""

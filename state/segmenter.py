@@ -9,7 +9,7 @@ River's cluster ids are not stable (see `state.segment_registry`), so users get 
 stable numbers over the clusterer's raw ids, each with a readable, unique name
 (`state.segment_names`) computed from how the segment differs from the population.
 
->>> seg = Segmenter(features=("spend_30d",), params={"n_clusters": 2}, warmup=20)
+>>> seg = Segmenter(features=("spend_30d",), params={"n_clusters": 2, "warmup": 20}, warmup=20)
 >>> users = [({"spend_30d": 500.0 + i}, "mobile") if i % 2 else ({"spend_30d": i % 5}, "desktop")
 ...          for i in range(40)]
 >>> segments = [seg.learn_segment(features, device) for features, device in users]
@@ -125,11 +125,14 @@ class Segmenter:
             raise ValueError(f"unknown transform for {bad}: choose one of {sorted(TRANSFORMS)}")
         self._forward = [(f, TRANSFORMS[self.transforms[f]][0]) for f in self.features]
         self._device_keys = {d: f"device={d}" for d in (*self.devices, OTHER_DEVICE)}
-        self._model = build_clusterer(clusterer, self.params, seed)
+        self._model = build_clusterer(clusterer, self._with_warmup(warmup), seed)
         self._probe()
         self._scaler = preprocessing.StandardScaler()
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
+        # Segments start once the clusterer has warmed up too (WarmKMeans seeds its centres
+        # with k-means++ after its own warm-up): numbering earlier centres would be noise.
+        warmup = max(warmup, int(getattr(self._model, "warmup", 0) or 0))
         self.registry = SegmentRegistry(warmup, seed=seed)
         #: "anchor": a user belongs to the segment with the nearest anchor (the published
         #: centroids: what a consumer reads is what assigns); "raw": the clusterer's own pick.
@@ -138,6 +141,15 @@ class Segmenter:
         #: The last learned point in scaled space (`_dims` order), for quality measures.
         self.last_point: list[float] = []
         self.namer = SegmentNamer(rename_distance)
+
+    def _with_warmup(self, warmup: int) -> dict[str, Any]:
+        """The params, with our warm-up for a clusterer that has one, unless set explicitly:
+        one knob (`segments.warmup`) for when the clusterer settles and segments begin."""
+        defaults = CLUSTERER_DEFAULTS.get(self.clusterer, {})
+        if "warmup" not in defaults:
+            return dict(self.params)
+        k = int(self.params.get("n_clusters", defaults.get("n_clusters", 1)))
+        return {"warmup": warmup if warmup >= k else 0, **self.params}  # too few: no warm start
 
     def _probe(self) -> None:
         """Fail at start-up, not on the first event, when params make the model unusable."""
@@ -290,7 +302,10 @@ class Segmenter:
 
     def model_params(self) -> dict[str, Any]:
         """The clusterer's settings as used: its defaults with the configured params over them."""
-        return {**CLUSTERER_DEFAULTS.get(self.clusterer, {}), **self.params}
+        return {
+            **CLUSTERER_DEFAULTS.get(self.clusterer, {}),
+            **self._with_warmup(self.registry.warmup),
+        }
 
     @property
     def n_learned(self) -> int:

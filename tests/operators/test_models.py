@@ -212,7 +212,7 @@ def test_no_segment_during_warmup_then_a_model_record_at_fixed_counts() -> None:
     assert [m.version for m in models_out] == [5, 8, 10, 15, 20]
     record = models_out[-1].record
     assert record["ready"] and record["version"] == 20 and record["clusterer"] == "KMeans"
-    assert record["params"] == CLUSTERER_DEFAULTS["KMeans"]
+    assert record["params"] == {**CLUSTERER_DEFAULTS["KMeans"], "warmup": 8}
     assert record["features"] == list(DEFAULT_FEATURES)
     assert set(record["segments"]) == {o.segment for o in outs if isinstance(o, SegmentInfo)}
     for seg in record["segments"].values():

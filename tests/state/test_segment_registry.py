@@ -51,15 +51,17 @@ def test_numbering_does_not_depend_on_which_cluster_came_first() -> None:
     assert sorted(truth_a.values()) == [0, 1, 2]
 
 
-def test_warmup_gives_none_and_anchors_are_member_means() -> None:
-    reg = SegmentRegistry(warmup=3, smoothing=0.01)
+def test_warmup_gives_none_then_anchors_start_at_the_centres_and_follow_members() -> None:
+    reg = SegmentRegistry(warmup=2, smoothing=0.25)  # an anchor starts as 1 point's worth
     centres = {0: [0.0], 1: [9.0]}
     assert reg.learn(0, [1.0], centres, token=1) is None
-    assert reg.learn(0, [3.0], centres, token=1) is None
-    assert reg.learn(1, [9.0], centres, token=1) is not None
-    assert reg.ready
-    s0 = reg.lookup(0, centres, token=1)
-    assert s0 is not None and reg.anchors[s0] == [2.0]  # mean of 1 and 3
+    first = reg.learn(0, [2.0], centres, token=1)
+    assert reg.ready and first is not None
+    assert reg.learn(0, [4.0], centres, token=1) == first
+    assert reg.anchors[first] == [2.0]  # the mean of the centre (0), 2 and 4
+    other = reg.lookup(1, centres, token=1)
+    assert other is not None and other != first and reg.anchors[other] == [9.0]
+    assert reg.nearest([8.0]) == other
 
 
 def test_pickle_keeps_the_mapping() -> None:
