@@ -112,6 +112,7 @@ def _model_params(config: Config) -> ModelParams:
         clusterer=segments["clusterer"],
         clusterer_params=dict(segments["params"]),
         features=tuple(segments["features"]) or feature_names(config),
+        profile_features=feature_names(config),
         transforms=dict(segments["features"]) or None,
         devices=tuple(segments["devices"]),
         rules=dict(segments["rules"]),

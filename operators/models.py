@@ -97,7 +97,8 @@ class ModelParams:
     k: int = 10
     clusterer: str = "KMeans"
     clusterer_params: Mapping[str, Any] | None = None
-    features: tuple[str, ...] = DEFAULT_FEATURES
+    features: tuple[str, ...] = DEFAULT_FEATURES  # what the clusterer sees
+    profile_features: tuple[str, ...] = DEFAULT_FEATURES  # every profile feature (rules)
     devices: tuple[str, ...] = ("desktop", "mobile", "tablet")
     rules: Mapping[str, str] = field(default_factory=dict)
     cooc_max_neighbors: int = 100
@@ -123,7 +124,7 @@ class ModelParams:
 
     def rule_names(self) -> tuple[str, ...]:
         """Every name a rule may refer to."""
-        return (*self.features, *RULE_CONTEXT_NAMES)
+        return (*dict.fromkeys((*self.profile_features, *self.features)), *RULE_CONTEXT_NAMES)
 
 
 @dataclass
