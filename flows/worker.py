@@ -125,6 +125,7 @@ def _model_params(config: Config) -> ModelParams:
         warmup=segments["warmup"],
         rename_distance=segments["rename_distance"],
         publish_every=segments["publish_every"],
+        reorder_s=segments["reorder_s"],
     )
 
 

@@ -15,7 +15,9 @@ computed at the position of their last FULL update in the batch, from the models
 they stood after that event; a light update after it means a later full one is on its way
 (the user-state step makes the last update of each of its batches full), so a user's last
 update overall is full and what a user is left with depends only on the event order.
-Everything else is seeded or counting-only and all rankings break ties by id.
+Everything else is seeded or counting-only and all rankings break ties by id. The segment
+half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`; it learns
+in event-time order through a reorder buffer (`segments.reorder_s`).
 """
 
 from __future__ import annotations
@@ -44,21 +46,14 @@ from operators.records import (
     UserUpdate,
 )
 from state.cooccurrence import CoOccurrence
-from state.event import PURCHASE
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
-from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
+from state.segment_quality import StreamingSilhouette
+from state.segmentation import ModelRecord, NameChange, Published, Segmentation
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 from state.trending import Trending
 
-__all__ = [
-    "RULE_CONTEXT_NAMES",
-    "ModelParams",
-    "ModelsLogic",
-    "ModelsState",
-    "cluster_segment",
-    "models",
-]
+__all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
 
 #: Names rules may use besides the numeric features.
 RULE_CONTEXT_NAMES: tuple[str, ...] = (
@@ -74,20 +69,6 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
 SCORE_DIGITS = 6
 
 ModelsOut = UserOutput | SegmentInfo | SegmentModel | Erasure
-
-
-class _NotLearned:
-    """Marks an update the clusterer did not learn from (its segment is looked up later)."""
-
-
-NOT_LEARNED = _NotLearned()
-#: What `_learn` found: the segment (None in the warm-up), or NOT_LEARNED.
-Learned = int | None | _NotLearned
-
-
-def cluster_segment(number: int) -> str:
-    """The segment id of a cluster segment number (memberships, profiles, rules)."""
-    return f"cluster:{number}"
 
 
 @dataclass(frozen=True)
@@ -113,6 +94,7 @@ class ModelParams:
     publish_every: int = 1000
     drift_every: int = 250
     rfm_sample_size: int = 4096
+    reorder_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -131,15 +113,9 @@ class ModelParams:
 class ModelsState:
     """Everything the step learns; pickled whole by Bytewax snapshots."""
 
-    segmenter: Segmenter
+    segments: Segmentation
     cooc: CoOccurrence
     trending: Trending
-    rfm: RFMTiers
-    silhouette: StreamingSilhouette
-    drift: CentreDrift
-    segment_names: dict[str, str] = field(default_factory=dict)
-    info_version: int = 0
-    last_drift: DriftReading | None = None
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
@@ -153,13 +129,19 @@ class ModelsState:
             warmup=params.warmup,
             rename_distance=params.rename_distance,
         )
-        return cls(
-            segmenter=segmenter,
-            cooc=CoOccurrence(params.cooc_max_neighbors, params.cooc_window),
-            trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
+        segments = Segmentation(
+            segmenter,
             rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=params.seed),
             silhouette=StreamingSilhouette(seed=params.seed),
-            drift=CentreDrift(),
+            learn_every=params.learn_every,
+            publish_every=params.publish_every,
+            drift_every=params.drift_every,
+            reorder_s=params.reorder_s,
+        )
+        return cls(
+            segments=segments,
+            cooc=CoOccurrence(params.cooc_max_neighbors, params.cooc_window),
+            trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
         )
 
 
@@ -183,6 +165,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
+        self._drift_events_reported = self.state.segments.drift.events  # counted before
 
     def on_batch(self, values: list[UserUpdate | Erasure]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
@@ -194,7 +177,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
                 continue
-            learned = self._learn(u, out)
+            self._learn(u, out)
             updates = waiting.get(u.user_id)
             if updates is None:
                 updates = waiting[u.user_id] = []
@@ -202,7 +185,13 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             if last_full.get(u.user_id) is u:
                 del waiting[u.user_id]
                 if erased_at.get(u.user_id, -1) < index:  # not erased later in this batch
-                    out.append(self._user_output(updates, learned))
+                    out.append(self._user_output(updates))
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
+        """A bounded input ended: learn what the reorder buffer still holds, and publish."""
+        out: list[ModelsOut] = []
+        self._publish(self.state.segments.flush(), out)
         return out, StatefulBatchLogic.RETAIN
 
     def _erase(self, erasure: Erasure) -> Erasure:
@@ -214,15 +203,14 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         """
         self._waiting.pop(erasure.user_id, None)
         self.state.cooc.unlearn_history(erasure.history)
-        self.state.rfm.forget(erasure.user_id)
+        self.state.segments.forget(erasure.user_id)
         return erasure
 
-    def _learn(self, u: UserUpdate, out: list[ModelsOut]) -> Learned:
-        """Learn from one event; the user's segment when the clusterer learned from it.
+    def _learn(self, u: UserUpdate, out: list[ModelsOut]) -> None:
+        """Learn from one event: recommenders always, segments at their learn points.
 
-        Appends a `SegmentInfo` for each segment whose readable name changed, and the model
-        record every `publish_every` learned users: both at positions fixed by the data, so
-        independent of batching.
+        Appends a `SegmentInfo` for each segment whose readable name changed and the model
+        record when due: at positions fixed by the data, so independent of batching.
         """
         state, item = self.state, u.event.item_id
         if item is not None:
@@ -230,106 +218,30 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             previous = history[:-1] if history and history[-1] == item else history
             state.cooc.learn_one(previous, item)
             state.trending.learn_one(item, u.event.ts)
-        learn_point = (u.version - 1) % self.params.learn_every == 0
-        if learn_point or u.event.type == PURCHASE:
-            features = _features(u)
-            state.rfm.learn_one(
-                u.user_id,
-                features.get("recency_days", 0.0),
-                features.get("purchases_total", 0.0),
-                features.get("spend_total", 0.0),
-                now=u.event.ts,
-            )
-        if not learn_point:
-            return NOT_LEARNED
-        segmenter = state.segmenter
-        segment = segmenter.learn_segment(features, u.device)
-        self._publish_renamed(u.event.ts, out)
-        drifted = self._watch_quality(segment)
-        learned = segmenter.registry.learned
-        if learned % self.params.publish_every == 0 or learned == self.params.warmup or drifted:
-            out.append(self._model_record(u.event.ts))
-        return segment
+        published = state.segments.observe(
+            u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device
+        )
+        if published:
+            self._publish(published, out)
 
-    def _watch_quality(self, segment: int | None) -> bool:
-        """Silhouette sample and drift check at learn points; True when the structure moved."""
-        state = self.state
-        if segment is None:
-            return False
-        state.silhouette.update(state.segmenter.last_point, segment)
-        if state.silhouette.value is not None:
-            SEGMENT_SILHOUETTE.set(state.silhouette.value)
-        if state.segmenter.registry.learned % self.params.drift_every:
-            return False
-        reading = state.drift.check(state.segmenter.registry.anchors)
-        state.last_drift = reading
-        SEGMENT_DRIFT.set(reading.distance)
-        if reading.drifted:
-            SEGMENT_DRIFT_EVENTS.inc()
-        SEGMENTS_LEARNED.set(state.segmenter.registry.learned)
-        return reading.drifted
+    def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
+        """Segment news as records for the sink, and the quality gauges."""
+        for p in published:
+            if isinstance(p, NameChange):
+                out.append(SegmentInfo(p.segment, p.name, p.centroid, p.version, p.changed_at))
+            elif isinstance(p, ModelRecord):
+                out.append(SegmentModel(p.version, p.record))
+        segments = self.state.segments
+        if segments.silhouette.value is not None:
+            SEGMENT_SILHOUETTE.set(segments.silhouette.value)
+        if segments.last_drift is not None:
+            SEGMENT_DRIFT.set(segments.last_drift.distance)
+        if segments.drift.events > self._drift_events_reported:
+            SEGMENT_DRIFT_EVENTS.inc(segments.drift.events - self._drift_events_reported)
+            self._drift_events_reported = segments.drift.events
+        SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
 
-    def _publish_renamed(self, ts: float, out: list[ModelsOut]) -> None:
-        segmenter, published = self.state.segmenter, self.state.segment_names
-        for number, name in segmenter.names.items():
-            segment = cluster_segment(number)
-            if published.get(segment) != name:
-                published[segment] = name
-                self.state.info_version += 1
-                centroid = segmenter.centroid(number)
-                out.append(SegmentInfo(segment, name, centroid, self.state.info_version, ts))
-
-    def _model_record(self, ts: float) -> SegmentModel:
-        """What the segments mean, for consumers: settings, anchors, names, learned counts."""
-        segmenter = self.state.segmenter
-        registry = segmenter.registry
-        segments = {
-            cluster_segment(n): {
-                "name": segmenter.names.get(n, ""),
-                "centroid": segmenter.centroid(n),
-                "zscores": segmenter.zscores(n),
-                "learned": registry.members[n],
-            }
-            for n in (sorted(registry.anchors) if registry.ready else ())
-        }  # numbers in the warm-up are provisional: not worth publishing
-        record = {
-            "version": registry.learned,
-            "updated_at": ts,
-            "clusterer": segmenter.clusterer,
-            "params": segmenter.model_params(),
-            "features": list(segmenter.features),
-            "transforms": dict(segmenter.transforms),
-            "devices": list(segmenter.devices),
-            "warmup": registry.warmup,
-            "ready": registry.ready,
-            "segments": segments,
-            "quality": self._quality(),
-            "rfm": self._rfm_record(),
-        }
-        return SegmentModel(registry.learned, record)
-
-    def _quality(self) -> dict[str, Any]:
-        drift = self.state.last_drift
-        return {
-            "silhouette": _rounded(self.state.silhouette.value),
-            "silhouette_sample": self.state.silhouette.n_points,
-            "drift": _rounded(drift.distance if drift else 0.0),
-            "drift_events": self.state.drift.events,
-            "appeared": drift.appeared if drift else 0,
-            "vanished": drift.vanished if drift else 0,
-        }
-
-    def _rfm_record(self) -> dict[str, Any]:
-        """Cut points (recency days, purchases, spend), so consumers can score users alike."""
-        rfm = self.state.rfm
-        cuts = rfm.cut_points()
-        names = ("recency_days", "frequency", "monetary")
-        return {
-            "customers": rfm.n_customers,
-            "cut_points": dict(zip(names, cuts, strict=True)) if cuts else None,
-        }
-
-    def _user_output(self, updates: list[UserUpdate], learned: Learned) -> UserOutput:
+    def _user_output(self, updates: list[UserUpdate]) -> UserOutput:
         """The user's output from the models as they stand right after their last update.
 
         `updates` are the user's updates this output reflects (for latency), the last one full.
@@ -337,16 +249,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         """
         last = updates[-1]
         features = _features(last)
-        segmenter = self.state.segmenter
-        if isinstance(learned, _NotLearned):
-            learned = segmenter.segment(features, last.device)
-        segment = "" if learned is None else cluster_segment(learned)
-        name = self.state.segment_names.get(segment, "")
-        rfm = self.state.rfm.tier(
-            features.get("recency_days", 0.0),
-            features.get("purchases_total", 0.0),
-            features.get("spend_total", 0.0),
-        )
+        segment, name, rfm = self.state.segments.assign(features, last.device)
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
@@ -386,10 +289,6 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         not; deep-copying a catalogue's co-occurrence dicts there cost a third of the run.
         """
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _rounded(value: float | None) -> float | None:
-    return None if value is None else round(value, SCORE_DIGITS) + 0.0
 
 
 def _features(u: UserUpdate) -> dict[str, float]:

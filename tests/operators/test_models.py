@@ -254,6 +254,15 @@ def test_rfm_tiers_from_every_purchase_and_rules_can_use_them() -> None:
     assert set(quality) >= {"silhouette", "drift", "drift_events", "silhouette_sample"}
 
 
+def test_a_bounded_input_learns_what_the_reorder_buffer_holds_at_its_end() -> None:
+    params = ModelParams(warmup=8, publish_every=5, k=3, reorder_s=1e9)  # nothing passes
+    outs = run(shopping(20), params, batch_size=6)
+    assert all(o.segment == "" for o in user_outputs(outs))  # no learn point applied yet
+    models_out = [o for o in outs if isinstance(o, SegmentModel)]
+    assert [m.version for m in models_out] == [5, 8, 10, 15, 20]  # all at the end of input
+    assert outs.index(models_out[0]) > max(outs.index(o) for o in user_outputs(outs))
+
+
 def test_rule_segments() -> None:
     rules = {
         "buyer": "spend_30d > 0",
