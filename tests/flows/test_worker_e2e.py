@@ -109,6 +109,7 @@ def assert_memberships_match_profiles(r: redis.Redis, users: set[str]) -> None:
     for user in users:
         stored = profile(r, user)
         expected = {stored["segment"]} - {""}  # "": no cluster yet (the segmenter's warm-up)
+        expected |= {f"rfm:{stored['rfm_segment']}"} - {"rfm:"}  # "": never bought
         expected |= {f"rule:{name}" for name in stored["rule_segments"]}
         actual = {segment for segment, who in members.items() if user in who}
         assert actual == expected, user
