@@ -16,6 +16,7 @@ import redis
 
 from flows.lookup import text
 from operators.keys import churn_key, model_key, segment_key, segments_key
+from state.rfm_tiers import TIER_LABELS
 
 __all__ = ["SegmentRow", "read_model", "read_rows", "render_table"]
 
@@ -78,11 +79,17 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
             )
         )
     rows += [
-        SegmentRow(segment, segment.split(":", 1)[1], size, "", "")
+        SegmentRow(segment, _label(segment), size, "", "")
         for segment, size in sorted(sizes.items())
         if segment not in clusters and segment not in infos
     ]
     return rows
+
+
+def _label(segment: str) -> str:
+    """RFM tiers read as the marketing names ("Can't lose them"); rules by their name."""
+    kind, _, name = segment.partition(":")
+    return TIER_LABELS.get(name, name) if kind == "rfm" else name
 
 
 def _order(segment: str) -> tuple[str, int, str]:
