@@ -31,7 +31,9 @@ Key                              Type     Contents
                                           of the whole segment model (clusterer and params,
                                           features and transforms, per segment name,
                                           centroid, z-scores; quality and RFM cut points),
-                                          replaced every ``segments.publish_every`` users.
+                                          replaced every ``segments.publish_every`` users;
+                                          ``size:{segment_id}``: members of every segment,
+                                          kept current by each write.
 ``{p}:segments:churn``           hash     Users whose stored cluster segment changed, per
                                           event-time hour: ``hour`` (epoch hours), ``moves``,
                                           ``previous_hour``, ``previous_moves``.

@@ -153,8 +153,10 @@ redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', ARGV[6], '*', 'notice', 
 
 local sizes = {}
 for _, id in ipairs(touched) do
+  local size = redis.call('SCARD', prefix .. ':segment:' .. id)
   sizes[#sizes + 1] = id
-  sizes[#sizes + 1] = redis.call('SCARD', prefix .. ':segment:' .. id)
+  sizes[#sizes + 1] = size
+  redis.call('HSET', prefix .. ':segments:model', 'size:' .. id, size)
 end
 
 -- Churn: a user whose stored cluster segment changed, counted per event-time hour.

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from operators.keys import (
     churn_key,
+    model_key,
     recs_key,
     segment_key,
     segments_key,
@@ -46,7 +47,7 @@ def test_batch_is_coalesced_to_one_write_and_one_notice_per_user(
     sink.write_batch([output("u1", 1), output("u1", 3), output("u1", 2), output("u2", 1)])
     stats = r.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 2  # one script call per user
-    assert stats["cmdstat_hset"]["calls"] == 2
+    assert stats["cmdstat_hset"]["calls"] == 2 + 2  # a profile per user, size:cluster:1 after each
     assert profile(r, "u1")["version"] == 3
     assert profile(r, "u1")["features"] == {"views": 3.0}
     assert [(n["user_id"], n["version"]) for n in notices(r)] == [("u1", 3), ("u2", 1)]
@@ -123,6 +124,13 @@ def test_rfm_tiers_are_segments_too_and_moves_are_counted_per_hour(
     hour = (1_700_000_000 + 600 * 7) // 3600
     churn = {k.decode(): int(v) for k, v in r.hgetall(churn_key(PREFIX)).items()}
     assert churn == {"hour": hour, "moves": 1, "previous_hour": hour - 1, "previous_moves": 1}
+    sizes = {k.decode(): int(v) for k, v in r.hgetall(model_key(PREFIX)).items()}
+    assert sizes == {
+        "size:cluster:1": 2,
+        "size:cluster:2": 0,
+        "size:rfm:new_customers": 0,
+        "size:rfm:champions": 1,
+    }
     assert sample("tailor_segment_moves_total") - moves == 2
 
 
