@@ -1,0 +1,1 @@
+"""Benchmarks and their synthetic data; run as modules: python -m benchmarks.segments."""

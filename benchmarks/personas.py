@@ -5,12 +5,15 @@ marketer would recognise. Values are raw profile values (seconds, counts, money,
 Segmenter takes the log itself), drawn with log-normal noise around each persona's typical
 value and kept internally consistent (views_1h <= views_24h <= views_7d, 30-day figures
 inside the lifetime ones, recency 365 for users who never bought, as `state.rfm` caps it).
-Personas overlap on purpose: researchers and bargain hunters browse alike, lapsed and loyal
-customers have similar lifetime spend, devices are mixed, so it is not a trivial problem.
+Personas overlap on purpose: researchers and bargain hunters browse alike, lapsed customers
+and bargain hunters have similar session counts and lifetime spend, bouncers and lapsed
+customers are both idle now, and every persona uses every device, so it is not trivial:
+batch k-means on the Segmenter's transform scores ARI ~0.97, not 1.
 
 With `drift_at`, behaviour changes from that point on: bouncers and researchers swap devices
-(the mobile site got good, desktop research moved to phones) and bargain hunters' baskets
-grow eightfold, so segments learned before the drift no longer fit.
+(bouncers now mostly on desktop, researchers on phones), bargain hunters buy more and eightfold
+bigger baskets, and a win-back campaign makes lapsed customers buy again, so segments learned
+before the drift no longer fit (a model frozen at the drift scores ARI ~0.84 on new users).
 
 >>> points = personas(1000, seed=1)
 >>> len(points), sorted({p.label for p in points}), points[0].device in DEVICES
@@ -161,14 +164,15 @@ NAMES: tuple[str, ...] = tuple(p.name for p in PERSONAS)
 
 
 def _drifted(persona: Persona) -> Persona:
-    """The same persona after the drift: bouncers go desktop, researchers go mobile, bargain
-    hunters buy eight times bigger baskets (only recent purchases show it)."""
+    """The same persona after the drift (see the module docstring)."""
     if persona.name == "bouncing mobile visitor":
         return replace(persona, devices=(0.75, 0.15, 0.10))
     if persona.name == "researching desktop browser":
         return replace(persona, devices=(0.15, 0.70, 0.15))
     if persona.name == "bargain hunter":
-        return replace(persona, basket_30d_factor=8.0)
+        return replace(persona, basket_30d_factor=8.0, purchases_30d=4.0)
+    if persona.name == "lapsed customer":
+        return replace(persona, recency_days=12.0, purchases_30d=1.5)
     return persona
 
 
@@ -241,10 +245,7 @@ def _purchases(rng: random.Random, p: Persona) -> dict[str, float]:
         }
     recency = min(CAP_DAYS, round(_scatter(rng, p.recency_days, s), 2))
     recent = _poisson(rng, p.purchases_30d) if p.purchases_30d else 0
-    if recency <= 30:
-        recent = max(1, recent)
-    else:
-        recent = 0
+    recent = max(1, recent) if recency <= 30 else 0  # the last purchase is one of them, or none
     older = _count(rng, p.older_purchases, s, least=0 if recent else 1)
     spend_30d = sum(_scatter(rng, p.basket * p.basket_30d_factor, s) for _ in range(recent))
     spend_older = sum(_scatter(rng, p.basket, s) for _ in range(older))

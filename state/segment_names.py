@@ -60,9 +60,7 @@ def feature_label(name: str, high: bool) -> str:
     return f"{'high' if high else 'low'} {name}"
 
 
-def describe(
-    z: Mapping[str, float], device: str | None, max_parts: int = MAX_NAME_PARTS
-) -> str:
+def describe(z: Mapping[str, float], device: str | None, max_parts: int = MAX_NAME_PARTS) -> str:
     """The `max_parts` strongest deviations in `z` (feature → std devs) in words, else "typical".
 
     Ties in strength break by feature name, so the same anchor always reads the same.
