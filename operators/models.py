@@ -89,7 +89,7 @@ class ModelParams:
     seed: int = 42
     learn_every: int = 10
     transforms: Mapping[str, str] | None = None
-    warmup: int = 100
+    warmup: int = 300
     rename_distance: float = 1.0
     publish_every: int = 1000
     drift_every: int = 250

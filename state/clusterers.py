@@ -41,19 +41,22 @@ __all__ = [
 #: from real data (online-retail, CDNOW, MovieLens) no k from 2 to 10 has a clearly better
 #: silhouette while batch k-means stays reproducible across seeds up to k=6 (ARI >= 0.98).
 CLUSTERER_DEFAULTS: dict[str, dict[str, Any]] = {
-    # ARI 0.970, 23 µs (p99 38; one 20 ms warm-up step). Sweet spot: halflife 0.02-0.2 (all
-    # 0.967); 0.05 re-segments drifted users within 100-200 events, 0.5 is noisy (0.959,
-    # streaming 0.85); restarts 10 (5: one seed in 12 stuck at 0.81); warmup 300-1000.
+    # ARI 0.970 (= batch), 24 µs (p99 42; the k-means++ step once, ~6 ms). Sweet spot:
+    # halflife 0.02-0.2 (all 0.967), 0.05 re-segments drifted users within 100-200 events, 0.5
+    # is noisy (0.959, streaming 0.85); restarts 10 (5: 1 seed in 12 stuck at 0.81); warmup
+    # >= 300: 30/30 short streams >= 0.96, while 100 and 200 leave 2 and 1 of 30 at ~0.75.
+    # Segmenter passes its own `warmup`, which wins over this one.
     "KMeans": {"n_clusters": 5, "halflife": 0.05, "sigma": 0.5, "warmup": 500, "restarts": 10},
     # ARI 0.875, 28 µs (p99 0.9 ms: a chunk every 100 events). River's algorithm: each chunk
     # restarts from the same random centres, so two personas merge whatever the setting: 0.873
     # at chunk 100-1000, halflife 0.3-0.5, sigma 0.3-0.5; sigma 1 -> 0.43-0.63. Never adapts.
     "STREAMKMeans": {"n_clusters": 5, "chunk_size": 100, "halflife": 0.5, "sigma": 0.5},
-    # ARI 0.932, 335 µs. Sweet spot is narrow: threshold 2.0; 1.75 -> 0.84, 2.25 -> 0.87,
+    # ARI 0.932, 290 µs. Sweet spot is narrow: threshold 2.0; 1.75 -> 0.84, 2.25 -> 0.87,
     # 2.5 -> 0.88, 3 -> 0.71; minimum_weight 3 drops noise micro-clusters (0.907 -> 0.912 at
-    # 20k, and cheaper); fading 0.05 -> 0.80. Renumbers ids on re-clustering (streaming 0.86).
+    # 20k, and cheaper); fading 0.05 -> 0.80. Renumbers ids on re-clustering (streaming 0.86,
+    # stable segments only 0.78).
     "DBSTREAM": {"clustering_threshold": 2.0, "minimum_weight": 3.0},
-    # ARI 0.868, 612 µs (p99 4.7 ms). The macro step is River's random-start k-means over the
+    # ARI 0.868, 632 µs (p99 4.8 ms). The macro step is River's random-start k-means over the
     # micro-clusters, so personas merge; ids renumber at every rebuild (streaming ARI 0.20).
     # micro_cluster_r_factor 8; River's 2 costs 3.2 ms/event for the same ARI.
     "CluStream": {
@@ -63,7 +66,7 @@ CLUSTERER_DEFAULTS: dict[str, dict[str, Any]] = {
         "time_window": 10000,
         "sigma": 0.5,
     },
-    # ARI 0.926 (0.84-0.97 by seed), 146 µs. Broken in river 0.26.1 (radius formula, river
+    # ARI 0.926 (0.84-0.97 by seed), 156 µs. Broken in river 0.26.1 (radius formula, river
     # #2004; clustering and ids, #2006/#1555; fixed after the release); kept selectable. Only
     # a narrow band works: epsilon 4 -> 0.92, 5 -> 0.91, 6+ -> one cluster, 0.5 -> 0.44,
     # 2 -> 0.16 at 7 ms/event; River's default is 0.02.

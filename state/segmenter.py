@@ -106,7 +106,7 @@ class Segmenter:
         devices: Sequence[str] = ("desktop", "mobile", "tablet"),
         seed: int = 42,
         transforms: Mapping[str, str] | None = None,
-        warmup: int = 100,
+        warmup: int = 300,
         rename_distance: float = 1.0,
     ) -> None:
         self.clusterer = clusterer

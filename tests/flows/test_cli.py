@@ -24,7 +24,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     demo = subprocess.run(
         [sys.executable, "-m", "flows.cli", "demo", "--users", "150"],
         cwd=tmp_path,
-        env=env_without_redis(),
+        env=env_without_redis(TAILOR_SEGMENTS_WARMUP="100"),  # 150 users: a shorter warm-up
         capture_output=True,
         text=True,
         timeout=300,

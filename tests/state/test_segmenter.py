@@ -184,7 +184,7 @@ def test_fixed_feature_set_and_odd_values() -> None:
 
 @pytest.mark.parametrize("name", ["DBSTREAM", "CluStream", "DenStream", "STREAMKMeans"])
 def test_every_supported_clusterer_builds_learns_and_pickles(name: str) -> None:
-    seg = Segmenter(name, seed=0)
+    seg = Segmenter(name, seed=0, warmup=100)
     data = blobs(150, 2)
     preds = [seg.learn_predict(f, d) for _, f, d in data]
     assert all(isinstance(p, int) for p in preds)
