@@ -14,7 +14,7 @@ from sklearn.metrics import adjusted_rand_score
 
 import benchmarks.personas
 from benchmarks.personas import NAMES, personas
-from benchmarks.segments import (
+from benchmarks.segment_scores import (
     RollingARI,
     adaptation,
     batch_ari,
