@@ -49,7 +49,7 @@ from state.cooccurrence import CoOccurrence
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
-from state.segmentation import ModelRecord, NameChange, Published, Segmentation
+from state.segmentation import Published, Segmentation
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 from state.trending import Trending
 
@@ -225,12 +225,8 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
             self._publish(published, out)
 
     def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
-        """Segment news as records for the sink, and the quality gauges."""
-        for p in published:
-            if isinstance(p, NameChange):
-                out.append(SegmentInfo(p.segment, p.name, p.centroid, p.version, p.changed_at))
-            elif isinstance(p, ModelRecord):
-                out.append(SegmentModel(p.version, p.record))
+        """Segment news goes to the sink as is; the quality gauges follow it."""
+        out.extend(published)
         segments = self.state.segments
         if segments.silhouette.value is not None:
             SEGMENT_SILHOUETTE.set(segments.silhouette.value)

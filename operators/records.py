@@ -15,6 +15,10 @@ from typing import Any
 
 from state.event import Event
 
+# The segment model's own records travel to the sink as they are.
+from state.segmentation import SegmentInfo as SegmentInfo
+from state.segmentation import SegmentModel as SegmentModel
+
 
 @dataclass(frozen=True, slots=True)
 class RawRecord:
@@ -109,28 +113,6 @@ class UserOutput:
     rfm_segment: str = ""  # RFM tier id ("champions", ...), "" for non-buyers / warm-up
     read_ats: tuple[float, ...] = field(default=())
     event_times: tuple[float, ...] = field(default=())
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """What a cluster segment means, published so consumers can read segment ids."""
-
-    segment: str
-    name: str
-    centroid: dict[str, float]
-    version: int
-    changed_at: float = 0.0  # event time of the learn point that (re)named it
-
-
-@dataclass(frozen=True, slots=True)
-class SegmentModel:
-    """The whole segment model as consumers see it (settings, segments, quality), JSON-ready.
-
-    `version` is the number of users learned when it was taken: later records replace it.
-    """
-
-    version: int
-    record: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

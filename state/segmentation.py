@@ -3,7 +3,7 @@
 `Segmentation` is the segment half of the global models (recommenders are the other): it
 learns from a user's profile at learn points (their 1st, 11th, 21st ... event, and every
 purchase for RFM), assigns users to segments cheaply (nearest anchor, RFM tier), and says
-what to publish: a `NameChange` when a segment's readable name changes, a `ModelRecord` of
+what to publish: a `SegmentInfo` when a segment's readable name changes, a `SegmentModel` of
 the whole model every `publish_every` learned users, at the end of the warm-up and on drift.
 
 Learn points are applied in **event-time order**, through a reorder buffer that holds them
@@ -33,7 +33,7 @@ from state.rfm_tiers import RFMTiers
 from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
-__all__ = ["ModelRecord", "NameChange", "Segmentation", "cluster_segment"]
+__all__ = ["Published", "SegmentInfo", "SegmentModel", "Segmentation", "cluster_segment"]
 
 DIGITS = 6
 
@@ -44,25 +44,29 @@ def cluster_segment(number: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class NameChange:
-    """A cluster segment got a (new) readable name."""
+class SegmentInfo:
+    """What a cluster segment means (published when its readable name changes), so
+    consumers can read segment ids."""
 
     segment: str
     name: str
     centroid: dict[str, float]
     version: int
-    changed_at: float
+    changed_at: float = 0.0  # event time of the learn point that (re)named it
 
 
 @dataclass(frozen=True, slots=True)
-class ModelRecord:
-    """The whole segment model, JSON-ready; `version` is the number of users learned."""
+class SegmentModel:
+    """The whole segment model as consumers see it (settings, segments, quality), JSON-ready.
+
+    `version` is the number of users learned when it was taken: later records replace it.
+    """
 
     version: int
     record: dict[str, Any]
 
 
-Published = NameChange | ModelRecord
+Published = SegmentInfo | SegmentModel
 
 
 @dataclass(order=True)
@@ -190,9 +194,9 @@ class Segmentation:
                 self.names[segment] = name
                 self.info_version += 1
                 centroid = segmenter.centroid(number)
-                out.append(NameChange(segment, name, centroid, self.info_version, ts))
+                out.append(SegmentInfo(segment, name, centroid, self.info_version, ts))
 
-    def model_record(self, ts: float) -> ModelRecord:
+    def model_record(self, ts: float) -> SegmentModel:
         """What the segments mean, for consumers: settings, anchors, names, quality, RFM."""
         segmenter = self.segmenter
         registry = segmenter.registry
@@ -219,7 +223,7 @@ class Segmentation:
             "quality": self.quality(),
             "rfm": self._rfm_record(),
         }
-        return ModelRecord(registry.learned, record)
+        return SegmentModel(registry.learned, record)
 
     def quality(self) -> dict[str, Any]:
         """Silhouette on the recent sample, and the last drift reading."""

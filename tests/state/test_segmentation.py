@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from state.segmentation import ModelRecord, NameChange, Segmentation
+from state.segmentation import Segmentation, SegmentInfo, SegmentModel
 from state.segmenter import Segmenter
 from state.user import FEATURE_NAMES
 
@@ -22,7 +22,7 @@ def points(n: int, seed: int = 0) -> list[Point]:
     return out
 
 
-def feed(seg: Segmentation, stream: list[Point]) -> list[NameChange | ModelRecord]:
+def feed(seg: Segmentation, stream: list[Point]) -> list[SegmentInfo | SegmentModel]:
     published = []
     for ts, user, features, device in stream:
         published += seg.observe(user, 1, ts, "page_view", features, device)
@@ -63,11 +63,11 @@ def test_learn_points_wait_for_the_watermark_then_publish_in_order() -> None:
     for ts, user, features, device in stream[:250]:
         early += seg.observe(user, 1, ts, "page_view", features, device)
     assert seg.segmenter.registry.learned == 150  # ts 0..149 are 100 s behind ts 249
-    assert [p.version for p in early if isinstance(p, ModelRecord)] == [100]  # warm-up end
+    assert [p.version for p in early if isinstance(p, SegmentModel)] == [100]  # warm-up end
     assert seg.assign(stream[0][2], stream[0][3])[0].startswith("cluster:")
     rest = feed(seg, stream[250:])
     assert seg.segmenter.registry.learned == 400 and not seg.pending
-    names = [p for p in early + rest if isinstance(p, NameChange)]
+    names = [p for p in early + rest if isinstance(p, SegmentInfo)]
     assert [p.version for p in names] == list(range(1, len(names) + 1))
 
 

@@ -1,0 +1,173 @@
+"""The sink's Lua scripts: each is the unit of consistency for one kind of write.
+
+A user's profile, recommendations, segment memberships, notice, churn count and the sizes of
+the segments they moved between are written by ONE `USER_SCRIPT` call, so a reader never sees
+them from different versions and a replayed older write is a no-op. `SEGMENT_SCRIPT` and
+`MODEL_SCRIPT` apply the same version guard to a segment's description and to the published
+segment model. (The erasure script lives with erasure, in `operators.erasure`.)
+"""
+
+from __future__ import annotations
+
+__all__ = ["MODEL_SCRIPT", "RESERVED_FIELDS", "SEGMENT_SCRIPT", "USER_SCRIPT"]
+
+#: Hash fields the sink owns; profile entries may not use these names.
+RESERVED_FIELDS = (
+    "version",
+    "updated_at",
+    "segment",
+    "segment_name",
+    "rfm_segment",
+    "rule_segments",
+)
+
+# Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
+# are named inside the script from the prefix instead of being declared in KEYS.
+# KEYS: 1 user hash, 2 recs key.
+# ARGV: 1 prefix, 2 user id, 3 version, 4 recs items JSON, 5 notice head (a JSON object
+#       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
+#       of the write (epoch hours), 8.. hash field/value pairs (every value JSON).
+# Returns false when the stored version is not older, else
+# {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
+USER_SCRIPT = """
+local user_key, recs_key = KEYS[1], KEYS[2]
+local prefix, uid, version, items = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local stored = redis.call('HGET', user_key, 'version')
+if stored and tonumber(stored) >= tonumber(version) then
+  return false
+end
+local RESERVED = {version = true, updated_at = true, segment = true,
+                  segment_name = true, rfm_segment = true, rule_segments = true}
+local old, new, names = {}, {}, {}
+local flat = redis.call('HGETALL', user_key)
+for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+for i = 8, #ARGV, 2 do
+  new[ARGV[i]] = ARGV[i + 1]
+  names[#names + 1] = ARGV[i]
+end
+
+-- Segment ids the user belongs to: the cluster segment, 'rfm:<tier>' and 'rule:<name>' per rule.
+local function memberships(fields)
+  local ids = {}
+  if fields['segment'] then
+    local segment = cjson.decode(fields['segment'])
+    if type(segment) == 'string' and segment ~= '' then ids[#ids + 1] = segment end
+  end
+  if fields['rfm_segment'] then
+    local tier = cjson.decode(fields['rfm_segment'])
+    if type(tier) == 'string' and tier ~= '' then ids[#ids + 1] = 'rfm:' .. tier end
+  end
+  if fields['rule_segments'] then
+    for _, name in ipairs(cjson.decode(fields['rule_segments'])) do
+      ids[#ids + 1] = 'rule:' .. name
+    end
+  end
+  return ids
+end
+local function as_set(list)
+  local set = {}
+  for _, v in ipairs(list) do set[v] = true end
+  return set
+end
+local before, after = memberships(old), memberships(new)
+local in_before, in_after = as_set(before), as_set(after)
+local touched = {}
+for _, id in ipairs(before) do
+  if not in_after[id] then
+    redis.call('SREM', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
+for _, id in ipairs(after) do
+  if not in_before[id] then
+    redis.call('SADD', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
+
+local profile_changed = false
+for _, name in ipairs(names) do
+  if not RESERVED[name] and old[name] ~= new[name] then profile_changed = true end
+end
+local stale = {}
+for name, _ in pairs(old) do
+  if new[name] == nil then
+    stale[#stale + 1] = name
+    if not RESERVED[name] then profile_changed = true end
+  end
+end
+table.sort(stale)
+local recs_suffix = ',"items":' .. items .. '}'
+local old_recs = redis.call('GET', recs_key)
+local changed = {}
+if profile_changed then changed[#changed + 1] = 'profile' end
+if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'] then
+  changed[#changed + 1] = 'segment'
+end
+if (old['rfm_segment'] or '""') ~= new['rfm_segment'] then changed[#changed + 1] = 'rfm_segment' end
+if old['rule_segments'] ~= new['rule_segments'] then changed[#changed + 1] = 'rule_segments' end
+if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
+  changed[#changed + 1] = 'recs'
+end
+
+if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
+redis.call('HSET', user_key, unpack(ARGV, 8))
+redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
+
+local quoted = {}
+for i, part in ipairs(changed) do quoted[i] = '"' .. part .. '"' end
+local notice = ARGV[5] .. ',"changed":[' .. table.concat(quoted, ',') .. ']}'
+redis.call('PUBLISH', prefix .. ':updates', notice)
+redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', ARGV[6], '*', 'notice', notice)
+
+local sizes = {}
+for _, id in ipairs(touched) do
+  local size = redis.call('SCARD', prefix .. ':segment:' .. id)
+  sizes[#sizes + 1] = id
+  sizes[#sizes + 1] = size
+  redis.call('HSET', prefix .. ':segments:model', 'size:' .. id, size)
+end
+
+-- Churn: a user whose stored cluster segment changed, counted per event-time hour.
+local moved = 0
+local old_segment = old['segment'] and cjson.decode(old['segment']) or ''
+local new_segment = new['segment'] and cjson.decode(new['segment']) or ''
+if old_segment ~= '' and new_segment ~= '' and old_segment ~= new_segment then
+  moved = 1
+  local churn = prefix .. ':segments:churn'
+  local hour = tonumber(ARGV[7])
+  local current = tonumber(redis.call('HGET', churn, 'hour') or '-1')
+  if hour == current then
+    redis.call('HINCRBY', churn, 'moves', 1)
+  elseif hour > current then
+    local moves = redis.call('HGET', churn, 'moves') or '0'
+    redis.call('HSET', churn, 'previous_hour', current, 'previous_moves', moves,
+               'hour', hour, 'moves', 1)
+  elseif hour == tonumber(redis.call('HGET', churn, 'previous_hour') or '-1') then
+    redis.call('HINCRBY', churn, 'previous_moves', 1)
+  end
+end
+return {changed, sizes, moved}
+"""
+
+# KEYS: 1 model key. ARGV: 1 version, 2 JSON record. Newer versions only.
+MODEL_SCRIPT = """
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
+return 1
+"""
+
+# KEYS: 1 segments hash. ARGV: 1 segment id, 2 version, 3 JSON value. Same version guard.
+SEGMENT_SCRIPT = """
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  local ok, decoded = pcall(cjson.decode, old)
+  if ok and type(decoded) == 'table' and tonumber(decoded['version'])
+     and tonumber(decoded['version']) >= tonumber(ARGV[2]) then
+    return 0
+  end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"""
