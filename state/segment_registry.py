@@ -19,11 +19,12 @@ with a different number of workers (whose arrival order differs a little). So:
   free numbers.
 
 >>> reg = SegmentRegistry(warmup=2, seed=1)
->>> reg.learn(raw_id=7, point=[0.0, 0.0], raw_centres={7: [0.0, 0.0]}, token=1) is None
+>>> centres = {3: [5.0, 5.0], 7: [0.0, 0.0]}
+>>> reg.learn(raw_id=7, point=[0.0, 0.0], raw_centres=lambda: centres, token=1) is None
 True
->>> reg.learn(raw_id=3, point=[5.0, 5.0], raw_centres={3: [5.0, 5.0], 7: [0.0, 0.0]}, token=1)
+>>> reg.learn(raw_id=3, point=[5.0, 5.0], raw_centres=lambda: centres, token=1)
 1
->>> reg.lookup(7, {7: [0.0, 0.0], 3: [5.0, 5.0]}, token=1)
+>>> reg.lookup(7, lambda: centres, token=1)
 0
 """
 
@@ -31,11 +32,13 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 __all__ = ["SegmentRegistry"]
 
 Vector = Sequence[float]
+#: The clusterer's centres by raw id, read on demand.
+Centres = Callable[[], Mapping[int, Vector]]
 
 
 def _distance2(a: Vector, b: Vector) -> float:
@@ -79,20 +82,22 @@ class SegmentRegistry:
         self,
         raw_id: int,
         point: Vector,
-        raw_centres: Mapping[int, Vector],
+        raw_centres: Centres,
         token: object,
     ) -> int | None:
         """Assign a learned point's raw cluster to a segment and move that segment's anchor.
 
         `token` identifies the clusterer's current set of centres (it changes when the
-        clusterer rebuilt them); `raw_centres` are those centres in the same space as `point`.
+        clusterer rebuilt them); `raw_centres()` gives those centres in the same space as
+        `point`. It is called only when needed (warm-up end, a rebuild, a new raw id): reading
+        the clusterer's centres costs more than the rest of a learn point here.
         Returns the segment, or None during the warm-up.
         """
         self.learned += 1
         if self.learned < self.warmup:
             return None
         if self.learned == self.warmup:
-            self._start(raw_centres, token)
+            self._start(raw_centres(), token)
         segment = self._segment(raw_id, point, raw_centres, token)
         self._move(segment, point)
         return segment
@@ -110,15 +115,16 @@ class SegmentRegistry:
         self._token = token
         self._number_canonically()
 
-    def lookup(self, raw_id: int, raw_centres: Mapping[int, Vector], token: object) -> int | None:
+    def lookup(self, raw_id: int, raw_centres: Centres, token: object) -> int | None:
         """The segment of a raw id without learning; None during the warm-up."""
         if not self.ready:
             return None
         if token != self._token:
-            self._rematch(raw_centres, token)
+            self._rematch(raw_centres(), token)
         segment = self._cache.get(raw_id)
-        if segment is None and raw_id in raw_centres and self.anchors:
-            segment = self._nearest(raw_centres[raw_id], exclude=())
+        if segment is None and self.anchors:
+            centre = raw_centres().get(raw_id)
+            segment = None if centre is None else self._nearest(centre, exclude=())
         return segment
 
     def nearest(self, point: Vector) -> int | None:
@@ -127,14 +133,12 @@ class SegmentRegistry:
             return None
         return self._nearest(point, exclude=())
 
-    def _segment(
-        self, raw_id: int, point: Vector, raw_centres: Mapping[int, Vector], token: object
-    ) -> int:
+    def _segment(self, raw_id: int, point: Vector, raw_centres: Centres, token: object) -> int:
         if token != self._token:
-            self._rematch(raw_centres, token)
+            self._rematch(raw_centres(), token)
         segment = self._cache.get(raw_id)
         if segment is None:
-            centre = raw_centres.get(raw_id, point)
+            centre = raw_centres().get(raw_id, point)
             claimed = set(self._cache.values())
             free = [s for s in self.anchors if s not in claimed]
             segment = self._nearest(centre, exclude=claimed) if free else self._new(centre)

@@ -134,10 +134,6 @@ class Segmenter:
         # with k-means++ after its own warm-up): numbering earlier centres would be noise.
         warmup = max(warmup, int(getattr(self._model, "warmup", 0) or 0))
         self.registry = SegmentRegistry(warmup, seed=seed)
-        #: "anchor": a user belongs to the segment with the nearest anchor (the published
-        #: centroids: what a consumer reads is what assigns); "raw": the clusterer's own pick.
-        #: Anchors are smoothed, so assignments do not jump with each learned point.
-        self.assign = "anchor"
         #: The last learned point in scaled space (`_dims` order), for quality measures.
         self.last_point: list[float] = []
         self.namer = SegmentNamer(rename_distance)
@@ -214,26 +210,22 @@ class Segmenter:
         dims = self._dims()
         point = self.last_point = [x[k] for k in dims]
         token = getattr(self._model, "centers", None)
-        segment = self.registry.learn(raw, point, self._raw_centres(), token)
+        segment = self.registry.learn(raw, point, self._raw_centres, token)
         if self.registry.learned == self.registry.warmup:
             for s in sorted(self.registry.anchors):
                 self._rename(s)
         elif segment is not None:
             self._rename(segment)
-        if segment is not None and self.assign == "anchor":
-            return self.registry.nearest(point)
-        return segment
+        # A user belongs to the nearest anchor (the published centroid: what a consumer
+        # reads is what assigns); anchors are smoothed, so this does not jump per point.
+        return None if segment is None else self.registry.nearest(point)
 
     def segment(self, features: Mapping[str, float], device: str | None) -> int | None:
         """A user's stable segment without learning; None during the warm-up."""
         if not self.registry.ready:
             return None
-        if self.assign == "anchor":
-            x = self._vector(self._numeric(features), self._device(device))
-            return self.registry.nearest([x[k] for k in self._dims()])
-        raw = self.predict(features, device)
-        token = getattr(self._model, "centers", None)
-        return self.registry.lookup(raw, self._raw_centres(), token)
+        x = self._vector(self._numeric(features), self._device(device))
+        return self.registry.nearest([x[k] for k in self._dims()])
 
     def _raw_centres(self) -> dict[int, list[float]]:
         """The clusterer's centres as vectors in `_dims` order (missing dimensions count 0)."""

@@ -23,7 +23,7 @@ def feed(
 ) -> list[int | None]:
     centres = {relabel[r]: c for r, c in CENTRES.items()}
     return [
-        reg.learn(relabel[raw], p, centres, token=tuple(sorted(relabel.items())))
+        reg.learn(relabel[raw], p, lambda: centres, token=tuple(sorted(relabel.items())))
         for raw, p in points
     ]
 
@@ -54,12 +54,12 @@ def test_numbering_does_not_depend_on_which_cluster_came_first() -> None:
 def test_warmup_gives_none_then_anchors_start_at_the_centres_and_follow_members() -> None:
     reg = SegmentRegistry(warmup=2, smoothing=0.25)  # an anchor starts as 1 point's worth
     centres = {0: [0.0], 1: [9.0]}
-    assert reg.learn(0, [1.0], centres, token=1) is None
-    first = reg.learn(0, [2.0], centres, token=1)
+    assert reg.learn(0, [1.0], lambda: centres, token=1) is None
+    first = reg.learn(0, [2.0], lambda: centres, token=1)
     assert reg.ready and first is not None
-    assert reg.learn(0, [4.0], centres, token=1) == first
+    assert reg.learn(0, [4.0], lambda: centres, token=1) == first
     assert reg.anchors[first] == [2.0]  # the mean of the centre (0), 2 and 4
-    other = reg.lookup(1, centres, token=1)
+    other = reg.lookup(1, lambda: centres, token=1)
     assert other is not None and other != first and reg.anchors[other] == [9.0]
     assert reg.nearest([8.0]) == other
 
@@ -68,6 +68,6 @@ def test_pickle_keeps_the_mapping() -> None:
     reg = SegmentRegistry(warmup=20)
     feed(reg, stream(100, 1), {0: 0, 1: 1, 2: 2})
     clone = pickle.loads(pickle.dumps(reg))
-    assert [clone.lookup(r, CENTRES, token=((0, 0), (1, 1), (2, 2))) for r in range(3)] == [
-        reg.lookup(r, CENTRES, token=((0, 0), (1, 1), (2, 2))) for r in range(3)
+    assert [clone.lookup(r, lambda: CENTRES, token=((0, 0), (1, 1), (2, 2))) for r in range(3)] == [
+        reg.lookup(r, lambda: CENTRES, token=((0, 0), (1, 1), (2, 2))) for r in range(3)
     ]
