@@ -10,6 +10,7 @@ pattern). `get_flow` is the factory for Bytewax's own runner and cluster mode:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -29,6 +30,7 @@ from operators.records import (
     DeadLetter,
     Erasure,
     Forget,
+    Progress,
     RawRecord,
     SegmentInfo,
     SegmentModel,
@@ -156,9 +158,11 @@ def build_flow(
     per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
     split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
     late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
-    updates: Stream[UserUpdate | Erasure] = split.falses  # type: ignore[assignment]
-    together = op.key_on("to_models", updates, lambda _update: MODELS_KEY)
-    outputs = op.key_rm("unkey_models", models("models", together, model_params(config)))
+    updates: Stream[UserUpdate | Erasure | Progress] = split.falses  # type: ignore[assignment]
+    to_models = op.merge("with_progress", updates, checked.progress)
+    together = op.key_on("to_models", to_models, _to_models)
+    params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
+    outputs = op.key_rm("unkey_models", models("models", together, params))
     op.output("redis", outputs, sink)
     op.output("dead_letters", op.merge("all_dead", checked.errs, late), dead_letters)
     return flow
@@ -166,6 +170,20 @@ def build_flow(
 
 def _stored_user_id(item: Accepted | Forget) -> str:
     return item.user_id if isinstance(item, Forget) else item.event.user_id
+
+
+def _to_models(_item: UserUpdate | Erasure | Progress) -> str:
+    return MODELS_KEY
+
+
+def stamped_origins(source: Source[RawRecord]) -> tuple[str, ...]:
+    """The partitions whose progress the models step waits for: those of stamping sources.
+
+    Other sources (Bytewax's testing ones) stamp nothing and are ordered as they come.
+    """
+    if isinstance(source, RedisStreamSource | ReplaySource):
+        return tuple(source.list_parts())
+    return ()
 
 
 def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[RawRecord]:

@@ -15,7 +15,7 @@ import orjson
 import redis
 
 from operators.records import Forget, RawRecord
-from operators.redis_source import RedisStreamSource, _RedisStreamPartition
+from operators.redis_source import RedisStreamSource, StreamState, _RedisStreamPartition
 
 OPS = {"forget": False, "opt_out": True}
 
@@ -35,7 +35,7 @@ class ControlSource(RedisStreamSource):
         return [control_key(self.prefix)]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: str | None
+        self, step_id: str, for_part: str, resume_state: StreamState | str | None
     ) -> _RedisStreamPartition:
         if resume_state is None:
             _replay_optouts(self.redis_url, self.prefix)
@@ -60,7 +60,8 @@ def _replay_optouts(redis_url: str, prefix: str) -> None:
 
 
 def parse_command(record: RawRecord) -> Forget | None:
-    """A control entry as a `Forget`, or None for anything unusable (logged by the caller)."""
+    """A control entry as a `Forget`, or None for anything unusable (or an announcement:
+    the control stream's batches are not part of the event-time order)."""
     try:
         request: Any = orjson.loads(record.payload)
     except orjson.JSONDecodeError:

@@ -79,6 +79,16 @@ SEGMENT_DRIFT = Gauge(
 SEGMENT_DRIFT_EVENTS = Counter(
     "tailor_segment_drift_events", "Times the segment structure moved past the drift threshold."
 )
+SEGMENT_CORRECTIONS = Counter(
+    "tailor_segment_corrections",
+    "User outputs re-sent because their segments settled, in event-time order, otherwise "
+    "than first assigned.",
+)
+SEGMENT_LATE = Counter(
+    "tailor_segment_late_points",
+    "Segment learn/settle points placed after their event time (a partition resumed after "
+    "announcing it was idle, or unstamped input arrived out of order).",
+)
 SEGMENTS_LEARNED = Gauge(
     "tailor_segments_learned", "Users the segment model has learned from (its version)."
 )

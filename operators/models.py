@@ -15,13 +15,19 @@ computed at the position of their last FULL update in the batch, from the models
 they stood after that event; a light update after it means a later full one is on its way
 (the user-state step makes the last update of each of its batches full), so a user's last
 update overall is full and what a user is left with depends only on the event order.
-Everything else is seeded or counting-only and all rankings break ties by id. The segment
-half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`; it learns
-in event-time order through a reorder buffer (`segments.reorder_s`).
+Everything else is seeded or counting-only and all rankings break ties by id.
+
+The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`.
+It learns in one event-time order over all source partitions (`state.event_order`), the same
+with one worker or several. A user's output goes out at once with the segments as they stand
+(the *provisional* output); when the update's place in that order is final the segments are
+*settled* there, and if they differ a correction of the same version follows (`settled=True`).
+So what a user is left with in Redis does not depend on how many workers ran.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -32,13 +38,16 @@ from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import (
+    SEGMENT_CORRECTIONS,
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
+    SEGMENT_LATE,
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
 from operators.records import (
     Erasure,
+    Progress,
     Recommendation,
     SegmentInfo,
     SegmentModel,
@@ -49,7 +58,7 @@ from state.cooccurrence import CoOccurrence
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
-from state.segmentation import Published, Segmentation
+from state.segmentation import Published, Segmentation, Settled
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 from state.trending import Trending
 
@@ -95,6 +104,7 @@ class ModelParams:
     drift_every: int = 250
     rfm_sample_size: int = 4096
     reorder_s: float = 0.0
+    origins: tuple[str, ...] = ()  # source partitions the event-time order waits for
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -116,6 +126,8 @@ class ModelsState:
     segments: Segmentation
     cooc: CoOccurrence
     trending: Trending
+    #: Each user's last output not yet settled (`Segmentation` says when and how).
+    provisional: dict[str, UserOutput] = field(default_factory=dict)
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
@@ -137,6 +149,7 @@ class ModelsState:
             publish_every=params.publish_every,
             drift_every=params.drift_every,
             reorder_s=params.reorder_s,
+            origins=params.origins,
         )
         return cls(
             segments=segments,
@@ -145,7 +158,10 @@ class ModelsState:
         )
 
 
-class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
+ModelsIn = UserUpdate | Erasure | Progress
+
+
+class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
     """Learn event by event; at each user's last full update in the batch, emit their output.
 
     Users come out in the order of their last full update in the batch; a `SegmentInfo` comes
@@ -166,32 +182,47 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
+        self._late_reported = self.state.segments.order.late
 
-    def on_batch(self, values: list[UserUpdate | Erasure]) -> tuple[Iterable[ModelsOut], bool]:
+    def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
         last_full = {
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
         }
         waiting, out = self._waiting, list[ModelsOut]()
+        settled: list[Settled] = []
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
                 continue
-            self._learn(u, out)
+            if isinstance(u, Progress):
+                settled += self._segment_news(self.state.segments.progress(u.stamp, u.ts), out)
+                continue
+            self._learn(u)
             updates = waiting.get(u.user_id)
             if updates is None:
                 updates = waiting[u.user_id] = []
             updates.append(u)
+            emit = last_full.get(u.user_id) is u and erased_at.get(u.user_id, -1) < index
+            news = self.state.segments.observe(
+                u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device, u.stamp, emit
+            )
+            settled += self._segment_news(news, out)
             if last_full.get(u.user_id) is u:
                 del waiting[u.user_id]
-                if erased_at.get(u.user_id, -1) < index:  # not erased later in this batch
-                    out.append(self._user_output(updates))
+                if emit:  # not erased later in this batch
+                    output = self._user_output(updates)
+                    self.state.provisional[u.user_id] = output
+                    out.append(output)
+        for s in settled:  # after the batch's outputs: settle what they sent
+            self._settle(s, out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
-        """A bounded input ended: learn what the reorder buffer still holds, and publish."""
+        """A bounded input ended: learn and settle what the event-time order still holds."""
         out: list[ModelsOut] = []
-        self._publish(self.state.segments.flush(), out)
+        for s in self._segment_news(self.state.segments.flush(), out):
+            self._settle(s, out)
         return out, StatefulBatchLogic.RETAIN
 
     def _erase(self, erasure: Erasure) -> Erasure:
@@ -202,27 +233,55 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         RFM sample does hold users' values by id: the user leaves it.
         """
         self._waiting.pop(erasure.user_id, None)
+        self.state.provisional.pop(erasure.user_id, None)
         self.state.cooc.unlearn_history(erasure.history)
         self.state.segments.forget(erasure.user_id)
         return erasure
 
-    def _learn(self, u: UserUpdate, out: list[ModelsOut]) -> None:
-        """Learn from one event: recommenders always, segments at their learn points.
-
-        Appends a `SegmentInfo` for each segment whose readable name changed and the model
-        record when due: at positions fixed by the data, so independent of batching.
-        """
+    def _learn(self, u: UserUpdate) -> None:
+        """The recommenders learn from every event with an item, in arrival order."""
         state, item = self.state, u.event.item_id
         if item is not None:
             history = u.history
             previous = history[:-1] if history and history[-1] == item else history
             state.cooc.learn_one(previous, item)
             state.trending.learn_one(item, u.event.ts)
-        published = state.segments.observe(
-            u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device
+
+    def _segment_news(self, news: list[Published | Settled], out: list[ModelsOut]) -> list[Settled]:
+        """Publish what the segment model published; return the settlements for `_settle`
+        (a settlement may concern an output of this very batch, not sent yet)."""
+        settled = [n for n in news if isinstance(n, Settled)]
+        if len(settled) != len(news):
+            self._publish([n for n in news if not isinstance(n, Settled)], out)
+        late = self.state.segments.order.late
+        if late > self._late_reported:
+            SEGMENT_LATE.inc(late - self._late_reported)
+            self._late_reported = late
+        return settled
+
+    def _settle(self, s: Settled, out: list[ModelsOut]) -> None:
+        """Correct the user's last output if its segments settled otherwise than sent."""
+        sent = self.state.provisional.get(s.user_id)
+        if sent is None or sent.version != s.version:
+            return  # a newer output is on its way to be settled
+        del self.state.provisional[s.user_id]
+        rfm = s.rfm_segment or ""
+        if (sent.segment, sent.segment_name, sent.rfm_segment) == (s.segment, s.segment_name, rfm):
+            return
+        values = _rule_values(sent.profile, s.segment, s.segment_name, s.rfm_segment)
+        out.append(
+            dataclasses.replace(
+                sent,
+                segment=s.segment,
+                segment_name=s.segment_name,
+                rfm_segment=rfm,
+                rule_segments=self.rules.matching(values),
+                read_ats=(),
+                event_times=(),
+                settled=True,
+            )
         )
-        if published:
-            self._publish(published, out)
+        SEGMENT_CORRECTIONS.inc()
 
     def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
         """Segment news goes to the sink as is; the quality gauges follow it."""
@@ -238,7 +297,7 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
 
     def _user_output(self, updates: list[UserUpdate]) -> UserOutput:
-        """The user's output from the models as they stand right after their last update.
+        """The user's output from the models as they stand now (provisional, see the module).
 
         `updates` are the user's updates this output reflects (for latency), the last one full.
         During the segmenter's warm-up a user has no cluster segment ("").
@@ -246,15 +305,16 @@ class ModelsLogic(StatefulBatchLogic[UserUpdate | Erasure, ModelsOut, bytes]):
         last = updates[-1]
         features = _features(last)
         segment, name, rfm = self.state.segments.assign(features, last.device)
+        profile = _profile(last, features)
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
             updated_at=last.event.ts,
-            profile=_profile(last, features),
+            profile=profile,
             segment=segment,
             segment_name=name,
             rfm_segment=rfm or "",
-            rule_segments=self.rules.matching(_rule_values(last, features, segment, name, rfm)),
+            rule_segments=self.rules.matching(_rule_values(profile, segment, name, rfm)),
             recs=self._recommend(last),
             read_ats=tuple(u.read_at for u in updates),
             event_times=tuple(u.event.ts for u in updates),
@@ -310,25 +370,25 @@ def _profile(u: UserUpdate, features: dict[str, float]) -> dict[str, Any]:
 
 
 def _rule_values(
-    u: UserUpdate, features: dict[str, float], segment: str, name: str, rfm: str | None
+    profile: dict[str, Any], segment: str, name: str, rfm: str | None
 ) -> dict[str, float | str | None]:
-    values: dict[str, float | str | None] = dict(features)
+    """What rules may refer to: the profile's features and context, and the segments."""
+    top = profile["top_categories"]
+    values: dict[str, float | str | None] = dict(profile["features"])
     values.update(
         segment=segment,
         segment_name=name,
         rfm=rfm,
-        device=u.device,
-        referrer=u.referrer,
-        top_category=u.top_categories[0][0] if u.top_categories else None,
-        last_event_type=u.event.type,
+        device=profile["device"],
+        referrer=profile["referrer"],
+        top_category=top[0][0] if top else None,
+        last_event_type=profile["last_event_type"],
     )
     return values
 
 
 @operator
-def models(
-    step_id: str, up: KeyedStream[UserUpdate | Erasure], params: ModelParams
-) -> KeyedStream[ModelsOut]:
+def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> KeyedStream[ModelsOut]:
     """Segments and recommendations for every changed user, per batch.
 
     :arg up: Updates keyed on ONE constant key, so one logic owns the global models.

@@ -15,6 +15,9 @@ from typing import Any
 
 from state.event import Event
 
+# A source batch's place in its partition, carried by every record derived from it.
+from state.event_order import Stamp as Stamp
+
 # The segment model's own records travel to the sink as they are.
 from state.segmentation import SegmentInfo as SegmentInfo
 from state.segmentation import SegmentModel as SegmentModel
@@ -26,13 +29,16 @@ class RawRecord:
 
     `read_at` is the wall-clock time the worker read it: the start of the event-to-Redis
     latency measurement. `origin`/`offset` locate it (stream key and entry id, or file and
-    line) so a dead letter can point back at its input.
+    line) so a dead letter can point back at its input. `stamp` places it in its partition's
+    sequence of batches (`state.event_order`); a record with an `IDLE`/`END` stamp is a
+    partition's announcement, not a payload.
     """
 
     payload: bytes
     origin: str
     offset: str
     read_at: float
+    stamp: Stamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +47,17 @@ class Accepted:
 
     event: Event
     read_at: float
+    stamp: Stamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """A stamped record that brings the models nothing to learn (refused, dropped, or a
+    partition's announcement): it still counts towards its batch, so the event-time order
+    knows the batch is complete (`state.event_order`). `ts` is its event time if it had one."""
+
+    stamp: Stamp
+    ts: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +69,7 @@ class DeadLetter:
     payload: bytes
     origin: str
     offset: str
+    stamp: Stamp | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +96,7 @@ class UserUpdate:
     referrer: str | None = None
     top_categories: tuple[tuple[str, float], ...] = ()
     purchased: frozenset[str] = frozenset()
+    stamp: Stamp | None = None
 
     @property
     def full(self) -> bool:
@@ -113,6 +132,8 @@ class UserOutput:
     rfm_segment: str = ""  # RFM tier id ("champions", ...), "" for non-buyers / warm-up
     read_ats: tuple[float, ...] = field(default=())
     event_times: tuple[float, ...] = field(default=())
+    #: A correction of this same version: its segments settled otherwise than first sent.
+    settled: bool = False
 
 
 @dataclass(frozen=True, slots=True)

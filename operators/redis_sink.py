@@ -214,6 +214,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     notice_head(out),
                     self._updates_maxlen,
                     int(out.updated_at // 3600),
+                    1 if out.settled else 0,
                     *hash_fields(out),
                 ],
                 client=pipe,

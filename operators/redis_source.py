@@ -4,7 +4,9 @@ The producer routes each user to one stream (`operators.routing`), so one partit
 user's events in order. The public source holds configuration only; each partition's
 position comes from its resume state, the id of the last entry it returned, which is exactly
 what XREAD takes ("entries after this id"): a resumed partition continues after its
-snapshot, never re-reading nor skipping an entry.
+snapshot, never re-reading nor skipping an entry. The resume state also holds the number of
+batches stamped (`operators.progress`); a partition with nothing to read announces it once
+(`IDLE`), or its end (`END`) when it stops at the first empty read.
 
 The worker is never blocked: XREAD runs without BLOCK, an idle read returns `[]` and asks to
 be woken after `poll_interval_s`, and a Redis outage is counted and retried with capped
@@ -33,6 +35,7 @@ from redis.retry import Retry
 
 from operators import lifecycle
 from operators.metrics import REDIS_ERRORS, SOURCE_BATCH, SOURCE_LAG
+from operators.progress import BatchStamper
 from operators.records import RawRecord
 from operators.retry import mark_redis_up
 from operators.routing import stream_key
@@ -42,6 +45,9 @@ BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
 LAG_INTERVAL_S = 5.0
 _PAYLOAD = b"payload"
+
+#: The last entry id returned, and the number of batches stamped.
+StreamState = tuple[str, int]
 
 
 def _client(redis_url: str) -> redis.Redis:
@@ -134,12 +140,12 @@ class LagCounter:
         return max(0, added - self.position)
 
 
-class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str]):
+class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
     def __init__(
         self,
         client: redis.Redis,
         key: str,
-        last_id: str,
+        resume: StreamState,
         batch_size: int,
         poll_interval_s: float,
         stop_when_drained: bool,
@@ -147,7 +153,10 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str]):
     ) -> None:
         self._client = client
         self._key = key
+        last_id, seq = resume
         self._last_id = last_id
+        self._stamper = BatchStamper(key, seq)
+        self._ended = False
         self._batch_size = batch_size
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_when_drained = stop_when_drained
@@ -158,7 +167,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str]):
         self._next_sample = time.monotonic()  # the first read samples
 
     def next_batch(self) -> list[RawRecord]:
-        if lifecycle.stop_requested():
+        if lifecycle.stop_requested() or self._ended:
             raise StopIteration
         try:
             entries = self._read()
@@ -171,19 +180,26 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str]):
         mark_redis_up("read")
         self._failures = 0
         if not entries:
-            if self._stop_when_drained:
-                raise StopIteration
-            self._awake = datetime.now(UTC) + self._poll
-            return []
+            return self._ran_dry()
         self._awake = None
         read_at = time.time()
+        stamp = self._stamper.data(len(entries))
         batch = [
-            RawRecord(_payload(fields), self._key, _text(entry_id), read_at)
+            RawRecord(_payload(fields), self._key, _text(entry_id), read_at, stamp)
             for entry_id, fields in entries
         ]
         self._last_id = batch[-1].offset
         SOURCE_BATCH.labels("redis").observe(len(batch))
         return batch
+
+    def _ran_dry(self) -> list[RawRecord]:
+        """Announce the end (then stop) or, once per dry spell, idleness; then poll again."""
+        if self._stop_when_drained:
+            self._ended = True
+            return [self._stamper.end(time.time())]
+        self._awake = datetime.now(UTC) + self._poll
+        idle = self._stamper.idle(time.time())
+        return [] if idle is None else [idle]
 
     def _read(self) -> list[Any]:
         """One XREAD; every `lag_interval_s` in a MULTI with XINFO STREAM to sample the lag."""
@@ -210,14 +226,14 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, str]):
     def next_awake(self) -> datetime | None:
         return self._awake
 
-    def snapshot(self) -> str:
-        return self._last_id
+    def snapshot(self) -> StreamState:
+        return (self._last_id, self._stamper.seq)
 
     def close(self) -> None:
         self._client.close()
 
 
-class RedisStreamSource(FixedPartitionedSource[RawRecord, str]):
+class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
     """Events from the streams `{prefix}:events:{0..partitions-1}`, each a partition.
 
     :arg stop_when_drained: end a partition at its first empty read (replays and tests);
@@ -251,12 +267,14 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, str]):
         return [stream_key(self.prefix, p) for p in range(self.partitions)]
 
     def build_part(
-        self, step_id: str, for_part: str, resume_state: str | None
+        self, step_id: str, for_part: str, resume_state: StreamState | str | None
     ) -> _RedisStreamPartition:
+        if resume_state is None or isinstance(resume_state, str):  # str: before batch stamps
+            resume_state = (resume_state or START_ID, 0)
         return _RedisStreamPartition(
             _client(self.redis_url),
             for_part,
-            START_ID if resume_state is None else resume_state,
+            resume_state,
             self.batch_size,
             self.poll_interval_s,
             self.stop_when_drained,

@@ -1,8 +1,9 @@
 """Replay dataset files as a stream: one Bytewax partition per file.
 
 Used by `tailor demo`, benchmarks and tests to drive the same dataflow as production without
-Redis on the input side. The snapshot is the number of records already emitted, so a resumed
-partition skips exactly those (adapters are deterministic, so the same records) and carries on.
+Redis on the input side. The snapshot is the number of records already emitted (and of
+batches, for `operators.progress`), so a resumed partition skips exactly those (adapters are
+deterministic, so the same records) and carries on. A file's end is announced (`END`).
 """
 
 from __future__ import annotations
@@ -17,13 +18,22 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from operators import lifecycle
 from operators.adapters import read_payloads
 from operators.metrics import SOURCE_BATCH
+from operators.progress import BatchStamper
 from operators.records import RawRecord
 
+#: Records emitted, batches stamped.
+ReplayState = tuple[int, int]
 
-class _ReplayPartition(StatefulSourcePartition[RawRecord, int]):
-    def __init__(self, name: str, payloads: Iterator[bytes], done: int, batch_size: int) -> None:
+
+class _ReplayPartition(StatefulSourcePartition[RawRecord, ReplayState]):
+    def __init__(
+        self, name: str, payloads: Iterator[bytes], resume: ReplayState, batch_size: int
+    ) -> None:
         self._origin = f"file:{name}"
+        done, seq = resume
         self._done = done
+        self._stamper = BatchStamper(name, seq, self._origin)
+        self._ended = False
         self._batch_size = batch_size
         self._payloads = payloads
         # Skip what an earlier run already emitted: consume without keeping.
@@ -31,22 +41,24 @@ class _ReplayPartition(StatefulSourcePartition[RawRecord, int]):
             pass
 
     def next_batch(self) -> list[RawRecord]:
-        if lifecycle.stop_requested():
+        if lifecycle.stop_requested() or self._ended:
             raise StopIteration
         chunk = list(islice(self._payloads, self._batch_size))
-        if not chunk:
-            raise StopIteration
         read_at = time.time()
+        if not chunk:
+            self._ended = True
+            return [self._stamper.end(read_at)]
         start = self._done
         self._done += len(chunk)
         SOURCE_BATCH.labels("replay").observe(len(chunk))
+        stamp = self._stamper.data(len(chunk))
         return [
-            RawRecord(payload, self._origin, str(start + i), read_at)
+            RawRecord(payload, self._origin, str(start + i), read_at, stamp)
             for i, payload in enumerate(chunk)
         ]
 
-    def snapshot(self) -> int:
-        return self._done
+    def snapshot(self) -> ReplayState:
+        return (self._done, self._stamper.seq)
 
     def close(self) -> None:
         close = getattr(self._payloads, "close", None)
@@ -69,7 +81,7 @@ def part_names(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-class ReplaySource(FixedPartitionedSource[RawRecord, int]):
+class ReplaySource(FixedPartitionedSource[RawRecord, ReplayState]):
     """Payloads from files through `operators.adapters`; `offset` is the 0-based record number.
 
     Each partition ends at end of file, or at the next read after `lifecycle.request_stop()`.
@@ -85,7 +97,11 @@ class ReplaySource(FixedPartitionedSource[RawRecord, int]):
     def list_parts(self) -> list[str]:
         return part_names(self.paths)
 
-    def build_part(self, step_id: str, for_part: str, resume_state: int | None) -> _ReplayPartition:
+    def build_part(
+        self, step_id: str, for_part: str, resume_state: ReplayState | int | None
+    ) -> _ReplayPartition:
         path = self.paths[self.list_parts().index(for_part)]
         payloads = read_payloads(path, self.adapter)
-        return _ReplayPartition(for_part, payloads, resume_state or 0, self.batch_size)
+        if resume_state is None or isinstance(resume_state, int):  # int: before batch stamps
+            resume_state = (resume_state or 0, 0)
+        return _ReplayPartition(for_part, payloads, resume_state, self.batch_size)

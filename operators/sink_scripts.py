@@ -26,14 +26,16 @@ RESERVED_FIELDS = (
 # KEYS: 1 user hash, 2 recs key.
 # ARGV: 1 prefix, 2 user id, 3 version, 4 recs items JSON, 5 notice head (a JSON object
 #       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
-#       of the write (epoch hours), 8.. hash field/value pairs (every value JSON).
-# Returns false when the stored version is not older, else
+#       of the write (epoch hours), 8 "1" for a settled correction of the same version (it
+#       replaces that version's first output), else "0", 9.. hash field/value pairs (JSON).
+# Returns false when the stored version is not older (not newer, for a correction), else
 # {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
 USER_SCRIPT = """
 local user_key, recs_key = KEYS[1], KEYS[2]
 local prefix, uid, version, items = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local stored = redis.call('HGET', user_key, 'version')
-if stored and tonumber(stored) >= tonumber(version) then
+if stored and (tonumber(stored) > tonumber(version)
+               or (tonumber(stored) == tonumber(version) and ARGV[8] ~= '1')) then
   return false
 end
 local RESERVED = {version = true, updated_at = true, segment = true,
@@ -41,7 +43,7 @@ local RESERVED = {version = true, updated_at = true, segment = true,
 local old, new, names = {}, {}, {}
 local flat = redis.call('HGETALL', user_key)
 for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
-for i = 8, #ARGV, 2 do
+for i = 9, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
   names[#names + 1] = ARGV[i]
 end
@@ -111,7 +113,7 @@ if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
 end
 
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
-redis.call('HSET', user_key, unpack(ARGV, 8))
+redis.call('HSET', user_key, unpack(ARGV, 9))
 redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
 
 local quoted = {}

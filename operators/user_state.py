@@ -31,7 +31,15 @@ from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
-from operators.records import Accepted, DeadLetter, Erasure, Forget, UserUpdate
+from operators.records import (
+    Accepted,
+    DeadLetter,
+    Erasure,
+    Forget,
+    Progress,
+    Stamp,
+    UserUpdate,
+)
 from state.event import PURCHASE, Event, event_to_dict
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
@@ -82,9 +90,10 @@ class UserStateParams:
         )
 
 
-class UserStateLogic(
-    StatefulBatchLogic[Accepted | Forget, UserUpdate | DeadLetter | Erasure, bytes]
-):
+UserStateOut = UserUpdate | DeadLetter | Erasure | Progress
+
+
+class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes]):
     """One user's state inside a Bytewax `stateful_batch` operator.
 
     A batch, not an item at a time, because only the batch knows which update is the user's
@@ -113,28 +122,34 @@ class UserStateLogic(
             self.state = params.new_state() if resume_state is None else resume_state
         ACTIVE_USERS.inc()
 
-    def on_batch(
-        self, values: list[Accepted | Forget]
-    ) -> tuple[Iterable[UserUpdate | DeadLetter | Erasure], bool]:
-        out: list[UserUpdate | DeadLetter | Erasure] = []
+    def on_batch(self, values: list[Accepted | Forget]) -> tuple[Iterable[UserStateOut], bool]:
+        """Every stamped event yields one `UserUpdate` or one `Progress` (the models step
+        counts them to know a source batch is complete), plus a dead letter if late."""
+        out: list[UserStateOut] = []
         counts: dict[tuple[str, str], int] = {}  # (type, outcome): counted once per batch
         last = -1  # index in `out` of the newest accepted update
         for value in values:
             if isinstance(value, Forget) or value.event.consent is False:
                 out.append(self._erase(value))
                 last = -1  # nothing before the erasure may be published any more
+                if isinstance(value, Accepted) and value.stamp is not None:
+                    out.append(Progress(value.stamp, value.event.ts))
                 continue
             item = self._accept(value, counts)
-            if item is not None:
-                if isinstance(item, UserUpdate):
-                    last = len(out)
+            if isinstance(item, UserUpdate):
+                last = len(out)
                 out.append(item)
+                continue
+            if item is not None:
+                out.append(item)
+            if value.stamp is not None:
+                out.append(Progress(value.stamp, value.event.ts))
         if last >= 0:
             light = out[last]
             if isinstance(light, UserUpdate) and not light.full:
                 # rejected values leave the state untouched, so it is still the state
                 # right after that last accepted event
-                out[last] = _full_update(self.state, light.event, light.read_at)
+                out[last] = _full_update(self.state, light.event, light.read_at, light.stamp)
         _count(counts)
         self.expires_at = self.clock() + self.params.ttl_s
         if self.state.version == 0 and not self.state.opted_out:
@@ -183,8 +198,10 @@ class UserStateLogic(
         key = (event.type, "accepted")
         counts[key] = counts.get(key, 0) + 1
         if (state.version - 1) % self.params.learn_every == 0 or event.type == PURCHASE:
-            return _full_update(state, event, value.read_at)
-        return UserUpdate(event.user_id, state.version, event, value.read_at, state.history)
+            return _full_update(state, event, value.read_at, value.stamp)
+        return UserUpdate(
+            event.user_id, state.version, event, value.read_at, state.history, stamp=value.stamp
+        )
 
     def notify_at(self) -> datetime | None:
         """When this user's state expires (wall clock); never for an opt-out's tombstone."""
@@ -198,7 +215,7 @@ class UserStateLogic(
             self._timer = datetime.fromtimestamp(self.expires_at, UTC)
         return self._timer
 
-    def on_notify(self) -> tuple[Iterable[UserUpdate | DeadLetter], bool]:
+    def on_notify(self) -> tuple[Iterable[UserStateOut], bool]:
         """Expire the user if still inactive; Bytewax may wake us early, so check again."""
         if self.params.ttl_s <= 0 or self.state.opted_out or self.clock() < self.expires_at:
             self._timer = None  # woken early: re-arm at the real expiry, never at a past time
@@ -229,7 +246,7 @@ def _seconds(value: float) -> str:
     return f"{value:.3f}".rstrip("0").rstrip(".")
 
 
-def _full_update(state: UserState, event: Event, read_at: float) -> UserUpdate:
+def _full_update(state: UserState, event: Event, read_at: float, stamp: Stamp | None) -> UserUpdate:
     return UserUpdate(
         user_id=event.user_id,
         version=state.version,
@@ -241,6 +258,7 @@ def _full_update(state: UserState, event: Event, read_at: float) -> UserUpdate:
         referrer=state.referrer,
         top_categories=state.top_interests(),
         purchased=state.purchased,
+        stamp=stamp,
     )
 
 
@@ -263,7 +281,7 @@ def _count(counts: dict[tuple[str, str], int]) -> None:
 @operator
 def user_state(
     step_id: str, up: KeyedStream[Accepted | Forget], params: UserStateParams
-) -> KeyedStream[UserUpdate | DeadLetter | Erasure]:
+) -> KeyedStream[UserStateOut]:
     """Keep each user's state and emit a `UserUpdate` per accepted event (full or light).
 
     :arg step_id: Unique ID.
@@ -272,8 +290,9 @@ def user_state(
     :arg params: State configuration.
     :returns: Per user, a `UserUpdate` for each accepted event and a `DeadLetter` (reason
         ``late``) for each event behind the watermark by more than the allowed lateness;
-        duplicates produce nothing. The updates are in event order per user; the last
-        accepted one of each batch and those at clusterer learn points are full.
+        duplicates produce no update. The updates are in event order per user; the last
+        accepted one of each batch and those at clusterer learn points are full. A stamped
+        event that yields no update yields a `Progress` instead.
     """
 
     def builder(resume_state: UserState | bytes | None) -> UserStateLogic:

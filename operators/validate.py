@@ -1,5 +1,8 @@
 """Validation: every raw payload becomes an accepted event or a dead letter with a reason.
 
+(A partition's idle/end announcement is no payload: it passes as `Progress`, as does each
+refused record, so the models step can count the batches complete, `operators.progress`.)
+
 Nothing raises and nothing is dropped: a worker that crashed on one hostile payload would
 crash again on the same payload after every recovery, so refusals are data, split off into
 their own stream (as Bytewax's Kafka operators split `oks` from `errs`).
@@ -27,10 +30,12 @@ from typing import Any, cast
 import bytewax.operators as op
 import orjson
 from bytewax.dataflow import Stream, operator
+from bytewax.operators import BranchOut
 from prometheus_client import Counter
 
 from operators.metrics import DEAD_LETTERS, EVENTS
-from operators.records import Accepted, DeadLetter, RawRecord
+from operators.progress import announcement_progress, dead_letter_progress, is_announcement
+from operators.records import Accepted, DeadLetter, Progress, RawRecord
 from state.event import DEFAULT_EVENT_TYPES, Event, Invalid, event_from_dict
 
 _DETAIL_CHARS = 120
@@ -53,7 +58,9 @@ def _refuse(record: RawRecord, reason: str, detail: str, event_type: str = "unkn
     """Count the refusal under bounded labels and wrap the untouched payload."""
     _counter(EVENTS, event_type, "invalid").inc()
     _counter(DEAD_LETTERS, reason).inc()
-    return DeadLetter(reason, detail[:_DETAIL_CHARS], record.payload, record.origin, record.offset)
+    return DeadLetter(
+        reason, detail[:_DETAIL_CHARS], record.payload, record.origin, record.offset, record.stamp
+    )
 
 
 #: Label children already looked up: `labels()` costs ~2 µs, and a backlog of stale or
@@ -119,19 +126,25 @@ def validate_record(
         return _refuse(record, "ts_future", "ts", _type_label(decoded, params))
     if event.ts < params.min_ts:
         return _refuse(record, "ts_past", "ts", _type_label(decoded, params))
-    return Accepted(event, record.read_at)
+    return Accepted(event, record.read_at, record.stamp)
 
 
 @dataclass(frozen=True)
 class ValidateOut:
-    """The two streams out of `validate`: accepted events and dead letters."""
+    """The streams out of `validate`: accepted events, dead letters, and the `Progress` of
+    stamped records that are not events (refused ones, partitions' announcements)."""
 
     oks: Stream[Accepted]
     errs: Stream[DeadLetter]
+    progress: Stream[Progress]
 
 
-def _is_accepted(item: Accepted | DeadLetter) -> bool:
+def _is_accepted(item: Accepted | DeadLetter | Progress) -> bool:
     return isinstance(item, Accepted)
+
+
+def _is_progress(item: Accepted | DeadLetter | Progress) -> bool:
+    return isinstance(item, Progress)
 
 
 @operator
@@ -143,12 +156,20 @@ def validate(
 ) -> ValidateOut:
     """Validate every record of `up`; `now` is the wall clock, injectable for tests."""
 
-    def check(record: RawRecord) -> Accepted | DeadLetter:
+    def check(record: RawRecord) -> Accepted | DeadLetter | Progress:
+        if is_announcement(record):
+            return announcement_progress(record)
         return validate_record(record, params, now())
 
     results = op.map("check", up, check)
     split = op.branch("split", results, _is_accepted)
+    others: BranchOut[Accepted | DeadLetter | Progress, Accepted | DeadLetter | Progress]
+    others = op.branch("split_progress", split.falses, _is_progress)
+    errs = cast(Stream[DeadLetter], others.falses)
+    refused = op.filter_map("refused_progress", errs, dead_letter_progress)
+    announced = cast(Stream[Progress], others.trues)
     return ValidateOut(
         cast(Stream[Accepted], split.trues),
-        cast(Stream[DeadLetter], split.falses),
+        errs,
+        op.merge("progress", announced, refused),
     )

@@ -6,13 +6,13 @@ purchase for RFM), assigns users to segments cheaply (nearest anchor, RFM tier),
 what to publish: a `SegmentInfo` when a segment's readable name changes, a `SegmentModel` of
 the whole model every `publish_every` learned users, at the end of the warm-up and on drift.
 
-Learn points are applied in **event-time order**, through a reorder buffer that holds them
-until the newest event time seen is `reorder_s` past them (a watermark, as in Flink). Online
-k-means depends on the order it sees points in; with several partitions or workers the
-arrival order is an accident of scheduling, event time is not. So the model learns the same
-points in the same order however the input was partitioned or spread over workers; only
-which of the last `reorder_s` of points a user's assignment already reflects can differ.
-`reorder_s = 0` learns in arrival order.
+Learn points are applied in **event-time order**, the same whichever worker or partition
+brought them (`state.event_order`): online k-means depends on the order it sees points in, and
+with several partitions or workers the arrival order is an accident of scheduling, event time
+is not. Users are assigned at once (their output must not wait), with the model as it stands;
+each assignment is then *settled* at its own place in that order, and a `Settled` says what it
+is there, so the models step can correct the few that differ. What a user is finally left with
+is thus the same with one worker or several.
 
 >>> seg = Segmentation(Segmenter(features=("spend_30d",), params={"n_clusters": 2}, warmup=4))
 >>> for n in range(6):
@@ -23,17 +23,24 @@ which of the last `reorder_s` of points a user's assignment already reflects can
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from state.event import PURCHASE
+from state.event_order import EventTimeOrder, Stamp
 from state.rfm_tiers import RFMTiers
 from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
-__all__ = ["Published", "SegmentInfo", "SegmentModel", "Segmentation", "cluster_segment"]
+__all__ = [
+    "Published",
+    "SegmentInfo",
+    "SegmentModel",
+    "Segmentation",
+    "Settled",
+    "cluster_segment",
+]
 
 DIGITS = 6
 
@@ -69,18 +76,33 @@ class SegmentModel:
 Published = SegmentInfo | SegmentModel
 
 
-@dataclass(order=True)
-class _LearnPoint:
-    """A profile waiting in the reorder buffer, ordered by (event time, user, version)."""
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A user's segments at the place of their update `version` in event-time order."""
+
+    user_id: str
+    version: int
+    segment: str
+    segment_name: str
+    rfm_segment: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Point:
+    """A profile waiting for its place in event-time order: to learn from, or to settle."""
 
     ts: float
     user_id: str
     version: int
-    seq: int  # arrival count: breaks the (practically impossible) remaining ties
-    event_type: str = field(compare=False)
-    features: Mapping[str, float] = field(compare=False)
-    device: str | None = field(compare=False)
-    cluster: bool = field(compare=False)  # a clusterer learn point (else RFM only)
+    event_type: str
+    features: Mapping[str, float]
+    device: str | None
+    learn: bool  # a learn point (else a settle point)
+    cluster: bool = False  # a clusterer learn point (else RFM only)
+
+
+#: Learn points sort before the settle point of the same update: settled after that event.
+_LEARN, _SETTLE = 0, 1
 
 
 @dataclass
@@ -98,9 +120,11 @@ class Segmentation:
     names: dict[str, str] = field(default_factory=dict)  # as last published
     info_version: int = 0
     last_drift: DriftReading | None = None
-    pending: list[_LearnPoint] = field(default_factory=list)
-    newest_ts: float = float("-inf")
-    arrivals: int = 0
+    origins: tuple[str, ...] = ()  # the source partitions to wait for (`state.event_order`)
+    order: EventTimeOrder[_Point] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.order = EventTimeOrder(self.origins, self.reorder_s)
 
     def observe(
         self,
@@ -110,34 +134,49 @@ class Segmentation:
         event_type: str,
         features: Mapping[str, float] | None,
         device: str | None,
-    ) -> list[Published]:
-        """Take one update; learn what is due. `features` may be None off learn points."""
+        stamp: Stamp | None = None,
+        settle: bool = False,
+    ) -> list[Published | Settled]:
+        """Take one update; learn and settle what is due. `features` may be None off learn
+        points; `settle` asks for a `Settled` at this update's place (its output was sent)."""
         cluster = (version - 1) % self.learn_every == 0
-        if cluster or event_type == PURCHASE:
+        learn = cluster or event_type == PURCHASE
+        entries: list[tuple[tuple[str, int, int], _Point]] = []
+        if learn or settle:
             if features is None:
                 raise ValueError(
                     f"update {version} of user {user_id!r} is light where a full one is due: "
                     "the user-state step's learn_every must equal the models step's"
                 )
-            self.arrivals += 1
-            point = _LearnPoint(
-                ts, user_id, version, self.arrivals, event_type, features, device, cluster
-            )
-            heapq.heappush(self.pending, point)
-        self.newest_ts = max(self.newest_ts, ts)
-        return self._apply_until(self.newest_ts - self.reorder_s)
+            if learn:
+                point = _Point(ts, user_id, version, event_type, features, device, True, cluster)
+                entries.append(((user_id, version, _LEARN), point))
+            if settle:
+                point = _Point(ts, user_id, version, event_type, features, device, False)
+                entries.append(((user_id, version, _SETTLE), point))
+        self.order.add(stamp, ts, entries)
+        return self._apply(self.order.release())
 
-    def flush(self) -> list[Published]:
-        """Learn everything still buffered (end of a bounded input)."""
-        return self._apply_until(float("inf"))
+    def progress(self, stamp: Stamp | None, ts: float | None) -> list[Published | Settled]:
+        """A record that brings nothing to learn (dropped upstream) still moves its partition."""
+        self.order.add(stamp, ts, ())
+        return self._apply(self.order.release())
 
-    def _apply_until(self, watermark: float) -> list[Published]:
-        out: list[Published] = []
-        while self.pending and self.pending[0].ts <= watermark:
-            self._learn(heapq.heappop(self.pending), out)
+    def flush(self) -> list[Published | Settled]:
+        """Learn and settle everything still held (end of a bounded input)."""
+        return self._apply(self.order.flush())
+
+    def _apply(self, points: list[_Point]) -> list[Published | Settled]:
+        out: list[Published | Settled] = []
+        for p in points:
+            if p.learn:
+                self._learn(p, out)
+            else:
+                segment, name, tier = self.assign(p.features, p.device)
+                out.append(Settled(p.user_id, p.version, segment, name, tier))
         return out
 
-    def _learn(self, p: _LearnPoint, out: list[Published]) -> None:
+    def _learn(self, p: _Point, out: list[Published | Settled]) -> None:
         self.rfm.learn_one(
             p.user_id,
             p.features.get("recency_days", 0.0),
@@ -169,12 +208,9 @@ class Segmentation:
         return segment, self.names.get(segment, ""), tier
 
     def forget(self, user_id: str) -> None:
-        """Erasure: the user leaves the RFM sample and the reorder buffer."""
+        """Erasure: the user leaves the RFM sample and the event-time order."""
         self.rfm.forget(user_id)
-        kept = [p for p in self.pending if p.user_id != user_id]
-        if len(kept) != len(self.pending):
-            heapq.heapify(kept)
-            self.pending = kept
+        self.order.discard(lambda p: p.user_id == user_id)
 
     def _watch_quality(self, segment: int | None) -> bool:
         """Silhouette sample every learn point, drift every `drift_every`; True on drift."""
@@ -186,7 +222,7 @@ class Segmentation:
         self.last_drift = self.drift.check(self.segmenter.registry.anchors)
         return self.last_drift.drifted
 
-    def _publish_renamed(self, ts: float, out: list[Published]) -> None:
+    def _publish_renamed(self, ts: float, out: list[Published | Settled]) -> None:
         segmenter = self.segmenter
         for number, name in segmenter.names.items():
             segment = cluster_segment(number)

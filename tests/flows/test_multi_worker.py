@@ -1,12 +1,11 @@
-"""Segment ids are global: with two Bytewax workers there is still ONE segment model.
+"""Segment ids are global: two Bytewax workers give every user the segments one worker gives.
 
 The models step (clusterer, registry, names, RFM sample) lives on one key, hence on one
-worker, so the users of every worker are assigned by the same model and one feature vector
-gets one segment id whichever worker holds the user. What two workers change is the order in
-which that model sees users (the workers interleave), and online k-means depends on order:
-on this sample the two runs agree on the same segment for only part of the users (see the
-README, "Segments"). So this checks what is exact: one model, fed by both workers, that saw
-every learn point of the data once, with the same segment ids and unique names.
+worker, so one feature vector gets one segment id whichever worker holds the user. Two
+workers change the order in which updates reach that model, and online k-means depends on
+order; so the model learns in one event-time order over the source partitions
+(`state.event_order`) and settles each user's segments at their place in it. This checks the
+result is exact: the same model record, and the same segments for every user.
 """
 
 from __future__ import annotations
@@ -34,10 +33,16 @@ def learn_points(sample: Path, learn_every: int = 10) -> int:
     return count
 
 
-def stored(r: redis.Redis, prefix: str) -> dict[str, str]:
+SEGMENT_FIELDS = ("segment", "segment_name", "rfm_segment", "rule_segments")
+
+
+def stored(r: redis.Redis, prefix: str) -> dict[str, tuple[object, ...]]:
+    """Each user's segment fields as stored."""
     out = {}
     for key in r.scan_iter(match=f"{prefix}:user:*", count=1000):
-        out[key.decode().split(":user:")[1]] = orjson.loads(r.hget(key, "segment") or b'""')
+        values = r.hmget(key, list(SEGMENT_FIELDS))
+        user = key.decode().split(":user:")[1]
+        out[user] = tuple(orjson.loads(v) if v else None for v in values)
     return out
 
 
@@ -52,12 +57,13 @@ def run_with(redis_url: str, sample: Path, prefix: str, workers: int) -> dict[st
         recovery__enabled=False,
         cluster__workers_per_process=workers,
         segments__publish_every=1,  # the last record describes the final model
+        segments__rules={"big_spender": "spend_total > 100 and segment != ''"},
     )
     r = redis.Redis.from_url(redis_url)
     return orjson.loads(r.hget(f"{prefix}:segments:model", "record") or b"{}")
 
 
-def test_two_workers_share_one_global_segment_model(
+def test_two_workers_give_every_user_the_segments_one_worker_gives(
     redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
     sample = tmp_path / "sample.jsonl"
@@ -67,9 +73,12 @@ def test_two_workers_share_one_global_segment_model(
     # one model saw every learn point of both workers exactly once
     assert one["version"] == two["version"] == learn_points(sample)
     assert set(one["segments"]) == set(two["segments"])  # type: ignore[arg-type]
+    assert one == two  # the same model: same centres, names, sizes, quality, RFM cut points
     users_one, users_two = stored(r, "one"), stored(r, "two")
-    assert set(users_one) == set(users_two) and len(users_two) == 400
-    in_use = {s for s in users_two.values() if s}
-    assert in_use <= set(two["segments"])  # type: ignore[arg-type]
+    assert len(users_two) == 400
+    assert users_one == users_two  # every user: same segment, name, RFM tier and rules
+    in_use = {fields[0] for fields in users_two.values() if fields[0]}
+    assert len(in_use) >= 3 and in_use <= set(two["segments"])  # type: ignore[arg-type]
+    assert any(fields[3] for fields in users_two.values())  # the rule matched someone
     names = [s["name"] for s in two["segments"].values()]  # type: ignore[union-attr]
     assert len(set(names)) == len(names)

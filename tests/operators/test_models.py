@@ -257,10 +257,18 @@ def test_rfm_tiers_from_every_purchase_and_rules_can_use_them() -> None:
 def test_a_bounded_input_learns_what_the_reorder_buffer_holds_at_its_end() -> None:
     params = ModelParams(warmup=8, publish_every=5, k=3, reorder_s=1e9)  # nothing passes
     outs = run(shopping(20), params, batch_size=6)
-    assert all(o.segment == "" for o in user_outputs(outs))  # no learn point applied yet
+    sent = [o for o in user_outputs(outs) if not o.settled]
+    assert all(o.segment == "" for o in sent)  # no learn point applied yet
     models_out = [o for o in outs if isinstance(o, SegmentModel)]
     assert [m.version for m in models_out] == [5, 8, 10, 15, 20]  # all at the end of input
-    assert outs.index(models_out[0]) > max(outs.index(o) for o in user_outputs(outs))
+    assert outs.index(models_out[0]) > max(outs.index(o) for o in sent)
+    # at the end, users' last outputs settle where they stand in event time: those after
+    # the warm-up get the segment they were not given, as a correction of the same version
+    corrected = [o for o in user_outputs(outs) if o.settled]
+    last_sent = {o.user_id: o for o in sent}
+    assert corrected and all(o.segment.startswith("cluster:") for o in corrected)
+    assert all(o.version == last_sent[o.user_id].version for o in corrected)
+    assert all(o.read_ats == () for o in corrected)  # latency was measured on the first send
 
 
 def test_rule_segments() -> None:

@@ -17,6 +17,7 @@ from bytewax.testing import TestingSink, run_main
 from prometheus_client import REGISTRY
 
 from operators import lifecycle
+from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.redis_source import RedisStreamSource, backoff_s
 from operators.routing import partition_for, stream_key
@@ -49,6 +50,11 @@ def publish(r: redis.Redis, n: int, partitions: int = 4) -> dict[str, list[tuple
 
 
 def run_source(source: RedisStreamSource) -> list[RawRecord]:
+    """The entries read, without the partitions' announcements."""
+    return [rec for rec in run_all(source) if not is_announcement(rec)]
+
+
+def run_all(source: RedisStreamSource) -> list[RawRecord]:
     out: list[RawRecord] = []
     flow = Dataflow("redis-source-test")
     op.output("out", op.input("inp", flow, source), TestingSink(out))
@@ -59,12 +65,21 @@ def run_source(source: RedisStreamSource) -> list[RawRecord]:
 def test_flow_reads_every_entry_once_in_order_per_partition(r: redis.Redis, redis_url: str) -> None:
     added = publish(r, 2_500)
     source = RedisStreamSource(redis_url, batch_size=100, stop_when_drained=True)
-    out = run_source(source)
-    assert len(out) == 2_500
+    out = run_all(source)
+    entries_read = [rec for rec in out if not is_announcement(rec)]
+    assert len(entries_read) == 2_500
     for key, entries in added.items():
-        got = [(rec.offset, rec.payload) for rec in out if rec.origin == key]
+        got = [(rec.offset, rec.payload) for rec in entries_read if rec.origin == key]
         assert got == entries, key
     assert all(rec.read_at > 0 for rec in out)
+    # every batch is numbered in its partition; each partition announces its end, last
+    for key, entries in added.items():
+        stamps = [rec.stamp for rec in out if rec.origin == key and rec.stamp is not None]
+        seqs = sorted({s.seq for s in stamps})
+        assert seqs == list(range(len(seqs)))
+        assert all(s.size == stamps.count(s) for s in stamps)  # size = records stamped so
+        assert [s.kind for s in stamps].count("end") == 1 and stamps[-1].kind == "end"
+        assert sum(1 for s in stamps if s.kind == "data") == len(entries)
 
 
 def test_entry_without_payload_becomes_an_empty_record(r: redis.Redis, redis_url: str) -> None:
@@ -82,13 +97,17 @@ def test_partition_resumes_after_its_snapshot(r: redis.Redis, redis_url: str) ->
     first = source.build_part("inp", key, None)
     batch = first.next_batch()
     assert [rec.offset for rec in batch] == ids[:4]
-    assert first.snapshot() == ids[3]
+    assert first.snapshot() == (ids[3], 1)
     first.close()
 
-    resumed = source.build_part("inp", key, ids[3])
-    assert [rec.payload for rec in resumed.next_batch()] == [b"p4", b"p5", b"p6", b"p7"]
+    resumed = source.build_part("inp", key, (ids[3], 1))
+    batch = resumed.next_batch()
+    assert [rec.payload for rec in batch] == [b"p4", b"p5", b"p6", b"p7"]
+    assert batch[0].stamp is not None and batch[0].stamp.seq == 1  # numbering carries on
     assert [rec.payload for rec in resumed.next_batch()] == [b"p8", b"p9"]
-    assert resumed.snapshot() == ids[9]
+    assert resumed.snapshot() == (ids[9], 3)
+    (end,) = resumed.next_batch()
+    assert is_announcement(end) and end.stamp is not None and end.stamp.kind == "end"
     with pytest.raises(StopIteration):
         resumed.next_batch()
     resumed.close()
@@ -106,7 +125,7 @@ def test_second_run_with_recovery_reads_only_new_entries(
         flow = Dataflow("redis-source-recovery")
         op.output("out", op.input("inp", flow, source), TestingSink(out))
         run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)
-        return out
+        return [rec for rec in out if not is_announcement(rec)]
 
     def located(added: dict[str, list[tuple[str, bytes]]]) -> list[tuple[str, str]]:
         return sorted((key, entry_id) for key, entries in added.items() for entry_id, _ in entries)
@@ -123,13 +142,16 @@ def test_idle_partition_returns_nothing_and_asks_to_be_woken_later(
     key = stream_key("tailor", 0)
     part = RedisStreamSource(redis_url, poll_interval_s=30.0).build_part("inp", key, None)
     before = datetime.now(UTC)
-    assert part.next_batch() == []
+    (idle,) = part.next_batch()  # the partition says once that it ran dry ...
+    assert idle.stamp is not None and (idle.stamp.kind, idle.stamp.seq) == ("idle", 0)
     awake = part.next_awake()
     assert awake is not None and awake > before
-    assert part.snapshot() == "0-0"
+    assert part.next_batch() == []  # ... and then just polls
+    assert part.snapshot() == ("0-0", 1)
     r.xadd(key, {b"payload": b"late"})
     assert [rec.payload for rec in part.next_batch()] == [b"late"]
     assert part.next_awake() is None
+    assert [rec.stamp.kind for rec in part.next_batch() if rec.stamp] == ["idle"]  # dry again
     part.close()
 
 
@@ -146,14 +168,14 @@ def test_unreachable_redis_backs_off_instead_of_crashing() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     labels = {"operation": "read", "kind": "ConnectionError"}
     before = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
-    part = RedisStreamSource(url).build_part("inp", stream_key("tailor", 0), "5-0")
+    part = RedisStreamSource(url).build_part("inp", stream_key("tailor", 0), ("5-0", 2))
     start = datetime.now(UTC)
     assert part.next_batch() == []
     first = part.next_awake()
     assert part.next_batch() == []
     second = part.next_awake()
     assert first is not None and second is not None and start < first < second
-    assert part.snapshot() == "5-0"
+    assert part.snapshot() == ("5-0", 2)  # an outage is not a dry spell: no announcement
     after = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
     assert after - before == 2.0
     part.close()
@@ -209,14 +231,14 @@ def test_lag_of_a_resumed_partition_is_unknown_until_it_catches_up(
     key = stream_key("lag3", 0)
     ids = [xadd(r, key, {b"payload": b"%d" % i}) for i in range(30)]
     source = RedisStreamSource(redis_url, prefix="lag3", batch_size=10, lag_interval_s=0.0)
-    reader = source.build_part("inp", key, ids[4])
+    reader = source.build_part("inp", key, ids[4])  # a snapshot from before batch stamps
     assert len(reader.next_batch()) == 10
     assert lag(key) is None  # 15 remain, but a plain XREAD cannot know without a scan
     assert len(reader.next_batch()) == 10
     assert len(reader.next_batch()) == 5
     assert lag(key) == 0.0
     missing = source.build_part("inp", stream_key("lag3", 1), None)
-    assert missing.next_batch() == []
+    assert [rec.payload for rec in missing.next_batch()] == [b""]  # its idle announcement
     assert lag(stream_key("lag3", 1)) == 0.0  # no stream yet: nothing to read
     reader.close()
     missing.close()

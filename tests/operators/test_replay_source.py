@@ -15,6 +15,7 @@ from bytewax.testing import TestingSink, run_main
 
 from operators import lifecycle
 from operators.adapters import read_payloads
+from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.replay_source import ReplaySource
 
@@ -32,6 +33,11 @@ def otto_csv(data_dir: Path) -> Path:
 
 
 def run_source(source: ReplaySource, recovery: RecoveryConfig | None = None) -> list[RawRecord]:
+    """The records read, without the partitions' end announcements."""
+    return [rec for rec in run_all(source, recovery) if not is_announcement(rec)]
+
+
+def run_all(source: ReplaySource, recovery: RecoveryConfig | None = None) -> list[RawRecord]:
     out: list[RawRecord] = []
     flow = Dataflow("replay-test")
     op.output("out", op.input("inp", flow, source), TestingSink(out))
@@ -42,13 +48,22 @@ def run_source(source: ReplaySource, recovery: RecoveryConfig | None = None) -> 
 def test_flow_replays_every_file_in_order(otto_csv: Path, tmp_path: Path) -> None:
     jsonl = tmp_path / "extra.jsonl"
     jsonl.write_bytes(b'{"a": 1}\nnot json\n')
-    out = run_source(ReplaySource([otto_csv, jsonl], batch_size=100))
+    everything = run_all(ReplaySource([otto_csv, jsonl], batch_size=100))
+    out = [rec for rec in everything if not is_announcement(rec)]
     otto = [rec for rec in out if rec.origin == "file:train_events.csv"]
     assert [rec.payload for rec in otto] == list(read_payloads(otto_csv))
     assert [rec.offset for rec in otto] == [str(i) for i in range(862)]
     extra = [(rec.payload, rec.offset) for rec in out if rec.origin == "file:extra.jsonl"]
     assert extra == [(b'{"a": 1}', "0"), (b"not json", "1")]
     assert len(out) == 864
+    # batches numbered per file (9 of otto's, 1 of extra's), then one end announcement each
+    stamps = [(rec.origin, rec.stamp) for rec in everything if rec.stamp is not None]
+    assert len(stamps) == len(everything)
+    ends = [(origin, s.origin, s.seq) for origin, s in stamps if s.kind == "end"]
+    assert sorted(ends) == [
+        ("file:extra.jsonl", "extra.jsonl", 1),
+        ("file:train_events.csv", "train_events.csv", 9),
+    ]
 
 
 def test_same_file_names_get_distinct_partitions(otto_csv: Path, tmp_path: Path) -> None:
@@ -65,13 +80,15 @@ def test_same_file_names_get_distinct_partitions(otto_csv: Path, tmp_path: Path)
 def test_partition_resumes_after_the_records_already_emitted(otto_csv: Path) -> None:
     expected = list(read_payloads(otto_csv))
     source = ReplaySource([otto_csv], batch_size=300)
-    part = source.build_part("inp", "train_events.csv", 500)
+    part = source.build_part("inp", "train_events.csv", (500, 2))
     first = part.next_batch()
     assert [rec.payload for rec in first] == expected[500:800]
     assert first[0].offset == "500"
-    assert part.snapshot() == 800
+    assert first[0].stamp is not None and first[0].stamp.seq == 2
+    assert part.snapshot() == (800, 3)
     assert [rec.payload for rec in part.next_batch()] == expected[800:]
-    assert part.snapshot() == 862
+    assert part.snapshot() == (862, 4)
+    assert [rec.stamp.kind for rec in part.next_batch() if rec.stamp] == ["end"]
     with pytest.raises(StopIteration):
         part.next_batch()
     part.close()
@@ -90,5 +107,13 @@ def test_stop_request_ends_the_replay(otto_csv: Path) -> None:
     lifecycle.request_stop()
     with pytest.raises(StopIteration):
         part.next_batch()
-    assert part.snapshot() == 10
+    assert part.snapshot() == (10, 1)
+    part.close()
+
+
+def test_a_snapshot_from_before_batch_stamps_resumes_by_record_count(otto_csv: Path) -> None:
+    part = ReplaySource([otto_csv], batch_size=10).build_part("inp", "train_events.csv", 850)
+    batch = part.next_batch()
+    assert [rec.offset for rec in batch] == [str(i) for i in range(850, 860)]
+    assert part.snapshot() == (860, 1)
     part.close()
