@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
@@ -82,6 +83,35 @@ def test_older_version_never_overwrites_and_replay_is_byte_identical(
     assert profile(r, "u1")["version"] == 5
     assert members(r, "cluster:9") == set()
     assert len(notices(r)) == 1
+
+
+def test_a_settled_correction_replaces_its_own_version_only(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    first = output("u1", 5, segment="cluster:2", rules=("a",))
+    sink.write_batch([first])
+    same_again = output("u1", 5, segment="cluster:3")  # not a correction: a replay, ignored
+    sink.write_batch([same_again])
+    assert profile(r, "u1")["segment"] == "cluster:2"
+    corrected = dataclasses.replace(
+        output("u1", 5, segment="cluster:3", rules=("b",)), settled=True
+    )
+    sink.write_batch([corrected])
+    assert profile(r, "u1")["segment"] == "cluster:3" and profile(r, "u1")["version"] == 5
+    assert members(r, "cluster:2") == set() and members(r, "cluster:3") == {"u1"}
+    assert members(r, "rule:b") == {"u1"} and members(r, "rule:a") == set()
+    assert notices(r)[-1]["changed"] == ["segment", "rule_segments"]
+    sink.write_batch([output("u1", 6, segment="cluster:3")])
+    stale = dataclasses.replace(output("u1", 5, segment="cluster:9"), settled=True)
+    sink.write_batch([stale])  # a correction of a version already superseded
+    assert profile(r, "u1")["version"] == 6 and members(r, "cluster:9") == set()
+    # in one batch, the correction wins over the output it corrects
+    sink.write_batch([output("u2", 1, segment="cluster:1"), corrected_for("u2")])
+    assert profile(r, "u2")["segment"] == "cluster:4"
+
+
+def corrected_for(user: str) -> UserOutput:
+    return dataclasses.replace(output(user, 1, segment="cluster:4"), settled=True)
 
 
 def test_user_moves_between_cluster_and_rule_segments(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from operators.records import Accepted, DeadLetter, UserUpdate
+from operators.records import Accepted, DeadLetter, Progress, Stamp, UserUpdate
 from operators.user_state import UserStateLogic, UserStateParams, user_state
 from state.event import Event, event_to_dict
 from state.user import FEATURE_NAMES
@@ -121,6 +122,40 @@ def test_dedup_memory_is_bounded_by_the_horizon() -> None:
         logic.on_batch([acc(f"e{i}", "u", float(i * 10))])
     assert logic.state.seen_ids == 100
     assert logic.state.version == 5000
+
+
+def test_every_stamped_event_leaves_as_an_update_or_as_progress() -> None:
+    stamp = Stamp("s", 4, 5)
+
+    def stamped(event_id: str, ts: float, **kw: Any) -> Accepted:
+        return dataclasses.replace(acc(event_id, "u", ts, **kw), stamp=stamp)
+
+    logic = UserStateLogic(UserStateParams(allowed_lateness_s=100.0))
+    out = list(
+        logic.on_batch(
+            [
+                stamped("e1", 1000.0),
+                stamped("e1", 1000.0),  # duplicate
+                stamped("e2", 500.0),  # late
+                stamped("e3", 1010.0),
+                stamped("e4", 1020.0, consent=False),  # an opt-out: erased
+            ]
+        )[0]
+    )
+    kinds = [type(item).__name__ for item in out]
+    assert kinds == [
+        "UserUpdate",
+        "Progress",
+        "DeadLetter",
+        "Progress",
+        "UserUpdate",
+        "Erasure",
+        "Progress",
+    ]
+    assert [u.stamp for u in out if isinstance(u, UserUpdate)] == [stamp, stamp]
+    assert [p.ts for p in out if isinstance(p, Progress)] == [1000.0, 500.0, 1020.0]
+    (after,) = logic.on_batch([stamped("e5", 1030.0)])[0]  # opted out: dropped, but counted
+    assert after == Progress(stamp, 1030.0)
 
 
 def test_snapshot_is_an_immutable_copy_that_pickles_and_resumes() -> None:

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from operators.records import Accepted, DeadLetter, RawRecord
+from operators.records import Accepted, DeadLetter, Progress, RawRecord, Stamp
 from operators.validate import INTERNAL_ERROR, ValidationParams, validate, validate_record
 from state.event import REASONS
 
@@ -173,3 +173,25 @@ def test_operator_splits_oks_and_errs_in_a_flow() -> None:
     run_main(flow)
     assert [a.event.event_id for a in oks] == ["a", "c"]
     assert [(e.reason, e.offset) for e in errs] == [("malformed_json", "2-0"), ("ts_future", "3-0")]
+
+
+def test_every_stamped_record_leaves_as_an_event_or_as_progress() -> None:
+    stamp, end = Stamp("s", 0, 3), Stamp("s", 1, 1, "end")
+    records = [
+        RawRecord(orjson.dumps({**GOOD, "event_id": "a"}), "s", "1-0", 1.0, stamp),
+        RawRecord(b"garbage", "s", "2-0", 1.0, stamp),
+        RawRecord(orjson.dumps({**GOOD, "event_id": "b"}), "s", "3-0", 1.0, stamp),
+        RawRecord(b"", "s", "", 1.0, end),  # the partition's end: not a payload
+    ]
+    oks: list[Accepted] = []
+    errs: list[DeadLetter] = []
+    progress: list[Progress] = []
+    flow = Dataflow("validate-progress")
+    out = validate("validate", op.input("inp", flow, TestingSource(records)), PARAMS, lambda: NOW)
+    op.output("oks", out.oks, TestingSink(oks))
+    op.output("errs", out.errs, TestingSink(errs))
+    op.output("progress", out.progress, TestingSink(progress))
+    run_main(flow)
+    assert [(a.event.event_id, a.stamp) for a in oks] == [("a", stamp), ("b", stamp)]
+    assert [(e.offset, e.stamp) for e in errs] == [("2-0", stamp)]
+    assert sorted(progress, key=lambda p: p.stamp.seq) == [Progress(stamp), Progress(end)]
