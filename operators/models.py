@@ -161,11 +161,21 @@ class ModelsState:
 ModelsIn = UserUpdate | Erasure | Progress
 
 
-class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
-    """Learn event by event; at each user's last full update in the batch, emit their output.
+@dataclass(frozen=True, slots=True)
+class _Draft:
+    """A user's output before its segments are filled in (at the end of the batch)."""
 
-    Users come out in the order of their last full update in the batch; a `SegmentInfo` comes
-    out right after the event that changed its cluster's name (so before any output using it).
+    updates: list[UserUpdate]
+    profile: dict[str, Any]
+    recs: tuple[Recommendation, ...]
+
+
+class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
+    """Learn event by event; at each user's last full update in the batch, draft their output
+    (profile, recommendations), and send the drafts with their segments at the end.
+
+    A `SegmentInfo` comes out in the batch where its cluster's name changed, before the
+    batch's outputs; users come out in the order of their last full update in the batch.
     """
 
     def __init__(
@@ -191,6 +201,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         }
         waiting, out = self._waiting, list[ModelsOut]()
         settled: list[Settled] = []
+        drafts: list[_Draft] = []
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
@@ -211,19 +222,39 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             if last_full.get(u.user_id) is u:
                 del waiting[u.user_id]
                 if emit:  # not erased later in this batch
-                    output = self._user_output(updates)
-                    self.state.provisional[u.user_id] = output
-                    out.append(output)
-        for s in settled:  # after the batch's outputs: settle what they sent
-            self._settle(s, out)
+                    drafts.append(self._draft(updates))
+        self._finish(drafts, settled, out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""
         out: list[ModelsOut] = []
-        for s in self._segment_news(self.state.segments.flush(), out):
-            self._settle(s, out)
+        self._finish([], self._segment_news(self.state.segments.flush(), out), out)
         return out, StatefulBatchLogic.RETAIN
+
+    def _finish(self, drafts: list[_Draft], settled: list[Settled], out: list[ModelsOut]) -> None:
+        """Send the batch's outputs, then settle earlier ones.
+
+        An output whose place in event-time order was already reached in this batch goes out
+        settled; the others get the segments as they stand and wait to be settled (one
+        assignment each way, which is why segments are filled in here, at the end).
+        """
+        by_update = {(s.user_id, s.version): s for s in settled}
+        provisional = self.state.provisional
+        for draft in drafts:
+            last = draft.updates[-1]
+            done = by_update.pop((last.user_id, last.version), None)
+            if done is None:
+                output = self._user_output(
+                    draft, *self.state.segments.assign(draft.profile["features"], last.device)
+                )
+                provisional[last.user_id] = output
+            else:
+                output = self._user_output(draft, done.segment, done.segment_name, done.rfm_segment)
+                provisional.pop(last.user_id, None)
+            out.append(output)
+        for s in by_update.values():
+            self._settle(s, out)
 
     def _erase(self, erasure: Erasure) -> Erasure:
         """Forget the user here too: pending updates, and their co-occurrence contributions.
@@ -296,16 +327,15 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self._drift_events_reported = segments.drift.events
         SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
 
-    def _user_output(self, updates: list[UserUpdate]) -> UserOutput:
-        """The user's output from the models as they stand now (provisional, see the module).
-
-        `updates` are the user's updates this output reflects (for latency), the last one full.
-        During the segmenter's warm-up a user has no cluster segment ("").
-        """
+    def _draft(self, updates: list[UserUpdate]) -> _Draft:
+        """Profile and recommendations at the user's last update, from the models as they
+        stand right after it; `updates` are those the output reflects (for latency)."""
         last = updates[-1]
-        features = _features(last)
-        segment, name, rfm = self.state.segments.assign(features, last.device)
-        profile = _profile(last, features)
+        return _Draft(updates, _profile(last, _features(last)), self._recommend(last))
+
+    def _user_output(self, draft: _Draft, segment: str, name: str, rfm: str | None) -> UserOutput:
+        """The output of a draft with its segments ("" during the segmenter's warm-up)."""
+        last, profile = draft.updates[-1], draft.profile
         return UserOutput(
             user_id=last.user_id,
             version=last.version,
@@ -315,9 +345,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             segment_name=name,
             rfm_segment=rfm or "",
             rule_segments=self.rules.matching(_rule_values(profile, segment, name, rfm)),
-            recs=self._recommend(last),
-            read_ats=tuple(u.read_at for u in updates),
-            event_times=tuple(u.event.ts for u in updates),
+            recs=draft.recs,
+            read_ats=tuple(u.read_at for u in draft.updates),
+            event_times=tuple(u.event.ts for u in draft.updates),
         )
 
     def _recommend(self, u: UserUpdate) -> tuple[Recommendation, ...]:

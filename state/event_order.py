@@ -109,6 +109,7 @@ class EventTimeOrder(Generic[T]):
         self.frontier = -math.inf  # effective time of the last item released
         self.late = 0  # items placed after their event time would have put them
         self.pushed = 0  # ties on (time, key) keep arrival order
+        self._watermark: float | None = None  # cached `watermark()`
 
     def add(self, stamp: Stamp | None, ts: float | None, items: Iterable[tuple[Any, T]]) -> None:
         """Account for one record of a batch, with the items (key, value) it brings.
@@ -121,6 +122,7 @@ class EventTimeOrder(Generic[T]):
         part = self.partitions.get(stamp.origin)
         if part is None:
             part = self.partitions[stamp.origin] = _Partition()
+            self._watermark = None
         if stamp.seq < part.next_seq:
             return  # a batch taken already (a re-delivery after recovery): counted once
         batch = part.waiting.get(stamp.seq)
@@ -128,9 +130,13 @@ class EventTimeOrder(Generic[T]):
             batch = part.waiting[stamp.seq] = _Batch(stamp.size, stamp.kind)
         batch.seen += 1
         if ts is not None:
-            batch.newest = max(batch.newest, ts)
-            batch.items.extend((ts, key, value) for key, value in items)
-        self._take_complete(part)
+            if ts > batch.newest:
+                batch.newest = ts
+            held = batch.items
+            for key, value in items:
+                held.append((ts, key, value))
+        if batch.seen >= batch.size and stamp.seq == part.next_seq:
+            self._take_complete(part)
 
     def release(self) -> list[T]:
         """Items whose place is final, in order."""
@@ -155,8 +161,10 @@ class EventTimeOrder(Generic[T]):
 
     def watermark(self) -> float:
         """The slowest active partition's watermark; +inf when none is active."""
-        active = [p.watermark for p in self.partitions.values() if p.status == _ACTIVE]
-        return min(active, default=math.inf)
+        if self._watermark is None:  # recomputed only when a partition moved
+            active = [p.watermark for p in self.partitions.values() if p.status == _ACTIVE]
+            self._watermark = min(active, default=math.inf)
+        return self._watermark
 
     @property
     def held(self) -> int:
@@ -170,6 +178,7 @@ class EventTimeOrder(Generic[T]):
             part = self.partitions[UNSTAMPED] = _Partition()
         if ts is None:
             return
+        self._watermark = None
         for key, value in items:
             self._push(ts, key, value)
         # released up to and including newest - reorder_s, as a plain reorder buffer
@@ -185,6 +194,7 @@ class EventTimeOrder(Generic[T]):
     def _take(self, part: _Partition[T], seq: int, force: bool) -> None:
         """Move batch `seq` into the heap and advance its partition (in sequence order)."""
         batch = part.waiting.pop(seq)
+        self._watermark = None
         floor = part.watermark
         for ts, key, value in batch.items:
             self._push(max(ts, floor), key, value)
