@@ -1,4 +1,4 @@
-"""The `tailor` command: run, demo, produce, inspect, segments, forget.
+"""The `tailor` command: run, demo, produce, inspect, segments, forget, evaluate.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -41,6 +41,12 @@ def _parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
     forget.add_argument("user")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
+    evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
+    evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
+    evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
+    evaluate.add_argument("--models", default="mostpop,trending,cooc", help="comma-separated")
+    evaluate.add_argument("--k", type=int, default=10, help="list length scored")
+    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     for sub in (
         run,
         demo,
@@ -48,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         inspect,
         segments,
         forget,
+        evaluate,
     ):  # accept --config after the command too
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
     return parser
@@ -184,6 +191,29 @@ def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    import orjson
+
+    from flows.evaluate import evaluate, load_interactions, parse_models, table
+
+    try:
+        models = parse_models(args.models)
+    except ValueError as exc:
+        raise ConfigError(f"--models: {exc}") from exc
+    interactions = load_interactions(args.data, args.adapter)
+    if not interactions:
+        print("no interactions with an item in the data: nothing to evaluate", file=sys.stderr)
+        return 1
+    results = evaluate(config, interactions, models, args.k)
+    if args.json:
+        print(orjson.dumps([asdict(r) for r in results]).decode())
+    else:
+        print(table(results, ", ".join(p.name for p in args.data), args.k))
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "demo": _cmd_demo,
@@ -191,6 +221,7 @@ COMMANDS = {
     "inspect": _cmd_inspect,
     "segments": _cmd_segments,
     "forget": _cmd_forget,
+    "evaluate": _cmd_evaluate,
 }
 
 

@@ -120,6 +120,7 @@ def _model_params(config: Config) -> ModelParams:
         rules=dict(segments["rules"]),
         cooc_max_neighbors=recs["cooc_max_neighbors"],
         cooc_window=recs["cooc_window"],
+        cooc_alpha=recs["cooc_alpha"],
         trending_halflife_s=recs["trending_halflife_s"],
         exclude_seen=recs["exclude_seen"],
         seed=segments["seed"],

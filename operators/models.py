@@ -93,6 +93,7 @@ class ModelParams:
     rules: Mapping[str, str] = field(default_factory=dict)
     cooc_max_neighbors: int = 100
     cooc_window: int = 10
+    cooc_alpha: float = 0.0  # popularity damping (`state.cooccurrence`)
     trending_halflife_s: float = 86400.0
     exclude_seen: bool = True
     seed: int = 42
@@ -153,7 +154,9 @@ class ModelsState:
         )
         return cls(
             segments=segments,
-            cooc=CoOccurrence(params.cooc_max_neighbors, params.cooc_window),
+            cooc=CoOccurrence(
+                params.cooc_max_neighbors, params.cooc_window, alpha=params.cooc_alpha
+            ),
             trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
         )
 

@@ -6,9 +6,10 @@ normalised like a cosine, cooc(h, j) / sqrt(count(h) * count(j)), so a best-sell
 next to everything does not drown out the items that specifically go together.
 
 Recency weighting: the history item `age` steps before the newest gets weight
-`1 / (1 + age)` (the newest 1, the one before 1/2, ...). A harmonic weight keeps older items
-in play (0.9**age would too, but fades them faster over the default 20-item window), while
-still letting the user's latest interest lead.
+`1 / (1 + age)` (the newest 1, the one before 1/2, ...) by default, or `recency ** age` when
+`recency` is given; and only the last `score_window` items are scored. What pairs are learned
+from (`window`) and what a recommendation reads (`score_window`) are separate: many pairs make
+the counts robust, while the next item follows the user's latest few items most closely.
 
 >>> model = CoOccurrence()
 >>> sessions = [["a", "b"], ["a", "c"], ["a", "b"]]
@@ -23,7 +24,6 @@ from __future__ import annotations
 
 import bisect
 import heapq
-import math
 from collections import _count_elements  # type: ignore[attr-defined]
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -44,14 +44,34 @@ class CoOccurrence:
         amortised and memory stays bounded by `2 * max_neighbors` per item.
     window
         How many of the most recent history items are paired with a new item while learning
-        and scored while recommending.
+        (and scored while recommending, unless `score_window` says otherwise).
+    score_window
+        How many of the most recent history items a recommendation is scored from.
+    recency
+        Weight base per step of age while scoring (`recency ** age`); None: `1 / (1 + age)`.
+    alpha
+        Popularity damping of a candidate j: scores are cooc(h, j) / (count(h)^(1-alpha) *
+        count(j)^alpha). 0.5 is the cosine; 0 the conditional probability P(j | h), which
+        favours popular candidates (they co-occur with everything).
     """
 
-    def __init__(self, max_neighbors: int = 100, window: int = 10) -> None:
-        if max_neighbors < 1 or window < 1:
-            raise ValueError("max_neighbors and window must be >= 1")
+    def __init__(
+        self,
+        max_neighbors: int = 100,
+        window: int = 10,
+        score_window: int | None = None,
+        recency: float | None = None,
+        alpha: float = 0.5,
+    ) -> None:
+        if max_neighbors < 1 or window < 1 or (score_window is not None and score_window < 1):
+            raise ValueError("max_neighbors, window and score_window must be >= 1")
+        if recency is not None and not 0.0 < recency <= 1.0:
+            raise ValueError("recency must be in (0, 1]")
         self.max_neighbors = max_neighbors
         self.window = window
+        self.score_window = window if score_window is None else score_window
+        self.recency = recency
+        self.alpha = alpha
         # integer counts: small ints are shared objects, so counting allocates nothing
         self._cooc: dict[str, dict[str, int]] = {}
         self._count: dict[str, int] = {}
@@ -68,7 +88,7 @@ class CoOccurrence:
         """
         cooc, limit = self._cooc, 2 * self.max_neighbors
         count = self._count[item] = self._count.get(item, 0) + 1
-        self._inv_norm[item] = 1.0 / math.sqrt(count)
+        self._inv_norm[item] = count**-self.alpha
         mine = cooc.get(item)
         if mine is None:
             mine = cooc[item] = {}
@@ -121,7 +141,7 @@ class CoOccurrence:
         count = self._count.get(item, 0) - 1
         if count > 0:
             self._count[item] = count
-            self._inv_norm[item] = 1.0 / math.sqrt(count)
+            self._inv_norm[item] = count**-self.alpha
         elif item in self._count:
             del self._count[item]
             self._inv_norm.pop(item, None)
@@ -162,11 +182,12 @@ class CoOccurrence:
         norm = self._inv_norm
         scores: dict[str, float] = {}
         get = scores.get
+        h_power = self.alpha - 1.0
         for h, weight in weights.items():
             neighbours = self._cooc.get(h)
             if not neighbours:
                 continue
-            base = weight * norm[h]
+            base = weight * self._count[h] ** h_power
             for j, c in neighbours.items():
                 scores[j] = get(j, 0.0) + base * c * norm[j]
         for j in exclude:  # fewer than the candidates: cheaper than a test per candidate
@@ -174,12 +195,13 @@ class CoOccurrence:
         return _top(scores, k)
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
-        """Weight of each distinct recent item: 1/(1+age) of its most recent occurrence."""
+        """Weight of each distinct recent item, by the age of its most recent occurrence."""
         weights: dict[str, float] = {}
-        recent = history[-self.window :]
+        recent = history[-self.score_window :]
+        base = self.recency
         for age, h in enumerate(reversed(recent)):
             if h not in weights:
-                weights[h] = 1.0 / (1.0 + age)
+                weights[h] = 1.0 / (1.0 + age) if base is None else base**age
         return weights
 
     def __len__(self) -> int:

@@ -134,3 +134,33 @@ def test_cooc_beats_popularity_on_movielens_next_item(data_dir: Path) -> None:
     n = len(seqs)
     assert n > 200
     assert hits_cooc > 1.5 * hits_pop  # measured: 23 vs 9 hits of 296
+
+
+def test_alpha_recency_and_score_window_by_hand() -> None:
+    # a: 3 times; b after a twice; c after a once; d alone once, then with b
+    model = CoOccurrence(window=10, score_window=1, recency=0.5, alpha=0.0)
+    for previous, item in [((), "a"), (("a",), "b"), ((), "a"), (("a",), "b")]:
+        model.learn_one(previous, item)
+    for previous, item in [((), "a"), (("a",), "c"), ((), "d"), (("d",), "b")]:
+        model.learn_one(previous, item)
+    # alpha 0: P(j | h) = cooc(h, j) / count(h); only the newest history item is scored
+    assert model.recommend(["d", "a"], k=3) == [("b", 2 / 3), ("c", 1 / 3)]
+    wider = CoOccurrence(window=10, score_window=2, recency=0.5, alpha=0.0)
+    for previous, item in [((), "a"), (("a",), "b"), ((), "a"), (("a",), "c")]:
+        wider.learn_one(previous, item)
+    wider.learn_one((), "d")
+    wider.learn_one(("d",), "c")
+    # history [d, a]: a weight 1 (age 0), d weight 0.5 (age 1)
+    # b: 1 * 1/2; c: 1 * 1/2 + 0.5 * 1/1 = 1.0
+    assert wider.recommend(["d", "a"], k=2) == [("c", 1.0), ("b", 0.5)]
+    cosine = CoOccurrence(window=10)  # alpha 0.5: cooc / sqrt(count(h) * count(j))
+    for previous, item in [((), "a"), (("a",), "b"), ((), "a")]:
+        cosine.learn_one(previous, item)
+    assert cosine.recommend(["a"], k=1) == [("b", pytest.approx(1 / 2**0.5))]
+
+
+def test_bad_parameters_are_refused() -> None:
+    with pytest.raises(ValueError, match="score_window"):
+        CoOccurrence(score_window=0)
+    with pytest.raises(ValueError, match="recency"):
+        CoOccurrence(recency=1.5)

@@ -1,0 +1,285 @@
+"""Incremental matrix factorisation for positive-only feedback (ISGD), with recency negatives.
+
+Implements ISGD from Vinagre, Jorge & Gama, "Fast incremental matrix factorization for
+recommendation with positive-only feedback" (UMAP 2014, Algorithm 1), and the recency-based
+negative feedback of Vinagre, Jorge & Gama, "Collaborative filtering with recency-based
+negative feedback" (ACM SAC 2015).
+
+Why this model: a stream of clicks or purchases has no ratings and no negatives, only "user u
+touched item i". ISGD treats every event as the target value 1 for the cell (u, i) of a
+user-item matrix and takes one SGD step on the two factor vectors, so the model is updated
+in microseconds per event, with no batch retraining. Learning only from 1s makes the factors
+drift towards "everything scores 1"; the 2015 paper counters this by also pushing a few items
+towards 0 after each event: the items nobody has touched for the longest time (the front of a
+recency queue), because an item that stopped being interacted with is the safest guess for
+something users do not want now.
+
+>>> model = ISGD(n_factors=4, negatives=2, seed=7)
+>>> events = [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "b"), ("bob", "c")]
+>>> for _ in range(30):
+...     for user, item in events:
+...         model.learn_one(user, item)
+>>> model.n_users, model.n_items
+(2, 3)
+>>> [item for item, _ in model.recommend("ann", k=3, exclude=[])]  # ann's own items first
+['a', 'b', 'c']
+>>> [item for item, _ in model.recommend("ann", k=2, exclude=["a", "b"])]
+['c']
+>>> model.recommend("nobody", k=2, exclude=[])
+[]
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["ISGD"]
+
+FloatArray = npt.NDArray[np.float64]
+
+_INITIAL_ROWS = 64
+
+
+class ISGD:
+    """Incremental SGD matrix factorisation over (user, item) positive events.
+
+    Each event (u, i) is one SGD step towards u·i = 1 (Algorithm 1 of the 2014 paper)::
+
+        err = 1 - u·i
+        u  += lr * (err * i - reg * u)
+        i  += lr * (err * u_old - reg * i)
+
+    followed, when `negatives > 0`, by the same step towards 0 for each of the `negatives`
+    least recently interacted items (2015 paper), skipping the event's item and every item
+    this user has interacted with; each one used moves to the back of the recency queue.
+
+    Parameters
+    ----------
+    n_factors
+        Length of the user and item vectors.
+    learning_rate
+        SGD step size (the paper's eta).
+    regularization
+        L2 penalty on both vectors (the paper's lambda).
+    negatives
+        Negative updates after each positive one; 0 is plain ISGD.
+    init_std
+        New vectors are drawn from N(0, init_std²), as in the paper.
+    seed
+        Seed of the one `numpy.random.default_rng` that draws every new vector, in order of
+        first sight (on a learn, the user before the item): the same events in the same
+        order always give the same factors.
+
+    Memory (64-bit CPython, tracemalloc, 10 factors, MovieLens latest-small: 9,724 items,
+    610 users, 100,836 events; id strings are the caller's and not counted):
+
+    * per item: 8·n_factors bytes in the factor array (up to twice that right after a
+      doubling) plus ≈ 130 bytes of bookkeeping (id -> row dict entry, row -> id list slot,
+      recency-queue entry): 267 bytes/item measured with the array at 16,384 rows;
+    * per user: ≈ 450 bytes (the vector as a numpy array, 112 + 8·n_factors; two dict
+      entries; its interaction set, 216 bytes empty) plus ≈ 57 bytes per distinct item the
+      user interacted with (the set of rows that must be skipped as its negatives).
+
+    Measured on that replay (top-10 before each learn, the user's items excluded, every event
+    counted): Recall@10 0.034 with the defaults, 0.037 with `negatives=4`, 0.069 with
+    `learning_rate=0.3, negatives=8`; MostPop 0.048. The defaults stay the paper's.
+    """
+
+    def __init__(
+        self,
+        n_factors: int = 10,
+        learning_rate: float = 0.05,
+        regularization: float = 0.01,
+        negatives: int = 0,
+        init_std: float = 0.1,
+        seed: int = 42,
+    ) -> None:
+        if n_factors < 1:
+            raise ValueError("n_factors must be >= 1")
+        if learning_rate <= 0 or regularization < 0 or init_std < 0:
+            raise ValueError("learning_rate must be > 0, regularization and init_std >= 0")
+        if negatives < 0:
+            raise ValueError("negatives must be >= 0")
+        self.n_factors = n_factors
+        self.learning_rate = learning_rate
+        self.regularization = regularization
+        self.negatives = negatives
+        self.init_std = init_std
+        self.seed = seed
+        self._rng = np.random.default_rng(seed)
+        # One contiguous array, so scoring every item for a user is a single matvec.
+        self._items: FloatArray = np.zeros((_INITIAL_ROWS, n_factors), dtype=np.float64)
+        self._item_row: dict[str, int] = {}
+        self._item_ids: list[str] = []
+        self._users: dict[str, FloatArray] = {}
+        self._seen: dict[str, set[int]] = {}
+        # Item rows from least to most recently interacted; OrderedDict gives O(1)
+        # move-to-back and ordered iteration from the front.
+        self._queue: OrderedDict[int, None] = OrderedDict()
+
+    # ------------------------------------------------------------------ learning
+
+    def learn_one(self, user: str, item: str) -> None:
+        """One positive ISGD step for (user, item), then the recency negatives."""
+        u = self._user(user)
+        row = self._row(item)
+        self._step(u, row, 1.0)
+        seen = self._seen[user]
+        seen.add(row)
+        self._queue.move_to_end(row)
+        if self.negatives:
+            for negative in self._pick_negatives(seen):
+                self._step(u, negative, 0.0)
+                self._queue.move_to_end(negative)
+
+    def _step(self, u: FloatArray, row: int, target: float) -> None:
+        """SGD towards u·i = target; both deltas use the old vectors (u_old in the paper)."""
+        v = self._items[row]  # a view: updated in place
+        lr, reg = self.learning_rate, self.regularization
+        err = target - float(u @ v)
+        du = lr * (err * v - reg * u)
+        v += lr * (err * u - reg * v)
+        u += du
+
+    def _pick_negatives(self, seen: set[int]) -> list[int]:
+        """The `negatives` least recently interacted rows this user has not touched.
+
+        Skipped rows are all in `seen`, so the scan stops after at most
+        `negatives + len(seen)` rows however many items there are.
+        """
+        picked: list[int] = []
+        want = self.negatives
+        for row in self._queue:
+            if row not in seen:
+                picked.append(row)
+                if len(picked) == want:
+                    break
+        return picked
+
+    def _user(self, user: str) -> FloatArray:
+        """The user's vector, drawn from N(0, init_std²) on first sight."""
+        u = self._users.get(user)
+        if u is None:
+            u = self._users[user] = self._draw()
+            self._seen[user] = set()
+        return u
+
+    def _row(self, item: str) -> int:
+        """The item's row, appended (drawn, and queued at the back) on first sight."""
+        row = self._item_row.get(item)
+        if row is None:
+            row = self._append_item(item, self._draw())
+        return row
+
+    def _append_item(self, item: str, vector: FloatArray) -> int:
+        """Add `item` as the next row, doubling the array when it is full (amortised O(1))."""
+        row = len(self._item_ids)
+        if row == len(self._items):
+            grown = np.zeros((2 * len(self._items), self.n_factors), dtype=np.float64)
+            grown[:row] = self._items
+            self._items = grown
+        self._items[row] = vector
+        self._item_row[item] = row
+        self._item_ids.append(item)
+        self._queue[row] = None
+        return row
+
+    def _draw(self) -> FloatArray:
+        return self._rng.normal(0.0, self.init_std, self.n_factors)
+
+    # ------------------------------------------------------------------ serving
+
+    def recommend(self, user: str, k: int, exclude: Collection[str]) -> list[tuple[str, float]]:
+        """Top `k` (item, u·i) for `user`, best first, ties to the smaller item id.
+
+        A read only. An unknown user gets [] (no vector yet: the caller decides the
+        fallback). `argpartition` finds the k-th best score in O(n); every item scoring at
+        least that much (k, plus ties) is then sorted by (-score, id), so ties at the cut-off
+        are settled by id, not by array position.
+        """
+        u = self._users.get(user)
+        if u is None or k <= 0:
+            return []
+        n = len(self._item_ids)
+        scores = self._items[:n] @ u
+        excluded = _rows(self._item_row, exclude)
+        k = min(k, n - len(excluded))
+        if k <= 0:
+            return []
+        if excluded:
+            scores[excluded] = -np.inf
+        if k < n:
+            cutoff = scores[np.argpartition(scores, n - k)[n - k :]].min()
+            candidates = np.flatnonzero(scores >= cutoff)
+        else:
+            candidates = np.flatnonzero(scores > -np.inf)
+        ids = self._item_ids
+        negated = (-scores[candidates]).tolist()
+        ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
+        return [(item, -neg) for neg, item in ranked[:k]]
+
+    # ------------------------------------------------------------------ state
+
+    def forget_user(self, user: str) -> bool:
+        """Erase the user's vector and interaction set; True when the user was known.
+
+        Item vectors keep what this user's events taught them: those are shared by all
+        users and cannot be unmixed, and hold no per-user record.
+        """
+        self._seen.pop(user, None)
+        return self._users.pop(user, None) is not None
+
+    @property
+    def n_items(self) -> int:
+        return len(self._item_ids)
+
+    @property
+    def n_users(self) -> int:
+        return len(self._users)
+
+    def user_factors(self, user: str) -> FloatArray | None:
+        """A copy of the user's vector, or None when unknown."""
+        u = self._users.get(user)
+        return None if u is None else u.copy()
+
+    def item_factors(self, item: str) -> FloatArray | None:
+        """A copy of the item's vector, or None when unknown."""
+        row = self._item_row.get(item)
+        return None if row is None else self._items[row].copy()
+
+    def set_user_factors(self, user: str, vector: Sequence[float] | FloatArray) -> None:
+        """Set (or create with) a given vector: warm starts, and hand-checked tests."""
+        self._user(user)[:] = self._checked(vector)
+
+    def set_item_factors(self, item: str, vector: Sequence[float] | FloatArray) -> None:
+        """Set a given vector; a new item is added at the back of the recency queue."""
+        checked = self._checked(vector)
+        row = self._item_row.get(item)
+        if row is None:
+            self._append_item(item, checked)
+        else:
+            self._items[row] = checked
+
+    def seen(self, user: str) -> set[str]:
+        """Items the user has interacted with (skipped as its negatives; an `exclude` too)."""
+        ids = self._item_ids
+        return {ids[row] for row in self._seen.get(user, ())}
+
+    def recency_queue(self) -> list[str]:
+        """Item ids from least to most recently interacted (the negatives come from the front)."""
+        return [self._item_ids[row] for row in self._queue]
+
+    def _checked(self, vector: Sequence[float] | FloatArray) -> FloatArray:
+        array = np.asarray(vector, dtype=np.float64)
+        if array.shape != (self.n_factors,):
+            raise ValueError(f"expected a vector of {self.n_factors} factors, got {array.shape}")
+        return array
+
+
+def _rows(item_row: dict[str, int], items: Iterable[str]) -> list[int]:
+    """Distinct known rows of `items` (unknown ids cannot be recommended anyway)."""
+    return list({row for row in map(item_row.get, items) if row is not None})
