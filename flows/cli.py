@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--models", default="mostpop,trending,cooc", help="comma-separated")
     evaluate.add_argument("--k", type=int, default=10, help="list length scored")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
+    evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
     for sub in (
         run,
         demo,
@@ -206,7 +207,7 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     if not interactions:
         print("no interactions with an item in the data: nothing to evaluate", file=sys.stderr)
         return 1
-    results = evaluate(config, interactions, models, args.k)
+    results = evaluate(config, interactions, models, args.k, args.jobs)
     if args.json:
         print(orjson.dumps([asdict(r) for r in results]).decode())
     else:

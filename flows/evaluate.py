@@ -100,6 +100,7 @@ def _hybrid(config: Config) -> Hybrid:
         depth=recs["hybrid_depth"],
         c=recs["hybrid_c"],
         fallback=("trending", "mostpop"),
+        fusion=recs["hybrid_fusion"],
     )
 
 
@@ -198,19 +199,34 @@ def _child(name: str, config: Config, interactions: list[Interaction], k: int, p
 
 
 def evaluate(
-    config: Config, interactions: list[Interaction], models: Sequence[str], k: int = 10
+    config: Config,
+    interactions: list[Interaction],
+    models: Sequence[str],
+    k: int = 10,
+    jobs: int = 1,
 ) -> list[Result]:
-    """Each model in a forked process of its own (peak memory and timing are its own)."""
+    """Each model in a forked process of its own (peak memory and timing are its own),
+    `jobs` at a time; results in the order of `models`."""
     context = multiprocessing.get_context("fork")
-    results = []
-    for name in models:
-        receive, send = context.Pipe(duplex=False)
-        child = context.Process(target=_child, args=(name, config, interactions, k, send))
-        child.start()
-        send.close()
-        results.append(Result(**receive.recv()))
-        child.join()
-    return results
+    results: dict[str, Result] = {}
+    pending = list(models)
+    running: list[tuple[str, Any, Any]] = []
+    while pending or running:
+        while pending and len(running) < max(jobs, 1):
+            name = pending.pop(0)
+            receive, send = context.Pipe(duplex=False)
+            child = context.Process(target=_child, args=(name, config, interactions, k, send))
+            child.start()
+            send.close()
+            running.append((name, receive, child))
+        name, receive, child = running.pop(0)
+        try:
+            results[name] = Result(**receive.recv())
+        except EOFError as exc:
+            raise RuntimeError(f"evaluating {name} failed (see its traceback above)") from exc
+        finally:
+            child.join()
+    return [results[name] for name in models]
 
 
 def table(results: Sequence[Result], dataset: str, k: int = 10) -> str:

@@ -72,6 +72,7 @@ class CoOccurrence:
         self.score_window = window if score_window is None else score_window
         self.recency = recency
         self.alpha = alpha
+
         # integer counts: small ints are shared objects, so counting allocates nothing
         self._cooc: dict[str, dict[str, int]] = {}
         self._count: dict[str, int] = {}

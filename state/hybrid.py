@@ -55,6 +55,10 @@ class Hybrid:
         The fusion constant: larger flattens the gap between the first ranks.
     fallback
         Component names tried in order for a user with no history.
+    fusion
+        ``"rrf"``: reciprocal rank fusion; ``"combsum"``: each list's scores min-max scaled to
+        [0, 1] over its top `depth`, then summed with the weights (keeps how much a component
+        prefers its first item over its tenth, which ranks discard).
     """
 
     def __init__(
@@ -64,7 +68,10 @@ class Hybrid:
         depth: int = 50,
         c: float = 10.0,
         fallback: Sequence[str] = (),
+        fusion: str = "rrf",
     ) -> None:
+        if fusion not in ("rrf", "combsum"):
+            raise ValueError(f"fusion must be 'rrf' or 'combsum', got {fusion!r}")
         unknown = (set(weights) | set(fallback)) - set(components)
         if unknown:
             raise ValueError(f"weights/fallback name unknown components: {sorted(unknown)}")
@@ -73,6 +80,7 @@ class Hybrid:
         self.depth = depth
         self.c = c
         self.fallback = tuple(fallback)
+        self.fusion = fusion
 
     def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
         for model in self.components.values():
@@ -96,10 +104,21 @@ class Hybrid:
         best: dict[str, tuple[float, str]] = {}
         for name, weight in self.weights.items():
             proposed = self.components[name].recommend(user, history, ts, self.depth, exclude)
-            for rank, (item, _score) in enumerate(proposed, 1):
-                gain = weight / (self.c + rank)
+            for item, gain in self._gains(proposed, weight):
                 scores[item] = scores.get(item, 0.0) + gain
-                if gain > best.get(item, (0.0, ""))[0]:
+                if item not in best or gain > best[item][0]:
                     best[item] = (gain, name)
         ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
         return [Explained(item, score, best[item][1]) for item, score in ranked]
+
+    def _gains(self, proposed: list[Scored], weight: float) -> list[Scored]:
+        """What each proposed item earns from this component."""
+        if self.fusion == "rrf":
+            return [(item, weight / (self.c + rank)) for rank, (item, _) in enumerate(proposed, 1)]
+        if not proposed:
+            return []
+        top, bottom = proposed[0][1], proposed[-1][1]
+        spread = top - bottom
+        if spread <= 0:
+            return [(item, weight) for item, _ in proposed]
+        return [(item, weight * (score - bottom) / spread) for item, score in proposed]

@@ -77,3 +77,35 @@ def test_unknown_names_are_refused() -> None:
         Hybrid({"a": Fixed([])}, {"b": 1.0})
     with pytest.raises(ValueError, match="unknown components"):
         Hybrid({"a": Fixed([])}, {"a": 1.0}, fallback=("z",))
+
+
+class Scoring:
+    """A component with given scores."""
+
+    def __init__(self, scored: Sequence[Scored]) -> None:
+        self.scored = list(scored)
+
+    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
+        pass
+
+    def recommend(
+        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
+    ) -> list[Scored]:
+        return self.scored[:k]
+
+
+def test_combsum_scales_each_list_to_its_own_range() -> None:
+    a = Scoring([("x", 10.0), ("y", 6.0), ("z", 2.0)])  # → 1, 0.5, 0
+    b = Scoring([("z", 0.9), ("y", 0.3)])  # → 1, 0
+    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0, "b": 0.8}, fusion="combsum")
+    got = hybrid.recommend_explained("u", ("h",), 0.0, 3, set())
+    # x 1.0; z 0 + 0.8 = 0.8; y 0.5 + 0 = 0.5
+    assert [(r.item, round(r.score, 6), r.source) for r in got] == [
+        ("x", 1.0, "a"),
+        ("z", 0.8, "b"),
+        ("y", 0.5, "a"),
+    ]
+    alone = Hybrid({"a": a}, {"a": 1.0}, fusion="combsum")
+    assert alone.recommend_explained("u", ("h",), 0.0, 3, set())[-1].source == "a"  # z: gain 0
+    with pytest.raises(ValueError, match="fusion"):
+        Hybrid({"a": a}, {"a": 1.0}, fusion="avg")
