@@ -25,7 +25,7 @@ from __future__ import annotations
 import bisect
 import heapq
 from collections import _count_elements  # type: ignore[attr-defined]
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from operator import itemgetter
 
 __all__ = ["CoOccurrence"]
@@ -179,21 +179,22 @@ class CoOccurrence:
         """
         if k <= 0:
             return []
-        weights = self._weights(history)
-        norm = self._inv_norm
         scores: dict[str, float] = {}
         get = scores.get
         h_power = self.alpha - 1.0
-        for h, weight in weights.items():
+        for h, weight in self._weights(history).items():
             neighbours = self._cooc.get(h)
             if not neighbours:
                 continue
             base = weight * self._count[h] ** h_power
-            for j, c in neighbours.items():
-                scores[j] = get(j, 0.0) + base * c * norm[j]
-        for j in exclude:  # fewer than the candidates: cheaper than a test per candidate
-            scores.pop(j, None)
-        return _top(scores, k)
+            if self.alpha == 0.0:  # P(j | h): no per-candidate normaliser to look up
+                for j, c in neighbours.items():
+                    scores[j] = get(j, 0.0) + base * c
+            else:
+                norm = self._inv_norm
+                for j, c in neighbours.items():
+                    scores[j] = get(j, 0.0) + base * c * norm[j]
+        return _top(_without(scores, exclude), k)
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
         """Weight of each distinct recent item, by the age of its most recent occurrence."""
@@ -222,6 +223,16 @@ def _top(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
     cutoff = best[-1]
     ranked = sorted((-score, j) for j, score in scores.items() if score >= cutoff)
     return [(j, -neg) for neg, j in ranked[:k]]
+
+
+def _without(scores: dict[str, float], exclude: Iterable[str]) -> dict[str, float]:
+    """`scores` minus `exclude`, walking whichever is smaller (a heavy user excludes
+    thousands of items; a short history proposes a few hundred)."""
+    if not isinstance(exclude, Collection) or len(exclude) < len(scores):
+        for j in exclude:
+            scores.pop(j, None)
+        return scores
+    return {j: score for j, score in scores.items() if j not in exclude}
 
 
 def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:
