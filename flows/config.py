@@ -23,7 +23,13 @@ ENV_PREFIX = "TAILOR_"
 SECRET_ENV = "TAILOR_PSEUDONYM_SECRET"
 #: Tables whose keys are chosen by the user rather than fixed by the defaults.
 FREE_TABLES: frozenset[tuple[str, ...]] = frozenset(
-    {("segments", "params"), ("segments", "rules"), ("segments", "features")}
+    {
+        ("segments", "params"),
+        ("segments", "rules"),
+        ("segments", "features"),
+        ("recs", "variant_shares"),
+        ("recs", "variant_models"),
+    }
 )
 #: Numeric keys that must be strictly positive; anything else would stall or divide by zero.
 POSITIVE: frozenset[tuple[str, ...]] = frozenset(
@@ -51,6 +57,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("recs", "isgd_factors"),
         ("recs", "isgd_learning_rate"),
         ("recs", "hybrid_depth"),
+        ("recs", "quality_window"),
         ("output", "updates_maxlen"),
         ("output", "deadletter_maxlen"),
         ("output", "write_backoff_cap_s"),

@@ -31,6 +31,7 @@ from operators.records import (
     Erasure,
     Forget,
     Progress,
+    QualityReport,
     RawRecord,
     SegmentInfo,
     SegmentModel,
@@ -123,6 +124,10 @@ def _model_params(config: Config) -> ModelParams:
         cooc_alpha=recs["cooc_alpha"],
         trending_halflife_s=recs["trending_halflife_s"],
         exclude_seen=recs["exclude_seen"],
+        variant_shares=dict(recs["variant_shares"]),
+        variant_models=dict(recs["variant_models"]),
+        variant_salt=recs["variant_salt"],
+        quality_window=recs["quality_window"],
         seed=segments["seed"],
         learn_every=segments["learn_every"],
         warmup=segments["warmup"],
@@ -135,7 +140,7 @@ def _model_params(config: Config) -> ModelParams:
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure],
+    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport],
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
 ) -> Dataflow:

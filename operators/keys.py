@@ -89,6 +89,11 @@ def segments_key(prefix: str) -> str:
     return f"{prefix}:segments"
 
 
+def quality_key(prefix: str) -> str:
+    """Hash with the live recommendation quality (``version``, JSON ``record``)."""
+    return f"{prefix}:recs:quality"
+
+
 def model_key(prefix: str) -> str:
     """Hash with the published segment model (``version``, JSON ``record``)."""
     return f"{prefix}:segments:model"

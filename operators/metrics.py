@@ -89,6 +89,15 @@ SEGMENT_LATE = Counter(
     "Segment learn/settle points placed after their event time (a partition resumed after "
     "announcing it was idle, or unstamped input arrived out of order).",
 )
+_QUALITY_LABELS = ("variant", "model")
+REC_RECALL = Gauge(
+    "tailor_rec_recall",
+    "Live Recall@k: share of interactions whose item was in the list last sent to the user "
+    "(sliding window, per variant).",
+    _QUALITY_LABELS,
+)
+REC_NDCG = Gauge("tailor_rec_ndcg", "Live NDCG@k over the sliding window.", _QUALITY_LABELS)
+REC_MRR = Gauge("tailor_rec_mrr", "Live mean reciprocal rank over the window.", _QUALITY_LABELS)
 SEGMENTS_LEARNED = Gauge(
     "tailor_segments_learned", "Users the segment model has learned from (its version)."
 )

@@ -27,7 +27,6 @@ So what a user is left with in Redis does not depend on how many workers ran.
 
 from __future__ import annotations
 
-import dataclasses
 import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,9 @@ from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import (
+    REC_MRR,
+    REC_NDCG,
+    REC_RECALL,
     SEGMENT_CORRECTIONS,
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
@@ -45,16 +47,18 @@ from operators.metrics import (
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
+from operators.outputs import Draft, corrected, draft, user_output
 from operators.records import (
     Erasure,
     Progress,
-    Recommendation,
+    QualityReport,
     SegmentInfo,
     SegmentModel,
     UserOutput,
     UserUpdate,
 )
 from state.cooccurrence import CoOccurrence
+from state.live_recs import LiveRecs
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
@@ -74,10 +78,8 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
     "top_category",
     "last_event_type",
 )
-#: Scores are rounded so Redis holds short, stable JSON numbers.
-SCORE_DIGITS = 6
 
-ModelsOut = UserOutput | SegmentInfo | SegmentModel | Erasure
+ModelsOut = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,10 @@ class ModelParams:
     cooc_alpha: float = 0.0  # popularity damping (`state.cooccurrence`)
     trending_halflife_s: float = 86400.0
     exclude_seen: bool = True
+    variant_shares: Mapping[str, float] | None = None  # A/B split (`state.variants`)
+    variant_models: Mapping[str, str] | None = None  # variant → recommender
+    variant_salt: str = "tailor"
+    quality_window: int = 10_000
     seed: int = 42
     learn_every: int = 10
     transforms: Mapping[str, str] | None = None
@@ -125,8 +131,7 @@ class ModelsState:
     """Everything the step learns; pickled whole by Bytewax snapshots."""
 
     segments: Segmentation
-    cooc: CoOccurrence
-    trending: Trending
+    recs: LiveRecs
     #: Each user's last output not yet settled (`Segmentation` says when and how).
     provisional: dict[str, UserOutput] = field(default_factory=dict)
 
@@ -152,25 +157,22 @@ class ModelsState:
             reorder_s=params.reorder_s,
             origins=params.origins,
         )
-        return cls(
-            segments=segments,
+        recs = LiveRecs.build(
+            k=params.k,
+            shares=params.variant_shares,
+            models=params.variant_models,
             cooc=CoOccurrence(
                 params.cooc_max_neighbors, params.cooc_window, alpha=params.cooc_alpha
             ),
             trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
+            salt=params.variant_salt,
+            exclude_seen=params.exclude_seen,
+            quality_window=params.quality_window,
         )
+        return cls(segments=segments, recs=recs)
 
 
 ModelsIn = UserUpdate | Erasure | Progress
-
-
-@dataclass(frozen=True, slots=True)
-class _Draft:
-    """A user's output before its segments are filled in (at the end of the batch)."""
-
-    updates: list[UserUpdate]
-    profile: dict[str, Any]
-    recs: tuple[Recommendation, ...]
 
 
 class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
@@ -196,6 +198,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
         self._late_reported = self.state.segments.order.late
+        self._quality_reported = -1
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
@@ -204,7 +207,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         }
         waiting, out = self._waiting, list[ModelsOut]()
         settled: list[Settled] = []
-        drafts: list[_Draft] = []
+        drafts: list[Draft] = []
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
@@ -227,15 +230,30 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 if emit:  # not erased later in this batch
                     drafts.append(self._draft(updates))
         self._finish(drafts, settled, out)
+        self._report_quality(out)
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""
         out: list[ModelsOut] = []
         self._finish([], self._segment_news(self.state.segments.flush(), out), out)
+        self._report_quality(out)
         return out, StatefulBatchLogic.RETAIN
 
-    def _finish(self, drafts: list[_Draft], settled: list[Settled], out: list[ModelsOut]) -> None:
+    def _report_quality(self, out: list[ModelsOut]) -> None:
+        """Live quality per variant to the gauges, and to Redis when it moved."""
+        report = self.state.recs.report()
+        if report.version == self._quality_reported:
+            return
+        self._quality_reported = report.version
+        for variant, means in report.record.items():
+            labels = (variant, means["model"])
+            REC_RECALL.labels(*labels).set(means["recall"])
+            REC_NDCG.labels(*labels).set(means["ndcg"])
+            REC_MRR.labels(*labels).set(means["mrr"])
+        out.append(report)
+
+    def _finish(self, drafts: list[Draft], settled: list[Settled], out: list[ModelsOut]) -> None:
         """Send the batch's outputs, then settle earlier ones.
 
         An output whose place in event-time order was already reached in this batch goes out
@@ -244,16 +262,17 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         """
         by_update = {(s.user_id, s.version): s for s in settled}
         provisional = self.state.provisional
-        for draft in drafts:
-            last = draft.updates[-1]
+        for pending in drafts:
+            last = pending.updates[-1]
             done = by_update.pop((last.user_id, last.version), None)
             if done is None:
-                output = self._user_output(
-                    draft, *self.state.segments.assign(draft.profile["features"], last.device)
-                )
+                features = pending.profile["features"]
+                segments = self.state.segments.assign(features, last.device)
+                output = user_output(pending, self.rules, *segments)
                 provisional[last.user_id] = output
             else:
-                output = self._user_output(draft, done.segment, done.segment_name, done.rfm_segment)
+                segments = (done.segment, done.segment_name, done.rfm_segment)
+                output = user_output(pending, self.rules, *segments)
                 provisional.pop(last.user_id, None)
             out.append(output)
         for s in by_update.values():
@@ -268,7 +287,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         """
         self._waiting.pop(erasure.user_id, None)
         self.state.provisional.pop(erasure.user_id, None)
-        self.state.cooc.unlearn_history(erasure.history)
+        self.state.recs.forget(erasure.user_id, erasure.history)
         self.state.segments.forget(erasure.user_id)
         return erasure
 
@@ -278,8 +297,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         if item is not None:
             history = u.history
             previous = history[:-1] if history and history[-1] == item else history
-            state.cooc.learn_one(previous, item)
-            state.trending.learn_one(item, u.event.ts)
+            state.recs.learn(u.user_id, item, u.event.ts, previous)
 
     def _segment_news(self, news: list[Published | Settled], out: list[ModelsOut]) -> list[Settled]:
         """Publish what the segment model published; return the settlements for `_settle`
@@ -302,19 +320,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         rfm = s.rfm_segment or ""
         if (sent.segment, sent.segment_name, sent.rfm_segment) == (s.segment, s.segment_name, rfm):
             return
-        values = _rule_values(sent.profile, s.segment, s.segment_name, s.rfm_segment)
-        out.append(
-            dataclasses.replace(
-                sent,
-                segment=s.segment,
-                segment_name=s.segment_name,
-                rfm_segment=rfm,
-                rule_segments=self.rules.matching(values),
-                read_ats=(),
-                event_times=(),
-                settled=True,
-            )
-        )
+        out.append(corrected(sent, s, self.rules))
         SEGMENT_CORRECTIONS.inc()
 
     def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
@@ -330,46 +336,12 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self._drift_events_reported = segments.drift.events
         SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
 
-    def _draft(self, updates: list[UserUpdate]) -> _Draft:
+    def _draft(self, updates: list[UserUpdate]) -> Draft:
         """Profile and recommendations at the user's last update, from the models as they
         stand right after it; `updates` are those the output reflects (for latency)."""
         last = updates[-1]
-        return _Draft(updates, _profile(last, _features(last)), self._recommend(last))
-
-    def _user_output(self, draft: _Draft, segment: str, name: str, rfm: str | None) -> UserOutput:
-        """The output of a draft with its segments ("" during the segmenter's warm-up)."""
-        last, profile = draft.updates[-1], draft.profile
-        return UserOutput(
-            user_id=last.user_id,
-            version=last.version,
-            updated_at=last.event.ts,
-            profile=profile,
-            segment=segment,
-            segment_name=name,
-            rfm_segment=rfm or "",
-            rule_segments=self.rules.matching(_rule_values(profile, segment, name, rfm)),
-            recs=draft.recs,
-            read_ats=tuple(u.read_at for u in draft.updates),
-            event_times=tuple(u.event.ts for u in draft.updates),
-        )
-
-    def _recommend(self, u: UserUpdate) -> tuple[Recommendation, ...]:
-        """Co-occurrence first; trending fills up to k, both minus purchased (and seen) items."""
-        k = self.params.k
-        exclude = set(u.purchased)
-        if self.params.exclude_seen:
-            exclude.update(u.history)
-        recs = [
-            Recommendation(item, round(score, SCORE_DIGITS), "cooc")
-            for item, score in self.state.cooc.recommend(u.history, k, exclude)
-        ]
-        if len(recs) < k:
-            exclude.update(r.item_id for r in recs)
-            recs += [
-                Recommendation(item, round(score, SCORE_DIGITS), "trending")
-                for item, score in self.state.trending.top(k - len(recs), exclude)
-            ]
-        return tuple(recs)
+        variant, recs = self.state.recs.recommend(last.user_id, last.history, last.purchased)
+        return draft(updates, variant, recs)
 
     def snapshot(self) -> bytes:
         """The state pickled: an immutable copy, several times cheaper than `deepcopy`.
@@ -378,46 +350,6 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         not; deep-copying a catalogue's co-occurrence dicts there cost a third of the run.
         """
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
-
-
-def _features(u: UserUpdate) -> dict[str, float]:
-    """The features of a full update; a light one here is a wiring bug, not bad data."""
-    if u.features is None:
-        raise ValueError(
-            f"update {u.version} of user {u.user_id!r} is light where a full one is due: "
-            "the user-state step's learn_every must equal the models step's"
-        )
-    return u.features
-
-
-def _profile(u: UserUpdate, features: dict[str, float]) -> dict[str, Any]:
-    """What the sink stores besides the reserved fields (segment_name is one of those)."""
-    return {
-        "features": dict(features),
-        "device": u.device,
-        "referrer": u.referrer,
-        "top_categories": [[cat, score] for cat, score in u.top_categories],
-        "last_event_type": u.event.type,
-        "last_event_ts": u.event.ts,
-    }
-
-
-def _rule_values(
-    profile: dict[str, Any], segment: str, name: str, rfm: str | None
-) -> dict[str, float | str | None]:
-    """What rules may refer to: the profile's features and context, and the segments."""
-    top = profile["top_categories"]
-    values: dict[str, float | str | None] = dict(profile["features"])
-    values.update(
-        segment=segment,
-        segment_name=name,
-        rfm=rfm,
-        device=profile["device"],
-        referrer=profile["referrer"],
-        top_category=top[0][0] if top else None,
-        last_event_type=profile["last_event_type"],
-    )
-    return values
 
 
 @operator

@@ -18,6 +18,10 @@ from state.event import Event
 # A source batch's place in its partition, carried by every record derived from it.
 from state.event_order import Stamp as Stamp
 
+# The live recommenders' records travel to the sink as they are.
+from state.live_recs import QualityReport as QualityReport
+from state.live_recs import Recommendation as Recommendation
+
 # The segment model's own records travel to the sink as they are.
 from state.segmentation import SegmentInfo as SegmentInfo
 from state.segmentation import SegmentModel as SegmentModel
@@ -102,15 +106,6 @@ class UserUpdate:
     def full(self) -> bool:
         """True when the profile fields are filled in (see the class docstring)."""
         return self.features is not None
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    """One recommended item with its score and the model that proposed it."""
-
-    item_id: str
-    score: float
-    source: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,7 +40,14 @@ from prometheus_client import Histogram
 
 from operators.control import control_key
 from operators.erasure import ERASE_SCRIPT, delete_mentions
-from operators.keys import model_key, recs_key, segments_key, updates_stream, user_key
+from operators.keys import (
+    model_key,
+    quality_key,
+    recs_key,
+    segments_key,
+    updates_stream,
+    user_key,
+)
 from operators.metrics import (
     EVENT_TIME_TO_REDIS,
     EVENT_TO_REDIS,
@@ -48,7 +55,7 @@ from operators.metrics import (
     SEGMENT_SIZE,
     SINK_BATCH,
 )
-from operators.records import Erasure, SegmentInfo, SegmentModel, UserOutput
+from operators.records import Erasure, QualityReport, SegmentInfo, SegmentModel, UserOutput
 from operators.retry import RetryingSinkSettings, Writer
 from operators.sink_scripts import MODEL_SCRIPT, RESERVED_FIELDS, SEGMENT_SCRIPT, USER_SCRIPT
 
@@ -148,7 +155,7 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure
+SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
@@ -174,9 +181,11 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         infos = newest_per_segment(item for item in items if isinstance(item, SegmentInfo))
         models = [item for item in items if isinstance(item, SegmentModel)]
         model = max(models, key=lambda m: m.version) if models else None
-        if not users and not infos and model is None:
+        reports = [item for item in items if isinstance(item, QualityReport)]
+        report = max(reports, key=lambda q: q.version) if reports else None
+        if not users and not infos and model is None and report is None:
             return
-        results = self._writer.run("write", lambda: self._send(users, infos, model))
+        results = self._writer.run("write", lambda: self._send(users, infos, model, report))
         self._observe(outputs, len(users), results[: len(users)])
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
@@ -200,6 +209,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         users: Sequence[UserOutput],
         infos: Sequence[SegmentInfo],
         model: SegmentModel | None,
+        report: QualityReport | None = None,
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
@@ -235,6 +245,12 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             self._model_script(
                 keys=[model_key(self._prefix)],
                 args=[model.version, dumps(model.record)],
+                client=pipe,
+            )
+        if report is not None:  # the same version-guarded write as the segment model's
+            self._model_script(
+                keys=[quality_key(self._prefix)],
+                args=[report.version, dumps(report.record)],
                 client=pipe,
             )
         return list(pipe.execute())

@@ -182,7 +182,9 @@ def test_profile_fields_and_segments() -> None:
         last_name[info.segment] = info.name
     o = user_outs[-1]
     assert o.segment.startswith("cluster:")
+    assert o.profile["variant"] == "all"  # the default split: everyone in one variant
     assert set(o.profile) == {
+        "variant",
         "features",
         "device",
         "referrer",
@@ -363,7 +365,7 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
         if u.event.item_id is not None:
             by_hand.learn_one(u.history[:-1], u.event.item_id)
     for item in ["a1", "b2", "hit"]:
-        assert logic.state.cooc.neighbors(item) == by_hand.neighbors(item)
+        assert logic.state.recs.cooc.neighbors(item) == by_hand.neighbors(item)
 
 
 def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:

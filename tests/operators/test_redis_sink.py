@@ -26,7 +26,7 @@ from operators.keys import (
     updates_stream,
     user_key,
 )
-from operators.records import SegmentInfo, UserOutput
+from operators.records import QualityReport, SegmentInfo, UserOutput
 from operators.redis_sink import RedisSink, SinkItem, _RedisSinkPartition, observe_many
 from tests.operators.sink_support import (
     PREFIX,
@@ -108,6 +108,17 @@ def test_a_settled_correction_replaces_its_own_version_only(
     # in one batch, the correction wins over the output it corrects
     sink.write_batch([output("u2", 1, segment="cluster:1"), corrected_for("u2")])
     assert profile(r, "u2")["segment"] == "cluster:4"
+
+
+def test_quality_reports_go_to_their_hash_newest_wins(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    good = {"all": {"model": "hybrid", "recall": 0.5, "ndcg": 0.3, "mrr": 0.25, "n": 4}}
+    older = {"all": {"model": "hybrid", "recall": 0.1, "ndcg": 0.1, "mrr": 0.1, "n": 2}}
+    sink.write_batch([QualityReport(4, good), QualityReport(2, older)])  # type: ignore[arg-type]
+    sink.write_batch([QualityReport(3, older)])  # type: ignore[arg-type]
+    stored = r.hgetall(f"{PREFIX}:recs:quality")
+    assert int(stored[b"version"]) == 4 and orjson.loads(stored[b"record"]) == good
 
 
 def corrected_for(user: str) -> UserOutput:

@@ -1,0 +1,112 @@
+"""LiveRecs: live prequential quality per variant, variants' recommenders, bounded memory."""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import pytest
+
+from state.live_recs import LiveRecs
+from state.variants import Variants
+
+
+def test_quality_is_scored_on_the_list_last_sent_before_learning() -> None:
+    recs = LiveRecs.build(k=2)
+    for user, item in [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "x")]:
+        recs.learn(user, item, 0.0, ())
+    # by hand: x 3, y 1, z 1 (ties by id: y before z); cooc from x: y 1/3, z 1/3 (P(j | x))
+    _, first = recs.recommend("d", (), frozenset())  # no history: trending only
+    assert [r.item_id for r in first] == ["x", "y"]
+    recs.learn("d", "y", 1.0, ())  # rank 2: recall 1, ndcg 1/log2(3), rr 1/2
+    _, second = recs.recommend("d", ("y",), frozenset())
+    assert [(r.item_id, r.source) for r in second] == [("x", "trending"), ("z", "trending")]
+    recs.learn("d", "q", 2.0, ("y",))  # not in [x, z]: a miss
+    recs.learn("e", "x", 3.0, ())  # never served: not scored
+    means = recs.quality["all"].window_means()
+    assert means["n"] == 2
+    assert means["recall"] == pytest.approx(0.5)
+    assert means["ndcg"] == pytest.approx((1 / math.log2(3)) / 2)
+    assert means["mrr"] == pytest.approx(0.25)
+    report = recs.report()
+    assert report.version == 2 and report.record["all"]["model"] == "hybrid"
+
+
+def test_a_repeat_of_a_seen_item_is_not_scored() -> None:
+    recs = LiveRecs.build(k=2)
+    recs.learn("u", "x", 0.0, ())
+    recs.recommend("u", ("x",), frozenset())
+    recs.learn("u", "x", 1.0, ("x",))
+    assert recs.quality["all"].window_means()["n"] == 0
+
+
+def test_each_variant_gets_its_recommender_and_its_own_quality() -> None:
+    shares = {"control": 0.5, "treatment": 0.5}
+    recs = LiveRecs.build(k=3, shares=shares, models={"control": "trending", "treatment": "hybrid"})
+    split = Variants(shares)
+    control = next(f"u{n}" for n in range(100) if split.assign(f"u{n}") == "control")
+    treated = next(f"u{n}" for n in range(100) if split.assign(f"u{n}") == "treatment")
+    recs.learn("v1", "a", 0.0, ())
+    recs.learn("v1", "b", 0.0, ("a",))
+    for user in ["v2", "v3"]:
+        recs.learn(user, "c", 0.0, ())
+    variant, served = recs.recommend(control, ("a",), frozenset())
+    assert variant == "control" and [(r.item_id, r.source) for r in served] == [
+        ("c", "trending"),
+        ("b", "trending"),
+    ]
+    variant, served = recs.recommend(treated, ("a",), frozenset())
+    assert variant == "treatment" and [(r.item_id, r.source) for r in served] == [
+        ("b", "cooc"),
+        ("c", "trending"),
+    ]
+    recs.learn(control, "b", 1.0, ("a",))  # rank 2 of the control list
+    recs.learn(treated, "c", 1.0, ("a",))  # rank 2 of the treatment list
+    assert recs.quality["control"].window_means()["mrr"] == 0.5
+    assert recs.quality["treatment"].window_means()["mrr"] == 0.5
+    assert recs.report().record["control"]["model"] == "trending"
+
+
+def test_purchased_and_seen_items_are_excluded() -> None:
+    recs = LiveRecs.build(k=5)
+    for item in ["a", "b", "c"]:
+        recs.learn("v", item, 0.0, ())
+    _, served = recs.recommend("u", ("a",), frozenset({"b"}))
+    assert [r.item_id for r in served] == ["c"]
+
+
+def test_the_users_remembered_are_bounded() -> None:
+    recs = LiveRecs.build(k=1, max_tracked=2)
+    recs.learn("v", "x", 0.0, ())
+    for user in ["u1", "u2", "u3"]:
+        recs.recommend(user, (), frozenset())
+    assert list(recs.shown) == ["u2", "u3"]  # u1, served longest ago, left
+    recs.learn("u1", "x", 1.0, ())
+    assert recs.quality["all"].window_means()["n"] == 0
+
+
+def test_forget_drops_the_users_list_and_co_occurrences() -> None:
+    recs = LiveRecs.build(k=2)
+    recs.learn("u", "a", 0.0, ())
+    recs.learn("u", "b", 1.0, ("a",))
+    recs.recommend("u", ("a", "b"), frozenset())
+    recs.forget("u", ("a", "b"))
+    assert "u" not in recs.shown and recs.cooc.cooc("a", "b") == 0
+
+
+def test_bad_variant_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="need a model each"):
+        LiveRecs.build(shares={"a": 0.5, "b": 0.5}, models={"a": "hybrid"})
+    with pytest.raises(ValueError, match="unknown recommenders"):
+        LiveRecs.build(shares={"a": 1.0}, models={"a": "magic"})
+    with pytest.raises(ValueError, match="sum"):
+        LiveRecs.build(shares={"a": 0.4}, models={"a": "hybrid"})
+
+
+def test_pickles_with_its_quality_and_lists() -> None:
+    recs = LiveRecs.build(k=2)
+    recs.learn("v", "x", 0.0, ())
+    recs.recommend("u", (), frozenset())
+    copy = pickle.loads(pickle.dumps(recs))
+    copy.learn("u", "x", 1.0, ())
+    assert copy.quality["all"].window_means()["recall"] == 1.0
