@@ -32,6 +32,8 @@ __all__ = ["Trending"]
 
 #: Renormalise once stored weights reach 2**RENORM_EXPONENT (far below float overflow).
 RENORM_EXPONENT = 256.0
+#: The top cache never grows past this many items (each learn costs a bisect into it).
+MAX_CACHE = 10_000
 #: Scores below this (in units of one fresh event) are dropped at renormalisation.
 FORGET_BELOW = 1e-9
 
@@ -117,7 +119,13 @@ class Trending:
             return []
         picked = _first(self._cache, k, exclude)
         if len(picked) < k and len(self._cache) < len(self._scores):
-            picked = _first(sorted((-w, i) for i, w in self._scores.items()), k, exclude)
+            # Exclusions ate the cache (a heavy user): grow it to cover them, once, rather
+            # than rank the whole catalogue on every call (266 ms at 1M items, measured).
+            self.cache_size = min(max(2 * self.cache_size, k + len(exclude)), MAX_CACHE)
+            self.refresh()
+            picked = _first(self._cache, k, exclude)
+            if len(picked) < k and len(self._cache) < len(self._scores):
+                picked = _first(sorted((-w, i) for i, w in self._scores.items()), k, exclude)
         decay = self._decay()
         return [(item, -neg_weight * decay) for neg_weight, item in picked]
 

@@ -102,3 +102,15 @@ def test_ties_break_by_id_and_pickle_round_trip() -> None:
     assert clone.top(4) == t.top(4)
     with pytest.raises(ValueError):
         Trending(halflife_s=0.0)
+
+
+def test_exclusions_that_eat_the_cache_grow_it_and_rank_exactly() -> None:
+    t = Trending(halflife_s=1e9, cache_size=3)
+    for n in range(20):
+        for _ in range(20 - n):  # i0 most popular, then i1, ...
+            t.learn_one(f"i{n}", 0.0)
+    heavy = {f"i{n}" for n in range(5)}
+    assert [item for item, _ in t.top(2, heavy)] == ["i5", "i6"]
+    assert t.cache_size == 7  # k + exclusions: the next such call is a cache hit
+    t.learn_one("i19", 0.0)  # the grown cache is kept exact like the small one
+    assert [item for item, _ in t.top(3, heavy)] == ["i5", "i6", "i7"]
