@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -48,6 +49,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--k", type=int, default=10, help="list length scored")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
+    evaluate.add_argument("--variants", help="A,B: an A/B test of two models on a 50/50 user split")
     for sub in (
         run,
         demo,
@@ -207,11 +209,32 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     if not interactions:
         print("no interactions with an item in the data: nothing to evaluate", file=sys.stderr)
         return 1
+    if args.variants:
+        return _evaluate_variants(config, args, interactions)
     results = evaluate(config, interactions, models, args.k, args.jobs)
     if args.json:
         print(orjson.dumps([asdict(r) for r in results]).decode())
     else:
         print(table(results, ", ".join(p.name for p in args.data), args.k))
+    return 0
+
+
+def _evaluate_variants(config: Config, args: argparse.Namespace, interactions: list[Any]) -> int:
+    from dataclasses import asdict
+
+    import orjson
+
+    from flows.evaluate import parse_models
+    from flows.evaluate_variants import ab_replay, render
+
+    try:
+        pair = parse_models(args.variants)
+    except ValueError as exc:
+        raise ConfigError(f"--variants: {exc}") from exc
+    if len(pair) != 2:
+        raise ConfigError("--variants: name exactly two models, A,B")
+    result = ab_replay(config, interactions, (pair[0], pair[1]), args.k)
+    print(orjson.dumps(asdict(result)).decode() if args.json else render(result, args.k))
     return 0
 
 

@@ -85,3 +85,23 @@ def test_cli_prints_json_for_machines(
     assert [row["model"] for row in rows] == ["mostpop", "cooc"]
     assert set(rows[0]) >= {"recall", "ndcg", "mrr", "coverage", "us_per_event", "peak_mb"}
     assert rows[1]["recall"] > rows[0]["recall"]
+
+
+def test_variants_split_users_and_report_the_difference(
+    movielens_slice: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flows.evaluate_variants import ab_replay
+
+    interactions = load_interactions([movielens_slice], "movielens")
+    result = ab_replay(load_config(env={}), interactions, ("mostpop", "cooc"))
+    # every user in exactly one arm: the arms' users add up to all users
+    assert result.a.users + result.b.users == len({e.user for e in interactions})
+    assert result.a.scored + result.b.scored == len(interactions)
+    diff, low, high = result.recall
+    assert diff == pytest.approx(result.b.recall - result.a.recall)
+    assert 0 < low < diff < high  # co-occurrence clearly beats popularity here
+    code = main(["evaluate", str(movielens_slice), "--variants", "mostpop,cooc"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "| A | mostpop |" in out and "B - A Recall@10: +" in out
+    assert main(["evaluate", str(movielens_slice), "--variants", "mostpop"]) == 2  # usage
