@@ -127,7 +127,12 @@ def notice_head(out: UserOutput) -> bytes:
 
 
 def recs_items(out: UserOutput) -> bytes:
-    return dumps([{"item_id": r.item_id, "score": r.score, "source": r.source} for r in out.recs])
+    return dumps(
+        [
+            {"item_id": r.item_id, "score": r.score, "source": r.source, "reason": r.reason}
+            for r in out.recs
+        ]
+    )
 
 
 def observe_many(histogram: Histogram, values: Sequence[float]) -> None:

@@ -196,6 +196,22 @@ class CoOccurrence:
                     scores[j] = get(j, 0.0) + base * c * norm[j]
         return _top(_without(scores, exclude), k)
 
+    def explain(self, history: Sequence[str], item: str) -> str | None:
+        """The recent item that contributed most to `item`'s score (None if none did).
+
+        Asked only for the k items finally recommended, so a reason costs k × window lookups
+        instead of bookkeeping for every candidate while scoring.
+        """
+        h_power = self.alpha - 1.0
+        best: tuple[float, str] | None = None
+        for h, weight in self._weights(history).items():
+            count = self._cooc.get(h, {}).get(item)
+            if count:
+                gain = weight * count * self._count[h] ** h_power
+                if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
+                    best = (gain, h)
+        return None if best is None else best[1]
+
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
         """Weight of each distinct recent item, by the age of its most recent occurrence."""
         weights: dict[str, float] = {}

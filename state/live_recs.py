@@ -37,17 +37,20 @@ __all__ = ["MODELS", "LiveRecs", "QualityReport", "Recommendation"]
 
 #: The recommenders a variant may name.
 MODELS = ("hybrid", "trending")
+#: What a trending recommendation says to the user.
+TRENDING_REASON = "trending now"
 #: Scores are rounded so Redis holds short, stable JSON numbers.
 SCORE_DIGITS = 6
 
 
 @dataclass(frozen=True, slots=True)
 class Recommendation:
-    """One recommended item, its score and the model that proposed it."""
+    """One recommended item, its score, the model that proposed it and why, for the user."""
 
     item_id: str
     score: float
     source: str
+    reason: str = ""
 
 
 class VariantQuality(TypedDict):
@@ -135,16 +138,20 @@ class LiveRecs:
         recs: list[Recommendation] = []
         if self.models[variant] == "hybrid":
             recs = [
-                Recommendation(item, round(score, SCORE_DIGITS), "cooc")
+                Recommendation(item, round(score, SCORE_DIGITS), "cooc", self._why(history, item))
                 for item, score in self.cooc.recommend(history, self.k, exclude)
             ]
             exclude.update(r.item_id for r in recs)
         recs += [
-            Recommendation(item, round(score, SCORE_DIGITS), "trending")
+            Recommendation(item, round(score, SCORE_DIGITS), "trending", TRENDING_REASON)
             for item, score in self.trending.top(self.k - len(recs), exclude)
         ]
         self._remember(user, tuple(r.item_id for r in recs))
         return variant, tuple(recs)
+
+    def _why(self, history: Sequence[str], item: str) -> str:
+        viewed = self.cooc.explain(history, item)
+        return f"viewed with {viewed}" if viewed is not None else ""
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Erasure: the user's co-occurrence contributions and last list go."""

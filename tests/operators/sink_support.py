@@ -41,7 +41,10 @@ def output(
         segment_name=f"name of {segment}",
         rule_segments=rules,
         rfm_segment=rfm,
-        recs=tuple(Recommendation(item, 1.0 / (n + 1), "cooc") for n, item in enumerate(recs)),
+        recs=tuple(
+            Recommendation(item, 1.0 / (n + 1), "cooc", f"viewed with h{n}")
+            for n, item in enumerate(recs)
+        ),
         read_ats=read_ats,
         event_times=event_times,
     )

@@ -193,9 +193,9 @@ def test_recs_keep_their_order(sink: _RedisSinkPartition, r: redis.Redis) -> Non
     assert stored == {
         "version": 7,
         "items": [
-            {"item_id": "m9", "score": 1.0, "source": "cooc"},
-            {"item_id": "m1", "score": 0.5, "source": "cooc"},
-            {"item_id": "m5", "score": 1 / 3, "source": "cooc"},
+            {"item_id": "m9", "score": 1.0, "source": "cooc", "reason": "viewed with h0"},
+            {"item_id": "m1", "score": 0.5, "source": "cooc", "reason": "viewed with h1"},
+            {"item_id": "m5", "score": 1 / 3, "source": "cooc", "reason": "viewed with h2"},
         ],
     }
 

@@ -164,3 +164,13 @@ def test_bad_parameters_are_refused() -> None:
         CoOccurrence(score_window=0)
     with pytest.raises(ValueError, match="recency"):
         CoOccurrence(recency=1.5)
+
+
+def test_explain_names_the_recent_item_that_contributed_most() -> None:
+    model = CoOccurrence(window=10, alpha=0.0)
+    for previous, item in [((), "a"), (("a",), "x"), ((), "b"), (("b",), "x"), (("b", "x"), "y")]:
+        model.learn_one(previous, item)
+    # history [a, b]: x gets 1/2 * P(x | a) = 0.5 from a (age 1) and 1 * P(x | b) = 1 from b
+    assert model.explain(["a", "b"], "x") == "b"
+    assert model.explain(["b", "a"], "x") == "a"  # a newest now: weight 1 beats 1/2
+    assert model.explain(["a"], "y") is None  # nothing in the history led to y

@@ -56,9 +56,9 @@ def test_each_variant_gets_its_recommender_and_its_own_quality() -> None:
         ("b", "trending"),
     ]
     variant, served = recs.recommend(treated, ("a",), frozenset())
-    assert variant == "treatment" and [(r.item_id, r.source) for r in served] == [
-        ("b", "cooc"),
-        ("c", "trending"),
+    assert variant == "treatment" and [(r.item_id, r.source, r.reason) for r in served] == [
+        ("b", "cooc", "viewed with a"),
+        ("c", "trending", "trending now"),
     ]
     recs.learn(control, "b", 1.0, ("a",))  # rank 2 of the control list
     recs.learn(treated, "c", 1.0, ("a",))  # rank 2 of the treatment list
