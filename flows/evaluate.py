@@ -43,7 +43,15 @@ from state.recommender import (
     TrendingRecommender,
 )
 
-__all__ = ["MODELS", "Interaction", "Result", "evaluate", "load_interactions", "parse_models"]
+__all__ = [
+    "MODELS",
+    "Interaction",
+    "Result",
+    "evaluate",
+    "load_interactions",
+    "parse_models",
+    "push_history",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,14 +166,18 @@ def replay(
             quality.update(event.item, [item for item, _ in recs])
         model.learn_one(event.user, event.item, event.ts, history)
         mine.add(event.item)
-        if event.item in history:
-            history.remove(event.item)
-        history.append(event.item)
-        if len(history) > history_len:
-            del history[0]
+        push_history(history, event.item, history_len)
         if n % 1000 == 0:
             tick(n)
     return quality
+
+
+def push_history(history: list[str], item: str, history_len: int) -> None:
+    """The user's recent items as the user-state step keeps them: distinct, newest last."""
+    if item in history:
+        history.remove(item)
+    history.append(item)
+    del history[:-history_len]
 
 
 def _peak_mb() -> float:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flows.config import Config
-from flows.evaluate import MODELS, Interaction
+from flows.evaluate import MODELS, Interaction, push_history
 from state.prequential import Hit, difference_ci, score_one
 from state.variants import Variants
 
@@ -72,10 +72,7 @@ def ab_replay(
         for model in arms.values():
             model.learn_one(event.user, event.item, event.ts, history)
         mine.add(event.item)
-        if event.item in history:
-            history.remove(event.item)
-        history.append(event.item)
-        del history[:-history_len]
+        push_history(history, event.item, history_len)
     results = [_arm(model, len(users[n]), hits[n]) for n, model in zip(names, models, strict=True)]
     return VariantsResult(
         results[0],

@@ -128,6 +128,7 @@ def _model_params(config: Config) -> ModelParams:
         variant_models=dict(recs["variant_models"]),
         variant_salt=recs["variant_salt"],
         quality_window=recs["quality_window"],
+        max_per_category=recs["max_per_category"],
         seed=segments["seed"],
         learn_every=segments["learn_every"],
         warmup=segments["warmup"],

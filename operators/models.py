@@ -102,6 +102,7 @@ class ModelParams:
     variant_models: Mapping[str, str] | None = None  # variant → recommender
     variant_salt: str = "tailor"
     quality_window: int = 10_000
+    max_per_category: int = 0  # diversity cap (0: off)
     seed: int = 42
     learn_every: int = 10
     transforms: Mapping[str, str] | None = None
@@ -168,6 +169,7 @@ class ModelsState:
             salt=params.variant_salt,
             exclude_seen=params.exclude_seen,
             quality_window=params.quality_window,
+            max_per_category=params.max_per_category,
         )
         return cls(segments=segments, recs=recs)
 
@@ -297,7 +299,8 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         if item is not None:
             history = u.history
             previous = history[:-1] if history and history[-1] == item else history
-            state.recs.learn(u.user_id, item, u.event.ts, previous)
+            category = u.event.category[0] if u.event.category else None
+            state.recs.learn(u.user_id, item, u.event.ts, previous, category)
 
     def _segment_news(self, news: list[Published | Settled], out: list[ModelsOut]) -> list[Settled]:
         """Publish what the segment model published; return the settlements for `_settle`

@@ -24,7 +24,7 @@ giving two variants shares and reading the quality per variant.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -37,6 +37,8 @@ __all__ = ["MODELS", "LiveRecs", "QualityReport", "Recommendation"]
 
 #: The recommenders a variant may name.
 MODELS = ("hybrid", "trending")
+#: Trending lists asked for while filling past capped categories, at most.
+MAX_FILL_ROUNDS = 10
 #: What a trending recommendation says to the user.
 TRENDING_REASON = "trending now"
 #: Scores are rounded so Redis holds short, stable JSON numbers.
@@ -83,8 +85,11 @@ class LiveRecs:
     exclude_seen: bool = True
     quality_window: int = 10_000
     max_tracked: int = 100_000  # users whose last list is kept for the test
+    max_per_category: int = 0  # diversity cap: at most this many items of one category; 0 off
     quality: dict[str, Prequential] = field(default_factory=dict)
     shown: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
+    #: Each item's first category, as events give it (for the diversity cap).
+    categories: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -118,8 +123,12 @@ class LiveRecs:
             **settings,  # type: ignore[arg-type]
         )
 
-    def learn(self, user: str, item: str, ts: float, previous: Sequence[str]) -> None:
+    def learn(
+        self, user: str, item: str, ts: float, previous: Sequence[str], category: str | None = None
+    ) -> None:
         """Test the user's last list with this interaction, then learn it."""
+        if category is not None and self.max_per_category:
+            self.categories.setdefault(item, category)
         shown = self.shown.get(user)
         if shown is not None and item not in previous:  # a repeat could not be recommended
             self.quality[self.variants.assign(user)].update(item, shown)
@@ -135,19 +144,62 @@ class LiveRecs:
         exclude = set(purchased)
         if self.exclude_seen:
             exclude.update(history)
+        # with a diversity cap, ask for more candidates than k: some will be capped out
+        wanted = self.k * 3 if self.max_per_category else self.k
         recs: list[Recommendation] = []
         if self.models[variant] == "hybrid":
-            recs = [
+            recs = self._capped(
                 Recommendation(item, round(score, SCORE_DIGITS), "cooc", self._why(history, item))
-                for item, score in self.cooc.recommend(history, self.k, exclude)
-            ]
+                for item, score in self.cooc.recommend(history, wanted, exclude)
+            )
             exclude.update(r.item_id for r in recs)
-        recs += [
-            Recommendation(item, round(score, SCORE_DIGITS), "trending", TRENDING_REASON)
-            for item, score in self.trending.top(self.k - len(recs), exclude)
-        ]
+        for _round in range(MAX_FILL_ROUNDS):  # each round skips what the cap refused
+            if len(recs) >= self.k:
+                break
+            more = self.trending.top(wanted, exclude)
+            recs += self._capped(
+                (
+                    Recommendation(i, round(v, SCORE_DIGITS), "trending", TRENDING_REASON)
+                    for i, v in more
+                ),
+                recs,
+            )
+            exclude.update(i for i, _ in more)
+            if len(more) < wanted:
+                break  # the catalogue is exhausted
         self._remember(user, tuple(r.item_id for r in recs))
         return variant, tuple(recs)
+
+    def _capped(
+        self, candidates: Iterable[Recommendation], taken: Sequence[Recommendation] = ()
+    ) -> list[Recommendation]:
+        """Candidates in order, up to k overall, at most `max_per_category` per category.
+
+        Items of unknown category are never capped.
+        """
+        room = self.k - len(taken)
+        out: list[Recommendation] = []
+        if not self.max_per_category:
+            for rec in candidates:
+                if len(out) == room:
+                    break
+                out.append(rec)
+            return out
+        per: dict[str, int] = {}
+        for rec in taken:
+            category = self.categories.get(rec.item_id)
+            if category is not None:
+                per[category] = per.get(category, 0) + 1
+        for rec in candidates:
+            if len(out) == room:
+                break
+            category = self.categories.get(rec.item_id)
+            if category is not None:
+                if per.get(category, 0) >= self.max_per_category:
+                    continue
+                per[category] = per.get(category, 0) + 1
+            out.append(rec)
+        return out
 
     def _why(self, history: Sequence[str], item: str) -> str:
         viewed = self.cooc.explain(history, item)

@@ -110,3 +110,24 @@ def test_pickles_with_its_quality_and_lists() -> None:
     copy = pickle.loads(pickle.dumps(recs))
     copy.learn("u", "x", 1.0, ())
     assert copy.quality["all"].window_means()["recall"] == 1.0
+
+
+def test_the_diversity_cap_limits_each_category() -> None:
+    recs = LiveRecs.build(k=4, max_per_category=1)
+    catalogue = [("d1", "drama"), ("d2", "drama"), ("c1", "comedy"), ("d3", "drama"), ("x", None)]
+    for rank, (item, category) in enumerate(catalogue):
+        for n in range(10 - rank):  # d1 most popular, then d2, c1, d3, x
+            recs.learn(f"v{n}", item, 0.0, (), category)
+    _, served = recs.recommend("u", (), frozenset())
+    # one drama, one comedy, then the uncategorised x; d2 and d3 are capped out
+    assert [r.item_id for r in served] == ["d1", "c1", "x"]
+    uncapped = LiveRecs.build(k=4)
+    for rank, (item, category) in enumerate(catalogue):
+        for n in range(10 - rank):
+            uncapped.learn(f"v{n}", item, 0.0, (), category)
+    assert [r.item_id for r in uncapped.recommend("u", (), frozenset())[1]] == [
+        "d1",
+        "d2",
+        "c1",
+        "d3",
+    ]
