@@ -1,4 +1,4 @@
-"""The `tailor` command: run, demo, produce, inspect, segments, forget, evaluate.
+"""The `tailor` command: run, demo, produce, inspect, segments, forget, block, evaluate.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -42,6 +42,9 @@ def _parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
     forget.add_argument("user")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
+    block = commands.add_parser("block", help="never recommend an item (again, with --unblock)")
+    block.add_argument("item")
+    block.add_argument("--unblock", action="store_true", help="recommend it again")
     evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
     evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
     evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
@@ -57,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         inspect,
         segments,
         forget,
+        block,
         evaluate,
     ):  # accept --config after the command too
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
@@ -194,6 +198,21 @@ def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_block(config: Config, args: argparse.Namespace) -> int:
+    from flows.block import block
+
+    client = redis.Redis.from_url(_require_url(config))
+    try:
+        rewritten = block(client, config.prefix, args.item, blocked=not args.unblock)
+    finally:
+        client.close()
+    if args.unblock:
+        print(f"item {args.item!r} unblocked")
+    else:
+        print(f"item {args.item!r} blocked; removed from {rewritten} stored lists")
+    return 0
+
+
 def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -245,6 +264,7 @@ COMMANDS = {
     "inspect": _cmd_inspect,
     "segments": _cmd_segments,
     "forget": _cmd_forget,
+    "block": _cmd_block,
     "evaluate": _cmd_evaluate,
 }
 

@@ -27,6 +27,7 @@ from operators.models import ModelParams, models
 from operators.pseudonym import pseudonymize
 from operators.records import (
     Accepted,
+    Block,
     DeadLetter,
     Erasure,
     Forget,
@@ -158,15 +159,22 @@ def build_flow(
     if secret is not None:  # before keying: no raw user id reaches state or Redis
         accepted = pseudonymize("pseudonymize", accepted, secret)
     inputs: Stream[Accepted | Forget] = accepted
+    blocks: Stream[Block] | None = None
     if control is not None:
         commands = op.filter_map("parse_control", op.input("control", flow, control), parse_command)
-        inputs = op.merge("with_control", accepted, commands)
+        split_commands = op.branch("item_commands", commands, lambda c: isinstance(c, Block))
+        blocks = split_commands.trues  # type: ignore[assignment]
+        forgets: Stream[Forget] = split_commands.falses  # type: ignore[assignment]
+        inputs = op.merge("with_control", accepted, forgets)
     by_user = op.key_on("by_user", inputs, _stored_user_id)
     per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
     split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
     late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
     updates: Stream[UserUpdate | Erasure | Progress] = split.falses  # type: ignore[assignment]
+    to_models: Stream[UserUpdate | Erasure | Progress | Block]
     to_models = op.merge("with_progress", updates, checked.progress)
+    if blocks is not None:  # item commands go straight to the global models
+        to_models = op.merge("with_blocks", to_models, blocks)
     together = op.key_on("to_models", to_models, _to_models)
     params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
     outputs = op.key_rm("unkey_models", models("models", together, params))
@@ -179,7 +187,7 @@ def _stored_user_id(item: Accepted | Forget) -> str:
     return item.user_id if isinstance(item, Forget) else item.event.user_id
 
 
-def _to_models(_item: UserUpdate | Erasure | Progress) -> str:
+def _to_models(_item: UserUpdate | Erasure | Progress | Block) -> str:
     return MODELS_KEY
 
 

@@ -1,4 +1,4 @@
-"""The control stream: requests to erase users, read by the dataflow like events.
+"""The control stream: requests to erase users and to block items, read like events.
 
 `tailor forget USER` appends ``{"op": "forget", "user_id": ...}`` to ``<prefix>:control``
 (and, with ``--opt-out``, adds the user to the set ``<prefix>:optout``, whose members are
@@ -14,10 +14,12 @@ from typing import Any
 import orjson
 import redis
 
-from operators.records import Forget, RawRecord
+from operators.records import Block, Forget, RawRecord
 from operators.redis_source import RedisStreamSource, StreamState, _RedisStreamPartition
 
 OPS = {"forget": False, "opt_out": True}
+#: Item commands: op → whether the item is blocked after it.
+ITEM_OPS = {"block": True, "unblock": False}
 
 
 def control_key(prefix: str) -> str:
@@ -26,6 +28,11 @@ def control_key(prefix: str) -> str:
 
 def optout_key(prefix: str) -> str:
     return f"{prefix}:optout"
+
+
+def blocklist_key(prefix: str) -> str:
+    """The items never to recommend: the record of truth, which the sink also enforces."""
+    return f"{prefix}:blocklist"
 
 
 class ControlSource(RedisStreamSource):
@@ -38,40 +45,63 @@ class ControlSource(RedisStreamSource):
         self, step_id: str, for_part: str, resume_state: StreamState | str | None
     ) -> _RedisStreamPartition:
         if resume_state is None:
-            _replay_optouts(self.redis_url, self.prefix)
+            _replay_sets(self.redis_url, self.prefix)
         return super().build_part(step_id, for_part, resume_state)
 
 
-def _replay_optouts(redis_url: str, prefix: str) -> None:
-    """A fresh worker learns the opt-out set by finding it at the head of the control stream.
+def _replay_sets(redis_url: str, prefix: str) -> None:
+    """A fresh worker learns the opt-out set and the blocklist by finding them in the control
+    stream, appended again.
 
-    Re-appending members is idempotent for the worker (an opt-out of an opted-out user is a
-    no-op), and keeps one path for every erasure.
+    Re-appending members is idempotent for the worker (an opt-out of an opted-out user, a block
+    of a blocked item, are no-ops), and keeps one path for every such request.
     """
     client = redis.Redis.from_url(redis_url)
     try:
-        members = sorted(client.smembers(optout_key(prefix)))
-        for member in members:
-            user = member.decode() if isinstance(member, bytes) else member
-            request = {"op": "opt_out", "user_id": user}
-            client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
+        for key, op, field in (
+            (optout_key(prefix), "opt_out", "user_id"),
+            (blocklist_key(prefix), "block", "item_id"),
+        ):
+            for member in sorted(client.smembers(key)):
+                value = member.decode() if isinstance(member, bytes) else member
+                request = {"op": op, field: value}
+                client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
     finally:
         client.close()
 
 
-def parse_command(record: RawRecord) -> Forget | None:
-    """A control entry as a `Forget`, or None for anything unusable (or an announcement:
-    the control stream's batches are not part of the event-time order)."""
+def parse_command(record: RawRecord) -> Forget | Block | None:
+    """A control entry as a `Forget` or a `Block`, or None for anything unusable (or an
+    announcement: the control stream's batches are not part of the event-time order)."""
     try:
         request: Any = orjson.loads(record.payload)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(request, dict) or request.get("op") not in OPS:
+    if not isinstance(request, dict):
+        return None
+    if request.get("op") in ITEM_OPS:
+        item = request.get("item_id")
+        if not isinstance(item, str) or not item:
+            return None
+        return Block(item, ITEM_OPS[request["op"]])
+    if request.get("op") not in OPS:
         return None
     user = request.get("user_id")
     if not isinstance(user, str) or not user:
         return None
     return Forget(user, request["op"], opt_out=OPS[request["op"]])
+
+
+def request_block(client: redis.Redis, prefix: str, item_id: str, blocked: bool) -> None:
+    """What `tailor block` sends: the blocklist membership, and the control entry."""
+    pipe = client.pipeline(transaction=True)
+    if blocked:
+        pipe.sadd(blocklist_key(prefix), item_id)
+    else:
+        pipe.srem(blocklist_key(prefix), item_id)
+    request = {"op": "block" if blocked else "unblock", "item_id": item_id}
+    pipe.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
+    pipe.execute()
 
 
 def request_forget(client: redis.Redis, prefix: str, user_id: str, opt_out: bool) -> None:

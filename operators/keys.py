@@ -91,7 +91,7 @@ def segments_key(prefix: str) -> str:
 
 def quality_key(prefix: str) -> str:
     """Hash with the live recommendation quality (``version``, JSON ``record``)."""
-    return f"{prefix}:recs:quality"
+    return f"{prefix}:quality:recs"
 
 
 def model_key(prefix: str) -> str:

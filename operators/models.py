@@ -49,6 +49,7 @@ from operators.metrics import (
 )
 from operators.outputs import Draft, corrected, draft, user_output
 from operators.records import (
+    Block,
     Erasure,
     Progress,
     QualityReport,
@@ -174,7 +175,7 @@ class ModelsState:
         return cls(segments=segments, recs=recs)
 
 
-ModelsIn = UserUpdate | Erasure | Progress
+ModelsIn = UserUpdate | Erasure | Progress | Block
 
 
 class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
@@ -213,6 +214,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 out.append(self._erase(u))
+                continue
+            if isinstance(u, Block):
+                self.state.recs.block(u.item_id, u.blocked)
                 continue
             if isinstance(u, Progress):
                 settled += self._segment_news(self.state.segments.progress(u.stamp, u.ts), out)

@@ -145,6 +145,14 @@ class Forget:
 
 
 @dataclass(frozen=True, slots=True)
+class Block:
+    """An item to stop (or, with `blocked=False`, resume) recommending (`tailor block`)."""
+
+    item_id: str
+    blocked: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Erasure:
     """A user's state is gone from the worker; downstream removes what it derived from it.
 

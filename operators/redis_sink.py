@@ -127,11 +127,11 @@ def notice_head(out: UserOutput) -> bytes:
 
 
 def recs_items(out: UserOutput) -> bytes:
-    return dumps(
-        [
-            {"item_id": r.item_id, "score": r.score, "source": r.source, "reason": r.reason}
-            for r in out.recs
-        ]
+    """The recommendations as JSON objects, one per line (the script drops blocked ones and
+    joins the rest into the stored array, byte for byte what `dumps` of the list would be)."""
+    return b"\n".join(
+        dumps({"item_id": r.item_id, "score": r.score, "source": r.source, "reason": r.reason})
+        for r in out.recs
     )
 
 

@@ -24,7 +24,9 @@ RESERVED_FIELDS = (
 # Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
 # are named inside the script from the prefix instead of being declared in KEYS.
 # KEYS: 1 user hash, 2 recs key.
-# ARGV: 1 prefix, 2 user id, 3 version, 4 recs items JSON, 5 notice head (a JSON object
+# ARGV: 1 prefix, 2 user id, 3 version, 4 recs items (JSON objects, one per line; items in
+#       the blocklist set are dropped here, so no list written after a block holds the item,
+#       whenever the worker learns of it), 5 notice head (a JSON object
 #       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
 #       of the write (epoch hours), 8 "1" for a settled correction of the same version (it
 #       replaces that version's first output), else "0", 9.. hash field/value pairs (JSON).
@@ -32,7 +34,16 @@ RESERVED_FIELDS = (
 # {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
 USER_SCRIPT = """
 local user_key, recs_key = KEYS[1], KEYS[2]
-local prefix, uid, version, items = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local prefix, uid, version = ARGV[1], ARGV[2], ARGV[3]
+local blocklist = prefix .. ':blocklist'
+local check = redis.call('SCARD', blocklist) > 0
+local entries = {}
+for entry in string.gmatch(ARGV[4], '[^\\n]+') do
+  if not check or redis.call('SISMEMBER', blocklist, cjson.decode(entry)['item_id']) == 0 then
+    entries[#entries + 1] = entry
+  end
+end
+local items = '[' .. table.concat(entries, ',') .. ']'
 local stored = redis.call('HGET', user_key, 'version')
 if stored and (tonumber(stored) > tonumber(version)
                or (tonumber(stored) == tonumber(version) and ARGV[8] ~= '1')) then

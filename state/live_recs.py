@@ -90,6 +90,8 @@ class LiveRecs:
     shown: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
     #: Each item's first category, as events give it (for the diversity cap).
     categories: dict[str, str] = field(default_factory=dict)
+    #: Items never to recommend (`tailor block`).
+    blocked: set[str] = field(default_factory=set)
 
     @classmethod
     def build(
@@ -141,7 +143,7 @@ class LiveRecs:
         """The user's variant and top-k, minus purchased (and seen) items; remembered for the
         next test."""
         variant = self.variants.assign(user)
-        exclude = set(purchased)
+        exclude = set(purchased) | self.blocked
         if self.exclude_seen:
             exclude.update(history)
         # with a diversity cap, ask for more candidates than k: some will be capped out
@@ -169,6 +171,13 @@ class LiveRecs:
                 break  # the catalogue is exhausted
         self._remember(user, tuple(r.item_id for r in recs))
         return variant, tuple(recs)
+
+    def block(self, item: str, blocked: bool = True) -> None:
+        """Stop (or resume) recommending `item`; it is still learned from."""
+        if blocked:
+            self.blocked.add(item)
+        else:
+            self.blocked.discard(item)
 
     def _capped(
         self, candidates: Iterable[Recommendation], taken: Sequence[Recommendation] = ()

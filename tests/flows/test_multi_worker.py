@@ -83,7 +83,7 @@ def test_two_workers_give_every_user_the_segments_one_worker_gives(
     names = [s["name"] for s in two["segments"].values()]  # type: ignore[union-attr]
     assert len(set(names)) == len(names)
     # live recommendation quality: every interaction after a user's first output is scored
-    quality = r.hgetall("two:recs:quality")
+    quality = r.hgetall("two:quality:recs")
     record = orjson.loads(quality[b"record"])
     assert set(record) == {"all"} and record["all"]["model"] == "hybrid"
     assert int(quality[b"version"]) > 1000 and 0 < record["all"]["recall"] < 1

@@ -117,8 +117,15 @@ def test_quality_reports_go_to_their_hash_newest_wins(
     older = {"all": {"model": "hybrid", "recall": 0.1, "ndcg": 0.1, "mrr": 0.1, "n": 2}}
     sink.write_batch([QualityReport(4, good), QualityReport(2, older)])  # type: ignore[arg-type]
     sink.write_batch([QualityReport(3, older)])  # type: ignore[arg-type]
-    stored = r.hgetall(f"{PREFIX}:recs:quality")
+    stored = r.hgetall(f"{PREFIX}:quality:recs")
     assert int(stored[b"version"]) == 4 and orjson.loads(stored[b"record"]) == good
+
+
+def test_blocked_items_never_reach_a_stored_list(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    r.sadd(f"{PREFIX}:blocklist", "m1")
+    sink.write_batch([output("u1", 7, recs=("m9", "m1", "m5"))])
+    stored = orjson.loads(r.get(recs_key(PREFIX, "u1")) or b"")
+    assert [i["item_id"] for i in stored["items"]] == ["m9", "m5"]
 
 
 def corrected_for(user: str) -> UserOutput:

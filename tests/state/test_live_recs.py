@@ -131,3 +131,14 @@ def test_the_diversity_cap_limits_each_category() -> None:
         "c1",
         "d3",
     ]
+
+
+def test_blocked_items_are_never_recommended_until_unblocked() -> None:
+    recs = LiveRecs.build(k=2)
+    for user, item in [("v1", "a"), ("v2", "a"), ("v1", "b"), ("v3", "c")]:
+        recs.learn(user, item, 0.0, ())
+    recs.block("a")
+    recs.learn("v4", "a", 1.0, ())  # still learned from
+    assert [r.item_id for r in recs.recommend("u", (), frozenset())[1]] == ["b", "c"]
+    recs.block("a", blocked=False)
+    assert [r.item_id for r in recs.recommend("u", (), frozenset())[1]] == ["a", "b"]
