@@ -102,7 +102,10 @@ class LiveRecs:
         cooc: CoOccurrence | None = None,
         trending: Trending | None = None,
         salt: str = "tailor",
-        **settings: int | bool,
+        exclude_seen: bool = True,
+        quality_window: int = 10_000,
+        max_tracked: int = 100_000,
+        max_per_category: int = 0,
     ) -> LiveRecs:
         """Check the variants' settings once, at start-up; bad ones raise `ValueError`."""
         shares = dict(shares or {"all": 1.0})
@@ -118,11 +121,11 @@ class LiveRecs:
             variants=Variants(shares, salt),
             models=models,
             k=k,
-            quality={
-                name: Prequential(int(settings.get("quality_window", 10_000)), k)
-                for name in sorted(shares)
-            },
-            **settings,  # type: ignore[arg-type]
+            exclude_seen=exclude_seen,
+            quality_window=quality_window,
+            max_tracked=max_tracked,
+            max_per_category=max_per_category,
+            quality={name: Prequential(quality_window, k) for name in sorted(shares)},
         )
 
     def learn(
@@ -186,25 +189,20 @@ class LiveRecs:
 
         Items of unknown category are never capped.
         """
-        room = self.k - len(taken)
-        out: list[Recommendation] = []
-        if not self.max_per_category:
-            for rec in candidates:
-                if len(out) == room:
-                    break
-                out.append(rec)
-            return out
+        room, cap = self.k - len(taken), self.max_per_category
         per: dict[str, int] = {}
-        for rec in taken:
-            category = self.categories.get(rec.item_id)
-            if category is not None:
-                per[category] = per.get(category, 0) + 1
+        if cap:
+            for rec in taken:
+                category = self.categories.get(rec.item_id)
+                if category is not None:
+                    per[category] = per.get(category, 0) + 1
+        out: list[Recommendation] = []
         for rec in candidates:
             if len(out) == room:
                 break
-            category = self.categories.get(rec.item_id)
+            category = self.categories.get(rec.item_id) if cap else None
             if category is not None:
-                if per.get(category, 0) >= self.max_per_category:
+                if per.get(category, 0) >= cap:
                     continue
                 per[category] = per.get(category, 0) + 1
             out.append(rec)
