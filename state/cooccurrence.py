@@ -22,15 +22,22 @@ the counts robust, while the next item follows the user's latest few items most 
 
 from __future__ import annotations
 
-import bisect
-import heapq
-from collections import _count_elements  # type: ignore[attr-defined]
-from collections.abc import Collection, Iterable, Sequence
-from operator import itemgetter
+from collections.abc import Collection, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from state.neighbours import Neighbours
 
 __all__ = ["CoOccurrence"]
 
-_ID, _COUNT = itemgetter(0), itemgetter(1)
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+
+#: Scores are summed into a catalogue-sized array while that is at most this many times
+#: the candidates (cheap `bincount`); beyond, by sorting the candidates (`np.unique`), so a
+#: million-item catalogue does not cost a million-slot array per recommendation.
+DENSE_FACTOR = 16
 
 
 class CoOccurrence:
@@ -39,8 +46,8 @@ class CoOccurrence:
     Parameters
     ----------
     max_neighbors
-        Neighbours kept per item. An item's neighbour dict is pruned back to this many (by
-        count, then id: deterministic) once it grows past twice the cap, so pruning cost is
+        Neighbours kept per item. An item's neighbours are pruned back to this many (by
+        count, then id: deterministic) once they grow past twice the cap, so pruning cost is
         amortised and memory stays bounded by `2 * max_neighbors` per item.
     window
         How many of the most recent history items are paired with a new item while learning
@@ -73,105 +80,85 @@ class CoOccurrence:
         self.recency = recency
         self.alpha = alpha
 
-        # integer counts: small ints are shared objects, so counting allocates nothing
-        self._cooc: dict[str, dict[str, int]] = {}
-        self._count: dict[str, int] = {}
-        # 1/sqrt(count) per item, kept in step with `_count`: the cosine normaliser is read
-        # for every candidate while recommending, and changes only for the learned item.
-        self._inv_norm: dict[str, float] = {}
+        self._row: dict[str, int] = {}  # item id → row, in order of first sight
+        self._ids: list[str] = []  # row → item id
+        self._neighbours: list[Neighbours] = []  # row → its neighbours
+        self._counts: IntArray = np.zeros(64, np.int64)  # row → weighted interactions
 
-    def learn_one(self, previous: Sequence[str], item: str) -> None:
-        """Count `item` once and pair it, both ways, with each distinct recent previous item.
-
-        The hottest loop of the models step: the item's own side is counted in C
-        (`_count_elements`, what `Counter.update` uses), the other side costs three
-        dict operations per neighbour.
-        """
-        cooc, limit = self._cooc, 2 * self.max_neighbors
-        count = self._count[item] = self._count.get(item, 0) + 1
-        self._inv_norm[item] = count**-self.alpha
-        mine = cooc.get(item)
-        if mine is None:
-            mine = cooc[item] = {}
-        recent = _distinct(previous[-self.window :], item)
-        _count_elements(mine, recent)
-        for other in recent:
-            try:
-                theirs = cooc[other]
-            except KeyError:  # only for an item never learned itself
-                theirs = cooc[other] = {}
-            theirs[item] = theirs.get(item, 0) + 1
+    def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
+        """Count `item` `weight` times and pair it, both ways, with each distinct recent
+        previous item (a purchase weighted 3 counts as three views)."""
+        row = self._intern(item)
+        self._counts[row] += weight
+        mine = self._neighbours[row]
+        limit = 2 * self.max_neighbors
+        for other in _distinct(previous[-self.window :], item):
+            other_row = self._intern(other)
+            mine.add(other_row, weight)
+            theirs = self._neighbours[other_row]
+            theirs.add(row, weight)
             if len(theirs) > limit:
-                self._prune(other)
+                theirs.prune(self.max_neighbors, self._ids.__getitem__)
         if len(mine) > limit:
-            self._prune(item)
+            mine.prune(self.max_neighbors, self._ids.__getitem__)
 
-    def _prune(self, item: str) -> None:
-        """Keep the strongest `max_neighbors` neighbours, ties to the smaller id.
-
-        Pruning runs often for popular items, so every step is a C-level call: one sort by
-        count finds the cut-off, the entries above it stay, and only the ids tied at the
-        cut-off (found by bisection) are sorted to fill the remaining places.
-        """
-        keep = self.max_neighbors
-        ranked = sorted(self._cooc[item].items(), key=_COUNT)  # ascending counts
-        cutoff = ranked[len(ranked) - keep][1]
-        low = bisect.bisect_left(ranked, cutoff, key=_COUNT)
-        high = bisect.bisect_right(ranked, cutoff, key=_COUNT)
-        kept = dict(ranked[high:])
-        tied = sorted(map(_ID, ranked[low:high]))
-        kept.update(dict.fromkeys(tied[: keep - len(kept)], cutoff))
-        self._cooc[item] = kept
+    def _intern(self, item: str) -> int:
+        """The item's row, created on first sight."""
+        row = self._row.get(item)
+        if row is None:
+            row = self._row[item] = len(self._ids)
+            self._ids.append(item)
+            self._neighbours.append(Neighbours())
+            if row == len(self._counts):
+                self._counts = np.concatenate([self._counts, np.zeros(row, np.int64)])
+        return row
 
     def unlearn_history(self, history: Sequence[str]) -> None:
         """Take back what a forgotten user's `history` taught, as far as that history reaches.
 
-        Replays the learning in reverse: each item's count, and its pairs with the items
-        within `window` before it. Pairs formed with items the history no longer holds (older
-        than `history_len`, or pruned since) cannot be found and stay; they are anonymous
-        counts among many users' counts. Counts never go below zero.
+        Replays the learning in reverse, one interaction per history entry: each item's count,
+        and its pairs with the items within `window` before it. Pairs formed with items the
+        history no longer holds (older than `history_len`, or pruned since) cannot be found and
+        stay, as do the extra counts of weighted events; they are anonymous counts among many
+        users' counts. Counts never go below zero.
         """
         recent = list(history)
         for index, item in enumerate(recent):
-            self._decrement_count(item)
+            row = self._row.get(item)
+            if row is None:
+                continue
+            self._counts[row] = max(int(self._counts[row]) - 1, 0)
             for other in _distinct(recent[max(0, index - self.window) : index], item):
-                self._decrement_pair(item, other)
-                self._decrement_pair(other, item)
-
-    def _decrement_count(self, item: str) -> None:
-        count = self._count.get(item, 0) - 1
-        if count > 0:
-            self._count[item] = count
-            self._inv_norm[item] = count**-self.alpha
-        elif item in self._count:
-            del self._count[item]
-            self._inv_norm.pop(item, None)
-            for other in self._cooc.pop(item, {}):
-                self._cooc.get(other, {}).pop(item, None)
-
-    def _decrement_pair(self, a: str, b: str) -> None:
-        neighbours = self._cooc.get(a)
-        if neighbours is None or b not in neighbours:
-            return
-        if neighbours[b] > 1:
-            neighbours[b] -= 1
-        else:
-            del neighbours[b]
+                other_row = self._row.get(other)
+                if other_row is not None:
+                    self._neighbours[row].subtract(other_row, 1)
+                    self._neighbours[other_row].subtract(row, 1)
+            if self._counts[row] == 0:  # forgotten altogether: no pair may point at it
+                for other_row in list(self._neighbours[row].as_dict()):
+                    self._neighbours[other_row].subtract(row, 1 << 62)
+                self._neighbours[row] = Neighbours()
 
     def count(self, item: str) -> int:
-        """How many times `item` was learned (0 when never)."""
-        return self._count.get(item, 0)
+        """How many (weighted) times `item` was learned (0 when never)."""
+        row = self._row.get(item)
+        return 0 if row is None else int(self._counts[row])
 
     def cooc(self, a: str, b: str) -> int:
-        """How many times `a` and `b` were paired (0 when never, or pruned)."""
-        return self._cooc.get(a, {}).get(b, 0)
+        """How many (weighted) times `a` and `b` were paired (0 when never, or pruned)."""
+        row_a, row_b = self._row.get(a), self._row.get(b)
+        if row_a is None or row_b is None:
+            return 0
+        return self._neighbours[row_a].count(row_b)
 
     def neighbors(self, item: str) -> dict[str, int]:
-        """A copy of `item`'s neighbour counts."""
-        return dict(self._cooc.get(item, {}))
+        """`item`'s neighbour counts by id."""
+        row = self._row.get(item)
+        if row is None:
+            return {}
+        return {self._ids[r]: c for r, c in self._neighbours[row].as_dict().items()}
 
     def recommend(
-        self, history: Sequence[str], k: int, exclude: Iterable[str] = ()
+        self, history: Sequence[str], k: int, exclude: Collection[str] = ()
     ) -> list[tuple[str, float]]:
         """Top `k` (item, score) for a user whose recent items are `history` (oldest first).
 
@@ -179,22 +166,86 @@ class CoOccurrence:
         """
         if k <= 0:
             return []
-        scores: dict[str, float] = {}
-        get = scores.get
+        scored = self._scores(history)
+        if scored is None:
+            return []
+        rows, scores = scored
+        return self._top(rows, scores, k, exclude)
+
+    def _scores(self, history: Sequence[str]) -> tuple[IntArray, FloatArray] | None:
+        """(candidate rows, scores): every recent item's neighbours, weighted and summed."""
+        parts_rows: list[IntArray] = []
+        parts_scores: list[FloatArray] = []
         h_power = self.alpha - 1.0
         for h, weight in self._weights(history).items():
-            neighbours = self._cooc.get(h)
-            if not neighbours:
+            row = self._row.get(h)
+            if row is None or not self._counts[row] or not self._neighbours[row]:
                 continue
-            base = weight * self._count[h] ** h_power
-            if self.alpha == 0.0:  # P(j | h): no per-candidate normaliser to look up
-                for j, c in neighbours.items():
-                    scores[j] = get(j, 0.0) + base * c
-            else:
-                norm = self._inv_norm
-                for j, c in neighbours.items():
-                    scores[j] = get(j, 0.0) + base * c * norm[j]
-        return _top(_without(scores, exclude), k)
+            rows, counts = self._neighbours[row].view()
+            parts_rows.append(rows)
+            parts_scores.append(counts * (weight * float(self._counts[row]) ** h_power))
+        if not parts_rows:
+            return None
+        rows = np.concatenate(parts_rows)
+        scores = np.concatenate(parts_scores)
+        if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
+            scores *= self._counts[rows].astype(np.float64) ** -self.alpha
+        n_items = len(self._ids)
+        if n_items <= DENSE_FACTOR * len(rows):
+            dense = np.bincount(rows, scores, minlength=n_items).astype(np.float64, copy=False)
+            candidates: IntArray = np.flatnonzero(dense).astype(np.int64)
+            return candidates, dense[candidates]
+        candidates, where = np.unique(rows, return_inverse=True)
+        summed = np.bincount(where, scores).astype(np.float64, copy=False)
+        return candidates.astype(np.int64), summed
+
+    def _top(
+        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
+    ) -> list[tuple[str, float]]:
+        """The `k` best candidates not in `exclude`, ties to the smaller id.
+
+        Only the best few candidates are turned back into ids and checked against
+        `exclude`; when exclusions eat them (a heavy user's seen items rank high), four
+        times as many are taken, until k survive or the candidates run out.
+        """
+        ids, total = self._ids, len(scores)
+        wanted = min(total, 2 * k + 16)
+        while True:
+            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < total else None
+            top_rows = rows if best is None else rows[best]
+            top_scores = scores if best is None else scores[best]
+            kept = [
+                (-score, ids[row])
+                for row, score in zip(top_rows.tolist(), top_scores.tolist(), strict=True)
+                if ids[row] not in exclude
+            ]
+            if len(kept) >= k or wanted == total:
+                break
+            wanted = min(total, 4 * wanted)
+        kept.sort()
+        kept = kept[:k]
+        if kept and wanted < total and -kept[-1][0] <= float(top_scores.min()):
+            kept = self._with_ties(rows, scores, kept, k, exclude)
+        return [(item, -neg) for neg, item in kept]
+
+    def _with_ties(
+        self,
+        rows: IntArray,
+        scores: FloatArray,
+        kept: list[tuple[float, str]],
+        k: int,
+        exclude: Collection[str],
+    ) -> list[tuple[float, str]]:
+        """Redo the cut when the last place is tied with candidates not looked at."""
+        cutoff = -kept[-1][0]
+        ids = self._ids
+        above = [entry for entry in kept if -entry[0] > cutoff]
+        tied = [
+            (-cutoff, ids[row])
+            for row in rows[scores == cutoff].tolist()
+            if ids[row] not in exclude
+        ]
+        return (above + sorted(tied))[:k]
 
     def explain(self, history: Sequence[str], item: str) -> str | None:
         """The recent item that contributed most to `item`'s score (None if none did).
@@ -202,12 +253,17 @@ class CoOccurrence:
         Asked only for the k items finally recommended, so a reason costs k × window lookups
         instead of bookkeeping for every candidate while scoring.
         """
+        target = self._row.get(item)
+        if target is None:
+            return None
         h_power = self.alpha - 1.0
         best: tuple[float, str] | None = None
         for h, weight in self._weights(history).items():
-            count = self._cooc.get(h, {}).get(item)
+            row = self._row.get(h)
+            count = 0 if row is None else self._neighbours[row].count(target)
             if count:
-                gain = weight * count * self._count[h] ** h_power
+                assert row is not None
+                gain = weight * count * float(self._counts[row]) ** h_power
                 if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
                     best = (gain, h)
         return None if best is None else best[1]
@@ -223,32 +279,8 @@ class CoOccurrence:
         return weights
 
     def __len__(self) -> int:
-        return len(self._count)
-
-
-def _top(scores: dict[str, float], k: int) -> list[tuple[str, float]]:
-    """The `k` best (item, score), ties to the smaller id.
-
-    A key function building (-score, id) for every candidate costs more than the scoring;
-    `nlargest` over the bare floats finds the k-th score, and only candidates at or above
-    it (k, plus ties) are ranked by (-score, id).
-    """
-    best = heapq.nlargest(k, scores.values())
-    if not best:
-        return []
-    cutoff = best[-1]
-    ranked = sorted((-score, j) for j, score in scores.items() if score >= cutoff)
-    return [(j, -neg) for neg, j in ranked[:k]]
-
-
-def _without(scores: dict[str, float], exclude: Iterable[str]) -> dict[str, float]:
-    """`scores` minus `exclude`, walking whichever is smaller (a heavy user excludes
-    thousands of items; a short history proposes a few hundred)."""
-    if not isinstance(exclude, Collection) or len(exclude) < len(scores):
-        for j in exclude:
-            scores.pop(j, None)
-        return scores
-    return {j: score for j, score in scores.items() if j not in exclude}
+        """Items learned (and not forgotten)."""
+        return int(np.count_nonzero(self._counts[: len(self._ids)]))
 
 
 def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:

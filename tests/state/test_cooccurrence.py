@@ -174,3 +174,34 @@ def test_explain_names_the_recent_item_that_contributed_most() -> None:
     assert model.explain(["a", "b"], "x") == "b"
     assert model.explain(["b", "a"], "x") == "a"  # a newest now: weight 1 beats 1/2
     assert model.explain(["a"], "y") is None  # nothing in the history led to y
+
+
+def test_sparse_scoring_path_equals_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    import state.cooccurrence as module
+
+    model = CoOccurrence(alpha=0.5)
+    learn_sessions(model, [["a", "b", "c", "d"], ["b", "e", "f"], ["a", "f", "g"], ["c", "g"]])
+    dense = model.recommend(["a", "b", "f"], 10, {"a"})
+    monkeypatch.setattr(module, "DENSE_FACTOR", 0)  # every catalogue counts as large
+    assert model.recommend(["a", "b", "f"], 10, {"a"}) == dense
+    assert len(dense) == 6  # b..g: history items are not excluded here
+
+
+def test_ties_beyond_the_first_candidates_still_go_to_the_smaller_id() -> None:
+    model = CoOccurrence(max_neighbors=500)
+    others = [f"i{n:03d}" for n in range(200)]
+    model.learn_one([], "hub")
+    for other in reversed(others):  # all tied with count 1, learned in reverse id order
+        model.learn_one(["hub"], other)
+    excluded = set(others[:150])  # exclusions eat the first candidates looked at
+    recs = model.recommend(["hub"], 3, excluded)
+    assert [item for item, _ in recs] == ["i150", "i151", "i152"]
+
+
+def test_weighted_learning_counts_an_event_as_weight_interactions() -> None:
+    weighted, repeated = CoOccurrence(), CoOccurrence()
+    weighted.learn_one(["a"], "b", weight=3)
+    for _ in range(3):
+        repeated.learn_one(["a"], "b")
+    assert weighted.count("b") == 3 and weighted.cooc("a", "b") == weighted.cooc("b", "a") == 3
+    assert weighted.recommend(["a"], 2, {"a"}) == repeated.recommend(["a"], 2, {"a"})

@@ -1,0 +1,127 @@
+"""One item's co-occurrence neighbours, kept as numpy arrays so scoring is vectorised.
+
+Scoring a user's recent items sums their neighbour counts: with 300 neighbours per item and
+ten recent items, 3,000 additions per recommendation. As Python dict updates that was ~500 µs;
+as one `np.concatenate` + `np.bincount` over arrays kept ready here, it is a few dozen.
+Learning touches one count at a time (a dict lookup for the slot, then one array element).
+
+>>> n = Neighbours()
+>>> n.add(7, 2)
+>>> n.add(3, 1)
+>>> n.add(7, 1)
+>>> n.as_dict()
+{7: 3, 3: 1}
+>>> rows, counts = n.view()
+>>> rows.tolist(), counts.tolist()
+([7, 3], [3, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Neighbours"]
+
+IntArray = npt.NDArray[np.int64]
+
+_INITIAL = 8
+
+
+class Neighbours:
+    """Neighbour rows and their counts, parallel arrays with a row → slot index.
+
+    Slots are filled in order of first pairing; a removed neighbour's slot is filled by the
+    last one, so the arrays stay dense and `view` is two slices, never a copy.
+    """
+
+    __slots__ = ("_counts", "_rows", "_slot")
+
+    def __init__(self) -> None:
+        self._slot: dict[int, int] = {}
+        self._rows: IntArray = np.empty(_INITIAL, np.int64)
+        self._counts: IntArray = np.zeros(_INITIAL, np.int64)
+
+    def add(self, row: int, weight: int) -> None:
+        """Count `weight` more pairings with `row`."""
+        slot = self._slot.get(row)
+        if slot is None:
+            slot = self._slot[row] = len(self._slot)
+            if slot == len(self._rows):
+                self._grow()
+            self._rows[slot] = row
+            self._counts[slot] = weight
+        else:
+            self._counts[slot] += weight
+
+    def subtract(self, row: int, weight: int) -> None:
+        """Take back `weight` pairings with `row`; at zero the neighbour goes."""
+        slot = self._slot.get(row)
+        if slot is None:
+            return
+        left = int(self._counts[slot]) - weight
+        if left > 0:
+            self._counts[slot] = left
+            return
+        last = len(self._slot) - 1
+        del self._slot[row]
+        if slot != last:
+            moved = int(self._rows[last])
+            self._rows[slot], self._counts[slot] = moved, self._counts[last]
+            self._slot[moved] = slot
+
+    def count(self, row: int) -> int:
+        """Pairings with `row` (0 when none, or pruned)."""
+        slot = self._slot.get(row)
+        return 0 if slot is None else int(self._counts[slot])
+
+    def view(self) -> tuple[IntArray, IntArray]:
+        """(rows, counts) of every neighbour: views into the arrays, valid until the next change."""
+        n = len(self._slot)
+        return self._rows[:n], self._counts[:n]
+
+    def prune(self, keep: int, name: Callable[[int], str]) -> None:
+        """Keep the `keep` largest counts; ties at the cut-off go to the smaller `name(row)`.
+
+        Deterministic whatever the insertion order, so replays prune alike.
+        """
+        rows, counts = self.view()
+        if len(rows) <= keep:
+            return
+        cutoff = np.partition(counts, len(counts) - keep)[len(counts) - keep]
+        above = np.flatnonzero(counts > cutoff)
+        tied = sorted(np.flatnonzero(counts == cutoff).tolist(), key=lambda s: name(int(rows[s])))
+        chosen = np.concatenate([above, np.asarray(tied[: keep - len(above)], np.int64)])
+        chosen.sort()  # keep slots in their first-pairing order
+        kept_rows, kept_counts = rows[chosen].copy(), counts[chosen].copy()
+        n = len(chosen)
+        self._rows[:n], self._counts[:n] = kept_rows, kept_counts
+        self._slot = dict(zip(kept_rows.tolist(), range(n), strict=True))
+
+    def as_dict(self) -> dict[int, int]:
+        """Row → count, in slot order."""
+        rows, counts = self.view()
+        return dict(zip(rows.tolist(), counts.tolist(), strict=True))
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def _grow(self) -> None:
+        size = 2 * len(self._rows)
+        rows, counts = np.empty(size, np.int64), np.zeros(size, np.int64)
+        rows[: len(self._rows)], counts[: len(self._counts)] = self._rows, self._counts
+        self._rows, self._counts = rows, counts
+
+    def __getstate__(self) -> tuple[IntArray, IntArray]:
+        """Only the filled part is pickled (snapshots stay as small as the data)."""
+        rows, counts = self.view()
+        return rows.copy(), counts.copy()
+
+    def __setstate__(self, state: tuple[IntArray, IntArray]) -> None:
+        rows, counts = state
+        self._rows, self._counts = rows.copy(), counts.copy()
+        if len(self._rows) == 0:
+            self._rows, self._counts = np.empty(_INITIAL, np.int64), np.zeros(_INITIAL, np.int64)
+        self._slot = dict(zip(rows.tolist(), range(len(rows)), strict=True))
