@@ -218,13 +218,13 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
 
     import orjson
 
-    from flows.evaluate import evaluate, load_interactions, parse_models, table
+    from flows.evaluate import evaluate, load_interactions, parse_models, settings_of, table
 
     try:
         models = parse_models(args.models)
     except ValueError as exc:
         raise ConfigError(f"--models: {exc}") from exc
-    interactions = load_interactions(args.data, args.adapter)
+    interactions = load_interactions(args.data, args.adapter, settings_of(config))
     if not interactions:
         print("no interactions with an item in the data: nothing to evaluate", file=sys.stderr)
         return 1

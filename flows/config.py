@@ -29,6 +29,7 @@ FREE_TABLES: frozenset[tuple[str, ...]] = frozenset(
         ("segments", "features"),
         ("recs", "variant_shares"),
         ("recs", "variant_models"),
+        ("recs", "event_weights"),
     }
 )
 #: Numeric keys that must be strictly positive; anything else would stall or divide by zero.

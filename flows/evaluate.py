@@ -31,36 +31,19 @@ import orjson
 from flows.config import Config
 from flows.progress import Progress
 from operators.adapters import read_payloads
-from state.cooccurrence import CoOccurrence
-from state.hybrid import Hybrid
-from state.isgd import ISGD
 from state.prequential import Prequential
-from state.recommender import (
-    CoocRecommender,
-    ISGDRecommender,
-    MostPopular,
-    Recommender,
-    TrendingRecommender,
-)
+from state.rec_settings import MODELS, RecSettings, build
+from state.recommender import Interaction, Recommender
 
 __all__ = [
     "MODELS",
-    "Interaction",
     "Result",
     "evaluate",
     "load_interactions",
     "parse_models",
     "push_history",
+    "settings_of",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    """One positive interaction of the replay."""
-
-    user: str
-    item: str
-    ts: float
 
 
 @dataclass(frozen=True)
@@ -77,49 +60,9 @@ class Result:
     peak_mb: float  # growth of the process's peak RSS while replaying
 
 
-def _cooc_model(config: Config) -> CoOccurrence:
-    recs = config["recs"]
-    return CoOccurrence(recs["cooc_max_neighbors"], recs["cooc_window"], alpha=recs["cooc_alpha"])
-
-
-def _isgd(config: Config) -> ISGDRecommender:
-    recs = config["recs"]
-    model = ISGD(
-        n_factors=recs["isgd_factors"],
-        learning_rate=recs["isgd_learning_rate"],
-        regularization=recs["isgd_regularization"],
-        negatives=recs["isgd_negatives"],
-        seed=config["segments"]["seed"],
-    )
-    return ISGDRecommender(model)
-
-
-def _hybrid(config: Config) -> Hybrid:
-    recs = config["recs"]
-    components: dict[str, Recommender] = {
-        "cooc": CoocRecommender(_cooc_model(config)),
-        "isgd": _isgd(config),
-        "trending": TrendingRecommender(recs["trending_halflife_s"]),
-        "mostpop": MostPopular(),
-    }
-    return Hybrid(
-        components,
-        recs["hybrid_weights"],
-        depth=recs["hybrid_depth"],
-        c=recs["hybrid_c"],
-        fallback=("trending", "mostpop"),
-        fusion=recs["hybrid_fusion"],
-    )
-
-
-#: Model name → factory from the configuration.
-MODELS: dict[str, Callable[[Config], Recommender]] = {
-    "mostpop": lambda _config: MostPopular(),
-    "trending": lambda config: TrendingRecommender(config["recs"]["trending_halflife_s"]),
-    "cooc": lambda config: CoocRecommender(_cooc_model(config), MostPopular()),
-    "isgd": _isgd,
-    "hybrid": _hybrid,
-}
+def settings_of(config: Config) -> RecSettings:
+    """The recommender settings of a configuration."""
+    return RecSettings.from_table(config["recs"], config["segments"]["seed"])
 
 
 def parse_models(text: str) -> list[str]:
@@ -131,8 +74,12 @@ def parse_models(text: str) -> list[str]:
     return names
 
 
-def load_interactions(paths: Sequence[Path], adapter: str | None = None) -> list[Interaction]:
-    """The positive interactions of the files, in replay order (events without an item skip)."""
+def load_interactions(
+    paths: Sequence[Path], adapter: str | None = None, settings: RecSettings | None = None
+) -> list[Interaction]:
+    """The positive interactions of the files, in replay order (events without an item skip),
+    weighted by event type as `settings` says."""
+    settings = settings or RecSettings()
     out: list[Interaction] = []
     for path in paths:
         for payload in read_payloads(path, adapter):
@@ -140,7 +87,18 @@ def load_interactions(paths: Sequence[Path], adapter: str | None = None) -> list
             item = event.get("item_id")
             if item is None or event.get("user_id") is None:
                 continue
-            out.append(Interaction(str(event["user_id"]), str(item), float(event["ts"])))
+            categories = event.get("category") or []
+            out.append(
+                Interaction(
+                    str(event["user_id"]),
+                    str(item),
+                    float(event["ts"]),
+                    settings.weight_of(event.get("type")),
+                    tuple(map(str, categories))
+                    if isinstance(categories, list)
+                    else (str(categories),),
+                )
+            )
     return out
 
 
@@ -164,7 +122,7 @@ def replay(
         if event.item not in mine:
             recs = model.recommend(event.user, history, event.ts, k, mine)
             quality.update(event.item, [item for item, _ in recs])
-        model.learn_one(event.user, event.item, event.ts, history)
+        model.learn_one(event, history, mine)
         mine.add(event.item)
         push_history(history, event.item, history_len)
         if n % 1000 == 0:
@@ -187,7 +145,7 @@ def _peak_mb() -> float:
 def _run_one(name: str, config: Config, interactions: list[Interaction], k: int) -> Result:
     catalogue = len({event.item for event in interactions})
     before = _peak_mb()
-    model = MODELS[name](config)
+    model = build(name, settings_of(config))
     with Progress(f"{name}", len(interactions)) as progress:
         started = time.perf_counter()
         quality = replay(model, interactions, k, config["state"]["history_len"], progress.update)

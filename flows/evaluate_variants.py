@@ -15,8 +15,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from flows.config import Config
-from flows.evaluate import MODELS, Interaction, push_history
+from flows.evaluate import push_history, settings_of
 from state.prequential import Hit, difference_ci, score_one
+from state.rec_settings import build
+from state.recommender import Interaction
 from state.variants import Variants
 
 __all__ = ["ArmResult", "VariantsResult", "ab_replay", "render"]
@@ -55,7 +57,8 @@ def ab_replay(
     """Replay with users split 50/50 between `models`; both learn everything."""
     names = ("a", "b")
     split = Variants({"a": 0.5, "b": 0.5}, salt)
-    arms = {name: MODELS[model](config) for name, model in zip(names, models, strict=True)}
+    settings = settings_of(config)
+    arms = {name: build(model, settings) for name, model in zip(names, models, strict=True)}
     hits: dict[str, list[Hit]] = {name: [] for name in names}
     users: dict[str, set[str]] = {name: set() for name in names}
     history_len = config["state"]["history_len"]
@@ -70,7 +73,7 @@ def ab_replay(
             hits[arm].append(score_one(event.item, [item for item, _ in recs], k))
             users[arm].add(event.user)
         for model in arms.values():
-            model.learn_one(event.user, event.item, event.ts, history)
+            model.learn_one(event, history, mine)
         mine.add(event.item)
         push_history(history, event.item, history_len)
     results = [_arm(model, len(users[n]), hits[n]) for n, model in zip(names, models, strict=True)]

@@ -44,6 +44,7 @@ from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
+from state.rec_settings import RecSettings
 from state.rules import RuleError, RuleSet
 from state.segmenter import Segmenter
 from state.user import feature_names as state_feature_names
@@ -120,10 +121,7 @@ def _model_params(config: Config) -> ModelParams:
         transforms=dict(segments["features"]) or None,
         devices=tuple(segments["devices"]),
         rules=dict(segments["rules"]),
-        cooc_max_neighbors=recs["cooc_max_neighbors"],
-        cooc_window=recs["cooc_window"],
-        cooc_alpha=recs["cooc_alpha"],
-        trending_halflife_s=recs["trending_halflife_s"],
+        recs=RecSettings.from_table(recs, segments["seed"]),
         exclude_seen=recs["exclude_seen"],
         variant_shares=dict(recs["variant_shares"]),
         variant_models=dict(recs["variant_models"]),

@@ -58,14 +58,14 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from state.cooccurrence import CoOccurrence
 from state.live_recs import LiveRecs
+from state.rec_settings import RecSettings
+from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
 from state.segmentation import Published, Segmentation, Settled
 from state.segmenter import DEFAULT_FEATURES, Segmenter
-from state.trending import Trending
 
 __all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
 
@@ -94,10 +94,7 @@ class ModelParams:
     profile_features: tuple[str, ...] = DEFAULT_FEATURES  # every profile feature (rules)
     devices: tuple[str, ...] = ("desktop", "mobile", "tablet")
     rules: Mapping[str, str] = field(default_factory=dict)
-    cooc_max_neighbors: int = 100
-    cooc_window: int = 10
-    cooc_alpha: float = 0.0  # popularity damping (`state.cooccurrence`)
-    trending_halflife_s: float = 86400.0
+    recs: RecSettings = field(default_factory=RecSettings)  # the recommenders' settings
     exclude_seen: bool = True
     variant_shares: Mapping[str, float] | None = None  # A/B split (`state.variants`)
     variant_models: Mapping[str, str] | None = None  # variant → recommender
@@ -163,10 +160,7 @@ class ModelsState:
             k=params.k,
             shares=params.variant_shares,
             models=params.variant_models,
-            cooc=CoOccurrence(
-                params.cooc_max_neighbors, params.cooc_window, alpha=params.cooc_alpha
-            ),
-            trending=Trending(params.trending_halflife_s, cache_size=max(200, 4 * params.k)),
+            settings=params.recs,
             salt=params.variant_salt,
             exclude_seen=params.exclude_seen,
             quality_window=params.quality_window,
@@ -280,6 +274,8 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 segments = (done.segment, done.segment_name, done.rfm_segment)
                 output = user_output(pending, self.rules, *segments)
                 provisional.pop(last.user_id, None)
+            if output.segment:
+                self.state.recs.assign_segment(last.user_id, output.segment)
             out.append(output)
         for s in by_update.values():
             self._settle(s, out)
@@ -298,13 +294,16 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return erasure
 
     def _learn(self, u: UserUpdate) -> None:
-        """The recommenders learn from every event with an item, in arrival order."""
-        state, item = self.state, u.event.item_id
+        """The recommenders learn from every event with an item, in arrival order, weighted
+        by its type."""
+        event, item = u.event, u.event.item_id
         if item is not None:
             history = u.history
             previous = history[:-1] if history and history[-1] == item else history
-            category = u.event.category[0] if u.event.category else None
-            state.recs.learn(u.user_id, item, u.event.ts, previous, category)
+            weight = self.params.recs.weight_of(event.type)
+            categories = tuple(event.category or ())
+            interaction = Interaction(u.user_id, item, event.ts, weight, categories)
+            self.state.recs.learn(interaction, previous, u.purchased)
 
     def _segment_news(self, news: list[Published | Settled], out: list[ModelsOut]) -> list[Settled]:
         """Publish what the segment model published; return the settlements for `_settle`
@@ -347,8 +346,11 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         """Profile and recommendations at the user's last update, from the models as they
         stand right after it; `updates` are those the output reflects (for latency)."""
         last = updates[-1]
-        variant, recs = self.state.recs.recommend(last.user_id, last.history, last.purchased)
-        return draft(updates, variant, recs)
+        recs_state = self.state.recs
+        variant, served = recs_state.recommend(
+            last.user_id, last.history, last.purchased, last.event.ts
+        )
+        return draft(updates, variant, served)
 
     def snapshot(self) -> bytes:
         """The state pickled: an immutable copy, several times cheaper than `deepcopy`.

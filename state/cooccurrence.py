@@ -172,6 +172,14 @@ class CoOccurrence:
         rows, scores = scored
         return self._top(rows, scores, k, exclude)
 
+    def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        """Each item's score from `history` (0.0 when it is no recent item's neighbour)."""
+        scored = self._scores(history)
+        if scored is None:
+            return [0.0] * len(items)
+        found = dict(zip(scored[0].tolist(), scored[1].tolist(), strict=True))
+        return [found.get(self._row.get(item, -1), 0.0) for item in items]
+
     def _scores(self, history: Sequence[str]) -> tuple[IntArray, FloatArray] | None:
         """(candidate rows, scores): every recent item's neighbours, weighted and summed."""
         parts_rows: list[IntArray] = []

@@ -1,24 +1,36 @@
-"""A hybrid recommender: weighted rank fusion of component models, with a cold-start fallback.
+"""A hybrid recommender: one model proposes, several re-rank, the best list is served.
 
 Blending raw scores across models fails because their scales have nothing in common (a
-co-occurrence probability, a dot product of latent factors, a decayed count); z-scoring them,
-measured here, diluted co-occurrence instead of adding to it. Rank fusion needs no common scale:
-each component proposes its best `depth` items and an item earns ``weight / (c + rank)`` from
-each list it appears in (reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with
-per-model weights). Items several models agree on rise; a strong component keeps its order
-where the others are silent.
+co-occurrence probability, a dot product of latent factors, a decayed count); a z-score blend,
+measured here, diluted co-occurrence, and fusing each model's own top list (reciprocal rank
+fusion of co-occurrence and ISGD) added only 0.001 Recall@10 on MovieLens. What works is to
+let the strongest model propose a pool of candidates (co-occurrence's top `depth`) and every
+weighted component *rank that pool* by its own score (ISGD's u·i, the match of an item's
+categories with the user's taste, ...); an item earns ``weight / (c + rank)`` from each
+ranking (reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with per-model
+weights). The other models cannot push in items the proposer never saw, so they refine its
+order instead of diluting it: MovieLens Recall@10 0.1156 → 0.121.
 
-A user with no history has nothing for history-based models to work from: the first
-component of `fallback` that returns anything answers alone (e.g. trending in the user's
-segment, then trending overall).
+No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
+on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
+itself as it learns: every `probe_every`-th interaction (that is not a repeat), before
+learning it, it computes the fused list and each component's own top `k` for that user
+(excluding what serving would: the `exclude` given to `learn_one`) and credits each list
+that holds the item, with exponentially decayed weight (`halflife` probes). It serves
+whichever list — fused or one component's — has the most recent hits (full-information
+follow-the-leader). Probes are counted in learning order, not at serving time, so what is
+served never depends on how the stream was cut into batches; and serving computes only the
+leader's list.
 
-Each recommendation says why, from the component that contributed most to it.
+Cold start: a user with no history gets the first non-empty list of `fallback` (e.g. trending
+in the user's segment, then trending overall), and a short fused list is filled from it.
+Each recommendation carries the component that contributed most to it.
 
->>> from state.recommender import MostPopular
->>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0})
->>> hybrid.learn_one("u1", "a", 0.0, ())
->>> [r.item for r in hybrid.recommend_explained("u2", ("a",), 0.0, 1, set())]
-['a']
+>>> from state.recommender import Interaction, MostPopular
+>>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
+>>> hybrid.learn_one(Interaction("u1", "a", 0.0), ())
+>>> [(r.item, r.source) for r in hybrid.recommend_explained("u2", ("a",), 0.0, 1, set())]
+[('a', 'pop')]
 """
 
 from __future__ import annotations
@@ -26,14 +38,17 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from state.recommender import Recommender, Scored
+from state.recommender import Interaction, Recommender, Scored
 
-__all__ = ["Explained", "Hybrid"]
+__all__ = ["FUSED", "Explained", "Hybrid"]
+
+#: The name of the fused list among the lists `select` chooses from.
+FUSED = "hybrid"
 
 
 @dataclass(frozen=True, slots=True)
 class Explained:
-    """One recommendation with its fused score and the component that proposed it most."""
+    """One recommendation with its score and the component that proposed it most."""
 
     item: str
     score: float
@@ -41,50 +56,94 @@ class Explained:
 
 
 class Hybrid:
-    """Weighted reciprocal rank fusion over `components`.
+    """A pool from `pool`, re-ranked by weighted reciprocal rank fusion over `weights`.
 
     Parameters
     ----------
     components
         Name → model; every one learns every interaction.
     weights
-        Name → weight in the fusion (components without one only learn, e.g. fallbacks).
+        Name → weight of that component's ranking of the pool (0 or absent: it only learns,
+        e.g. a fallback).
+    pool
+        The component whose top `depth` items are the candidates.
     depth
-        How many items each component proposes.
+        How many candidates the pool holds.
     c
         The fusion constant: larger flattens the gap between the first ranks.
     fallback
-        Component names tried in order for a user with no history.
-    fusion
-        ``"rrf"``: reciprocal rank fusion; ``"combsum"``: each list's scores min-max scaled to
-        [0, 1] over its top `depth`, then summed with the weights (keeps how much a component
-        prefers its first item over its tenth, which ranks discard).
+        Component names tried in order for a user with no history, and to fill a short list.
+    select
+        Serve the list (fused or a component's) with the most recent hits.
+    halflife
+        Probes after which a hit counts half, for `select`.
+    probe_every
+        One interaction in this many is a probe, for `select`.
+    k
+        Length of the lists a probe scores.
     """
 
     def __init__(
         self,
         components: Mapping[str, Recommender],
         weights: Mapping[str, float],
+        pool: str = "cooc",
         depth: int = 50,
-        c: float = 10.0,
+        c: float = 20.0,
         fallback: Sequence[str] = (),
-        fusion: str = "rrf",
+        select: bool = False,
+        halflife: float = 100.0,
+        probe_every: int = 10,
+        k: int = 10,
     ) -> None:
-        if fusion not in ("rrf", "combsum"):
-            raise ValueError(f"fusion must be 'rrf' or 'combsum', got {fusion!r}")
-        unknown = (set(weights) | set(fallback)) - set(components)
+        unknown = (set(weights) | set(fallback) | {pool}) - set(components)
         if unknown:
-            raise ValueError(f"weights/fallback name unknown components: {sorted(unknown)}")
+            raise ValueError(f"weights/pool/fallback name unknown components: {sorted(unknown)}")
+        if depth < 1 or c < 0 or halflife <= 0 or probe_every < 1 or k < 1:
+            raise ValueError("depth, probe_every and k must be >= 1, c >= 0, halflife > 0")
         self.components = dict(components)
         self.weights = {name: w for name, w in weights.items() if w > 0}
+        self.pool = pool
         self.depth = depth
         self.c = c
         self.fallback = tuple(fallback)
-        self.fusion = fusion
+        self.select = select
+        self.decay = 0.5 ** (1.0 / halflife)
+        self.probe_every = probe_every
+        self.k = k
+        #: Decayed hits of each list (`select`), and the interactions that could be probes.
+        self.hits: dict[str, float] = {}
+        self.testable = 0
+        self._sources: dict[str, str] = {}  # item → source, of the last list returned
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        if self.select and history and event.item not in history:  # a repeat is no test
+            self.testable += 1
+            if self.testable % self.probe_every == 0:
+                self._probe(event, history, exclude)
         for model in self.components.values():
-            model.learn_one(user, item, ts, history)
+            model.learn_one(event, history, exclude)
+
+    def _probe(self, event: Interaction, history: Sequence[str], exclude: Collection[str]) -> None:
+        """Test then train: credit every list that would have held the item, excluding what
+        serving excludes (at least the recent history)."""
+        user, ts, k = event.user, event.ts, self.k
+        exclude = set(exclude).union(history)
+        proposed = self._proposed(user, history, ts, exclude)
+        lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        for name, model in self.components.items():
+            own = (
+                proposed[:k]
+                if name == self.pool
+                else model.recommend(user, history, ts, k, exclude)
+            )
+            lists[name] = [item for item, _ in own]
+        decay = self.decay
+        for name, items in lists.items():
+            hit = 1.0 if event.item in items else 0.0
+            self.hits[name] = decay * self.hits.get(name, 0.0) + (1.0 - decay) * hit
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -94,31 +153,88 @@ class Hybrid:
     def recommend_explained(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Explained]:
-        """The fused top `k`, each with the component that contributed most to it."""
-        if not history:
-            for name in self.fallback:
-                recs = self.components[name].recommend(user, history, ts, k, exclude)
-                if recs:
-                    return [Explained(item, score, name) for item, score in recs]
-        scores: dict[str, float] = {}
-        best: dict[str, tuple[float, str]] = {}
-        for name, weight in self.weights.items():
-            proposed = self.components[name].recommend(user, history, ts, self.depth, exclude)
-            for item, gain in self._gains(proposed, weight):
-                scores[item] = scores.get(item, 0.0) + gain
-                if item not in best or gain > best[item][0]:
-                    best[item] = (gain, name)
-        ranked = sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
-        return [Explained(item, score, best[item][1]) for item, score in ranked]
+        """The served top `k`, each with the component that contributed most to it."""
+        leader = self.leader() if self.select else FUSED
+        served: list[Explained] = []
+        if leader != FUSED:
+            own = self.components[leader].recommend(user, history, ts, k, exclude)
+            served = [Explained(item, score, leader) for item, score in own]
+        if not served:
+            served = self._fused(user, history, k, self._proposed(user, history, ts, exclude))
+        if len(served) < k:
+            served += self._fill(user, history, ts, k - len(served), exclude, served)
+        self._sources = {r.item: r.source for r in served}
+        return served
 
-    def _gains(self, proposed: list[Scored], weight: float) -> list[Scored]:
-        """What each proposed item earns from this component."""
-        if self.fusion == "rrf":
-            return [(item, weight / (self.c + rank)) for rank, (item, _) in enumerate(proposed, 1)]
+    def _proposed(
+        self, user: str, history: Sequence[str], ts: float, exclude: Collection[str]
+    ) -> list[Scored]:
+        """The pool: the proposer's top `depth` (nothing without history)."""
+        if not history:
+            return []
+        return self.components[self.pool].recommend(user, history, ts, self.depth, exclude)
+
+    def _fused(
+        self, user: str, history: Sequence[str], k: int, proposed: list[Scored]
+    ) -> list[Explained]:
         if not proposed:
             return []
-        top, bottom = proposed[0][1], proposed[-1][1]
-        spread = top - bottom
-        if spread <= 0:
-            return [(item, weight) for item, _ in proposed]
-        return [(item, weight * (score - bottom) / spread) for item, score in proposed]
+        items = [item for item, _ in proposed]
+        totals = [0.0] * len(items)
+        best: list[tuple[float, str]] = [(0.0, self.pool)] * len(items)
+        for name, weight in self.weights.items():
+            if name == self.pool:
+                scores = [score for _, score in proposed]
+            else:
+                scores = self.components[name].score(user, history, items)
+                if max(scores) == min(scores):
+                    continue  # no opinion (an unknown user, items without categories)
+            order = sorted(
+                range(len(items)), key=scores.__getitem__, reverse=True
+            )  # stable: ties by pool rank
+            for rank, index in enumerate(order, 1):
+                gain = weight / (self.c + rank)
+                totals[index] += gain
+                if gain > best[index][0]:
+                    best[index] = (gain, name)
+        ranked = sorted(range(len(items)), key=totals.__getitem__, reverse=True)[:k]
+        return [Explained(items[i], totals[i], best[i][1]) for i in ranked]
+
+    def _fill(
+        self,
+        user: str,
+        history: Sequence[str],
+        ts: float,
+        k: int,
+        exclude: Collection[str],
+        taken: Sequence[Explained],
+    ) -> list[Explained]:
+        """Up to `k` more from the fallback chain, in its order (none of `taken`)."""
+        out: list[Explained] = []
+        skip = set(exclude) | {r.item for r in taken}
+        for name in self.fallback:
+            if len(out) == k:
+                break
+            for item, score in self.components[name].recommend(
+                user, history, ts, k - len(out), skip
+            ):
+                out.append(Explained(item, score, name))
+                skip.add(item)
+        return out
+
+    def leader(self) -> str:
+        """The list `select` serves now (the fused one until another has more hits)."""
+        return max([FUSED, *self.components], key=lambda n: (self.hits.get(n, 0.0), n == FUSED, n))
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        """The pool component's opinion (the fused score only exists for its own pool)."""
+        return self.components[self.pool].score(user, history, items)
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        """The reason of the component that contributed most to `item` in the last list."""
+        source = self._sources.get(item, self.pool)
+        return self.components[source].why(user, history, item)
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        for model in self.components.values():
+            model.forget(user, history)

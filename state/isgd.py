@@ -123,11 +123,13 @@ class ISGD:
 
     # ------------------------------------------------------------------ learning
 
-    def learn_one(self, user: str, item: str) -> None:
-        """One positive ISGD step for (user, item), then the recency negatives."""
+    def learn_one(self, user: str, item: str, weight: int = 1) -> None:
+        """`weight` positive ISGD steps for (user, item) (a purchase weighted 3 counts as three
+        views), then the recency negatives once."""
         u = self._user(user)
         row = self._row(item)
-        self._step(u, row, 1.0)
+        for _ in range(max(weight, 1)):
+            self._step(u, row, 1.0)
         seen = self._seen[user]
         seen.add(row)
         self._queue.move_to_end(row)
@@ -221,6 +223,16 @@ class ISGD:
         negated = (-scores[candidates]).tolist()
         ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
         return [(item, -neg) for neg, item in ranked[:k]]
+
+    def score(self, user: str, items: Sequence[str]) -> list[float]:
+        """u·i for each item (0.0 for an unknown user or item): the model's opinion of
+        candidates another model proposed, one small matvec."""
+        u = self._users.get(user)
+        if u is None or not items:
+            return [0.0] * len(items)
+        rows = [self._item_row.get(item, -1) for item in items]
+        scores = self._items[rows] @ u
+        return [0.0 if row < 0 else float(s) for row, s in zip(rows, scores.tolist(), strict=True)]
 
     # ------------------------------------------------------------------ state
 

@@ -6,17 +6,17 @@ user is checked for it, and Recall@k, NDCG@k and MRR over a sliding window are k
 variant. So quality is the quality users actually got, live, not a replay's estimate.
 
 Users are split into variants by stable hash bucketing (`state.variants`); each variant names
-the recommender its users get (``"hybrid"``: co-occurrence from the user's recent items, filled
-from trending; ``"trending"``: decayed popularity for everyone). A team runs an A/B test by
-giving two variants shares and reading the quality per variant.
+the recommender its users get, by the names of `state.rec_settings` (the same models a replay
+measures). Every model named by some variant learns every interaction, so a team runs an A/B
+test by giving two variants shares and reading the quality per variant.
 
->>> recs = LiveRecs.build(k=2, shares={"all": 1.0}, models={"all": "hybrid"})
+>>> recs = LiveRecs.build(k=2, settings=RecSettings(hybrid_select=False))
 >>> for user, item in [("u1", "a"), ("u1", "b"), ("u2", "a")]:
-...     recs.learn(user, item, 0.0, ())
->>> variant, items = recs.recommend("u2", ("a",), frozenset())
->>> variant, [r.item_id for r in items]
-('all', ['b'])
->>> recs.learn("u2", "b", 1.0, ("a",))  # u2 took the recommended item: a hit at rank 1
+...     recs.learn(Interaction(user, item, 0.0), ())
+>>> variant, items = recs.recommend("u2", ("a",), frozenset(), 0.0)
+>>> variant, [(r.item_id, r.reason) for r in items]
+('all', [('b', 'viewed with a')])
+>>> recs.learn(Interaction("u2", "b", 1.0), ("a",))  # u2 took the recommended item
 >>> recs.quality["all"].window_means()["recall"]
 1.0
 """
@@ -24,23 +24,21 @@ giving two variants shares and reading the quality per variant.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
-from state.cooccurrence import CoOccurrence
+from state.group_trending import SegmentTrending
+from state.hybrid import Explained, Hybrid
 from state.prequential import Means, Prequential
-from state.trending import Trending
+from state.rec_settings import MODELS, RecSettings, build
+from state.recommender import Interaction, Recommender
 from state.variants import Variants
 
-__all__ = ["MODELS", "LiveRecs", "QualityReport", "Recommendation"]
+__all__ = ["LiveRecs", "QualityReport", "Recommendation"]
 
-#: The recommenders a variant may name.
-MODELS = ("hybrid", "trending")
-#: Trending lists asked for while filling past capped categories, at most.
-MAX_FILL_ROUNDS = 10
-#: What a trending recommendation says to the user.
-TRENDING_REASON = "trending now"
+#: Times a capped list asks its model for three times more candidates, at most.
+MAX_FILL_ROUNDS = 3
 #: Scores are rounded so Redis holds short, stable JSON numbers.
 SCORE_DIGITS = 6
 
@@ -75,15 +73,13 @@ class QualityReport:
 
 @dataclass
 class LiveRecs:
-    """Co-occurrence and trending, variants, and live quality per variant (snapshotted whole)."""
+    """The variants' recommenders, business rules, and live quality (snapshotted whole)."""
 
-    cooc: CoOccurrence
-    trending: Trending
+    models: dict[str, Recommender]  # model name → the one instance every variant naming it uses
     variants: Variants
-    models: dict[str, str]  # variant → recommender name (`MODELS`)
+    assigned: dict[str, str]  # variant → model name
     k: int = 10
     exclude_seen: bool = True
-    quality_window: int = 10_000
     max_tracked: int = 100_000  # users whose last list is kept for the test
     max_per_category: int = 0  # diversity cap: at most this many items of one category; 0 off
     quality: dict[str, Prequential] = field(default_factory=dict)
@@ -99,8 +95,7 @@ class LiveRecs:
         k: int = 10,
         shares: Mapping[str, float] | None = None,
         models: Mapping[str, str] | None = None,
-        cooc: CoOccurrence | None = None,
-        trending: Trending | None = None,
+        settings: RecSettings | None = None,
         salt: str = "tailor",
         exclude_seen: bool = True,
         quality_window: int = 10_000,
@@ -109,71 +104,76 @@ class LiveRecs:
     ) -> LiveRecs:
         """Check the variants' settings once, at start-up; bad ones raise `ValueError`."""
         shares = dict(shares or {"all": 1.0})
-        models = dict(models or dict.fromkeys(shares, "hybrid"))
-        if set(models) != set(shares):
-            raise ValueError(f"variants {sorted(shares)} need a model each, got {sorted(models)}")
-        unknown = sorted(set(models.values()) - set(MODELS))
+        assigned = dict(models or dict.fromkeys(shares, "hybrid"))
+        if set(assigned) != set(shares):
+            raise ValueError(f"variants {sorted(shares)} need a model each, got {sorted(assigned)}")
+        unknown = sorted(set(assigned.values()) - set(MODELS))
         if unknown:
-            raise ValueError(f"unknown recommenders {unknown}; choose from {list(MODELS)}")
+            raise ValueError(f"unknown recommenders {unknown}; choose from {sorted(MODELS)}")
+        settings = settings or RecSettings()
         return cls(
-            cooc=cooc if cooc is not None else CoOccurrence(alpha=0.0),
-            trending=trending if trending is not None else Trending(cache_size=max(200, 4 * k)),
+            models={name: build(name, settings) for name in sorted(set(assigned.values()))},
             variants=Variants(shares, salt),
-            models=models,
+            assigned=assigned,
             k=k,
             exclude_seen=exclude_seen,
-            quality_window=quality_window,
             max_tracked=max_tracked,
             max_per_category=max_per_category,
             quality={name: Prequential(quality_window, k) for name in sorted(shares)},
         )
 
     def learn(
-        self, user: str, item: str, ts: float, previous: Sequence[str], category: str | None = None
+        self, event: Interaction, previous: Sequence[str], purchased: Collection[str] = ()
     ) -> None:
-        """Test the user's last list with this interaction, then learn it."""
-        if category is not None and self.max_per_category:
-            self.categories.setdefault(item, category)
-        shown = self.shown.get(user)
-        if shown is not None and item not in previous:  # a repeat could not be recommended
-            self.quality[self.variants.assign(user)].update(item, shown)
-        self.cooc.learn_one(previous, item)
-        self.trending.learn_one(item, ts)
+        """Test the user's last list with this interaction, then every model learns it."""
+        if event.categories and self.max_per_category:
+            self.categories.setdefault(event.item, event.categories[0])
+        shown = self.shown.get(event.user)
+        if shown is not None and event.item not in previous:  # a repeat could not be a hit
+            self.quality[self.variants.assign(event.user)].update(event.item, shown)
+        exclude = self._exclusions(previous, purchased)
+        for model in self.models.values():
+            model.learn_one(event, previous, exclude)
+
+    def assign_segment(self, user: str, segment: str) -> None:
+        """The user's segment, for the models that keep trending per segment."""
+        for model in self._segment_models():
+            model.assign(user, segment)
 
     def recommend(
-        self, user: str, history: Sequence[str], purchased: Collection[str]
+        self, user: str, history: Sequence[str], purchased: Collection[str], ts: float
     ) -> tuple[str, tuple[Recommendation, ...]]:
-        """The user's variant and top-k, minus purchased (and seen) items; remembered for the
-        next test."""
+        """The user's variant and top-k, minus purchased (and seen) and blocked items, at most
+        `max_per_category` per category; remembered for the next test."""
         variant = self.variants.assign(user)
+        name = self.assigned[variant]
+        model = self.models[name]
+        exclude = self._exclusions(history, purchased)
+        wanted = self.k * 3 if self.max_per_category else self.k
+        for _round in range(MAX_FILL_ROUNDS):
+            proposed = _explained(model, name, user, history, ts, wanted, exclude)
+            picked = self._capped(proposed)
+            if len(picked) >= self.k or len(proposed) < wanted:
+                break  # enough, or the model has nothing more
+            wanted *= 3
+        recs = tuple(
+            Recommendation(
+                r.item,
+                round(r.score, SCORE_DIGITS),
+                r.source,
+                model.why(user, history, r.item),
+            )
+            for r in picked
+        )
+        self._remember(user, tuple(r.item_id for r in recs))
+        return variant, recs
+
+    def _exclusions(self, history: Sequence[str], purchased: Collection[str]) -> set[str]:
+        """What the user is never recommended: purchased, blocked, and seen items."""
         exclude = set(purchased) | self.blocked
         if self.exclude_seen:
             exclude.update(history)
-        # with a diversity cap, ask for more candidates than k: some will be capped out
-        wanted = self.k * 3 if self.max_per_category else self.k
-        recs: list[Recommendation] = []
-        if self.models[variant] == "hybrid":
-            recs = self._capped(
-                Recommendation(item, round(score, SCORE_DIGITS), "cooc", self._why(history, item))
-                for item, score in self.cooc.recommend(history, wanted, exclude)
-            )
-            exclude.update(r.item_id for r in recs)
-        for _round in range(MAX_FILL_ROUNDS):  # each round skips what the cap refused
-            if len(recs) >= self.k:
-                break
-            more = self.trending.top(wanted, exclude)
-            recs += self._capped(
-                (
-                    Recommendation(i, round(v, SCORE_DIGITS), "trending", TRENDING_REASON)
-                    for i, v in more
-                ),
-                recs,
-            )
-            exclude.update(i for i, _ in more)
-            if len(more) < wanted:
-                break  # the catalogue is exhausted
-        self._remember(user, tuple(r.item_id for r in recs))
-        return variant, tuple(recs)
+        return exclude
 
     def block(self, item: str, blocked: bool = True) -> None:
         """Stop (or resume) recommending `item`; it is still learned from."""
@@ -182,25 +182,18 @@ class LiveRecs:
         else:
             self.blocked.discard(item)
 
-    def _capped(
-        self, candidates: Iterable[Recommendation], taken: Sequence[Recommendation] = ()
-    ) -> list[Recommendation]:
-        """Candidates in order, up to k overall, at most `max_per_category` per category.
-
-        Items of unknown category are never capped.
-        """
-        room, cap = self.k - len(taken), self.max_per_category
+    def _capped(self, candidates: Sequence[Explained]) -> list[Explained]:
+        """Candidates in order, up to k, at most `max_per_category` per category (items of
+        unknown category are never capped)."""
+        cap = self.max_per_category
+        if not cap:
+            return list(candidates[: self.k])
         per: dict[str, int] = {}
-        if cap:
-            for rec in taken:
-                category = self.categories.get(rec.item_id)
-                if category is not None:
-                    per[category] = per.get(category, 0) + 1
-        out: list[Recommendation] = []
+        out: list[Explained] = []
         for rec in candidates:
-            if len(out) == room:
+            if len(out) == self.k:
                 break
-            category = self.categories.get(rec.item_id) if cap else None
+            category = self.categories.get(rec.item)
             if category is not None:
                 if per.get(category, 0) >= cap:
                     continue
@@ -208,13 +201,17 @@ class LiveRecs:
             out.append(rec)
         return out
 
-    def _why(self, history: Sequence[str], item: str) -> str:
-        viewed = self.cooc.explain(history, item)
-        return f"viewed with {viewed}" if viewed is not None else ""
+    def _segment_models(self) -> list[SegmentTrending]:
+        found = []
+        for model in self.models.values():
+            parts = model.components.values() if isinstance(model, Hybrid) else [model]
+            found += [part for part in parts if isinstance(part, SegmentTrending)]
+        return found
 
     def forget(self, user: str, history: Sequence[str]) -> None:
-        """Erasure: the user's co-occurrence contributions and last list go."""
-        self.cooc.unlearn_history(history)
+        """Erasure: every model forgets the user; their last list goes."""
+        for model in self.models.values():
+            model.forget(user, history)
         self.shown.pop(user, None)
 
     def report(self) -> QualityReport:
@@ -224,7 +221,7 @@ class LiveRecs:
         for variant, quality in sorted(self.quality.items()):
             means: Means = quality.window_means()
             out[variant] = VariantQuality(
-                model=self.models[variant],
+                model=self.assigned[variant],
                 recall=means["recall"],
                 ndcg=means["ndcg"],
                 mrr=means["mrr"],
@@ -241,3 +238,21 @@ class LiveRecs:
         shown.move_to_end(user)
         if len(shown) > self.max_tracked:
             shown.popitem(last=False)
+
+
+def _explained(
+    model: Recommender,
+    name: str,
+    user: str,
+    history: Sequence[str],
+    ts: float,
+    k: int,
+    exclude: Collection[str],
+) -> list[Explained]:
+    """The model's top `k` with the component behind each (the model itself if it has none)."""
+    if isinstance(model, Hybrid):
+        return model.recommend_explained(user, history, ts, k, exclude)
+    return [
+        Explained(item, score, name)
+        for item, score in model.recommend(user, history, ts, k, exclude)
+    ]

@@ -1,22 +1,26 @@
 """The verbs every recommender shares, so replay evaluation and the live flow drive them alike.
 
 Each model has its own file and its own natural API (`Trending.top`, `CoOccurrence.recommend`
-from a history, ...). What a prequential replay needs is one shape: *recommend* for a user from
-what is known before an interaction, then *learn* the interaction. The per-user state step
-already keeps each user's recent items (`history`, oldest first), so models read it from there
-instead of keeping per-user copies of their own.
+from a history, ...). What a prequential replay and the live models step need is one shape:
+*recommend* for a user from what is known before an interaction, then *learn* the interaction;
+say *why* an item was recommended; *forget* a user who asked to be erased. The per-user state
+step already keeps each user's recent items (`history`, oldest first), so models read it from
+there instead of keeping per-user copies of their own.
 
 >>> model = MostPopular()
 >>> for user, item in [("u1", "a"), ("u2", "a"), ("u2", "b")]:
-...     model.learn_one(user, item, 0.0, ())
+...     model.learn_one(Interaction(user, item, 0.0), ())
 >>> [item for item, _ in model.recommend("u3", (), 0.0, 2, set())]
 ['a', 'b']
+>>> model.why("u3", (), "a")
+'popular'
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from state.cooccurrence import CoOccurrence
@@ -26,6 +30,7 @@ from state.trending import Trending
 __all__ = [
     "CoocRecommender",
     "ISGDRecommender",
+    "Interaction",
     "MostPopular",
     "Recommender",
     "Scored",
@@ -35,11 +40,27 @@ __all__ = [
 Scored = tuple[str, float]
 
 
-class Recommender(Protocol):
-    """Learn one positive interaction; recommend the top `k` for a user."""
+@dataclass(frozen=True, slots=True)
+class Interaction:
+    """One positive interaction: `weight` from its event type (a purchase may count as three
+    views), `categories` as the event gave them (item metadata for category-based models)."""
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        """Learn that `user` interacted with `item` at `ts`; `history` is before it."""
+    user: str
+    item: str
+    ts: float
+    weight: int = 1
+    categories: tuple[str, ...] = ()
+
+
+class Recommender(Protocol):
+    """Learn one positive interaction; recommend the top `k` for a user; say why."""
+
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        """Learn `event`; `history` is the user's recent items before it, oldest first, and
+        `exclude` what a recommendation for the user would leave out just now (a model that
+        tests itself before learning, test-then-train, needs it; the others ignore it)."""
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -47,24 +68,50 @@ class Recommender(Protocol):
         """The best `k` (item, score), best first, none of them in `exclude`."""
         ...
 
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        """The model's score of each of `items` (another model's candidates; higher is better)."""
+        ...
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        """A short reason for the user ("viewed with X"), asked only for items recommended."""
+        ...
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """Erasure: drop what is kept about `user` (aggregates over everyone stay)."""
+
 
 class TrendingRecommender:
     """Decayed popularity in event time (`state.trending`): the same list for everyone."""
 
+    reason = "trending now"
+
     def __init__(self, halflife_s: float = 86400.0, cache_size: int = 200) -> None:
         self.trending = Trending(halflife_s, cache_size)
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        self.trending.learn_one(item, ts)
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        self.trending.learn_one(event.item, event.ts, event.weight)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Scored]:
         return self.trending.top(k, exclude)
 
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return [self.trending.score(item) for item in items]
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        return self.reason
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """Nothing per user: decayed counts over everyone."""
+
 
 class MostPopular(TrendingRecommender):
     """All-time popularity (no decay): the baseline every streaming recommender is held to."""
+
+    reason = "popular"
 
     def __init__(self, cache_size: int = 200) -> None:
         super().__init__(math.inf, cache_size)
@@ -75,17 +122,19 @@ class CoocRecommender:
 
     Filling matters on its own: a user's first event has no history, and an item with few
     neighbours leaves the list short; an empty slot can never be a hit. Inside a hybrid the
-    other components fill instead (`fill=None`).
+    hybrid's fallback chain fills instead (`fill=None`).
     """
 
     def __init__(self, cooc: CoOccurrence, fill: Recommender | None = None) -> None:
         self.cooc = cooc
         self.fill = fill
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        self.cooc.learn_one(history, item)
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        self.cooc.learn_one(history, event.item, event.weight)
         if self.fill is not None:
-            self.fill.learn_one(user, item, ts, history)
+            self.fill.learn_one(event, history, exclude)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -96,17 +145,44 @@ class CoocRecommender:
             recs += self.fill.recommend(user, history, ts, k - len(recs), taken)
         return recs
 
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return self.cooc.score(history, items)
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        viewed = self.cooc.explain(history, item)
+        if viewed is not None:
+            return f"viewed with {viewed}"
+        return "" if self.fill is None else self.fill.why(user, history, item)
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """The user's pairs, as far as the kept history reaches (`unlearn_history`)."""
+        self.cooc.unlearn_history(history)
+
 
 class ISGDRecommender:
     """Incremental matrix factorisation (`state.isgd`): personal, but blind for new users."""
 
+    reason = "liked by people with your taste"
+
     def __init__(self, model: ISGD) -> None:
         self.model = model
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        self.model.learn_one(user, item)
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        self.model.learn_one(event.user, event.item, event.weight)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Scored]:
         return self.model.recommend(user, k, exclude)
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return self.model.score(user, items)
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        return self.reason
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """The user's factor vector and interaction set go."""
+        self.model.forget_user(user)

@@ -62,8 +62,8 @@ class Trending:
         self._cache: list[tuple[float, str]] = []
         self._cached: set[str] = set()
 
-    def learn_one(self, item: str, ts: float) -> None:
-        """Add one interaction with `item` at event time `ts` (any order of ts is fine)."""
+    def learn_one(self, item: str, ts: float, weight: float = 1.0) -> None:
+        """Add an interaction of `weight` with `item` at event time `ts` (any order of ts)."""
         if self._t0 is None:
             self._t0 = ts
         if self._now is None or ts > self._now:
@@ -71,7 +71,7 @@ class Trending:
             if (ts - self._t0) / self.halflife_s > RENORM_EXPONENT:
                 self._renormalise()  # before adding, so a jump far ahead cannot overflow
         old = self._scores.get(item, 0.0)
-        new = old + 2.0 ** ((ts - self._t0) / self.halflife_s)
+        new = old + weight * 2.0 ** ((ts - self._t0) / self.halflife_s)
         self._scores[item] = new
         self._update_cache(item, old, new)
 

@@ -10,8 +10,9 @@ import pytest
 
 from flows.cli import main
 from flows.config import load_config
-from flows.evaluate import Interaction, evaluate, load_interactions, parse_models, replay
-from state.recommender import MostPopular
+from flows.evaluate import evaluate, load_interactions, parse_models, replay
+from state.rec_settings import RecSettings
+from state.recommender import Interaction, MostPopular
 
 
 def test_replay_scores_before_learning_by_hand() -> None:
@@ -39,9 +40,23 @@ def test_interactions_come_from_any_adapter_and_skip_events_without_items(
         {"event_id": "1", "user_id": "u", "type": "page_view", "ts": 1.0},
         {"event_id": "2", "user_id": "u", "type": "click", "ts": 2.0, "item_id": "i"},
         {"event_id": "3", "user_id": 7, "type": "purchase", "ts": 3.0, "item_id": 9},
+        {
+            "event_id": "4",
+            "user_id": "u",
+            "type": "product_view",
+            "ts": 4.0,
+            "item_id": "j",
+            "category": ["Drama", "War"],
+        },
     ]
     path.write_bytes(b"\n".join(orjson.dumps(r) for r in rows))
-    assert load_interactions([path]) == [Interaction("u", "i", 2.0), Interaction("7", "9", 3.0)]
+    assert load_interactions([path]) == [
+        Interaction("u", "i", 2.0),
+        Interaction("7", "9", 3.0, weight=3),  # a purchase counts 3 (recs.event_weights)
+        Interaction("u", "j", 4.0, categories=("Drama", "War")),
+    ]
+    unweighted = load_interactions([path], settings=RecSettings(event_weights={}))
+    assert [i.weight for i in unweighted] == [1, 1, 1]
 
 
 def test_unknown_model_names_are_refused() -> None:

@@ -15,11 +15,17 @@ from operators.redis_sink import RESERVED_FIELDS
 from state.clusterers import CLUSTERER_DEFAULTS
 from state.cooccurrence import CoOccurrence
 from state.event import Event
+from state.hybrid import Hybrid
+from state.rec_settings import RecSettings
+from state.recommender import CoocRecommender
 from state.rfm_tiers import TIERS
 from state.rules import RuleError
 from state.segmenter import DEFAULT_FEATURES
 
 Out = UserOutput | SegmentInfo | SegmentModel
+
+#: Recommendations from the fused list only (selection is tested in tests/state).
+FUSED_ONLY = RecSettings(hybrid_select=False)
 
 
 class Users:
@@ -107,7 +113,8 @@ def test_one_output_per_changed_user_per_batch() -> None:
 
 def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=4), batch_size=7))
+    params = ModelParams(warmup=4, k=4, recs=FUSED_ONLY)
+    outs = user_outputs(run(updates, params, batch_size=7))
     by_version = {(u.user_id, u.version): u for u in updates}
     for n, o in enumerate(outs):
         ids = [r.item_id for r in o.recs]
@@ -155,11 +162,13 @@ def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
     users = Users()
     updates = [users.event("a", "p"), users.event("a", "q")]
     updates += [users.event("c", "r"), users.event("c", "r2"), users.event("b", "p")]
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3), batch_size=5))
+    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3, recs=FUSED_ONLY), batch_size=5))
     b = next(o for o in outs if o.user_id == "b")
-    # q co-occurs with p once; count(p) = 2: P(q | p) = 1/2 (cooc_alpha 0)
+    # q co-occurs with p once: the only candidate, rank 1 of co-occurrence; the fused score
+    # is its reciprocal rank weight / (c + 1) (ISGD and category have no opinion yet)
     assert b.recs[0].item_id == "q" and b.recs[0].source == "cooc"
-    assert b.recs[0].score == pytest.approx(0.5, abs=1e-6)
+    assert b.recs[0].reason == "viewed with p"
+    assert b.recs[0].score == pytest.approx(1.0 / 21.0, abs=1e-6)
     assert [r.source for r in b.recs[1:]] == ["trending", "trending"]
     assert {r.item_id for r in b.recs[1:]} == {"r", "r2"}
 
@@ -361,11 +370,17 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
     logic = ModelsLogic(ModelParams())
     logic.on_batch(updates)
     by_hand = CoOccurrence()
+    weights = {"purchase": 3, "add_to_cart": 2, "product_view": 1, "page_view": 1}
     for u in updates:
         if u.event.item_id is not None:
-            by_hand.learn_one(u.history[:-1], u.event.item_id)
+            # purchases count 3, carts 2 (recs.event_weights defaults)
+            by_hand.learn_one(u.history[:-1], u.event.item_id, weights[u.event.type or ""])
+    hybrid = logic.state.recs.models["hybrid"]
+    assert isinstance(hybrid, Hybrid)
+    cooc = hybrid.components["cooc"]
+    assert isinstance(cooc, CoocRecommender)
     for item in ["a1", "b2", "hit"]:
-        assert logic.state.recs.cooc.neighbors(item) == by_hand.neighbors(item)
+        assert cooc.cooc.neighbors(item) == by_hand.neighbors(item)
 
 
 def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:

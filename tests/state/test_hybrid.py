@@ -1,111 +1,133 @@
-"""Hybrid: reciprocal rank fusion computed by hand, the cold-start fallback, the reasons."""
+"""Hybrid: the pool re-ranked by hand, the fallback chain, the selection of the best list."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import pickle
+from collections.abc import Collection, Mapping, Sequence
 
 import pytest
 
-from state.hybrid import Hybrid
-from state.recommender import Scored
+from state.hybrid import FUSED, Hybrid
+from state.recommender import Interaction, Scored
 
 
 class Fixed:
-    """A component that always proposes the same list and records what it learned."""
+    """A component with a fixed ranked list (and scores), recording what it learned."""
 
-    def __init__(self, items: Sequence[str]) -> None:
-        self.items = list(items)
-        self.learned: list[tuple[str, str]] = []
+    def __init__(self, scored: Sequence[str] | Mapping[str, float], reason: str = "") -> None:
+        if isinstance(scored, Mapping):
+            self.scores = dict(scored)
+        else:
+            self.scores = {item: float(len(scored) - rank) for rank, item in enumerate(scored)}
+        self.reason = reason
+        self.learned: list[tuple[str, str, int]] = []
+        self.forgotten: list[str] = []
 
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        self.learned.append((user, item))
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        self.learned.append((event.user, event.item, event.weight))
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Scored]:
-        kept = [item for item in self.items if item not in exclude][:k]
-        return [(item, 1.0) for item in kept]
+        ranked = sorted(self.scores.items(), key=lambda pair: (-pair[1], pair[0]))
+        return [(item, score) for item, score in ranked if item not in exclude][:k]
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return [self.scores.get(item, 0.0) for item in items]
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        return self.reason
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        self.forgotten.append(user)
 
 
-def test_fusion_by_hand() -> None:
-    a, b = Fixed(["x", "y", "z"]), Fixed(["y", "w"])
-    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0, "b": 0.5}, depth=3, c=1.0)
-    got = hybrid.recommend_explained("u", ("h",), 0.0, 4, set())
-    # x: 1/(1+1) = 0.5; y: 1/(1+2) + 0.5/(1+1) = 0.58333; z: 1/(1+3) = 0.25; w: 0.5/(1+2)
-    assert [(r.item, round(r.score, 5), r.source) for r in got] == [
-        ("y", 0.58333, "a"),
-        ("x", 0.5, "a"),
-        ("z", 0.25, "a"),
-        ("w", 0.16667, "b"),
+def test_the_pool_is_re_ranked_by_weighted_reciprocal_ranks() -> None:
+    pool = Fixed(["x", "y", "z"], "from the pool")  # ranks x 1, y 2, z 3
+    other = Fixed({"z": 5.0, "y": 4.0, "w": 9.0}, "from the other")  # of the pool: z 1, y 2, x 3
+    hybrid = Hybrid({"p": pool, "o": other}, {"p": 1.0, "o": 0.5}, pool="p", c=1.0)
+    got = hybrid.recommend_explained("u", ("h",), 0.0, 3, set())
+    # x: 1/2 + 0.5/4 = 0.625; y: 1/3 + 0.5/3 = 0.5; z: 1/4 + 0.5/2 = 0.5 (tie: pool order, y)
+    # w is not in the pool: never proposed, whatever the other model thinks of it
+    assert [(r.item, round(r.score, 6), r.source) for r in got] == [
+        ("x", 0.625, "p"),
+        ("y", 0.5, "p"),
+        ("z", 0.5, "p"),  # 1/4 from p = 0.25 from o: the first best keeps it
     ]
+    assert hybrid.why("u", ("h",), "x") == "from the pool"
 
 
-def test_exclusions_depth_and_zero_weights() -> None:
-    a, b = Fixed(["x", "y", "z"]), Fixed(["q"])
-    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0, "b": 0.0}, depth=2, c=10.0)
-    got = [item for item, _ in hybrid.recommend("u", ("h",), 0.0, 5, {"x"})]
-    assert got == ["y", "z"]  # x excluded; depth 2 of a's list; b only learns
+def test_a_component_with_no_opinion_changes_nothing_and_depth_bounds_the_pool() -> None:
+    pool = Fixed(["x", "y", "z"])
+    flat = Fixed({})  # scores 0 for everything: no opinion
+    hybrid = Hybrid({"p": pool, "f": flat}, {"p": 1.0, "f": 5.0}, pool="p", depth=2)
+    got = hybrid.recommend_explained("u", ("h",), 0.0, 5, {"x"})
+    assert [(r.item, r.source) for r in got] == [("y", "p"), ("z", "p")]
+    assert got[0].score == pytest.approx(1.0 / 21.0)
 
 
-def test_ties_break_by_item_id() -> None:
-    hybrid = Hybrid({"a": Fixed(["b"]), "c": Fixed(["a"])}, {"a": 1.0, "c": 1.0}, c=0.0)
-    assert [item for item, _ in hybrid.recommend("u", ("h",), 0.0, 2, set())] == ["a", "b"]
-
-
-def test_a_user_without_history_gets_the_first_fallback_that_answers() -> None:
-    empty, trending, popular = Fixed([]), Fixed(["t1", "t2"]), Fixed(["p1"])
-    hybrid = Hybrid(
-        {"seg": empty, "trending": trending, "pop": popular, "cooc": Fixed(["c1"])},
-        {"cooc": 1.0},
-        fallback=("seg", "trending", "pop"),
-    )
+def test_no_history_gets_the_first_fallback_that_answers_and_short_lists_are_filled() -> None:
+    segment, trending, popular = Fixed({}), Fixed(["t1", "t2"]), Fixed(["p1"])
+    components = {"cooc": Fixed(["c1"]), "seg": segment, "trending": trending, "pop": popular}
+    hybrid = Hybrid(components, {"cooc": 1.0}, pool="cooc", fallback=("seg", "trending", "pop"))
     cold = hybrid.recommend_explained("new", (), 0.0, 2, set())
     assert [(r.item, r.source) for r in cold] == [("t1", "trending"), ("t2", "trending")]
-    warm = hybrid.recommend_explained("old", ("h",), 0.0, 2, set())
-    assert [(r.item, r.source) for r in warm] == [("c1", "cooc")]
+    warm = hybrid.recommend_explained("old", ("h",), 0.0, 4, {"t2"})
+    assert [(r.item, r.source) for r in warm] == [("c1", "cooc"), ("t1", "trending"), ("p1", "pop")]
 
 
-def test_every_component_learns_every_interaction() -> None:
+def test_every_component_learns_and_forgets() -> None:
     a, b = Fixed([]), Fixed([])
-    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0})
-    hybrid.learn_one("u", "i", 0.0, ())
-    assert a.learned == b.learned == [("u", "i")]
+    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0}, pool="a")
+    hybrid.learn_one(Interaction("u", "i", 0.0, weight=3), ())
+    assert a.learned == b.learned == [("u", "i", 3)]
+    hybrid.forget("u", ())
+    assert a.forgotten == b.forgotten == ["u"]
 
 
-def test_unknown_names_are_refused() -> None:
+def test_select_serves_the_list_with_the_most_recent_hits() -> None:
+    good, bad = Fixed(["hit", "g2"]), Fixed(["b1", "b2"])
+    hybrid = Hybrid(
+        {"good": good, "bad": bad}, {"bad": 1.0}, pool="bad", select=True, probe_every=1, k=2
+    )
+    first = hybrid.recommend("u", ("h",), 0.0, 2, set())
+    assert [item for item, _ in first] == ["b1", "b2"]  # nothing probed yet: the fused list
+    hybrid.learn_one(Interaction("u", "hit", 1.0), ("h",))  # a probe: only "good" holds it
+    assert hybrid.hits["good"] > 0 and hybrid.hits["bad"] == hybrid.hits[FUSED] == 0
+    assert hybrid.leader() == "good"
+    second = hybrid.recommend_explained("u", ("h",), 0.0, 2, {"hit"})
+    assert [(r.item, r.source) for r in second] == [("g2", "good")]
+    # a repeat of an item the user had is no test, nor is an interaction without history
+    before = dict(hybrid.hits)
+    hybrid.learn_one(Interaction("u", "h", 2.0), ("h",))
+    hybrid.learn_one(Interaction("v", "hit", 2.0), ())
+    assert hybrid.hits == before and hybrid.testable == 1
+
+
+def test_probes_are_every_nth_testable_interaction_and_credit_decays() -> None:
+    a, b = Fixed(["x"]), Fixed(["y"])
+    hybrid = Hybrid(
+        {"a": a, "b": b}, {"a": 1.0}, pool="a", select=True, halflife=1.0, probe_every=2, k=1
+    )
+    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # testable 1: not a probe
+    assert hybrid.hits == {}
+    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # probe: a (and fused) hit
+    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))
+    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # probe: b hit, a's credit halves
+    assert hybrid.hits == pytest.approx({FUSED: 0.25, "a": 0.25, "b": 0.5})
+    assert hybrid.leader() == "b"
+    clone = pickle.loads(pickle.dumps(hybrid))
+    assert clone.leader() == "b"
+
+
+def test_bad_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown components"):
-        Hybrid({"a": Fixed([])}, {"b": 1.0})
+        Hybrid({"a": Fixed([])}, {"b": 1.0}, pool="a")
     with pytest.raises(ValueError, match="unknown components"):
-        Hybrid({"a": Fixed([])}, {"a": 1.0}, fallback=("z",))
-
-
-class Scoring:
-    """A component with given scores."""
-
-    def __init__(self, scored: Sequence[Scored]) -> None:
-        self.scored = list(scored)
-
-    def learn_one(self, user: str, item: str, ts: float, history: Sequence[str]) -> None:
-        pass
-
-    def recommend(
-        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
-    ) -> list[Scored]:
-        return self.scored[:k]
-
-
-def test_combsum_scales_each_list_to_its_own_range() -> None:
-    a = Scoring([("x", 10.0), ("y", 6.0), ("z", 2.0)])  # → 1, 0.5, 0
-    b = Scoring([("z", 0.9), ("y", 0.3)])  # → 1, 0
-    hybrid = Hybrid({"a": a, "b": b}, {"a": 1.0, "b": 0.8}, fusion="combsum")
-    got = hybrid.recommend_explained("u", ("h",), 0.0, 3, set())
-    # x 1.0; z 0 + 0.8 = 0.8; y 0.5 + 0 = 0.5
-    assert [(r.item, round(r.score, 6), r.source) for r in got] == [
-        ("x", 1.0, "a"),
-        ("z", 0.8, "b"),
-        ("y", 0.5, "a"),
-    ]
-    alone = Hybrid({"a": a}, {"a": 1.0}, fusion="combsum")
-    assert alone.recommend_explained("u", ("h",), 0.0, 3, set())[-1].source == "a"  # z: gain 0
-    with pytest.raises(ValueError, match="fusion"):
-        Hybrid({"a": a}, {"a": 1.0}, fusion="avg")
+        Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", fallback=("z",))
+    with pytest.raises(ValueError, match="unknown components"):
+        Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="q")
+    with pytest.raises(ValueError, match="depth"):
+        Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", depth=0)

@@ -7,22 +7,40 @@ import pickle
 
 import pytest
 
+from state.hybrid import Hybrid
 from state.live_recs import LiveRecs
+from state.rec_settings import RecSettings
+from state.recommender import CoocRecommender, Interaction
 from state.variants import Variants
+
+#: Without selection, so a test knows which list is served (selection has its own test).
+FUSED_ONLY = RecSettings(hybrid_select=False)
+
+
+def learn(
+    recs: LiveRecs,
+    user: str,
+    item: str,
+    ts: float,
+    previous: tuple[str, ...],
+    category: str | None = None,
+) -> None:
+    categories = (category,) if category else ()
+    recs.learn(Interaction(user, item, ts, categories=categories), previous)
 
 
 def test_quality_is_scored_on_the_list_last_sent_before_learning() -> None:
-    recs = LiveRecs.build(k=2)
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
     for user, item in [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "x")]:
-        recs.learn(user, item, 0.0, ())
+        learn(recs, user, item, 0.0, ())
     # by hand: x 3, y 1, z 1 (ties by id: y before z); cooc from x: y 1/3, z 1/3 (P(j | x))
-    _, first = recs.recommend("d", (), frozenset())  # no history: trending only
+    _, first = recs.recommend("d", (), frozenset(), 0.0)  # no history: trending only
     assert [r.item_id for r in first] == ["x", "y"]
-    recs.learn("d", "y", 1.0, ())  # rank 2: recall 1, ndcg 1/log2(3), rr 1/2
-    _, second = recs.recommend("d", ("y",), frozenset())
+    learn(recs, "d", "y", 1.0, ())  # rank 2: recall 1, ndcg 1/log2(3), rr 1/2
+    _, second = recs.recommend("d", ("y",), frozenset(), 0.0)
     assert [(r.item_id, r.source) for r in second] == [("x", "trending"), ("z", "trending")]
-    recs.learn("d", "q", 2.0, ("y",))  # not in [x, z]: a miss
-    recs.learn("e", "x", 3.0, ())  # never served: not scored
+    learn(recs, "d", "q", 2.0, ("y",))  # not in [x, z]: a miss
+    learn(recs, "e", "x", 3.0, ())  # never served: not scored
     means = recs.quality["all"].window_means()
     assert means["n"] == 2
     assert means["recall"] == pytest.approx(0.5)
@@ -33,65 +51,70 @@ def test_quality_is_scored_on_the_list_last_sent_before_learning() -> None:
 
 
 def test_a_repeat_of_a_seen_item_is_not_scored() -> None:
-    recs = LiveRecs.build(k=2)
-    recs.learn("u", "x", 0.0, ())
-    recs.recommend("u", ("x",), frozenset())
-    recs.learn("u", "x", 1.0, ("x",))
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
+    learn(recs, "u", "x", 0.0, ())
+    recs.recommend("u", ("x",), frozenset(), 0.0)
+    learn(recs, "u", "x", 1.0, ("x",))
     assert recs.quality["all"].window_means()["n"] == 0
 
 
 def test_each_variant_gets_its_recommender_and_its_own_quality() -> None:
     shares = {"control": 0.5, "treatment": 0.5}
-    recs = LiveRecs.build(k=3, shares=shares, models={"control": "trending", "treatment": "hybrid"})
+    models = {"control": "trending", "treatment": "hybrid"}
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=3, shares=shares, models=models)
     split = Variants(shares)
     control = next(f"u{n}" for n in range(100) if split.assign(f"u{n}") == "control")
     treated = next(f"u{n}" for n in range(100) if split.assign(f"u{n}") == "treatment")
-    recs.learn("v1", "a", 0.0, ())
-    recs.learn("v1", "b", 0.0, ("a",))
+    learn(recs, "v1", "a", 0.0, ())
+    learn(recs, "v1", "b", 0.0, ("a",))
     for user in ["v2", "v3"]:
-        recs.learn(user, "c", 0.0, ())
-    variant, served = recs.recommend(control, ("a",), frozenset())
+        learn(recs, user, "c", 0.0, ())
+    variant, served = recs.recommend(control, ("a",), frozenset(), 0.0)
     assert variant == "control" and [(r.item_id, r.source) for r in served] == [
         ("c", "trending"),
         ("b", "trending"),
     ]
-    variant, served = recs.recommend(treated, ("a",), frozenset())
+    variant, served = recs.recommend(treated, ("a",), frozenset(), 0.0)
     assert variant == "treatment" and [(r.item_id, r.source, r.reason) for r in served] == [
         ("b", "cooc", "viewed with a"),
         ("c", "trending", "trending now"),
     ]
-    recs.learn(control, "b", 1.0, ("a",))  # rank 2 of the control list
-    recs.learn(treated, "c", 1.0, ("a",))  # rank 2 of the treatment list
+    learn(recs, control, "b", 1.0, ("a",))  # rank 2 of the control list
+    learn(recs, treated, "c", 1.0, ("a",))  # rank 2 of the treatment list
     assert recs.quality["control"].window_means()["mrr"] == 0.5
     assert recs.quality["treatment"].window_means()["mrr"] == 0.5
     assert recs.report().record["control"]["model"] == "trending"
 
 
 def test_purchased_and_seen_items_are_excluded() -> None:
-    recs = LiveRecs.build(k=5)
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=5)
     for item in ["a", "b", "c"]:
-        recs.learn("v", item, 0.0, ())
-    _, served = recs.recommend("u", ("a",), frozenset({"b"}))
+        learn(recs, "v", item, 0.0, ())
+    _, served = recs.recommend("u", ("a",), frozenset({"b"}), 0.0)
     assert [r.item_id for r in served] == ["c"]
 
 
 def test_the_users_remembered_are_bounded() -> None:
-    recs = LiveRecs.build(k=1, max_tracked=2)
-    recs.learn("v", "x", 0.0, ())
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=1, max_tracked=2)
+    learn(recs, "v", "x", 0.0, ())
     for user in ["u1", "u2", "u3"]:
-        recs.recommend(user, (), frozenset())
+        recs.recommend(user, (), frozenset(), 0.0)
     assert list(recs.shown) == ["u2", "u3"]  # u1, served longest ago, left
-    recs.learn("u1", "x", 1.0, ())
+    learn(recs, "u1", "x", 1.0, ())
     assert recs.quality["all"].window_means()["n"] == 0
 
 
 def test_forget_drops_the_users_list_and_co_occurrences() -> None:
-    recs = LiveRecs.build(k=2)
-    recs.learn("u", "a", 0.0, ())
-    recs.learn("u", "b", 1.0, ("a",))
-    recs.recommend("u", ("a", "b"), frozenset())
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
+    learn(recs, "u", "a", 0.0, ())
+    learn(recs, "u", "b", 1.0, ("a",))
+    recs.recommend("u", ("a", "b"), frozenset(), 0.0)
     recs.forget("u", ("a", "b"))
-    assert "u" not in recs.shown and recs.cooc.cooc("a", "b") == 0
+    hybrid = recs.models["hybrid"]
+    assert isinstance(hybrid, Hybrid)
+    cooc = hybrid.components["cooc"]
+    assert isinstance(cooc, CoocRecommender)
+    assert "u" not in recs.shown and cooc.cooc.cooc("a", "b") == 0
 
 
 def test_bad_variant_settings_are_refused() -> None:
@@ -104,28 +127,28 @@ def test_bad_variant_settings_are_refused() -> None:
 
 
 def test_pickles_with_its_quality_and_lists() -> None:
-    recs = LiveRecs.build(k=2)
-    recs.learn("v", "x", 0.0, ())
-    recs.recommend("u", (), frozenset())
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
+    learn(recs, "v", "x", 0.0, ())
+    recs.recommend("u", (), frozenset(), 0.0)
     copy = pickle.loads(pickle.dumps(recs))
-    copy.learn("u", "x", 1.0, ())
+    learn(copy, "u", "x", 1.0, ())
     assert copy.quality["all"].window_means()["recall"] == 1.0
 
 
 def test_the_diversity_cap_limits_each_category() -> None:
-    recs = LiveRecs.build(k=4, max_per_category=1)
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=4, max_per_category=1)
     catalogue = [("d1", "drama"), ("d2", "drama"), ("c1", "comedy"), ("d3", "drama"), ("x", None)]
     for rank, (item, category) in enumerate(catalogue):
         for n in range(10 - rank):  # d1 most popular, then d2, c1, d3, x
-            recs.learn(f"v{n}", item, 0.0, (), category)
-    _, served = recs.recommend("u", (), frozenset())
+            learn(recs, f"v{n}", item, 0.0, (), category)
+    _, served = recs.recommend("u", (), frozenset(), 0.0)
     # one drama, one comedy, then the uncategorised x; d2 and d3 are capped out
     assert [r.item_id for r in served] == ["d1", "c1", "x"]
-    uncapped = LiveRecs.build(k=4)
+    uncapped = LiveRecs.build(settings=FUSED_ONLY, k=4)
     for rank, (item, category) in enumerate(catalogue):
         for n in range(10 - rank):
-            uncapped.learn(f"v{n}", item, 0.0, (), category)
-    assert [r.item_id for r in uncapped.recommend("u", (), frozenset())[1]] == [
+            learn(uncapped, f"v{n}", item, 0.0, (), category)
+    assert [r.item_id for r in uncapped.recommend("u", (), frozenset(), 0.0)[1]] == [
         "d1",
         "d2",
         "c1",
@@ -134,11 +157,11 @@ def test_the_diversity_cap_limits_each_category() -> None:
 
 
 def test_blocked_items_are_never_recommended_until_unblocked() -> None:
-    recs = LiveRecs.build(k=2)
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
     for user, item in [("v1", "a"), ("v2", "a"), ("v1", "b"), ("v3", "c")]:
-        recs.learn(user, item, 0.0, ())
+        learn(recs, user, item, 0.0, ())
     recs.block("a")
-    recs.learn("v4", "a", 1.0, ())  # still learned from
-    assert [r.item_id for r in recs.recommend("u", (), frozenset())[1]] == ["b", "c"]
+    learn(recs, "v4", "a", 1.0, ())  # still learned from
+    assert [r.item_id for r in recs.recommend("u", (), frozenset(), 0.0)[1]] == ["b", "c"]
     recs.block("a", blocked=False)
-    assert [r.item_id for r in recs.recommend("u", (), frozenset())[1]] == ["a", "b"]
+    assert [r.item_id for r in recs.recommend("u", (), frozenset(), 0.0)[1]] == ["a", "b"]

@@ -1,0 +1,179 @@
+"""Decayed popularity within a group: per category (content-based) and per user segment.
+
+Co-occurrence and matrix factorisation know an item only once users touched it together with
+others; a new item, or a user whose items have no neighbours yet, gets nothing from them.
+Metadata does not wait: the categories an event carries say what an item is from its first
+event, and the user's recent items say which categories they care about. `CategoryPopular`
+recommends what is trending in the user's categories (a new item rises there as soon as it is
+touched, with a short half-life) and scores any item by how well its categories match the
+user's, which the hybrid uses to re-rank co-occurrence candidates. `SegmentTrending` is the
+same idea over the user's segment (the cluster the segment model put them in): the fallback
+for a user with no history, between their own items and trending for everyone.
+
+>>> model = CategoryPopular(halflife_s=3600.0)
+>>> for user, item, cats in [("u1", "heat", ("Drama",)), ("u2", "heat", ("Drama",)),
+...                          ("u2", "up", ("Comedy",)), ("u3", "big", ("Drama",))]:
+...     model.learn_one(Interaction(user, item, 0.0, categories=cats), ())
+>>> [item for item, _ in model.recommend("u4", ("big",), 0.0, 2, {"big"})]
+['heat']
+>>> model.why("u4", ("big",), "heat")
+'popular in Drama'
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+
+from state.recommender import Interaction, Scored
+from state.trending import Trending
+
+__all__ = ["CategoryPopular", "SegmentTrending"]
+
+
+class CategoryPopular:
+    """Trending per category, recommended by the categories of the user's recent items.
+
+    Parameters
+    ----------
+    halflife_s
+        Event-time half-life of each category's popularity.
+    window
+        Recent history items whose categories make the user's taste (newest weighs most,
+        `1 / (1 + age)`, shared among an item's categories).
+    max_categories
+        How many of the user's top categories a recommendation draws from.
+    """
+
+    def __init__(self, halflife_s: float = 86400.0, window: int = 20, max_categories: int = 3):
+        self.halflife_s = halflife_s
+        self.window = window
+        self.max_categories = max_categories
+        self.categories: dict[str, tuple[str, ...]] = {}  # item → categories, first given
+        self.popular: dict[str, Trending] = {}
+        # the last taste computed: a hybrid asks for score, recommend and why in a row
+        self._last_taste: tuple[tuple[str, ...], dict[str, float]] = ((), {})
+
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        categories = self.categories.get(event.item)
+        if categories is None:
+            if not event.categories:
+                return
+            categories = self.categories[event.item] = tuple(event.categories)
+        for category in categories:
+            popular = self.popular.get(category)
+            if popular is None:
+                popular = self.popular[category] = Trending(self.halflife_s)
+            popular.learn_one(event.item, event.ts, event.weight)
+
+    def taste(self, history: Sequence[str]) -> dict[str, float]:
+        """Category → weight from the user's recent items."""
+        recent = tuple(history[-self.window :])
+        if recent == self._last_taste[0] and recent:
+            return self._last_taste[1]
+        weights: dict[str, float] = {}
+        for age, item in enumerate(reversed(recent)):
+            categories = self.categories.get(item, ())
+            for category in categories:
+                share = 1.0 / ((1.0 + age) * len(categories))
+                weights[category] = weights.get(category, 0.0) + share
+        self._last_taste = (recent, weights)
+        return weights
+
+    def recommend(
+        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
+    ) -> list[Scored]:
+        """Each top category's trending list, scaled by its best item and the user's taste,
+        summed; ties to the smaller id."""
+        taste = self.taste(history)
+        top = sorted(taste.items(), key=lambda pair: (-pair[1], pair[0]))[: self.max_categories]
+        scores: dict[str, float] = {}
+        for category, weight in top:
+            ranked = self.popular[category].top(k, exclude)
+            if ranked and ranked[0][1] > 0:
+                best = ranked[0][1]
+                for item, score in ranked:
+                    scores[item] = scores.get(item, 0.0) + weight * score / best
+        return sorted(scores.items(), key=lambda pair: (-pair[1], pair[0]))[:k]
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        """How well each item's categories match the user's taste (mean over its categories)."""
+        taste, known = self.taste(history), self.categories
+        out = []
+        for item in items:
+            categories = known.get(item)
+            if categories:
+                match = 0.0
+                for category in categories:
+                    match += taste.get(category, 0.0)
+                out.append(match / len(categories))
+            else:
+                out.append(0.0)
+        return out
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        categories = self.categories.get(item, ())
+        if not categories:
+            return ""
+        taste = self.taste(history)
+        best = min(categories, key=lambda c: (-taste.get(c, 0.0), c))
+        return f"popular in {best}"
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """Nothing per user: decayed counts over everyone, categories per item."""
+
+
+class SegmentTrending:
+    """Trending per user segment; users' segments as the segment model last gave them.
+
+    `assign` is called by whoever knows segments (the live models step); a replay without
+    segments leaves every user unassigned and the model silent, so a fallback chain moves on.
+    At most `max_users` assignments are kept (least recently assigned go first).
+    """
+
+    reason = "trending in your segment"
+
+    def __init__(self, halflife_s: float = 86400.0, max_users: int = 100_000) -> None:
+        self.halflife_s = halflife_s
+        self.max_users = max_users
+        self.segment_of: OrderedDict[str, str] = OrderedDict()
+        self.trending: dict[str, Trending] = {}
+
+    def assign(self, user: str, segment: str) -> None:
+        """The user is now in `segment`; their next events count there."""
+        self.segment_of[user] = segment
+        self.segment_of.move_to_end(user)
+        if len(self.segment_of) > self.max_users:
+            self.segment_of.popitem(last=False)
+
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        segment = self.segment_of.get(event.user)
+        if segment is None:
+            return
+        trending = self.trending.get(segment)
+        if trending is None:
+            trending = self.trending[segment] = Trending(self.halflife_s)
+        trending.learn_one(event.item, event.ts, event.weight)
+
+    def recommend(
+        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
+    ) -> list[Scored]:
+        segment = self.segment_of.get(user)
+        trending = None if segment is None else self.trending.get(segment)
+        return [] if trending is None else trending.top(k, exclude)
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        segment = self.segment_of.get(user)
+        trending = None if segment is None else self.trending.get(segment)
+        return [0.0 if trending is None else trending.score(item) for item in items]
+
+    def why(self, user: str, history: Sequence[str], item: str) -> str:
+        return self.reason
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """The user's assignment goes; segment counts are aggregates."""
+        self.segment_of.pop(user, None)

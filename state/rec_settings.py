@@ -1,0 +1,125 @@
+"""The recommenders by name, built from one settings object: the same models in replay and live.
+
+`tailor evaluate` and the live models step both build their models here, so a variant named
+"hybrid" in the worker is exactly the model a replay measured under that name.
+
+>>> settings = RecSettings(seed=7)
+>>> sorted(MODELS)
+['category', 'cooc', 'hybrid', 'isgd', 'mostpop', 'trending']
+>>> type(build("hybrid", settings)).__name__
+'Hybrid'
+>>> settings.weight_of("purchase"), settings.weight_of("page_view")
+(3, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from state.cooccurrence import CoOccurrence
+from state.group_trending import CategoryPopular, SegmentTrending
+from state.hybrid import Hybrid
+from state.isgd import ISGD
+from state.recommender import (
+    CoocRecommender,
+    ISGDRecommender,
+    MostPopular,
+    Recommender,
+    TrendingRecommender,
+)
+
+__all__ = ["MODELS", "RecSettings", "build"]
+
+#: Event types that count more than a view, unless configured otherwise.
+DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
+
+
+@dataclass(frozen=True)
+class RecSettings:
+    """Every recommender setting (the `[recs]` table of the configuration)."""
+
+    cooc_max_neighbors: int = 300
+    cooc_window: int = 10
+    cooc_alpha: float = 0.0
+    trending_halflife_s: float = 86400.0
+    isgd_factors: int = 10
+    isgd_learning_rate: float = 0.3
+    isgd_regularization: float = 0.01
+    isgd_negatives: int = 8
+    hybrid_depth: int = 50
+    hybrid_c: float = 20.0
+    hybrid_weights: Mapping[str, float] = field(
+        default_factory=lambda: {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
+    )
+    hybrid_select: bool = True
+    event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
+    seed: int = 42
+
+    @classmethod
+    def from_table(cls, recs: Mapping[str, Any], seed: int) -> RecSettings:
+        """From the configuration's `[recs]` table (keys this class does not know are left)."""
+        known = {name: recs[name] for name in cls.__dataclass_fields__ if name in recs}
+        return cls(**{**known, "seed": seed})
+
+    def weight_of(self, event_type: str | None) -> int:
+        """How many interactions an event of this type counts as (1 unless configured)."""
+        return int(self.event_weights.get(event_type or "", 1))
+
+
+def _cooc(settings: RecSettings) -> CoOccurrence:
+    return CoOccurrence(
+        settings.cooc_max_neighbors, settings.cooc_window, alpha=settings.cooc_alpha
+    )
+
+
+def _isgd(settings: RecSettings) -> ISGDRecommender:
+    model = ISGD(
+        n_factors=settings.isgd_factors,
+        learning_rate=settings.isgd_learning_rate,
+        regularization=settings.isgd_regularization,
+        negatives=settings.isgd_negatives,
+        seed=settings.seed,
+    )
+    return ISGDRecommender(model)
+
+
+def _hybrid(settings: RecSettings) -> Hybrid:
+    halflife = settings.trending_halflife_s
+    components: dict[str, Recommender] = {
+        "cooc": CoocRecommender(_cooc(settings)),
+        "isgd": _isgd(settings),
+        "category": CategoryPopular(halflife),
+        "segment": SegmentTrending(halflife),
+        "trending": TrendingRecommender(halflife),
+        "mostpop": MostPopular(),
+    }
+    return Hybrid(
+        components,
+        settings.hybrid_weights,
+        pool="cooc",
+        depth=settings.hybrid_depth,
+        c=settings.hybrid_c,
+        fallback=("segment", "trending", "mostpop"),
+        select=settings.hybrid_select,
+    )
+
+
+#: Model name → factory.
+MODELS: dict[str, Callable[[RecSettings], Recommender]] = {
+    "mostpop": lambda _settings: MostPopular(),
+    "trending": lambda settings: TrendingRecommender(settings.trending_halflife_s),
+    "cooc": lambda settings: CoocRecommender(_cooc(settings), MostPopular()),
+    "isgd": _isgd,
+    "category": lambda settings: CategoryPopular(settings.trending_halflife_s),
+    "hybrid": _hybrid,
+}
+
+
+def build(name: str, settings: RecSettings) -> Recommender:
+    """A fresh model by name; an unknown name raises `ValueError`."""
+    factory = MODELS.get(name)
+    if factory is None:
+        raise ValueError(f"unknown recommender {name!r}; choose from {sorted(MODELS)}")
+    return factory(settings)
