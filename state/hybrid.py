@@ -195,7 +195,7 @@ class Hybrid:
             for rank, index in enumerate(order, 1):
                 gain = weight / (self.c + rank)
                 totals[index] += gain
-                if gain > best[index][0]:
+                if gain > best[index][0] and scores[index] > 0:  # a reason needs an opinion
                     best[index] = (gain, name)
         ranked = sorted(range(len(items)), key=totals.__getitem__, reverse=True)[:k]
         return [Explained(items[i], totals[i], best[i][1]) for i in ranked]

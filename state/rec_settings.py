@@ -57,6 +57,13 @@ class RecSettings:
     event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 42
 
+    def __post_init__(self) -> None:
+        bad = {t: w for t, w in self.event_weights.items() if not isinstance(w, int) or w < 1}
+        if bad:
+            raise ValueError(f"recs.event_weights must be whole numbers >= 1, got {bad}")
+        if any(w < 0 for w in self.hybrid_weights.values()):
+            raise ValueError(f"recs.hybrid_weights must be >= 0, got {dict(self.hybrid_weights)}")
+
     @classmethod
     def from_table(cls, recs: Mapping[str, Any], seed: int) -> RecSettings:
         """From the configuration's `[recs]` table (keys this class does not know are left)."""

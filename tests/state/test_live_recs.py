@@ -165,3 +165,36 @@ def test_blocked_items_are_never_recommended_until_unblocked() -> None:
     assert [r.item_id for r in recs.recommend("u", (), frozenset(), 0.0)[1]] == ["b", "c"]
     recs.block("a", blocked=False)
     assert [r.item_id for r in recs.recommend("u", (), frozenset(), 0.0)[1]] == ["a", "b"]
+
+
+def test_cold_users_get_their_segments_trending_first_with_its_reason() -> None:
+    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
+    recs.assign_segment("v1", "7")
+    recs.assign_segment("new", "7")
+    learn(recs, "v1", "niche", 0.0, ())  # counted in segment 7
+    for user in ["w1", "w2"]:
+        learn(recs, user, "mass", 0.0, ())  # unassigned users: trending overall only
+    _, served = recs.recommend("new", (), frozenset(), 1.0)
+    assert [(r.item_id, r.source, r.reason) for r in served] == [
+        ("niche", "segment", "trending in your segment"),
+        ("mass", "trending", "trending now"),
+    ]
+
+
+def test_category_taste_re_ranks_co_occurrence_and_says_so() -> None:
+    recs = LiveRecs.build(
+        settings=RecSettings(hybrid_select=False, hybrid_weights={"cooc": 1.0, "category": 2.0}),
+        k=2,
+    )
+    for user in ["v1", "v2"]:  # a pairs with both x (comedy) and y (drama), x more often
+        learn(recs, user, "a", 0.0, (), "drama")
+        learn(recs, user, "x", 0.0, ("a",), "comedy")
+    learn(recs, "v3", "a", 0.0, (), "drama")
+    learn(recs, "v3", "y", 0.0, ("a",), "drama")
+    _, served = recs.recommend("u", ("a",), frozenset(), 1.0)
+    # co-occurrence ranks x 1, y 2; taste (drama, from "a") ranks y 1, x 2 (no match), c = 20:
+    # y 1/22 + 2/21 > x 1/21 + 2/22; x's reason stays co-occurrence's (category has none for it)
+    assert [(r.item_id, r.source, r.reason) for r in served] == [
+        ("y", "category", "popular in drama"),
+        ("x", "cooc", "viewed with a"),
+    ]

@@ -1,0 +1,42 @@
+"""Recommenders by name from one settings object."""
+
+from __future__ import annotations
+
+import pytest
+
+from state.hybrid import Hybrid
+from state.rec_settings import MODELS, RecSettings, build
+from state.recommender import Interaction
+
+
+def test_every_named_model_learns_and_recommends() -> None:
+    settings = RecSettings(seed=3)
+    for name in MODELS:
+        model = build(name, settings)
+        for n, item in enumerate(["a", "b", "c", "a", "b"]):
+            event = Interaction(f"u{n % 2}", item, float(n), categories=("Drama",))
+            model.learn_one(event, ("a",) if n else ())
+        recs = model.recommend("u0", ("a",), 5.0, 2, {"a"})
+        assert recs and all(item != "a" for item, _ in recs), name
+
+
+def test_settings_from_the_config_table_and_event_weights() -> None:
+    table = {"cooc_window": 5, "hybrid_select": False, "event_weights": {"click": 2}, "k": 10}
+    settings = RecSettings.from_table(table, seed=9)
+    assert settings.cooc_window == 5 and settings.seed == 9 and not settings.hybrid_select
+    assert settings.weight_of("click") == 2 and settings.weight_of("purchase") == 1
+    assert settings.weight_of(None) == 1
+    hybrid = build("hybrid", settings)
+    assert isinstance(hybrid, Hybrid) and not hybrid.select
+    assert hybrid.weights == {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
+    with pytest.raises(ValueError, match="unknown recommender"):
+        build("magic", settings)
+
+
+def test_bad_weights_are_refused() -> None:
+    with pytest.raises(ValueError, match="event_weights"):
+        RecSettings(event_weights={"purchase": 0})
+    with pytest.raises(ValueError, match="event_weights"):
+        RecSettings(event_weights={"purchase": 1.5})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="hybrid_weights"):
+        RecSettings(hybrid_weights={"cooc": -1.0})
