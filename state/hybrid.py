@@ -13,14 +13,14 @@ order instead of diluting it: MovieLens Recall@10 0.1156 → 0.121.
 
 No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
 on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
-itself as it learns: every `probe_every`-th interaction (that is not a repeat), before
-learning it, it computes the fused list and each component's own top `k` for that user
-(excluding what serving would: the `exclude` given to `learn_one`) and credits each list
-that holds the item, with exponentially decayed weight (`halflife` probes). It serves
-whichever list — fused or one component's — has the most recent hits (full-information
-follow-the-leader). Probes are counted in learning order, not at serving time, so what is
-served never depends on how the stream was cut into batches; and serving computes only the
-leader's list.
+itself as it learns: at the first `warm_probes` interactions (that are not repeats) and
+then at every `probe_every`-th, before learning it, it computes the fused list and each
+component's own top `k` for that user (excluding what serving would: the `exclude` given to
+`learn_one`) and credits each list that holds the item, with exponentially decayed weight
+(`halflife` probes). It serves whichever list — fused or one component's — has the most
+recent hits, by a `margin` over the fused one (full-information follow-the-leader). Probes
+are counted in learning order, not at serving time, so what is served never depends on how
+the stream was cut into batches; and serving computes only the leader's list.
 
 Cold start: a user with no history gets the first non-empty list of `fallback` (e.g. trending
 in the user's segment, then trending overall), and a short fused list is filled from it.
@@ -78,7 +78,12 @@ class Hybrid:
     halflife
         Probes after which a hit counts half, for `select`.
     probe_every
-        One interaction in this many is a probe, for `select`.
+        One interaction in this many is a probe, for `select`...
+    warm_probes
+        ... after the first this many, which all are (a young stream needs evidence fast).
+    margin
+        How many more hits (relative) a component's own list needs to be served instead of
+        the fused one.
     k
         Length of the lists a probe scores.
     """
@@ -92,8 +97,10 @@ class Hybrid:
         c: float = 20.0,
         fallback: Sequence[str] = (),
         select: bool = False,
-        halflife: float = 100.0,
+        halflife: float = 500.0,
         probe_every: int = 10,
+        warm_probes: int = 1000,
+        margin: float = 0.1,
         k: int = 10,
     ) -> None:
         unknown = (set(weights) | set(fallback) | {pool}) - set(components)
@@ -110,6 +117,8 @@ class Hybrid:
         self.select = select
         self.decay = 0.5 ** (1.0 / halflife)
         self.probe_every = probe_every
+        self.warm_probes = warm_probes
+        self.margin = margin
         self.k = k
         #: Decayed hits of each list (`select`), and the interactions that could be probes.
         self.hits: dict[str, float] = {}
@@ -121,7 +130,7 @@ class Hybrid:
     ) -> None:
         if self.select and history and event.item not in history:  # a repeat is no test
             self.testable += 1
-            if self.testable % self.probe_every == 0:
+            if self.testable <= self.warm_probes or self.testable % self.probe_every == 0:
                 self._probe(event, history, exclude)
         for model in self.components.values():
             model.learn_one(event, history, exclude)
@@ -223,8 +232,14 @@ class Hybrid:
         return out
 
     def leader(self) -> str:
-        """The list `select` serves now (the fused one until another has more hits)."""
-        return max([FUSED, *self.components], key=lambda n: (self.hits.get(n, 0.0), n == FUSED, n))
+        """The list `select` serves now: the fused one, unless a component's own list has
+        `margin` more hits (relative) than it; ties between components go to the first
+        named. The margin keeps noise from flipping between lists of about equal merit."""
+        hits = self.hits
+        best = max(self.components, key=lambda name: hits.get(name, 0.0))
+        if hits.get(best, 0.0) > (1.0 + self.margin) * hits.get(FUSED, 0.0):
+            return best
+        return FUSED
 
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """The pool component's opinion (the fused score only exists for its own pool)."""

@@ -106,10 +106,30 @@ def test_select_serves_the_list_with_the_most_recent_hits() -> None:
     assert hybrid.hits == before and hybrid.testable == 1
 
 
+def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None:
+    a = Fixed(["x"])
+    hybrid = Hybrid({"a": a}, {"a": 1.0}, pool="a", select=True, probe_every=5, warm_probes=2, k=1)
+    for _ in range(10):
+        hybrid.learn_one(Interaction("u", "x", 0.0), ("h",))
+    # probes at testable interactions 1, 2 (warm), 5 and 10: four hits of a
+    decay = hybrid.decay
+    expected = 0.0
+    for _ in range(4):
+        expected = decay * expected + (1 - decay)
+    assert hybrid.hits["a"] == pytest.approx(expected)
+
+
 def test_probes_are_every_nth_testable_interaction_and_credit_decays() -> None:
     a, b = Fixed(["x"]), Fixed(["y"])
     hybrid = Hybrid(
-        {"a": a, "b": b}, {"a": 1.0}, pool="a", select=True, halflife=1.0, probe_every=2, k=1
+        {"a": a, "b": b},
+        {"a": 1.0},
+        pool="a",
+        select=True,
+        halflife=1.0,
+        probe_every=2,
+        warm_probes=0,
+        k=1,
     )
     hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # testable 1: not a probe
     assert hybrid.hits == {}
@@ -131,3 +151,14 @@ def test_bad_settings_are_refused() -> None:
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="q")
     with pytest.raises(ValueError, match="depth"):
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", depth=0)
+
+
+def test_a_component_must_beat_the_fused_list_by_the_margin() -> None:
+    hybrid = Hybrid({"a": Fixed([]), "b": Fixed([])}, {"a": 1.0}, pool="a", margin=0.1)
+    assert hybrid.leader() == FUSED  # no evidence: the fused list
+    hybrid.hits = {FUSED: 0.10, "a": 0.105, "b": 0.02}
+    assert hybrid.leader() == FUSED  # 5% more: within the margin
+    hybrid.hits = {FUSED: 0.10, "a": 0.105, "b": 0.12}
+    assert hybrid.leader() == "b"
+    hybrid.hits = {FUSED: 0.0, "a": 0.001, "b": 0.0}
+    assert hybrid.leader() == "a"
