@@ -17,10 +17,11 @@ itself as it learns: at the first `warm_probes` interactions (that are not repea
 then at every `probe_every`-th, before learning it, it computes the fused list and each
 component's own top `k` for that user (excluding what serving would: the `exclude` given to
 `learn_one`) and credits each list that holds the item, with exponentially decayed weight
-(`halflife` probes). It serves whichever list — fused or one component's — has the most
-recent hits, by a `margin` over the fused one (full-information follow-the-leader). Probes
-are counted in learning order, not at serving time, so what is served never depends on how
-the stream was cut into batches; and serving computes only the leader's list.
+(`halflife` probes). It serves the fused list unless one component's own list held the item
+significantly more often on the same probes (a paired test, see `leader`: full-information
+follow-the-leader with a guard against noise). Probes are counted in learning order, not at
+serving time, so what is served never depends on how the stream was cut into batches; and
+serving computes only the leader's list.
 
 Cold start: a user with no history gets the first non-empty list of `fallback` (e.g. trending
 in the user's segment, then trending overall), and a short fused list is filled from it.
@@ -35,6 +36,7 @@ Each recommendation carries the component that contributed most to it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -81,9 +83,9 @@ class Hybrid:
         One interaction in this many is a probe, for `select`...
     warm_probes
         ... after the first this many, which all are (a young stream needs evidence fast).
-    margin
-        How many more hits (relative) a component's own list needs to be served instead of
-        the fused one.
+    z
+        How many standard deviations a component's paired lead over the fused list needs
+        before its own list is served instead (`leader`).
     k
         Length of the lists a probe scores.
     """
@@ -97,10 +99,10 @@ class Hybrid:
         c: float = 20.0,
         fallback: Sequence[str] = (),
         select: bool = False,
-        halflife: float = 500.0,
+        halflife: float = 5000.0,
         probe_every: int = 10,
         warm_probes: int = 1000,
-        margin: float = 0.1,
+        z: float = 2.0,
         k: int = 10,
     ) -> None:
         unknown = (set(weights) | set(fallback) | {pool}) - set(components)
@@ -118,10 +120,13 @@ class Hybrid:
         self.decay = 0.5 ** (1.0 / halflife)
         self.probe_every = probe_every
         self.warm_probes = warm_probes
-        self.margin = margin
+        self.z = z
         self.k = k
-        #: Decayed hits of each list (`select`), and the interactions that could be probes.
+        #: Decayed hit rate of each list (`select`), and the interactions that could be probes.
         self.hits: dict[str, float] = {}
+        #: Decayed counts of probes a component's list held and the fused did not, and back.
+        self.wins: dict[str, float] = {}
+        self.losses: dict[str, float] = {}
         self.testable = 0
         self._sources: dict[str, str] = {}  # item → source, of the last list returned
 
@@ -149,10 +154,13 @@ class Hybrid:
                 else model.recommend(user, history, ts, k, exclude)
             )
             lists[name] = [item for item, _ in own]
-        decay = self.decay
+        decay, fused_hit = self.decay, event.item in lists[FUSED]
         for name, items in lists.items():
-            hit = 1.0 if event.item in items else 0.0
+            hit = event.item in items
             self.hits[name] = decay * self.hits.get(name, 0.0) + (1.0 - decay) * hit
+            if name != FUSED:  # paired with the fused list on the same probe
+                self.wins[name] = decay * self.wins.get(name, 0.0) + (hit and not fused_hit)
+                self.losses[name] = decay * self.losses.get(name, 0.0) + (fused_hit and not hit)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -232,14 +240,21 @@ class Hybrid:
         return out
 
     def leader(self) -> str:
-        """The list `select` serves now: the fused one, unless a component's own list has
-        `margin` more hits (relative) than it; ties between components go to the first
-        named. The margin keeps noise from flipping between lists of about equal merit."""
-        hits = self.hits
-        best = max(self.components, key=lambda name: hits.get(name, 0.0))
-        if hits.get(best, 0.0) > (1.0 + self.margin) * hits.get(FUSED, 0.0):
-            return best
-        return FUSED
+        """The list `select` serves now: the fused one, unless a component's own list beat it
+        significantly on the same probes.
+
+        A paired (McNemar) test: only the probes where exactly one of the two lists held the
+        item count; a component wins when its wins exceed its losses by more than `z`
+        standard deviations of that difference, √(wins + losses), in decayed counts. The
+        largest such lead is served; ties go to the first named component.
+        """
+        best, lead = FUSED, 0.0
+        for name in self.components:
+            wins, losses = self.wins.get(name, 0.0), self.losses.get(name, 0.0)
+            margin = wins - losses - self.z * math.sqrt(wins + losses)
+            if wins > losses and margin > 0 and margin > lead:
+                best, lead = name, margin
+        return best
 
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """The pool component's opinion (the fused score only exists for its own pool)."""

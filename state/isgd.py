@@ -123,13 +123,11 @@ class ISGD:
 
     # ------------------------------------------------------------------ learning
 
-    def learn_one(self, user: str, item: str, weight: int = 1) -> None:
-        """`weight` positive ISGD steps for (user, item) (a purchase weighted 3 counts as three
-        views), then the recency negatives once."""
+    def learn_one(self, user: str, item: str) -> None:
+        """One positive ISGD step for (user, item), then the recency negatives."""
         u = self._user(user)
         row = self._row(item)
-        for _ in range(max(weight, 1)):
-            self._step(u, row, 1.0)
+        self._step(u, row, 1.0)
         seen = self._seen[user]
         seen.add(row)
         self._queue.move_to_end(row)

@@ -170,7 +170,9 @@ class ISGDRecommender:
     def learn_one(
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
-        self.model.learn_one(event.user, event.item, event.weight)
+        # Positive-only feedback is binary in ISGD: an event type's weight is not a step
+        # count (three steps per purchase cut Online Retail Recall@10 from 0.085 to 0.073).
+        self.model.learn_one(event.user, event.item)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]

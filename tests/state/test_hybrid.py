@@ -87,23 +87,34 @@ def test_every_component_learns_and_forgets() -> None:
     assert a.forgotten == b.forgotten == ["u"]
 
 
-def test_select_serves_the_list_with_the_most_recent_hits() -> None:
+def test_select_serves_a_component_that_beats_the_fused_list_on_paired_probes() -> None:
     good, bad = Fixed(["hit", "g2"]), Fixed(["b1", "b2"])
     hybrid = Hybrid(
-        {"good": good, "bad": bad}, {"bad": 1.0}, pool="bad", select=True, probe_every=1, k=2
+        {"good": good, "bad": bad},
+        {"bad": 1.0},
+        pool="bad",
+        select=True,
+        probe_every=1,
+        halflife=1e9,  # no decay: plain counts
+        z=2.0,
+        k=2,
     )
     first = hybrid.recommend("u", ("h",), 0.0, 2, set())
     assert [item for item, _ in first] == ["b1", "b2"]  # nothing probed yet: the fused list
-    hybrid.learn_one(Interaction("u", "hit", 1.0), ("h",))  # a probe: only "good" holds it
-    assert hybrid.hits["good"] > 0 and hybrid.hits["bad"] == hybrid.hits[FUSED] == 0
+    for n in range(4):  # "good" holds the item, the fused list does not: 4 wins, 0 losses
+        hybrid.learn_one(Interaction(f"u{n}", "hit", 1.0), ("h",))
+    assert hybrid.wins["good"] == pytest.approx(4) and hybrid.losses["good"] == 0
+    assert hybrid.wins["bad"] == 0
+    assert hybrid.leader() == FUSED  # 4 - 0 = 4 is not more than 2 * sqrt(4) = 4
+    hybrid.learn_one(Interaction("u9", "hit", 1.0), ("h",))  # 5 > 2 * sqrt(5) = 4.47
     assert hybrid.leader() == "good"
     second = hybrid.recommend_explained("u", ("h",), 0.0, 2, {"hit"})
     assert [(r.item, r.source) for r in second] == [("g2", "good")]
     # a repeat of an item the user had is no test, nor is an interaction without history
-    before = dict(hybrid.hits)
+    before = dict(hybrid.wins)
     hybrid.learn_one(Interaction("u", "h", 2.0), ("h",))
     hybrid.learn_one(Interaction("v", "hit", 2.0), ())
-    assert hybrid.hits == before and hybrid.testable == 1
+    assert hybrid.wins == before and hybrid.testable == 5
 
 
 def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None:
@@ -119,7 +130,7 @@ def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None
     assert hybrid.hits["a"] == pytest.approx(expected)
 
 
-def test_probes_are_every_nth_testable_interaction_and_credit_decays() -> None:
+def test_credit_decays_by_half_life_and_losses_count_against_a_component() -> None:
     a, b = Fixed(["x"]), Fixed(["y"])
     hybrid = Hybrid(
         {"a": a, "b": b},
@@ -127,17 +138,16 @@ def test_probes_are_every_nth_testable_interaction_and_credit_decays() -> None:
         pool="a",
         select=True,
         halflife=1.0,
-        probe_every=2,
         warm_probes=0,
+        probe_every=1,
+        z=0.0,
         k=1,
     )
-    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # testable 1: not a probe
-    assert hybrid.hits == {}
-    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # probe: a (and fused) hit
-    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))
-    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # probe: b hit, a's credit halves
+    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # fused (= a) hits, b misses
+    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # b hits, fused misses
     assert hybrid.hits == pytest.approx({FUSED: 0.25, "a": 0.25, "b": 0.5})
-    assert hybrid.leader() == "b"
+    assert hybrid.wins["b"] == pytest.approx(1.0) and hybrid.losses["b"] == pytest.approx(0.5)
+    assert hybrid.leader() == "b"  # with z = 0, any lead
     clone = pickle.loads(pickle.dumps(hybrid))
     assert clone.leader() == "b"
 
@@ -151,14 +161,3 @@ def test_bad_settings_are_refused() -> None:
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="q")
     with pytest.raises(ValueError, match="depth"):
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", depth=0)
-
-
-def test_a_component_must_beat_the_fused_list_by_the_margin() -> None:
-    hybrid = Hybrid({"a": Fixed([]), "b": Fixed([])}, {"a": 1.0}, pool="a", margin=0.1)
-    assert hybrid.leader() == FUSED  # no evidence: the fused list
-    hybrid.hits = {FUSED: 0.10, "a": 0.105, "b": 0.02}
-    assert hybrid.leader() == FUSED  # 5% more: within the margin
-    hybrid.hits = {FUSED: 0.10, "a": 0.105, "b": 0.12}
-    assert hybrid.leader() == "b"
-    hybrid.hits = {FUSED: 0.0, "a": 0.001, "b": 0.0}
-    assert hybrid.leader() == "a"
