@@ -84,11 +84,14 @@ class CoOccurrence:
         self._ids: list[str] = []  # row → item id
         self._neighbours: list[Neighbours] = []  # row → its neighbours
         self._counts: IntArray = np.zeros(64, np.int64)  # row → weighted interactions
+        self._version = 0  # changes learned (invalidates `_last_sources`)
+        self._last_sources: tuple[object, list[tuple[str, Neighbours, float]]] = (None, [])
 
     def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         """Count `item` `weight` times and pair it, both ways, with each distinct recent
         previous item (a purchase weighted 3 counts as three views)."""
         row = self._intern(item)
+        self._version += 1
         self._counts[row] += weight
         mine = self._neighbours[row]
         limit = 2 * self.max_neighbors
@@ -123,6 +126,7 @@ class CoOccurrence:
         users' counts. Counts never go below zero.
         """
         recent = list(history)
+        self._version += 1
         for index, item in enumerate(recent):
             row = self._row.get(item)
             if row is None:
@@ -264,17 +268,30 @@ class CoOccurrence:
         target = self._row.get(item)
         if target is None:
             return None
-        h_power = self.alpha - 1.0
         best: tuple[float, str] | None = None
-        for h, weight in self._weights(history).items():
-            row = self._row.get(h)
-            count = 0 if row is None else self._neighbours[row].count(target)
+        for h, neighbours, base in self._sources(history):
+            count = neighbours.count(target)
             if count:
-                assert row is not None
-                gain = weight * count * float(self._counts[row]) ** h_power
+                gain = base * count
                 if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
                     best = (gain, h)
         return None if best is None else best[1]
+
+    def _sources(self, history: Sequence[str]) -> list[tuple[str, Neighbours, float]]:
+        """(recent item, its neighbours, weight × count^(α-1)) for `explain`, kept for the
+        last history while nothing is learned: the k reasons of one list share it."""
+        key = (tuple(history[-self.score_window :]), self._version)
+        if self._last_sources[0] == key:
+            return self._last_sources[1]
+        h_power = self.alpha - 1.0
+        sources = []
+        for h, weight in self._weights(history).items():
+            row = self._row.get(h)
+            if row is not None and self._counts[row]:
+                base = weight * float(self._counts[row]) ** h_power
+                sources.append((h, self._neighbours[row], base))
+        self._last_sources = (key, sources)
+        return sources
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
         """Weight of each distinct recent item, by the age of its most recent occurrence."""

@@ -54,7 +54,8 @@ class ISGD:
         i  += lr * (err * u_old - reg * i)
 
     followed, when `negatives > 0`, by the same step towards 0 for each of the `negatives`
-    least recently interacted items (2015 paper), skipping the event's item and every item
+    least recently interacted items (2015 paper; here all from the user vector after the
+    positive step, one mini-batch), skipping the event's item and every item
     this user has interacted with; each one used moves to the back of the recency queue.
 
     Parameters
@@ -86,7 +87,9 @@ class ISGD:
 
     Measured on that replay (top-10 before each learn, the user's items excluded, every event
     counted): Recall@10 0.034 with the defaults, 0.037 with `negatives=4`, 0.069 with
-    `learning_rate=0.3, negatives=8`; MostPop 0.048. The defaults stay the paper's.
+    `learning_rate=0.3, negatives=8` taken one after the other, 0.067 taken as one mini-batch
+    (what `learn_one` does: 107 instead of 141 µs per event with top-10); MostPop 0.048.
+    The defaults stay the paper's.
     """
 
     def __init__(
@@ -132,8 +135,10 @@ class ISGD:
         seen.add(row)
         self._queue.move_to_end(row)
         if self.negatives:
-            for negative in self._pick_negatives(seen):
-                self._step(u, negative, 0.0)
+            rows = self._pick_negatives(seen)
+            if rows:
+                self._negative_steps(u, rows)
+            for negative in rows:
                 self._queue.move_to_end(negative)
 
     def _step(self, u: FloatArray, row: int, target: float) -> None:
@@ -143,6 +148,17 @@ class ISGD:
         err = target - float(u @ v)
         du = lr * (err * v - reg * u)
         v += lr * (err * u - reg * v)
+        u += du
+
+    def _negative_steps(self, u: FloatArray, rows: list[int]) -> None:
+        """The steps towards 0 for `rows`, all taken from the user vector as it stood after
+        the positive step (one small mini-batch: a matrix product instead of a Python loop
+        of vector operations; with one negative, exactly the sequential step)."""
+        lr, reg = self.learning_rate, self.regularization
+        v = self._items[rows]  # a copy (fancy indexing)
+        err = -(v @ u)
+        du = lr * (err @ v - len(rows) * reg * u)
+        self._items[rows] = v + lr * (np.outer(err, u) - reg * v)
         u += du
 
     def _pick_negatives(self, seen: set[int]) -> list[int]:
