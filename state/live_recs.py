@@ -11,8 +11,8 @@ measures). Every model named by some variant learns every interaction, so a team
 test by giving two variants shares and reading the quality per variant.
 
 >>> recs = LiveRecs.build(k=2, settings=RecSettings(hybrid_select=False))
->>> for user, item in [("u1", "a"), ("u1", "b"), ("u2", "a")]:
-...     recs.learn(Interaction(user, item, 0.0), ())
+>>> for user, item, before in [("u1", "a", ()), ("u1", "b", ("a",)), ("u2", "a", ())]:
+...     recs.learn(Interaction(user, item, 0.0), before)
 >>> variant, items = recs.recommend("u2", ("a",), frozenset(), 0.0)
 >>> variant, [(r.item_id, r.reason) for r in items]
 ('all', [('b', 'viewed with a')])
