@@ -58,6 +58,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("recs", "isgd_factors"),
         ("recs", "isgd_learning_rate"),
         ("recs", "hybrid_depth"),
+        ("recs", "hybrid_probe_every"),
         ("recs", "quality_window"),
         ("output", "updates_maxlen"),
         ("output", "deadletter_maxlen"),

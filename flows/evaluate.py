@@ -19,6 +19,7 @@ The protocol (Vinagre, Jorge & Gama 2014), stated once here and in the README:
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import resource
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -63,6 +64,11 @@ class Result:
 def settings_of(config: Config) -> RecSettings:
     """The recommender settings of a configuration."""
     return RecSettings.from_table(config["recs"], config["segments"]["seed"])
+
+
+#: Replay cost of each model relative to popularity, measured on MovieLens (µs per event:
+#: hybrid ~350, co-occurrence and ISGD ~110, the rest under 40): the scheduling order.
+RELATIVE_COST = {"hybrid": 40, "cooc": 12, "isgd": 12, "category": 4}
 
 
 def parse_models(text: str) -> list[str]:
@@ -176,10 +182,11 @@ def evaluate(
     jobs: int = 1,
 ) -> list[Result]:
     """Each model in a forked process of its own (peak memory and timing are its own),
-    `jobs` at a time; results in the order of `models`."""
+    `jobs` at a time, the slowest first (so the others fill the remaining slots while it
+    runs, instead of it starting last); results in the order of `models`."""
     context = multiprocessing.get_context("fork")
     results: dict[str, Result] = {}
-    pending = list(models)
+    pending = sorted(models, key=lambda name: -RELATIVE_COST.get(name, 1))
     running: list[tuple[str, Any, Any]] = []
     while pending or running:
         while pending and len(running) < max(jobs, 1):
@@ -189,7 +196,9 @@ def evaluate(
             child.start()
             send.close()
             running.append((name, receive, child))
-        name, receive, child = running.pop(0)
+        ready = multiprocessing.connection.wait([receive for _, receive, _ in running])
+        index = next(i for i, (_, receive, _) in enumerate(running) if receive in ready)
+        name, receive, child = running.pop(index)  # whichever finished first frees its slot
         try:
             results[name] = Result(**receive.recv())
         except EOFError as exc:

@@ -32,6 +32,8 @@ from state.recommender import (
 
 __all__ = ["MODELS", "RecSettings", "build"]
 
+#: The hybrid's self-test forgets half its evidence over this many interactions.
+SELECT_HALFLIFE = 50_000.0
 #: Event types that count more than a view, unless configured otherwise.
 DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
 
@@ -54,6 +56,7 @@ class RecSettings:
         default_factory=lambda: {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
     )
     hybrid_select: bool = True
+    hybrid_probe_every: int = 20
     event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 42
 
@@ -61,6 +64,8 @@ class RecSettings:
         bad = {t: w for t, w in self.event_weights.items() if not isinstance(w, int) or w < 1}
         if bad:
             raise ValueError(f"recs.event_weights must be whole numbers >= 1, got {bad}")
+        if self.hybrid_probe_every < 1:
+            raise ValueError(f"recs.hybrid_probe_every must be >= 1, got {self.hybrid_probe_every}")
         if any(w < 0 for w in self.hybrid_weights.values()):
             raise ValueError(f"recs.hybrid_weights must be >= 0, got {dict(self.hybrid_weights)}")
 
@@ -110,6 +115,8 @@ def _hybrid(settings: RecSettings) -> Hybrid:
         c=settings.hybrid_c,
         fallback=("segment", "trending", "mostpop"),
         select=settings.hybrid_select,
+        probe_every=settings.hybrid_probe_every,
+        halflife=SELECT_HALFLIFE / settings.hybrid_probe_every,
     )
 
 

@@ -91,6 +91,25 @@ def test_hybrid_beats_most_popular_on_a_real_slice(movielens_slice: Path) -> Non
     assert 0 < results["mostpop"].coverage < results["hybrid"].coverage <= 1
 
 
+def test_parallel_jobs_give_the_same_figures_in_the_order_asked() -> None:
+    interactions = [
+        Interaction(f"u{n % 7}", f"i{(n * 3) % 11}", float(n), categories=("c",))
+        for n in range(300)
+    ]
+    config = load_config(env={})
+    names = ["mostpop", "hybrid", "cooc", "trending"]  # the hybrid is started first, not last
+    serial = evaluate(config, interactions, names, jobs=1)
+    parallel = evaluate(config, interactions, names, jobs=2)
+    assert [r.model for r in parallel] == names
+    for one, two in zip(serial, parallel, strict=True):
+        assert (one.recall, one.ndcg, one.mrr, one.events) == (
+            two.recall,
+            two.ndcg,
+            two.mrr,
+            two.events,
+        )
+
+
 def test_cli_prints_json_for_machines(
     movielens_slice: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -29,6 +29,10 @@ def test_settings_from_the_config_table_and_event_weights() -> None:
     hybrid = build("hybrid", settings)
     assert isinstance(hybrid, Hybrid) and not hybrid.select
     assert hybrid.weights == {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
+    probing = build("hybrid", RecSettings(hybrid_probe_every=10))
+    assert isinstance(probing, Hybrid) and probing.probe_every == 10
+    # the self-test's memory is set in interactions: 50,000, whatever the probe rate
+    assert probing.decay == pytest.approx(0.5 ** (1 / 5000))
     with pytest.raises(ValueError, match="unknown recommender"):
         build("magic", settings)
 
@@ -38,5 +42,7 @@ def test_bad_weights_are_refused() -> None:
         RecSettings(event_weights={"purchase": 0})
     with pytest.raises(ValueError, match="event_weights"):
         RecSettings(event_weights={"purchase": 1.5})  # type: ignore[dict-item]
+    with pytest.raises(ValueError, match="hybrid_probe_every"):
+        RecSettings(hybrid_probe_every=0)
     with pytest.raises(ValueError, match="hybrid_weights"):
         RecSettings(hybrid_weights={"cooc": -1.0})
