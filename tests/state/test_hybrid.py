@@ -161,3 +161,18 @@ def test_bad_settings_are_refused() -> None:
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="q")
     with pytest.raises(ValueError, match="depth"):
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", depth=0)
+
+
+def test_the_fallback_chain_is_ordered_by_the_probes_hits() -> None:
+    components = {"cooc": Fixed([]), "trending": Fixed(["t"]), "pop": Fixed(["p"])}
+    fixed = Hybrid(components, {"cooc": 1.0}, pool="cooc", fallback=("trending", "pop"))
+    selecting = Hybrid(
+        components, {"cooc": 1.0}, pool="cooc", fallback=("trending", "pop"), select=True
+    )
+    assert selecting.fallback_order() == ["trending", "pop"]  # no evidence: as configured
+    selecting.hits = {"trending": 0.01, "pop": 0.03}
+    assert selecting.fallback_order() == ["pop", "trending"]
+    cold = selecting.recommend_explained("new", (), 0.0, 2, set())
+    assert [(r.item, r.source) for r in cold] == [("p", "pop"), ("t", "trending")]
+    fixed.hits = {"trending": 0.01, "pop": 0.03}  # without select, the order is the config's
+    assert [r.item for r in fixed.recommend_explained("new", (), 0.0, 2, set())] == ["t", "p"]
