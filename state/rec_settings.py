@@ -42,6 +42,7 @@ DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
 class RecSettings:
     """Every recommender setting (the `[recs]` table of the configuration)."""
 
+    k: int = 10  # list length (the self-test scores lists of this length)
     cooc_max_neighbors: int = 300
     cooc_window: int = 10
     cooc_alpha: float = 0.0
@@ -116,6 +117,7 @@ def _hybrid(settings: RecSettings) -> Hybrid:
         fallback=("segment", "trending", "mostpop"),
         select=settings.hybrid_select,
         probe_every=settings.hybrid_probe_every,
+        k=settings.k,
         halflife=SELECT_HALFLIFE / settings.hybrid_probe_every,
     )
 

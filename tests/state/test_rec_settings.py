@@ -24,13 +24,14 @@ def test_settings_from_the_config_table_and_event_weights() -> None:
     table = {"cooc_window": 5, "hybrid_select": False, "event_weights": {"click": 2}, "k": 10}
     settings = RecSettings.from_table(table, seed=9)
     assert settings.cooc_window == 5 and settings.seed == 9 and not settings.hybrid_select
+    assert settings.k == 10  # [recs] k, shared with the worker's list length
     assert settings.weight_of("click") == 2 and settings.weight_of("purchase") == 1
     assert settings.weight_of(None) == 1
     hybrid = build("hybrid", settings)
     assert isinstance(hybrid, Hybrid) and not hybrid.select
     assert hybrid.weights == {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
-    probing = build("hybrid", RecSettings(hybrid_probe_every=10))
-    assert isinstance(probing, Hybrid) and probing.probe_every == 10
+    probing = build("hybrid", RecSettings(hybrid_probe_every=10, k=20))
+    assert isinstance(probing, Hybrid) and probing.probe_every == 10 and probing.k == 20
     # the self-test's memory is set in interactions: 50,000, whatever the probe rate
     assert probing.decay == pytest.approx(0.5 ** (1 / 5000))
     with pytest.raises(ValueError, match="unknown recommender"):
