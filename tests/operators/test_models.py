@@ -15,6 +15,7 @@ from operators.redis_sink import RESERVED_FIELDS
 from state.clusterers import CLUSTERER_DEFAULTS
 from state.cooccurrence import CoOccurrence
 from state.event import Event
+from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid
 from state.rec_settings import RecSettings
 from state.recommender import CoocRecommender
@@ -413,3 +414,15 @@ def test_a_light_update_at_a_learn_point_is_a_wiring_error() -> None:
     light = lightened(updates, learn_every=10)
     with pytest.raises(ValueError, match="learn_every"):
         ModelsLogic(ModelParams(learn_every=3)).on_batch(light)
+
+
+def test_outputs_pass_their_segment_to_segment_trending() -> None:
+    updates = shopping()
+    logic = ModelsLogic(ModelParams(warmup=4, k=3))
+    outs = user_outputs(list(logic.on_batch(updates)[0]))
+    hybrid = logic.state.recs.models["hybrid"]
+    assert isinstance(hybrid, Hybrid)
+    segment = hybrid.components["segment"]
+    assert isinstance(segment, SegmentTrending)
+    last = {o.user_id: o.segment for o in outs if o.segment}
+    assert last and {u: segment.segment_of[u] for u in last} == last
