@@ -84,14 +84,11 @@ class CoOccurrence:
         self._ids: list[str] = []  # row → item id
         self._neighbours: list[Neighbours] = []  # row → its neighbours
         self._counts: IntArray = np.zeros(64, np.int64)  # row → weighted interactions
-        self._version = 0  # changes learned (invalidates `_last_sources`)
-        self._last_sources: tuple[object, list[tuple[str, Neighbours, float]]] = (None, [])
 
     def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         """Count `item` `weight` times and pair it, both ways, with each distinct recent
         previous item (a purchase weighted 3 counts as three views)."""
         row = self._intern(item)
-        self._version += 1
         self._counts[row] += weight
         mine = self._neighbours[row]
         limit = 2 * self.max_neighbors
@@ -126,7 +123,6 @@ class CoOccurrence:
         users' counts. Counts never go below zero.
         """
         recent = list(history)
-        self._version += 1
         for index, item in enumerate(recent):
             row = self._row.get(item)
             if row is None:
@@ -259,30 +255,13 @@ class CoOccurrence:
         ]
         return (above + sorted(tied))[:k]
 
-    def explain(self, history: Sequence[str], item: str) -> str | None:
-        """The recent item that contributed most to `item`'s score (None if none did).
+    def explain(self, history: Sequence[str], items: Sequence[str]) -> list[str | None]:
+        """For each item, the recent item that contributed most to its score (None if none).
 
-        Asked only for the k items finally recommended, so a reason costs k × window lookups
-        instead of bookkeeping for every candidate while scoring.
+        Asked only for the k items finally recommended, so reasons cost k × window lookups
+        instead of bookkeeping for every candidate while scoring; the recent items' weights
+        and neighbours are looked up once for the whole list.
         """
-        target = self._row.get(item)
-        if target is None:
-            return None
-        best: tuple[float, str] | None = None
-        for h, neighbours, base in self._sources(history):
-            count = neighbours.count(target)
-            if count:
-                gain = base * count
-                if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
-                    best = (gain, h)
-        return None if best is None else best[1]
-
-    def _sources(self, history: Sequence[str]) -> list[tuple[str, Neighbours, float]]:
-        """(recent item, its neighbours, weight × count^(α-1)) for `explain`, kept for the
-        last history while nothing is learned: the k reasons of one list share it."""
-        key = (tuple(history[-self.score_window :]), self._version)
-        if self._last_sources[0] == key:
-            return self._last_sources[1]
         h_power = self.alpha - 1.0
         sources = []
         for h, weight in self._weights(history).items():
@@ -290,8 +269,19 @@ class CoOccurrence:
             if row is not None and self._counts[row]:
                 base = weight * float(self._counts[row]) ** h_power
                 sources.append((h, self._neighbours[row], base))
-        self._last_sources = (key, sources)
-        return sources
+        out: list[str | None] = []
+        for item in items:
+            target = self._row.get(item)
+            best: tuple[float, str] | None = None
+            if target is not None:
+                for h, neighbours, base in sources:
+                    count = neighbours.count(target)
+                    if count:
+                        gain = base * count
+                        if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
+                            best = (gain, h)
+            out.append(None if best is None else best[1])
+        return out
 
     def _weights(self, history: Sequence[str]) -> dict[str, float]:
         """Weight of each distinct recent item, by the age of its most recent occurrence."""

@@ -16,8 +16,8 @@ for a user with no history, between their own items and trending for everyone.
 ...     model.learn_one(Interaction(user, item, 0.0, categories=cats), ())
 >>> [item for item, _ in model.recommend("u4", ("big",), 0.0, 2, {"big"})]
 ['heat']
->>> model.why("u4", ("big",), "heat")
-'popular in Drama'
+>>> model.why("u4", ("big",), ["heat"])
+['popular in Drama']
 """
 
 from __future__ import annotations
@@ -113,13 +113,14 @@ class CategoryPopular:
                 out.append(0.0)
         return out
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        categories = self.categories.get(item, ())
-        if not categories:
-            return ""
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
         taste = self.taste(history)
-        best = min(categories, key=lambda c: (-taste.get(c, 0.0), c))
-        return f"popular in {best}"
+        out = []
+        for item in items:
+            categories = self.categories.get(item, ())
+            best = min(categories, key=lambda c: (-taste.get(c, 0.0), c), default=None)
+            out.append("" if best is None else f"popular in {best}")
+        return out
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Nothing per user: decayed counts over everyone, categories per item."""
@@ -171,8 +172,8 @@ class SegmentTrending:
         trending = None if segment is None else self.trending.get(segment)
         return [0.0 if trending is None else trending.score(item) for item in items]
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        return self.reason
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """The user's assignment goes; segment counts are aggregates."""

@@ -268,10 +268,18 @@ class Hybrid:
         """The pool component's opinion (the fused score only exists for its own pool)."""
         return self.components[self.pool].score(user, history, items)
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        """The reason of the component that contributed most to `item` in the last list."""
-        source = self._sources.get(item, self.pool)
-        return self.components[source].why(user, history, item)
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        """Each item's reason from the component that contributed most to it in the last list
+        (each component asked once, for its items)."""
+        by_source: dict[str, list[int]] = {}
+        for index, item in enumerate(items):
+            by_source.setdefault(self._sources.get(item, self.pool), []).append(index)
+        out = [""] * len(items)
+        for source, indexes in by_source.items():
+            reasons = self.components[source].why(user, history, [items[i] for i in indexes])
+            for index, reason in zip(indexes, reasons, strict=True):
+                out[index] = reason
+        return out
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         for model in self.components.values():

@@ -156,14 +156,10 @@ class LiveRecs:
             if len(picked) >= self.k or len(proposed) < wanted:
                 break  # enough, or the model has nothing more
             wanted *= 3
+        reasons = model.why(user, history, [r.item for r in picked])
         recs = tuple(
-            Recommendation(
-                r.item,
-                round(r.score, SCORE_DIGITS),
-                r.source,
-                model.why(user, history, r.item),
-            )
-            for r in picked
+            Recommendation(r.item, round(r.score, SCORE_DIGITS), r.source, reason)
+            for r, reason in zip(picked, reasons, strict=True)
         )
         self._remember(user, tuple(r.item_id for r in recs))
         return variant, recs

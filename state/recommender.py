@@ -12,8 +12,8 @@ there instead of keeping per-user copies of their own.
 ...     model.learn_one(Interaction(user, item, 0.0), ())
 >>> [item for item, _ in model.recommend("u3", (), 0.0, 2, set())]
 ['a', 'b']
->>> model.why("u3", (), "a")
-'popular'
+>>> model.why("u3", (), ["a"])
+['popular']
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ class Recommender(Protocol):
         """The model's score of each of `items` (another model's candidates; higher is better)."""
         ...
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        """A short reason for the user ("viewed with X"), asked only for items recommended."""
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        """A short reason for the user per item ("viewed with X"), asked only for the items
+        recommended, all of one list at once."""
         ...
 
     def forget(self, user: str, history: Sequence[str]) -> None:
@@ -101,8 +102,8 @@ class TrendingRecommender:
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         return [self.trending.score(item) for item in items]
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        return self.reason
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Nothing per user: decayed counts over everyone."""
@@ -148,11 +149,13 @@ class CoocRecommender:
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         return self.cooc.score(history, items)
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        viewed = self.cooc.explain(history, item)
-        if viewed is not None:
-            return f"viewed with {viewed}"
-        return "" if self.fill is None else self.fill.why(user, history, item)
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        viewed = self.cooc.explain(history, items)
+        filled = [item for item, h in zip(items, viewed, strict=True) if h is None]
+        fill = iter(
+            self.fill.why(user, history, filled) if self.fill is not None and filled else []
+        )
+        return [f"viewed with {h}" if h is not None else next(fill, "") for h in viewed]
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """The user's pairs, as far as the kept history reaches (`unlearn_history`)."""
@@ -182,8 +185,8 @@ class ISGDRecommender:
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         return self.model.score(user, items)
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        return self.reason
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """The user's factor vector and interaction set go."""

@@ -171,9 +171,9 @@ def test_explain_names_the_recent_item_that_contributed_most() -> None:
     for previous, item in [((), "a"), (("a",), "x"), ((), "b"), (("b",), "x"), (("b", "x"), "y")]:
         model.learn_one(previous, item)
     # history [a, b]: x gets 1/2 * P(x | a) = 0.5 from a (age 1) and 1 * P(x | b) = 1 from b
-    assert model.explain(["a", "b"], "x") == "b"
-    assert model.explain(["b", "a"], "x") == "a"  # a newest now: weight 1 beats 1/2
-    assert model.explain(["a"], "y") is None  # nothing in the history led to y
+    assert model.explain(["a", "b"], ["x"]) == ["b"]
+    assert model.explain(["b", "a"], ["x"]) == ["a"]  # a newest now: weight 1 beats 1/2
+    assert model.explain(["a"], ["y", "x", "nowhere"]) == [None, "a", None]  # nothing led to y
 
 
 def test_sparse_scoring_path_equals_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -38,7 +38,7 @@ def test_recommendations_come_from_the_users_categories_scaled_by_taste() -> Non
     # taste: Drama 1 (d2, newest), Comedy 1/2; Drama's best d1 (3 of 3 → 1.0)
     # Comedy has only c1, excluded: nothing more
     assert recs == [("d1", pytest.approx(1.0))]
-    assert model.why("u", ("c1", "d2"), "d1") == "popular in Drama"
+    assert model.why("u", ("c1", "d2"), ["d1", "unknown"]) == ["popular in Drama", ""]
     assert model.recommend("u", (), 0.0, 5, set()) == []  # no history, no taste
 
 
@@ -63,7 +63,7 @@ def test_segment_trending_counts_events_in_the_users_current_segment() -> None:
     model.assign("c", "s1")  # a third user: the least recently assigned (a) is dropped
     assert "a" not in model.segment_of
     assert [item for item, _ in model.recommend("c", (), 0.0, 3, set())] == ["y"]
-    assert model.why("c", (), "y") == "trending in your segment"
+    assert model.why("c", (), ["y"]) == ["trending in your segment"]
     assert model.score("c", (), ["y", "z"]) == pytest.approx([1.0, 0.0])
     model.forget("c", ())
     assert model.recommend("c", (), 0.0, 3, set()) == []

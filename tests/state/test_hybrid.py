@@ -37,8 +37,8 @@ class Fixed:
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         return [self.scores.get(item, 0.0) for item in items]
 
-    def why(self, user: str, history: Sequence[str], item: str) -> str:
-        return self.reason
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         self.forgotten.append(user)
@@ -56,7 +56,7 @@ def test_the_pool_is_re_ranked_by_weighted_reciprocal_ranks() -> None:
         ("y", 0.5, "p"),
         ("z", 0.5, "p"),  # 1/4 from p = 0.25 from o: the first best keeps it
     ]
-    assert hybrid.why("u", ("h",), "x") == "from the pool"
+    assert hybrid.why("u", ("h",), ["x"]) == ["from the pool"]
 
 
 def test_a_component_with_no_opinion_changes_nothing_and_depth_bounds_the_pool() -> None:

@@ -47,3 +47,12 @@ def test_bad_weights_are_refused() -> None:
         RecSettings(hybrid_probe_every=0)
     with pytest.raises(ValueError, match="hybrid_weights"):
         RecSettings(hybrid_weights={"cooc": -1.0})
+
+
+def test_cooc_reasons_fall_back_to_its_fill() -> None:
+    model = build("cooc", RecSettings())
+    model.learn_one(Interaction("v", "a", 0.0), ())
+    model.learn_one(Interaction("v", "b", 1.0), ("a",))
+    model.learn_one(Interaction("w", "z", 2.0), ())
+    assert [item for item, _ in model.recommend("u", ("a",), 3.0, 2, {"a"})] == ["b", "z"]
+    assert model.why("u", ("a",), ["b", "z"]) == ["viewed with a", "popular"]
