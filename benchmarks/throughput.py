@@ -212,10 +212,12 @@ def main() -> None:
     parser.add_argument("--paced-events", type=int, default=50_000)
     parser.add_argument("--redis-url")
     parser.add_argument("--data", choices=("movielens", "sample"), default="movielens")
+    parser.add_argument("--model", default="hybrid", help="the recommender every user is served")
     args = parser.parse_args()
     server, url = (None, args.redis_url) if args.redis_url else start_server()
     config = load_config(env={}).with_value("redis", "url", url)
     config = config.with_value("redis", "prefix", PREFIX).with_value("metrics", "port", 0)
+    config = config.with_value("recs", "variant_models", {"all": args.model})
     client = redis.Redis.from_url(url)
     try:
         rows = movielens_rows() if args.data == "movielens" else sample_rows()
