@@ -22,6 +22,7 @@ the counts robust, while the next item follows the user's latest few items most 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Collection, Sequence
 
 import numpy as np
@@ -292,6 +293,35 @@ class CoOccurrence:
             if h not in weights:
                 weights[h] = 1.0 / (1.0 + age) if base is None else base**age
         return weights
+
+    def __getstate__(self) -> dict[str, object]:
+        """Every item's neighbours packed into two arrays and their sizes.
+
+        The models step is snapshotted at every epoch end; pickling ten thousand pairs of
+        small arrays one by one took ~190 ms on MovieLens, a stall in the stream. Packed, the
+        dump is a few concatenations; the row → slot dicts are rebuilt on load instead.
+        """
+        state = dict(self.__dict__)
+        views = [neighbours.view() for neighbours in state.pop("_neighbours")]
+        state["_packed"] = (
+            np.fromiter((len(rows) for rows, _ in views), np.int64, len(views)),
+            np.concatenate([rows for rows, _ in views]) if views else np.empty(0, np.int64),
+            np.concatenate([counts for _, counts in views]) if views else np.empty(0, np.int64),
+        )
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        packed = state.pop("_packed")
+        assert isinstance(packed, tuple)
+        sizes: IntArray = packed[0]
+        rows: IntArray = packed[1]
+        counts: IntArray = packed[2]
+        self.__dict__.update(state)
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).tolist()
+        self._neighbours = [
+            Neighbours.of(rows[start:end], counts[start:end])
+            for start, end in itertools.pairwise(bounds)
+        ]
 
     def __len__(self) -> int:
         """Items learned (and not forgotten)."""

@@ -44,6 +44,13 @@ class Neighbours:
         self._rows: IntArray = np.empty(_INITIAL, np.int64)
         self._counts: IntArray = np.zeros(_INITIAL, np.int64)
 
+    @classmethod
+    def of(cls, rows: IntArray, counts: IntArray) -> Neighbours:
+        """Neighbours with these (distinct) rows and counts, in that slot order."""
+        made = cls()
+        made.__setstate__((rows, counts))
+        return made
+
     def add(self, row: int, weight: int) -> None:
         """Count `weight` more pairings with `row`."""
         slot = self._slot.get(row)

@@ -205,3 +205,18 @@ def test_weighted_learning_counts_an_event_as_weight_interactions() -> None:
         repeated.learn_one(["a"], "b")
     assert weighted.count("b") == 3 and weighted.cooc("a", "b") == weighted.cooc("b", "a") == 3
     assert weighted.recommend(["a"], 2, {"a"}) == repeated.recommend(["a"], 2, {"a"})
+
+
+def test_a_packed_snapshot_restores_every_neighbour_and_keeps_learning_alike() -> None:
+    model = CoOccurrence(max_neighbors=3)
+    sessions = [[f"i{(u * 7 + n * 3) % 23}" for n in range(8)] for u in range(30)]
+    learn_sessions(model, sessions)  # prunes too: 3 neighbours kept of up to 6
+    clone = pickle.loads(pickle.dumps(model))
+    assert len(clone) == len(model) > 0
+    for item in (f"i{n}" for n in range(23)):
+        assert clone.neighbors(item) == model.neighbors(item)
+        assert clone.count(item) == model.count(item)
+    for twin in (model, clone):
+        learn_sessions(twin, [["i1", "i2", "new"]])
+    assert clone.recommend(["i1", "i2"], 5, set()) == model.recommend(["i1", "i2"], 5, set())
+    assert pickle.loads(pickle.dumps(CoOccurrence())).recommend(["a"], 3, set()) == []
