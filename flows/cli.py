@@ -48,7 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
     evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
     evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
-    evaluate.add_argument("--models", default="mostpop,trending,cooc", help="comma-separated")
+    evaluate.add_argument(
+        "--models",
+        default="mostpop,trending,cooc,isgd,hybrid",
+        help="comma-separated, of mostpop, trending, cooc, isgd, category, hybrid",
+    )
     evaluate.add_argument("--k", type=int, default=10, help="list length scored")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
     evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
