@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 from collections.abc import Collection, Mapping, Sequence
 
@@ -176,3 +177,44 @@ def test_the_fallback_chain_is_ordered_by_the_probes_hits() -> None:
     assert [(r.item, r.source) for r in cold] == [("p", "pop"), ("t", "trending")]
     fixed.hits = {"trending": 0.01, "pop": 0.03}  # without select, the order is the config's
     assert [r.item for r in fixed.recommend_explained("new", (), 0.0, 2, set())] == ["t", "p"]
+
+
+def test_the_pools_own_order_is_served_when_it_ranks_the_item_better_on_probes() -> None:
+    pool = Fixed(["x", "y"])  # the pool's order: x, y
+    reranker = Fixed({"y": 2.0, "x": 1.0})  # re-ranks y first, with enough weight to win
+    hybrid = Hybrid(
+        {"p": pool, "r": reranker},
+        {"p": 1.0, "r": 3.0},
+        pool="p",
+        select=True,
+        probe_every=1,
+        halflife=1e9,
+        k=2,
+    )
+    assert [r.item for r in hybrid.recommend_explained("u", ("h",), 0.0, 2, set())] == ["y", "x"]
+    for n in range(40):  # the item is x every time: rank 1 in the pool, rank 2 fused
+        hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
+    probes, total, _ = hybrid.rerank
+    assert probes == pytest.approx(40) and total == pytest.approx(40 * (1 / math.log2(3) - 1))
+    assert hybrid.leader() == "p"
+    served = hybrid.recommend_explained("u", ("h",), 0.0, 2, set())
+    assert [(r.item, r.source) for r in served] == [("x", "p"), ("y", "p")]
+
+
+def test_no_rerank_verdict_before_enough_probes_or_without_a_difference() -> None:
+    pool = Fixed(["x", "y"])
+    hybrid = Hybrid({"p": pool}, {"p": 1.0}, pool="p", select=True, probe_every=1, k=2)
+    for n in range(40):  # fused order = pool order: every difference is 0
+        hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
+    assert hybrid.rerank[1] == 0 and hybrid.leader() == FUSED
+    young = Hybrid(
+        {"p": pool, "r": Fixed({"y": 2.0, "x": 1.0})},
+        {"p": 1.0, "r": 3.0},
+        pool="p",
+        select=True,
+        probe_every=1,
+        k=2,
+    )
+    for n in range(10):  # the pool is better, but 10 probes are too few to say so
+        young.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
+    assert young.leader() == FUSED
