@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bytewax.operators as op
@@ -160,7 +160,7 @@ class ModelsState:
             k=params.k,
             shares=params.variant_shares,
             models=params.variant_models,
-            settings=params.recs,
+            settings=replace(params.recs, k=params.k),  # one list length for serving and probes
             salt=params.variant_salt,
             exclude_seen=params.exclude_seen,
             quality_window=params.quality_window,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import pickle
 from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,13 @@ class Fixed:
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         self.forgotten.append(user)
+
+
+def probing(
+    components: Mapping[str, Fixed], weights: Mapping[str, float], pool: str, **settings: Any
+) -> Hybrid:
+    """A selecting hybrid that probes every testable interaction (unless told otherwise)."""
+    return Hybrid(components, weights, pool=pool, **{"select": True, "probe_every": 1, **settings})
 
 
 def test_the_pool_is_re_ranked_by_weighted_reciprocal_ranks() -> None:
@@ -90,16 +98,8 @@ def test_every_component_learns_and_forgets() -> None:
 
 def test_select_serves_a_component_that_beats_the_fused_list_on_paired_probes() -> None:
     good, bad = Fixed(["hit", "g2"]), Fixed(["b1", "b2"])
-    hybrid = Hybrid(
-        {"good": good, "bad": bad},
-        {"bad": 1.0},
-        pool="bad",
-        select=True,
-        probe_every=1,
-        halflife=1e9,  # no decay: plain counts
-        z=2.0,
-        k=2,
-    )
+    # no decay (plain counts), z = 2
+    hybrid = probing({"good": good, "bad": bad}, {"bad": 1.0}, "bad", halflife=1e9, z=2.0, k=2)
     first = hybrid.recommend("u", ("h",), 0.0, 2, set())
     assert [item for item, _ in first] == ["b1", "b2"]  # nothing probed yet: the fused list
     for n in range(4):  # "good" holds the item, the fused list does not: 4 wins, 0 losses
@@ -133,17 +133,7 @@ def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None
 
 def test_credit_decays_by_half_life_and_losses_count_against_a_component() -> None:
     a, b = Fixed(["x"]), Fixed(["y"])
-    hybrid = Hybrid(
-        {"a": a, "b": b},
-        {"a": 1.0},
-        pool="a",
-        select=True,
-        halflife=1.0,
-        warm_probes=0,
-        probe_every=1,
-        z=0.0,
-        k=1,
-    )
+    hybrid = probing({"a": a, "b": b}, {"a": 1.0}, "a", halflife=1.0, warm_probes=0, z=0.0, k=1)
     hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # fused (= a) hits, b misses
     hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # b hits, fused misses
     assert hybrid.hits == pytest.approx({FUSED: 0.25, "a": 0.25, "b": 0.5})
@@ -182,15 +172,7 @@ def test_the_fallback_chain_is_ordered_by_the_probes_hits() -> None:
 def test_the_pools_own_order_is_served_when_it_ranks_the_item_better_on_probes() -> None:
     pool = Fixed(["x", "y"])  # the pool's order: x, y
     reranker = Fixed({"y": 2.0, "x": 1.0})  # re-ranks y first, with enough weight to win
-    hybrid = Hybrid(
-        {"p": pool, "r": reranker},
-        {"p": 1.0, "r": 3.0},
-        pool="p",
-        select=True,
-        probe_every=1,
-        halflife=1e9,
-        k=2,
-    )
+    hybrid = probing({"p": pool, "r": reranker}, {"p": 1.0, "r": 3.0}, "p", halflife=1e9, k=2)
     assert [r.item for r in hybrid.recommend_explained("u", ("h",), 0.0, 2, set())] == ["y", "x"]
     for n in range(40):  # the item is x every time: rank 1 in the pool, rank 2 fused
         hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
@@ -203,18 +185,11 @@ def test_the_pools_own_order_is_served_when_it_ranks_the_item_better_on_probes()
 
 def test_no_rerank_verdict_before_enough_probes_or_without_a_difference() -> None:
     pool = Fixed(["x", "y"])
-    hybrid = Hybrid({"p": pool}, {"p": 1.0}, pool="p", select=True, probe_every=1, k=2)
+    hybrid = probing({"p": pool}, {"p": 1.0}, "p", k=2)
     for n in range(40):  # fused order = pool order: every difference is 0
         hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
     assert hybrid.rerank[1] == 0 and hybrid.leader() == FUSED
-    young = Hybrid(
-        {"p": pool, "r": Fixed({"y": 2.0, "x": 1.0})},
-        {"p": 1.0, "r": 3.0},
-        pool="p",
-        select=True,
-        probe_every=1,
-        k=2,
-    )
+    young = probing({"p": pool, "r": Fixed({"y": 2.0, "x": 1.0})}, {"p": 1.0, "r": 3.0}, "p", k=2)
     for n in range(10):  # the pool is better, but 10 probes are too few to say so
         young.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
     assert young.leader() == FUSED
