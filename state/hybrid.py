@@ -14,18 +14,21 @@ order instead of diluting it: MovieLens Recall@10 0.1156 (co-occurrence alone) �
 No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
 on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
 itself as it learns: at the first `warm_probes` interactions (that are not repeats) and
-then at every `probe_every`-th, before learning it, it computes the fused list and each
-component's own top `k` for that user (excluding what serving would: the `exclude` given to
-`learn_one`) and credits each list that holds the item, with exponentially decayed weight
-(`halflife` probes). It serves the fused list unless one component's own list did
-significantly better on the same probes (paired tests, see `leader`: full-information
-follow-the-leader with a guard against noise). Probes are counted in learning order, not at
-serving time, so what is served never depends on how the stream was cut into batches; and
-serving computes only the leader's list.
+then at every `probe_every`-th, before learning it, it computes every list it could serve
+for that user (the fused one and each component's own top `k`, filled from the fallback
+chain as serving fills them, excluding what serving would: the `exclude` given to
+`learn_one`) and records the item's NDCG@k gain in each, pair by pair, with exponentially
+decayed weight (`halflife` probes). It serves the first list, in order of preference (the
+fallback chain's head, the fused list, the components' own lists), that no other list beat
+significantly on the same probes (paired t-tests, see `leader`). So a young stream gets
+popularity, which needs no evidence, and a personal list only once it has proved better.
+Probes are counted in learning order, not at serving time, so what is served never depends
+on how the stream was cut into batches; and serving computes only the leader's list.
 
-Cold start: a user with no history gets the first non-empty list of `fallback` (e.g. trending
-in the user's segment, then trending overall), and a short fused list is filled from it.
-Each recommendation carries the component that contributed most to it.
+Cold start: a user with no history gets the first non-empty list of `fallback` (all-time
+popularity, trending in the user's segment, trending overall, reordered by the probes' hits),
+and a short list is filled from it. Each recommendation carries the component that
+contributed most to it.
 
 >>> from state.recommender import Interaction, MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
@@ -46,8 +49,8 @@ __all__ = ["FUSED", "Explained", "Hybrid"]
 
 #: The name of the fused list among the lists `select` chooses from.
 FUSED = "hybrid"
-#: Probes (decayed count) before the re-ranking's paired t-test may decide anything.
-MIN_RERANK_PROBES = 30.0
+#: Probes (decayed count) before a paired t-test may decide anything.
+MIN_PROBES = 30.0
 
 
 def _gain(ranked: Sequence[str], item: str, k: int) -> float:
@@ -56,6 +59,21 @@ def _gain(ranked: Sequence[str], item: str, k: int) -> float:
         if candidate == item:
             return 1.0 / math.log2(rank + 1)
     return 0.0
+
+
+def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
+    """`items` completed to `k` from the lists in `fills`, in order, without repeats: what
+    serving's fill would add (each fill list is its model's top k, so enough remain)."""
+    out = items[:k]
+    taken = set(out)
+    for fill in fills:
+        for item in fill:
+            if len(out) >= k:
+                return out
+            if item not in taken:
+                out.append(item)
+                taken.add(item)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +104,7 @@ class Hybrid:
     fallback
         Component names tried in order for a user with no history, and to fill a short list.
     select
-        Serve the list (fused or a component's) with the most recent hits.
+        Test the lists on probes and serve the first that no other beat (`leader`).
     halflife
         Probes after which a hit counts half, for `select`.
     probe_every
@@ -94,8 +112,7 @@ class Hybrid:
     warm_probes
         ... after the first this many, which all are (a young stream needs evidence fast).
     z
-        How many standard deviations a component's paired lead over the fused list needs
-        before its own list is served instead (`leader`).
+        The paired t statistic a list's lead over another must exceed to count as beating it.
     k
         Length of the lists a probe scores.
     """
@@ -111,7 +128,7 @@ class Hybrid:
         select: bool = False,
         halflife: float = 2500.0,
         probe_every: int = 20,
-        warm_probes: int = 1000,
+        warm_probes: int = 5000,
         z: float = 2.0,
         k: int = 10,
     ) -> None:
@@ -134,12 +151,13 @@ class Hybrid:
         self.k = k
         #: Decayed hit rate of each list (`select`), and the interactions that could be probes.
         self.hits: dict[str, float] = {}
-        #: Decayed counts of probes a component's list held and the fused did not, and back.
-        self.wins: dict[str, float] = {}
-        self.losses: dict[str, float] = {}
-        #: Decayed (probes, Σ d, Σ d²) of d = NDCG@k gain of the fused order − the pool's.
-        self.rerank: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        #: For each pair (a, b) of lists, a before b in `lists`: decayed (probes, Σ d, Σ d²)
+        #: of d = NDCG@k gain of the item in a's list − in b's, both as served (filled).
+        self.paired: dict[tuple[str, str], tuple[float, float, float]] = {}
+        self.lists = (FUSED, *self.components)
         self.testable = 0
+        self.probes = 0
+        self._leader: tuple[int, str] = (-1, FUSED)  # (probes, leader) when last worked out
         self._sources: dict[str, str] = {}  # item → source, of the last list returned
 
     def learn_one(
@@ -153,16 +171,14 @@ class Hybrid:
             model.learn_one(event, history, exclude)
 
     def _probe(self, event: Interaction, history: Sequence[str], exclude: Collection[str]) -> None:
-        """Test then train: credit every list that would have held the item, excluding what
-        serving excludes (at least the recent history)."""
+        """Test then train: the NDCG@k gain of the item in every list as it would be served
+        (the fused list and each component's own, filled from the fallback chain), excluding
+        what serving excludes (at least the recent history)."""
+        self.probes += 1
         user, ts, k = event.user, event.ts, self.k
         exclude = set(exclude).union(history)
         proposed = self._proposed(user, history, ts, exclude)
-        reranked = [r.item for r in self._fused(user, history, len(proposed), proposed)]
-        if reranked:
-            pool_order = [item for item, _ in proposed]
-            self._credit_rerank(_gain(reranked, event.item, k) - _gain(pool_order, event.item, k))
-        lists = {FUSED: reranked[:k]}
+        lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
         for name, model in self.components.items():
             own = (
                 proposed[:k]
@@ -170,23 +186,18 @@ class Hybrid:
                 else model.recommend(user, history, ts, k, exclude)
             )
             lists[name] = [item for item, _ in own]
-        decay, fused_hit = self.decay, event.item in lists[FUSED]
-        for name, items in lists.items():
-            hit = event.item in items
-            self.hits[name] = decay * self.hits.get(name, 0.0) + (1.0 - decay) * hit
-            if name != FUSED:  # paired with the fused list on the same probe
-                self.wins[name] = decay * self.wins.get(name, 0.0) + (hit and not fused_hit)
-                self.losses[name] = decay * self.losses.get(name, 0.0) + (fused_hit and not hit)
-
-    def _credit_rerank(self, difference: float) -> None:
-        """Decayed count, sum and sum of squares of (fused gain − pool gain) per probe."""
-        n, total, squares = self.rerank
+        fills = [lists[name] for name in self.fallback_order()]
+        gains = {
+            name: _gain(_filled(items, fills, k), event.item, k) for name, items in lists.items()
+        }
         decay = self.decay
-        self.rerank = (
-            decay * n + 1.0,
-            decay * total + difference,
-            decay * squares + difference * difference,
-        )
+        for name, gain in gains.items():
+            self.hits[name] = decay * self.hits.get(name, 0.0) + (1.0 - decay) * (gain > 0)
+        for i, a in enumerate(self.lists):
+            for b in self.lists[i + 1 :]:
+                d = gains[a] - gains[b]
+                n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
+                self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -197,8 +208,10 @@ class Hybrid:
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Explained]:
         """The served top `k`, each with the component that contributed most to it."""
-        leader = self.leader() if self.select else FUSED
+        leader = self._current_leader() if self.select else FUSED
         served: list[Explained] = []
+        if leader in self.fallback:  # the chain as a whole (its head may have nothing)
+            return self._remember(self._fill(user, history, ts, k, exclude, ()))
         if leader != FUSED:
             own = self.components[leader].recommend(user, history, ts, k, exclude)
             served = [Explained(item, score, leader) for item, score in own]
@@ -206,6 +219,10 @@ class Hybrid:
             served = self._fused(user, history, k, self._proposed(user, history, ts, exclude))
         if len(served) < k:
             served += self._fill(user, history, ts, k - len(served), exclude, served)
+        return self._remember(served)
+
+    def _remember(self, served: list[Explained]) -> list[Explained]:
+        """Keep each served item's source, for `why`."""
         self._sources = {r.item: r.source for r in served}
         return served
 
@@ -273,37 +290,53 @@ class Hybrid:
             return list(self.fallback)
         return sorted(self.fallback, key=lambda name: -self.hits.get(name, 0.0))
 
+    def _current_leader(self) -> str:
+        """`leader`, worked out again only after a probe (it reads nothing else)."""
+        if self._leader[0] != self.probes:
+            self._leader = (self.probes, self.leader())
+        return self._leader[1]
+
     def leader(self) -> str:
-        """The list `select` serves now: the fused one, unless a component's own list beat it
-        significantly on the same probes.
+        """The list `select` serves now: the first in `preference` that no other list beat
+        significantly on the probes (a cycle of noise, where each is beaten: the fused list).
 
-        The pool's own order and the fused re-ranking order the same candidates, so they are
-        compared by where each put the item: the NDCG@k gain of the fused order minus the
-        pool's, a paired t-test on the decayed mean (the pool's order wins when t < −`z`).
-        That sees every move inside the top k, where counting hits sees only items crossing
-        the k-th place: on Online Retail it found co-occurrence's order better early enough
-        to serve 0.2900 (co-occurrence alone 0.2901) where the hit count got 0.2844.
+        Popularity comes first because it needs no evidence: a young stream, or one where the
+        personal models have nothing to say, gets it (the OTTO sample: every hit of every
+        model is a popular item clicked by ten new sessions in its last 35 seconds). The fused
+        list takes over once it beats popularity (MovieLens: after ~140 probes); a component's
+        own list is served only when it beats the fused one (Online Retail: co-occurrence's
+        own order, after ~1,400 probes).
 
-        Each other component is paired with the fused list on hits (McNemar): only probes
-        where exactly one of the two held the item count; it wins when its wins exceed its
-        losses by more than `z` standard deviations, √(wins + losses). The largest such lead
-        is served; ties go to the first named component.
+        Every comparison is a paired t-test on the item's NDCG@k gain in the two lists
+        (`t_stat`): it sees every move inside the top k, where counting hits sees only items
+        crossing the k-th place (on Online Retail it found co-occurrence's own order better
+        than the re-ranked one early enough to serve 0.2900 where a hit count got 0.2844).
         """
-        n, total, squares = self.rerank
-        if n >= MIN_RERANK_PROBES:
-            mean = total / n
-            variance = max(squares / n - mean * mean, 1e-12)
-            if mean / math.sqrt(variance / n) < -self.z:
-                return self.pool
-        best, lead = FUSED, 0.0
-        for name in self.components:
-            if name == self.pool:
-                continue
-            wins, losses = self.wins.get(name, 0.0), self.losses.get(name, 0.0)
-            margin = wins - losses - self.z * math.sqrt(wins + losses)
-            if wins > losses and margin > 0 and margin > lead:
-                best, lead = name, margin
-        return best
+        for name in self.preference():
+            if all(self.t_stat(other, name) <= self.z for other in self.lists):
+                return name
+        return FUSED
+
+    def preference(self) -> list[str]:
+        """The fallback chain (in `fallback_order`), then the fused list, then the pool's
+        own order and the other components."""
+        chain = self.fallback_order()
+        rest = [name for name in self.components if name not in chain and name != self.pool]
+        return [*chain, FUSED, self.pool, *rest]
+
+    def t_stat(self, a: str, b: str) -> float:
+        """The paired t statistic of list a's gain over list b's (0 before `MIN_PROBES`)."""
+        if a == b:
+            return 0.0
+        sign = 1.0
+        if self.lists.index(a) > self.lists.index(b):
+            a, b, sign = b, a, -1.0
+        n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
+        if n < MIN_PROBES - 1e-6:  # (a decayed count: 30 fresh probes weigh 29.99...)
+            return 0.0
+        mean = total / n
+        variance = max(squares / n - mean * mean, 1e-12)
+        return sign * mean / math.sqrt(variance / n)
 
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """The pool component's opinion (the fused score only exists for its own pool)."""

@@ -70,6 +70,12 @@ class ISGD:
         Negative updates after each positive one; 0 is plain ISGD.
     init_std
         New vectors are drawn from N(0, init_std²), as in the paper.
+    bias_learning_rate
+        Step size of a per-item bias b_i added to u·i (0: none, the paper's model). The bias
+        learns what every user shares, which is popularity (Koren, Bell & Volinsky, "Matrix
+        factorization techniques for recommender systems", IEEE Computer 2009): a new user,
+        who has no vector yet, gets the items with the largest bias instead of nothing, and
+        a young user's noisy vector is outweighed by it.
     seed
         Seed of the one `numpy.random.default_rng` that draws every new vector, in order of
         first sight (on a learn, the user before the item): the same events in the same
@@ -99,12 +105,15 @@ class ISGD:
         regularization: float = 0.01,
         negatives: int = 0,
         init_std: float = 0.1,
+        bias_learning_rate: float = 0.0,
         seed: int = 42,
     ) -> None:
         if n_factors < 1:
             raise ValueError("n_factors must be >= 1")
-        if learning_rate <= 0 or regularization < 0 or init_std < 0:
-            raise ValueError("learning_rate must be > 0, regularization and init_std >= 0")
+        if learning_rate <= 0 or regularization < 0 or init_std < 0 or bias_learning_rate < 0:
+            raise ValueError(
+                "learning_rate must be > 0, regularization, init_std and bias_learning_rate >= 0"
+            )
         if negatives < 0:
             raise ValueError("negatives must be >= 0")
         self.n_factors = n_factors
@@ -112,10 +121,12 @@ class ISGD:
         self.regularization = regularization
         self.negatives = negatives
         self.init_std = init_std
+        self.bias_learning_rate = bias_learning_rate
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         # One contiguous array, so scoring every item for a user is a single matvec.
         self._items: FloatArray = np.zeros((_INITIAL_ROWS, n_factors), dtype=np.float64)
+        self._bias: FloatArray = np.zeros(_INITIAL_ROWS, dtype=np.float64)
         self._item_row: dict[str, int] = {}
         self._item_ids: list[str] = []
         self._users: dict[str, FloatArray] = {}
@@ -142,13 +153,14 @@ class ISGD:
                 self._queue.move_to_end(negative)
 
     def _step(self, u: FloatArray, row: int, target: float) -> None:
-        """SGD towards u·i = target; both deltas use the old vectors (u_old in the paper)."""
+        """SGD towards u·i + b_i = target; the deltas use the old values (u_old in the paper)."""
         v = self._items[row]  # a view: updated in place
         lr, reg = self.learning_rate, self.regularization
-        err = target - float(u @ v)
+        err = target - float(u @ v) - self._bias[row]
         du = lr * (err * v - reg * u)
         v += lr * (err * u - reg * v)
         u += du
+        self._bias[row] += self.bias_learning_rate * (err - reg * self._bias[row])
 
     def _negative_steps(self, u: FloatArray, rows: list[int]) -> None:
         """The steps towards 0 for `rows`, all taken from the user vector as it stood after
@@ -156,9 +168,11 @@ class ISGD:
         of vector operations; with one negative, exactly the sequential step)."""
         lr, reg = self.learning_rate, self.regularization
         v = self._items[rows]  # a copy (fancy indexing)
-        err = -(v @ u)
+        bias = self._bias[rows]
+        err = -(v @ u) - bias
         du = lr * (err @ v - len(rows) * reg * u)
         self._items[rows] = v + lr * (np.outer(err, u) - reg * v)
+        self._bias[rows] = bias + self.bias_learning_rate * (err - reg * bias)
         u += du
 
     def _pick_negatives(self, seen: set[int]) -> list[int]:
@@ -198,7 +212,9 @@ class ISGD:
             grown = np.zeros((2 * len(self._items), self.n_factors), dtype=np.float64)
             grown[:row] = self._items
             self._items = grown
+            self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
         self._items[row] = vector
+        self._bias[row] = 0.0
         self._item_row[item] = row
         self._item_ids.append(item)
         self._queue[row] = None
@@ -210,18 +226,19 @@ class ISGD:
     # ------------------------------------------------------------------ serving
 
     def recommend(self, user: str, k: int, exclude: Collection[str]) -> list[tuple[str, float]]:
-        """Top `k` (item, u·i) for `user`, best first, ties to the smaller item id.
+        """Top `k` (item, u·i + b_i) for `user`, best first, ties to the smaller item id.
 
-        A read only. An unknown user gets [] (no vector yet: the caller decides the
-        fallback). `argpartition` finds the k-th best score in O(n); every item scoring at
-        least that much (k, plus ties) is then sorted by (-score, id), so ties at the cut-off
-        are settled by id, not by array position.
+        A read only. An unknown user gets the items with the largest bias, or [] without
+        biases (no vector yet: the caller decides the fallback). `argpartition` finds the
+        k-th best score in O(n); every item scoring at least that much (k, plus ties) is then
+        sorted by (-score, id), so ties at the cut-off are settled by id, not by array
+        position.
         """
         u = self._users.get(user)
-        if u is None or k <= 0:
+        if k <= 0 or (u is None and not self.bias_learning_rate):
             return []
         n = len(self._item_ids)
-        scores = self._items[:n] @ u
+        scores = self._bias[:n].copy() if u is None else self._items[:n] @ u + self._bias[:n]
         excluded = _rows(self._item_row, exclude)
         k = min(k, n - len(excluded))
         if k <= 0:
@@ -239,13 +256,13 @@ class ISGD:
         return [(item, -neg) for neg, item in ranked[:k]]
 
     def score(self, user: str, items: Sequence[str]) -> list[float]:
-        """u·i for each item (0.0 for an unknown user or item): the model's opinion of
-        candidates another model proposed, one small matvec."""
+        """u·i + b_i for each item (0.0 for an unknown item; b_i alone for an unknown user):
+        the model's opinion of candidates another model proposed, one small matvec."""
         u = self._users.get(user)
-        if u is None or not items:
-            return [0.0] * len(items)
+        if not items:
+            return []
         rows = [self._item_row.get(item, -1) for item in items]
-        scores = self._items[rows] @ u
+        scores = self._bias[rows] if u is None else self._items[rows] @ u + self._bias[rows]
         return [0.0 if row < 0 else float(s) for row, s in zip(rows, scores.tolist(), strict=True)]
 
     # ------------------------------------------------------------------ state
@@ -271,6 +288,11 @@ class ISGD:
         """A copy of the user's vector, or None when unknown."""
         u = self._users.get(user)
         return None if u is None else u.copy()
+
+    def item_bias(self, item: str) -> float | None:
+        """The item's bias (0.0 while `bias_learning_rate` is 0), or None when unknown."""
+        row = self._item_row.get(item)
+        return None if row is None else float(self._bias[row])
 
     def item_factors(self, item: str) -> FloatArray | None:
         """A copy of the item's vector, or None when unknown."""

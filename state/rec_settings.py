@@ -51,11 +51,14 @@ class RecSettings:
     isgd_learning_rate: float = 0.3
     isgd_regularization: float = 0.01
     isgd_negatives: int = 8
+    isgd_init_std: float = 0.1
+    isgd_bias_learning_rate: float = 0.0
     hybrid_depth: int = 50
     hybrid_c: float = 20.0
     hybrid_weights: Mapping[str, float] = field(
         default_factory=lambda: {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
     )
+    hybrid_fallback: tuple[str, ...] = ("segment", "mostpop", "trending")
     hybrid_select: bool = True
     hybrid_probe_every: int = 20
     event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -93,6 +96,8 @@ def _isgd(settings: RecSettings) -> ISGDRecommender:
         learning_rate=settings.isgd_learning_rate,
         regularization=settings.isgd_regularization,
         negatives=settings.isgd_negatives,
+        init_std=settings.isgd_init_std,
+        bias_learning_rate=settings.isgd_bias_learning_rate,
         seed=settings.seed,
     )
     return ISGDRecommender(model)
@@ -114,7 +119,7 @@ def _hybrid(settings: RecSettings) -> Hybrid:
         pool="cooc",
         depth=settings.hybrid_depth,
         c=settings.hybrid_c,
-        fallback=("segment", "trending", "mostpop"),
+        fallback=tuple(settings.hybrid_fallback),
         select=settings.hybrid_select,
         probe_every=settings.hybrid_probe_every,
         k=settings.k,

@@ -48,11 +48,20 @@ def test_exclude_seen_off_allows_seen_but_never_purchased() -> None:
     assert "hit" not in ids
 
 
-def test_user_without_history_gets_trending() -> None:
+def test_user_without_history_gets_the_fallback_chain() -> None:
     users = Users()
     updates = [users.event("a", "x"), users.event("b", "x"), users.event("b", "y")]
     updates += [users.event("c", "z"), users.event("new", None, kind="page_view")]
     outs = user_outputs(run(updates, ModelParams(warmup=4, k=3), batch_size=5))
+    new = next(o for o in outs if o.user_id == "new")
+    # by default (no segment known yet): popularity, x 2, then y and z 1 (ties by id)
+    assert [(r.item_id, r.source, r.score) for r in new.recs] == [
+        ("x", "mostpop", 2.0),
+        ("y", "mostpop", 1.0),
+        ("z", "mostpop", 1.0),
+    ]
+    trending_first = ModelParams(warmup=4, k=3, recs=RecSettings(hybrid_fallback=("trending",)))
+    outs = user_outputs(run(updates, trending_first, batch_size=5))
     new = next(o for o in outs if o.user_id == "new")
     assert [(r.item_id, r.source) for r in new.recs] == [
         ("x", "trending"),
@@ -64,7 +73,7 @@ def test_user_without_history_gets_trending() -> None:
     assert [r.score for r in new.recs] == pytest.approx([x, 1.0, 2 ** (-60 / 86400)], abs=1e-6)
 
 
-def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
+def test_cooc_scores_match_the_model_and_fill_from_popular_items() -> None:
     users = Users()
     updates = [users.event("a", "p"), users.event("a", "q")]
     updates += [users.event("c", "r"), users.event("c", "r2"), users.event("b", "p")]
@@ -75,7 +84,7 @@ def test_cooc_scores_match_the_model_and_fill_from_trending() -> None:
     assert b.recs[0].item_id == "q" and b.recs[0].source == "cooc"
     assert b.recs[0].reason == "viewed with p"
     assert b.recs[0].score == pytest.approx(1.0 / 21.0, abs=1e-6)
-    assert [r.source for r in b.recs[1:]] == ["trending", "trending"]
+    assert [r.source for r in b.recs[1:]] == ["mostpop", "mostpop"]
     assert {r.item_id for r in b.recs[1:]} == {"r", "r2"}
 
 

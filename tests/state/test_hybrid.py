@@ -98,24 +98,41 @@ def test_every_component_learns_and_forgets() -> None:
 
 def test_select_serves_a_component_that_beats_the_fused_list_on_paired_probes() -> None:
     good, bad = Fixed(["hit", "g2"]), Fixed(["b1", "b2"])
-    # no decay (plain counts), z = 2
-    hybrid = probing({"good": good, "bad": bad}, {"bad": 1.0}, "bad", halflife=1e9, z=2.0, k=2)
+    hybrid = probing({"good": good, "bad": bad}, {"bad": 1.0}, "bad", halflife=1e9, k=2)
     first = hybrid.recommend("u", ("h",), 0.0, 2, set())
     assert [item for item, _ in first] == ["b1", "b2"]  # nothing probed yet: the fused list
-    for n in range(4):  # "good" holds the item, the fused list does not: 4 wins, 0 losses
+    for n in range(29):  # "good" ranks the item first (gain 1), the fused list misses it
         hybrid.learn_one(Interaction(f"u{n}", "hit", 1.0), ("h",))
-    assert hybrid.wins["good"] == pytest.approx(4) and hybrid.losses["good"] == 0
-    assert hybrid.wins["bad"] == 0
-    assert hybrid.leader() == FUSED  # 4 - 0 = 4 is not more than 2 * sqrt(4) = 4
-    hybrid.learn_one(Interaction("u9", "hit", 1.0), ("h",))  # 5 > 2 * sqrt(5) = 4.47
-    assert hybrid.leader() == "good"
+    assert hybrid.paired[(FUSED, "good")] == pytest.approx((29, -29, 29))
+    assert hybrid.leader() == FUSED  # 29 probes are too few for any verdict
+    hybrid.learn_one(Interaction("u29", "hit", 1.0), ("h",))
+    assert hybrid.t_stat("good", FUSED) > 2 and hybrid.t_stat(FUSED, "good") < -2
+    assert hybrid.leader() == "good"  # it beat the fused list and the pool's order
     second = hybrid.recommend_explained("u", ("h",), 0.0, 2, {"hit"})
     assert [(r.item, r.source) for r in second] == [("g2", "good")]
     # a repeat of an item the user had is no test, nor is an interaction without history
-    before = dict(hybrid.wins)
+    before = dict(hybrid.paired)
     hybrid.learn_one(Interaction("u", "h", 2.0), ("h",))
     hybrid.learn_one(Interaction("v", "hit", 2.0), ())
-    assert hybrid.wins == before and hybrid.testable == 5
+    assert hybrid.paired == before and hybrid.testable == 30 and hybrid.probes == 30
+
+
+def test_select_serves_popularity_until_a_personal_list_beats_it() -> None:
+    components = {"cooc": Fixed(["c1", "c2"]), "pop": Fixed(["p1", "p2"])}
+    hybrid = probing(components, {"cooc": 1.0}, "cooc", fallback=("pop",), halflife=1e9, k=2)
+    young = hybrid.recommend_explained("u", ("h",), 0.0, 2, set())
+    assert [(r.item, r.source) for r in young] == [("p1", "pop"), ("p2", "pop")]
+    for n in range(30):  # popular items are what users take next: popularity stays
+        hybrid.learn_one(Interaction(f"u{n}", "p1", 0.0), ("h",))
+    assert hybrid.leader() == "pop" and hybrid.t_stat("pop", FUSED) > 2
+    for n in range(100):  # then co-occurrence's items, until its lead is significant
+        hybrid.learn_one(Interaction(f"v{n}", "c1", 0.0), ("h",))
+        if hybrid.leader() != "pop":
+            break
+    assert n == 47  # 48 wins against 30 losses: t = 2.09 on 78 probes (47 wins: 1.99)
+    assert hybrid.leader() == FUSED  # the fused list comes before the pool's own order
+    served = hybrid.recommend_explained("u", ("h",), 0.0, 3, set())
+    assert [(r.item, r.source) for r in served] == [("c1", "cooc"), ("c2", "cooc"), ("p1", "pop")]
 
 
 def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None:
@@ -131,16 +148,17 @@ def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None
     assert hybrid.hits["a"] == pytest.approx(expected)
 
 
-def test_credit_decays_by_half_life_and_losses_count_against_a_component() -> None:
+def test_credit_decays_by_half_life_and_survives_pickling() -> None:
     a, b = Fixed(["x"]), Fixed(["y"])
-    hybrid = probing({"a": a, "b": b}, {"a": 1.0}, "a", halflife=1.0, warm_probes=0, z=0.0, k=1)
-    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # fused (= a) hits, b misses
-    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # b hits, fused misses
+    hybrid = probing({"a": a, "b": b}, {"a": 1.0}, "a", halflife=1.0, warm_probes=0, k=1)
+    hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # fused (= a) holds it, b not
+    hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # b holds it, fused not
     assert hybrid.hits == pytest.approx({FUSED: 0.25, "a": 0.25, "b": 0.5})
-    assert hybrid.wins["b"] == pytest.approx(1.0) and hybrid.losses["b"] == pytest.approx(0.5)
-    assert hybrid.leader() == "b"  # with z = 0, any lead
+    # fused − b: +1 then −1, the first halved by the decay: (0.5 + 1, 0.5 − 1, 0.5 + 1)
+    assert hybrid.paired[(FUSED, "b")] == pytest.approx((1.5, -0.5, 1.5))
+    assert hybrid.paired[(FUSED, "a")] == pytest.approx((1.5, 0.0, 0.0))
     clone = pickle.loads(pickle.dumps(hybrid))
-    assert clone.leader() == "b"
+    assert clone.paired == hybrid.paired and clone.leader() == hybrid.leader() == FUSED
 
 
 def test_bad_settings_are_refused() -> None:
@@ -176,9 +194,9 @@ def test_the_pools_own_order_is_served_when_it_ranks_the_item_better_on_probes()
     assert [r.item for r in hybrid.recommend_explained("u", ("h",), 0.0, 2, set())] == ["y", "x"]
     for n in range(40):  # the item is x every time: rank 1 in the pool, rank 2 fused
         hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
-    probes, total, _ = hybrid.rerank
+    probes, total, _ = hybrid.paired[(FUSED, "p")]
     assert probes == pytest.approx(40) and total == pytest.approx(40 * (1 / math.log2(3) - 1))
-    assert hybrid.leader() == "p"
+    assert hybrid.leader() == "p"  # it beats the fused list, and nothing beats it
     served = hybrid.recommend_explained("u", ("h",), 0.0, 2, set())
     assert [(r.item, r.source) for r in served] == [("x", "p"), ("y", "p")]
 
@@ -188,7 +206,7 @@ def test_no_rerank_verdict_before_enough_probes_or_without_a_difference() -> Non
     hybrid = probing({"p": pool}, {"p": 1.0}, "p", k=2)
     for n in range(40):  # fused order = pool order: every difference is 0
         hybrid.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
-    assert hybrid.rerank[1] == 0 and hybrid.leader() == FUSED
+    assert hybrid.paired[(FUSED, "p")][1] == 0 and hybrid.leader() == FUSED
     young = probing({"p": pool, "r": Fixed({"y": 2.0, "x": 1.0})}, {"p": 1.0, "r": 3.0}, "p", k=2)
     for n in range(10):  # the pool is better, but 10 probes are too few to say so
         young.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))

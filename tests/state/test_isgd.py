@@ -34,6 +34,40 @@ def test_negative_step_follows_the_positive_one_with_target_zero() -> None:
     assert model.recency_queue() == ["i", "j"]  # j used, so moved behind i
 
 
+def test_the_item_bias_takes_its_step_from_the_same_error() -> None:
+    model = ISGD(n_factors=2, learning_rate=0.05, regularization=0.01, bias_learning_rate=0.1)
+    model.set_item_factors("j", [0.5, 0.5])  # never interacted with: bias 0
+    model.set_user_factors("u", [0.1, 0.2])
+    model.set_item_factors("i", [0.3, -0.1])
+    model.learn_one("u", "i")
+    # prediction u·i + b = 0.01 + 0 as before: the vectors move as in the plain step, and
+    # b += 0.1 * (0.99 - 0.01 * 0) = 0.099
+    assert model.user_factors("u") == pytest.approx([0.1148, 0.19495], abs=1e-12)
+    assert model.item_bias("i") == pytest.approx(0.099, abs=1e-12)
+    model.set_user_factors("v", [0.2, 0.1])
+    model.learn_one("v", "i")  # the bias is part of the prediction now
+    err = 1.0 - (0.2 * 0.3048 + 0.1 * -0.09005) - 0.099
+    assert model.item_bias("i") == pytest.approx(0.099 + 0.1 * (err - 0.01 * 0.099))
+    assert model.item_bias("j") == 0.0
+    # a stranger has no vector: the bias alone ranks the items
+    assert [item for item, _ in model.recommend("stranger", k=2, exclude=[])] == ["i", "j"]
+    assert model.score("stranger", ["j", "i", "nope"]) == pytest.approx(
+        [0.0, model.item_bias("i"), 0.0]
+    )
+
+
+def test_a_negative_step_pushes_the_bias_towards_zero() -> None:
+    model = ISGD(n_factors=2, learning_rate=0.05, regularization=0.0, negatives=1)
+    model.bias_learning_rate = 0.5
+    model.set_item_factors("j", [0.0, 0.0])
+    model.set_user_factors("p", [0.0, 0.0])  # zero vectors stay zero: only biases move
+    model.learn_one("p", "j")  # bias of j: 0.5 * (1 - 0) = 0.5 (zero vectors: u·j = 0)
+    assert model.item_bias("j") == pytest.approx(0.5)
+    model.set_user_factors("q", [0.0, 0.0])
+    model.learn_one("q", "k")  # j is the least recent item q has not touched: target 0
+    assert model.item_bias("j") == pytest.approx(0.5 + 0.5 * (0.0 - 0.5))
+
+
 def test_negatives_are_the_least_recent_items_the_user_has_not_touched() -> None:
     model = ISGD(negatives=2)
     model.learn_one("p", "a")

@@ -34,11 +34,11 @@ def test_quality_is_scored_on_the_list_last_sent_before_learning() -> None:
     for user, item in [("a", "x"), ("a", "y"), ("b", "x"), ("b", "z"), ("c", "x")]:
         learn(recs, user, item, 0.0, ())
     # by hand: x 3, y 1, z 1 (ties by id: y before z); cooc from x: y 1/3, z 1/3 (P(j | x))
-    _, first = recs.recommend("d", (), frozenset(), 0.0)  # no history: trending only
+    _, first = recs.recommend("d", (), frozenset(), 0.0)  # no history: popularity only
     assert [r.item_id for r in first] == ["x", "y"]
     learn(recs, "d", "y", 1.0, ())  # rank 2: recall 1, ndcg 1/log2(3), rr 1/2
     _, second = recs.recommend("d", ("y",), frozenset(), 0.0)
-    assert [(r.item_id, r.source) for r in second] == [("x", "trending"), ("z", "trending")]
+    assert [(r.item_id, r.source) for r in second] == [("x", "mostpop"), ("z", "mostpop")]
     learn(recs, "d", "q", 2.0, ("y",))  # not in [x, z]: a miss
     learn(recs, "e", "x", 3.0, ())  # never served: not scored
     means = recs.quality["all"].window_means()
@@ -77,7 +77,7 @@ def test_each_variant_gets_its_recommender_and_its_own_quality() -> None:
     variant, served = recs.recommend(treated, ("a",), frozenset(), 0.0)
     assert variant == "treatment" and [(r.item_id, r.source, r.reason) for r in served] == [
         ("b", "cooc", "viewed with a"),
-        ("c", "trending", "trending now"),
+        ("c", "mostpop", "popular"),
     ]
     learn(recs, control, "b", 1.0, ("a",))  # rank 2 of the control list
     learn(recs, treated, "c", 1.0, ("a",))  # rank 2 of the treatment list
@@ -173,11 +173,11 @@ def test_cold_users_get_their_segments_trending_first_with_its_reason() -> None:
     recs.assign_segment("new", "7")
     learn(recs, "v1", "niche", 0.0, ())  # counted in segment 7
     for user in ["w1", "w2"]:
-        learn(recs, user, "mass", 0.0, ())  # unassigned users: trending overall only
+        learn(recs, user, "mass", 0.0, ())  # unassigned users: popular overall only
     _, served = recs.recommend("new", (), frozenset(), 1.0)
     assert [(r.item_id, r.source, r.reason) for r in served] == [
         ("niche", "segment", "trending in your segment"),
-        ("mass", "trending", "trending now"),
+        ("mass", "mostpop", "popular"),
     ]
 
 
