@@ -34,6 +34,8 @@ __all__ = ["MODELS", "RecSettings", "build"]
 
 #: The hybrid's self-test forgets half its evidence over this many interactions.
 SELECT_HALFLIFE = 50_000.0
+#: The models that answer without a user history: the hybrid's possible fallback chain.
+FALLBACKS = ("segment", "mostpop", "trending")
 #: Event types that count more than a view, unless configured otherwise.
 DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
 
@@ -52,13 +54,13 @@ class RecSettings:
     isgd_regularization: float = 0.01
     isgd_negatives: int = 8
     isgd_init_std: float = 0.1
-    isgd_bias_learning_rate: float = 0.0
+    isgd_bias_learning_rate: float = 0.03
     hybrid_depth: int = 50
     hybrid_c: float = 20.0
     hybrid_weights: Mapping[str, float] = field(
         default_factory=lambda: {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
     )
-    hybrid_fallback: tuple[str, ...] = ("segment", "mostpop", "trending")
+    hybrid_fallback: tuple[str, ...] = FALLBACKS
     hybrid_select: bool = True
     hybrid_probe_every: int = 20
     event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
@@ -70,6 +72,12 @@ class RecSettings:
             raise ValueError(f"recs.event_weights must be whole numbers >= 1, got {bad}")
         if self.hybrid_probe_every < 1:
             raise ValueError(f"recs.hybrid_probe_every must be >= 1, got {self.hybrid_probe_every}")
+        unknown = set(self.hybrid_fallback) - set(FALLBACKS)
+        if unknown or not self.hybrid_fallback:
+            raise ValueError(
+                f"recs.hybrid_fallback must name some of {list(FALLBACKS)}, got "
+                f"{list(self.hybrid_fallback)}"
+            )
         if any(w < 0 for w in self.hybrid_weights.values()):
             raise ValueError(f"recs.hybrid_weights must be >= 0, got {dict(self.hybrid_weights)}")
 
@@ -77,6 +85,8 @@ class RecSettings:
     def from_table(cls, recs: Mapping[str, Any], seed: int) -> RecSettings:
         """From the configuration's `[recs]` table (keys this class does not know are left)."""
         known = {name: recs[name] for name in cls.__dataclass_fields__ if name in recs}
+        if "hybrid_fallback" in known:  # a TOML array
+            known["hybrid_fallback"] = tuple(known["hybrid_fallback"])
         return cls(**{**known, "seed": seed})
 
     def weight_of(self, event_type: str | None) -> int:

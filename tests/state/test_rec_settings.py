@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
+from flows.config import load_config
+from flows.evaluate import settings_of
 from state.hybrid import Hybrid
 from state.rec_settings import MODELS, RecSettings, build
 from state.recommender import Interaction
@@ -47,6 +51,10 @@ def test_bad_weights_are_refused() -> None:
         RecSettings(hybrid_probe_every=0)
     with pytest.raises(ValueError, match="hybrid_weights"):
         RecSettings(hybrid_weights={"cooc": -1.0})
+    with pytest.raises(ValueError, match="hybrid_fallback"):
+        RecSettings(hybrid_fallback=("cooc",))  # needs a history: no fallback
+    with pytest.raises(ValueError, match="hybrid_fallback"):
+        RecSettings(hybrid_fallback=())
 
 
 def test_cooc_reasons_fall_back_to_its_fill() -> None:
@@ -56,3 +64,10 @@ def test_cooc_reasons_fall_back_to_its_fill() -> None:
     model.learn_one(Interaction("w", "z", 2.0), ())
     assert [item for item, _ in model.recommend("u", ("a",), 3.0, 2, {"a"})] == ["b", "z"]
     assert model.why("u", ("a",), ["b", "z"]) == ["viewed with a", "popular"]
+
+
+def test_the_shipped_configuration_holds_the_settings_defaults() -> None:
+    """flows/defaults.toml is what users read and edit: it must say what the code does."""
+    shipped = settings_of(load_config(env={}))
+    weighted = {name: w for name, w in shipped.hybrid_weights.items() if w}  # 0: only learns
+    assert replace(shipped, hybrid_weights=weighted) == RecSettings(seed=shipped.seed)
