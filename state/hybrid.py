@@ -305,7 +305,7 @@ class Hybrid:
         model is a popular item clicked by ten new sessions in its last 35 seconds). The fused
         list takes over once it beats popularity (MovieLens: after ~140 probes); a component's
         own list is served only when it beats the fused one (Online Retail: co-occurrence's
-        own order, after ~1,400 probes).
+        own order, after ~1,600 probes).
 
         Every comparison is a paired t-test on the item's NDCG@k gain in the two lists
         (`t_stat`): it sees every move inside the top k, where counting hits sees only items
