@@ -35,7 +35,7 @@ __all__ = ["MODELS", "RecSettings", "build"]
 #: The hybrid's self-test forgets half its evidence over this many interactions.
 SELECT_HALFLIFE = 50_000.0
 #: The models that answer without a user history: the hybrid's possible fallback chain.
-FALLBACKS = ("segment", "mostpop", "trending")
+FALLBACKS = ("mostpop", "segment", "trending")
 #: Event types that count more than a view, unless configured otherwise.
 DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
+from dataclasses import replace
 
 import pytest
 
@@ -168,7 +169,8 @@ def test_blocked_items_are_never_recommended_until_unblocked() -> None:
 
 
 def test_cold_users_get_their_segments_trending_first_with_its_reason() -> None:
-    recs = LiveRecs.build(settings=FUSED_ONLY, k=2)
+    segment_first = replace(FUSED_ONLY, hybrid_fallback=("segment", "mostpop", "trending"))
+    recs = LiveRecs.build(settings=segment_first, k=2)
     recs.assign_segment("v1", "7")
     recs.assign_segment("new", "7")
     learn(recs, "v1", "niche", 0.0, ())  # counted in segment 7
