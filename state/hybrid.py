@@ -9,7 +9,7 @@ weighted component *rank that pool* by its own score (ISGD's u·i, the match of 
 categories with the user's taste, ...); an item earns ``weight / (c + rank)`` from each
 ranking (reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with per-model
 weights). The other models cannot push in items the proposer never saw, so they refine its
-order instead of diluting it: MovieLens Recall@10 0.1156 (co-occurrence alone) → 0.1208.
+order instead of diluting it: MovieLens Recall@10 0.1156 (co-occurrence alone) → 0.1211.
 
 No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
 on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
