@@ -210,19 +210,13 @@ class Hybrid:
         """The served top `k`, each with the component that contributed most to it."""
         leader = self._current_leader() if self.select else FUSED
         served: list[Explained] = []
-        if leader in self.fallback:  # the chain as a whole (its head may have nothing)
-            return self._remember(self._fill(user, history, ts, k, exclude, ()))
-        if leader != FUSED:
+        if leader != FUSED:  # its own list, filled from the chain: what the probes scored
             own = self.components[leader].recommend(user, history, ts, k, exclude)
             served = [Explained(item, score, leader) for item, score in own]
-        if not served:
+        if not served and leader not in self.fallback:
             served = self._fused(user, history, k, self._proposed(user, history, ts, exclude))
         if len(served) < k:
             served += self._fill(user, history, ts, k - len(served), exclude, served)
-        return self._remember(served)
-
-    def _remember(self, served: list[Explained]) -> list[Explained]:
-        """Keep each served item's source, for `why`."""
         self._sources = {r.item: r.source for r in served}
         return served
 
