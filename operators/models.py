@@ -15,6 +15,8 @@ computed at the position of their last FULL update in the batch, from the models
 they stood after that event; a light update after it means a later full one is on its way
 (the user-state step makes the last update of each of its batches full), so a user's last
 update overall is full and what a user is left with depends only on the event order.
+A user joins a segment for per-segment trending at their clusterer learn points too
+(`state.segmentation.Joined`), not where an output is drafted (a batch end).
 Everything else is seeded or counting-only and all rankings break ties by id.
 
 The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`.
@@ -64,7 +66,7 @@ from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
 from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
-from state.segmentation import Published, Segmentation, Settled
+from state.segmentation import Joined, News, Published, Segmentation, Settled
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 
 __all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
@@ -274,8 +276,6 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 segments = (done.segment, done.segment_name, done.rfm_segment)
                 output = user_output(pending, self.rules, *segments)
                 provisional.pop(last.user_id, None)
-            if output.segment:
-                self.state.recs.assign_segment(last.user_id, output.segment)
             out.append(output)
         for s in by_update.values():
             self._settle(s, out)
@@ -305,12 +305,21 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             interaction = Interaction(u.user_id, item, event.ts, weight, categories)
             self.state.recs.learn(interaction, previous, u.purchased)
 
-    def _segment_news(self, news: list[Published | Settled], out: list[ModelsOut]) -> list[Settled]:
-        """Publish what the segment model published; return the settlements for `_settle`
-        (a settlement may concern an output of this very batch, not sent yet)."""
-        settled = [n for n in news if isinstance(n, Settled)]
-        if len(settled) != len(news):
-            self._publish([n for n in news if not isinstance(n, Settled)], out)
+    def _segment_news(self, news: list[News], out: list[ModelsOut]) -> list[Settled]:
+        """Publish what the segment model published, move users to the segments they joined
+        (per-segment trending); return the settlements for `_settle` (a settlement may
+        concern an output of this very batch, not sent yet)."""
+        settled: list[Settled] = []
+        published: list[Published] = []
+        for n in news:
+            if isinstance(n, Settled):
+                settled.append(n)
+            elif isinstance(n, Joined):
+                self.state.recs.assign_segment(n.user_id, n.segment)
+            else:
+                published.append(n)
+        if published:
+            self._publish(published, out)
         late = self.state.segments.order.late
         if late > self._late_reported:
             SEGMENT_LATE.inc(late - self._late_reported)

@@ -34,6 +34,8 @@ from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
 __all__ = [
+    "Joined",
+    "News",
     "Published",
     "SegmentInfo",
     "SegmentModel",
@@ -88,6 +90,24 @@ class Settled:
 
 
 @dataclass(frozen=True, slots=True)
+class Joined:
+    """A user's cluster segment at one of their clusterer learn points.
+
+    Per-segment trending counts a user's events in this segment. Learn points sit at places
+    fixed by the data (a user's 1st, (1 + n·learn_every)-th update, in event-time order), so
+    what a segment's trending holds never depends on batching; the segment of an output is
+    worked out where the output is drafted, at the end of a batch, which does.
+    """
+
+    user_id: str
+    segment: str
+
+
+#: What the segment model hands the models step.
+News = Published | Settled | Joined
+
+
+@dataclass(frozen=True, slots=True)
 class _Point:
     """A profile waiting for its place in event-time order: to learn from, or to settle."""
 
@@ -136,7 +156,7 @@ class Segmentation:
         device: str | None,
         stamp: Stamp | None = None,
         settle: bool = False,
-    ) -> list[Published | Settled]:
+    ) -> list[News]:
         """Take one update; learn and settle what is due. `features` may be None off learn
         points; `settle` asks for a `Settled` at this update's place (its output was sent)."""
         cluster = (version - 1) % self.learn_every == 0
@@ -157,17 +177,17 @@ class Segmentation:
         self.order.add(stamp, ts, entries)
         return self._apply(self.order.release())
 
-    def progress(self, stamp: Stamp | None, ts: float | None) -> list[Published | Settled]:
+    def progress(self, stamp: Stamp | None, ts: float | None) -> list[News]:
         """A record that brings nothing to learn (dropped upstream) still moves its partition."""
         self.order.add(stamp, ts, ())
         return self._apply(self.order.release())
 
-    def flush(self) -> list[Published | Settled]:
+    def flush(self) -> list[News]:
         """Learn and settle everything still held (end of a bounded input)."""
         return self._apply(self.order.flush())
 
-    def _apply(self, points: list[_Point]) -> list[Published | Settled]:
-        out: list[Published | Settled] = []
+    def _apply(self, points: list[_Point]) -> list[News]:
+        out: list[News] = []
         for p in points:
             if p.learn:
                 self._learn(p, out)
@@ -176,7 +196,7 @@ class Segmentation:
                 out.append(Settled(p.user_id, p.version, segment, name, tier))
         return out
 
-    def _learn(self, p: _Point, out: list[Published | Settled]) -> None:
+    def _learn(self, p: _Point, out: list[News]) -> None:
         self.rfm.learn_one(
             p.user_id,
             p.features.get("recency_days", 0.0),
@@ -187,6 +207,8 @@ class Segmentation:
         if not p.cluster:
             return
         segment = self.segmenter.learn_segment(p.features, p.device)
+        if segment is not None:
+            out.append(Joined(p.user_id, cluster_segment(segment)))
         self._publish_renamed(p.ts, out)
         drifted = self._watch_quality(segment)
         registry = self.segmenter.registry
@@ -222,7 +244,7 @@ class Segmentation:
         self.last_drift = self.drift.check(self.segmenter.registry.anchors)
         return self.last_drift.drifted
 
-    def _publish_renamed(self, ts: float, out: list[Published | Settled]) -> None:
+    def _publish_renamed(self, ts: float, out: list[News]) -> None:
         segmenter = self.segmenter
         for number, name in segmenter.names.items():
             segment = cluster_segment(number)

@@ -12,6 +12,7 @@ from operators.models import ModelParams, ModelsLogic, models
 from operators.records import SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
 from state.clusterers import CLUSTERER_DEFAULTS
+from state.rec_settings import RecSettings
 from state.rfm_tiers import TIERS
 from state.rules import RuleError
 from state.segmenter import DEFAULT_FEATURES
@@ -194,6 +195,18 @@ def test_batch_boundaries_do_not_change_the_final_state() -> None:
     assert final_state(run(updates, params, batch_size=7)) == one_by_one
     assert final_state(run(updates, params, batch_size=1000)) == one_by_one
     assert len(one_by_one[0]) == 20 and one_by_one[1] and one_by_one[2]
+
+
+def test_segment_trending_first_in_the_chain_does_not_depend_on_batching() -> None:
+    """Users join segments at clusterer learn points, fixed by the data: batching once
+    changed which segment an event counted in, and so what segment trending served."""
+    updates = shopping(20)
+    chain = ("segment", "mostpop", "trending")
+    params = ModelParams(warmup=4, k=5, recs=RecSettings(hybrid_fallback=chain))
+    one_by_one = final_state(run(updates, params, batch_size=1))
+    assert any(r.source == "segment" for o in one_by_one[0].values() for r in o.recs)
+    assert final_state(run(updates, params, batch_size=7)) == one_by_one
+    assert final_state(run(updates, params, batch_size=1000)) == one_by_one
 
 
 def test_same_input_gives_identical_outputs() -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from operators.models import ModelParams, ModelsLogic
+from operators.models import ModelParams, ModelsLogic, ModelsState
 from state.cooccurrence import CoOccurrence
 from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid
 from state.rec_settings import RecSettings
 from state.recommender import CoocRecommender
+from state.segmentation import Joined
 from tests.operators.models_support import Users, run, shopping, user_outputs
 
 #: Recommendations from the fused list only (selection is tested in tests/state).
@@ -106,13 +107,22 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
         assert cooc.cooc.neighbors(item) == by_hand.neighbors(item)
 
 
-def test_outputs_pass_their_segment_to_segment_trending() -> None:
+def test_users_join_segment_trending_at_their_learn_points() -> None:
     updates = shopping()
-    logic = ModelsLogic(ModelParams(warmup=4, k=3))
-    outs = user_outputs(list(logic.on_batch(updates)[0]))
+    params = ModelParams(warmup=4, k=3)
+    logic = ModelsLogic(params)
+    logic.on_batch(updates)
     hybrid = logic.state.recs.models["hybrid"]
     assert isinstance(hybrid, Hybrid)
     segment = hybrid.components["segment"]
     assert isinstance(segment, SegmentTrending)
-    last = {o.user_id: o.segment for o in outs if o.segment}
-    assert last and {u: segment.segment_of[u] for u in last} == last
+    alone = ModelsState.fresh(params).segments  # the segment model by itself, same updates
+    joined: dict[str, str] = {}
+    for u in updates:
+        for news in alone.observe(
+            u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device
+        ):
+            if isinstance(news, Joined):
+                assert (u.version - 1) % params.learn_every == 0  # a learn point
+                joined[news.user_id] = news.segment
+    assert joined and dict(segment.segment_of) == joined
