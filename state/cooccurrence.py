@@ -202,7 +202,7 @@ class CoOccurrence:
         n_items = len(self._ids)
         if n_items <= DENSE_FACTOR * len(rows):
             dense = np.bincount(rows, scores, minlength=n_items).astype(np.float64, copy=False)
-            candidates: IntArray = np.flatnonzero(dense).astype(np.int64)
+            candidates: IntArray = dense.nonzero()[0]
             return candidates, dense[candidates]
         candidates, where = np.unique(rows, return_inverse=True)
         summed = np.bincount(where, scores).astype(np.float64, copy=False)
@@ -222,18 +222,18 @@ class CoOccurrence:
         while True:
             best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < total else None
             top_rows = rows if best is None else rows[best]
-            top_scores = scores if best is None else scores[best]
+            top_scores = (scores if best is None else scores[best]).tolist()
             kept = [
-                (-score, ids[row])
-                for row, score in zip(top_rows.tolist(), top_scores.tolist(), strict=True)
-                if ids[row] not in exclude
+                (-score, item)
+                for row, score in zip(top_rows.tolist(), top_scores, strict=True)
+                if (item := ids[row]) not in exclude
             ]
             if len(kept) >= k or wanted == total:
                 break
             wanted = min(total, 4 * wanted)
         kept.sort()
         kept = kept[:k]
-        if kept and wanted < total and -kept[-1][0] <= float(top_scores.min()):
+        if kept and wanted < total and -kept[-1][0] <= min(top_scores):
             kept = self._with_ties(rows, scores, kept, k, exclude)
         return [(item, -neg) for neg, item in kept]
 

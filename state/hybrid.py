@@ -76,6 +76,16 @@ def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
     return out
 
 
+def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
+    """The component whose ranking gave item `index` the most (the first on a tie), among
+    those with an opinion of it (a score above 0): a reason needs an opinion."""
+    best, source = 0.0, pool
+    for name, scores, gains in opinions:
+        if gains[index] > best and scores[index] > 0:
+            best, source = gains[index], name
+    return source
+
+
 @dataclass(frozen=True, slots=True)
 class Explained:
     """One recommendation with its score and the component that proposed it most."""
@@ -159,6 +169,7 @@ class Hybrid:
         self.probes = 0
         self._leader: tuple[int, str] = (-1, FUSED)  # (probes, leader) when last worked out
         self._sources: dict[str, str] = {}  # item → source, of the last list returned
+        self._gain_tables: dict[tuple[float, int], list[float]] = {}
 
     def learn_one(
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
@@ -235,7 +246,7 @@ class Hybrid:
             return []
         items = [item for item, _ in proposed]
         totals = [0.0] * len(items)
-        best: list[tuple[float, str]] = [(0.0, self.pool)] * len(items)
+        opinions: list[tuple[str, list[float], list[float]]] = []  # (name, scores, gains)
         for name, weight in self.weights.items():
             if name == self.pool:
                 scores = [score for _, score in proposed]
@@ -246,13 +257,21 @@ class Hybrid:
             order = sorted(
                 range(len(items)), key=scores.__getitem__, reverse=True
             )  # stable: ties by pool rank
-            for rank, index in enumerate(order, 1):
-                gain = weight / (self.c + rank)
+            gains = [0.0] * len(items)
+            for index, gain in zip(order, self._rank_gains(weight, len(items)), strict=True):
+                gains[index] = gain
                 totals[index] += gain
-                if gain > best[index][0] and scores[index] > 0:  # a reason needs an opinion
-                    best[index] = (gain, name)
+            opinions.append((name, scores, gains))
         ranked = sorted(range(len(items)), key=totals.__getitem__, reverse=True)[:k]
-        return [Explained(items[i], totals[i], best[i][1]) for i in ranked]
+        return [Explained(items[i], totals[i], _source(opinions, i, self.pool)) for i in ranked]
+
+    def _rank_gains(self, weight: float, n: int) -> list[float]:
+        """``weight / (c + rank)`` for ranks 1..n, worked out once per (weight, n)."""
+        key = (weight, n)
+        gains = self._gain_tables.get(key)
+        if gains is None:
+            gains = self._gain_tables[key] = [weight / (self.c + r) for r in range(1, n + 1)]
+        return gains
 
     def _fill(
         self,
