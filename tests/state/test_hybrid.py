@@ -140,12 +140,13 @@ def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None
     hybrid = Hybrid({"a": a}, {"a": 1.0}, pool="a", select=True, probe_every=5, warm_probes=2, k=1)
     for _ in range(10):
         hybrid.learn_one(Interaction("u", "x", 0.0), ("h",))
-    # probes at testable interactions 1, 2 (warm), 5 and 10: four hits of a
+    # probes at testable interactions 1, 2 (warm), 5 and 10: four, decayed
     decay = hybrid.decay
     expected = 0.0
     for _ in range(4):
-        expected = decay * expected + (1 - decay)
-    assert hybrid.hits["a"] == pytest.approx(expected)
+        expected = decay * expected + 1.0
+    assert hybrid.probes == 4
+    assert hybrid.paired[(FUSED, "a")][0] == pytest.approx(expected)
 
 
 def test_credit_decays_by_half_life_and_survives_pickling() -> None:
@@ -153,7 +154,6 @@ def test_credit_decays_by_half_life_and_survives_pickling() -> None:
     hybrid = probing({"a": a, "b": b}, {"a": 1.0}, "a", halflife=1.0, warm_probes=0, k=1)
     hybrid.learn_one(Interaction("u1", "x", 0.0), ("h",))  # fused (= a) holds it, b not
     hybrid.learn_one(Interaction("u2", "y", 0.0), ("h",))  # b holds it, fused not
-    assert hybrid.hits == pytest.approx({FUSED: 0.25, "a": 0.25, "b": 0.5})
     # fused − b: +1 then −1, the first halved by the decay: (0.5 + 1, 0.5 − 1, 0.5 + 1)
     assert hybrid.paired[(FUSED, "b")] == pytest.approx((1.5, -0.5, 1.5))
     assert hybrid.paired[(FUSED, "a")] == pytest.approx((1.5, 0.0, 0.0))
@@ -172,19 +172,21 @@ def test_bad_settings_are_refused() -> None:
         Hybrid({"a": Fixed([])}, {"a": 1.0}, pool="a", depth=0)
 
 
-def test_the_fallback_chain_is_ordered_by_the_probes_hits() -> None:
-    components = {"cooc": Fixed([]), "trending": Fixed(["t"]), "pop": Fixed(["p"])}
-    fixed = Hybrid(components, {"cooc": 1.0}, pool="cooc", fallback=("trending", "pop"))
-    selecting = Hybrid(
-        components, {"cooc": 1.0}, pool="cooc", fallback=("trending", "pop"), select=True
-    )
-    assert selecting.fallback_order() == ["trending", "pop"]  # no evidence: as configured
-    selecting.hits = {"trending": 0.01, "pop": 0.03}
-    assert selecting.fallback_order() == ["pop", "trending"]
-    cold = selecting.recommend_explained("new", (), 0.0, 2, set())
+def test_the_fallback_chain_keeps_its_order_until_a_later_list_beats_an_earlier() -> None:
+    components = {"cooc": Fixed([]), "pop": Fixed(["p"]), "trending": Fixed(["t"])}
+    chain = ("pop", "trending")
+    hybrid = probing(components, {"cooc": 1.0}, "cooc", fallback=chain, halflife=1e9, k=1)
+    cold = hybrid.recommend_explained("new", (), 0.0, 2, set())
     assert [(r.item, r.source) for r in cold] == [("p", "pop"), ("t", "trending")]
-    fixed.hits = {"trending": 0.01, "pop": 0.03}  # without select, the order is the config's
-    assert [r.item for r in fixed.recommend_explained("new", (), 0.0, 2, set())] == ["t", "p"]
+    for n in range(29):  # trending's top 1 holds the item, no other list's does
+        hybrid.learn_one(Interaction(f"u{n}", "t", 0.0), ("h",))
+    assert hybrid.leader() == "pop"  # too few probes to decide anything
+    hybrid.learn_one(Interaction("u29", "t", 0.0), ("h",))
+    assert hybrid.t_stat("trending", "pop") > hybrid.z and hybrid.leader() == "trending"
+    cold = hybrid.recommend_explained("new", (), 0.0, 2, set())
+    assert [(r.item, r.source) for r in cold] == [("t", "trending"), ("p", "pop")]
+    short = hybrid._fill("new", (), 0.0, 2, set(), [])  # a short list still fills in order
+    assert [(r.item, r.source) for r in short] == [("p", "pop"), ("t", "trending")]
 
 
 def test_the_pools_own_order_is_served_when_it_ranks_the_item_better_on_probes() -> None:
