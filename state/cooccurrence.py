@@ -23,6 +23,7 @@ the counts robust, while the next item follows the user's latest few items most 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Collection, Sequence
 
 import numpy as np
@@ -184,25 +185,31 @@ class CoOccurrence:
     def _scores(self, history: Sequence[str]) -> tuple[IntArray, FloatArray] | None:
         """(candidate rows, scores): every recent item's neighbours, weighted and summed."""
         parts_rows: list[IntArray] = []
-        parts_scores: list[FloatArray] = []
+        parts_counts: list[IntArray] = []
+        factors: list[float] = []  # each recent item's weight times its count ** (alpha - 1)
         h_power = self.alpha - 1.0
         for h, weight in self._weights(history).items():
             row = self._row.get(h)
-            if row is None or not self._counts[row] or not self._neighbours[row]:
+            if row is None:
+                continue
+            count = int(self._counts[row])
+            if not count or not self._neighbours[row]:
                 continue
             rows, counts = self._neighbours[row].view()
             parts_rows.append(rows)
-            parts_scores.append(counts * (weight * float(self._counts[row]) ** h_power))
+            parts_counts.append(counts)
+            factors.append(weight * float(count) ** h_power)
         if not parts_rows:
             return None
         rows = np.concatenate(parts_rows)
-        scores = np.concatenate(parts_scores)
+        sizes = np.fromiter(map(len, parts_rows), np.int64, len(parts_rows))
+        scores = np.concatenate(parts_counts) * np.repeat(np.array(factors), sizes)
         if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
             scores *= self._counts[rows].astype(np.float64) ** -self.alpha
         n_items = len(self._ids)
         if n_items <= DENSE_FACTOR * len(rows):
             dense = np.bincount(rows, scores, minlength=n_items).astype(np.float64, copy=False)
-            candidates: IntArray = dense.nonzero()[0]
+            candidates: IntArray = (dense != 0).nonzero()[0]  # 4x faster than on floats
             return candidates, dense[candidates]
         candidates, where = np.unique(rows, return_inverse=True)
         summed = np.bincount(where, scores).astype(np.float64, copy=False)
@@ -217,25 +224,43 @@ class CoOccurrence:
         `exclude`; when exclusions eat them (a heavy user's seen items rank high), four
         times as many are taken, until k survive or the candidates run out.
         """
-        ids, total = self._ids, len(scores)
+        total = len(scores)
         wanted = min(total, 2 * k + 16)
         while True:
             best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < total else None
             top_rows = rows if best is None else rows[best]
-            top_scores = (scores if best is None else scores[best]).tolist()
-            kept = [
-                (-score, item)
-                for row, score in zip(top_rows.tolist(), top_scores, strict=True)
-                if (item := ids[row]) not in exclude
-            ]
+            top_scores = scores if best is None else scores[best]
+            kept, lowest = self._walk(top_rows, top_scores, k, exclude)
             if len(kept) >= k or wanted == total:
                 break
             wanted = min(total, 4 * wanted)
         kept.sort()
         kept = kept[:k]
-        if kept and wanted < total and -kept[-1][0] <= min(top_scores):
+        if kept and wanted < total and -kept[-1][0] <= lowest:
             kept = self._with_ties(rows, scores, kept, k, exclude)
         return [(item, -neg) for neg, item in kept]
+
+    def _walk(
+        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
+    ) -> tuple[list[tuple[float, str]], float]:
+        """(-score, id) of the best candidates not in `exclude`, best first, until `k` are
+        kept and the next score is lower (so ties at the k-th place are all there); and the
+        lowest score among `rows`. Walking in score order turns only those into ids, not
+        every candidate taken (on MovieLens ~60 of 116)."""
+        order = np.argsort(-scores, kind="stable")
+        ranked = scores[order].tolist()
+        ids = self._ids
+        kept: list[tuple[float, str]] = []
+        cut = -math.inf
+        for row, score in zip(rows[order].tolist(), ranked, strict=True):
+            if score < cut:
+                break
+            item = ids[row]
+            if item not in exclude:
+                kept.append((-score, item))
+                if len(kept) == k:
+                    cut = score
+        return kept, ranked[-1]
 
     def _with_ties(
         self,
