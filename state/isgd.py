@@ -170,12 +170,13 @@ class ISGD:
         the positive step (one small mini-batch: a matrix product instead of a Python loop
         of vector operations; with one negative, exactly the sequential step)."""
         lr, reg = self.learning_rate, self.regularization
-        v = self._items[rows]  # a copy (fancy indexing)
-        bias = self._bias[rows]
+        index = np.array(rows)  # converted once for the four fancy-indexing operations
+        v = self._items[index]  # a copy
+        bias = self._bias[index]
         err = -(v @ u) - bias
         du = lr * (err @ v - len(rows) * reg * u)
-        self._items[rows] = v + lr * (np.outer(err, u) - reg * v)
-        self._bias[rows] = bias + self.bias_learning_rate * (err - reg * bias)
+        self._items[index] = v + lr * (err[:, None] * u - reg * v)  # the outer product
+        self._bias[index] = bias + self.bias_learning_rate * (err - reg * bias)
         u += du
 
     def _pick_negatives(self, seen: set[int]) -> list[int]:
@@ -265,7 +266,8 @@ class ISGD:
         if not items:
             return []
         rows = [self._item_row.get(item, -1) for item in items]
-        scores = self._bias[rows] if u is None else self._items[rows] @ u + self._bias[rows]
+        index = np.array(rows)
+        scores = self._bias[index] if u is None else self._items[index] @ u + self._bias[index]
         return [0.0 if row < 0 else float(s) for row, s in zip(rows, scores.tolist(), strict=True)]
 
     # ------------------------------------------------------------------ state
