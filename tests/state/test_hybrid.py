@@ -135,6 +135,26 @@ def test_select_serves_popularity_until_a_personal_list_beats_it() -> None:
     assert [(r.item, r.source) for r in served] == [("c1", "cooc"), ("c2", "cooc"), ("p1", "pop")]
 
 
+def test_popularity_is_no_longer_the_default_once_a_personal_list_has_led() -> None:
+    components = {"cooc": Fixed(["c1", "c2"]), "pop": Fixed(["p1", "p2"])}
+    hybrid = probing(components, {"cooc": 1.0}, "cooc", fallback=("pop",), halflife=1e9, k=2)
+    for n in range(30):  # popularity leads...
+        hybrid.learn_one(Interaction(f"u{n}", "p1", 0.0), ("h",))
+    for n in range(48):  # ... until co-occurrence's items make the fused list beat it
+        hybrid.learn_one(Interaction(f"v{n}", "c1", 0.0), ("h",))
+    assert hybrid.leading == FUSED and hybrid.personal
+    hybrid.learn_one(Interaction("w0", "p1", 0.0), ("h",))  # noise: the lead is no longer
+    assert 0 < hybrid.t_stat(FUSED, "pop") <= hybrid.z  # significant, yet the fused list stays
+    assert hybrid.leading == FUSED and hybrid.preference()[-1] == "pop"
+    served = hybrid.recommend_explained("u", ("h",), 0.0, 2, set())
+    assert [r.item for r in served] == ["c1", "c2"]
+    for n in range(1, 100):  # popularity comes back only when it beats the fused list
+        hybrid.learn_one(Interaction(f"w{n}", "p1", 0.0), ("h",))
+        if hybrid.leading != FUSED:
+            break
+    assert hybrid.leading == "pop" and hybrid.t_stat("pop", FUSED) > hybrid.z
+
+
 def test_probes_are_every_nth_testable_interaction_after_the_warm_ones() -> None:
     a = Fixed(["x"])
     hybrid = Hybrid({"a": a}, {"a": 1.0}, pool="a", select=True, probe_every=5, warm_probes=2, k=1)
