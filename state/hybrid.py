@@ -45,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from state.recommender import Interaction, Recommender, Scored
 
@@ -375,3 +376,14 @@ class Hybrid:
     def forget(self, user: str, history: Sequence[str]) -> None:
         for model in self.components.values():
             model.forget(user, history)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot; one taken before `leading` existed (up to 2026-12-03, with a
+        `_leader` cache instead) gets its leader worked out from its probes, so a recovery
+        store written by the earlier release resumes instead of failing at the first list."""
+        self.__dict__.update(state)
+        if "leading" not in state:
+            self.__dict__.pop("_leader", None)
+            self.personal = False
+            self.leading = self.leader()
+            self.personal = self.leading not in self.fallback
