@@ -213,6 +213,10 @@ class Hybrid:
                 d = gains[a] - gains[b]
                 n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
                 self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
+        self._lead()
+
+    def _lead(self) -> None:
+        """Serve `leader` from now on; a personal list leading makes the chain a last resort."""
         self.leading = self.leader()
         self.personal = self.personal or self.leading not in self.fallback
 
@@ -385,5 +389,4 @@ class Hybrid:
         if "leading" not in state:
             self.__dict__.pop("_leader", None)
             self.personal = False
-            self.leading = self.leader()
-            self.personal = self.leading not in self.fallback
+            self._lead()
