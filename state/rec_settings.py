@@ -63,6 +63,7 @@ class RecSettings:
     hybrid_fallback: tuple[str, ...] = FALLBACKS
     hybrid_select: bool = True
     hybrid_probe_every: int = 20
+    hybrid_warm_probes: int = 5000
     event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
     seed: int = 42
 
@@ -72,6 +73,8 @@ class RecSettings:
             raise ValueError(f"recs.event_weights must be whole numbers >= 1, got {bad}")
         if self.hybrid_probe_every < 1:
             raise ValueError(f"recs.hybrid_probe_every must be >= 1, got {self.hybrid_probe_every}")
+        if self.hybrid_warm_probes < 0:
+            raise ValueError(f"recs.hybrid_warm_probes must be >= 0, got {self.hybrid_warm_probes}")
         unknown = set(self.hybrid_fallback) - set(FALLBACKS)
         if unknown or not self.hybrid_fallback:
             raise ValueError(
@@ -132,6 +135,7 @@ def _hybrid(settings: RecSettings) -> Hybrid:
         fallback=tuple(settings.hybrid_fallback),
         select=settings.hybrid_select,
         probe_every=settings.hybrid_probe_every,
+        warm_probes=settings.hybrid_warm_probes,
         k=settings.k,
         halflife=SELECT_HALFLIFE / settings.hybrid_probe_every,
     )

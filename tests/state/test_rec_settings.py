@@ -34,8 +34,9 @@ def test_settings_from_the_config_table_and_event_weights() -> None:
     hybrid = build("hybrid", settings)
     assert isinstance(hybrid, Hybrid) and not hybrid.select
     assert hybrid.weights == {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
-    probing = build("hybrid", RecSettings(hybrid_probe_every=10, k=20))
+    probing = build("hybrid", RecSettings(hybrid_probe_every=10, hybrid_warm_probes=7, k=20))
     assert isinstance(probing, Hybrid) and probing.probe_every == 10 and probing.k == 20
+    assert probing.warm_probes == 7 and hybrid.warm_probes == 5000
     # the self-test's memory is set in interactions: 50,000, whatever the probe rate
     assert probing.decay == pytest.approx(0.5 ** (1 / 5000))
     with pytest.raises(ValueError, match="unknown recommender"):
@@ -49,6 +50,8 @@ def test_bad_weights_are_refused() -> None:
         RecSettings(event_weights={"purchase": 1.5})  # type: ignore[dict-item]
     with pytest.raises(ValueError, match="hybrid_probe_every"):
         RecSettings(hybrid_probe_every=0)
+    with pytest.raises(ValueError, match="hybrid_warm_probes"):
+        RecSettings(hybrid_warm_probes=-1)
     with pytest.raises(ValueError, match="hybrid_weights"):
         RecSettings(hybrid_weights={"cooc": -1.0})
     with pytest.raises(ValueError, match="hybrid_fallback"):
