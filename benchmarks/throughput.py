@@ -12,7 +12,11 @@ shifted times) and with every model on:
    does not pay that again, and the second row is its steady state.
 
     python benchmarks/throughput.py [--events 200000] [--rate 5000] [--warmup 10000]
-                                    [--redis-url URL]
+                                    [--recovery] [--redis-url URL]
+
+Without --recovery the flow runs without a recovery store (Bytewax still snapshots every
+stateful step at each epoch end); with it, as `tailor run` does by default, the snapshots are
+also written to a fresh store in a temporary directory every `recovery.snapshot_interval_s`.
 
 Without --redis-url a throw-away redis-server is started on a free port.
 """
@@ -39,6 +43,7 @@ from bytewax.testing import run_main
 
 from flows.config import Config, load_config
 from flows.demo import processed_events
+from flows.recovery import recovery_settings
 from flows.runner import tune_gc
 from flows.sample import generate
 from flows.worker import build_redis_flow
@@ -160,6 +165,23 @@ def rss_mb() -> float:
     return 0.0
 
 
+def run_flow(config: Config) -> None:
+    """One worker over the streams, as `tailor run` would run it: with a recovery store
+    (a fresh one in a temporary directory) when `recovery.enabled`, else none."""
+    flow = build_redis_flow(config)
+    if not config["recovery"]["enabled"]:
+        run_main(flow)
+        return
+    with tempfile.TemporaryDirectory() as scratch:
+        recovery = recovery_settings(config.with_value("recovery", "dir", scratch))
+        assert recovery is not None
+        run_main(
+            flow,
+            epoch_interval=recovery.epoch_interval,
+            recovery_config=recovery.recovery_config,
+        )
+
+
 def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> dict[str, float]:
     n = len(payloads)
     for start in range(0, n, 10_000):
@@ -168,7 +190,7 @@ def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> d
     before = processed_events()
     tune_gc()
     started = time.perf_counter()
-    run_main(build_redis_flow(config.with_value("source", "stop_when_drained", True)))
+    run_flow(config.with_value("source", "stop_when_drained", True))
     elapsed = time.perf_counter() - started
     users = metrics.ACTIVE_USERS._value.get()  # type: ignore[attr-defined]
     return {
@@ -216,7 +238,7 @@ def paced_run(
     lifecycle.reset()
     feeder = threading.Thread(target=feed, daemon=True)
     feeder.start()
-    run_main(build_redis_flow(config.with_value("source", "stop_when_drained", False)))
+    run_flow(config.with_value("source", "stop_when_drained", False))
     feeder.join()
     lifecycle.reset()
     return {
@@ -235,11 +257,15 @@ def main() -> None:
     parser.add_argument("--redis-url")
     parser.add_argument("--data", choices=("movielens", "sample"), default="movielens")
     parser.add_argument("--model", default="hybrid", help="the recommender every user is served")
+    parser.add_argument(
+        "--recovery", action="store_true", help="snapshot to a recovery store, as `tailor run`"
+    )
     args = parser.parse_args()
     server, url = (None, args.redis_url) if args.redis_url else start_server()
     config = load_config(env={}).with_value("redis", "url", url)
     config = config.with_value("redis", "prefix", PREFIX).with_value("metrics", "port", 0)
     config = config.with_value("recs", "variant_models", {"all": args.model})
+    config = config.with_value("recovery", "enabled", args.recovery)
     client = redis.Redis.from_url(url)
     try:
         rows = movielens_rows() if args.data == "movielens" else sample_rows()
