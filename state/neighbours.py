@@ -127,8 +127,9 @@ class Neighbours:
         return rows.copy(), counts.copy()
 
     def __setstate__(self, state: tuple[IntArray, IntArray]) -> None:
+        """From (rows, counts) of any integer type (snapshots pack them as 32-bit ones)."""
         rows, counts = state
-        self._rows, self._counts = rows.copy(), counts.copy()
+        self._rows, self._counts = rows.astype(np.int64), counts.astype(np.int64)
         if len(self._rows) == 0:
             self._rows, self._counts = np.empty(_INITIAL, np.int64), np.zeros(_INITIAL, np.int64)
         self._slot = dict(zip(rows.tolist(), range(len(rows)), strict=True))

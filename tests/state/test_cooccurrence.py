@@ -7,6 +7,7 @@ import pickle
 from collections import defaultdict
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from state.cooccurrence import CoOccurrence
@@ -220,3 +221,25 @@ def test_a_packed_snapshot_restores_every_neighbour_and_keeps_learning_alike() -
         learn_sessions(twin, [["i1", "i2", "new"]])
     assert clone.recommend(["i1", "i2"], 5, set()) == model.recommend(["i1", "i2"], 5, set())
     assert pickle.loads(pickle.dumps(CoOccurrence())).recommend(["a"], 3, set()) == []
+
+
+def test_a_snapshot_packs_32_bit_integers_and_an_older_64_bit_one_still_loads() -> None:
+    model = CoOccurrence()
+    learn_sessions(model, [["a", "b", "c"], ["b", "c", "d"], ["a", "d"]])
+    _sizes, rows, counts = model.__getstate__()["_packed"]  # type: ignore[misc]
+    assert rows.dtype == counts.dtype == np.int32  # half the bytes of every snapshot
+    older = model.__getstate__()
+    older["_packed"] = (_sizes, rows.astype(np.int64), counts.astype(np.int64))
+    for state in (model.__getstate__(), older):
+        clone = CoOccurrence.__new__(CoOccurrence)
+        clone.__setstate__(state)
+        assert all(clone.neighbors(i) == model.neighbors(i) for i in "abcd")
+        clone.learn_one(["a"], "b")  # learning works on the restored arrays
+        assert clone.cooc("a", "b") == model.cooc("a", "b") + 1
+
+
+def test_counts_too_large_for_32_bits_are_kept_whole() -> None:
+    model = CoOccurrence()
+    model.learn_one(["a"], "b", weight=2**31)
+    clone = pickle.loads(pickle.dumps(model))
+    assert clone.cooc("a", "b") == 2**31
