@@ -226,10 +226,10 @@ def test_a_packed_snapshot_restores_every_neighbour_and_keeps_learning_alike() -
 def test_a_snapshot_packs_32_bit_integers_and_an_older_64_bit_one_still_loads() -> None:
     model = CoOccurrence()
     learn_sessions(model, [["a", "b", "c"], ["b", "c", "d"], ["a", "d"]])
-    _sizes, rows, counts = model.__getstate__()["_packed"]  # type: ignore[misc]
+    sizes, rows, counts = model.__getstate__()["_packed"]  # type: ignore[misc]
     assert rows.dtype == counts.dtype == np.int32  # half the bytes of every snapshot
     older = model.__getstate__()
-    older["_packed"] = (_sizes, rows.astype(np.int64), counts.astype(np.int64))
+    older["_packed"] = (sizes, rows.astype(np.int64), counts.astype(np.int64))
     for state in (model.__getstate__(), older):
         clone = CoOccurrence.__new__(CoOccurrence)
         clone.__setstate__(state)
