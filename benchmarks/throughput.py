@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import csv
 import multiprocessing
+import multiprocessing.synchronize
 import os
 import resource
 import shutil
@@ -210,7 +211,12 @@ def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> d
 
 
 def produce(
-    url: str, payloads: list[bytes], warmup: int, rate: float, partitions: int, go: Any
+    url: str,
+    payloads: list[bytes],
+    warmup: int,
+    rate: float,
+    partitions: int,
+    go: multiprocessing.synchronize.Event,
 ) -> None:
     """The producer, in its own process as in a deployment (in the worker's process it took
     ~15% of the GIL): the first `warmup` events at once, then, once `go` is set, the rest at

@@ -332,12 +332,8 @@ class CoOccurrence:
         views = [neighbours.view() for neighbours in state.pop("_neighbours")]
         state["_packed"] = (
             np.fromiter((len(rows) for rows, _ in views), np.int64, len(views)),
-            _narrow(
-                np.concatenate([rows for rows, _ in views]) if views else np.empty(0, np.int64)
-            ),
-            _narrow(
-                np.concatenate([counts for _, counts in views]) if views else np.empty(0, np.int64)
-            ),
+            _pack([rows for rows, _ in views]),
+            _pack([counts for _, counts in views]),
         )
         return state
 
@@ -359,8 +355,9 @@ class CoOccurrence:
         return int(np.count_nonzero(self._counts[: len(self._ids)]))
 
 
-def _narrow(values: IntArray) -> npt.NDArray[np.int32] | IntArray:
-    """`values` as 32-bit integers when every one fits, else as they are."""
+def _pack(parts: list[IntArray]) -> npt.NDArray[np.int32] | IntArray:
+    """`parts` end to end, as 32-bit integers when every value fits, else as 64-bit ones."""
+    values = np.concatenate(parts) if parts else np.empty(0, np.int64)
     info = np.iinfo(np.int32)
     if len(values) == 0 or (values.min() >= info.min and values.max() <= info.max):
         return values.astype(np.int32)
