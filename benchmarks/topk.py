@@ -51,7 +51,7 @@ def isgd_us(n: int, k: int, exclude: set[str]) -> float:
 
 
 def cooc_us(n: int, k: int, exclude: set[str], rng: np.random.Generator) -> float:
-    model = CoOccurrence(max_neighbors=300, window=10, alpha=0.0)
+    model = CoOccurrence(max_neighbors=300, window=10, alpha=0.25)
     history: list[str] = []
     for item in _items(n, rng, 200_000):
         model.learn_one(history, item)

@@ -47,7 +47,7 @@ class RecSettings:
     k: int = 10  # list length (the self-test scores lists of this length)
     cooc_max_neighbors: int = 300
     cooc_window: int = 10
-    cooc_alpha: float = 0.0
+    cooc_alpha: float = 0.25
     trending_halflife_s: float = 86400.0
     isgd_factors: int = 10
     isgd_learning_rate: float = 0.3
