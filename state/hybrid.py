@@ -9,7 +9,7 @@ weighted component *rank that pool* by its own score (ISGD's u·i, the match of 
 categories with the user's taste, ...); an item earns ``weight / (c + rank)`` from each
 ranking (reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with per-model
 weights). The other models cannot push in items the proposer never saw, so they refine its
-order instead of diluting it: MovieLens Recall@10 0.1156 (co-occurrence alone) → 0.1211.
+order instead of diluting it: MovieLens Recall@10 0.1142 (co-occurrence alone) → 0.1207.
 
 No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
 on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
@@ -30,8 +30,9 @@ Cold start: a user with no history gets the first non-empty list of `fallback` (
 popularity, trending in the user's segment, trending overall), and a short list is filled from
 it, in the configured order: ordering it by each list's own hits on the probes chose trending
 on Online Retail, where popularity is the better filler of co-occurrence's short lists (77,370
-against 77,380 hits); a later list is still served before an earlier one when it beats it on
-the probes (`leader`). Each recommendation carries the component that contributed most to it.
+against 77,380 hits, undamped co-occurrence); a later list is still served before an earlier
+one when it beats it on the probes (`leader`). Each recommendation carries the component that
+contributed most to it.
 
 >>> from state.recommender import Interaction, MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
@@ -314,7 +315,8 @@ class Hybrid:
         model is a popular item clicked by ten new sessions in its last 35 seconds). The fused
         list takes over once it beats popularity (MovieLens: after ~140 probes); a component's
         own list is served only when it beats the fused one (Online Retail: co-occurrence's
-        own order, after ~1,600 probes).
+        own order, after ~4,800 scored interactions). The figures below were measured with
+        undamped co-occurrence (`cooc_alpha` 0, the default until 2026-12-04).
 
         Once a personal list has led (at a probe), the chain moves to the end of `preference`:
         its lead has to be significant to count, its loss did not, so noise that makes the
