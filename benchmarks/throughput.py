@@ -179,11 +179,7 @@ def run_flow(config: Config) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         recovery = recovery_settings(config.with_value("recovery", "dir", scratch))
         assert recovery is not None
-        run_main(
-            flow,
-            epoch_interval=recovery.epoch_interval,
-            recovery_config=recovery.recovery_config,
-        )
+        run_main(flow, **recovery.run_arguments())
 
 
 def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> dict[str, float]:

@@ -19,6 +19,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
@@ -46,6 +47,11 @@ class RecoverySettings:
     epoch_interval: timedelta
     store: Path
     created: bool
+
+    def run_arguments(self) -> dict[str, Any]:
+        """The keyword arguments that turn recovery on in Bytewax's `cli_main` and
+        `run_main`, so every runner of the flow (the worker, the benchmarks) passes the same."""
+        return {"epoch_interval": self.epoch_interval, "recovery_config": self.recovery_config}
 
 
 def partition_files(store: Path) -> list[Path]:

@@ -87,15 +87,7 @@ def run_worker(
     lifecycle.reset()
     install_signal_handlers()
     cluster = cluster_settings(config)
-    if recovery is None:
-        cli_main(flow, **cluster)
-        return
-    cli_main(
-        flow,
-        **cluster,
-        epoch_interval=recovery.epoch_interval,
-        recovery_config=recovery.recovery_config,
-    )
+    cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
 
 
 def cluster_settings(config: Config) -> dict[str, Any]:
