@@ -26,18 +26,18 @@ _SECRET_QUERY = re.compile(r"(^|&)([^=&]*password[^=&]*)=([^&]*)", re.IGNORECASE
 
 
 def malformed_userinfo(url: str) -> bool:
-    """Whether an ``@`` sits outside the URL's authority: a user name or password holding an
-    unencoded ``/``, ``#`` or ``?`` that a parser would read as host, port or path.
+    """Whether an ``@`` sits outside the URL's authority: most likely a user name or password
+    holding an unencoded ``/``, ``#`` or ``?``, which a parser reads as host, port, path or
+    query (an ``@`` meant for a query value must be percent-encoded too).
 
-    >>> malformed_userinfo("redis://:pa/ss@h:6379/0"), malformed_userinfo("redis://:p%2Fss@h/0")
+    >>> malformed_userinfo("redis://:pa?ss@h:6379/0"), malformed_userinfo("redis://:p%3Fss@h/0")
     (True, False)
     """
-    head = url.split("?", 1)[0]
     try:
         netloc = urlsplit(url).netloc
     except ValueError:
         return True
-    return "@" in head and "@" not in netloc
+    return "@" in url and "@" not in netloc
 
 
 def redact_url(url: str) -> str:
