@@ -153,3 +153,18 @@ def test_no_command_prints_the_password(
     assert "redis.url: cannot be parsed" in malformed.stderr
     assert "percent-encode" in malformed.stderr
     assert_no_password(malformed)
+
+
+def test_a_configuration_error_never_quotes_the_password(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The last net: a message that quotes the URL in a form `redact_url` cannot see (here a
+    type error quoting a TOML array) is scrubbed where the CLI prints it."""
+    from flows.cli import main
+
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("TAILOR_REDIS_URL", f'["redis://:{PASSWORD}@127.0.0.1:6379/0"]')
+    assert main(["inspect", "u1"]) == 2
+    printed = capsys.readouterr().err
+    assert printed.startswith("tailor: configuration error: redis.url: expected str")
+    assert not [fragment for fragment in FRAGMENTS if fragment in printed], printed
