@@ -22,6 +22,7 @@ from operators.control import blocklist_key, control_key, optout_key
 from operators.keys import (
     churn_key,
     deadletter_stream,
+    demo_marker_key,
     model_key,
     quality_key,
     recs_key,
@@ -34,11 +35,6 @@ from operators.routing import stream_key
 
 #: Keys deleted per UNLINK: one round trip per batch, without one huge command.
 UNLINK_BATCH = 500
-
-
-def marker_key(prefix: str) -> str:
-    """String set by `tailor demo` on the prefix it writes to: "an earlier demo wrote here"."""
-    return f"{prefix}:demo"
 
 
 def glob_escape(text: str) -> str:
@@ -69,7 +65,7 @@ def _schema_patterns() -> tuple[str, ...]:
         control_key(""),
         optout_key(""),
         blocklist_key(""),
-        marker_key(""),
+        demo_marker_key(""),
     )
     return tuple(pattern.removeprefix(":") for pattern in (*per_id, *single))
 
@@ -97,6 +93,11 @@ class PrefixState:
     tailor_keys: int
     marked: bool
 
+    @property
+    def free(self) -> bool:
+        """Whether the demo may take the prefix as it is: empty, or marked by a demo."""
+        return self.marked or self.keys == 0
+
     def refusal(self) -> str:
         """One line: why the demo stopped, and the two ways on."""
         return (
@@ -113,7 +114,7 @@ def prefix_state(client: redis.Redis, prefix: str) -> PrefixState:
     for key in keys_under(client, prefix):
         keys += 1
         tailor += is_tailor_key(prefix, key)
-    return PrefixState(prefix, keys, tailor, bool(client.exists(marker_key(prefix))))
+    return PrefixState(prefix, keys, tailor, bool(client.exists(demo_marker_key(prefix))))
 
 
 def claim(client: redis.Redis, prefix: str) -> int:
@@ -121,11 +122,11 @@ def claim(client: redis.Redis, prefix: str) -> int:
 
     The marker goes first, so a demo stopped half-way is still recognised by the next run.
     """
-    client.set(marker_key(prefix), "written by `tailor demo`; it clears Tailor's keys here")
+    client.set(demo_marker_key(prefix), "written by `tailor demo`; it clears Tailor's keys here")
     doomed = [
         key
         for key in keys_under(client, prefix)
-        if is_tailor_key(prefix, key) and key != marker_key(prefix).encode()
+        if is_tailor_key(prefix, key) and key != demo_marker_key(prefix).encode()
     ]
     for start in range(0, len(doomed), UNLINK_BATCH):
         client.unlink(*doomed[start : start + UNLINK_BATCH])

@@ -17,7 +17,8 @@ import orjson
 import pytest
 import redis
 
-from flows.demo_prefix import is_tailor_key, keys_under, marker_key
+from flows.demo_prefix import claim, is_tailor_key, keys_under
+from operators.keys import demo_marker_key
 from tests.conftest import RedisServer
 
 PASSWORD = "Pw0rd-Xq7"
@@ -100,7 +101,7 @@ def test_demo_keeps_what_it_did_not_write(
     assert reset.returncode == 0, reset.stderr[-3000:]
     assert "users with a profile: 40" in reset.stdout
     assert locked.get(PRECIOUS) == b"keep me"
-    assert locked.exists(marker_key(PREFIX))
+    assert locked.exists(demo_marker_key(PREFIX))
 
     again = tailor(url, tmp_path, "demo", "--users", "40")
     assert again.returncode == 0, again.stderr[-3000:]
@@ -168,3 +169,13 @@ def test_a_configuration_error_never_quotes_the_password(
     printed = capsys.readouterr().err
     assert printed.startswith("tailor: configuration error: redis.url: expected str")
     assert not [fragment for fragment in FRAGMENTS if fragment in printed], printed
+
+
+def test_a_prefix_with_glob_characters_is_matched_literally(r: redis.Redis) -> None:
+    """Prefix ``a*`` names the keys ``a*:...``, not every key starting with ``a``."""
+    r.set("a*:user:u1", "demo's")
+    r.set("ab:user:u1", "someone else's")
+    r.set("a*:notes", "someone else's, under the same prefix")
+    assert sorted(keys_under(r, "a*")) == [b"a*:notes", b"a*:user:u1"]
+    assert claim(r, "a*") == 1
+    assert sorted(r.keys()) == [b"a*:demo", b"a*:notes", b"ab:user:u1"]
