@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from flows.config import Config, ConfigError, load_config
+from operators.redact import scrub
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -30,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="feed the bundled sample through a worker")
     demo.add_argument("--users", type=int, default=1500, help="users in the generated sample")
     demo.add_argument("--follow", action="store_true", help="keep running after the sample")
+    demo.add_argument(
+        "--reset",
+        action="store_true",
+        help="on a prefix an earlier demo did not write: delete Tailor's keys there first",
+    )
     produce = commands.add_parser("produce", help="publish a file of events to the streams")
     produce.add_argument("file", type=Path)
     produce.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
@@ -108,7 +114,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
 def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
     from flows.demo import run_demo
 
-    return run_demo(config, users=args.users, follow=args.follow)
+    return run_demo(config, users=args.users, follow=args.follow, reset=args.reset)
 
 
 def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
@@ -291,11 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         pin_hash_seed()
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    urls = [os.environ.get("REDIS_URL", ""), os.environ.get("TAILOR_REDIS_URL", "")]
     try:
         config = load_config(args.config)
+        urls.append(config.redis_url)
         return COMMANDS[args.command](config, args)
-    except ConfigError as exc:
-        print(f"tailor: configuration error: {exc}", file=sys.stderr)
+    except ConfigError as exc:  # the message may quote a server's reply or a URL
+        print(f"tailor: configuration error: {scrub(str(exc), *urls)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `tailor inspect u | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

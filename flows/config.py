@@ -15,6 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from redis.connection import parse_url
+
+from operators.redact import malformed_userinfo, redact_url
 from state.event import parse_ts
 
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
@@ -83,6 +86,11 @@ class Config:
 
     values: dict[str, dict[str, Any]]
 
+    def __repr__(self) -> str:
+        """Without the Redis password: a Config can end up in a log line or a traceback."""
+        shown = {**self.values, "redis": {**self.values["redis"], "url": self.shown_redis_url}}
+        return f"Config(values={shown!r})"
+
     def __getitem__(self, section: str) -> dict[str, Any]:
         return self.values[section]
 
@@ -95,6 +103,11 @@ class Config:
     @property
     def redis_url(self) -> str:
         return str(self.values["redis"]["url"])
+
+    @property
+    def shown_redis_url(self) -> str:
+        """`redis_url` as it may be printed or logged: its password replaced by ***."""
+        return redact_url(self.redis_url)
 
     @property
     def prefix(self) -> str:
@@ -244,6 +257,7 @@ def _check_values(values: dict[str, Any]) -> None:
         if value not in allowed:
             raise ConfigError(f"{'.'.join(path)}: must be one of {sorted(allowed)}, got {value!r}")
     _check_lists(values)
+    _check_redis_url(values["redis"]["url"])
     try:
         parse_ts(values["validation"]["min_ts"])
     except ValueError as exc:
@@ -258,6 +272,25 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError("metrics.port: must be between 0 and 65535")
     if values["source"]["kind"] == "replay" and not values["source"]["replay_paths"]:
         raise ConfigError("source.replay_paths: kind = 'replay' needs at least one file")
+
+
+def _check_redis_url(url: str) -> None:
+    """Refuse a URL redis-py would misread, without quoting it: the parser's own errors quote
+    pieces of the URL, and with an unencoded ``/``, ``#`` or ``?`` in the password those
+    pieces are the password (read as a port number or a database)."""
+    if not url:
+        return
+    if not url.lower().startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError("redis.url: must start with redis://, rediss:// or unix://")
+    if malformed_userinfo(url):
+        raise ConfigError(
+            f"redis.url: cannot be parsed ({redact_url(url)}); percent-encode '/', '#', '?' "
+            "and '@' in the user name and password (e.g. / as %2F)"
+        )
+    try:
+        parse_url(url)
+    except ValueError as exc:
+        raise ConfigError(f"redis.url: cannot be parsed ({redact_url(url)})") from exc
 
 
 def _check_lists(values: dict[str, Any]) -> None:

@@ -3,17 +3,22 @@
 Starts an embedded Redis when no REDIS_URL is given, publishes the bundled sample to the
 event streams, runs a real worker over them while printing progress, and ends with what
 came out and where to look. It writes under the prefix "tailor-demo" unless the config
-names another, and clears that prefix first so a second run starts clean.
+names another, and clears Tailor's keys there first so a second run starts clean; on a Redis
+it shares, only a prefix it marked earlier or one it is told to `--reset`
+(`flows.demo_prefix`). The Redis URL it prints never shows the password.
 """
 
 from __future__ import annotations
 
+import shlex
+import sys
 import threading
 from pathlib import Path
 
 import redis
 
 from flows.config import Config
+from flows.demo_prefix import claim, glob_escape, prefix_state
 from flows.embedded import DEMO_DIR, EmbeddedRedis
 from flows.produce import produce
 from flows.progress import Progress
@@ -36,11 +41,6 @@ def processed_events() -> int:
             if s.name.endswith("_total")
         )
     )
-
-
-def _clear_prefix(client: redis.Redis, prefix: str) -> None:
-    for key in client.scan_iter(match=f"{prefix}:*", count=1000):
-        client.unlink(key)
 
 
 def _watch(total: int, done: threading.Event) -> None:
@@ -67,7 +67,8 @@ def _latency_quantile(q: float) -> float | None:
 
 
 def _summary(client: redis.Redis, prefix: str, produced: int) -> list[str]:
-    users = sum(1 for _ in client.scan_iter(match=f"{prefix}:user:*", count=1000))
+    pattern = f"{glob_escape(prefix)}:user:*"
+    users = sum(1 for _ in client.scan_iter(match=pattern, count=1000))
     p50, p99 = _latency_quantile(0.5), _latency_quantile(0.99)
     lines = [
         f"events published: {produced}, processed: {processed_events()}, "
@@ -89,9 +90,9 @@ def _where_to_look(
     prefix: str, embedded: EmbeddedRedis | None, metrics_url: str | None, live: bool
 ) -> list[str]:
     """Keys, commands and the metrics URL; redis-cli lines only while the server is up."""
-    inspect = "tailor inspect user-00042" + (
-        "" if embedded or prefix == DEMO_PREFIX else f"   (with redis.prefix = {prefix!r})"
-    )
+    inspect = "tailor inspect user-00042"
+    if not embedded:  # `tailor inspect` reads redis.prefix, which the demo may have replaced
+        inspect = f"TAILOR_REDIS_PREFIX={shlex.quote(prefix)} {inspect}"
     lines = [
         "where to look:",
         f"  {inspect}                       (profile and recommendations)",
@@ -114,8 +115,12 @@ def _where_to_look(
     return lines
 
 
-def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
-    """Publish the sample, run a worker over it, then summarise (or keep running: `follow`)."""
+def run_demo(config: Config, users: int = 1500, follow: bool = False, reset: bool = False) -> int:
+    """Publish the sample, run a worker over it, then summarise (or keep running: `follow`).
+
+    Returns 2, having changed nothing, when the prefix on a shared Redis holds keys no
+    earlier demo wrote and `reset` is not given.
+    """
     prefix = DEMO_PREFIX if config.prefix == "tailor" else config.prefix
     embedded = None if config.redis_url else EmbeddedRedis()
     url = embedded.url if embedded else config.redis_url
@@ -126,10 +131,18 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False) -> int:
     config = config.with_value("recovery", "enabled", False)
     try:
         client = redis.Redis.from_url(url)
-        _clear_prefix(client, prefix)
+        found = prefix_state(client, prefix)
+        if not (embedded or reset or found.free):  # the embedded server is the demo's own
+            print(found.refusal(), file=sys.stderr)
+            client.close()
+            return 2
+        claim(client, prefix)
         produced = _publish(config, DEMO_DIR / "sample-events.jsonl", users)
         metrics_url = start_metrics(config, fallback_to_any_port=True)
-        print(f"running the worker (Redis: {url}, metrics: {metrics_url or 'off'})")
+        print(
+            f"running the worker (Redis: {config.shown_redis_url}, prefix: {prefix}, "
+            f"metrics: {metrics_url or 'off'})"
+        )
         if follow:
             print("\n".join(_where_to_look(prefix, embedded, metrics_url, live=True)))
             print("the worker keeps running: publish more with `tailor produce`; Ctrl-C stops it")

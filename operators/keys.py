@@ -49,6 +49,8 @@ Key                              Type     Contents
                                           `state.event.REASONS`), ``detail``, ``payload``
                                           (the raw bytes, unchanged), ``origin``,
                                           ``offset``; ``MAXLEN ~ output.deadletter_maxlen``.
+``{p}:demo``                     string   Set by ``tailor demo`` on the prefix it writes:
+                                          a later demo may clear this prefix's Tailor keys.
 ===============================  =======  ==================================================
 
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
@@ -117,3 +119,9 @@ def updates_stream(prefix: str) -> str:
 def deadletter_stream(prefix: str) -> str:
     """Stream of refused input, raw payload included, for inspection and replay."""
     return f"{prefix}:deadletter"
+
+
+def demo_marker_key(prefix: str) -> str:
+    """String set by `tailor demo` on its prefix: "an earlier demo wrote here" (see
+    `flows.demo_prefix`)."""
+    return f"{prefix}:demo"
