@@ -132,6 +132,23 @@ def _script_needs(
     return needs
 
 
+def acl_rules(prefix: str) -> list[str]:
+    """The least a worker's ACL user needs: its keys and channel, and each command it sends.
+
+    >>> " ".join(acl_rules("shop")[:7])
+    'resetkeys ~shop:* resetchannels &shop:* -@all +ping +multi'
+    """
+    commands = dict.fromkeys(need.command for need in worker_needs(prefix, 1))
+    return [
+        "resetkeys",
+        f"~{prefix}:*",
+        "resetchannels",
+        f"&{prefix}:*",
+        "-@all",
+        *(f"+{command}" for command in commands),
+    ]
+
+
 def denials(client: redis.Redis, needs: Sequence[Need]) -> tuple[str | None, list[Denial]]:
     """The connected user's name (None when Redis will not say) and the needs it may not use.
 
