@@ -53,6 +53,10 @@ def user_factory(admin: redis.Redis) -> Iterator[Callable[[list[str]], redis.Red
     admin.flushall()
 
 
+def redis_major(client: redis.Redis) -> int:
+    return int(str(client.info("server")["redis_version"]).split(".")[0])
+
+
 def missing(client: redis.Redis) -> str:
     """The check's one line, or "" when nothing is missing."""
     user, denied = denials(client, worker_needs(PREFIX, 2))
@@ -94,6 +98,8 @@ def test_a_missing_permission_is_named(
     user_factory: Callable[[list[str]], redis.Redis],
     admin: redis.Redis,
 ) -> None:
+    if any("|" in rule for rule in taken) and redis_major(admin) < 7:
+        pytest.skip("Redis 6 cannot take one subcommand away")
     client = user_factory([*acl_rules(PREFIX), *KINDS[kind], *taken])
     line = missing(client)
     assert named in line, line
@@ -115,9 +121,11 @@ def test_keys_outside_the_allowed_patterns_are_named(
 
 
 def test_which_way_each_kind_of_user_is_checked(
-    user_factory: Callable[[list[str]], redis.Redis],
+    user_factory: Callable[[list[str]], redis.Redis], admin: redis.Redis
 ) -> None:
     """The "dryrun" user is asked with ACL DRYRUN, the "probe" user cannot be."""
+    if redis_major(admin) < 7:
+        pytest.skip("ACL DRYRUN came with Redis 7: every user is probed before")
     rich = user_factory([*acl_rules(PREFIX), *KINDS["dryrun"]])
     lean = user_factory(acl_rules(PREFIX))
     assert rich.execute_command("ACL", "DRYRUN", "default", "PING") == b"OK"
