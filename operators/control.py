@@ -80,6 +80,7 @@ def _replay_sets(redis_url: str, prefix: str) -> None:
 
 
 def _append_sets(client: redis.Redis, prefix: str) -> None:
+    """One attempt at the replay: each opt-out and block appended to the control stream."""
     for key, op, field in (
         (optout_key(prefix), "opt_out", "user_id"),
         (blocklist_key(prefix), "block", "item_id"),

@@ -66,6 +66,7 @@ class Denial:
 
 
 def _need(*args: str, names: tuple[str, ...] = (), sub: bool = False) -> Need:
+    """A `Need` named as ACL rules name it: ``xinfo|stream`` when `sub`, else ``xread``."""
     command = f"{args[0]}|{args[1]}" if sub else args[0]
     return Need(command.lower(), args, names)
 
