@@ -83,26 +83,8 @@ def _require_url(config: Config) -> str:
     return config.redis_url
 
 
-def check_credentials(url: str) -> None:
-    """Fail at start-up on wrong credentials or TLS settings; an unreachable Redis is fine.
-
-    A worker rides out Redis being down (it retries and resumes), but a wrong password or
-    certificate never heals by waiting: that is a configuration error, said once, exit 2.
-    """
-    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
-    try:
-        client.ping()
-    except (redis.AuthenticationError, redis.exceptions.NoPermissionError) as exc:
-        raise ConfigError(f"redis.url: Redis refused the credentials ({exc})") from exc
-    except redis.ConnectionError as exc:
-        if "SSL" in str(exc) or "certificate" in str(exc):
-            raise ConfigError(f"redis.url: TLS handshake failed ({exc})") from exc
-    finally:
-        client.close()
-
-
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
-    check_credentials(_require_url(config))
+    _require_url(config)  # then the worker waits for Redis and checks it (flows.preflight)
     from flows.runner import run_worker
 
     if args.until_drained:

@@ -2,7 +2,8 @@
 
 SIGTERM and SIGINT do not kill the dataflow mid-batch: they ask the sources to end their
 partitions (`operators.lifecycle`), so in-flight batches reach Redis and Bytewax finishes
-the run normally.
+the run normally. Before the dataflow starts, the worker waits for Redis (SIGTERM ends that
+wait too) and checks its permissions (`flows.preflight`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from bytewax.run import cli_main
 from prometheus_client import start_http_server
 
 from flows.config import Config, ConfigError
+from flows.preflight import prepare_redis
 from flows.recovery import describe, recovery_settings
 from flows.worker import build_redis_flow
 from operators import lifecycle
@@ -72,7 +74,8 @@ def run_worker(
 ) -> None:
     """Run one worker process until its sources end (drained, replay done, or a signal).
 
-    Everything that can be wrong with the settings fails before the first event. With
+    Everything that can be wrong with the settings fails before the first event, and before
+    waiting for Redis: no one should wait for Redis to learn that a rule is misspelt. With
     `recovery.enabled` the run snapshots to, and resumes from, the store in `recovery.dir`
     (`flows.recovery`), so a killed worker restarts where its last snapshot left off.
     """
@@ -82,11 +85,14 @@ def run_worker(
             log.info("metrics at %s", url)
     flow = build_redis_flow(config, replay_paths)
     recovery = recovery_settings(config)
-    log.info("%s", describe(recovery))
+    cluster = cluster_settings(config)
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()
-    cluster = cluster_settings(config)
+    if not prepare_redis(config, replay_paths):
+        log.info("stopped before Redis answered: nothing was read")
+        return
+    log.info("%s", describe(recovery))
     cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
 
 

@@ -9,13 +9,20 @@ with that user's events, and is covered by recovery like everything else.
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import orjson
 import redis
 
+from operators import lifecycle
 from operators.records import Block, Forget, RawRecord
 from operators.redis_source import RedisStreamSource, StreamState, _RedisStreamPartition
+from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+
+#: The replay waits for Redis like the rest of the worker: for ever, until a stop request.
+REPLAY_POLICY = RetryPolicy(max_attempts=0, base_s=0.1, cap_s=5.0)
+REPLAY_SOCKET_TIMEOUT_S = 5.0
 
 OPS = {"forget": False, "opt_out": True}
 #: Item commands: op → whether the item is blocked after it.
@@ -54,20 +61,34 @@ def _replay_sets(redis_url: str, prefix: str) -> None:
     stream, appended again.
 
     Re-appending members is idempotent for the worker (an opt-out of an opted-out user, a block
-    of a blocked item, are no-ops), and keeps one path for every such request.
+    of a blocked item, are no-ops), and keeps one path for every such request; so is a replay
+    retried whole after Redis went away in the middle of it. The replay waits for Redis with
+    backoff (`operation="control"`): skipping it would lose the opt-outs for good, since a
+    resumed worker never replays. A stop requested meanwhile raises the last error.
     """
-    client = redis.Redis.from_url(redis_url)
+    client = no_retry_client(redis_url, REPLAY_SOCKET_TIMEOUT_S)
     try:
-        for key, op, field in (
-            (optout_key(prefix), "opt_out", "user_id"),
-            (blocklist_key(prefix), "block", "item_id"),
-        ):
-            for member in sorted(client.smembers(key)):
-                value = member.decode() if isinstance(member, bytes) else member
-                request = {"op": op, field: value}
-                client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
+        call_with_retry(
+            lambda: _append_sets(client, prefix),
+            "control",
+            REPLAY_POLICY,
+            random.Random(),
+            lifecycle.sleep,
+        )
     finally:
         client.close()
+
+
+def _append_sets(client: redis.Redis, prefix: str) -> None:
+    """One attempt at the replay: each opt-out and block appended to the control stream."""
+    for key, op, field in (
+        (optout_key(prefix), "opt_out", "user_id"),
+        (blocklist_key(prefix), "block", "item_id"),
+    ):
+        for member in sorted(client.smembers(key)):
+            value = member.decode() if isinstance(member, bytes) else member
+            request = {"op": op, field: value}
+            client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
 
 
 def parse_command(record: RawRecord) -> Forget | Block | None:

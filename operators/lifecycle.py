@@ -15,8 +15,12 @@ True
 from __future__ import annotations
 
 import threading
+import time
 
 _STOP = threading.Event()
+
+#: How often `sleep` looks at the stop request: the longest a stop waits for a backoff.
+SLEEP_TICK_S = 0.1
 
 
 def request_stop() -> None:
@@ -32,3 +36,18 @@ def stop_requested() -> bool:
 def reset() -> None:
     """Forget a stop request: tests and a CLI that runs several flows in one process need this."""
     _STOP.clear()
+
+
+def sleep(seconds: float) -> None:
+    """Sleep, but wake within `SLEEP_TICK_S` of a stop request: a backoff of several seconds
+    must not hold up SIGTERM.
+
+    Short `time.sleep`s, not `Event.wait`: the signal handler sets the event on the thread
+    that would be waiting on it, and `Event.wait` holds a lock the handler then needs.
+    """
+    deadline = time.monotonic() + seconds
+    while not _STOP.is_set():
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(SLEEP_TICK_S, left))

@@ -103,7 +103,8 @@ SEGMENTS_LEARNED = Gauge(
 )
 REDIS_UP = Gauge(
     "tailor_redis_up",
-    "1 when the last Redis call of this operation (read, write, erase, deadletter, lag) "
+    "1 when the last Redis call of this operation (connect: the start-up wait; read, "
+    "control: a fresh worker's opt-out and blocklist replay; write, erase, deadletter) "
     "was answered, 0 when Redis could not be reached (refused, dropped, timed out, loading).",
     ["operation"],
 )

@@ -12,7 +12,8 @@ from the last snapshot on the next start. With `max_attempts > 0` the last error
 after that many attempts, the same "pause and seek back" quix-streams does.
 
 `tailor_redis_up{operation}` follows every attempt: 1 after Redis answered, 0 after it could
-not be reached (connection refused or dropped, timeout, still loading its data set).
+not be reached (connection refused or dropped, timeout, still loading its data set); the log
+says the same at a bounded rate (`operators.outage`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from redis.retry import Retry
 
 from operators import lifecycle
 from operators.metrics import REDIS_ERRORS, REDIS_UP
+from operators.outage import outage_log
 
 T = TypeVar("T")
 
@@ -51,11 +53,17 @@ UNAVAILABLE_ERRORS: tuple[type[Exception], ...] = (
 
 
 def mark_redis_up(operation: str, exc: BaseException | None = None) -> None:
-    """Set `tailor_redis_up{operation}`: 0 when `exc` says Redis was unreachable, else 1.
+    """Set `tailor_redis_up{operation}`: 0 when `exc` says Redis was unreachable, else 1;
+    and log the outage's start, reminders and end (`operators.outage`).
 
     A non-transient error (`ResponseError`, `NoScriptError`) still proves the server answered.
     """
-    REDIS_UP.labels(operation).set(0 if isinstance(exc, UNAVAILABLE_ERRORS) else 1)
+    unreachable = isinstance(exc, UNAVAILABLE_ERRORS)
+    REDIS_UP.labels(operation).set(0 if unreachable else 1)
+    if exc is not None and unreachable:
+        outage_log(operation).failed(exc)
+    else:
+        outage_log(operation).answered()
 
 
 @dataclass(frozen=True, slots=True)

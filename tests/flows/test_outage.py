@@ -4,14 +4,18 @@ A throw-away redis-server with an append-only file is stopped (SIGTERM, the AOF 
 while the worker is busy with a MovieLens slice, then started again on the same port with its
 data, the realistic outage. The in-process worker retries its writes for ever (the default)
 and backs off its reads; once Redis is back, the final state must equal that of an
-uninterrupted run of the same input, byte for byte.
+uninterrupted run of the same input, byte for byte; and the log says once per operation that
+Redis was unreachable, then that it was back and after how long.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -127,7 +131,24 @@ class Outage(threading.Thread):
         client.close()
 
 
-def test_worker_rides_out_a_redis_restart(server: RedisServer, data_dir: Path) -> None:
+def outage_lines(caplog: pytest.LogCaptureFixture) -> tuple[Counter[str], Counter[str]]:
+    """Per operation, the "unreachable" and the "back after N s" lines, counted from the first
+    "unreachable" one (an outage an earlier test left open may end before it)."""
+    said = [r.getMessage() for r in caplog.records if r.name == "tailor"]
+    start = next((i for i, m in enumerate(said) if m.startswith("Redis unreachable")), len(said))
+    down, back = Counter[str](), Counter[str]()
+    for message in said[start:]:
+        if found := re.match(r"Redis unreachable \((\w+)\), retrying with backoff: ", message):
+            down[found[1]] += 1
+        if found := re.match(r"Redis back \((\w+)\) after \d+\.\d s unreachable", message):
+            back[found[1]] += 1
+    return down, back
+
+
+def test_worker_rides_out_a_redis_restart(
+    server: RedisServer, data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tailor")
     ratings = data_dir / "movielens-latest-small" / "ratings.csv"
     for prefix in (REFERENCE, OUTAGE):
         published = produce(
@@ -166,3 +187,6 @@ def test_worker_rides_out_a_redis_restart(server: RedisServer, data_dir: Path) -
     assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "write"}) == 1.0
     assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "read"}) == 1.0
     client.close()
+    down, back = outage_lines(caplog)
+    assert down and set(down.values()) == {1}, down  # once per operation that saw it
+    assert back == down, (down, back)
