@@ -24,7 +24,7 @@ from flows.config import Config, ConfigError, load_config
 from operators.control import ControlSource, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
-from operators.pseudonym import pseudonymize
+from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (
     Accepted,
     Block,
@@ -223,7 +223,8 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
         "max_attempts": output["write_max_attempts"],
         "backoff_cap_s": output["write_backoff_cap_s"],
     }
-    sink = RedisSink(url, prefix=prefix, updates_maxlen=output["updates_maxlen"], **retry)
+    mode = id_mode(config.pseudonym_secret())
+    sink = RedisSink(url, prefix, output["updates_maxlen"], id_mode=mode, **retry)
     dead = DeadLetterSink(url, prefix=prefix, maxlen=output["deadletter_maxlen"], **retry)
     section = config["source"]
     control = ControlSource(

@@ -55,6 +55,7 @@ from operators.metrics import (
     SEGMENT_SIZE,
     SINK_BATCH,
 )
+from operators.pseudonym import record_id_mode
 from operators.records import Erasure, QualityReport, SegmentInfo, SegmentModel, UserOutput
 from operators.retry import RetryingSinkSettings, Writer
 from operators.sink_scripts import MODEL_SCRIPT, RESERVED_FIELDS, SEGMENT_SCRIPT, USER_SCRIPT
@@ -166,7 +167,9 @@ SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     """One worker's connection and scripts; holds no state worth snapshotting."""
 
-    def __init__(self, writer: Writer, prefix: str, updates_maxlen: int) -> None:
+    def __init__(
+        self, writer: Writer, prefix: str, updates_maxlen: int, id_mode: str | None = None
+    ) -> None:
         self._writer = writer
         self._client = client = writer.client
         self._prefix = prefix
@@ -175,6 +178,8 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
+        if id_mode is not None:  # before any write: `tailor forget` relies on it
+            writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
     def write_batch(self, items: list[SinkItem]) -> None:
         erasures = [item for item in items if isinstance(item, Erasure)]
@@ -303,6 +308,8 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     The client's own retries are off so there is one retry layer, visible in
     `tailor_redis_errors_total{operation="write"}`. `retry` takes the keyword arguments of
     `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).
+    `id_mode` (`operators.pseudonym.id_mode`), when given, is recorded in ``{prefix}:meta``
+    as each worker starts, before it writes anything.
     """
 
     def __init__(
@@ -310,11 +317,15 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         redis_url: str,
         prefix: str = "tailor",
         updates_maxlen: int = 100_000,
+        id_mode: str | None = None,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
+        self.id_mode = id_mode
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
-        return _RedisSinkPartition(self.writer(worker_index), self.prefix, self.updates_maxlen)
+        return _RedisSinkPartition(
+            self.writer(worker_index), self.prefix, self.updates_maxlen, self.id_mode
+        )
