@@ -23,6 +23,7 @@ __all__ = [
     "SinkItem",
     "after_last_erasure",
     "hash_fields",
+    "input_entries",
     "newest_per_segment",
     "newest_per_user",
     "observe_many",
@@ -56,7 +57,14 @@ from operators.metrics import (
     SINK_BATCH,
 )
 from operators.pseudonym import record_id_mode
-from operators.records import Erasure, QualityReport, SegmentInfo, SegmentModel, UserOutput
+from operators.records import (
+    Erasure,
+    InputDeletion,
+    QualityReport,
+    SegmentInfo,
+    SegmentModel,
+    UserOutput,
+)
 from operators.retry import RetryingSinkSettings, Writer
 from operators.sink_scripts import MODEL_SCRIPT, RESERVED_FIELDS, SEGMENT_SCRIPT, USER_SCRIPT
 
@@ -161,7 +169,7 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
+SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
@@ -182,6 +190,9 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
     def write_batch(self, items: list[SinkItem]) -> None:
+        doomed = input_entries(items, self._prefix)
+        if doomed:
+            self._writer.run("xdel", lambda: self._delete_inputs(doomed))
         erasures = [item for item in items if isinstance(item, Erasure)]
         if erasures:
             self._writer.run("erase", lambda: self._erase(erasures))
@@ -197,6 +208,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             return
         results = self._writer.run("write", lambda: self._send(users, infos, model, report))
         self._observe(outputs, len(users), results[: len(users)])
+
+    def _delete_inputs(self, doomed: dict[str, list[str]]) -> None:
+        """XDEL the entries: idempotent, so a retried batch or a recovery replay is harmless."""
+        pipe = self._client.pipeline(transaction=False)
+        for stream, entry_ids in doomed.items():
+            pipe.xdel(stream, *entry_ids)
+        pipe.execute()
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
         """Delete what Redis holds about each user, then their past notices."""
@@ -283,6 +301,26 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
 
     def close(self) -> None:
         self._client.close()
+
+
+def input_entries(items: Iterable[SinkItem], prefix: str) -> dict[str, list[str]]:
+    """The entry ids to delete per event stream of `prefix`, from the batch's deletions.
+
+    Deletions pointing anywhere else (a replayed file's name and line, another prefix's
+    stream) are ignored: the sink deletes only input it reads itself.
+
+    >>> items = [InputDeletion("t:events:1", "5-0"), InputDeletion("file:a.jsonl", "3")]
+    >>> input_entries(items, "t")
+    {'t:events:1': ['5-0']}
+    """
+    head = f"{prefix}:events:"
+    doomed: dict[str, list[str]] = {}
+    for item in items:
+        if not isinstance(item, InputDeletion) or not item.origin.startswith(head):
+            continue
+        if item.origin[len(head) :].isdigit():
+            doomed.setdefault(item.origin, []).append(item.offset)
+    return doomed
 
 
 def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
