@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from flows.config import Config, ConfigError, load_config
+from operators.adapter_checks import AdapterError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -296,6 +297,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](config, args)
     except ConfigError as exc:
         print(f"tailor: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AdapterError as exc:  # a file its adapter cannot read: nothing was published
+        print(f"tailor: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `tailor inspect u | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -23,6 +23,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.config import Config, ConfigError, load_config
+from operators.adapters import checked_adapter
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
@@ -215,7 +216,10 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
     section = config["source"]
     paths = list(replay_paths) or [Path(p) for p in section["replay_paths"]]
     if paths:
-        return ReplaySource(paths, section["replay_adapter"] or None, section["batch_size"])
+        adapter = section["replay_adapter"] or None
+        for path in paths:  # a wrong file fails here, not as a panic inside the dataflow
+            checked_adapter(path, adapter)
+        return ReplaySource(paths, adapter, section["batch_size"])
     return RedisStreamSource(
         config.redis_url,
         prefix=config.prefix,
