@@ -72,10 +72,10 @@ class UserStateParams:
     learn_every: int = 10
     #: Processing-time inactivity after which a user's state is dropped; 0 keeps it for ever.
     ttl_s: float = 0.0
-    #: Users (stored ids) in the opt-out set when the worker started. A user's state built
-    #: afresh starts as an opt-out's tombstone when they are in it: the control stream's
-    #: replay of the set races the events at start-up, and an event processed before it
-    #: arrived would be kept in the input streams (`InputDeletion`).
+    #: Users (stored ids) in the opt-out set when the worker started: a state built in this
+    #: process (fresh, or resumed from a snapshot) of a user in it is an opt-out's tombstone
+    #: from its first batch on. The control stream's replay of the set races the events at
+    #: start-up, and an event processed before it arrived would stay in the input streams.
     opted_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -124,7 +124,7 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         self.expires_at = clock() + params.ttl_s
         self._timer: datetime | None = None  # the wake-up Bytewax holds; see `notify_at`
         self.state: UserState
-        self._fresh = resume_state is None  # see `UserStateParams.opted_out`
+        self._unchecked = True  # against `UserStateParams.opted_out`, at the first batch
         if isinstance(resume_state, bytes):
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
         else:
@@ -134,11 +134,11 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
     def on_batch(self, values: list[Accepted | Forget]) -> tuple[Iterable[UserStateOut], bool]:
         """Every stamped event yields one `UserUpdate` or one `Progress` (the models step
         counts them to know a source batch is complete), plus a dead letter if late."""
-        if self._fresh:
-            self._fresh = False
-            if values and _user_of(values[0]) in self.params.opted_out:
-                self.state.opted_out = True
         out: list[UserStateOut] = []
+        if self._unchecked:
+            self._unchecked = False
+            if values:
+                out += self._opt_out_at_start(_user_of(values[0]))
         counts: dict[tuple[str, str], int] = {}  # (type, outcome): counted once per batch
         last = -1  # index in `out` of the newest accepted update
         for value in values:
@@ -169,6 +169,21 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
             ACTIVE_USERS.dec()  # erased and nothing since: nothing left to keep
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
+
+    def _opt_out_at_start(self, user: str) -> list[Erasure]:
+        """Apply the opt-out set read at start-up (`UserStateParams.opted_out`).
+
+        A fresh state just becomes an opt-out's tombstone. A state resumed from a snapshot
+        taken before the opt-out holds data: it is erased now, since the control entry that
+        asked for it may be gone (the sink deletes it once the erasure is done), and the
+        events replayed after the snapshot must not re-create the user.
+        """
+        if self.state.opted_out or user not in self.params.opted_out:
+            return []
+        if self.state.version == 0:
+            self.state.opted_out = True
+            return []
+        return [self._erase(Forget(user, "opt_out", opt_out=True))]
 
     def _erase(self, value: Accepted | Forget) -> Erasure:
         """Drop everything kept about the user; an opt-out keeps only the fact of it.

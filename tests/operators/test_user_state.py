@@ -270,3 +270,16 @@ def test_users_opted_out_when_the_worker_started_are_dropped_from_their_first_ev
     assert out == [InputDeletion("t:events:0", "1-0")]
     out, _ = UserStateLogic(params).on_batch([acc("g1", "gina", 1000.0)])
     assert [type(item) for item in out] == [UserUpdate]
+
+
+def test_a_state_resumed_from_before_the_opt_out_is_erased_at_its_first_batch() -> None:
+    """The snapshot predates the opt-out, whose control entry may already be deleted: the
+    start-up opt-out set erases the user before replayed events could re-create them."""
+    before = UserStateLogic(UserStateParams())
+    before.on_batch([acc("f1", "frank", 1000.0, item_id="m1")])
+    params = UserStateParams(opted_out=frozenset({"frank"}))
+    resumed = UserStateLogic(params, before.snapshot())
+    replayed = dataclasses.replace(acc("f2", "frank", 1100.0), origin="t:events:0", offset="2-0")
+    out, _ = resumed.on_batch([replayed])
+    assert out == [Erasure("frank", "opt_out", ("m1",)), InputDeletion("t:events:0", "2-0")]
+    assert resumed.state.opted_out
