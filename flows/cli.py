@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from flows.config import Config, ConfigError, load_config
+from operators.adapter_checks import AdapterError
 from operators.redact import scrub
 
 
@@ -286,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](config, args)
     except ConfigError as exc:  # the message may quote a server's reply or a URL
         print(f"tailor: configuration error: {scrub(str(exc), *urls)}", file=sys.stderr)
+        return 2
+    except AdapterError as exc:  # a file its adapter cannot read: nothing was published
+        print(f"tailor: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `tailor inspect u | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -5,17 +5,28 @@ notifications, co-occurrence contributions) when the request reaches it through 
 stream. This command also removes the raw input Tailor was given: the user's entries in the
 event streams and in the dead-letter stream, which the worker never rewrites. That scan is
 linear in the streams' length: erasure is rare, and correctness beats speed here.
+
+The user must be named as the worker stores them. With pseudonyms the worker stores the
+HMAC of the id, and a forget run without the worker's key would erase nothing it derived
+while reporting success; so the command compares its id mode with the one the worker
+recorded (`operators.pseudonym.recorded_id_mode`) and refuses, before deleting anything,
+when they differ.
 """
 
 from __future__ import annotations
 
+import logging
+
 import redis
 
+from flows.config import SECRET_ENV, ConfigError
 from operators.control import request_forget
 from operators.erasure import delete_mentions
-from operators.keys import deadletter_stream
-from operators.pseudonym import pseudonym
+from operators.keys import deadletter_stream, meta_key
+from operators.pseudonym import PLAIN, id_mode, pseudonym, recorded_id_mode
 from operators.routing import partition_for, stream_key
+
+log = logging.getLogger("tailor")
 
 
 def forget(
@@ -26,7 +37,12 @@ def forget(
     opt_out: bool = False,
     secret: bytes | None = None,
 ) -> dict[str, int]:
-    """Ask the worker to erase the user, and delete the user's raw input; returns counts."""
+    """Ask the worker to erase the user, and delete the user's raw input; returns counts.
+
+    Raises `ConfigError` (and changes nothing) when `secret` does not match the worker's
+    id mode: see the module docstring.
+    """
+    check_id_mode(client, prefix, secret)
     stored_id = pseudonym(secret, user_id) if secret else user_id
     events = stream_key(prefix, partition_for(user_id, partitions))
     ids = {user_id, stored_id}  # late events are dead-lettered under the stored id
@@ -37,3 +53,44 @@ def forget(
     }
     request_forget(client, prefix, stored_id, opt_out)
     return counts
+
+
+def check_id_mode(client: redis.Redis, prefix: str, secret: bytes | None) -> None:
+    """Refuse when this command would name users otherwise than the worker stores them.
+
+    No recorded mode means no worker has started under the prefix: nothing derived exists
+    yet, so the command's own settings are used (an opt-out recorded now must still match
+    the worker that starts later: hence the warning).
+    """
+    recorded = recorded_id_mode(client, prefix)
+    mine = id_mode(secret)
+    if recorded is None:
+        log.warning(
+            "no worker has recorded how it stores user ids under prefix %r (%s): "
+            "forgetting with this command's settings (%s)",
+            prefix,
+            meta_key(prefix),
+            mine,
+        )
+        return
+    if recorded == mine:
+        return
+    raise ConfigError(f"forget: {_mismatch(recorded, mine)}; nothing was deleted")
+
+
+def _mismatch(recorded: str, mine: str) -> str:
+    """One line naming both sides of an id-mode mismatch and what to change."""
+    if mine == PLAIN:
+        return (
+            f"the worker stores pseudonymous user ids ({recorded}) but this command runs "
+            f"without them: set privacy.pseudonymize = true and {SECRET_ENV} as the worker does"
+        )
+    if recorded == PLAIN:
+        return (
+            "the worker stores raw user ids but this command has privacy.pseudonymize on: "
+            "run it with the worker's settings (privacy.pseudonymize = false)"
+        )
+    return (
+        f"{SECRET_ENV} is not the worker's pseudonym key (fingerprint {mine}, the worker's "
+        f"is {recorded}): set the worker's key"
+    )

@@ -18,7 +18,7 @@ import orjson
 import redis
 
 from flows.progress import Progress
-from operators.adapters import detect_adapter, read_payloads
+from operators.adapters import checked_adapter, read_payloads
 from operators.routing import partition_for, stream_key
 
 #: Adapters whose output is one event per data line after a one-line header.
@@ -67,11 +67,12 @@ def produce(
 ) -> int:
     """Publish the payloads of `path` (the first `limit`, when given); returns how many.
 
-    `maxlen` caps each stream approximately (XADD MAXLEN ~), for long-running demos.
+    `maxlen` caps each stream approximately (XADD MAXLEN ~), for long-running demos. A file
+    the adapter cannot read raises `AdapterError` before anything is published.
     """
     if partitions < 1 or batch_size < 1:
         raise ValueError("partitions and batch_size must be at least 1")
-    name = adapter or detect_adapter(path)
+    name = checked_adapter(path, adapter)
     keys = [stream_key(prefix, p) for p in range(partitions)]
     client = redis.Redis.from_url(redis_url, decode_responses=False)
     published = 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import random
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,16 +23,18 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from flows.config import Config, ConfigError, load_config
-from operators.control import ControlSource, parse_command
+from operators.adapters import checked_adapter
+from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
-from operators.pseudonym import pseudonymize
+from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (
     Accepted,
     Block,
     DeadLetter,
     Erasure,
     Forget,
+    InputDeletion,
     Progress,
     QualityReport,
     RawRecord,
@@ -42,6 +46,7 @@ from operators.records import (
 from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
+from operators.retry import RetryPolicy, call_with_retry, no_retry_client
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
 from state.rec_settings import RecSettings
@@ -63,7 +68,7 @@ def validation_params(config: Config) -> ValidationParams:
     )
 
 
-def user_state_params(config: Config) -> UserStateParams:
+def user_state_params(config: Config, opted_out: frozenset[str] = frozenset()) -> UserStateParams:
     section = config["state"]
     return UserStateParams(
         session_gap_s=section["session_gap_s"],
@@ -77,6 +82,7 @@ def user_state_params(config: Config) -> UserStateParams:
         dedup_horizon_s=section["dedup_horizon_s"],
         learn_every=config["segments"]["learn_every"],
         ttl_s=section["ttl_s"],
+        opted_out=opted_out,
     )
 
 
@@ -140,14 +146,16 @@ def _model_params(config: Config) -> ModelParams:
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport],
+    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion],
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
+    opted_out: frozenset[str] = frozenset(),
 ) -> Dataflow:
     """Wire the steps; the data walks one way and each step owns one concern.
 
     Erasure requests from `control` join the events before they are keyed by user, so a
     user's erasure is ordered with that user's events on whichever worker holds them.
+    `opted_out` is the opt-out set as the worker starts (`UserStateParams.opted_out`).
     """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
@@ -165,10 +173,14 @@ def build_flow(
         forgets: Stream[Forget] = split_commands.falses  # type: ignore[assignment]
         inputs = op.merge("with_control", accepted, forgets)
     by_user = op.key_on("by_user", inputs, _stored_user_id)
-    per_user = op.key_rm("unkey_user", user_state("user_state", by_user, user_state_params(config)))
+    state_params = user_state_params(config, opted_out)
+    per_user = op.key_rm("unkey_user", user_state("user_state", by_user, state_params))
     split = op.branch("late", per_user, lambda item: isinstance(item, DeadLetter))
     late: Stream[DeadLetter] = split.trues  # type: ignore[assignment]
-    updates: Stream[UserUpdate | Erasure | Progress] = split.falses  # type: ignore[assignment]
+    # an opted-out user's dropped event: its raw entry goes straight to the sink to delete
+    dropped = op.branch("dropped", split.falses, lambda item: isinstance(item, InputDeletion))
+    deletions: Stream[InputDeletion] = dropped.trues  # type: ignore[assignment]
+    updates: Stream[UserUpdate | Erasure | Progress] = dropped.falses  # type: ignore[assignment]
     to_models: Stream[UserUpdate | Erasure | Progress | Block]
     to_models = op.merge("with_progress", updates, checked.progress)
     if blocks is not None:  # item commands go straight to the global models
@@ -176,7 +188,7 @@ def build_flow(
     together = op.key_on("to_models", to_models, _to_models)
     params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
     outputs = op.key_rm("unkey_models", models("models", together, params))
-    op.output("redis", outputs, sink)
+    op.output("redis", op.merge("with_deletions", outputs, deletions), sink)
     op.output("dead_letters", op.merge("all_dead", checked.errs, late), dead_letters)
     return flow
 
@@ -204,7 +216,10 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
     section = config["source"]
     paths = list(replay_paths) or [Path(p) for p in section["replay_paths"]]
     if paths:
-        return ReplaySource(paths, section["replay_adapter"] or None, section["batch_size"])
+        adapter = section["replay_adapter"] or None
+        for path in paths:  # a wrong file fails here, not as a panic inside the dataflow
+            checked_adapter(path, adapter)
+        return ReplaySource(paths, adapter, section["batch_size"])
     return RedisStreamSource(
         config.redis_url,
         prefix=config.prefix,
@@ -223,7 +238,8 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
         "max_attempts": output["write_max_attempts"],
         "backoff_cap_s": output["write_backoff_cap_s"],
     }
-    sink = RedisSink(url, prefix=prefix, updates_maxlen=output["updates_maxlen"], **retry)
+    mode = id_mode(config.pseudonym_secret())
+    sink = RedisSink(url, prefix, output["updates_maxlen"], id_mode=mode, **retry)
     dead = DeadLetterSink(url, prefix=prefix, maxlen=output["deadletter_maxlen"], **retry)
     section = config["source"]
     control = ControlSource(
@@ -235,7 +251,25 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
         stop_when_drained=section["stop_when_drained"]
         or bool(list(replay_paths) or section["replay_paths"]),
     )
-    return build_flow(config, build_source(config, replay_paths), sink, dead, control)
+    source = build_source(config, replay_paths)
+    return build_flow(config, source, sink, dead, control, read_opt_outs(config))
+
+
+def read_opt_outs(config: Config) -> frozenset[str]:
+    """The opt-out set as the worker starts, waiting for Redis as the sinks do."""
+    output = config["output"]
+    policy = RetryPolicy(output["write_max_attempts"], cap_s=output["write_backoff_cap_s"])
+    client = no_retry_client(config.redis_url, socket_timeout_s=5.0)
+    try:
+        return call_with_retry(
+            lambda: opted_out_users(client, config.prefix),
+            "optout",
+            policy,
+            random.Random(),
+            time.sleep,
+        )
+    finally:
+        client.close()
 
 
 def get_flow() -> Dataflow:

@@ -31,6 +31,10 @@ from typing import Any
 
 import orjson
 
+from operators.adapter_checks import AdapterError, check_file, refusal
+
+__all__ = ["ADAPTERS", "AdapterError", "detect_adapter", "read_payloads"]
+
 Adapter = Callable[[Path], Iterator[bytes]]
 
 #: The canonical CSV header: the schema's field names.
@@ -137,9 +141,8 @@ def read_movielens(path: Path) -> Iterator[bytes]:
     """
     genres = _movie_genres(path.with_name("movies.csv"))
     with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        next(reader, None)
-        rows = [(int(ts), int(user), int(movie)) for user, movie, _rating, ts in reader]
+        reader = csv.DictReader(fh)
+        rows = [(int(r["timestamp"]), int(r["userId"]), int(r["movieId"])) for r in reader]
     rows.sort()
     for ts, user, movie in rows:
         obj: dict[str, Any] = {
@@ -321,14 +324,35 @@ def detect_adapter(path: Path) -> str:
         return "jsonl"
     if name.endswith(".csv"):
         return "csv"
-    raise ValueError(f"no adapter for {path.name!r}; name one of {sorted(ADAPTERS)}")
+    raise AdapterError(f"no adapter for {path.name!r}; name one of {sorted(ADAPTERS)}")
+
+
+def checked_adapter(path: Path, adapter: str | None = None) -> str:
+    """The adapter for `path` (`adapter`, or the one its name implies), once the file looks
+    like what it reads (`operators.adapter_checks`); raises `AdapterError` otherwise."""
+    name = adapter or detect_adapter(path)
+    if name not in ADAPTERS:
+        raise AdapterError(f"unknown adapter {name!r}; choose one of {sorted(ADAPTERS)}")
+    check_file(path, name)
+    return name
 
 
 def read_payloads(path: Path, adapter: str | None = None) -> Iterator[bytes]:
-    """Canonical payloads of `path`, with `adapter` or the one its name implies."""
-    name = adapter or detect_adapter(path)
+    """Canonical payloads of `path`, with `adapter` or the one its name implies.
+
+    The file's layout is checked now, before the first payload is asked for; a row the
+    adapter cannot convert later on (a sorted dataset reads every row before its first
+    payload) is an `AdapterError` too, naming the file.
+    """
+    name = checked_adapter(path, adapter)
+    return _guarded(path, name, ADAPTERS[name](path))
+
+
+def _guarded(path: Path, adapter: str, payloads: Iterator[bytes]) -> Iterator[bytes]:
     try:
-        reader = ADAPTERS[name]
-    except KeyError:
-        raise ValueError(f"unknown adapter {name!r}; choose one of {sorted(ADAPTERS)}") from None
-    return reader(path)
+        yield from payloads
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        if isinstance(exc, AdapterError):
+            raise
+        found = f"got a row it cannot read ({type(exc).__name__}: {exc})"
+        raise refusal(path, adapter, found) from exc

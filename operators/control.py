@@ -56,6 +56,14 @@ class ControlSource(RedisStreamSource):
         return super().build_part(step_id, for_part, resume_state)
 
 
+def opted_out_users(client: redis.Redis, prefix: str) -> frozenset[str]:
+    """The members of the opt-out set (stored ids: pseudonyms when those are on)."""
+    return frozenset(
+        member.decode() if isinstance(member, bytes) else member
+        for member in client.smembers(optout_key(prefix))
+    )
+
+
 def _replay_sets(redis_url: str, prefix: str) -> None:
     """A fresh worker learns the opt-out set and the blocklist by finding them in the control
     stream, appended again.

@@ -51,6 +51,13 @@ Key                              Type     Contents
                                           ``offset``; ``MAXLEN ~ output.deadletter_maxlen``.
 ``{p}:demo``                     string   Set by ``tailor demo`` on the prefix it writes:
                                           a later demo may clear this prefix's Tailor keys.
+``{p}:meta``                     hash     What a reader must know to read the rest: ``ids``
+                                          is ``plain`` (raw user ids) or ``hmac-sha256:``
+                                          plus a 16-hex-digit fingerprint of the pseudonym
+                                          key (an HMAC of a fixed label, never the key),
+                                          written by every worker when it starts
+                                          (`operators.pseudonym.id_mode`); `tailor forget`
+                                          refuses to run with another mode.
 ===============================  =======  ==================================================
 
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
@@ -64,6 +71,8 @@ newer than the stored one is skipped: replays after a restart never move a user 
 from __future__ import annotations
 
 DEFAULT_PREFIX = "tailor"
+#: The field of `meta_key` holding how user ids are stored (`operators.pseudonym.id_mode`).
+META_IDS = "ids"
 
 
 def user_key(prefix: str, user_id: str) -> str:
@@ -125,3 +134,8 @@ def demo_marker_key(prefix: str) -> str:
     """String set by `tailor demo` on its prefix: "an earlier demo wrote here" (see
     `flows.demo_prefix`)."""
     return f"{prefix}:demo"
+
+
+def meta_key(prefix: str) -> str:
+    """Hash describing how the data under the prefix is stored (field `META_IDS`)."""
+    return f"{prefix}:meta"

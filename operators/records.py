@@ -47,11 +47,14 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A valid event plus the time its payload was read (for latency)."""
+    """A valid event plus the time its payload was read (for latency), and where it came
+    from (`RawRecord.origin`/`offset`), so the raw entry can be found again."""
 
     event: Event
     read_at: float
     stamp: Stamp | None = None
+    origin: str = ""
+    offset: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,18 @@ class DeadLetter:
     origin: str
     offset: str
     stamp: Stamp | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InputDeletion:
+    """A raw input entry to delete: an opted-out user's event, dropped by the state step.
+
+    `origin`/`offset` are the record's (stream key and entry id); the Redis sink deletes the
+    entry only from the event streams under its prefix (a replayed file has none to delete).
+    """
+
+    origin: str
+    offset: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,6 +23,7 @@ __all__ = [
     "SinkItem",
     "after_last_erasure",
     "hash_fields",
+    "input_entries",
     "newest_per_segment",
     "newest_per_user",
     "observe_many",
@@ -55,7 +56,15 @@ from operators.metrics import (
     SEGMENT_SIZE,
     SINK_BATCH,
 )
-from operators.records import Erasure, QualityReport, SegmentInfo, SegmentModel, UserOutput
+from operators.pseudonym import record_id_mode
+from operators.records import (
+    Erasure,
+    InputDeletion,
+    QualityReport,
+    SegmentInfo,
+    SegmentModel,
+    UserOutput,
+)
 from operators.retry import RetryingSinkSettings, Writer
 from operators.sink_scripts import MODEL_SCRIPT, RESERVED_FIELDS, SEGMENT_SCRIPT, USER_SCRIPT
 
@@ -160,13 +169,15 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
+SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     """One worker's connection and scripts; holds no state worth snapshotting."""
 
-    def __init__(self, writer: Writer, prefix: str, updates_maxlen: int) -> None:
+    def __init__(
+        self, writer: Writer, prefix: str, updates_maxlen: int, id_mode: str | None = None
+    ) -> None:
         self._writer = writer
         self._client = client = writer.client
         self._prefix = prefix
@@ -175,8 +186,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
+        if id_mode is not None:  # before any write: `tailor forget` relies on it
+            writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
     def write_batch(self, items: list[SinkItem]) -> None:
+        doomed = input_entries(items, self._prefix)
+        if doomed:
+            self._writer.run("xdel", lambda: self._delete_inputs(doomed))
         erasures = [item for item in items if isinstance(item, Erasure)]
         if erasures:
             self._writer.run("erase", lambda: self._erase(erasures))
@@ -192,6 +208,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             return
         results = self._writer.run("write", lambda: self._send(users, infos, model, report))
         self._observe(outputs, len(users), results[: len(users)])
+
+    def _delete_inputs(self, doomed: dict[str, list[str]]) -> None:
+        """XDEL the entries: idempotent, so a retried batch or a recovery replay is harmless."""
+        pipe = self._client.pipeline(transaction=False)
+        for stream, entry_ids in doomed.items():
+            pipe.xdel(stream, *entry_ids)
+        pipe.execute()
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
         """Delete what Redis holds about each user, then their past notices."""
@@ -280,6 +303,26 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._client.close()
 
 
+def input_entries(items: Iterable[SinkItem], prefix: str) -> dict[str, list[str]]:
+    """The entry ids to delete per event stream of `prefix`, from the batch's deletions.
+
+    Deletions pointing anywhere else (a replayed file's name and line, another prefix's
+    stream) are ignored: the sink deletes only input it reads itself.
+
+    >>> items = [InputDeletion("t:events:1", "5-0"), InputDeletion("file:a.jsonl", "3")]
+    >>> input_entries(items, "t")
+    {'t:events:1': ['5-0']}
+    """
+    head = f"{prefix}:events:"
+    doomed: dict[str, list[str]] = {}
+    for item in items:
+        if not isinstance(item, InputDeletion) or not item.origin.startswith(head):
+            continue
+        if item.origin[len(head) :].isdigit():
+            doomed.setdefault(item.origin, []).append(item.offset)
+    return doomed
+
+
 def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
     """The items still to write once erasures ran: a user's outputs from before their last
     erasure in the batch are dropped (they describe someone who asked to be forgotten)."""
@@ -303,6 +346,8 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     The client's own retries are off so there is one retry layer, visible in
     `tailor_redis_errors_total{operation="write"}`. `retry` takes the keyword arguments of
     `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).
+    `id_mode` (`operators.pseudonym.id_mode`), when given, is recorded in ``{prefix}:meta``
+    as each worker starts, before it writes anything.
     """
 
     def __init__(
@@ -310,11 +355,15 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         redis_url: str,
         prefix: str = "tailor",
         updates_maxlen: int = 100_000,
+        id_mode: str | None = None,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
+        self.id_mode = id_mode
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
-        return _RedisSinkPartition(self.writer(worker_index), self.prefix, self.updates_maxlen)
+        return _RedisSinkPartition(
+            self.writer(worker_index), self.prefix, self.updates_maxlen, self.id_mode
+        )

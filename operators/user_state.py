@@ -11,6 +11,8 @@ Keyed by user id upstream (`op.key_on`), so one `UserStateLogic` holds one user'
 * everything else updates the state and emits it as the models step needs it: in full
   (`UserUpdate.features` and the rest of the profile) only where the models read it, at
   clusterer learn points and at the user's last update of each batch; light otherwise;
+* an opted-out user's event is dropped, and its raw entry is handed to the sink to delete
+  (`InputDeletion`): the opt-out is a promise not to keep their data, raw input included;
 * a user with no events for `ttl_s` of processing time is forgotten (Flink's state TTL,
   processing-time flavour): the logic is discarded, so memory follows active users, not all
   users ever seen. A user who comes back after that starts afresh.
@@ -36,6 +38,7 @@ from operators.records import (
     DeadLetter,
     Erasure,
     Forget,
+    InputDeletion,
     Progress,
     Stamp,
     UserUpdate,
@@ -69,6 +72,11 @@ class UserStateParams:
     learn_every: int = 10
     #: Processing-time inactivity after which a user's state is dropped; 0 keeps it for ever.
     ttl_s: float = 0.0
+    #: Users (stored ids) in the opt-out set when the worker started: a state built in this
+    #: process (fresh, or resumed from a snapshot) of a user in it is an opt-out's tombstone
+    #: from its first batch on. The control stream's replay of the set races the events at
+    #: start-up, and an event processed before it arrived would stay in the input streams.
+    opted_out: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.learn_every < 1:
@@ -90,7 +98,7 @@ class UserStateParams:
         )
 
 
-UserStateOut = UserUpdate | DeadLetter | Erasure | Progress
+UserStateOut = UserUpdate | DeadLetter | Erasure | Progress | InputDeletion
 
 
 class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes]):
@@ -116,6 +124,7 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         self.expires_at = clock() + params.ttl_s
         self._timer: datetime | None = None  # the wake-up Bytewax holds; see `notify_at`
         self.state: UserState
+        self._unchecked = True  # against `UserStateParams.opted_out`, at the first batch
         if isinstance(resume_state, bytes):
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
         else:
@@ -126,6 +135,10 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         """Every stamped event yields one `UserUpdate` or one `Progress` (the models step
         counts them to know a source batch is complete), plus a dead letter if late."""
         out: list[UserStateOut] = []
+        if self._unchecked:
+            self._unchecked = False
+            if values:
+                out += self._opt_out_at_start(_user_of(values[0]))
         counts: dict[tuple[str, str], int] = {}  # (type, outcome): counted once per batch
         last = -1  # index in `out` of the newest accepted update
         for value in values:
@@ -157,6 +170,21 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
 
+    def _opt_out_at_start(self, user: str) -> list[Erasure]:
+        """Apply the opt-out set read at start-up (`UserStateParams.opted_out`).
+
+        A fresh state just becomes an opt-out's tombstone. A state resumed from a snapshot
+        taken before the opt-out holds data: it is erased now, since the control entry that
+        asked for it may be gone (the sink deletes it once the erasure is done), and the
+        events replayed after the snapshot must not re-create the user.
+        """
+        if self.state.opted_out or user not in self.params.opted_out:
+            return []
+        if self.state.version == 0:
+            self.state.opted_out = True
+            return []
+        return [self._erase(Forget(user, "opt_out", opt_out=True))]
+
     def _erase(self, value: Accepted | Forget) -> Erasure:
         """Drop everything kept about the user; an opt-out keeps only the fact of it.
 
@@ -175,15 +203,15 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
 
     def _accept(
         self, value: Accepted, counts: dict[tuple[str, str], int]
-    ) -> UserUpdate | DeadLetter | None:
-        """Dedup, lateness, then the state update: a light update, full at learn points and
-        purchases (the models step learns RFM tiers from every purchase)."""
+    ) -> UserUpdate | DeadLetter | InputDeletion | None:
+        """Opt-out, dedup, lateness, then the state update: a light update, full at learn
+        points and purchases (the models step learns RFM tiers from every purchase)."""
         event = value.event
         state = self.state
         if state.opted_out:
             key = (event.type, "opted_out")
             counts[key] = counts.get(key, 0) + 1
-            return None
+            return InputDeletion(value.origin, value.offset) if value.origin else None
         if state.is_duplicate(event):
             key = (event.type, "duplicate")
             counts[key] = counts.get(key, 0) + 1
@@ -228,6 +256,10 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         """The state pickled: an immutable copy (Bytewax stores it later, while `on_batch` keeps
         mutating the live one), and cheaper than `deepcopy`, which Bytewax would pickle again."""
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _user_of(value: Accepted | Forget) -> str:
+    return value.user_id if isinstance(value, Forget) else value.event.user_id
 
 
 def _late_letter(value: Accepted, lag: float) -> DeadLetter:

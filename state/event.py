@@ -44,13 +44,23 @@ REASONS: dict[str, str] = {
     "not_object": "payload is JSON but not an object",
     "missing_field": "a required field is absent or null",
     "wrong_type": "a field has the wrong JSON type or an unusable value",
+    "too_long": "an id or text field is longer than its limit (ids: MAX_ID_LENGTH characters)",
+    "out_of_range": "a number is outside its range (price < 0 or > MAX_PRICE, quantity < 1 or "
+    "> MAX_QUANTITY)",
     "unknown_type": "the event type is not in validation.event_types",
     "ts_future": "event time is further in the future than validation.max_future_s",
     "ts_past": "event time is before validation.min_ts",
     "late": "event time is behind the user's watermark by more than the allowed lateness",
 }
 
+#: Longest accepted id (event, user, item, session ids, type, device), in characters: ids
+#: become parts of Redis keys and set members, so an unbounded one is a memory attack.
 MAX_ID_LENGTH = 256
+#: Longest accepted referrer, and category name, in characters; most categories per event.
+MAX_REFERRER_LENGTH = 2048
+MAX_CATEGORY_LENGTH = 128
+MAX_CATEGORIES = 32
+#: Largest accepted quantity and price: beyond them a spend is a producer bug, not a sale.
 MAX_QUANTITY = 1_000_000
 MAX_PRICE = 1e9
 
@@ -189,8 +199,10 @@ def _as_id(value: Any, name: str) -> str:
         raise _Refused("wrong_type", name)
     if isinstance(value, int):
         value = str(value)
-    if not isinstance(value, str) or len(value) > MAX_ID_LENGTH or not value.isprintable():
+    if not isinstance(value, str) or not value.isprintable():
         raise _Refused("wrong_type", name)
+    if len(value) > MAX_ID_LENGTH:
+        raise _Refused("too_long", name)
     return value
 
 
@@ -205,8 +217,10 @@ def _optional_text(obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None:
         return None
-    if not isinstance(value, str) or len(value) > 2048:
+    if not isinstance(value, str):
         raise _Refused("wrong_type", name)
+    if len(value) > MAX_REFERRER_LENGTH:
+        raise _Refused("too_long", name)
     return value
 
 
@@ -215,12 +229,16 @@ def _categories(value: Any) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     items = [value] if isinstance(value, str) else value
-    if not isinstance(items, list) or len(items) > 32:
+    if not isinstance(items, list):
         raise _Refused("wrong_type", "category")
+    if len(items) > MAX_CATEGORIES:
+        raise _Refused("too_long", "category")
     out: list[str] = []
     for item in items:
-        if not isinstance(item, str) or not item or len(item) > 128 or not item.isprintable():
+        if not isinstance(item, str) or not item or not item.isprintable():
             raise _Refused("wrong_type", "category")
+        if len(item) > MAX_CATEGORY_LENGTH:
+            raise _Refused("too_long", "category")
         if item not in out:
             out.append(item)
     return tuple(out)
@@ -232,15 +250,21 @@ def _optional_price(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _Refused("wrong_type", "price")
     price = float(value)
-    if not math.isfinite(price) or price < 0 or price > MAX_PRICE:
+    if not math.isfinite(price):
         raise _Refused("wrong_type", "price")
+    if price < 0 or price > MAX_PRICE:
+        raise _Refused("out_of_range", "price")
     return price
 
 
 def _quantity(value: Any) -> int:
     if value is None:
         return 1
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_QUANTITY:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _Refused("wrong_type", "quantity")
+    if not 0 < value <= MAX_QUANTITY:  # JSON's 1e30 or 10**30 (a float to orjson) included
+        raise _Refused("out_of_range", "quantity")
+    if not isinstance(value, int):
         raise _Refused("wrong_type", "quantity")
     return value
 

@@ -131,6 +131,15 @@ def test_each_reason_is_reported(redis_url: str) -> None:
         b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 4102444800}': "ts_future",
         b'{"event_id": "e", "user_id": "u", "type": "click", "ts": 5}': "ts_past",
         b'{"event_id": "e", "pad": "' + b"a" * 70_000 + b'"}': "too_large",
+        b'{"event_id": "e", "user_id": "'
+        + b"u" * 10_000
+        + b'", "type": "click", "ts": 1700000000}': ("too_long"),
+        b'{"event_id": "e", "user_id": "u", "type": "purchase", "ts": 1700000000, "price": -1}': (
+            "out_of_range"
+        ),
+        b'{"event_id": "e", "user_id": "u", "type": "purchase", "ts": 1700000000, "quantity": 0}': (
+            "out_of_range"
+        ),
     }
     publish(client, list(cases), [])
     run_worker(redis_url)

@@ -7,10 +7,18 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
+
+from flows.config import SECRET_ENV
+from flows.forget import forget
+from operators.pseudonym import pseudonym
+from operators.routing import partition_for, stream_key
+from tests.conftest import drain_worker
 
 PREFIX = "erase"
 BASE_TS = 1_700_000_000
@@ -150,3 +158,39 @@ def test_opt_out_set_is_honoured_by_a_fresh_worker(
     assert not r.exists(f"{PREFIX}:user:frank")
     assert r.sismember(f"{PREFIX}:optout", "frank")
     assert r.hget(f"{PREFIX}:user:gina", "version") == b"6"
+
+
+def raw_users(r: redis.Redis, partitions: int) -> Counter[str]:
+    """Events per user id left in the input streams."""
+    return Counter(
+        orjson.loads(fields[b"payload"])["user_id"]
+        for p in range(partitions)
+        for _id, fields in r.xrange(stream_key(PREFIX, p))
+    )
+
+
+def publish(r: redis.Redis, events: list[dict[str, object]], partitions: int) -> None:
+    for event in events:
+        key = stream_key(PREFIX, partition_for(str(event["user_id"]), partitions))
+        r.xadd(key, {"payload": orjson.dumps(event)})
+
+
+@pytest.mark.parametrize("pseudonymize", [False, True])
+def test_an_opted_out_users_new_raw_events_are_deleted_as_consumed(
+    redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch, pseudonymize: bool
+) -> None:
+    """The streams hold raw ids even with pseudonyms: entries are deleted by entry id."""
+    secret = b"opt-out-secret" if pseudonymize else None
+    monkeypatch.setenv(SECRET_ENV, "opt-out-secret")
+    settings = {"privacy__pseudonymize": pseudonymize, "segments__warmup": 1}
+    forget(r, PREFIX, 2, "frank", opt_out=True, secret=secret)
+    publish(r, shopping("frank", 0) + shopping("gina", 5) + shopping("hal", 7), partitions=2)
+    drain_worker(redis_url, PREFIX, 2, **settings)
+    assert raw_users(r, 2) == {"gina": 6, "hal": 6}
+
+    # a second run (a fresh worker: the opt-out comes back from the opt-out set) does it again
+    publish(r, shopping("frank", 600, n=3) + shopping("gina", 600, n=2), partitions=2)
+    drain_worker(redis_url, PREFIX, 2, **settings)
+    assert raw_users(r, 2) == {"gina": 8, "hal": 6}
+    stored = pseudonym(secret, "frank") if secret else "frank"
+    assert not r.exists(f"{PREFIX}:user:{stored}")

@@ -6,13 +6,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
+import pytest
 import redis
 
+from flows.config import SECRET_ENV, ConfigError
+from flows.forget import forget
 from flows.sample import write_jsonl
-from operators.pseudonym import pseudonym
+from operators.control import control_key
+from operators.keys import META_IDS, meta_key, user_key
+from operators.pseudonym import id_mode, pseudonym
+from operators.routing import partition_for, stream_key
+from tests.conftest import drain_worker
 
 PREFIX = "private"
 SECRET = "not-a-real-secret"
@@ -93,3 +101,106 @@ def test_pseudonymize_without_a_secret_is_a_config_error(redis_url: str, tmp_pat
     )
     assert done.returncode == 2
     assert "TAILOR_PSEUDONYM_SECRET" in done.stderr
+
+
+def publish(r: redis.Redis, users: list[str], partitions: int = 2, n: int = 3) -> None:
+    """`n` product views per user, each in its user's partition."""
+    for user in users:
+        for i in range(n):
+            event = {
+                "event_id": f"{user}-{i}",
+                "user_id": user,
+                "type": "product_view",
+                "ts": 1_700_000_000 + 60 * i,
+                "item_id": f"item-{i}",
+            }
+            key = stream_key(PREFIX, partition_for(user, partitions))
+            r.xadd(key, {"payload": orjson.dumps(event)})
+
+
+def run_worker(redis_url: str, pseudonymize: bool) -> None:
+    drain_worker(redis_url, PREFIX, 2, privacy__pseudonymize=pseudonymize, segments__warmup=1)
+
+
+def raw_entries(r: redis.Redis) -> int:
+    return sum(r.xlen(stream_key(PREFIX, p)) for p in range(2))
+
+
+@pytest.fixture
+def pseudonymous_worker(
+    redis_url: str, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Alice and bob processed by a worker with pseudonyms (key `SECRET`)."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    publish(r, ["alice", "bob"])
+    run_worker(redis_url, pseudonymize=True)
+    assert r.exists(user_key(PREFIX, pseudonym(SECRET.encode(), "alice")))
+    yield
+
+
+def test_the_worker_records_a_fingerprint_of_its_key_never_the_key(
+    r: redis.Redis, pseudonymous_worker: None
+) -> None:
+    recorded = r.hget(meta_key(PREFIX), META_IDS)
+    assert recorded == id_mode(SECRET.encode()).encode()
+    assert recorded.startswith(b"hmac-sha256:") and SECRET.encode() not in recorded
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "the worker stores pseudonymous user ids"),
+        (b"another-secret", "is not the worker's pseudonym key"),
+    ],
+)
+def test_forget_without_the_workers_key_refuses_and_deletes_nothing(
+    r: redis.Redis, pseudonymous_worker: None, secret: bytes | None, message: str
+) -> None:
+    before = raw_entries(r)
+    with pytest.raises(ConfigError, match=message):
+        forget(r, PREFIX, 2, "alice", secret=secret)
+    assert raw_entries(r) == before == 6
+    assert r.xlen(control_key(PREFIX)) == 0
+    assert r.exists(user_key(PREFIX, pseudonym(SECRET.encode(), "alice")))
+
+
+def test_forget_with_the_workers_key_erases_the_pseudonymous_user(
+    redis_url: str, r: redis.Redis, pseudonymous_worker: None
+) -> None:
+    counts = forget(r, PREFIX, 2, "alice", secret=SECRET.encode())
+    assert counts["input_entries"] == 3
+    run_worker(redis_url, pseudonymize=True)
+    assert not r.exists(user_key(PREFIX, pseudonym(SECRET.encode(), "alice")))
+    assert r.exists(user_key(PREFIX, pseudonym(SECRET.encode(), "bob")))
+
+
+def test_forget_with_a_key_while_the_worker_stores_raw_ids_refuses(
+    redis_url: str, r: redis.Redis
+) -> None:
+    publish(r, ["alice", "bob"])
+    run_worker(redis_url, pseudonymize=False)
+    assert r.hget(meta_key(PREFIX), META_IDS) == b"plain"
+    with pytest.raises(ConfigError, match="the worker stores raw user ids"):
+        forget(r, PREFIX, 2, "alice", secret=SECRET.encode())
+    assert raw_entries(r) == 6
+    assert r.exists(user_key(PREFIX, "alice"))
+
+
+def test_the_forget_command_refuses_in_one_line_with_exit_2(
+    redis_url: str, r: redis.Redis, pseudonymous_worker: None, tmp_path: Path
+) -> None:
+    config = tmp_path / "tailor.toml"
+    config.write_text(f'[redis]\nprefix = "{PREFIX}"\n[source]\npartitions = 2\n')
+    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--config", str(config), "forget", "alice"],
+        env={**env, "REDIS_URL": redis_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "nothing was deleted" in done.stderr
+    assert done.stdout == ""
+    assert raw_entries(r) == 6

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -119,3 +122,42 @@ def test_progress_draws_on_a_terminal_only() -> None:
     with Progress("events", stream=disabled, enabled=False) as bar:
         bar.update(3)
     assert disabled.getvalue() == ""
+
+
+def tailor(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        env={**os.environ, "REDIS_URL": redis_url, "TAILOR_METRICS_PORT": "0"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_produce_refuses_a_file_its_adapter_cannot_read_and_publishes_nothing(
+    r: redis.Redis, redis_url: str, data_dir: Path
+) -> None:
+    movies = data_dir / "movielens-latest-small" / "movies.csv"
+    done = tailor(redis_url, "produce", str(movies), "--no-progress")
+    assert done.returncode == 2
+    assert done.stderr.startswith("tailor: movies.csv: the csv adapter reads canonical CSV")
+    assert "got columns movieId,title,genres" in done.stderr
+    assert done.stderr.count("\n") == 1 and done.stdout == ""
+    assert r.dbsize() == 0
+    done = tailor(redis_url, "produce", str(movies), "--adapter", "movielens", "--no-progress")
+    assert done.returncode == 2
+    expected = "the movielens adapter reads ratings.csv (userId,movieId,rating,timestamp)"
+    assert expected in done.stderr
+    assert r.dbsize() == 0
+
+
+def test_replay_refuses_a_file_its_adapter_cannot_read(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    wrong = tmp_path / "events.jsonl"
+    wrong.write_text("userId,movieId,rating,timestamp\n1,1,4.0,964982703\n")
+    done = tailor(redis_url, "run", "--replay", str(wrong), "--until-drained")
+    assert done.returncode == 2
+    assert "tailor: events.jsonl: the jsonl adapter reads JSON lines" in done.stderr
+    assert "Traceback" not in done.stderr and "panic" not in done.stderr

@@ -16,7 +16,16 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from operators.records import Accepted, DeadLetter, Progress, Stamp, UserUpdate
+from operators.records import (
+    Accepted,
+    DeadLetter,
+    Erasure,
+    Forget,
+    InputDeletion,
+    Progress,
+    Stamp,
+    UserUpdate,
+)
 from operators.user_state import UserStateLogic, UserStateParams, user_state
 from state.event import Event, event_to_dict
 from state.user import FEATURE_NAMES
@@ -238,3 +247,39 @@ def test_profile_is_filled_at_learn_points_and_at_the_last_accepted_update_only(
 def test_learn_every_must_be_positive() -> None:
     with pytest.raises(ValueError, match="learn_every"):
         UserStateParams(learn_every=0)
+
+
+def test_an_opted_out_users_events_are_dropped_and_their_entries_handed_on_for_deletion() -> None:
+    logic = UserStateLogic(UserStateParams())
+    logic.on_batch([acc("f1", "frank", 1000.0)])
+    out, _ = logic.on_batch([Forget("frank", "opt_out", opt_out=True)])
+    assert [type(item) for item in out] == [Erasure]
+    stamp = Stamp("t:events:1", 0, 2)
+    later = dataclasses.replace(acc("f2", "frank", 1100.0), stamp=stamp, origin="t:events:1")
+    out, _ = logic.on_batch(
+        [dataclasses.replace(later, offset="5-0"), acc("f3", "frank", 1200.0)]  # no origin
+    )
+    assert out == [InputDeletion("t:events:1", "5-0"), Progress(stamp, 1100.0)]
+
+
+def test_users_opted_out_when_the_worker_started_are_dropped_from_their_first_event() -> None:
+    """The opt-out set is known before the control stream's replay of it reaches the user."""
+    params = UserStateParams(opted_out=frozenset({"frank"}))
+    event = dataclasses.replace(acc("f1", "frank", 1000.0), origin="t:events:0", offset="1-0")
+    out, _ = UserStateLogic(params).on_batch([event])
+    assert out == [InputDeletion("t:events:0", "1-0")]
+    out, _ = UserStateLogic(params).on_batch([acc("g1", "gina", 1000.0)])
+    assert [type(item) for item in out] == [UserUpdate]
+
+
+def test_a_state_resumed_from_before_the_opt_out_is_erased_at_its_first_batch() -> None:
+    """The snapshot predates the opt-out, whose control entry may already be deleted: the
+    start-up opt-out set erases the user before replayed events could re-create them."""
+    before = UserStateLogic(UserStateParams())
+    before.on_batch([acc("f1", "frank", 1000.0, item_id="m1")])
+    params = UserStateParams(opted_out=frozenset({"frank"}))
+    resumed = UserStateLogic(params, before.snapshot())
+    replayed = dataclasses.replace(acc("f2", "frank", 1100.0), origin="t:events:0", offset="2-0")
+    out, _ = resumed.on_batch([replayed])
+    assert out == [Erasure("frank", "opt_out", ("m1",)), InputDeletion("t:events:0", "2-0")]
+    assert resumed.state.opted_out

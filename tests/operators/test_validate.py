@@ -16,7 +16,15 @@ from prometheus_client import REGISTRY
 
 from operators.records import Accepted, DeadLetter, Progress, RawRecord, Stamp
 from operators.validate import INTERNAL_ERROR, ValidationParams, validate, validate_record
-from state.event import REASONS
+from state.event import (
+    MAX_CATEGORIES,
+    MAX_CATEGORY_LENGTH,
+    MAX_ID_LENGTH,
+    MAX_PRICE,
+    MAX_QUANTITY,
+    MAX_REFERRER_LENGTH,
+    REASONS,
+)
 
 NOW = 1_700_000_000.0
 PARAMS = ValidationParams()
@@ -62,8 +70,9 @@ def test_valid_event_is_accepted_with_its_read_time() -> None:
         (b"42", "not_object", "int"),
         (orjson.dumps({**GOOD, "user_id": None}), "missing_field", "user_id"),
         (orjson.dumps({**GOOD, "user_id": "a\x00b"}), "wrong_type", "user_id"),
-        (json.dumps({**GOOD, "quantity": 10**30}).encode(), "wrong_type", "quantity"),
-        (orjson.dumps({**GOOD, "price": -1}), "wrong_type", "price"),
+        (json.dumps({**GOOD, "quantity": 10**30}).encode(), "out_of_range", "quantity"),
+        (orjson.dumps({**GOOD, "quantity": 1.5}), "wrong_type", "quantity"),
+        (orjson.dumps({**GOOD, "price": "1"}), "wrong_type", "price"),
         (orjson.dumps({**GOOD, "type": "teleport"}), "unknown_type", "teleport"),
         (orjson.dumps({**GOOD, "ts": NOW + 86_401}), "ts_future", "ts"),
         (json.dumps({**GOOD, "ts": 10**30}).encode(), "ts_future", "ts"),
@@ -76,6 +85,52 @@ def test_each_reason(payload: bytes, reason: str, detail: str | None) -> None:
     if detail is not None:
         assert out.detail == detail
     assert (out.payload, out.origin, out.offset) == (payload, "tailor:events:0", "1-0")
+
+
+LONG = "u" * (MAX_ID_LENGTH + 1)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("user_id", "u" * 10_000, "too_long"),
+        ("user_id", LONG, "too_long"),
+        ("event_id", LONG, "too_long"),
+        ("item_id", LONG, "too_long"),
+        ("session_id", LONG, "too_long"),
+        ("device", LONG, "too_long"),
+        ("type", LONG, "too_long"),
+        ("referrer", "r" * (MAX_REFERRER_LENGTH + 1), "too_long"),
+        ("category", "c" * (MAX_CATEGORY_LENGTH + 1), "too_long"),
+        ("category", [f"c{i}" for i in range(MAX_CATEGORIES + 1)], "too_long"),
+        ("price", -1, "out_of_range"),
+        ("price", -0.01, "out_of_range"),
+        ("price", MAX_PRICE * 2, "out_of_range"),
+        ("quantity", 0, "out_of_range"),
+        ("quantity", -3, "out_of_range"),
+        ("quantity", MAX_QUANTITY + 1, "out_of_range"),
+    ],
+)
+def test_valid_but_odd_values_have_their_own_reason(field: str, value: Any, reason: str) -> None:
+    """Well-typed values beyond a documented limit are not `wrong_type`: a producer reading
+    the dead letters must see which limit it crossed."""
+    before = sample("tailor_dead_letters_total", {"reason": reason})
+    out = refused(orjson.dumps({**GOOD, field: value}))
+    assert (out.reason, out.detail) == (reason, field)
+    assert sample("tailor_dead_letters_total", {"reason": reason}) - before == 1.0
+
+
+def test_values_at_the_limits_are_accepted() -> None:
+    at_limit = {
+        **GOOD,
+        "user_id": "u" * MAX_ID_LENGTH,
+        "item_id": "i" * MAX_ID_LENGTH,
+        "price": 0,
+        "quantity": MAX_QUANTITY,
+    }
+    out = check(orjson.dumps(at_limit))
+    assert isinstance(out, Accepted), out
+    assert len(out.event.user_id) == MAX_ID_LENGTH
 
 
 def test_bounds_are_inclusive_and_configurable() -> None:

@@ -1,0 +1,33 @@
+"""The sink's deletion of raw input entries (an opted-out user's dropped events): only the
+event streams of its own prefix, and idempotent, so retries and recovery replays are safe."""
+
+from __future__ import annotations
+
+import redis
+
+from operators.records import InputDeletion
+from operators.redis_sink import _RedisSinkPartition
+from operators.routing import stream_key
+from tests.operators.sink_support import PREFIX, output, profile
+
+
+def test_deletions_remove_entries_of_own_event_streams_only_and_twice_is_harmless(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    mine = stream_key(PREFIX, 1)
+    other_prefix = stream_key("elsewhere", 1)
+    doomed = [r.xadd(mine, {"payload": b"opted-out"}).decode() for _ in range(2)]
+    kept = r.xadd(mine, {"payload": b"someone else"}).decode()
+    foreign = r.xadd(other_prefix, {"payload": b"not ours"}).decode()
+    batch = [
+        InputDeletion(mine, doomed[0]),
+        output("u1", 1),
+        InputDeletion(mine, doomed[1]),
+        InputDeletion(other_prefix, foreign),
+        InputDeletion("file:events.jsonl", "0"),  # a replayed file: nothing to delete
+    ]
+    sink.write_batch(batch)
+    sink.write_batch(batch)  # a retried batch, or a recovery replay: no error, same result
+    assert [entry_id.decode() for entry_id, _ in r.xrange(mine)] == [kept]
+    assert r.xlen(other_prefix) == 1
+    assert profile(r, "u1")["version"] == 1
