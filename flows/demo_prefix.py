@@ -23,6 +23,7 @@ from operators.keys import (
     churn_key,
     deadletter_stream,
     demo_marker_key,
+    meta_key,
     model_key,
     quality_key,
     recs_key,
@@ -66,6 +67,7 @@ def _schema_patterns() -> tuple[str, ...]:
         optout_key(""),
         blocklist_key(""),
         demo_marker_key(""),
+        meta_key(""),
     )
     return tuple(pattern.removeprefix(":") for pattern in (*per_id, *single))
 

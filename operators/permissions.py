@@ -26,8 +26,10 @@ import redis
 
 from operators.control import blocklist_key, control_key, optout_key
 from operators.keys import (
+    META_IDS,
     churn_key,
     deadletter_stream,
+    meta_key,
     model_key,
     quality_key,
     recs_key,
@@ -86,6 +88,11 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     for stream in streams:  # operators.redis_source
         needs.append(_need("XREAD", "COUNT", "1", "STREAMS", stream, "0-0", names=(stream,)))
         needs.append(_need("XINFO", "STREAM", stream, names=(stream,), sub=True))
+    for stream in streams[:-1]:  # operators.redis_sink: an opted-out user's raw events
+        needs.append(_need("XDEL", stream, "0-1", names=(stream,)))
+    meta = meta_key(prefix)  # operators.pseudonym: the id mode, checked and recorded
+    needs.append(_need("HGET", meta, META_IDS, names=(meta,)))
+    needs.append(_need("HSET", meta, META_IDS, "", names=(meta,)))
     for key in (optout_key(prefix), blocklist):  # operators.control: a fresh worker's replay
         needs.append(_need("SMEMBERS", key, names=(key,)))
     needs.append(
