@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from flows.config import Config, ConfigError
 from flows.recovery import describe, recovery_settings
-from flows.store import check_store, compact_if_idle, source_parts
+from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
 
@@ -76,8 +76,8 @@ def run_worker(
     Everything that can be wrong with the settings fails before the first event. With
     `recovery.enabled` the run snapshots to, and resumes from, the store in `recovery.dir`
     (`flows.recovery`), so a killed worker restarts where its last snapshot left off. The
-    store is checked before Bytewax opens it, and a single-process worker compacts it before
-    it starts and after a clean stop, when nothing else writes to it (`flows.store`).
+    store is checked before Bytewax opens it, and compacted before it starts and after a
+    clean stop, unless another process uses it (`flows.store`).
     """
     if serve_metrics:
         url = start_metrics(config)
@@ -87,18 +87,13 @@ def run_worker(
     recovery = recovery_settings(config)
     log.info("%s", describe(recovery))
     cluster = cluster_settings(config)
-    # Compaction needs the store to itself: in a cluster another process may open it meanwhile.
-    compacted = recovery.store if recovery and cluster["addresses"] is None else None
-    if recovery is not None:
-        check_store(recovery.store, source_parts(flow))
-    if compacted is not None:
-        compact_if_idle(compacted)
+    lock = take_for_run(recovery.store, flow) if recovery else None
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()
     cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
-    if compacted is not None:
-        compact_if_idle(compacted)
+    if lock is not None:
+        release_after_run(lock)
 
 
 def cluster_settings(config: Config) -> dict[str, Any]:

@@ -15,13 +15,17 @@ WAL, temporary data in memory), so no stale page keeps a deleted row's bytes.
 
 Compaction never runs beside Bytewax: Bytewax's writes `unwrap()` a "database is locked"
 (after its 5 s `busy_timeout`) into a worker panic, and a VACUUM holds the write lock for as
-long as it takes. Leaving WAL mode needs the only connection to the file, so a file that
-another process holds open is detected and left alone.
+long as it takes. Two guards: a `tailor run` worker holds `StoreLock` shared for its whole
+run and a compaction holds it exclusive (so a worker starting meanwhile waits for the
+compaction instead of panicking); and leaving WAL mode needs the only connection to the
+file, so a store that any other process has open (say, `python -m bytewax.run`) is left alone.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -38,12 +42,14 @@ from flows.recovery import partition_files, store_path
 __all__ = [
     "Compaction",
     "StoreBusy",
+    "StoreLock",
     "check_store",
-    "compact_if_idle",
     "compact_store",
+    "release_after_run",
     "source_parts",
     "store_command",
     "store_size",
+    "take_for_run",
 ]
 
 log = logging.getLogger("tailor")
@@ -62,6 +68,9 @@ WHERE ser_change IS NULL
       AND other.snap_epoch <> snaps.snap_epoch
   )
 """
+
+#: The lock file a worker and a compaction share, inside the store directory.
+LOCK_FILE = "tailor.lock"
 
 START_OVER = (
     "move the directory aside to start over (the worker then starts from empty state and "
@@ -204,6 +213,52 @@ def _leave_wal(conn: sqlite3.Connection, path: Path) -> None:
         raise StoreBusy(f"{path} is open in another process (journal mode stays {mode})")
 
 
+class StoreLock:
+    """A `flock` on the store's lock file: shared while a worker runs on the store (several
+    processes of one cluster may share a directory), exclusive while one compacts it. The
+    kernel releases it when its process dies, so a crash leaves no stale lock."""
+
+    def __init__(self, store: Path) -> None:
+        self.store = store
+        self._fd = os.open(store / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+
+    def try_exclusive(self) -> bool:
+        """Take it exclusive if nobody else holds it. A failed upgrade from shared may have
+        dropped the shared lock (flock(2)): call `shared` again after one."""
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def shared(self) -> None:
+        """Hold it shared, waiting for a compaction in progress to end."""
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def take_for_run(store: Path, flow: Dataflow) -> StoreLock:
+    """Before Bytewax opens the store: wait out any compaction, check the store, compact it
+    unless another worker shares it, and hold it (shared) for the run."""
+    lock = StoreLock(store)
+    lock.shared()
+    check_store(store, source_parts(flow))
+    if lock.try_exclusive():
+        _compact_and_log(store)
+    lock.shared()
+    return lock
+
+
+def release_after_run(lock: StoreLock) -> None:
+    """After a clean stop (Bytewax has closed the store): compact unless another worker
+    shares the store, then let go of it."""
+    if lock.try_exclusive():
+        _compact_and_log(lock.store)
+    lock.close()
+
+
 def source_parts(flow: Dataflow) -> dict[str, set[str]]:
     """Step id -> partition names of each of the flow's partitioned (snapshotted) sources."""
     found: dict[str, set[str]] = {}
@@ -214,8 +269,8 @@ def source_parts(flow: Dataflow) -> dict[str, set[str]]:
     return found
 
 
-def compact_if_idle(store: Path) -> Compaction | None:
-    """Compact `store` and log it; skip (with a warning) a store another process holds."""
+def _compact_and_log(store: Path) -> Compaction | None:
+    """Compact `store` and log it; skip (with a warning) a store another process has open."""
     try:
         done = compact_store(store)
     except StoreBusy as exc:
@@ -231,10 +286,17 @@ def store_command(config: Config, action: str) -> tuple[str, int]:
     store = store_path(config)
     if not partition_files(store):
         raise ConfigError(f"recovery.dir: no recovery store at {store}")
-    check_store(store)
-    if action == "check":
-        return f"recovery store {store}: {len(partition_files(store))} partition(s), intact", 0
+    lock = StoreLock(store)
     try:
+        if action == "check":
+            lock.shared()  # wait out a compaction; a running worker is fine
+            check_store(store)
+            return f"recovery store {store}: {len(partition_files(store))} partition(s), intact", 0
+        if not lock.try_exclusive():
+            return f"recovery store {store} not compacted: a worker is running on it", 1
+        check_store(store)
         return compact_store(store).describe(store), 0
     except StoreBusy as exc:
         return f"recovery store {store} not compacted: {exc}; stop the worker first", 1
+    finally:
+        lock.close()

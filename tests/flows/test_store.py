@@ -167,17 +167,30 @@ def test_a_damaged_store_is_refused_naming_the_file(
         assert "Traceback" not in done.stderr and "panic" not in done.stderr
 
 
-def test_a_store_of_another_prefix_is_refused(
-    made_store: Path, redis_url: str, tmp_path: Path
+@pytest.mark.parametrize(
+    ("settings", "moved_to", "reads"),
+    [
+        ({"redis": {"prefix": "other"}}, "other", "other:events:0, other:events:1"),
+        ({"source": {"partitions": 1}}, PREFIX, f"{PREFIX}:events:0)"),
+    ],
+    ids=["other-prefix", "fewer-streams"],
+)
+def test_a_store_made_for_other_streams_is_refused(
+    settings: dict[str, Any],
+    moved_to: str,
+    reads: str,
+    made_store: Path,
+    redis_url: str,
+    tmp_path: Path,
 ) -> None:
     """Bytewax's own answer is a RuntimeError from Rust: 'not in this worker's routing map'."""
-    moved = tmp_path / "recovery" / "other"
+    moved = tmp_path / "recovery" / moved_to
     shutil.copytree(made_store, moved)
-    config = write_config(tmp_path, "tailor.toml", redis={"prefix": "other"})
+    config = write_config(tmp_path, "tailor.toml", **settings)
     done = tailor(redis_url, config, "run", "--until-drained")
     assert done.returncode == 2, done.stderr[-3000:]
     assert f"{moved}/part-" in done.stderr
-    assert f"holds positions of {PREFIX}:events:" in done.stderr
+    assert f"holds positions of {PREFIX}:events:" in done.stderr and reads in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -321,6 +334,9 @@ def test_an_erased_id_leaves_every_file_of_the_store(
         wait_until(lambda: on_disk(store_dir(tmp_path), b"alice-x7"), "alice in the store")
         ok(tailor(redis_url, config, "forget", "alice-x7"))
         wait_until(lambda: r.exists(f"{PREFIX}:user:alice-x7") == 0, "the erasure applied")
+        refused = tailor(redis_url, config, "store", "compact")  # not beside a running worker
+        assert refused.returncode == 1 and "a worker is running on it" in refused.stderr
+        assert worker.poll() is None
     finally:
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=DEADLINE_S) == 0, log.read_text()[-3000:]
