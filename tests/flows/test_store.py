@@ -315,8 +315,9 @@ def test_compaction_refuses_a_store_a_worker_holds(
 # --- erasure ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stop", ["sigterm", "sigkill-then-restart"])
 def test_an_erased_id_leaves_every_file_of_the_store(
-    redis_url: str, r: redis.Redis, tmp_path: Path
+    stop: str, redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, "tailor.toml")
     events = shopping("alice-x7", 0, n=12) + shopping("bob", 30) + shopping("carol", 90)
@@ -338,9 +339,15 @@ def test_an_erased_id_leaves_every_file_of_the_store(
         assert refused.returncode == 1 and "a worker is running on it" in refused.stderr
         assert worker.poll() is None
     finally:
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=DEADLINE_S) == 0, log.read_text()[-3000:]
-    assert "compacted" in log.read_text()
+        worker.send_signal(signal.SIGKILL if stop == "sigkill-then-restart" else signal.SIGTERM)
+        worker.wait(timeout=DEADLINE_S)
+    if stop == "sigkill-then-restart":
+        assert worker.returncode == -signal.SIGKILL
+        assert on_disk(store_dir(tmp_path), b"alice-x7")  # a crash compacts nothing
+        ok(tailor(redis_url, config, "run", "--until-drained"))
+    else:
+        assert worker.returncode == 0, log.read_text()[-3000:]
+        assert "compacted" in log.read_text()
     assert not on_disk(store_dir(tmp_path), b"alice-x7")
     assert on_disk(store_dir(tmp_path), b"bob")  # the others' state is still there
 
