@@ -1,4 +1,4 @@
-"""The `tailor` command: run, demo, produce, inspect, segments, forget, block, evaluate.
+"""The `tailor` command: run, demo, produce, inspect, segments, forget, block, store, evaluate.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     block = commands.add_parser("block", help="never recommend an item (again, with --unblock)")
     block.add_argument("item")
     block.add_argument("--unblock", action="store_true", help="recommend it again")
+    store = commands.add_parser("store", help="check or compact the recovery store")
+    store.add_argument("action", choices=["check", "compact"])
     evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
     evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
     evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
@@ -72,6 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         segments,
         forget,
         block,
+        store,
         evaluate,
     ):  # accept --config after the command too
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
@@ -206,6 +209,14 @@ def _cmd_block(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store(config: Config, args: argparse.Namespace) -> int:
+    from flows.store import store_command
+
+    message, code = store_command(config, args.action)
+    print(message, file=sys.stderr if code else sys.stdout)
+    return code
+
+
 def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
@@ -258,6 +269,7 @@ COMMANDS = {
     "segments": _cmd_segments,
     "forget": _cmd_forget,
     "block": _cmd_block,
+    "store": _cmd_store,
     "evaluate": _cmd_evaluate,
 }
 

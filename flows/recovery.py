@@ -31,6 +31,7 @@ __all__ = [
     "ensure_store",
     "partition_files",
     "recovery_settings",
+    "store_path",
 ]
 
 log = logging.getLogger("tailor")
@@ -84,6 +85,15 @@ def ensure_store(store: Path, partitions: int) -> bool:
     return True
 
 
+def store_path(config: Config) -> Path:
+    """Where this prefix's store lives.
+
+    One store per key prefix: a store remembers its sources' partitions by stream name, and
+    Bytewax stops with a panic on a store made for other streams.
+    """
+    return (Path(config["recovery"]["dir"]).expanduser() / config.prefix).resolve()
+
+
 def recovery_settings(config: Config) -> RecoverySettings | None:
     """The recovery store for this run, created on first start; None when recovery is off."""
     section = config["recovery"]
@@ -92,9 +102,7 @@ def recovery_settings(config: Config) -> RecoverySettings | None:
     interval_s = float(section["snapshot_interval_s"])
     if interval_s <= 0:
         raise ConfigError(f"recovery.snapshot_interval_s: must be > 0, got {interval_s}")
-    # One store per key prefix: a store remembers its sources' partitions by stream name, and
-    # Bytewax stops with a panic on a store made for other streams.
-    store = (Path(section["dir"]).expanduser() / config.prefix).resolve()
+    store = store_path(config)
     try:
         created = ensure_store(store, int(section["partitions"]))
     except OSError as exc:

@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 from flows.config import Config, ConfigError
 from flows.preflight import prepare_redis
 from flows.recovery import describe, recovery_settings
+from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
 
@@ -77,23 +78,33 @@ def run_worker(
     Everything that can be wrong with the settings fails before the first event, and before
     waiting for Redis: no one should wait for Redis to learn that a rule is misspelt. With
     `recovery.enabled` the run snapshots to, and resumes from, the store in `recovery.dir`
-    (`flows.recovery`), so a killed worker restarts where its last snapshot left off.
+    (`flows.recovery`), so a killed worker restarts where its last snapshot left off. The
+    store is checked before Bytewax opens it, and compacted before it starts and after a
+    clean stop, unless another process uses it (`flows.store`).
     """
     if serve_metrics:
         url = start_metrics(config)
         if url:
             log.info("metrics at %s", url)
-    flow = build_redis_flow(config, replay_paths)
+    # Built once without Redis so that bad settings fail before any wait; built again below
+    # with the opt-out set, once Redis answers.
+    flow = build_redis_flow(config, replay_paths, opted_out=frozenset())
     recovery = recovery_settings(config)
     cluster = cluster_settings(config)
+    lock = take_for_run(recovery.store, flow) if recovery else None
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()
     if not prepare_redis(config, replay_paths):
         log.info("stopped before Redis answered: nothing was read")
+        if lock is not None:
+            release_after_run(lock)
         return
     log.info("%s", describe(recovery))
+    flow = build_redis_flow(config, replay_paths)
     cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
+    if lock is not None:
+        release_after_run(lock)
 
 
 def cluster_settings(config: Config) -> dict[str, Any]:

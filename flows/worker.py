@@ -230,8 +230,16 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
     )
 
 
-def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataflow:
-    """The production wiring: Redis (or replay files) in, Redis out."""
+def build_redis_flow(
+    config: Config,
+    replay_paths: Sequence[Path] = (),
+    opted_out: frozenset[str] | None = None,
+) -> Dataflow:
+    """The production wiring: Redis (or replay files) in, Redis out.
+
+    `opted_out` None reads the opt-out set from Redis (waiting for it); the runner passes an
+    empty set for the build that only checks the settings, before it waits for Redis.
+    """
     url, prefix, output = config.redis_url, config.prefix, config["output"]
     # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
     retry = {
@@ -252,7 +260,9 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
         or bool(list(replay_paths) or section["replay_paths"]),
     )
     source = build_source(config, replay_paths)
-    return build_flow(config, source, sink, dead, control, read_opt_outs(config))
+    if opted_out is None:
+        opted_out = read_opt_outs(config)
+    return build_flow(config, source, sink, dead, control, opted_out)
 
 
 def read_opt_outs(config: Config) -> frozenset[str]:
