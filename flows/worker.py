@@ -24,6 +24,7 @@ from flows.config import Config, ConfigError, load_config
 from operators.control import ControlSource, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
+from operators.payload_limits import PayloadLimits
 from operators.pseudonym import pseudonymize
 from operators.records import (
     Accepted,
@@ -57,9 +58,19 @@ def validation_params(config: Config) -> ValidationParams:
     section = config["validation"]
     return ValidationParams(
         max_payload_bytes=section["max_payload_bytes"],
+        prefix_bytes=section["too_large_prefix_bytes"],
         max_future_s=section["max_future_s"],
         min_ts=config.min_ts,
         event_types=frozenset(section["event_types"]),
+    )
+
+
+def payload_limits(config: Config) -> PayloadLimits:
+    """What a source may hold at once (`operators.payload_limits`)."""
+    return PayloadLimits(
+        max_payload_bytes=config["validation"]["max_payload_bytes"],
+        prefix_bytes=config["validation"]["too_large_prefix_bytes"],
+        batch_max_bytes=config["source"]["batch_max_bytes"],
     )
 
 
@@ -204,7 +215,9 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
     section = config["source"]
     paths = list(replay_paths) or [Path(p) for p in section["replay_paths"]]
     if paths:
-        return ReplaySource(paths, section["replay_adapter"] or None, section["batch_size"])
+        return ReplaySource(
+            paths, section["replay_adapter"] or None, section["batch_size"], payload_limits(config)
+        )
     return RedisStreamSource(
         config.redis_url,
         prefix=config.prefix,
@@ -212,6 +225,7 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
         batch_size=section["batch_size"],
         poll_interval_s=section["poll_interval_s"],
         stop_when_drained=section["stop_when_drained"],
+        limits=payload_limits(config),
     )
 
 
@@ -234,6 +248,7 @@ def build_redis_flow(config: Config, replay_paths: Sequence[Path] = ()) -> Dataf
         # a replay ends with its files, so the control partition must end with them too
         stop_when_drained=section["stop_when_drained"]
         or bool(list(replay_paths) or section["replay_paths"]),
+        limits=payload_limits(config),
     )
     return build_flow(config, build_source(config, replay_paths), sink, dead, control)
 

@@ -1,7 +1,8 @@
 """Refused input into the dead-letter stream, raw payload untouched.
 
 The payload is written as the exact bytes the source read (even when they are not UTF-8), so
-an operator can inspect it and, once the producer is fixed, replay it. XADD is not idempotent:
+an operator can inspect it and, once the producer is fixed, replay it. A too-large payload is
+only its prefix: then `size` and `sha1` give the whole payload's length and SHA-1. XADD is not idempotent:
 a batch retried after a connection drop may add an entry twice (at-least-once), which is the
 right trade for a stream people read, not count from. `tailor_dead_letters_total` is counted
 by the step that refuses the input, not here.
@@ -41,6 +42,10 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
                 "origin": letter.origin,
                 "offset": letter.offset,
             }
+            if letter.size is not None:  # the payload is a prefix of this many bytes
+                fields["size"] = str(letter.size)
+            if letter.sha1 is not None:
+                fields["sha1"] = letter.sha1
             pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
         pipe.execute()
 
