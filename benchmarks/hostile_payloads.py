@@ -130,8 +130,10 @@ def main() -> None:
         after = int(client.info("memory")["used_memory"])
         accepted = sum(1 for _ in client.scan_iter(match=f"{PREFIX}:user:*"))
         print(f"checkout: {ROOT} (exit code {code}, {elapsed:.1f} s)")
-        print("| entries | worker peak RSS MB | dead letters | largest letter | first five | "
-              "users written | Redis growth MB |")
+        print(
+            "| entries | worker peak RSS MB | dead letters | largest letter | first five | "
+            "users written | Redis growth MB |"
+        )
         print("|---|---|---|---|---|---|---|")
         print(
             f"| {args.big} x {args.mb:g} MB + {args.good} | {peak_mb:.0f} | {len(sizes)} | "

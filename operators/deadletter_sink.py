@@ -1,8 +1,7 @@
 """Refused input into the dead-letter stream, raw payload untouched.
 
 The payload is written as the exact bytes the source read (even when they are not UTF-8), so
-an operator can inspect it and, once the producer is fixed, replay it. A too-large payload is
-only its prefix: then `size` and `sha1` give the whole payload's length and SHA-1. XADD is not idempotent:
+an operator can inspect it and, once the producer is fixed, replay it. XADD is not idempotent:
 a batch retried after a connection drop may add an entry twice (at-least-once), which is the
 right trade for a stream people read, not count from. `tailor_dead_letters_total` is counted
 by the step that refuses the input, not here.

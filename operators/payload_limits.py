@@ -47,6 +47,10 @@ class PayloadLimits:
         return payload[: self.prefix_bytes], len(payload), sha1_hex(payload)
 
 
+#: The defaults of `flows/defaults.toml`, for sources built without settings (tests, tools).
+DEFAULT_LIMITS = PayloadLimits()
+
+
 def sha1_hex(payload: bytes) -> str:
     """The digest Redis's `redis.sha1hex` gives, so either side of a cut agrees on it."""
     return hashlib.sha1(payload, usedforsecurity=False).hexdigest()

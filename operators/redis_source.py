@@ -38,7 +38,7 @@ from redis.retry import Retry
 
 from operators import lifecycle
 from operators.metrics import REDIS_ERRORS, SOURCE_BATCH, SOURCE_LAG
-from operators.payload_limits import PayloadLimits
+from operators.payload_limits import DEFAULT_LIMITS, PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 from operators.retry import mark_redis_up
@@ -128,7 +128,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         poll_interval_s: float,
         stop_when_drained: bool,
         lag_interval_s: float = LAG_INTERVAL_S,
-        limits: PayloadLimits = PayloadLimits(),
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._client = client
         self._reader = BoundedStreamReader(client, key, batch_size, limits)
@@ -161,16 +161,23 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         if not read.ids:
             return self._ran_dry()
         self._awake = None
-        read_at = time.time()
-        stamp = self._stamper.data(len(read.ids))
-        key, cuts = self._key, read.cuts
-        batch = [
-            RawRecord(payload, key, entry_id, read_at, stamp, *cuts.get(i, _WHOLE))
-            for i, (entry_id, payload) in enumerate(zip(read.ids, read.payloads, strict=True))
-        ]
+        batch = self._records(read, time.time())
         self._last_id = batch[-1].offset
         SOURCE_BATCH.labels("redis").observe(len(batch))
         return batch
+
+    def _records(self, read: StreamRead, read_at: float) -> list[RawRecord]:
+        """The read's entries as one stamped batch (the common case, nothing cut, first)."""
+        key, stamp, cuts = self._key, self._stamper.data(len(read.ids)), read.cuts
+        pairs = zip(read.ids, read.payloads, strict=True)
+        if not cuts:
+            return [
+                RawRecord(payload, key, entry_id, read_at, stamp) for entry_id, payload in pairs
+            ]
+        return [
+            RawRecord(payload, key, entry_id, read_at, stamp, *cuts.get(i, _WHOLE))
+            for i, (entry_id, payload) in enumerate(pairs)
+        ]
 
     def _ran_dry(self) -> list[RawRecord]:
         """Announce the end (then stop) or, once per dry spell, idleness; then poll again."""
@@ -227,7 +234,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
         poll_interval_s: float = 0.05,
         stop_when_drained: bool = False,
         lag_interval_s: float = LAG_INTERVAL_S,
-        limits: PayloadLimits = PayloadLimits(),
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix

@@ -22,7 +22,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from operators import lifecycle
 from operators.adapters import read_payloads
 from operators.metrics import SOURCE_BATCH
-from operators.payload_limits import Bounded, PayloadLimits
+from operators.payload_limits import DEFAULT_LIMITS, Bounded, PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 
@@ -37,7 +37,7 @@ class _ReplayPartition(StatefulSourcePartition[RawRecord, ReplayState]):
         payloads: Iterator[bytes],
         resume: ReplayState,
         batch_size: int,
-        limits: PayloadLimits = PayloadLimits(),
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._origin = f"file:{name}"
         done, seq = resume
@@ -126,7 +126,7 @@ class ReplaySource(FixedPartitionedSource[RawRecord, ReplayState]):
         paths: Sequence[Path],
         adapter: str | None = None,
         batch_size: int = 1000,
-        limits: PayloadLimits = PayloadLimits(),
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self.paths = list(paths)
         self.adapter = adapter

@@ -74,10 +74,9 @@ def _refuse_too_large(record: RawRecord, prefix_bytes: int) -> DeadLetter:
     """Count the refusal and keep the payload's prefix, its whole length and its SHA-1."""
     _count_refusal("too_large", "unknown")
     payload = record.payload
-    if record.size is None:  # whole: cut it here
-        size, sha1 = len(payload), sha1_hex(payload)
-    else:  # the source cut it
-        size, sha1 = record.size, record.sha1
+    # Whole unless the source cut it already (then it gave the length and hash).
+    size = len(payload) if record.size is None else record.size
+    sha1 = sha1_hex(payload) if record.sha1 is None else record.sha1
     return DeadLetter(
         "too_large",
         f"{size} bytes",
