@@ -128,11 +128,14 @@ def main() -> None:
         )
         sizes = letter_sizes(client)
         after = int(client.info("memory")["used_memory"])
-        accepted = sum(1 for _ in client.scan_iter(match=f"{PREFIX}:user:*"))
+        accepted = sum(
+            int(client.hget(key, "version") or 0)
+            for key in client.scan_iter(match=f"{PREFIX}:user:*")
+        )
         print(f"checkout: {ROOT} (exit code {code}, {elapsed:.1f} s)")
         print(
             "| entries | worker peak RSS MB | dead letters | largest letter | first five | "
-            "users written | Redis growth MB |"
+            "events accepted | Redis growth MB |"
         )
         print("|---|---|---|---|---|---|---|")
         print(

@@ -6,9 +6,15 @@ from __future__ import annotations
 import hashlib
 import random
 from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
 
+import bytewax.operators as op
 import pytest
 import redis
+from bytewax.dataflow import Dataflow
+from bytewax.recovery import RecoveryConfig, init_db_dir
+from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
 from operators import lifecycle
@@ -129,6 +135,37 @@ def test_resume_after_a_batch_the_budget_cut_reads_each_entry_once(
     resumed.close()
     read = [(rec.offset, rec.payload) for rec in batch + rest]
     assert read == added
+
+
+def test_a_run_stopped_between_byte_bounded_batches_resumes_exactly_once(
+    r: redis.Redis, redis_url: str, tmp_path: Path
+) -> None:
+    """Through Bytewax recovery: the second run starts after the first run's last batch."""
+    added = publish_sizes(r, mixed_sizes(80, seed=11))
+    init_db_dir(tmp_path, 1)
+    recovery = RecoveryConfig(str(tmp_path))
+    source = RedisStreamSource(
+        redis_url, partitions=1, batch_size=25, stop_when_drained=True, limits=LIMITS
+    )
+
+    def run(stop_after: int | None) -> list[RawRecord]:
+        out: list[RawRecord] = []
+
+        def seen(_step: str, record: RawRecord) -> None:
+            out.append(record)
+            if stop_after is not None and len(out) >= stop_after:
+                lifecycle.request_stop()  # the partition ends at its next read
+
+        flow = Dataflow("bounded-resume")
+        op.inspect("stop", op.input("inp", flow, source), seen)
+        run_main(flow, epoch_interval=timedelta(0), recovery_config=recovery)
+        return [rec for rec in out if not is_announcement(rec)]
+
+    first = run(stop_after=10)
+    lifecycle.reset()
+    second = run(stop_after=None)
+    assert 0 < len(first) < len(added)
+    assert [rec.offset for rec in first + second] == [entry_id for entry_id, _ in added]
 
 
 def lag(key: str) -> float | None:
