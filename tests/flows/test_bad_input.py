@@ -3,7 +3,6 @@ reason on the dead-letter stream, processes each good one, and loses nothing."""
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import Counter
 from typing import Any
@@ -17,6 +16,7 @@ from operators.keys import deadletter_stream, user_key
 from operators.routing import partition_for, stream_key
 from state.event import REASONS
 from tests.conftest import drain_worker
+from tests.flows.deadletter_support import as_lettered, held
 
 PREFIX = "hostile"
 PARTITIONS = 2
@@ -98,18 +98,6 @@ def run_worker(redis_url: str) -> None:
 
 def dead_letters(client: redis.Redis) -> list[dict[bytes, Any]]:
     return [fields for _id, fields in client.xrange(deadletter_stream(PREFIX))]
-
-
-def as_lettered(payload: bytes) -> tuple[bytes, bytes | None, bytes | None]:
-    """(payload, size, sha1) as a dead letter should hold `payload`: a too-large one is cut to
-    its first 1,024 bytes (`validation.too_large_prefix_bytes`), with its length and SHA-1."""
-    if len(payload) <= 65536:
-        return payload, None, None
-    return payload[:1024], str(len(payload)).encode(), hashlib.sha1(payload).hexdigest().encode()
-
-
-def held(letter: dict[bytes, Any]) -> tuple[bytes, bytes | None, bytes | None]:
-    return letter[b"payload"], letter.get(b"size"), letter.get(b"sha1")
 
 
 @settings(
