@@ -8,7 +8,7 @@ one. So the sources enforce two bounds themselves:
   payload's whole length, so a huge one is read alone), always taking at least one entry so
   a partition makes progress;
 - a payload longer than `max_payload_bytes` is kept as its first `prefix_bytes` bytes, its
-  length and its SHA-1 (`Cut`): enough to find and compare it, never the payload itself. The
+  length and its SHA-1 (`Bounded`): enough to find and compare it, never the payload itself. The
   Redis source cuts inside Redis (`operators.stream_read`), so such a payload never even
   crosses the network; a file replay cuts each line as it is read.
 

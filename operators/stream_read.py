@@ -14,9 +14,11 @@ instead and applies `operators.payload_limits` on the server:
   step, for the lag gauge (`operators.redis_source.LagCounter`), without XINFO's copies of
   the first and last entries crossing the network.
 
-The script only reads, so it replicates nothing; it has no shebang so that Redis 6.2 (the
-embedded server of `tailor demo`) runs it too, and `(id` exclusive ranges need Redis 6.2+. It
-is sent once per connection's server (EVALSHA, reloaded by redis-py after a restart).
+The script only reads, so it replicates nothing. It has no shebang so that Redis 6.2 (the
+embedded server of `tailor demo`) runs it too; `(id` exclusive ranges need Redis 6.2+. Redis 7
+runs such a script in compatibility mode, which refuses only writes, so reads go on while
+Redis is out of memory. It is sent once per server (EVALSHA; redis-py loads it again after a
+restart).
 """
 
 from __future__ import annotations
