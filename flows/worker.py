@@ -27,6 +27,7 @@ from operators.adapters import checked_adapter
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.models import ModelParams, models
+from operators.payload_limits import PayloadLimits
 from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (
     Accepted,
@@ -62,9 +63,19 @@ def validation_params(config: Config) -> ValidationParams:
     section = config["validation"]
     return ValidationParams(
         max_payload_bytes=section["max_payload_bytes"],
+        prefix_bytes=section["too_large_prefix_bytes"],
         max_future_s=section["max_future_s"],
         min_ts=config.min_ts,
         event_types=frozenset(section["event_types"]),
+    )
+
+
+def payload_limits(config: Config) -> PayloadLimits:
+    """What a source may hold at once (`operators.payload_limits`)."""
+    return PayloadLimits(
+        max_payload_bytes=config["validation"]["max_payload_bytes"],
+        prefix_bytes=config["validation"]["too_large_prefix_bytes"],
+        batch_max_bytes=config["source"]["batch_max_bytes"],
     )
 
 
@@ -219,7 +230,7 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
         adapter = section["replay_adapter"] or None
         for path in paths:  # a wrong file fails here, not as a panic inside the dataflow
             checked_adapter(path, adapter)
-        return ReplaySource(paths, adapter, section["batch_size"])
+        return ReplaySource(paths, adapter, section["batch_size"], payload_limits(config))
     return RedisStreamSource(
         config.redis_url,
         prefix=config.prefix,
@@ -227,6 +238,7 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
         batch_size=section["batch_size"],
         poll_interval_s=section["poll_interval_s"],
         stop_when_drained=section["stop_when_drained"],
+        limits=payload_limits(config),
     )
 
 
@@ -258,6 +270,7 @@ def build_redis_flow(
         # a replay ends with its files, so the control partition must end with them too
         stop_when_drained=section["stop_when_drained"]
         or bool(list(replay_paths) or section["replay_paths"]),
+        limits=payload_limits(config),
     )
     source = build_source(config, replay_paths)
     if opted_out is None:

@@ -101,7 +101,11 @@ def _append_sets(client: redis.Redis, prefix: str) -> None:
 
 def parse_command(record: RawRecord) -> Forget | Block | None:
     """A control entry as a `Forget` or a `Block`, or None for anything unusable (or an
-    announcement: the control stream's batches are not part of the event-time order)."""
+    announcement: the control stream's batches are not part of the event-time order).
+
+    A payload the source cut to a prefix (`RawRecord.size`) is unusable even if it parses."""
+    if record.size is not None:
+        return None
     try:
         request: Any = orjson.loads(record.payload)
     except orjson.JSONDecodeError:

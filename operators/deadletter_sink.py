@@ -41,6 +41,10 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
                 "origin": letter.origin,
                 "offset": letter.offset,
             }
+            if letter.size is not None:  # the payload is a prefix of this many bytes
+                fields["size"] = str(letter.size)
+            if letter.sha1 is not None:
+                fields["sha1"] = letter.sha1
             pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
         pipe.execute()
 

@@ -73,7 +73,8 @@ def _need(*args: str, names: tuple[str, ...] = (), sub: bool = False) -> Need:
     return Need(command.lower(), args, names)
 
 
-#: The source samples its lag with a read and ``XINFO STREAM`` in one transaction.
+#: `tailor forget` and `tailor block` send their requests in one transaction; the worker's
+#: user is the one those commands use too.
 TRANSACTION = (_need("MULTI"), _need("EXEC"))
 #: The start-up check's own first command (`flows.preflight`).
 PING = _need("PING")
@@ -86,7 +87,9 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     streams = [stream_key(prefix, n) for n in range(partitions)] + [control_key(prefix)]
     needs = [PING, *TRANSACTION]
     for stream in streams:  # operators.redis_source
-        needs.append(_need("XREAD", "COUNT", "1", "STREAMS", stream, "0-0", names=(stream,)))
+        # operators.stream_read: one read-only script, XRANGE and XINFO STREAM inside it
+        needs.append(_need("EVALSHA", _SHA, "1", stream, names=(stream,)))
+        needs.append(_need("XRANGE", stream, "-", "+", "COUNT", "1", names=(stream,)))
         needs.append(_need("XINFO", "STREAM", stream, names=(stream,), sub=True))
     for stream in streams[:-1]:  # operators.redis_sink: an opted-out user's raw events
         needs.append(_need("XDEL", stream, "0-1", names=(stream,)))

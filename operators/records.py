@@ -36,6 +36,11 @@ class RawRecord:
     line) so a dead letter can point back at its input. `stamp` places it in its partition's
     sequence of batches (`state.event_order`); a record with an `IDLE`/`END` stamp is a
     partition's announcement, not a payload.
+
+    `size` and `sha1` are set when the source kept only a prefix of a payload longer than
+    `validation.max_payload_bytes` (`operators.payload_limits`): the whole payload's length
+    and SHA-1 hex digest. Such a record is always refused as ``too_large``: its prefix may
+    even parse, but it is not what the producer sent.
     """
 
     payload: bytes
@@ -43,6 +48,8 @@ class RawRecord:
     offset: str
     read_at: float
     stamp: Stamp | None = None
+    size: int | None = None
+    sha1: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +76,12 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A refused input: the raw payload and a machine-readable reason (`state.event.REASONS`)."""
+    """A refused input: the raw payload and a machine-readable reason (`state.event.REASONS`).
+
+    A ``too_large`` letter keeps only a prefix of its payload, so a flood of huge inputs
+    cannot fill the dead-letter stream: `size` is then the whole payload's length in bytes
+    and `sha1` its SHA-1 hex digest (both None when `payload` is the whole input).
+    """
 
     reason: str
     detail: str
@@ -77,6 +89,8 @@ class DeadLetter:
     origin: str
     offset: str
     stamp: Stamp | None = None
+    size: int | None = None
+    sha1: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,23 +8,26 @@ snapshot, never re-reading nor skipping an entry. The resume state also holds th
 batches stamped (`operators.progress`); a partition with nothing to read announces it once
 (`IDLE`), or its end (`END`) when it stops at the first empty read.
 
-The worker is never blocked: XREAD runs without BLOCK, an idle read returns `[]` and asks to
-be woken after `poll_interval_s`, and a Redis outage is counted and retried with capped
-exponential backoff instead of crashing the dataflow.
+Each read is bounded in entries (`batch_size`) and in bytes (`source.batch_max_bytes`), and a
+payload longer than `validation.max_payload_bytes` arrives as a prefix with its length and
+hash: the read runs as a script inside Redis (`operators.stream_read`), so memory stays flat
+however large the entries a producer writes.
 
-Consumer lag (`tailor_source_lag{stream}`) is sampled by running XINFO STREAM in one MULTI
-with a read, at most every `lag_interval_s` per partition (it adds ~0.14 ms to that one read:
-measured, XREAD COUNT 1000 of 200-byte entries 2.8 ms, with XINFO 3.1 ms). Plain XREAD has
-no cursor on the server, so the partition counts what it consumed in Redis 7's
-`entries-added` units: exact while no unread entry is deleted, and re-anchored to 0
-whenever a read drains the stream.
+The worker is never blocked: reads do not wait for entries, an idle read returns `[]` and
+asks to be woken after `poll_interval_s`, and a Redis outage is counted and retried with
+capped exponential backoff instead of crashing the dataflow.
+
+Consumer lag (`tailor_source_lag{stream}`) is sampled by reading XINFO STREAM's counters in
+the same script as a read, at most every `lag_interval_s` per partition. Reads have no
+cursor on the server, so the partition counts what it consumed in Redis 7's `entries-added`
+units: exact while no unread entry is deleted, and re-anchored to 0 whenever a read drains
+the stream.
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -35,16 +38,18 @@ from redis.retry import Retry
 
 from operators import lifecycle
 from operators.metrics import REDIS_ERRORS, SOURCE_BATCH, SOURCE_LAG
+from operators.payload_limits import DEFAULT_LIMITS, PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 from operators.retry import mark_redis_up
 from operators.routing import stream_key
+from operators.stream_read import BoundedStreamReader, StreamInfo, StreamRead
 
 START_ID = "0-0"
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
 LAG_INTERVAL_S = 5.0
-_PAYLOAD = b"payload"
+_WHOLE: tuple[None, None] = (None, None)
 
 #: The last entry id returned, and the number of batches stamped.
 StreamState = tuple[str, int]
@@ -73,33 +78,6 @@ def backoff_s(failures: int) -> float:
     return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 32))
 
 
-def _entries(reply: Any) -> list[Any]:
-    """The (id, fields) pairs of a one-stream XREAD reply, RESP2 (list) or RESP3 (dict)."""
-    if not reply:
-        return []
-    if isinstance(reply, dict):
-        return list(next(iter(reply.values())))
-    return list(reply[0][1])
-
-
-def _payload(fields: Any) -> bytes:
-    """The payload field, or b"" when missing so that validation dead-letters the entry."""
-    value = fields.get(_PAYLOAD, b"") if isinstance(fields, dict) else b""
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _text(entry_id: Any) -> str:
-    return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
-
-
-def _info_int(info: Any, name: str) -> int | None:
-    """An integer field of an XINFO STREAM reply (str or bytes keys), None if absent."""
-    if not isinstance(info, dict):
-        return None
-    value = info.get(name, info.get(name.encode()))
-    return int(value) if value is not None else None
-
-
 class LagCounter:
     """A partition's position in `entries-added` units, hence its lag, without a server cursor.
 
@@ -118,19 +96,19 @@ class LagCounter:
         if self.position is not None:
             self.position += n
 
-    def sample(self, n: int, batch_size: int, info: Any) -> int | None:
-        """The lag right after a read of `n` entries, given XINFO STREAM taken atomically
-        with it (an error reply when the stream does not exist); None when unknown."""
+    def sample(self, n: int, drained: bool, info: StreamInfo | None) -> int | None:
+        """The lag right after a read of `n` entries that `drained` the stream or not, given
+        the stream's counters taken atomically with it (None: no such stream); None when
+        unknown."""
         from_start, self.from_start = self.from_start, False
         self.consumed(n)
-        length = _info_int(info, "length")
-        if length is None:  # no such stream: nothing to read, and it counts from 0 if created
+        if info is None:  # no such stream: nothing to read, and it counts from 0 if created
             if from_start:
                 self.position = 0
             return 0
-        added = _info_int(info, "entries-added")
-        added = length if added is None else added
-        if n < batch_size:  # the read took everything there was
+        length = info.length
+        added = length if info.added is None else info.added
+        if drained:  # the read took everything there was
             self.position = added
             return 0
         if self.position is None and from_start:  # the n read are the first n present
@@ -150,14 +128,15 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         poll_interval_s: float,
         stop_when_drained: bool,
         lag_interval_s: float = LAG_INTERVAL_S,
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self._client = client
+        self._reader = BoundedStreamReader(client, key, batch_size, limits)
         self._key = key
         last_id, seq = resume
         self._last_id = last_id
         self._stamper = BatchStamper(key, seq)
         self._ended = False
-        self._batch_size = batch_size
         self._poll = timedelta(seconds=poll_interval_s)
         self._stop_when_drained = stop_when_drained
         self._failures = 0
@@ -170,7 +149,7 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         if lifecycle.stop_requested() or self._ended:
             raise StopIteration
         try:
-            entries = self._read()
+            read = self._read()
         except (RedisConnectionError, RedisTimeoutError) as exc:
             REDIS_ERRORS.labels("read", type(exc).__name__).inc()
             mark_redis_up("read", exc)
@@ -179,18 +158,26 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
             return []
         mark_redis_up("read")
         self._failures = 0
-        if not entries:
+        if not read.ids:
             return self._ran_dry()
         self._awake = None
-        read_at = time.time()
-        stamp = self._stamper.data(len(entries))
-        batch = [
-            RawRecord(_payload(fields), self._key, _text(entry_id), read_at, stamp)
-            for entry_id, fields in entries
-        ]
+        batch = self._records(read, time.time())
         self._last_id = batch[-1].offset
         SOURCE_BATCH.labels("redis").observe(len(batch))
         return batch
+
+    def _records(self, read: StreamRead, read_at: float) -> list[RawRecord]:
+        """The read's entries as one stamped batch (the common case, nothing cut, first)."""
+        key, stamp, cuts = self._key, self._stamper.data(len(read.ids)), read.cuts
+        pairs = zip(read.ids, read.payloads, strict=True)
+        if not cuts:
+            return [
+                RawRecord(payload, key, entry_id, read_at, stamp) for entry_id, payload in pairs
+            ]
+        return [
+            RawRecord(payload, key, entry_id, read_at, stamp, *cuts.get(i, _WHOLE))
+            for i, (entry_id, payload) in enumerate(pairs)
+        ]
 
     def _ran_dry(self) -> list[RawRecord]:
         """Announce the end (then stop) or, once per dry spell, idleness; then poll again."""
@@ -201,27 +188,19 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         idle = self._stamper.idle(time.time())
         return [] if idle is None else [idle]
 
-    def _read(self) -> list[Any]:
-        """One XREAD; every `lag_interval_s` in a MULTI with XINFO STREAM to sample the lag."""
+    def _read(self) -> StreamRead:
+        """One bounded read; every `lag_interval_s` it also samples the lag."""
         now = time.monotonic()
-        if now < self._next_sample:
-            entries = _entries(
-                self._client.xread({self._key: self._last_id}, count=self._batch_size)
-            )
-            self._lag.consumed(len(entries))
-            return entries
-        pipe = self._client.pipeline(transaction=True)
-        pipe.xread({self._key: self._last_id}, count=self._batch_size)
-        pipe.xinfo_stream(self._key)
-        reply, info = pipe.execute(raise_on_error=False)
-        if isinstance(reply, Exception):
-            raise reply
-        entries = _entries(reply)
-        lag = self._lag.sample(len(entries), self._batch_size, info)
+        sample = now >= self._next_sample
+        read = self._reader.read(self._last_id, sample)
+        if not sample:
+            self._lag.consumed(len(read.ids))
+            return read
+        lag = self._lag.sample(len(read.ids), read.drained, read.info)
         if lag is not None:
             SOURCE_LAG.labels(self._key).set(lag)
         self._next_sample = now + self._lag_interval_s
-        return entries
+        return read
 
     def next_awake(self) -> datetime | None:
         return self._awake
@@ -243,6 +222,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
     Entries without a `payload` field still become records (with an empty payload) so that
     validation dead-letters them: an input is never lost silently. Only non-empty reads are
     observed in the batch-size histogram; idle polls would drown it in zeros.
+    `limits` bounds each read in bytes and cuts oversized payloads (`operators.stream_read`).
     """
 
     def __init__(
@@ -254,6 +234,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
         poll_interval_s: float = 0.05,
         stop_when_drained: bool = False,
         lag_interval_s: float = LAG_INTERVAL_S,
+        limits: PayloadLimits = DEFAULT_LIMITS,
     ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
@@ -262,6 +243,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
         self.poll_interval_s = poll_interval_s
         self.stop_when_drained = stop_when_drained
         self.lag_interval_s = lag_interval_s
+        self.limits = limits
 
     def list_parts(self) -> list[str]:
         return [stream_key(self.prefix, p) for p in range(self.partitions)]
@@ -279,4 +261,5 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
             self.poll_interval_s,
             self.stop_when_drained,
             self.lag_interval_s,
+            self.limits,
         )

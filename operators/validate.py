@@ -11,6 +11,11 @@ Checks run cheapest first, and the size check comes before any decoding so an ov
 payload costs nothing: too_large, not_utf8 / malformed_json, not_object, the schema
 (`state.event.event_from_dict`), then the event-time bounds ts_future / ts_past.
 
+A ``too_large`` letter keeps only the payload's first `prefix_bytes` bytes, with its whole
+length and SHA-1: copying a flood of huge payloads into the dead-letter stream would move
+the memory problem into Redis. (The sources have usually cut such a payload already,
+`operators.payload_limits`; a record they cut is refused even if its prefix would parse.)
+
 >>> from operators.records import RawRecord
 >>> payload = b'{"event_id":"e1","user_id":"u1","type":"click","ts":1700000000}'
 >>> rec = RawRecord(payload, "s", "1-0", 0.0)
@@ -34,6 +39,7 @@ from bytewax.operators import BranchOut
 from prometheus_client import Counter
 
 from operators.metrics import DEAD_LETTERS, EVENTS
+from operators.payload_limits import sha1_hex
 from operators.progress import announcement_progress, dead_letter_progress, is_announcement
 from operators.records import Accepted, DeadLetter, Progress, RawRecord
 from state.event import DEFAULT_EVENT_TYPES, Event, Invalid, event_from_dict
@@ -46,9 +52,11 @@ INTERNAL_ERROR = "internal error: "
 
 @dataclass(frozen=True)
 class ValidationParams:
-    """Limits a payload must respect; `min_ts` defaults to 1990-01-01 UTC."""
+    """Limits a payload must respect; `min_ts` defaults to 1990-01-01 UTC. `prefix_bytes`
+    is how much of a too-large payload its dead letter keeps."""
 
     max_payload_bytes: int = 65536
+    prefix_bytes: int = 1024
     max_future_s: float = 86400.0
     min_ts: float = 631152000.0
     event_types: frozenset[str] = DEFAULT_EVENT_TYPES
@@ -56,11 +64,34 @@ class ValidationParams:
 
 def _refuse(record: RawRecord, reason: str, detail: str, event_type: str = "unknown") -> DeadLetter:
     """Count the refusal under bounded labels and wrap the untouched payload."""
-    _counter(EVENTS, event_type, "invalid").inc()
-    _counter(DEAD_LETTERS, reason).inc()
+    _count_refusal(reason, event_type)
     return DeadLetter(
         reason, detail[:_DETAIL_CHARS], record.payload, record.origin, record.offset, record.stamp
     )
+
+
+def _refuse_too_large(record: RawRecord, prefix_bytes: int) -> DeadLetter:
+    """Count the refusal and keep the payload's prefix, its whole length and its SHA-1."""
+    _count_refusal("too_large", "unknown")
+    payload = record.payload
+    # Whole unless the source cut it already (then it gave the length and hash).
+    size = len(payload) if record.size is None else record.size
+    sha1 = sha1_hex(payload) if record.sha1 is None else record.sha1
+    return DeadLetter(
+        "too_large",
+        f"{size} bytes",
+        payload[:prefix_bytes],
+        record.origin,
+        record.offset,
+        record.stamp,
+        size,
+        sha1,
+    )
+
+
+def _count_refusal(reason: str, event_type: str) -> None:
+    _counter(EVENTS, event_type, "invalid").inc()
+    _counter(DEAD_LETTERS, reason).inc()
 
 
 #: Label children already looked up: `labels()` costs ~2 µs, and a backlog of stale or
@@ -84,8 +115,8 @@ def _type_label(obj: dict[str, Any], params: ValidationParams) -> str:
 
 def _decode(record: RawRecord, params: ValidationParams) -> dict[str, Any] | DeadLetter:
     payload = record.payload
-    if len(payload) > params.max_payload_bytes:
-        return _refuse(record, "too_large", f"{len(payload)} bytes")
+    if record.size is not None or len(payload) > params.max_payload_bytes:
+        return _refuse_too_large(record, params.prefix_bytes)
     try:
         obj = orjson.loads(payload)
     except Exception as exc:  # JSONDecodeError, depth limits, anything the parser raises

@@ -84,3 +84,9 @@ def test_item_commands_parse() -> None:
     assert command({"op": "unblock", "item_id": "i1"}) == Block("i1", False)
     assert command({"op": "block", "item_id": ""}) is None
     assert command({"op": "block"}) is None
+
+
+def test_a_command_the_source_cut_is_ignored_even_if_its_prefix_parses() -> None:
+    prefix = orjson.dumps({"op": "block", "item_id": "i1"})
+    cut = RawRecord(prefix, "c", "1-0", 0.0, None, 3_000_000, "00" * 20)
+    assert parse_command(cut) is None

@@ -9,6 +9,10 @@ import pytest
 
 from flows.cli import main
 from flows.config import ConfigError, load_config
+from flows.worker import build_source, validation_params
+from operators.payload_limits import PayloadLimits
+from operators.redis_source import RedisStreamSource
+from operators.replay_source import ReplaySource
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -24,6 +28,22 @@ def test_defaults_are_the_documented_file() -> None:
     assert config["segments"]["params"] == {"n_clusters": 6, "halflife": 0.5, "sigma": 0.5}
     assert config.min_ts == 631152000.0
     assert config.redis_url == ""
+
+
+def test_sources_and_validation_get_the_payload_limits() -> None:
+    env = {
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+        "TAILOR_SOURCE_BATCH_MAX_BYTES": "5000",
+        "TAILOR_VALIDATION_MAX_PAYLOAD_BYTES": "300",
+        "TAILOR_VALIDATION_TOO_LARGE_PREFIX_BYTES": "7",
+    }
+    config = load_config(env=env)
+    expected = PayloadLimits(max_payload_bytes=300, prefix_bytes=7, batch_max_bytes=5000)
+    redis_source = build_source(config)
+    replay = build_source(config, [Path("events.jsonl")])
+    assert isinstance(redis_source, RedisStreamSource) and redis_source.limits == expected
+    assert isinstance(replay, ReplaySource) and replay.limits == expected
+    assert validation_params(config).prefix_bytes == 7
 
 
 def test_file_then_environment_override(tmp_path: Path) -> None:
@@ -73,6 +93,8 @@ def test_unrelated_tailor_variables_are_ignored() -> None:
         ("", {"TAILOR_SOURCE_BATCHSIZE": "5"}, "TAILOR_SOURCE_BATCHSIZE"),
         ("", {"TAILOR_METRICS_PORT": "70000"}, "metrics.port"),
         ("not toml [", {}, "not valid TOML"),
+        ("[source]\nbatch_max_bytes = 0\n", {}, "source.batch_max_bytes: must be"),
+        ("[validation]\ntoo_large_prefix_bytes = -1\n", {}, "too_large_prefix_bytes: must be"),
     ],
 )
 def test_mistakes_name_the_key(tmp_path: Path, text: str, env: dict[str, str], names: str) -> None:

@@ -64,6 +64,18 @@ def test_raw_payload_bytes_are_kept_exactly(sink: _DeadLetterPartition, r: redis
     }
 
 
+def test_a_cut_payload_is_written_with_its_size_and_sha1(
+    sink: _DeadLetterPartition, r: redis.Redis
+) -> None:
+    cut = DeadLetter(
+        "too_large", "70000 bytes", b"{pre", "t:events:0", "1-0", None, 70_000, "9f" * 20
+    )
+    sink.write_batch([cut, letter(b"whole", 1)])
+    first, second = entries(r)
+    assert (first[b"payload"], first[b"size"], first[b"sha1"]) == (b"{pre", b"70000", b"9f" * 20)
+    assert b"size" not in second and b"sha1" not in second
+
+
 def test_real_csv_lines_round_trip(
     data_dir: Path, sink: _DeadLetterPartition, r: redis.Redis
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,6 +16,7 @@ from bytewax.testing import TestingSink, run_main
 
 from operators import lifecycle
 from operators.adapters import read_payloads
+from operators.payload_limits import PayloadLimits
 from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.replay_source import ReplaySource
@@ -117,3 +119,37 @@ def test_a_snapshot_from_before_batch_stamps_resumes_by_record_count(otto_csv: P
     assert [rec.offset for rec in batch] == [str(i) for i in range(850, 860)]
     assert part.snapshot() == (860, 1)
     part.close()
+
+
+def test_batches_are_bounded_in_bytes_and_huge_lines_cut(tmp_path: Path) -> None:
+    """A resume between two byte-bounded batches reads every line once; a huge line is kept as
+    its prefix, length and SHA-1 from the moment it is read."""
+    sizes = [3_000, 4_000, 4_000, 4_000, 50_000, 100, 9_000, 9_000, 200, 200]
+    lines = [f"{n}:".encode().ljust(size, b"x") for n, size in enumerate(sizes)]
+    path = tmp_path / "sizes.jsonl"
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    limits = PayloadLimits(max_payload_bytes=20_000, prefix_bytes=16, batch_max_bytes=10_000)
+    source = ReplaySource([path], batch_size=4, limits=limits)
+    part = source.build_part("inp", "sizes.jsonl", None)
+    first = part.next_batch()
+    assert [rec.offset for rec in first] == ["0", "1"]  # a third 4,000 would pass 10,000
+    snapshot = part.snapshot()
+    part.close()
+    resumed = source.build_part("inp", "sizes.jsonl", snapshot)
+    batches = [first]
+    while not is_announcement((batch := resumed.next_batch())[0]):
+        batches.append(batch)
+    resumed.close()
+    assert [[int(rec.offset) for rec in batch] for batch in batches] == [
+        [0, 1],
+        [2, 3],
+        [4],  # larger than the budget: alone
+        [5, 6],
+        [7, 8, 9],
+    ]
+    records = [rec for batch in batches for rec in batch]
+    assert records[4].payload == lines[4][:16]
+    assert (records[4].size, records[4].sha1) == (50_000, hashlib.sha1(lines[4]).hexdigest())
+    others = records[:4] + records[5:]
+    assert [rec.payload for rec in others] == lines[:4] + lines[5:]
+    assert all(rec.size is None and rec.sha1 is None for rec in others)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -59,7 +60,6 @@ def test_valid_event_is_accepted_with_its_read_time() -> None:
 @pytest.mark.parametrize(
     ("payload", "reason", "detail"),
     [
-        (b"{" + b" " * 70_000 + b"}", "too_large", "70002 bytes"),
         (b'{"user_id": "\xff"}', "not_utf8", "byte 13"),
         (b'{"user_id": ', "malformed_json", None),
         (b"NaN", "malformed_json", None),
@@ -131,6 +131,38 @@ def test_values_at_the_limits_are_accepted() -> None:
     out = check(orjson.dumps(at_limit))
     assert isinstance(out, Accepted), out
     assert len(out.event.user_id) == MAX_ID_LENGTH
+
+
+def test_too_large_letter_keeps_a_prefix_the_size_and_the_sha1() -> None:
+    payload = b"{" + b" " * 70_000 + b"}"
+    out = refused(payload)
+    assert (out.reason, out.detail, out.origin, out.offset) == (
+        "too_large",
+        "70002 bytes",
+        "tailor:events:0",
+        "1-0",
+    )
+    assert (out.payload, out.size, out.sha1) == (
+        payload[:1024],
+        70_002,
+        hashlib.sha1(payload).hexdigest(),
+    )
+    shorter = refused(payload, ValidationParams(prefix_bytes=10))
+    assert shorter.payload == payload[:10]
+
+
+def test_a_payload_the_source_cut_is_too_large_even_if_its_prefix_parses() -> None:
+    prefix = orjson.dumps(GOOD)
+    record = RawRecord(prefix, "tailor:events:0", "1-0", 123.0, None, 5_000_000, "ab" * 20)
+    out = validate_record(record, PARAMS, NOW)
+    assert isinstance(out, DeadLetter)
+    assert (out.reason, out.detail, out.payload) == ("too_large", "5000000 bytes", prefix)
+    assert (out.size, out.sha1) == (5_000_000, "ab" * 20)
+
+
+def test_other_letters_hold_the_whole_payload_without_size_or_sha1() -> None:
+    out = refused(b"[1, 2]")
+    assert (out.payload, out.size, out.sha1) == (b"[1, 2]", None, None)
 
 
 def test_bounds_are_inclusive_and_configurable() -> None:
