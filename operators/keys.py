@@ -49,6 +49,12 @@ Key                              Type     Contents
                                           `state.event.REASONS`), ``detail``, ``payload``
                                           (the raw bytes, unchanged), ``origin``,
                                           ``offset``; ``MAXLEN ~ output.deadletter_maxlen``.
+                                          One entry per input (``origin``, ``offset``),
+                                          however often a replay refuses it again.
+``{p}:deadletter:index``         zset     The identities in the dead-letter stream: JSON
+                                          ``[origin, offset]`` → milliseconds of its entry
+                                          id; trimmed with the stream
+                                          (`operators.deadletter_sink`).
 ===============================  =======  ==================================================
 
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
@@ -117,3 +123,8 @@ def updates_stream(prefix: str) -> str:
 def deadletter_stream(prefix: str) -> str:
     """Stream of refused input, raw payload included, for inspection and replay."""
     return f"{prefix}:deadletter"
+
+
+def deadletter_index(prefix: str) -> str:
+    """Sorted set of the inputs already in the dead-letter stream: a replay skips them."""
+    return f"{prefix}:deadletter:index"

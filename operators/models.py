@@ -23,7 +23,9 @@ The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.S
 It learns in one event-time order over all source partitions (`state.event_order`), the same
 with one worker or several. A user's output goes out at once with the segments as they stand
 (the *provisional* output); when the update's place in that order is final the segments are
-*settled* there, and if they differ a correction of the same version follows (`settled=True`).
+*settled* there, and if they differ a correction of the same version follows. Both a
+correction and an output settled at once are marked `settled=True`: the sink lets such an
+output rewrite the same version when it differs, never a provisional one.
 So what a user is left with in Redis does not depend on how many workers ran.
 """
 
@@ -274,7 +276,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 provisional[last.user_id] = output
             else:
                 segments = (done.segment, done.segment_name, done.rfm_segment)
-                output = user_output(pending, self.rules, *segments)
+                # settled: after a crash it may replace a provisional output of this version
+                # that the killed run wrote, and whose correction this run will never send
+                output = replace(user_output(pending, self.rules, *segments), settled=True)
                 provisional.pop(last.user_id, None)
             out.append(output)
         for s in by_update.values():

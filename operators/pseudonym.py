@@ -42,6 +42,6 @@ def pseudonymize(step_id: str, up: Stream[Accepted], secret: bytes) -> Stream[Ac
         event = dataclasses.replace(
             accepted.event, user_id=pseudonym(secret, accepted.event.user_id)
         )
-        return Accepted(event, accepted.read_at, accepted.stamp)
+        return dataclasses.replace(accepted, event=event)
 
     return op.map("hmac", up, replace)

@@ -47,11 +47,15 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A valid event plus the time its payload was read (for latency)."""
+    """A valid event plus the time its payload was read (for latency), and where it was read
+    (`origin`/`offset` as in `RawRecord`): a late event's dead letter points back at its input,
+    which also makes the letter's identity (`operators.deadletter_sink`). Empty when unknown."""
 
     event: Event
     read_at: float
     stamp: Stamp | None = None
+    origin: str = ""
+    offset: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +131,8 @@ class UserOutput:
     rfm_segment: str = ""  # RFM tier id ("champions", ...), "" for non-buyers / warm-up
     read_ats: tuple[float, ...] = field(default=())
     event_times: tuple[float, ...] = field(default=())
-    #: A correction of this same version: its segments settled otherwise than first sent.
+    #: The segments are settled (final for this version): the sink lets this output rewrite a
+    #: stored output of the same version that differs (a correction), never a provisional one.
     settled: bool = False
 
 

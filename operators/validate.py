@@ -126,7 +126,7 @@ def validate_record(
         return _refuse(record, "ts_future", "ts", _type_label(decoded, params))
     if event.ts < params.min_ts:
         return _refuse(record, "ts_past", "ts", _type_label(decoded, params))
-    return Accepted(event, record.read_at, record.stamp)
+    return Accepted(event, record.read_at, record.stamp, record.origin, record.offset)
 
 
 @dataclass(frozen=True)
