@@ -271,3 +271,12 @@ def test_a_light_update_at_a_learn_point_is_a_wiring_error() -> None:
     light = lightened(updates, learn_every=10)
     with pytest.raises(ValueError, match="learn_every"):
         ModelsLogic(ModelParams(learn_every=3)).on_batch(light)
+
+
+def test_an_output_settled_at_once_is_marked_settled() -> None:
+    """Unstamped input is ordered as it comes, so every output settles in its own batch. It
+    must say so: after a crash it may meet a provisional output of its version that the killed
+    run wrote, and only a settled output may replace that (`operators.sink_scripts`)."""
+    outs = user_outputs(run(shopping(), ModelParams(warmup=4, k=3), batch_size=10))
+    assert outs and all(o.settled for o in outs)
+    assert all(o.read_ats for o in outs)  # first sends: their latency is measured
