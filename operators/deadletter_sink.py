@@ -11,7 +11,8 @@ index ``{p}:deadletter:index`` already. Letters come from two places (validation
 worker reading the partition, lateness on the user's worker) in no common order, so the
 index holds identities, not a high-water mark. The script trims the stream itself and drops
 the index entries of what it trimmed, so the index stays as large as the stream.
-`tailor_dead_letters_total` is counted by the step that refuses the input, not here.
+`tailor_dead_letters_total` is counted by the step that refuses the input, not here;
+`tailor_dead_letters_repeated_total` counts the letters skipped here as already written.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from operators.keys import deadletter_index, deadletter_stream
+from operators.metrics import DEAD_LETTERS_REPEATED
 from operators.records import DeadLetter
 from operators.retry import RetryingSinkSettings, Writer
 
@@ -40,6 +42,8 @@ LETTER_FIELDS: tuple[str, ...] = tuple(
 # ARGV: 1 MAXLEN (approximate, as XTRIM ~), then per letter: its identity, the number n of
 #       field/value pairs, and the n pairs.
 # Returns the number of letters written (the others were already there).
+# Both keys are declared, but they hash to different slots: single-instance Redis only, like
+# the sink's other scripts (`operators.sink_scripts`).
 # An emptied stream (deleted, or every entry erased) empties its index first. Trimming
 # removes whole stream nodes (~), then the index entries older than the first entry left;
 # the few that share its millisecond go on a later trim, so the index can exceed the stream
@@ -96,7 +100,8 @@ class _DeadLetterPartition(StatelessSinkPartition[DeadLetter]):
 
     def write_batch(self, items: list[DeadLetter]) -> None:
         if items:
-            self._writer.run("deadletter", lambda: self._send(items))
+            written = self._writer.run("deadletter", lambda: self._send(items))
+            DEAD_LETTERS_REPEATED.inc(len(items) - written)
 
     def _send(self, letters: Sequence[DeadLetter]) -> int:
         """Safe to repeat whole: a letter already written is skipped."""

@@ -107,10 +107,13 @@ def test_a_replayed_letter_is_written_once(sink: _DeadLetterPartition, r: redis.
     """Recovery replays what a killed worker refused after its last snapshot, in other
     batches, and validation and lateness letters arrive in no common order."""
     letters = [letter(p, n) for n, p in enumerate(HOSTILE)]
+    repeated = REGISTRY.get_sample_value("tailor_dead_letters_repeated_total") or 0.0
     sink.write_batch(letters[:3])
     sink.write_batch(letters[1:])  # the replay, overlapping and cut otherwise
     sink.write_batch(letters[::-1] + letters)
     assert [e[b"payload"] for e in entries(r)] == HOSTILE
+    skipped = (REGISTRY.get_sample_value("tailor_dead_letters_repeated_total") or 0.0) - repeated
+    assert skipped == 2 + 2 * len(HOSTILE)
     assert r.zcard(deadletter_index(PREFIX)) == len(HOSTILE)
     # the same offset in another stream, or a late event of the same entry id: other inputs
     other = DeadLetter("late", "x", b"{}", "t:events:1", "1700000000000-0")
