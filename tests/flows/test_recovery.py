@@ -204,14 +204,19 @@ def dead_letters(r: redis.Redis) -> list[dict[bytes, bytes]]:
     return sorted(letters, key=lambda f: sorted(f.items()))
 
 
-def repeated_notices(r: redis.Redis) -> list[tuple[str, int, bool]]:
-    """The (user_id, version, correction) keys that more than one stored notice carries."""
+def notice_keys(r: redis.Redis) -> Counter[tuple[str, int, bool]]:
+    """How many stored notices carry each (user_id, version, correction)."""
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(updates_stream(PREFIX)))
     keys: Counter[tuple[str, int, bool]] = Counter()
     for _, fields in entries:
         notice = orjson.loads(fields[b"notice"])
         keys[(notice["user_id"], notice["version"], notice.get("correction", False))] += 1
-    return [key for key, count in keys.items() if count > 1]
+    return keys
+
+
+def repeated_notices(r: redis.Redis) -> list[tuple[str, int, bool]]:
+    """The (user_id, version, correction) keys that more than one stored notice carries."""
+    return [key for key, count in notice_keys(r).items() if count > 1]
 
 
 class Reference(NamedTuple):
@@ -219,6 +224,7 @@ class Reference(NamedTuple):
 
     state: dict[str, Any]
     letters: list[dict[bytes, bytes]]
+    corrections: int
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +240,8 @@ def reference_run(
     publish(client, data_dir)
     tailor(url, config, "run", "--until-drained")
     assert not repeated_notices(client)  # a correction is told apart from its first notice
-    found = Reference(snapshot_state(client, PREFIX), dead_letters(client))
+    corrections = sum(1 for _, _, correction in notice_keys(client) if correction)
+    found = Reference(snapshot_state(client, PREFIX), dead_letters(client), corrections)
     client.flushall()
     client.close()
     return found
@@ -253,6 +260,7 @@ def test_reference_run_counts_every_event_once(reference_run: Reference, data_di
     assert users == set(expected)
     for user, count in expected.items():
         assert int(reference[f"{PREFIX}:user:{user}"][b"version"]) == count, user
+    assert reference_run.corrections > 0  # the settling the kill test must survive happens
     reasons = Counter(letter[b"reason"].decode() for letter in reference_run.letters)
     per_kind = LIMIT // BAD_EVERY // 5
     assert reasons == dict.fromkeys(
