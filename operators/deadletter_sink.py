@@ -1,4 +1,4 @@
-"""Refused input into the dead-letter stream, raw payload untouched, each input at most once.
+"""Refused input into the dead-letter stream, raw payload untouched, each input once.
 
 The payload is written as the exact bytes the source read (even when they are not UTF-8), so
 an operator can inspect it and, once the producer is fixed, replay it.
@@ -10,7 +10,7 @@ id, or file and line), and `LETTER_SCRIPT` writes it only if that identity is no
 index ``{p}:deadletter:index`` already. Letters come from two places (validation on the
 worker reading the partition, lateness on the user's worker) in no common order, so the
 index holds identities, not a high-water mark. The script trims the stream itself and drops
-the index entries of what it trimmed, so the index stays as large as the stream.
+the index entries of what it trimmed, so the index stays about as large as the stream.
 `tailor_dead_letters_total` is counted by the step that refuses the input, not here;
 `tailor_dead_letters_repeated_total` counts the letters skipped here as already written.
 """
