@@ -6,7 +6,9 @@ worker killed at any point restarts from the last completed epoch: the sources r
 the positions of that epoch, the state is the state of that epoch, so nothing is counted
 twice and nothing is lost. What was written to Redis after that epoch is written again; the
 sink is version-guarded and the models are batch-independent, so the replay writes the same
-bytes (tested in tests/flows/test_recovery.py).
+bytes, sends no update notice twice, and writes no dead letter twice (the sink indexes them
+by input: `operators.deadletter_sink`); tested in tests/flows/test_recovery.py with bad input
+mixed in.
 
 The store's partition count is fixed when it is created; an existing store is used as it is.
 """

@@ -58,6 +58,12 @@ Key                              Type     Contents
                                           written by every worker when it starts
                                           (`operators.pseudonym.id_mode`); `tailor forget`
                                           refuses to run with another mode.
+                                          One entry per input (``origin``, ``offset``),
+                                          however often a replay refuses it again.
+``{p}:deadletter:index``         zset     The identities in the dead-letter stream: JSON
+                                          ``[origin, offset]`` → milliseconds of its entry
+                                          id; trimmed with the stream
+                                          (`operators.deadletter_sink`).
 ===============================  =======  ==================================================
 
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
@@ -139,3 +145,8 @@ def demo_marker_key(prefix: str) -> str:
 def meta_key(prefix: str) -> str:
     """Hash describing how the data under the prefix is stored (field `META_IDS`)."""
     return f"{prefix}:meta"
+
+
+def deadletter_index(prefix: str) -> str:
+    """Sorted set of the inputs already in the dead-letter stream: a replay skips them."""
+    return f"{prefix}:deadletter:index"

@@ -26,6 +26,11 @@ DEAD_LETTERS = Counter(
     "Inputs sent to the dead-letter stream, by machine-readable reason.",
     ["reason"],
 )
+DEAD_LETTERS_REPEATED = Counter(
+    "tailor_dead_letters_repeated",
+    "Dead letters not written because their input was already in the dead-letter stream "
+    "(a replay after a restart, or a batch retried after a connection drop).",
+)
 EVENT_TO_REDIS = Histogram(
     "tailor_event_to_redis_seconds",
     "From the worker reading an event to Redis acknowledging the write that reflects it.",

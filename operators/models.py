@@ -23,7 +23,11 @@ The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.S
 It learns in one event-time order over all source partitions (`state.event_order`), the same
 with one worker or several. A user's output goes out at once with the segments as they stand
 (the *provisional* output); when the update's place in that order is final the segments are
-*settled* there, and if they differ a correction of the same version follows (`settled=True`).
+*settled* there, and the output is sent again with them, the same version, `settled=True`. An
+output whose place was reached in its own batch goes out settled at once. The sink lets a
+settled output rewrite its version only to change the segments (a *correction*, announced as
+one), never a provisional output: so a replay after a crash, whose batches and provisional
+segments differ from the killed run's, still leaves every version with its settled segments.
 So what a user is left with in Redis does not depend on how many workers ran.
 """
 
@@ -274,7 +278,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 provisional[last.user_id] = output
             else:
                 segments = (done.segment, done.segment_name, done.rfm_segment)
-                output = user_output(pending, self.rules, *segments)
+                # settled: after a crash it may replace a provisional output of this version
+                # that the killed run wrote, and whose correction this run will never send
+                output = replace(user_output(pending, self.rules, *segments), settled=True)
                 provisional.pop(last.user_id, None)
             out.append(output)
         for s in by_update.values():
@@ -327,16 +333,20 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return settled
 
     def _settle(self, s: Settled, out: list[ModelsOut]) -> None:
-        """Correct the user's last output if its segments settled otherwise than sent."""
+        """Send the user's last output again with its segments as settled.
+
+        Also when they settled as sent: after a crash, Redis may hold this version as the
+        killed run sent it, provisional with other segments, and only this output can put that
+        right. The sink writes and announces it only when the stored segments differ.
+        """
         sent = self.state.provisional.get(s.user_id)
         if sent is None or sent.version != s.version:
             return  # a newer output is on its way to be settled
         del self.state.provisional[s.user_id]
         rfm = s.rfm_segment or ""
-        if (sent.segment, sent.segment_name, sent.rfm_segment) == (s.segment, s.segment_name, rfm):
-            return
+        if (sent.segment, sent.segment_name, sent.rfm_segment) != (s.segment, s.segment_name, rfm):
+            SEGMENT_CORRECTIONS.inc()
         out.append(corrected(sent, s, self.rules))
-        SEGMENT_CORRECTIONS.inc()
 
     def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
         """Segment news goes to the sink as is; the quality gauges follow it."""

@@ -54,8 +54,10 @@ class RawRecord:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A valid event plus the time its payload was read (for latency), and where it came
-    from (`RawRecord.origin`/`offset`), so the raw entry can be found again."""
+    """A valid event plus the time its payload was read (for latency), and where it was read
+    (`origin`/`offset` as in `RawRecord`): an opted-out user's raw entry can be deleted, and a
+    late event's dead letter points back at its input, which is also the letter's identity
+    (`operators.deadletter_sink`). Empty when unknown."""
 
     event: Event
     read_at: float
@@ -156,7 +158,8 @@ class UserOutput:
     rfm_segment: str = ""  # RFM tier id ("champions", ...), "" for non-buyers / warm-up
     read_ats: tuple[float, ...] = field(default=())
     event_times: tuple[float, ...] = field(default=())
-    #: A correction of this same version: its segments settled otherwise than first sent.
+    #: The segments are settled (final for this version): the sink lets this output rewrite a
+    #: stored output of the same version that differs (a correction), never a provisional one.
     settled: bool = False
 
 

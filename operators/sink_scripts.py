@@ -28,10 +28,17 @@ RESERVED_FIELDS = (
 #       the blocklist set are dropped here, so no list written after a block holds the item,
 #       whenever the worker learns of it), 5 notice head (a JSON object
 #       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
-#       of the write (epoch hours), 8 "1" for a settled correction of the same version (it
-#       replaces that version's first output), else "0", 9.. hash field/value pairs (JSON).
-# Returns false when the stored version is not older (not newer, for a correction), else
-# {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
+#       of the write (epoch hours), 8 "1" when the output's segments are settled (final for
+#       its version: it may replace a stored output of the same version, a correction),
+#       else "0", 9.. hash field/value pairs (JSON).
+# Returns false when nothing was written: the stored version is newer, or the same and this
+# output is not settled, or the same and its segments (cluster, RFM, rules) do not differ.
+# Else {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
+#
+# Notices: one per write that applies, identical on the channel and the stream, each with
+# "correction" (true when it rewrote the version already stored). A version's first write
+# and its correction apply at most once each, so (user_id, version, correction) names a
+# notice exactly, replays included: what a subscriber deduplicates on.
 USER_SCRIPT = """
 local user_key, recs_key = KEYS[1], KEYS[2]
 local prefix, uid, version = ARGV[1], ARGV[2], ARGV[3]
@@ -84,19 +91,6 @@ local function as_set(list)
 end
 local before, after = memberships(old), memberships(new)
 local in_before, in_after = as_set(before), as_set(after)
-local touched = {}
-for _, id in ipairs(before) do
-  if not in_after[id] then
-    redis.call('SREM', prefix .. ':segment:' .. id, uid)
-    touched[#touched + 1] = id
-  end
-end
-for _, id in ipairs(after) do
-  if not in_before[id] then
-    redis.call('SADD', prefix .. ':segment:' .. id, uid)
-    touched[#touched + 1] = id
-  end
-end
 
 local profile_changed = false
 for _, name in ipairs(names) do
@@ -114,22 +108,45 @@ local recs_suffix = ',"items":' .. items .. '}'
 local old_recs = redis.call('GET', recs_key)
 local changed = {}
 if profile_changed then changed[#changed + 1] = 'profile' end
-if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'] then
-  changed[#changed + 1] = 'segment'
+local segments_changed = false
+local function segment_part(name)
+  changed[#changed + 1] = name
+  segments_changed = true
 end
-if (old['rfm_segment'] or '""') ~= new['rfm_segment'] then changed[#changed + 1] = 'rfm_segment' end
-if old['rule_segments'] ~= new['rule_segments'] then changed[#changed + 1] = 'rule_segments' end
+if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'] then
+  segment_part('segment')
+end
+if (old['rfm_segment'] or '""') ~= new['rfm_segment'] then segment_part('rfm_segment') end
+if old['rule_segments'] ~= new['rule_segments'] then segment_part('rule_segments') end
 if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
   changed[#changed + 1] = 'recs'
 end
+-- A correction rewrites its version only to change the segments: the replay of one already
+-- applied, or of an output that settled as it was first sent, writes and sends nothing.
+local correction = stored ~= false and tonumber(stored) == tonumber(version)
+if correction and not segments_changed then return false end
 
+local touched = {}
+for _, id in ipairs(before) do
+  if not in_after[id] then
+    redis.call('SREM', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
+for _, id in ipairs(after) do
+  if not in_before[id] then
+    redis.call('SADD', prefix .. ':segment:' .. id, uid)
+    touched[#touched + 1] = id
+  end
+end
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
 redis.call('HSET', user_key, unpack(ARGV, 9))
 redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
 
 local quoted = {}
 for i, part in ipairs(changed) do quoted[i] = '"' .. part .. '"' end
-local notice = ARGV[5] .. ',"changed":[' .. table.concat(quoted, ',') .. ']}'
+local notice = ARGV[5] .. ',"changed":[' .. table.concat(quoted, ',') .. '],"correction":'
+               .. (correction and 'true' or 'false') .. '}'
 redis.call('PUBLISH', prefix .. ':updates', notice)
 redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', ARGV[6], '*', 'notice', notice)
 

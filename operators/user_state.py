@@ -48,6 +48,8 @@ from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
 __all__ = ["UserStateLogic", "UserStateParams", "user_state"]
 
+#: A late letter's origin when its input's place is unknown (events built in tests); its
+#: offset is then the event id.
 ORIGIN = "user_state"
 
 
@@ -263,13 +265,15 @@ def _user_of(value: Accepted | Forget) -> str:
 
 
 def _late_letter(value: Accepted, lag: float) -> DeadLetter:
+    """The payload is the event as accepted (pseudonymized, if so configured); origin and
+    offset are those of its input, so a replay refuses it under the same identity."""
     event = value.event
     return DeadLetter(
         reason="late",
         detail=f"{_seconds(lag)}s behind watermark",
         payload=orjson.dumps(event_to_dict(event)),
-        origin=ORIGIN,
-        offset=event.event_id,
+        origin=value.origin or ORIGIN,
+        offset=value.offset or event.event_id,
     )
 
 

@@ -1,9 +1,12 @@
 """Crash recovery end to end: `tailor run` killed with SIGKILL at random points, or stopped
 with SIGTERM, then restarted on the same recovery store, leaves Redis byte for byte as one
 uninterrupted run does, and every profile counts each of its user's events exactly once.
+What is written once per input stays so: each bad entry has one dead letter, and no update
+notice repeats (`operators.deadletter_sink`, `operators.sink_scripts`).
 
-Real MovieLens ratings through one stream partition (one input order), real Redis, the real
-command in a subprocess. Kill points are counted in update notices, never in sleeps.
+Real MovieLens ratings with bad entries mixed in (broken JSON, not UTF-8, a missing field,
+an unknown type, late events) through one stream partition (one input order), real Redis, the
+real command in a subprocess. Kill points are counted in update notices, never in sleeps.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import time
 from collections import Counter
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import orjson
 import pytest
@@ -26,12 +29,14 @@ import redis
 from flows.config import ConfigError, load_config
 from flows.recovery import describe, ensure_store, partition_files, recovery_settings
 from operators.adapters import read_payloads
-from operators.keys import updates_channel
+from operators.keys import deadletter_index, deadletter_stream, updates_channel, updates_stream
 from operators.routing import stream_key
 from tests.conftest import RedisServer, snapshot_state
 
 PREFIX = "rec"
 LIMIT = 15_000
+#: One bad entry after every BAD_EVERY-th rating: 1,875 dead letters in the run.
+BAD_EVERY = 8
 KILLS = 6
 #: How long a worker may take to send the awaited notices or to finish: a hang, not a timing.
 DEADLINE_S = 120.0
@@ -42,11 +47,16 @@ def ratings(data_dir: Path) -> Path:
 
 
 def write_config(tmp_path: Path, store: Path) -> Path:
-    """One partition and small source batches: many batches and epochs in 15,000 events."""
+    """One partition and small source batches: many batches and epochs in 15,000 events.
+
+    Segments settle 30 days of event time after an output is sent, so many outputs go out
+    provisional and some are corrected: replays meet corrections, and outputs provisional in
+    one run and settled at once in another."""
     path = tmp_path / "tailor.toml"
     path.write_text(
         f'[redis]\nprefix = "{PREFIX}"\n[metrics]\nport = 0\n'
         "[source]\npartitions = 1\nbatch_size = 100\n"
+        f"[segments]\nreorder_s = {30 * 86400}\n"
         f'[recovery]\nenabled = true\ndir = "{store}"\nsnapshot_interval_s = 0.2\n'
     )
     return path
@@ -148,47 +158,125 @@ def versions(r: redis.Redis) -> dict[str, int]:
     return found
 
 
-def publish(redis_url: str, config: Path, data_dir: Path) -> None:
-    tailor(
-        redis_url, config, "produce", str(ratings(data_dir)), "--limit", str(LIMIT), "--no-progress"
-    )
+def bad_entry(n: int, rating: bytes) -> bytes:
+    """The n-th bad entry, written after `rating`: one of five kinds of refusal."""
+    kind = n % 5
+    if kind == 0:
+        return b'{"event_id": "bad-%d", "user_id": "1", "ty' % n
+    if kind == 1:
+        return b"\xff\xfe bad %d" % n
+    if kind == 2:
+        return orjson.dumps({"event_id": f"bad-{n}", "type": "product_view", "ts": 9e8})
+    obj = orjson.loads(rating)
+    if kind == 3:
+        return orjson.dumps({**obj, "event_id": f"bad-{n}", "type": "teleport"})
+    # the user's own rating an hour back in event time: behind their watermark, so late
+    return orjson.dumps({**obj, "event_id": f"late-{n}", "ts": obj["ts"] - 3600})
+
+
+def mixed_input(data_dir: Path) -> list[bytes]:
+    """The first LIMIT ratings with a bad entry after every BAD_EVERY-th."""
+    payloads: list[bytes] = []
+    for n, rating in enumerate(islice(read_payloads(ratings(data_dir), "movielens"), LIMIT)):
+        payloads.append(rating)
+        if n % BAD_EVERY == BAD_EVERY - 1:
+            payloads.append(bad_entry(n // BAD_EVERY, rating))
+    return payloads
+
+
+def publish(r: redis.Redis, data_dir: Path) -> None:
+    pipe = r.pipeline(transaction=False)
+    for payload in mixed_input(data_dir):
+        pipe.xadd(stream_key(PREFIX, 0), {b"payload": payload})
+    pipe.execute()
+
+
+def dead_letters(r: redis.Redis) -> list[dict[bytes, bytes]]:
+    """The dead letters' fields in a canonical order, each offset (an input entry id, which
+    is wall-clock) replaced by the input entry's position, so two runs compare."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(deadletter_stream(PREFIX)))
+    inputs = cast(list[tuple[bytes, Any]], r.xrange(stream_key(PREFIX, 0)))
+    position = {entry_id: b"%d" % n for n, (entry_id, _) in enumerate(inputs)}
+    letters = [
+        {**fields, b"offset": position.get(fields[b"offset"], fields[b"offset"])}
+        for _, fields in entries
+    ]
+    return sorted(letters, key=lambda f: sorted(f.items()))
+
+
+def notice_keys(r: redis.Redis) -> Counter[tuple[str, int, bool]]:
+    """How many stored notices carry each (user_id, version, correction)."""
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(updates_stream(PREFIX)))
+    keys: Counter[tuple[str, int, bool]] = Counter()
+    for _, fields in entries:
+        notice = orjson.loads(fields[b"notice"])
+        keys[(notice["user_id"], notice["version"], notice.get("correction", False))] += 1
+    return keys
+
+
+def repeated_notices(r: redis.Redis) -> list[tuple[str, int, bool]]:
+    """The (user_id, version, correction) keys that more than one stored notice carries."""
+    return [key for key, count in notice_keys(r).items() if count > 1]
+
+
+class Reference(NamedTuple):
+    """What one uninterrupted run leaves: the state, and the dead letters."""
+
+    state: dict[str, Any]
+    letters: list[dict[bytes, bytes]]
+    corrections: int
 
 
 @pytest.fixture(scope="module")
-def reference(
+def reference_run(
     redis_server: RedisServer, data_dir: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
-    """The Redis state after one uninterrupted run (recovery on, never interrupted)."""
+) -> Reference:
+    """One uninterrupted run (recovery on, never interrupted)."""
     url = redis_server.url
     client = redis.Redis.from_url(url)
     client.flushall()
     tmp = tmp_path_factory.mktemp("reference")
     config = write_config(tmp, tmp / "store")
-    publish(url, config, data_dir)
+    publish(client, data_dir)
     tailor(url, config, "run", "--until-drained")
-    state = snapshot_state(client, PREFIX)
+    assert not repeated_notices(client)  # a correction is told apart from its first notice
+    corrections = sum(1 for _, _, correction in notice_keys(client) if correction)
+    found = Reference(snapshot_state(client, PREFIX), dead_letters(client), corrections)
     client.flushall()
     client.close()
-    return state
+    return found
 
 
-def test_reference_run_counts_every_event_once(reference: dict[str, Any], data_dir: Path) -> None:
+@pytest.fixture(scope="module")
+def reference(reference_run: Reference) -> dict[str, Any]:
+    """The Redis state after one uninterrupted run."""
+    return reference_run.state
+
+
+def test_reference_run_counts_every_event_once(reference_run: Reference, data_dir: Path) -> None:
     expected = events_per_user(data_dir)
+    reference = reference_run.state
     users = {k.removeprefix(f"{PREFIX}:user:") for k in reference if ":user:" in k}
     assert users == set(expected)
     for user, count in expected.items():
         assert int(reference[f"{PREFIX}:user:{user}"][b"version"]) == count, user
+    assert reference_run.corrections > 0  # the settling the kill test must survive happens
+    reasons = Counter(letter[b"reason"].decode() for letter in reference_run.letters)
+    per_kind = LIMIT // BAD_EVERY // 5
+    assert reasons == dict.fromkeys(
+        ["malformed_json", "not_utf8", "missing_field", "unknown_type", "late"], per_kind
+    )
 
 
 def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
-    reference: dict[str, Any], redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
+    reference_run: Reference, redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
 ) -> None:
     """What a killed worker wrote after its last snapshot is written again on restart: the
-    output must be replay-safe. (That the state itself resumes is shown by the SIGTERM test,
-    whose restart sees only the rest of the stream.)"""
+    output must be replay-safe, dead letters and notices included. (That the state itself
+    resumes is shown by the SIGTERM test, whose restart sees only the rest of the stream.)"""
     store = tmp_path / "store"
     config = write_config(tmp_path, store)
-    publish(redis_url, config, data_dir)
+    publish(r, data_dir)
     log = tmp_path / "worker.log"
     rng = random.Random(2)
     # in input events processed; none in the last tenth, where a worker could finish first
@@ -209,16 +297,21 @@ def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
     tailor(redis_url, config, "run", "--until-drained")
 
     got = snapshot_state(r, PREFIX)
-    assert not differences(got, reference)
-    assert got == reference
+    assert not differences(got, reference_run.state)
+    assert got == reference_run.state
     assert versions(r) == dict(events_per_user(data_dir))
+    letters = dead_letters(r)
+    assert len(letters) == len(reference_run.letters)  # none written twice, none lost
+    assert letters == reference_run.letters
+    assert r.zcard(deadletter_index(PREFIX)) == len(letters)
+    assert not repeated_notices(r)
 
 
 def test_sigterm_then_restart_processes_only_the_rest(
     reference: dict[str, Any], redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
 ) -> None:
     config = write_config(tmp_path, tmp_path / "store")
-    publish(redis_url, config, data_dir)
+    publish(r, data_dir)
     log = tmp_path / "worker.log"
     sub = Subscription(redis_url)
     worker = start(redis_url, config, log)  # long-lived: only the signal ends it

@@ -153,6 +153,7 @@ def test_user_moves_between_cluster_and_rule_segments(
         "segment": "cluster:2",
         "rule_segments": ["b", "c"],
         "changed": ["profile", "segment", "rule_segments"],
+        "correction": False,
     }
 
 
@@ -222,6 +223,7 @@ def test_notice_is_published(sink: _RedisSinkPartition, r: redis.Redis) -> None:
         "segment": "cluster:4",
         "rule_segments": ["x"],
         "changed": ["profile", "segment", "rule_segments", "recs"],
+        "correction": False,
     }
 
 

@@ -283,3 +283,22 @@ def test_a_state_resumed_from_before_the_opt_out_is_erased_at_its_first_batch() 
     out, _ = resumed.on_batch([replayed])
     assert out == [Erasure("frank", "opt_out", ("m1",)), InputDeletion("t:events:0", "2-0")]
     assert resumed.state.opted_out
+
+
+def test_a_late_letter_points_at_its_input() -> None:
+    """Its origin and offset are those of the input entry, not the event id: two users may
+    send the same event id, and each late input must keep its own dead letter (the dead-letter
+    sink writes one letter per origin and offset)."""
+    placed = [
+        dataclasses.replace(acc(eid, user, ts), origin="t:events:0", offset=f"{n}-0")
+        for n, (eid, user, ts) in enumerate(
+            [("e1", "ann", 1000.0), ("e1", "bo", 1000.0), ("e2", "ann", 1.0), ("e2", "bo", 1.0)]
+        )
+    ]
+    out: list[Any] = []
+    run_main(build_flow(placed, out, UserStateParams()))
+    letters = [v for _, v in out if isinstance(v, DeadLetter)]
+    assert sorted((d.origin, d.offset) for d in letters) == [
+        ("t:events:0", "2-0"),
+        ("t:events:0", "3-0"),
+    ]
