@@ -21,6 +21,7 @@ import redis
 from operators.control import blocklist_key, control_key, optout_key
 from operators.keys import (
     churn_key,
+    deadletter_index,
     deadletter_stream,
     demo_marker_key,
     meta_key,
@@ -63,6 +64,7 @@ def _schema_patterns() -> tuple[str, ...]:
         quality_key(""),
         updates_stream(""),
         deadletter_stream(""),
+        deadletter_index(""),
         control_key(""),
         optout_key(""),
         blocklist_key(""),

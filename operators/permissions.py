@@ -28,6 +28,7 @@ from operators.control import blocklist_key, control_key, optout_key
 from operators.keys import (
     META_IDS,
     churn_key,
+    deadletter_index,
     deadletter_stream,
     meta_key,
     model_key,
@@ -111,9 +112,23 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     for stream in (updates, control_key(prefix)):  # operators.erasure.delete_mentions
         needs.append(_need("XRANGE", stream, "-", "+", "COUNT", "1", names=(stream,)))
         needs.append(_need("XDEL", stream, "0-1", names=(stream,)))
-    dead = deadletter_stream(prefix)  # operators.deadletter_sink
-    needs.append(_need("XADD", dead, "MAXLEN", "~", "1", "*", "payload", "", names=(dead,)))
-    return needs
+    return needs + _deadletter_needs(prefix)
+
+
+def _deadletter_needs(prefix: str) -> list[Need]:
+    """`operators.deadletter_sink`: one script over the stream and its index of identities."""
+    dead, index = deadletter_stream(prefix), deadletter_index(prefix)
+    return [
+        _need("EVALSHA", _SHA, "2", dead, index, names=(dead, index)),
+        _need("XADD", dead, "*", "payload", "", names=(dead,)),
+        _need("XLEN", dead, names=(dead,)),
+        _need("XRANGE", dead, "-", "+", "COUNT", "1", names=(dead,)),
+        _need("XTRIM", dead, "MAXLEN", "1", names=(dead,)),
+        _need("DEL", index, names=(index,)),
+        _need("ZSCORE", index, "", names=(index,)),
+        _need("ZADD", index, "0", "", names=(index,)),
+        _need("ZREMRANGEBYSCORE", index, "0", "0", names=(index,)),
+    ]
 
 
 def _script_needs(

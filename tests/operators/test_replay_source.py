@@ -125,7 +125,10 @@ def test_batches_are_bounded_in_bytes_and_huge_lines_cut(tmp_path: Path) -> None
     """A resume between two byte-bounded batches reads every line once; a huge line is kept as
     its prefix, length and SHA-1 from the moment it is read."""
     sizes = [3_000, 4_000, 4_000, 4_000, 50_000, 100, 9_000, 9_000, 200, 200]
-    lines = [f"{n}:".encode().ljust(size, b"x") for n, size in enumerate(sizes)]
+    # JSON objects padded to each size: the file must look like JSON lines to be replayed
+    lines = [
+        f'{{"n":{n},"p":"'.encode().ljust(size - 2, b"x") + b'"}' for n, size in enumerate(sizes)
+    ]
     path = tmp_path / "sizes.jsonl"
     path.write_bytes(b"\n".join(lines) + b"\n")
     limits = PayloadLimits(max_payload_bytes=20_000, prefix_bytes=16, batch_max_bytes=10_000)
