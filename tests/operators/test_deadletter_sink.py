@@ -143,11 +143,16 @@ def test_an_emptied_stream_empties_its_index(sink: _DeadLetterPartition, r: redi
 
 
 def test_fields_are_written_generically(sink: _DeadLetterPartition, r: redis.Redis) -> None:
-    """Every `DeadLetter` field but the stamp is a stream field, named as in the record: a
-    field added to the record reaches the stream without touching the sink."""
+    """Every `DeadLetter` field but the stamp is a stream field, named as in the record, and
+    only when set (`size` and `sha1` belong to cut payloads): a field added to the record
+    reaches the stream without touching the sink."""
     names = {f.name for f in dataclasses.fields(DeadLetter)} - {"stamp"}
-    sink.write_batch([letter(b"p", 0)])
-    assert {k.decode() for k in entries(r)[0]} == names
+    cut = dataclasses.replace(letter(b"p", 1, "too_large"), size=70_000, sha1="ab" * 20)
+    sink.write_batch([letter(b"p", 0), cut])
+    plain, whole = entries(r)
+    assert {k.decode() for k in plain} == names - {"size", "sha1"}
+    assert {k.decode() for k in whole} == names
+    assert (whole[b"size"], whole[b"sha1"]) == (b"70000", b"ab" * 20)
 
 
 def test_through_a_bytewax_flow(redis_url: str, r: redis.Redis) -> None:
