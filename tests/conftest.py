@@ -170,3 +170,15 @@ def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) 
         run_main(build_redis_flow(config))
     else:
         cluster_main(build_redis_flow(config), [], 0, worker_count_per_proc=workers)
+
+
+def start_worker(redis_url: str, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
+    """`tailor run` in the background (hash seed pinned, as the CLI pins it); its log goes to a
+    file so a full pipe never blocks it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "flows.cli", "--config", str(config), "run", *args],
+            env={**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"},
+            stdout=out,
+            stderr=out,
+        )

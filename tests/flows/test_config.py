@@ -30,7 +30,7 @@ def test_defaults_are_the_documented_file() -> None:
     assert config.redis_url == ""
 
 
-def test_sources_and_validation_get_the_payload_limits() -> None:
+def test_sources_and_validation_get_the_payload_limits(tmp_path: Path) -> None:
     env = {
         "REDIS_URL": "redis://127.0.0.1:1/0",
         "TAILOR_SOURCE_BATCH_MAX_BYTES": "5000",
@@ -40,7 +40,9 @@ def test_sources_and_validation_get_the_payload_limits() -> None:
     config = load_config(env=env)
     expected = PayloadLimits(max_payload_bytes=300, prefix_bytes=7, batch_max_bytes=5000)
     redis_source = build_source(config)
-    replay = build_source(config, [Path("events.jsonl")])
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"event_id": "e1"}\n')  # replays check their files before the dataflow
+    replay = build_source(config, [events])
     assert isinstance(redis_source, RedisStreamSource) and redis_source.limits == expected
     assert isinstance(replay, ReplaySource) and replay.limits == expected
     assert validation_params(config).prefix_bytes == 7

@@ -31,7 +31,7 @@ from flows.recovery import describe, ensure_store, partition_files, recovery_set
 from operators.adapters import read_payloads
 from operators.keys import deadletter_index, deadletter_stream, updates_channel, updates_stream
 from operators.routing import stream_key
-from tests.conftest import RedisServer, snapshot_state
+from tests.conftest import RedisServer, snapshot_state, start_worker
 
 PREFIX = "rec"
 LIMIT = 15_000
@@ -77,17 +77,6 @@ def tailor(redis_url: str, config: Path, *args: str) -> subprocess.CompletedProc
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return done
-
-
-def start(redis_url: str, config: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:
-    """A worker in the background; its log goes to a file so a full pipe never blocks it."""
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "run", *args],
-            env=env(redis_url),
-            stdout=out,
-            stderr=out,
-        )
 
 
 class Subscription:
@@ -284,7 +273,7 @@ def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
     progress: list[int] = []
     for target in targets:
         sub = Subscription(redis_url)
-        worker = start(redis_url, config, log, "--until-drained")
+        worker = start_worker(redis_url, config, log, "--until-drained")
         reached = sub.wait_for(target, worker, versions(r))
         sub.close()
         assert worker.poll() is None, f"finished before {target}: " + log.read_text()[-3000:]
@@ -314,7 +303,7 @@ def test_sigterm_then_restart_processes_only_the_rest(
     publish(r, data_dir)
     log = tmp_path / "worker.log"
     sub = Subscription(redis_url)
-    worker = start(redis_url, config, log)  # long-lived: only the signal ends it
+    worker = start_worker(redis_url, config, log)  # long-lived: only the signal ends it
     sub.wait_for(random.Random(2).randint(LIMIT // 10, LIMIT // 2), worker, {})
     sub.close()
     worker.send_signal(signal.SIGTERM)

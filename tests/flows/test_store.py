@@ -27,7 +27,7 @@ import redis
 from flows.recovery import ensure_store, partition_files
 from flows.store import compact_store
 from operators.keys import updates_stream
-from tests.conftest import free_port, snapshot_state
+from tests.conftest import free_port, snapshot_state, start_worker
 from tests.flows.test_erasure import shopping, write_events
 
 PREFIX = "store"
@@ -227,13 +227,7 @@ def visit_and_expire(redis_url: str, r: redis.Redis, tmp_path: Path) -> str:
     config = write_config(tmp_path, "short.toml", metrics={"port": port}, state={"ttl_s": 0.5})
     produce(redis_url, config, visitors, tmp_path / "visitors.jsonl")
     log = tmp_path / "worker.log"
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "run"],
-            env={**os.environ, "REDIS_URL": redis_url},
-            stdout=out,
-            stderr=out,
-        )
+    worker = start_worker(redis_url, config, log)
     try:
         wait_until(lambda: r.xlen(updates_stream(PREFIX)) >= VISITORS, "every visitor processed")
         wait_until(lambda: active_users(port) == 0, "every visitor expired")
@@ -322,13 +316,7 @@ def test_an_erased_id_leaves_every_file_of_the_store(
     events = shopping("alice-x7", 0, n=12) + shopping("bob", 30) + shopping("carol", 90)
     produce(redis_url, config, events, tmp_path / "e.jsonl")
     log = tmp_path / "worker.log"
-    with log.open("ab") as out:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "run"],
-            env={**os.environ, "REDIS_URL": redis_url},
-            stdout=out,
-            stderr=out,
-        )
+    worker = start_worker(redis_url, config, log)
     try:
         wait_until(lambda: r.exists(f"{PREFIX}:user:alice-x7") == 1, "alice's profile")
         wait_until(lambda: on_disk(store_dir(tmp_path), b"alice-x7"), "alice in the store")
