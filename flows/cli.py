@@ -52,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     block = commands.add_parser("block", help="never recommend an item (again, with --unblock)")
     block.add_argument("item")
     block.add_argument("--unblock", action="store_true", help="recommend it again")
+    acl = commands.add_parser("acl", help="print the ACL SETUSER line of a least-privilege user")
+    acl.add_argument("--user", default="tailor", help="the Redis user name")
     store = commands.add_parser("store", help="check or compact the recovery store")
     store.add_argument("action", choices=["check", "compact"])
     evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
@@ -209,6 +211,17 @@ def _cmd_block(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_acl(config: Config, args: argparse.Namespace) -> int:
+    """What an operator pastes into redis-cli: the worker's permissions on this prefix, plus
+    `scan` for the CLI commands; PASSWORD is theirs to fill in."""
+    from operators.permissions import acl_rules
+
+    print(
+        " ".join(["ACL SETUSER", args.user, "on", ">PASSWORD", *acl_rules(config.prefix)]), "+scan"
+    )
+    return 0
+
+
 def _cmd_store(config: Config, args: argparse.Namespace) -> int:
     from flows.store import store_command
 
@@ -270,6 +283,7 @@ COMMANDS = {
     "forget": _cmd_forget,
     "block": _cmd_block,
     "store": _cmd_store,
+    "acl": _cmd_acl,
     "evaluate": _cmd_evaluate,
 }
 

@@ -11,6 +11,9 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
+from flows.cli import main
+from flows.config import ConfigError
+from flows.preflight import check_redis
 from operators.permissions import acl_rules, denials, describe, worker_needs
 from tests.conftest import RedisServer
 
@@ -131,3 +134,28 @@ def test_which_way_each_kind_of_user_is_checked(
     assert rich.execute_command("ACL", "DRYRUN", "default", "PING") == b"OK"
     with pytest.raises(redis.exceptions.NoPermissionError):
         lean.execute_command("ACL", "DRYRUN", "default", "PING")
+
+
+def test_the_printed_acl_line_is_enough_for_the_worker(
+    admin: redis.Redis, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`tailor acl` prints what an operator pastes: a user made from it passes the start-up
+    check for that prefix, and loses it without any one of the worker's commands."""
+    monkeypatch.setenv("TAILOR_REDIS_PREFIX", "shop")
+    monkeypatch.setenv("PYTHONHASHSEED", "0")  # the CLI would re-execute itself otherwise
+    assert main(["acl", "--user", "shopper"]) == 0
+    words = capsys.readouterr().out.split()
+    assert words[:5] == ["ACL", "SETUSER", "shopper", "on", ">PASSWORD"]
+    assert {"~shop:*", "&shop:*", "+evalsha", "+xrange", "+zadd", "+scan"} <= set(words)
+    port = admin.get_connection_kwargs()["port"]
+    admin.execute_command(*words[:4], f">{PASSWORD}", *words[5:])
+    client = redis.Redis(port=port, username="shopper", password=PASSWORD)
+    try:
+        needs = worker_needs("shop", 4)
+        check_redis(client, needs, "shop")  # raises ConfigError on any missing permission
+        admin.execute_command("ACL", "SETUSER", "shopper", "-evalsha")
+        with pytest.raises(ConfigError, match="evalsha"):
+            check_redis(client, needs, "shop")
+    finally:
+        client.close()
+        admin.execute_command("ACL", "DELUSER", "shopper")
