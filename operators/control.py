@@ -1,8 +1,8 @@
 """The control stream: requests to erase users and to block items, read like events.
 
 `tailor forget USER` appends ``{"op": "forget", "user_id": ...}`` to ``<prefix>:control``
-(and, with ``--opt-out``, adds the user to the set ``<prefix>:optout``, whose members are
-read once when a worker starts with no recovery state). Going through the dataflow, not
+(and, with ``--opt-out``, adds the user to the set ``<prefix>:optout``, which every worker
+reads as it starts). Going through the dataflow, not
 around it, means the erasure reaches the user's state on whichever worker holds it, in order
 with that user's events, and is covered by recovery like everything else.
 """
@@ -65,14 +65,15 @@ def opted_out_users(client: redis.Redis, prefix: str) -> frozenset[str]:
 
 
 def _replay_sets(redis_url: str, prefix: str) -> None:
-    """A fresh worker learns the opt-out set and the blocklist by finding them in the control
-    stream, appended again.
+    """A fresh worker's models learn the blocklist by finding it in the control stream,
+    appended again (the opt-out set needs no replay: every worker reads it as it starts,
+    `flows.worker.read_opt_outs`).
 
-    Re-appending members is idempotent for the worker (an opt-out of an opted-out user, a block
-    of a blocked item, are no-ops), and keeps one path for every such request; so is a replay
-    retried whole after Redis went away in the middle of it. The replay waits for Redis with
-    backoff (`operation="control"`): skipping it would lose the opt-outs for good, since a
-    resumed worker never replays. A stop requested meanwhile raises the last error.
+    Re-appending members is idempotent for the worker (a block of a blocked item is a no-op),
+    and keeps one path for every such request; so is a replay retried whole after Redis went
+    away in the middle of it. The replay waits for Redis with backoff (`operation="control"`):
+    skipping it would lose the blocks for good, since a resumed worker never replays. A stop
+    requested meanwhile raises the last error.
     """
     client = no_retry_client(redis_url, REPLAY_SOCKET_TIMEOUT_S)
     try:
@@ -88,15 +89,11 @@ def _replay_sets(redis_url: str, prefix: str) -> None:
 
 
 def _append_sets(client: redis.Redis, prefix: str) -> None:
-    """One attempt at the replay: each opt-out and block appended to the control stream."""
-    for key, op, field in (
-        (optout_key(prefix), "opt_out", "user_id"),
-        (blocklist_key(prefix), "block", "item_id"),
-    ):
-        for member in sorted(client.smembers(key)):
-            value = member.decode() if isinstance(member, bytes) else member
-            request = {"op": op, field: value}
-            client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
+    """One attempt at the replay: each blocked item appended to the control stream."""
+    for member in sorted(client.smembers(blocklist_key(prefix))):
+        item = member.decode() if isinstance(member, bytes) else member
+        request = {"op": "block", "item_id": item}
+        client.xadd(control_key(prefix), {"payload": orjson.dumps(request)})
 
 
 def parse_command(record: RawRecord) -> Forget | Block | None:
