@@ -146,6 +146,7 @@ def _reader(config: Config) -> Iterator[tuple[redis.Redis, str]]:
 
 
 def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
+    from flows.forget import check_id_mode
     from flows.lookup import read_user, render
     from operators.pseudonym import pseudonym
 
@@ -153,6 +154,8 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
     user = pseudonym(secret, args.user) if secret else args.user
     with _reader(config) as (client, prefix):
         found = read_user(client, prefix, user)
+        if found is None:  # "no profile" must not hide a lookup under the wrong ids
+            check_id_mode(client, prefix, secret, command="inspect")
     if found is None:
         print(f"no profile for user {args.user!r} under prefix {prefix!r}", file=sys.stderr)
         return 1

@@ -55,8 +55,10 @@ def forget(
     return counts
 
 
-def check_id_mode(client: redis.Redis, prefix: str, secret: bytes | None) -> None:
-    """Refuse when this command would name users otherwise than the worker stores them.
+def check_id_mode(
+    client: redis.Redis, prefix: str, secret: bytes | None, command: str = "forget"
+) -> None:
+    """Refuse when `command` would name users otherwise than the worker stores them.
 
     No recorded mode means no worker has started under the prefix: nothing derived exists
     yet, so the command's own settings are used (an opt-out recorded now must still match
@@ -67,15 +69,17 @@ def check_id_mode(client: redis.Redis, prefix: str, secret: bytes | None) -> Non
     if recorded is None:
         log.warning(
             "no worker has recorded how it stores user ids under prefix %r (%s): "
-            "forgetting with this command's settings (%s)",
+            "%s with this command's settings (%s)",
             prefix,
             meta_key(prefix),
+            command,
             mine,
         )
         return
     if recorded == mine:
         return
-    raise ConfigError(f"forget: {_mismatch(recorded, mine)}; nothing was deleted")
+    changed = "; nothing was deleted" if command == "forget" else ""
+    raise ConfigError(f"{command}: {_mismatch(recorded, mine)}{changed}")
 
 
 def _mismatch(recorded: str, mine: str) -> str:

@@ -204,3 +204,31 @@ def test_the_forget_command_refuses_in_one_line_with_exit_2(
     assert done.stderr.count("\n") == 1 and "nothing was deleted" in done.stderr
     assert done.stdout == ""
     assert raw_entries(r) == 6
+
+
+def test_inspect_without_the_workers_key_says_why_it_finds_nobody(
+    redis_url: str, pseudonymous_worker: None, tmp_path: Path
+) -> None:
+    """A lookup under raw ids of a pseudonymous store finds nothing; saying "no profile" would
+    hide why. With the worker's key the same command finds the user."""
+    config = tmp_path / "tailor.toml"
+    config.write_text(f'[redis]\nprefix = "{PREFIX}"\n')
+    plain = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+
+    def inspect(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flows.cli", "--config", str(config), "inspect", "alice"],
+            env={**env, "REDIS_URL": redis_url},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    refused = inspect(plain)
+    assert refused.returncode == 2, refused.stderr
+    assert "inspect: the worker stores pseudonymous user ids" in refused.stderr
+    assert refused.stderr.count("\n") == 1 and refused.stdout == ""
+    found = inspect({**plain, SECRET_ENV: SECRET, "TAILOR_PRIVACY_PSEUDONYMIZE": "true"})
+    assert found.returncode == 0, found.stderr
+    assert orjson.loads(found.stdout)["profile"]["version"] == 3
