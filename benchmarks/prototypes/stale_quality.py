@@ -10,7 +10,10 @@ interactions, replayed in order (for counts this is the merged delta exactly; fo
 factors it stands in for summed updates). `--shared cooc` keeps the named hybrid components
 exact and common to all replicas, as option C's item-partitioned co-occurrence is (it learns
 every interaction when it happens); the rest (ISGD, category and segment trending, trending,
-popularity, the self-test) stay replicated. Not a timing: run it with `nice`, no lock needed.
+popularity) stay replicated. A hybrid's self-test probes an interaction once, in its user's
+replica (a late replay into another replica teaches the components but does not probe, or
+the probe would see a model that already learned the answer), and its statistics are one
+table all replicas add to (counts add: merged exactly). Not a timing: run it with `nice`.
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ class Replicated:
                 for replica in self.replicas:
                     assert isinstance(replica, Hybrid)
                     replica.components[name] = _Shared(model)  # type: ignore[assignment]
+        first = self.replicas[0]
+        if isinstance(first, Hybrid):
+            for replica in self.replicas[1:]:
+                assert isinstance(replica, Hybrid)
+                replica.paired = first.paired  # the self-test's sums, merged
         self.every, self.seen = every, 0
         self.pending: list[list[Pending]] = [[] for _ in range(n)]
 
@@ -86,9 +94,14 @@ class Replicated:
             self.merge()
 
     def merge(self) -> None:
+        """Every replica learns the others' interactions since the last merge, in order."""
         for replica, queue in zip(self.replicas, self.pending, strict=True):
+            parts = list(replica.components.values()) if isinstance(replica, Hybrid) else []
             for event, history, exclude in queue:
-                replica.learn_one(event, history, exclude)
+                if not parts:
+                    replica.learn_one(event, history, exclude)
+                for part in parts:  # no probe: it was probed in its user's replica
+                    part.learn_one(event, history, exclude)
             queue.clear()
 
 
