@@ -2,13 +2,14 @@
 
     flock /work/wt/measure.lock python -m benchmarks.prototypes.run_all [EVENTS]
 
-Runs `baseline`, `option_a`, `option_b` and `option_c` (merging every batch, then every
-5,000 clicks per worker) on the same EVENTS MovieLens-derived clicks in Bytewax cluster mode
-(`common.run_cluster`), then the exchange cost per item (`exchange`). Ratios within the run
-are what to compare: the machine's speed drifts between runs. Next to the wall-clock rates,
-each process's CPU time per event (`common.cpu_per_event`, start-up subtracted): "2/1 on idle
-cores" is the 1-process CPU per event over the busiest of 2 processes, the ratio an otherwise
-idle 2-core machine would show if nothing but CPU limited it.
+Runs `pipeline` (no models), `baseline`, `option_a`, `option_b` and `option_c` (merging
+every batch, then every 5,000 clicks per worker) on the same EVENTS MovieLens-derived
+clicks in Bytewax cluster mode (`common.run_cluster`), then the exchange cost per item
+(`exchange`). Ratios within the run are what to compare: the machine's speed drifts
+between runs. Next to the wall-clock rates, each process's CPU time per event
+(`common.cpu_per_event`, start-up subtracted): "2/1 on idle cores" is the 1-process CPU
+per event over the busiest of 2 processes, the ratio an otherwise idle 2-core machine would
+show if nothing but CPU limited it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from benchmarks.prototypes import exchange
 from benchmarks.prototypes.common import cpu_per_event
 
 FLOWS = [
+    ("pipeline only (source, user step)", "pipeline", {}),
     ("today: one constant key", "baseline", {}),
     ("A: replicas, deltas by flat_map", "option_a", {}),
     ("B: item shards, scatter/gather", "option_b", {}),
