@@ -34,7 +34,7 @@ from benchmarks.prototypes.common import (
 from state.cooccurrence import CoOccurrence
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)
 class Delta:
     """One worker's batch: what every replica learns, and (for its own replica) whom to serve."""
 

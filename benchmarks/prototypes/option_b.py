@@ -47,7 +47,7 @@ def shard_of(item: str) -> int:
     return zlib.crc32(item.encode()) % SHARDS
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)
 class ToShard:
     """What one click asks of one shard: rows to update, and (when serving) items to score."""
 
@@ -59,7 +59,7 @@ class ToShard:
     item: str = ""  # the click's item (the gather tests the user's last list with it)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)
 class Partial:
     version: float
     parts: int

@@ -57,6 +57,10 @@ def main() -> None:
     for batch, n in ((1, 20_000), (1000, 400_000)):
         local, cross = exchange.measure(n, batch)
         print(f"| {batch} | {local:.2f} | {cross:.2f} | {cross - local:.2f} |", flush=True)
+    print("\n| item type crossing | CPU µs per item (both processes) |")
+    print("|---|---|")
+    for kind, cpu in exchange.by_type(100_000).items():
+        print(f"| {kind} | {cpu:.1f} |", flush=True)
     print(f"load after: {os.getloadavg()[0]:.2f}")
 
 
