@@ -13,7 +13,10 @@ every interaction when it happens); the rest (ISGD, category and segment trendin
 popularity) stay replicated. A hybrid's self-test probes an interaction once, in its user's
 replica (a late replay into another replica teaches the components but does not probe, or
 the probe would see a model that already learned the answer), and its statistics are one
-table all replicas add to (counts add: merged exactly). Not a timing: run it with `nice`.
+table all replicas add to (counts add: merged exactly). `--own-late` delays a replica's own
+users' interactions to the merge too, as learning at event-time ticks does (the chosen
+design, where every click is learned when its tick closes); with `--replicas 1` that is one
+model learning in blocks of M. Not a timing: run it with `nice`.
 """
 
 from __future__ import annotations
@@ -50,7 +53,12 @@ class Replicated:
     """N replicas of a model, each learning its users at once and the rest every `every`."""
 
     def __init__(
-        self, factory: Callable[[], Recommender], n: int, every: int, shared: Sequence[str] = ()
+        self,
+        factory: Callable[[], Recommender],
+        n: int,
+        every: int,
+        shared: Sequence[str] = (),
+        own_late: bool = False,
     ) -> None:
         self.replicas = [factory() for _ in range(n)]
         self.shared: list[Recommender] = []
@@ -68,8 +76,9 @@ class Replicated:
             for replica in self.replicas[1:]:
                 assert isinstance(replica, Hybrid)
                 replica.paired = first.paired  # the self-test's sums, merged
-        self.every, self.seen = every, 0
+        self.every, self.seen, self.own_late = every, 0, own_late
         self.pending: list[list[Pending]] = [[] for _ in range(n)]
+        self.own: list[Pending] = []  # with own_late: the owners' interactions, in order
 
     def _owner(self, user: str) -> int:
         return zlib.crc32(user.encode()) % len(self.replicas)
@@ -83,11 +92,14 @@ class Replicated:
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
         owner = self._owner(event.user)
-        self.replicas[owner].learn_one(event, history, exclude)
+        if self.own_late:
+            self.own.append((event, tuple(history), frozenset(exclude)))
+        else:
+            self.replicas[owner].learn_one(event, history, exclude)
         for model in self.shared:
             model.learn_one(event, history, exclude)
         for index, queue in enumerate(self.pending):
-            if index != owner:
+            if index != owner and not self.own_late:
                 queue.append((event, tuple(history), frozenset(exclude)))
         self.seen += 1
         if self.seen % self.every == 0:
@@ -95,6 +107,15 @@ class Replicated:
 
     def merge(self) -> None:
         """Every replica learns the others' interactions since the last merge, in order."""
+        if self.own_late:  # the block in its order: own users probed and learned, others learned
+            for index, replica in enumerate(self.replicas):
+                for event, history, exclude in self.own:
+                    if self._owner(event.user) == index:
+                        replica.learn_one(event, history, exclude)
+                    else:
+                        _learn_quietly(replica, event, history, exclude)
+            self.own.clear()
+            return
         for replica, queue in zip(self.replicas, self.pending, strict=True):
             parts = list(replica.components.values()) if isinstance(replica, Hybrid) else []
             for event, history, exclude in queue:
@@ -103,6 +124,17 @@ class Replicated:
                 for part in parts:  # no probe: it was probed in its user's replica
                     part.learn_one(event, history, exclude)
             queue.clear()
+
+
+def _learn_quietly(
+    replica: Recommender, event: Interaction, history: Sequence[str], exclude: Collection[str]
+) -> None:
+    """Learn without the hybrid's probe (it was probed in its user's replica)."""
+    if isinstance(replica, Hybrid):
+        for part in replica.components.values():
+            part.learn_one(event, history, exclude)
+    else:
+        replica.learn_one(event, history, exclude)
 
 
 def interactions() -> list[Interaction]:
@@ -124,14 +156,17 @@ def main() -> None:
     parser.add_argument("--every", default="1000,10000,50000")
     parser.add_argument("--shared", default="", help="hybrid components kept exact, e.g. cooc")
     parser.add_argument("--exact", action="store_true", help="also the single model")
+    parser.add_argument("--own-late", action="store_true", help="own interactions wait too")
     args = parser.parse_args()
     events, settings = interactions(), RecSettings()
     shared = [s for s in args.shared.split(",") if s]
     if args.exact:
         print(f"{args.model} exact: Recall@10 {recall(build(args.model, settings), events):.4f}")
     for every in map(int, args.every.split(",")):
-        model = Replicated(lambda: build(args.model, settings), args.replicas, every, shared)
-        label = f"shared={','.join(shared) or '-'}"
+        model = Replicated(
+            lambda: build(args.model, settings), args.replicas, every, shared, args.own_late
+        )
+        label = f"shared={','.join(shared) or '-'}{', own late' if args.own_late else ''}"
         print(
             f"{args.model} x{args.replicas} merged every {every:,} ({label}): "
             f"Recall@10 {recall(model, events):.4f}",
