@@ -11,7 +11,8 @@ Every prototype is a Bytewax flow module with a `get_flow()` factory, run in clu
 * `worker_of`: the worker Bytewax 0.21 routes a state key to, SipHash-1-3 (Rust's
   `DefaultHasher`, keys 0) of the key's UTF-8 bytes plus a 0xFF terminator, modulo the worker
   count (`stateful_batch` in src/operators.rs, `partition` in src/timely.rs); `balanced_keys`
-  picks shard or replica keys that split evenly over 1, 2 and 4 workers;
+  picks shard or replica keys that split evenly over 1, 2 and 4 workers
+  (`python -m benchmarks.prototypes.common` checks `worker_of` against a real keyed step);
 * timing: the source writes when its worker started reading and the sink when it wrote
   last, one JSON file per worker under $PROTO_OUT; events/s is the events over the span.
 """
@@ -336,3 +337,44 @@ def main_for(flow_ref: str) -> None:
             flush=True,
         )
     print(f"{flow_ref} 2/1 = {rates[2] / rates[1]:.2f}x")
+
+
+# --- checking `worker_of` against Bytewax itself ---------------------------------------------
+
+
+def check_routing(workers: int = 2) -> int:
+    """Route 204 keys through a real keyed step on `workers` worker threads and count the keys
+    that landed elsewhere than `worker_of` says (0 expected)."""
+    import threading
+
+    from bytewax.testing import TestingSink, cluster_main
+
+    keys = [f"k{i}" for i in range(200)] + ["models", "shard:0", "user-42", "é"]
+    thread_worker: dict[int, int] = {}
+
+    class _Keys(StatelessSourcePartition[str]):
+        def __init__(self, worker: int) -> None:
+            self.worker, self.done = worker, False
+
+        def next_batch(self) -> list[str]:
+            thread_worker[threading.get_ident()] = self.worker
+            if self.done:
+                raise StopIteration
+            self.done = True
+            return keys if self.worker == 0 else []
+
+    class _Source(DynamicSource[str]):
+        def build(self, step_id: str, worker_index: int, worker_count: int) -> _Keys:
+            return _Keys(worker_index)
+
+    seen: list[tuple[str, int]] = []
+    flow = Dataflow("routing_check")
+    keyed = op.key_on("key", op.input("in", flow, _Source()), lambda k: k)
+    landed = op.stateful_map("where", keyed, lambda _s, _v: (None, threading.get_ident()))
+    op.output("out", landed, TestingSink(seen))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    return sum(thread_worker[tid] != worker_of(key, workers) for key, tid in seen)
+
+
+if __name__ == "__main__":
+    print(f"keys routed elsewhere than worker_of says: {check_routing()}")
