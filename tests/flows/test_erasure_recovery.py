@@ -71,7 +71,7 @@ def version(r: redis.Redis, user: str) -> int | None:
 
 def viewed_with(r: redis.Redis, user: str) -> list[str]:
     """The user's recommendations the co-occurrence model gave ("viewed with ...")."""
-    recs = orjson.loads(r.get(recs_key(PREFIX, user)) or b"[]")
+    recs = orjson.loads(r.get(recs_key(PREFIX, user)) or b'{"items": []}')["items"]
     return [rec["item_id"] for rec in recs if str(rec["reason"]).startswith("viewed with")]
 
 
