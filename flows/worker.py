@@ -259,11 +259,21 @@ def build_redis_flow(
         "backoff_cap_s": output["write_backoff_cap_s"],
     }
     mode = id_mode(config.pseudonym_secret())
-    sink = RedisSink(url, prefix, output["updates_maxlen"], id_mode=mode, **retry)
+    # with recovery, a request must outlive the epoch that applied it (operators.control)
+    durable = bool(config["recovery"]["enabled"])
+    sink = RedisSink(
+        url,
+        prefix,
+        output["updates_maxlen"],
+        id_mode=mode,
+        delete_requests=not durable,
+        **retry,
+    )
     dead = DeadLetterSink(url, prefix=prefix, maxlen=output["deadletter_maxlen"], **retry)
     section = config["source"]
     control = ControlSource(
         url,
+        durable=durable,
         prefix=prefix,
         batch_size=section["batch_size"],
         poll_interval_s=section["poll_interval_s"],

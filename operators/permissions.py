@@ -102,6 +102,9 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     needs.append(
         _need("XADD", control_key(prefix), "*", "payload", "", names=(control_key(prefix),))
     )
+    # operators.control: consumed requests leave once durable (recovery on)
+    control = control_key(prefix)
+    needs.append(_need("XTRIM", control, "MINID", "0-1", names=(control,)))
     # operators.redis_sink: pipelines of scripts, loaded when the server lacks them
     needs.append(_need("SCRIPT", "EXISTS", _SHA, sub=True))
     needs.append(_need("SCRIPT", "LOAD", "return 0", sub=True))

@@ -176,9 +176,15 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     """One worker's connection and scripts; holds no state worth snapshotting."""
 
     def __init__(
-        self, writer: Writer, prefix: str, updates_maxlen: int, id_mode: str | None = None
+        self,
+        writer: Writer,
+        prefix: str,
+        updates_maxlen: int,
+        id_mode: str | None = None,
+        delete_requests: bool = True,
     ) -> None:
         self._writer = writer
+        self._delete_requests = delete_requests
         self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
@@ -229,8 +235,8 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         pipe.execute()
         gone = {erasure.user_id for erasure in erasures}
         delete_mentions(self._client, updates_stream(self._prefix), b"notice", gone)
-        # The request itself is done; an opt-out stays on record in the opt-out set only.
-        delete_mentions(self._client, control_key(self._prefix), b"payload", gone)
+        if self._delete_requests:  # the request is done; an opt-out stays in the opt-out set
+            delete_mentions(self._client, control_key(self._prefix), b"payload", gone)
 
     def _send(
         self,
@@ -348,6 +354,10 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).
     `id_mode` (`operators.pseudonym.id_mode`), when given, is recorded in ``{prefix}:meta``
     as each worker starts, before it writes anything.
+    `delete_requests` deletes an erased user's control entries once the erasure is written:
+    right without recovery; with recovery the control source deletes them once the epoch
+    that applied them is durable (`operators.control.ControlSource`), since a crash before
+    that replays the epoch and needs the request again.
     """
 
     def __init__(
@@ -356,14 +366,20 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         prefix: str = "tailor",
         updates_maxlen: int = 100_000,
         id_mode: str | None = None,
+        delete_requests: bool = True,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
         self.id_mode = id_mode
+        self.delete_requests = delete_requests
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         return _RedisSinkPartition(
-            self.writer(worker_index), self.prefix, self.updates_maxlen, self.id_mode
+            self.writer(worker_index),
+            self.prefix,
+            self.updates_maxlen,
+            self.id_mode,
+            self.delete_requests,
         )

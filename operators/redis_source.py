@@ -250,7 +250,7 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
 
     def build_part(
         self, step_id: str, for_part: str, resume_state: StreamState | str | None
-    ) -> _RedisStreamPartition:
+    ) -> StatefulSourcePartition[RawRecord, StreamState]:
         if resume_state is None or isinstance(resume_state, str):  # str: before batch stamps
             resume_state = (resume_state or START_ID, 0)
         return _RedisStreamPartition(

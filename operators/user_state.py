@@ -177,8 +177,8 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
 
         A fresh state just becomes an opt-out's tombstone. A state resumed from a snapshot
         taken before the opt-out holds data: it is erased now, since the control entry that
-        asked for it may be gone (the sink deletes it once the erasure is done), and the
-        events replayed after the snapshot must not re-create the user.
+        asked for it may be gone (deleted once the erasure is done: `operators.control`), and
+        the events replayed after the snapshot must not re-create the user.
         """
         if self.state.opted_out or user not in self.params.opted_out:
             return []

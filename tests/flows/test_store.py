@@ -26,6 +26,7 @@ import redis
 
 from flows.recovery import ensure_store, partition_files
 from flows.store import compact_store
+from operators.control import control_key
 from operators.keys import updates_stream
 from tests.conftest import free_port, snapshot_state, start_worker
 from tests.flows.test_erasure import shopping, write_events
@@ -322,6 +323,8 @@ def test_an_erased_id_leaves_every_file_of_the_store(
         wait_until(lambda: on_disk(store_dir(tmp_path), b"alice-x7"), "alice in the store")
         ok(tailor(redis_url, config, "forget", "alice-x7"))
         wait_until(lambda: r.exists(f"{PREFIX}:user:alice-x7") == 0, "the erasure applied")
+        # kept until durable, then deleted by the running worker (two snapshots later)
+        wait_until(lambda: r.xlen(control_key(PREFIX)) == 0, "the request deleted")
         refused = tailor(redis_url, config, "store", "compact")  # not beside a running worker
         assert refused.returncode == 1 and "a worker is running on it" in refused.stderr
         assert worker.poll() is None

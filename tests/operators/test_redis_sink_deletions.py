@@ -3,9 +3,14 @@ event streams of its own prefix, and idempotent, so retries and recovery replays
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 import redis
 
-from operators.records import InputDeletion
+from operators.control import control_key, request_forget
+from operators.keys import user_key
+from operators.records import Erasure, InputDeletion
 from operators.redis_sink import _RedisSinkPartition
 from operators.routing import stream_key
 from tests.operators.sink_support import PREFIX, output, profile
@@ -31,3 +36,18 @@ def test_deletions_remove_entries_of_own_event_streams_only_and_twice_is_harmles
     assert [entry_id.decode() for entry_id, _ in r.xrange(mine)] == [kept]
     assert r.xlen(other_prefix) == 1
     assert profile(r, "u1")["version"] == 1
+
+
+@pytest.mark.parametrize("delete_requests", [True, False], ids=["recovery-off", "recovery-on"])
+def test_the_erasure_deletes_the_request_only_without_recovery(
+    make_partition: Callable[..., _RedisSinkPartition], r: redis.Redis, delete_requests: bool
+) -> None:
+    """With recovery the request must outlive the epoch that applied it: the control source
+    deletes it once that epoch is durable (`operators.control.ControlSource`)."""
+    sink = make_partition(delete_requests=delete_requests)
+    sink.write_batch([output("u1", 1), output("u2", 1)])
+    request_forget(r, PREFIX, "u1", opt_out=False)
+    sink.write_batch([Erasure("u1", "forget", ())])
+    assert not r.exists(user_key(PREFIX, "u1"))  # erased either way
+    assert r.exists(user_key(PREFIX, "u2"))
+    assert r.xlen(control_key(PREFIX)) == (0 if delete_requests else 1)
