@@ -160,6 +160,7 @@ def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) 
         "source__partitions": partitions,
         "source__stop_when_drained": True,
         "metrics__port": 0,
+        "recovery__enabled": False,  # run_main below runs without a store: say so to the flow
         **settings,
     }
     for name, value in overrides.items():
