@@ -1,6 +1,6 @@
 """A catalogue at scale: memory, top-K, snapshot bytes and pause of the default models.
 
-`python -m benchmarks.catalogue [--sizes 100000,1000000] [--events 500000,2000000] [--json]`
+`python -m benchmarks.catalogue [--sizes 100000,1000000] [--events 500000,1000000] [--json]`
 streams a synthetic shop (`benchmarks.catalogue_stream`: Zipf popularity, sessions within a
 topic, seeded) through the models as the worker builds them: `ModelsLogic` with the default
 configuration (`model_params(load_config())`), its `LiveRecs` driven the way the models step
@@ -30,7 +30,9 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import pickle
+import platform
 import statistics
 import sys
 import time
@@ -208,7 +210,7 @@ def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
 
 def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) -> dict[str, Any]:
     """Stream `events` events of a catalogue of `spec.items` and measure; one dict."""
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
     stream = synthesise(spec, events)
     config = load_config(env={})
     params = model_params(config)
@@ -268,7 +270,23 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
         "window_events": events - cut,
         "incremental_bytes_estimate": incremental,
         "wall_s": time.perf_counter() - started,
+        "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, before and after
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": _machine(),
     }
+
+
+def _machine() -> str:
+    """CPU model, cores and Python: where the figures were taken."""
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
 def _mb(n: float) -> str:
@@ -325,7 +343,7 @@ def _ints(text: str) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100000,1000000", help="catalogue sizes")
-    parser.add_argument("--events", default="500000,2000000", help="events per size")
+    parser.add_argument("--events", default="500000,1000000", help="events per size")
     parser.add_argument("--window-events", type=int, default=50_000)
     parser.add_argument("--sample-every", type=int, default=20)
     parser.add_argument("--topic-size", type=int, default=CatalogueSpec.topic_size)
