@@ -43,7 +43,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks.catalogue_snapshot import Change, changes, fingerprints, parts, timed_pickle
+from benchmarks.catalogue_snapshot import (
+    Change,
+    changed_pairs,
+    changes,
+    cooc_pairs,
+    fingerprints,
+    parts,
+    timed_pickle,
+)
 from benchmarks.catalogue_stream import EVENT_TYPES, CatalogueSpec, Stream, synthesise
 from flows.config import load_config
 from flows.worker import model_params
@@ -231,9 +239,11 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
     assert isinstance(hybrid, Hybrid)
     seen = len(hybrid.components["cooc"].cooc._ids)  # type: ignore[attr-defined]
     bookkeeping = feeder.bookkeeping_bytes()
-    before = fingerprints(logic.state)
+    cooc = hybrid.components["cooc"].cooc  # type: ignore[attr-defined]
+    before, pairs_before = fingerprints(logic.state), cooc_pairs(cooc)
     tail = feeder.run(recs, cut, events, sample_every)
     changed: dict[str, Change] = changes(before, fingerprints(logic.state))
+    pairs = changed_pairs(pairs_before, cooc_pairs(cooc))
     seen_final = len(hybrid.components["cooc"].cooc._ids)  # type: ignore[attr-defined]
     snapshot = _snapshot(logic)
     for name, change in changed.items():
@@ -241,6 +251,8 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
     incremental = sum(
         snapshot["parts"][name]["bytes"] * change.weight_share for name, change in changed.items()
     )
+    cooc_bytes = snapshot["parts"]["cooc"]["bytes"]
+    by_pair = cooc_bytes * (pairs.weight_share - changed["cooc"].weight_share)
     probe = timings.learn_probe + tail.learn_probe
     plain = timings.learn_plain + tail.learn_plain
     served = [s for n, s in timings.served + tail.served if n >= events // 2]
@@ -269,6 +281,8 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
         "snapshot_bytes_per_item_seen": snapshot["bytes"] / max(seen_final, 1),
         "window_events": events - cut,
         "incremental_bytes_estimate": incremental,
+        "cooc_pairs_changed": asdict(pairs),
+        "incremental_pairs_bytes_estimate": incremental + by_pair,
         "wall_s": time.perf_counter() - started,
         "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, before and after
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -321,6 +335,13 @@ def print_tables(results: list[dict[str, Any]]) -> None:
                 f"{n} {v['median_us']:,.0f} / {v['p99_us']:,.0f}"
                 for n, v in r["components_topk"].items()
             )
+        )
+        pairs = r["cooc_pairs_changed"]
+        print(
+            f"\nIn the last {r['window_events']:,} events: co-occurrence pairs changed "
+            f"{pairs['changed']:,} of {pairs['entries']:,} ({pairs['weight_share']:.0%}); "
+            f"an incremental snapshot by rows ~{_mb(r['incremental_bytes_estimate'])} MB, "
+            f"by co-occurrence pairs ~{_mb(r['incremental_pairs_bytes_estimate'])} MB."
         )
         print(f"\n| part | MB | pickle ms | entries | changed in {r['window_events']:,} events |")
         print("|---|---|---|---|---|")

@@ -31,7 +31,17 @@ from state.hybrid import Hybrid
 from state.isgd import ISGD
 from state.recommender import CoocRecommender, ISGDRecommender, TrendingRecommender
 
-__all__ = ["Change", "Fingerprint", "Part", "changes", "fingerprints", "parts", "timed_pickle"]
+__all__ = [
+    "Change",
+    "Fingerprint",
+    "Part",
+    "changed_pairs",
+    "changes",
+    "cooc_pairs",
+    "fingerprints",
+    "parts",
+    "timed_pickle",
+]
 
 FloatArray = npt.NDArray[np.float64]
 #: Entry values of one part: an array indexed by a stable row, or a dict by key.
@@ -200,3 +210,26 @@ def changes(
         elif isinstance(new, dict) and isinstance(old, dict):
             out[name] = _changed_keys(old, new)
     return out
+
+
+def cooc_pairs(cooc: CoOccurrence) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Every (item row, neighbour row) pair as one sorted key, with its count: finer than a
+    row, the unit an increment log of co-occurrence would write."""
+    sizes, rows, counts = cooc.__getstate__()["_packed"]  # type: ignore[misc]
+    owners = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
+    keys = (owners << 32) | rows.astype(np.int64)
+    order = np.argsort(keys)
+    return keys[order], counts.astype(np.int64)[order]
+
+
+def changed_pairs(
+    before: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    after: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+) -> Change:
+    """Pairs new, removed (pruned) or with another count between two `cooc_pairs`."""
+    (old_keys, old_counts), (keys, counts) = before, after
+    at = np.minimum(np.searchsorted(old_keys, keys), max(len(old_keys) - 1, 0))
+    found = (old_keys[at] == keys) if len(old_keys) else np.zeros(len(keys), bool)
+    changed = int((~found).sum() + (old_counts[at][found] != counts[found]).sum())
+    changed += len(old_keys) - int(found.sum())
+    return Change(len(keys), changed, changed / max(len(keys), 1))
