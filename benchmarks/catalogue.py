@@ -36,7 +36,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,112 +52,18 @@ from benchmarks.catalogue_snapshot import (
     parts,
     timed_pickle,
 )
-from benchmarks.catalogue_stream import EVENT_TYPES, CatalogueSpec, Stream, synthesise
+from benchmarks.catalogue_stream import CatalogueSpec, Feeder, Timings, synthesise
 from flows.config import load_config
 from flows.worker import model_params
 from operators.models import ModelsLogic
+from state.cooccurrence import CoOccurrence
 from state.hybrid import Hybrid
-from state.live_recs import LiveRecs
-from state.recommender import Interaction
+from state.recommender import CoocRecommender
 
 #: Users whose component top-K is timed at the end of the stream.
 COMPONENT_USERS = 300
 #: Times the whole snapshot is taken at the end (the median is reported).
 SNAPSHOTS = 3
-
-
-@dataclass
-class Timings:
-    """Learning and serving samples of one stretch of the stream (seconds)."""
-
-    learn_probe: list[float] = field(default_factory=list)
-    learn_plain: list[float] = field(default_factory=list)
-    served: list[tuple[int, float]] = field(default_factory=list)  # (event index, seconds)
-
-
-class Feeder:
-    """Turns the stream's index arrays into what the models step sees, event by event: ids as
-    strings, and each user's history and purchases as the per-user state step keeps them."""
-
-    def __init__(self, stream: Stream, weights: dict[str, int], history_len: int, bought: int):
-        self.stream = stream
-        self.history_len = history_len
-        self.max_purchased = bought
-        self.weights = [weights.get(kind, 1) for kind in EVENT_TYPES]
-        self.user_names: list[str | None] = [None] * stream.n_users
-        self.item_names: list[str | None] = [None] * len(stream.topic_of)
-        self.category_names = [f"topic-{t}" for t in range(int(stream.topic_of.max()) + 1)]
-        self.histories: dict[str, list[str]] = {}
-        self.purchased: dict[str, dict[str, None]] = {}
-
-    def run(self, recs: LiveRecs, start: int, stop: int, sample_every: int) -> Timings:
-        """Events `start`..`stop`: learn each, and serve the user after one in `sample_every`."""
-        s, timings = self.stream, Timings()
-        hybrid = recs.models.get("hybrid")
-        probes = hybrid if isinstance(hybrid, Hybrid) else None
-        clock = time.perf_counter
-        rows = zip(
-            range(start, stop),
-            s.users[start:stop].tolist(),
-            s.items[start:stop].tolist(),
-            s.kinds[start:stop].tolist(),
-            s.ts[start:stop].tolist(),
-            strict=True,
-        )
-        for n, u, i, kind, ts in rows:
-            user, item = self._user(u), self._item(i)
-            history, purchased = self._push(user, item, kind)
-            category = self.category_names[int(s.topic_of[i])]
-            event = Interaction(user, item, ts, self.weights[kind], (category,))
-            before = probes.probes if probes is not None else 0
-            started = clock()
-            recs.learn(event, history[:-1], purchased)
-            took = clock() - started
-            if probes is not None and probes.probes != before:
-                timings.learn_probe.append(took)
-            else:
-                timings.learn_plain.append(took)
-            if n % sample_every == 0:
-                started = clock()
-                recs.recommend(user, history, purchased, ts)
-                timings.served.append((n, clock() - started))
-        return timings
-
-    def _user(self, index: int) -> str:
-        name = self.user_names[index]
-        if name is None:
-            name = self.user_names[index] = f"user-{index}"
-        return name
-
-    def _item(self, index: int) -> str:
-        name = self.item_names[index]
-        if name is None:
-            name = self.item_names[index] = f"item-{index}"
-        return name
-
-    def _push(self, user: str, item: str, kind: int) -> tuple[tuple[str, ...], frozenset[str]]:
-        """The user's history after this event (distinct, newest last) and purchases."""
-        history = self.histories.get(user)
-        if history is None:
-            history = self.histories[user] = []
-        if item in history:
-            history.remove(item)
-        history.append(item)
-        del history[: -self.history_len]
-        bought = self.purchased.setdefault(user, {})
-        if EVENT_TYPES[kind] == "purchase":
-            bought.pop(item, None)
-            bought[item] = None
-            while len(bought) > self.max_purchased:
-                del bought[next(iter(bought))]
-        return tuple(history), frozenset(bought)
-
-    def bookkeeping_bytes(self) -> int:
-        """What this benchmark's stand-in for the per-user state step holds (not the models)."""
-        lists = sum(sys.getsizeof(h) for h in self.histories.values())
-        sets = sum(sys.getsizeof(p) for p in self.purchased.values())
-        tables = sys.getsizeof(self.histories) + sys.getsizeof(self.purchased)
-        return lists + sets + tables + 16 * (len(self.user_names) + len(self.item_names))
 
 
 def rss_bytes(field_name: str = "VmRSS:") -> int:
@@ -216,73 +122,112 @@ def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
     }
 
 
-def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) -> dict[str, Any]:
-    """Stream `events` events of a catalogue of `spec.items` and measure; one dict."""
-    started, load_before = time.perf_counter(), os.getloadavg()[0]
-    stream = synthesise(spec, events)
-    config = load_config(env={})
-    params = model_params(config)
-    logic = ModelsLogic(params)
-    recs = logic.state.recs
-    feeder = Feeder(
-        stream,
-        dict(params.recs.event_weights),
-        config["state"]["history_len"],
-        config["state"]["max_purchased"],
-    )
+@dataclass
+class Watched:
+    """What streaming left behind: timings, memory, and the changes of the last window."""
+
+    timings: Timings
+    rss_growth: int
+    bookkeeping: int  # the feeder's own histories, not the models'
+    seen_before_window: int
+    changed: dict[str, Change]  # per snapshot part, over the window
+    pairs: Change  # co-occurrence (item, neighbour) pairs, over the window
+
+
+def _cooc(logic: ModelsLogic) -> CoOccurrence:
+    hybrid = logic.state.recs.models["hybrid"]
+    assert isinstance(hybrid, Hybrid)
+    recommender = hybrid.components["cooc"]
+    assert isinstance(recommender, CoocRecommender)
+    return recommender.cooc
+
+
+def stream_through(logic: ModelsLogic, feeder: Feeder, window: int, sample_every: int) -> Watched:
+    """Every event of the feeder's stream through the models; memory is read before the last
+    `window` events, whose changes are fingerprinted (outside the timed calls)."""
+    recs, cooc, events = logic.state.recs, _cooc(logic), len(feeder.stream.items)
     gc.collect()
     rss_before = rss_bytes()
     cut = max(0, events - window)
     timings = feeder.run(recs, 0, cut, sample_every)
-    rss_after = rss_bytes()
-    hybrid = recs.models["hybrid"]
-    assert isinstance(hybrid, Hybrid)
-    seen = len(hybrid.components["cooc"].cooc._ids)  # type: ignore[attr-defined]
-    bookkeeping = feeder.bookkeeping_bytes()
-    cooc = hybrid.components["cooc"].cooc  # type: ignore[attr-defined]
+    rss_growth = rss_bytes() - rss_before
+    seen = len(cooc._ids)
     before, pairs_before = fingerprints(logic.state), cooc_pairs(cooc)
     tail = feeder.run(recs, cut, events, sample_every)
-    changed: dict[str, Change] = changes(before, fingerprints(logic.state))
-    pairs = changed_pairs(pairs_before, cooc_pairs(cooc))
-    seen_final = len(hybrid.components["cooc"].cooc._ids)  # type: ignore[attr-defined]
-    snapshot = _snapshot(logic)
-    for name, change in changed.items():
-        snapshot["parts"][name]["changed"] = asdict(change)
-    incremental = sum(
-        snapshot["parts"][name]["bytes"] * change.weight_share for name, change in changed.items()
+    timings.learn_probe += tail.learn_probe
+    timings.learn_plain += tail.learn_plain
+    timings.served += tail.served
+    return Watched(
+        timings,
+        rss_growth,
+        feeder.bookkeeping_bytes(),
+        seen,
+        changes(before, fingerprints(logic.state)),
+        changed_pairs(pairs_before, cooc_pairs(cooc)),
     )
-    cooc_bytes = snapshot["parts"]["cooc"]["bytes"]
-    by_pair = cooc_bytes * (pairs.weight_share - changed["cooc"].weight_share)
-    probe = timings.learn_probe + tail.learn_probe
-    plain = timings.learn_plain + tail.learn_plain
-    served = [s for n, s in timings.served + tail.served if n >= events // 2]
-    growth = rss_after - rss_before
+
+
+def _learning(timings: Timings, events: int) -> dict[str, Any]:
+    probe, plain = timings.learn_probe, timings.learn_plain
+    served = [s for n, s in timings.served if n >= events // 2]  # the second half
     return {
-        "items": spec.items,
-        "events": events,
-        "items_seen": seen_final,
-        "items_seen_before_window": seen,
-        "users": len(feeder.histories),
-        "leading_list": hybrid.leading,
         "learn_us_per_event": (sum(probe) + sum(plain)) / events * 1e6,
-        "learn_probe_us": _us(probe, 0.5) if probe else 0.0,
+        "learn_probe_us": _us(probe, 0.5),
         "learn_probe_mean_us": sum(probe) / max(len(probe), 1) * 1e6,
         "probes": len(probe),
         "learn_plain_us": sum(plain) / max(len(plain), 1) * 1e6,
         "served_median_us": _us(served, 0.5),
         "served_p99_us": _us(served, 0.99),
         "served_samples": len(served),
+    }
+
+
+def _incremental(snapshot: dict[str, Any], watched: Watched) -> dict[str, Any]:
+    """What a snapshot of only the changed entries would write, by rows and by pairs."""
+    by_part = snapshot["parts"]
+    for name, change in watched.changed.items():
+        by_part[name]["changed"] = asdict(change)
+    by_rows = sum(by_part[name]["bytes"] * c.weight_share for name, c in watched.changed.items())
+    finer = by_part["cooc"]["bytes"] * (
+        watched.pairs.weight_share - watched.changed["cooc"].weight_share
+    )
+    return {
+        "incremental_bytes_estimate": by_rows,
+        "cooc_pairs_changed": asdict(watched.pairs),
+        "incremental_pairs_bytes_estimate": by_rows + finer,
+    }
+
+
+def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) -> dict[str, Any]:
+    """Stream `events` events of a catalogue of `spec.items` and measure; one dict."""
+    started, load_before = time.perf_counter(), os.getloadavg()[0]
+    config = load_config(env={})
+    params = model_params(config)
+    logic = ModelsLogic(params)
+    state = config["state"]
+    weights = dict(params.recs.event_weights)
+    feeder = Feeder(synthesise(spec, events), weights, state["history_len"], state["max_purchased"])
+    watched = stream_through(logic, feeder, window, sample_every)
+    seen = len(_cooc(logic)._ids)
+    snapshot = _snapshot(logic)
+    models_growth = watched.rss_growth - watched.bookkeeping
+    return {
+        "items": spec.items,
+        "events": events,
+        "items_seen": seen,
+        "items_seen_before_window": watched.seen_before_window,
+        "users": len(feeder.histories),
+        "leading_list": logic.state.recs.models["hybrid"].leading,  # type: ignore[attr-defined]
+        **_learning(watched.timings, events),
         "components_topk": _component_topk(logic, feeder, params.k),
-        "rss_growth_bytes": growth,
-        "bookkeeping_bytes": bookkeeping,
-        "bytes_per_item_seen": (growth - bookkeeping) / max(seen, 1),
+        "rss_growth_bytes": watched.rss_growth,
+        "bookkeeping_bytes": watched.bookkeeping,
+        "bytes_per_item_seen": models_growth / max(watched.seen_before_window, 1),
         "peak_rss_bytes": rss_bytes("VmHWM:"),
         "snapshot": snapshot,
-        "snapshot_bytes_per_item_seen": snapshot["bytes"] / max(seen_final, 1),
-        "window_events": events - cut,
-        "incremental_bytes_estimate": incremental,
-        "cooc_pairs_changed": asdict(pairs),
-        "incremental_pairs_bytes_estimate": incremental + by_pair,
+        "snapshot_bytes_per_item_seen": snapshot["bytes"] / max(seen, 1),
+        "window_events": min(window, events),
+        **_incremental(snapshot, watched),
         "wall_s": time.perf_counter() - started,
         "load_average": [load_before, os.getloadavg()[0]],  # 1-minute, before and after
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

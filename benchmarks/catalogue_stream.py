@@ -17,6 +17,9 @@ would in a shop.
 * Times: sessions start uniformly over `events / rate` seconds and their events are
   `gap_s` apart on average (exponential), so sessions interleave as live traffic does.
 
+`Feeder` turns the arrays into what the models step sees, event by event: ids as strings, and
+each user's history and purchases as the per-user state step keeps them.
+
 Everything is drawn from one `numpy.random.default_rng(seed)`, vectorised: two million
 events take a few seconds.
 
@@ -30,12 +33,18 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["EVENT_TYPES", "CatalogueSpec", "Stream", "synthesise"]
+from state.hybrid import Hybrid
+from state.live_recs import LiveRecs
+from state.recommender import Interaction
+
+__all__ = ["EVENT_TYPES", "CatalogueSpec", "Feeder", "Stream", "Timings", "synthesise"]
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -161,3 +170,97 @@ def synthesise(spec: CatalogueSpec, events: int) -> Stream:
         topic_of=catalogue.topic_of,
         n_users=n_users,
     )
+
+
+@dataclass
+class Timings:
+    """Learning and serving samples of one stretch of the stream (seconds)."""
+
+    learn_probe: list[float] = field(default_factory=list)
+    learn_plain: list[float] = field(default_factory=list)
+    served: list[tuple[int, float]] = field(default_factory=list)  # (event index, seconds)
+
+
+class Feeder:
+    """Turns the stream's index arrays into what the models step sees, event by event: ids as
+    strings, and each user's history and purchases as the per-user state step keeps them."""
+
+    def __init__(self, stream: Stream, weights: dict[str, int], history_len: int, bought: int):
+        self.stream = stream
+        self.history_len = history_len
+        self.max_purchased = bought
+        self.weights = [weights.get(kind, 1) for kind in EVENT_TYPES]
+        self.user_names: list[str | None] = [None] * stream.n_users
+        self.item_names: list[str | None] = [None] * len(stream.topic_of)
+        self.category_names = [f"topic-{t}" for t in range(int(stream.topic_of.max()) + 1)]
+        self.histories: dict[str, list[str]] = {}
+        self.purchased: dict[str, dict[str, None]] = {}
+
+    def run(self, recs: LiveRecs, start: int, stop: int, sample_every: int) -> Timings:
+        """Events `start`..`stop`: learn each, and serve the user after one in `sample_every`."""
+        s, timings = self.stream, Timings()
+        hybrid = recs.models.get("hybrid")
+        probes = hybrid if isinstance(hybrid, Hybrid) else None
+        clock = time.perf_counter
+        rows = zip(
+            range(start, stop),
+            s.users[start:stop].tolist(),
+            s.items[start:stop].tolist(),
+            s.kinds[start:stop].tolist(),
+            s.ts[start:stop].tolist(),
+            strict=True,
+        )
+        for n, u, i, kind, ts in rows:
+            user, item = self._user(u), self._item(i)
+            history, purchased = self._push(user, item, kind)
+            category = self.category_names[int(s.topic_of[i])]
+            event = Interaction(user, item, ts, self.weights[kind], (category,))
+            before = probes.probes if probes is not None else 0
+            started = clock()
+            recs.learn(event, history[:-1], purchased)
+            took = clock() - started
+            if probes is not None and probes.probes != before:
+                timings.learn_probe.append(took)
+            else:
+                timings.learn_plain.append(took)
+            if n % sample_every == 0:
+                started = clock()
+                recs.recommend(user, history, purchased, ts)
+                timings.served.append((n, clock() - started))
+        return timings
+
+    def _user(self, index: int) -> str:
+        name = self.user_names[index]
+        if name is None:
+            name = self.user_names[index] = f"user-{index}"
+        return name
+
+    def _item(self, index: int) -> str:
+        name = self.item_names[index]
+        if name is None:
+            name = self.item_names[index] = f"item-{index}"
+        return name
+
+    def _push(self, user: str, item: str, kind: int) -> tuple[tuple[str, ...], frozenset[str]]:
+        """The user's history after this event (distinct, newest last) and purchases."""
+        history = self.histories.get(user)
+        if history is None:
+            history = self.histories[user] = []
+        if item in history:
+            history.remove(item)
+        history.append(item)
+        del history[: -self.history_len]
+        bought = self.purchased.setdefault(user, {})
+        if EVENT_TYPES[kind] == "purchase":
+            bought.pop(item, None)
+            bought[item] = None
+            while len(bought) > self.max_purchased:
+                del bought[next(iter(bought))]
+        return tuple(history), frozenset(bought)
+
+    def bookkeeping_bytes(self) -> int:
+        """What this benchmark's stand-in for the per-user state step holds (not the models)."""
+        lists = sum(sys.getsizeof(h) for h in self.histories.values())
+        sets = sum(sys.getsizeof(p) for p in self.purchased.values())
+        tables = sys.getsizeof(self.histories) + sys.getsizeof(self.purchased)
+        return lists + sets + tables + 16 * (len(self.user_names) + len(self.item_names))
