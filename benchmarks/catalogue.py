@@ -18,7 +18,7 @@ Reported per catalogue size:
 * memory: RSS growth of this process while streaming, per distinct item seen (it includes the
   models' per-user parts, and the benchmark's own histories, given separately);
 * snapshot: bytes and time of `ModelsLogic.snapshot()` (the pause at each epoch end; median
-  of three), of loading it back, and of each part pickled alone;
+  of three; also with the cyclic GC off), of loading it back, and of each part pickled alone;
 * what changed in the last `--window-events` events (10 s at 5,000 events/s): entries of each
   part touched, and the bytes an incremental snapshot would have written.
 
@@ -99,13 +99,26 @@ def _component_topk(logic: ModelsLogic, feeder: Feeder, k: int) -> dict[str, dic
     return out
 
 
-def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
-    """The whole snapshot as Bytewax takes it (median of a few), loading it, and each part."""
+def _pauses(logic: ModelsLogic) -> tuple[list[float], bytes]:
+    """Seconds of each of a few snapshots, and the last one."""
     pauses, data = [], b""
     for _ in range(SNAPSHOTS):
         started = time.perf_counter()
         data = logic.snapshot()
         pauses.append(time.perf_counter() - started)
+    return pauses, data
+
+
+def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
+    """The whole snapshot as Bytewax takes it (median of a few), the same with the cyclic GC
+    off (pickling a numpy array per user allocates enough to set off a full collection, whose
+    cost grows with the heap), loading it, and each part."""
+    pauses, data = _pauses(logic)
+    gc.disable()
+    try:
+        quiet, _ = _pauses(logic)
+    finally:
+        gc.enable()
     started = time.perf_counter()
     pickle.loads(data)
     load_s = time.perf_counter() - started
@@ -117,6 +130,7 @@ def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
         "bytes": len(data),
         "pause_ms": statistics.median(pauses) * 1e3,
         "pause_max_ms": max(pauses) * 1e3,
+        "pause_gc_off_ms": statistics.median(quiet) * 1e3,
         "load_ms": load_s * 1e3,
         "parts": by_part,
     }
@@ -286,7 +300,8 @@ def print_tables(results: list[dict[str, Any]]) -> None:
             f"\nIn the last {r['window_events']:,} events: co-occurrence pairs changed "
             f"{pairs['changed']:,} of {pairs['entries']:,} ({pairs['weight_share']:.0%}); "
             f"an incremental snapshot by rows ~{_mb(r['incremental_bytes_estimate'])} MB, "
-            f"by co-occurrence pairs ~{_mb(r['incremental_pairs_bytes_estimate'])} MB."
+            f"by co-occurrence pairs ~{_mb(r['incremental_pairs_bytes_estimate'])} MB. "
+            f"Pause with the cyclic GC off: {r['snapshot']['pause_gc_off_ms']:,.0f} ms."
         )
         print(f"\n| part | MB | pickle ms | entries | changed in {r['window_events']:,} events |")
         print("|---|---|---|---|---|")
