@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from state.crossing import crossing
 from state.event import Event
 
 # A source batch's place in its partition, carried by every record derived from it.
@@ -27,6 +28,7 @@ from state.segmentation import SegmentInfo as SegmentInfo
 from state.segmentation import SegmentModel as SegmentModel
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class RawRecord:
     """A payload exactly as a source read it.
@@ -52,6 +54,7 @@ class RawRecord:
     sha1: str | None = None
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Accepted:
     """A valid event plus the time its payload was read (for latency), and where it was read
@@ -66,6 +69,7 @@ class Accepted:
     offset: str = ""
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Progress:
     """A stamped record that brings the models nothing to learn (refused, dropped, or a
@@ -76,6 +80,7 @@ class Progress:
     ts: float | None = None
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A refused input: the raw payload and a machine-readable reason (`state.event.REASONS`).
@@ -95,6 +100,7 @@ class DeadLetter:
     sha1: str | None = None
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class InputDeletion:
     """A raw input entry to delete: an opted-out user's event, dropped by the state step.
@@ -107,6 +113,7 @@ class InputDeletion:
     offset: str
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class UserUpdate:
     """Per-user state after one accepted event, as the models step needs it.
@@ -139,6 +146,7 @@ class UserUpdate:
         return self.features is not None
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class UserOutput:
     """Everything the sink writes for one changed user in one batch.
@@ -163,6 +171,7 @@ class UserOutput:
     settled: bool = False
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Forget:
     """A request to erase a user (`tailor forget`, the opt-out set, or `consent: false`).
@@ -176,6 +185,7 @@ class Forget:
     opt_out: bool = False
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Block:
     """An item to stop (or, with `blocked=False`, resume) recommending (`tailor block`)."""
@@ -184,6 +194,7 @@ class Block:
     blocked: bool = True
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Erasure:
     """A user's state is gone from the worker; downstream removes what it derived from it.

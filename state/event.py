@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
+from state.crossing import crossing
+
 DEFAULT_EVENT_TYPES: frozenset[str] = frozenset(
     {
         "page_view",
@@ -65,6 +67,7 @@ MAX_QUANTITY = 1_000_000
 MAX_PRICE = 1e9
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Event:
     """One validated user event; `ts` is event time in epoch seconds (UTC)."""

@@ -52,6 +52,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from state.crossing import crossing
+
 __all__ = ["DATA", "END", "IDLE", "EventTimeOrder", "Stamp"]
 
 T = TypeVar("T")
@@ -62,6 +64,7 @@ _ACTIVE, _IDLE, _ENDED = 0, 1, 2
 UNSTAMPED = ""
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Stamp:
     """Where a record sits in its source partition's sequence of batches.

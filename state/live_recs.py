@@ -28,6 +28,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
+from state.crossing import crossing
 from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
 from state.prequential import Means, Prequential
@@ -43,6 +44,7 @@ MAX_FILL_ROUNDS = 3
 SCORE_DIGITS = 6
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class Recommendation:
     """One recommended item, its score, the model that proposed it and why, for the user."""
@@ -63,6 +65,7 @@ class VariantQuality(TypedDict):
     n: int
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class QualityReport:
     """Live quality per variant, for Redis; `version` (events scored) orders reports."""

@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from state.crossing import crossing
 from state.event import PURCHASE
 from state.event_order import EventTimeOrder, Stamp
 from state.rfm_tiers import RFMTiers
@@ -52,6 +53,7 @@ def cluster_segment(number: int) -> str:
     return f"cluster:{number}"
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class SegmentInfo:
     """What a cluster segment means (published when its readable name changes), so
@@ -64,6 +66,7 @@ class SegmentInfo:
     changed_at: float = 0.0  # event time of the learn point that (re)named it
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class SegmentModel:
     """The whole segment model as consumers see it (settings, segments, quality), JSON-ready.
