@@ -27,8 +27,9 @@ table shows dead letters per run; they should be 0.
     flock /work/wt/measure.lock python benchmarks/scale.py [--events N] [--cycles 3]
         [--processes 1,2] [--skip-bare] [--compare] [--json] [--profile DIR]
 
-`--profile DIR` runs each backlog run's workers under `py-spy record --native --format raw`
-(collapsed stacks with Bytewax's Rust frames, one file per process, on-CPU samples only):
+`--profile DIR` runs each backlog run's workers under `py-spy record --native --threads
+--format raw` (collapsed stacks with Bytewax's Rust frames and the thread id, one file per
+process, on-CPU samples only):
 for finding where the time goes, not for timing (sampling slows the workers, and the run's
 peak RSS is py-spy's).
 
@@ -120,6 +121,7 @@ class Launch:
             spy,
             "record",
             "--native",
+            "--threads",
             "--format",
             "raw",
             "-r",
