@@ -22,7 +22,8 @@ the workers' and Redis's; the benchmark's own polling is in it): the shared mach
 One validation setting differs from the defaults: the cycles span 67 years, so
 `validation.max_future_s` is raised until no event is ahead of the clock (with the default,
 later cycles would be dead-lettered as `ts_future`: cheap, and not what is measured). The
-table shows dead letters per run; they should be 0. `--default-validation` keeps the default
+table shows the dead-letter stream's length per run (capped at `output.deadletter_maxlen`);
+it should be 0. `--default-validation` keeps the default
 instead, to see what a naive cycled backlog measures: over half of the events (the third cycle
 and most of the second are in the future) are then dead letters, far cheaper than accepted ones.
 

@@ -70,7 +70,8 @@ def rec_items(recs: bytes | None) -> list[Any]:
 def table(bare: list[dict[str, Any]], runs: list[WorkerRun]) -> str:
     lines = [
         "| run | events | wall s | events/s | start-up s | events/s after start-up | "
-        "empty run s | peak RSS MB | CPU s | Redis CPU s | other CPU s | users | dead letters |",
+        "empty run s | peak RSS MB | CPU s | Redis CPU s | other CPU s | users | "
+        "dead-letter XLEN |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b in bare:
