@@ -15,15 +15,27 @@ Timing. `wall` is from spawning the processes to the last one's exit: what a use
 `start-up` is from spawning to the first change notice in `<prefix>:updates` (the stream's
 entry ids are Redis's clock), `processing` from the first notice to the last one; the
 processing rate excludes start-up and shut-down. The empty run measures start-up plus
-shut-down with nothing to read. Peak RSS (VmHWM) and CPU seconds are each process's own.
+shut-down with nothing to read. Peak RSS (VmHWM) and CPU seconds are each process's own;
+`other CPU s` is what the rest of the machine used meanwhile (/proc/stat's busy time less
+the workers' and Redis's; the benchmark's own polling is in it): the shared machine's noise.
 
 One validation setting differs from the defaults: the cycles span 67 years, so
 `validation.max_future_s` is raised until no event is ahead of the clock (with the default,
 later cycles would be dead-lettered as `ts_future`: cheap, and not what is measured). The
-table shows dead letters per run; they should be 0.
+table shows the dead-letter stream's length per run (capped at `output.deadletter_maxlen`);
+it should be 0. `--default-validation` keeps the default
+instead, to see what a naive cycled backlog measures: over half of the events (the third cycle
+and most of the second are in the future) are then dead letters, far cheaper than accepted ones.
 
     flock /work/wt/measure.lock python benchmarks/scale.py [--events N] [--cycles 3]
-        [--processes 1,2] [--skip-bare] [--compare] [--json]
+        [--processes 1,2] [--skip-bare] [--compare] [--json] [--profile DIR]
+        [--default-validation]
+
+`--profile DIR` runs each backlog run's workers under `py-spy record --native --threads
+--format raw` (collapsed stacks with Bytewax's Rust frames and the thread id, one file per
+process, on-CPU samples only):
+for finding where the time goes, not for timing (sampling slows the workers, and the run's
+peak RSS is py-spy's).
 
 `--compare` reads every `<prefix>:user:<id>` after each worker run and counts the users whose
 `features`, `segment`, `rfm_segment` or `rule_segments` differ from the 1-process run (and,
@@ -40,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,48 +60,27 @@ import orjson
 import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.procstat import (
+    machine_busy_s,
+    merge_threads,
+    peak_rss_mb,
+    thread_cpu_s,
+    thread_summary,
+)
 from benchmarks.scale_io import (
     Backlog,
     bare_run,
     cycled,
     movielens_events,
     newest_ts,
-    peak_rss_mb,
     publish_backlog,
 )
+from benchmarks.scale_report import PROFILE_FIELDS, Profile, WorkerRun, compare, report
 from benchmarks.throughput import start_server
 from flows.config import load_config
 from operators.keys import deadletter_stream, recs_key, updates_stream
 
 PREFIX = "tailor"
-PROFILE_FIELDS = ("features", "segment", "rfm_segment", "rule_segments")
-#: One user's compared fields, and their recommendations (compared for information only).
-Profile = tuple[tuple[bytes | None, ...], bytes | None]
-
-
-@dataclass
-class WorkerRun:
-    processes: int
-    events: int
-    wall_s: float
-    startup_s: float
-    processing_s: float
-    empty_run_s: float
-    exit_s: list[float]
-    peak_rss_mb: list[float]
-    cpu_s: list[float]
-    redis_cpu_s: float
-    users: int
-    dead_letters: int
-    profiles: dict[str, Profile] = field(default_factory=dict, repr=False)
-
-    @property
-    def events_per_s(self) -> float:
-        return self.events / self.wall_s
-
-    @property
-    def processing_events_per_s(self) -> float:
-        return self.events / self.processing_s if self.processing_s > 0 else 0.0
 
 
 def free_port() -> int:
@@ -113,17 +104,52 @@ def worker_env(url: str, max_future_s: float, addresses: list[str], process_id: 
     return env
 
 
-def spawn(url: str, max_future_s: float, processes: int, logs: Path) -> list[subprocess.Popen]:
+@dataclass(frozen=True)
+class Launch:
+    """How worker processes are started: their Redis, the validation bound, where logs go,
+    and (with `--profile`) where py-spy writes one raw profile per process."""
+
+    url: str
+    max_future_s: float
+    logs: Path
+    profile: Path | None = None
+
+    def command(self, processes: int, process_id: int, profiled: bool) -> list[str]:
+        tailor = shutil.which("tailor") or str(Path(sys.executable).with_name("tailor"))
+        run = [tailor, "run", "--until-drained"]
+        if not (profiled and self.profile):
+            return run
+        out = self.profile / f"worker-{processes}-{process_id}.txt"
+        spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+        return [
+            spy,
+            "record",
+            "--native",
+            "--threads",
+            "--format",
+            "raw",
+            "-r",
+            "100",
+            "-o",
+            str(out),
+            "--",
+            *run,
+        ]
+
+
+def spawn(launch: Launch, processes: int, profiled: bool = False) -> list[subprocess.Popen]:
     """One `tailor run --until-drained` per process; a cluster when more than one."""
-    tailor = shutil.which("tailor") or str(Path(sys.executable).with_name("tailor"))
     addresses = [f"127.0.0.1:{free_port()}" for _ in range(processes)] if processes > 1 else []
     procs = []
     for pid in range(processes):
-        log = (logs / f"worker-{processes}-{pid}.log").open("wb")
+        log = (launch.logs / f"worker-{processes}-{pid}.log").open("wb")
+        env = worker_env(launch.url, launch.max_future_s, addresses, pid)
+        if profiled and launch.profile:  # the seed `tailor` pins by re-exec, which py-spy
+            env["PYTHONHASHSEED"] = "0"  # would not follow: set beforehand, same result
         procs.append(
             subprocess.Popen(
-                [tailor, "run", "--until-drained"],
-                env=worker_env(url, max_future_s, addresses, pid),
+                launch.command(processes, pid, profiled),
+                env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -143,14 +169,19 @@ def last_notice_s(client: redis.Redis) -> float | None:
 
 
 def reap(procs: list[subprocess.Popen], client: redis.Redis, logs: Path) -> dict[str, Any]:
-    """Wait for every process (exit time, CPU from wait4), noting the first notice and each
-    process's peak RSS (polled every 10 ms: VmHWM only grows, so the last poll is close)."""
+    """Wait for every process (exit time, CPU from wait4), noting the first notice, each
+    process's peak RSS (polled every 10 ms: VmHWM only grows, so the last poll is close) and
+    its threads' CPU seconds."""
     pending = {p.pid: i for i, p in enumerate(procs)}
     exits, rss, cpu = [0.0] * len(procs), [0.0] * len(procs), [0.0] * len(procs)
-    first = None
+    threads: list[dict[int, float]] = [{} for _ in procs]
+    first, polls = None, 0
     while pending:
+        polls += 1
         for pid, i in list(pending.items()):
             rss[i] = max(rss[i], peak_rss_mb(pid))
+            if polls % 10 == 0:  # every 0.1 s: the last sample misses at most that
+                threads[i] = merge_threads(threads[i], thread_cpu_s(pid))
             done, status, usage = os.wait4(pid, os.WNOHANG)
             if not done:
                 continue
@@ -166,7 +197,9 @@ def reap(procs: list[subprocess.Popen], client: redis.Redis, logs: Path) -> dict
         if first is None:
             first = first_notice_s(client)
         time.sleep(0.01)  # polling the child processes and Redis, not synchronising
-    return {"exits": exits, "rss": rss, "cpu": cpu, "first": first or first_notice_s(client)}
+    first = first or first_notice_s(client)
+    summaries = [thread_summary(p.pid, t) for p, t in zip(procs, threads, strict=True)]
+    return {"exits": exits, "rss": rss, "cpu": cpu, "threads": summaries, "first": first}
 
 
 def redis_cpu_s(client: redis.Redis) -> float:
@@ -188,19 +221,19 @@ def read_profiles(client: redis.Redis) -> dict[str, Profile]:
     }
 
 
-def timed_workers(
-    url: str, backlog: Backlog, processes: int, max_future_s: float, logs: Path, keep: bool
-) -> WorkerRun:
+def timed_workers(launch: Launch, backlog: Backlog, processes: int, keep: bool) -> WorkerRun:
     """An empty run (start-up and shut-down alone), then the backlog from a fresh restore."""
-    client = redis.Redis.from_url(url)
+    client = redis.Redis.from_url(launch.url)
     backlog.clear()
     started = time.time()
-    reap(spawn(url, max_future_s, processes, logs), client, logs)
+    reap(spawn(launch, processes), client, launch.logs)
     empty_run_s = time.time() - started
     events = backlog.restore()
-    cpu_before = redis_cpu_s(client)
+    cpu_before, busy_before = redis_cpu_s(client), machine_busy_s()
     started = time.time()
-    waited = reap(spawn(url, max_future_s, processes, logs), client, logs)
+    waited = reap(spawn(launch, processes, profiled=True), client, launch.logs)
+    busy = machine_busy_s() - busy_before
+    redis_cpu = redis_cpu_s(client) - cpu_before
     last = last_notice_s(client) or max(waited["exits"])
     first = waited["first"] or started
     return WorkerRun(
@@ -213,76 +246,13 @@ def timed_workers(
         exit_s=[round(t - started, 2) for t in waited["exits"]],
         peak_rss_mb=[round(r) for r in waited["rss"]],
         cpu_s=[round(c, 1) for c in waited["cpu"]],
-        redis_cpu_s=round(redis_cpu_s(client) - cpu_before, 1),
+        redis_cpu_s=round(redis_cpu, 1),
+        other_cpu_s=round(busy - redis_cpu - sum(waited["cpu"]), 1),
+        thread_cpu_s=waited["threads"],
         users=sum(1 for _ in client.scan_iter(f"{PREFIX}:user:*", count=1000)),
         dead_letters=int(client.xlen(deadletter_stream(PREFIX))),
         profiles=read_profiles(client) if keep else {},
     )
-
-
-def compare(base: dict[str, Profile], other: dict[str, Profile]) -> dict[str, int]:
-    """How many users differ, per compared field, and in their recommendations."""
-    users = set(base) | set(other)
-    missing = sum(1 for u in users if u not in base or u not in other)
-    both = [u for u in users if u in base and u in other]
-    per_field = {
-        name: sum(1 for u in both if base[u][0][i] != other[u][0][i])
-        for i, name in enumerate(PROFILE_FIELDS)
-    }
-    return {
-        "users": len(users),
-        "missing": missing,
-        "profiles_differ": sum(1 for u in both if base[u][0] != other[u][0]),
-        **per_field,
-        "recs_differ": sum(1 for u in both if base[u][1] != other[u][1]),
-        "rec_items_differ": sum(1 for u in both if rec_items(base[u][1]) != rec_items(other[u][1])),
-    }
-
-
-def rec_items(recs: bytes | None) -> list[Any]:
-    """The recommended item ids, best first (scores and sources aside)."""
-    return [item["item_id"] for item in orjson.loads(recs)["items"]] if recs else []
-
-
-def table(bare: list[dict[str, Any]], runs: list[WorkerRun]) -> str:
-    lines = [
-        "| run | events | wall s | events/s | start-up s | events/s after start-up | "
-        "empty run s | peak RSS MB | CPU s | Redis CPU s | users | dead letters |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for b in bare:
-        lines.append(
-            f"| bare I/O {b['when']}, {b['processes']} proc | {b['events']:,} | "
-            f"{b['seconds']:.2f} | {b['events_per_s']:,.0f} | - | - | - | "
-            f"{' / '.join(map(str, b['peak_rss_mb']))} | {' / '.join(map(str, b['cpu_s']))} "
-            "| - | - | - |"
-        )
-    for r in runs:
-        lines.append(
-            f"| worker, {r.processes} proc | {r.events:,} | {r.wall_s:.1f} | "
-            f"{r.events_per_s:,.0f} | {r.startup_s:.1f} | {r.processing_events_per_s:,.0f} | "
-            f"{r.empty_run_s:.1f} | {' / '.join(map(str, r.peak_rss_mb))} | "
-            f"{' / '.join(map(str, r.cpu_s))} | {r.redis_cpu_s} | {r.users:,} | "
-            f"{r.dead_letters} |"
-        )
-    return "\n".join(lines)
-
-
-def ratios(bare: list[dict[str, Any]], runs: list[WorkerRun]) -> dict[str, float]:
-    """2 proc / 1 proc (target >= 1.6) and 1 proc / bare I/O 1 proc (target >= 0.06)."""
-    by_n = {r.processes: r for r in runs}
-    out: dict[str, float] = {}
-    one = by_n.get(1)
-    for n, run in sorted(by_n.items()):
-        if one is not None and n != 1:
-            out[f"{n} proc / 1 proc"] = run.events_per_s / one.events_per_s
-            out[f"{n} proc / 1 proc, after start-up"] = (
-                run.processing_events_per_s / one.processing_events_per_s
-            )
-    bare_one = [b["events_per_s"] for b in bare if b["processes"] == 1]
-    if one is not None and bare_one:
-        out["1 proc / bare I/O 1 proc"] = one.events_per_s / (sum(bare_one) / len(bare_one))
-    return out
 
 
 def bare_both(url: str, keys: list[str], when: str) -> list[dict[str, Any]]:
@@ -297,6 +267,14 @@ def main() -> None:
     parser.add_argument("--skip-bare", action="store_true", help="no bare I/O runs")
     parser.add_argument("--compare", action="store_true", help="compare profiles across runs")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument(
+        "--default-validation",
+        action="store_true",
+        help="keep validation.max_future_s: later cycles are dead-lettered as ts_future",
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="py-spy raw profiles of each worker here (times invalid)"
+    )
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
     partitions = int(load_config(env={})["source"]["partitions"])
@@ -304,6 +282,8 @@ def main() -> None:
     cycles = max(args.cycles, -(-(args.events or 0) // len(events)))
     payloads = list(cycled(events, cycles, args.events))
     max_future_s = max(86400.0, newest_ts(payloads) - time.time() + 86400.0)
+    if args.default_validation:
+        max_future_s = float(load_config(env={})["validation"]["max_future_s"])
     server, url = start_server()
     logs = Path(tempfile.mkdtemp(prefix="scale-logs-"))
     try:
@@ -311,7 +291,8 @@ def main() -> None:
         backlog = Backlog(url, PREFIX, partitions)
         assert backlog.save() == len(payloads)
         bare = [] if args.skip_bare else bare_both(url, backlog.keys, "before")
-        runs = [timed_workers(url, backlog, n, max_future_s, logs, args.compare) for n in counts]
+        launch = Launch(url, max_future_s, logs, args.profile)
+        runs = [timed_workers(launch, backlog, n, args.compare) for n in counts]
         if not args.skip_bare:
             backlog.restore()
             bare += bare_both(url, backlog.keys, "after")
@@ -324,42 +305,6 @@ def main() -> None:
     }
     report(args.json, len(payloads), partitions, max_future_s, bare, runs, compared)
     shutil.rmtree(logs, ignore_errors=True)
-
-
-def report(
-    as_json: bool,
-    events: int,
-    partitions: int,
-    max_future_s: float,
-    bare: list[dict[str, Any]],
-    runs: list[WorkerRun],
-    compared: dict[str, dict[str, int]],
-) -> None:
-    result: dict[str, Any] = {
-        "events": events,
-        "partitions": partitions,
-        "max_future_s": max_future_s,
-        "bare": bare,
-        "workers": [
-            {
-                **{k: v for k, v in asdict(r).items() if k != "profiles"},
-                "events_per_s": r.events_per_s,
-                "processing_events_per_s": r.processing_events_per_s,
-            }
-            for r in runs
-        ],
-        "ratios": ratios(bare, runs),
-        "compare": compared,
-    }
-    if as_json:
-        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
-        return
-    print(f"{events:,} events, {partitions} partitions, nproc {os.cpu_count()}")
-    print(table(bare, runs))
-    for name, value in result["ratios"].items():
-        print(f"{name}: {value:.2f}")
-    for name, diff in compared.items():
-        print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in diff.items()))
 
 
 if __name__ == "__main__":

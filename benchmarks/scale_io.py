@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import redis
 
+from benchmarks.procstat import peak_rss_mb
 from flows.produce import produce
 from operators.adapters import read_payloads
 from operators.routing import stream_key
@@ -110,20 +111,6 @@ class Backlog:
 
     def size(self) -> int:
         return sum(int(self.main.xlen(key)) for key in self.keys)
-
-
-def peak_rss_mb(pid: int | str = "self") -> float:
-    """The process's peak RSS since its exec (VmHWM). Not `ru_maxrss`: Linux carries that
-    over an exec from the forked copy of the parent, so every child would report at least
-    the benchmark's own size."""
-    try:
-        with open(f"/proc/{pid}/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:  # exited between polls
-        pass
-    return 0.0
 
 
 def _bare_write(pipe: Any, user: str, event: dict[str, Any], count: int) -> None:
