@@ -37,6 +37,22 @@ def tailor(env: dict[str, str], config: Path, *args: str) -> subprocess.Complete
     )
 
 
+def tailor_as_operator(
+    redis_url: str, config: Path, *args: str, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """A CLI command run by someone who has the Redis URL but not the worker's pseudonym key
+    (unless `env` gives it), whatever this test process's environment holds."""
+    own = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        env={**own, "REDIS_URL": redis_url, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def everything_stored(r: redis.Redis) -> bytes:
     """Every key and value under the prefix except the dead letters (raw input by design)."""
     parts: list[bytes] = []
@@ -191,15 +207,7 @@ def test_the_forget_command_refuses_in_one_line_with_exit_2(
 ) -> None:
     config = tmp_path / "tailor.toml"
     config.write_text(f'[redis]\nprefix = "{PREFIX}"\n[source]\npartitions = 2\n')
-    env = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), "forget", "alice"],
-        env={**env, "REDIS_URL": redis_url},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = tailor_as_operator(redis_url, config, "forget", "alice")
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "nothing was deleted" in done.stderr
     assert done.stdout == ""
@@ -213,22 +221,11 @@ def test_inspect_without_the_workers_key_says_why_it_finds_nobody(
     hide why. With the worker's key the same command finds the user."""
     config = tmp_path / "tailor.toml"
     config.write_text(f'[redis]\nprefix = "{PREFIX}"\n')
-    plain = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
-
-    def inspect(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "inspect", "alice"],
-            env={**env, "REDIS_URL": redis_url},
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    refused = inspect(plain)
+    refused = tailor_as_operator(redis_url, config, "inspect", "alice")
     assert refused.returncode == 2, refused.stderr
     assert "inspect: the worker stores pseudonymous user ids" in refused.stderr
     assert refused.stderr.count("\n") == 1 and refused.stdout == ""
-    found = inspect({**plain, SECRET_ENV: SECRET, "TAILOR_PRIVACY_PSEUDONYMIZE": "true"})
+    keyed = {SECRET_ENV: SECRET, "TAILOR_PRIVACY_PSEUDONYMIZE": "true"}
+    found = tailor_as_operator(redis_url, config, "inspect", "alice", **keyed)
     assert found.returncode == 0, found.stderr
     assert orjson.loads(found.stdout)["profile"]["version"] == 3
