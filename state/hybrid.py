@@ -316,7 +316,7 @@ class Hybrid:
         list takes over once it beats popularity (MovieLens: after ~140 probes); a component's
         own list is served only when it beats the fused one (Online Retail: co-occurrence's
         own order, after ~4,800 scored interactions). The figures below were measured with
-        undamped co-occurrence (`cooc_alpha` 0, the default until 2026-12-04).
+        undamped co-occurrence (`cooc_alpha` 0, the earlier default).
 
         Once a personal list has led (at a probe), the chain moves to the end of `preference`:
         its lead has to be significant to count, its loss did not, so noise that makes the
