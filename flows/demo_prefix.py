@@ -18,22 +18,7 @@ from fnmatch import fnmatchcase
 
 import redis
 
-from operators.control import blocklist_key, control_key, optout_key
-from operators.keys import (
-    churn_key,
-    deadletter_index,
-    deadletter_stream,
-    demo_marker_key,
-    meta_key,
-    model_key,
-    quality_key,
-    recs_key,
-    segment_key,
-    segments_key,
-    updates_stream,
-    user_key,
-)
-from operators.routing import stream_key
+from operators.keys import demo_marker_key, schema_patterns
 
 #: Keys deleted per UNLINK: one round trip per batch, without one huge command.
 UNLINK_BATCH = 500
@@ -48,33 +33,8 @@ def glob_escape(text: str) -> str:
     return re.sub(r"([\\*?\[\]])", r"\\\1", text)
 
 
-def _schema_patterns() -> tuple[str, ...]:
-    """Glob patterns, after ``<prefix>:``, of every key the worker and the CLI write.
-
-    Built from the schema's own functions with an empty prefix, so a renamed key is followed
-    here; a new key function must be added (tests/flows/test_demo.py checks that a demo run
-    leaves no key outside these patterns).
-    """
-    stream = stream_key("", 0).rpartition(":")[0] + ":*"
-    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream)
-    single = (
-        segments_key(""),
-        model_key(""),
-        churn_key(""),
-        quality_key(""),
-        updates_stream(""),
-        deadletter_stream(""),
-        deadletter_index(""),
-        control_key(""),
-        optout_key(""),
-        blocklist_key(""),
-        demo_marker_key(""),
-        meta_key(""),
-    )
-    return tuple(pattern.removeprefix(":") for pattern in (*per_id, *single))
-
-
-SCHEMA_PATTERNS = _schema_patterns()
+#: Tailor's keys, the only ones the demo ever deletes.
+SCHEMA_PATTERNS = schema_patterns()
 
 
 def is_tailor_key(prefix: str, key: bytes) -> bool:

@@ -16,6 +16,17 @@ request must outlive that epoch's snapshot, and the control source deletes it it
 
 from __future__ import annotations
 
+__all__ = [
+    "ControlSource",
+    "blocklist_key",
+    "control_key",
+    "opted_out_users",
+    "optout_key",
+    "parse_command",
+    "request_block",
+    "request_forget",
+]
+
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -29,6 +40,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from operators import lifecycle
+from operators.keys import blocklist_key, control_key, optout_key
 from operators.metrics import REDIS_ERRORS
 from operators.records import Block, Forget, RawRecord
 from operators.redis_source import START_ID, RedisStreamSource, StreamState
@@ -41,19 +53,6 @@ REPLAY_SOCKET_TIMEOUT_S = 5.0
 OPS = {"forget": False, "opt_out": True}
 #: Item commands: op → whether the item is blocked after it.
 ITEM_OPS = {"block": True, "unblock": False}
-
-
-def control_key(prefix: str) -> str:
-    return f"{prefix}:control"
-
-
-def optout_key(prefix: str) -> str:
-    return f"{prefix}:optout"
-
-
-def blocklist_key(prefix: str) -> str:
-    """The items never to recommend: the record of truth, which the sink also enforces."""
-    return f"{prefix}:blocklist"
 
 
 class ControlSource(RedisStreamSource):

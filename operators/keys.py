@@ -76,6 +76,8 @@ newer than the stored one is skipped: replays after a restart never move a user 
 
 from __future__ import annotations
 
+from operators.routing import stream_key
+
 DEFAULT_PREFIX = "tailor"
 #: The field of `meta_key` holding how user ids are stored (`operators.pseudonym.id_mode`).
 META_IDS = "ids"
@@ -150,3 +152,44 @@ def meta_key(prefix: str) -> str:
 def deadletter_index(prefix: str) -> str:
     """Sorted set of the inputs already in the dead-letter stream: a replay skips them."""
     return f"{prefix}:deadletter:index"
+
+
+def control_key(prefix: str) -> str:
+    """Stream of requests to the worker: erase a user, block an item (`operators.control`)."""
+    return f"{prefix}:control"
+
+
+def optout_key(prefix: str) -> str:
+    """Set of the (stored) ids of users who opted out; read by every worker as it starts."""
+    return f"{prefix}:optout"
+
+
+def blocklist_key(prefix: str) -> str:
+    """The items never to recommend: the record of truth, which the sink also enforces."""
+    return f"{prefix}:blocklist"
+
+
+def schema_patterns() -> tuple[str, ...]:
+    """Glob patterns, after ``<prefix>:``, of every key the worker and the CLI write.
+
+    Built from the functions above with an empty prefix, so a renamed key is followed; a new
+    key function must be added here (tests/flows/test_demo.py checks that a demo run leaves no
+    key outside these patterns).
+    """
+    stream = stream_key("", 0).rpartition(":")[0] + ":*"
+    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream)
+    single = (
+        segments_key(""),
+        model_key(""),
+        churn_key(""),
+        quality_key(""),
+        updates_stream(""),
+        deadletter_stream(""),
+        deadletter_index(""),
+        control_key(""),
+        optout_key(""),
+        blocklist_key(""),
+        demo_marker_key(""),
+        meta_key(""),
+    )
+    return tuple(pattern.removeprefix(":") for pattern in (*per_id, *single))

@@ -24,14 +24,16 @@ from typing import Any
 
 import redis
 
-from operators.control import blocklist_key, control_key, optout_key
 from operators.keys import (
     META_IDS,
+    blocklist_key,
     churn_key,
+    control_key,
     deadletter_index,
     deadletter_stream,
     meta_key,
     model_key,
+    optout_key,
     quality_key,
     recs_key,
     segment_key,

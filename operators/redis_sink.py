@@ -39,9 +39,9 @@ import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Histogram
 
-from operators.control import control_key
 from operators.erasure import ERASE_SCRIPT, delete_mentions
 from operators.keys import (
+    control_key,
     model_key,
     quality_key,
     recs_key,
