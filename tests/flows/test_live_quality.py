@@ -4,9 +4,8 @@ per-user outputs moved to their own step (`operators.user_outputs`, `operators.l
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import hashlib
+from pathlib import Path
 
 import orjson
 import pytest
