@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from state.crossing import crossing
 from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
+from state.live_quality import QualityReport as QualityReport  # where pickles before 22 find it
 from state.rec_settings import MODELS, RecSettings, build
 from state.recommender import Interaction, Recommender
 from state.variants import Variants
