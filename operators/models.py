@@ -57,7 +57,7 @@ from operators.metrics import (
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
-from operators.outputs import features_of
+from operators.outputs import BatchNews, UserNews, features_of
 from operators.records import (
     Block,
     Drafted,
@@ -67,7 +67,6 @@ from operators.records import (
     Recommendation,
     SegmentInfo,
     SegmentModel,
-    Settlement,
     UserUpdate,
 )
 from state.live_recs import LiveRecs
@@ -183,52 +182,8 @@ class ModelsState:
 ModelsIn = UserUpdate | Erasure | Progress | Block
 
 
-@dataclass
-class _News:
-    """One user's `ForUser` while the batch is read (frozen at its end)."""
-
-    user_id: str
-    updates: list[tuple[float, float]] = field(default_factory=list)
-    tests: list[tuple[int, str, int]] = field(default_factory=list)
-    draft: Drafted | None = None
-    drafted_at: int = -1
-    settlements: list[Settlement] = field(default_factory=list)
-
-    def frozen(self) -> ForUser:
-        return ForUser(
-            self.user_id,
-            tuple(self.updates),
-            tuple(self.tests),
-            self.draft,
-            self.drafted_at,
-            tuple(self.settlements),
-        )
-
-
-class _PerUser:
-    """The batch's per-user records in order: each user's news, split by their erasures."""
-
-    def __init__(self) -> None:
-        self.records: list[_News | Erasure] = []
-        self.open: dict[str, _News] = {}
-
-    def news(self, user: str) -> _News:
-        found = self.open.get(user)
-        if found is None:
-            found = self.open[user] = _News(user)
-            self.records.append(found)
-        return found
-
-    def erase(self, erasure: Erasure) -> None:
-        self.open.pop(erasure.user_id, None)  # news after it go in a new record
-        self.records.append(erasure)
-
-    def frozen(self) -> list[ForUser | Erasure]:
-        return [r.frozen() if isinstance(r, _News) else r for r in self.records]
-
-
 #: A draft before its segments: the news it goes in, its place there, update, variant, list.
-_Pending = tuple[_News, int, UserUpdate, str, tuple[Recommendation, ...]]
+_Pending = tuple[UserNews, int, UserUpdate, str, tuple[Recommendation, ...]]
 
 
 class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
@@ -256,7 +211,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         last_full = {
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
         }
-        out, users = list[ModelsOut](), _PerUser()
+        out, users = list[ModelsOut](), BatchNews()
         settled: list[Settled] = []
         pending: list[_Pending] = []
         for index, u in enumerate(values):
@@ -290,12 +245,12 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""
         out: list[ModelsOut] = []
-        users = _PerUser()
+        users = BatchNews()
         self._finish([], self._segment_news(self.state.segments.flush(), out), users)
         out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
 
-    def _finish(self, pending: list[_Pending], settled: list[Settled], users: _PerUser) -> None:
+    def _finish(self, pending: list[_Pending], settled: list[Settled], users: BatchNews) -> None:
         """Fill in the drafts' segments, then pass on the settlements of earlier outputs.
 
         A draft whose place in event-time order was already reached in this batch is settled

@@ -13,12 +13,58 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from operators.records import Drafted, Settlement, UserOutput, UserUpdate
+from operators.records import Drafted, Erasure, ForUser, Settlement, UserOutput, UserUpdate
 from state.rules import RuleSet
 
-__all__ = ["corrected", "features_of", "user_output"]
+__all__ = ["BatchNews", "UserNews", "corrected", "features_of", "user_output"]
+
+
+@dataclass
+class UserNews:
+    """One user's `ForUser` while the models step reads its batch (frozen at its end)."""
+
+    user_id: str
+    updates: list[tuple[float, float]] = field(default_factory=list)
+    tests: list[tuple[int, str, int]] = field(default_factory=list)
+    draft: Drafted | None = None
+    drafted_at: int = -1
+    settlements: list[Settlement] = field(default_factory=list)
+
+    def frozen(self) -> ForUser:
+        return ForUser(
+            self.user_id,
+            tuple(self.updates),
+            tuple(self.tests),
+            self.draft,
+            self.drafted_at,
+            tuple(self.settlements),
+        )
+
+
+class BatchNews:
+    """A models batch's per-user records in order: each user's news, split by erasures."""
+
+    def __init__(self) -> None:
+        self.records: list[UserNews | Erasure] = []
+        self.open: dict[str, UserNews] = {}
+
+    def news(self, user: str) -> UserNews:
+        """The user's open record (a new one at their first update or after an erasure)."""
+        found = self.open.get(user)
+        if found is None:
+            found = self.open[user] = UserNews(user)
+            self.records.append(found)
+        return found
+
+    def erase(self, erasure: Erasure) -> None:
+        self.open.pop(erasure.user_id, None)  # news after it go in a new record
+        self.records.append(erasure)
+
+    def frozen(self) -> list[ForUser | Erasure]:
+        return [r.frozen() if isinstance(r, UserNews) else r for r in self.records]
 
 
 def user_output(d: Drafted, rules: RuleSet, timings: Sequence[tuple[float, float]]) -> UserOutput:
