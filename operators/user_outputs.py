@@ -37,7 +37,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.live_quality import QualityParams, live_quality
-from operators.metrics import SEGMENT_CORRECTIONS
+from operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
 from operators.outputs import corrected, user_output
 from operators.records import (
     Erasure,
@@ -108,6 +108,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
             self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
         else:
             self.state = resume_state if resume_state is not None else UserOutputsState()
+        ACTIVE_OUTPUT_USERS.inc()  # down when the logic is discarded (erased, expired)
 
     def on_batch(self, values: list[UserOutputsIn]) -> tuple[Iterable[UserOutputsOut], bool]:
         out: list[UserOutputsOut] = []
@@ -123,6 +124,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
             out.append(Scores(tuple(scored)))
         self.expires_at = self.clock() + self.params.ttl_s
         if self.state.empty() and not self._waiting:
+            ACTIVE_OUTPUT_USERS.dec()
             return out, StatefulBatchLogic.DISCARD  # nothing left to keep
         return out, StatefulBatchLogic.RETAIN
 
@@ -183,6 +185,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         if self.params.ttl_s <= 0 or self.clock() < self.expires_at:
             self._timer = None
             return [], StatefulBatchLogic.RETAIN
+        ACTIVE_OUTPUT_USERS.dec()
         return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
