@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -353,6 +354,37 @@ class CoOccurrence:
     def __len__(self) -> int:
         """Items learned (and not forgotten)."""
         return int(np.count_nonzero(self._counts[: len(self._ids)]))
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, ids in row order, counts, and every row's neighbours packed end to end
+        (`__getstate__`'s packing: a few arrays, not one pair per item)."""
+        state = self.__getstate__()
+        n = len(self._ids)
+        settings = ("max_neighbors", "window", "score_window", "recency", "alpha")
+        return {
+            **{name: getattr(self, name) for name in settings},
+            "ids": list(self._ids),
+            "counts": self._counts[:n].copy(),
+            "packed": state["_packed"],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> CoOccurrence:
+        made = cls(data["max_neighbors"], data["window"], data["score_window"], data["recency"])
+        made.alpha = data["alpha"]
+        ids: list[str] = list(data["ids"])
+        counts = np.zeros(max(64, len(ids)), np.int64)
+        counts[: len(ids)] = data["counts"]
+        made.__setstate__(
+            {
+                **made.__dict__,
+                "_ids": ids,
+                "_row": {item: row for row, item in enumerate(ids)},
+                "_counts": counts,
+                "_packed": data["packed"],
+            }
+        )
+        return made
 
 
 def _pack(parts: list[IntArray]) -> npt.NDArray[np.int32] | IntArray:

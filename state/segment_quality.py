@@ -46,7 +46,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 from operator import itemgetter
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -216,6 +216,21 @@ class StreamingSilhouette:
     def n_points(self) -> int:
         """Points in the window now."""
         return self._size
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the sampler's state, the window (arrays) and where it stands."""
+        names = ("window", "every", "sample_rate", "seed", "keys", "_X", "_labels", "_next")
+        return {name: getattr(self, name) for name in (*names, "_size", "_pending", "_value")} | {
+            "rng": self._rng.getstate()
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> StreamingSilhouette:
+        made = cls(data["window"], data["every"], data["sample_rate"], data["seed"], data["keys"])
+        made._rng.setstate(data["rng"])
+        for name in ("_X", "_labels", "_next", "_size", "_pending", "_value"):
+            setattr(made, name, data[name])
+        return made
 
 
 class DriftReading(NamedTuple):
@@ -398,3 +413,20 @@ class CentreDrift:
         if self._reference is None:
             return []
         return [tuple(row) for row in self._reference.tolist()]
+
+    _LEARNED = ("_tracks", "_weights", "_counted", "_reference", "_settling", "events")
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the tracks and reference (arrays), the last reading as a tuple."""
+        settings = ("threshold", "smoothing", "settle", "match_radius", "keys")
+        data = {name: getattr(self, name) for name in (*settings, *self._LEARNED)}
+        return data | {"last": None if self.last is None else tuple(self.last)}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> CentreDrift:
+        made = cls(data["threshold"], data["smoothing"], data["settle"], data["match_radius"])
+        made.keys = data["keys"]
+        for name in cls._LEARNED:
+            setattr(made, name, data[name])
+        made.last = None if data["last"] is None else DriftReading(*data["last"])
+        return made
