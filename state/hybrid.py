@@ -419,13 +419,3 @@ class Hybrid:
         made.leading, made.personal = data["leading"], data["personal"]
         made.paired = {(a, b): (n, total, squares) for a, b, n, total, squares in data["paired"]}
         return made
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot; one taken before `leading` existed (up to 2026-12-03, with a
-        `_leader` cache instead) gets its leader worked out from its probes, so a recovery
-        store written by the earlier release resumes instead of failing at the first list."""
-        self.__dict__.update(state)
-        if "leading" not in state:
-            self.__dict__.pop("_leader", None)
-            self.personal = False
-            self._lead()

@@ -357,7 +357,7 @@ class ISGD:
             ),
             "seen_sizes": np.fromiter(map(len, seen), np.int64, len(seen)),
             "seen_rows": np.fromiter(
-                (row for rows in seen for row in sorted(rows)), np.int64, sum(map(len, seen))
+                itertools.chain.from_iterable(seen), np.int64, sum(map(len, seen))
             ),
         }
 
