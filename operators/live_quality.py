@@ -21,7 +21,6 @@ the worker count; ranks are a few bytes each, one record per batch.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -31,6 +30,7 @@ from bytewax.operators import StatefulBatchLogic
 
 from operators.metrics import REC_MRR, REC_NDCG, REC_RECALL
 from operators.records import Scores
+from state import snapshots
 from state.live_quality import LiveQuality, QualityReport
 
 __all__ = ["QUALITY_KEY", "QualityLogic", "QualityParams", "live_quality", "merged"]
@@ -63,7 +63,7 @@ class QualityLogic(StatefulBatchLogic[Scores, QualityReport, bytes]):
     def __init__(self, params: QualityParams, resume_state: LiveQuality | bytes | None) -> None:
         self.state: LiveQuality
         if isinstance(resume_state, bytes):
-            self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
+            self.state = LiveQuality.from_snapshot(snapshots.decode(resume_state, "quality"))
         elif resume_state is not None:
             self.state = resume_state
         else:
@@ -80,7 +80,8 @@ class QualityLogic(StatefulBatchLogic[Scores, QualityReport, bytes]):
         return [report], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        """The windows as plain data in a versioned envelope (`state.snapshots`)."""
+        return snapshots.encode("quality", self.state.to_snapshot())
 
 
 @operator

@@ -41,7 +41,6 @@ place, and settlements of earlier outputs.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -69,6 +68,7 @@ from operators.records import (
     SegmentModel,
     UserUpdate,
 )
+from state import snapshots
 from state.live_recs import LiveRecs
 from state.rec_settings import RecSettings
 from state.recommender import Interaction
@@ -178,6 +178,26 @@ class ModelsState:
         )
         return cls(segments=segments, recs=recs)
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain data (`state.snapshots`); every setting is stored with the state, so a resume
+        goes on with the models as they ran (a changed `[models]` or `[recs]` table takes
+        effect on a fresh store, as before)."""
+        return {
+            "segments": self.segments.to_snapshot(),
+            "recs": self.recs.to_snapshot(),
+            "tested": self.tested,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ModelsState:
+        """The provisional outputs an earlier format-1 store holds here are left behind: they
+        live in the outputs step now (their settlements then find nothing to correct)."""
+        return cls(
+            segments=Segmentation.from_snapshot(data["segments"]),
+            recs=LiveRecs.from_snapshot(data["recs"]),
+            tested=data.get("tested", 0),
+        )
+
 
 ModelsIn = UserUpdate | Erasure | Progress | Block
 
@@ -200,7 +220,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self.params = params
         self.state: ModelsState
         if isinstance(resume_state, bytes):
-            self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
+            self.state = ModelsState.from_snapshot(snapshots.decode(resume_state, "models"))
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
@@ -340,12 +360,13 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return self.state.recs.recommend(u.user_id, u.history, u.purchased, u.event.ts)
 
     def snapshot(self) -> bytes:
-        """The state pickled: an immutable copy, several times cheaper than `deepcopy`.
+        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        copy, several times cheaper than `deepcopy`.
 
         Bytewax asks for a snapshot of every changed key at each epoch end, recovery on or
         not; deep-copying a catalogue's co-occurrence dicts there cost a third of the run.
         """
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshots.encode("models", self.state.to_snapshot())
 
 
 @operator

@@ -26,11 +26,11 @@ only loses a few latency samples.
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -42,12 +42,14 @@ from operators.outputs import corrected, user_output
 from operators.records import (
     Erasure,
     ForUser,
+    Recommendation,
     Scores,
     SegmentInfo,
     SegmentModel,
     Settlement,
     UserOutput,
 )
+from state import snapshots
 from state.live_quality import QualityReport, Scored
 from state.prequential import score_one
 from state.rules import RuleSet
@@ -78,6 +80,25 @@ class UserOutputsState:
     def empty(self) -> bool:
         return self.shown is None and self.provisional is None
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain data (`state.snapshots`): the list as (variant, items), the output's fields."""
+        provisional = self.provisional
+        return {
+            "shown": self.shown,
+            "provisional": None if provisional is None else astuple(provisional),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> UserOutputsState:
+        values = data["provisional"]
+        provisional = None
+        if values is not None:
+            names = [f.name for f in fields(UserOutput)]
+            found = dict(zip(names, values, strict=True))
+            recs = tuple(Recommendation(*r) for r in found["recs"])
+            provisional = UserOutput(**found | {"recs": recs})
+        return cls(shown=data["shown"], provisional=provisional)
+
 
 UserOutputsIn = ForUser | Erasure
 #: What the models step sends on (`operators.models.ModelsOut`, not imported: no cycle).
@@ -105,7 +126,8 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         self._waiting: list[tuple[float, float]] = []
         self.state: UserOutputsState
         if isinstance(resume_state, bytes):
-            self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
+            data = snapshots.decode(resume_state, "user_outputs")
+            self.state = UserOutputsState.from_snapshot(data)
         else:
             self.state = resume_state if resume_state is not None else UserOutputsState()
         ACTIVE_OUTPUT_USERS.inc()  # down when the logic is discarded (erased, expired)
@@ -189,8 +211,9 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
-        """The state pickled: an immutable copy, cheaper than `deepcopy`."""
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        copy, cheaper than `deepcopy`."""
+        return snapshots.encode("user_outputs", self.state.to_snapshot())
 
 
 @operator

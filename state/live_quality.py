@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from state.crossing import crossing
 from state.prequential import Means, Prequential
@@ -71,6 +71,20 @@ class LiveQuality:
             window = windows.get(variant)
             if window is not None:  # a variant dropped from the config since the list was sent
                 window.add_rank(rank)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain data (`state.snapshots`): the variants' models and each window."""
+        return {
+            "assigned": dict(self.assigned),
+            "windows": {variant: w.to_snapshot() for variant, w in self.windows.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> LiveQuality:
+        return cls(
+            assigned=dict(data["assigned"]),
+            windows={v: Prequential.from_snapshot(w) for v, w in data["windows"].items()},
+        )
 
     def report(self) -> QualityReport:
         """Quality per variant over the window: what the metrics and Redis show."""

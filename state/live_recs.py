@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from state.crossing import crossing
 from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
 from state.live_quality import QualityReport as QualityReport  # where pickles before 22 find it
-from state.rec_settings import MODELS, RecSettings, build
+from state.rec_settings import MODELS, RecSettings, build, restore
 from state.recommender import Interaction, Recommender
 from state.variants import Variants
 
@@ -179,6 +180,32 @@ class LiveRecs:
         """Erasure: every model forgets the user."""
         for model in self.models.values():
             model.forget(user, history)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Every model, the split and the business rules, as plain data."""
+        return {
+            "models": {name: model.to_snapshot() for name, model in self.models.items()},
+            "variants": self.variants.to_snapshot(),
+            "assigned": dict(self.assigned),
+            "k": self.k,
+            "exclude_seen": self.exclude_seen,
+            "max_per_category": self.max_per_category,
+            "categories": dict(self.categories),
+            "blocked": sorted(self.blocked),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> LiveRecs:
+        return cls(
+            models={name: restore(model) for name, model in data["models"].items()},
+            variants=Variants.from_snapshot(data["variants"]),
+            assigned=dict(data["assigned"]),
+            k=data["k"],
+            exclude_seen=data["exclude_seen"],
+            max_per_category=data["max_per_category"],
+            categories=dict(data["categories"]),
+            blocked=set(data["blocked"]),
+        )
 
 
 def _explained(

@@ -18,6 +18,7 @@ from operators.records import (
     UserUpdate,
 )
 from operators.user_outputs import UserOutputsLogic, UserOutputsParams, UserOutputsState
+from state import snapshots
 from state.rec_settings import RecSettings
 from state.rules import RuleSet
 from tests.operators.models_support import Users, shopping
@@ -165,8 +166,19 @@ def test_the_models_state_keeps_nothing_per_user_for_outputs() -> None:
     for start in range(0, len(updates), 7):
         step.on_batch(updates[start : start + 7])
     assert not hasattr(step.state, "provisional") and not hasattr(step.state.recs, "shown")
-    snapshot = step.snapshot()
-    assert not any(f"u{n}".encode() + b"\x94" in snapshot for n in range(20))
+    users = {f"u{n}" for n in range(20)}
+    assert not strings(snapshots.decode(step.snapshot(), "models")) & users
+
+
+def strings(data: object) -> set[str]:
+    """Every string in plain snapshot data: keys, values, list items."""
+    if isinstance(data, str):
+        return {data}
+    if isinstance(data, dict):
+        return strings(list(data)) | strings(list(data.values()))
+    if isinstance(data, list | tuple | set | frozenset):
+        return set().union(*(strings(item) for item in data))
+    return set()
 
 
 def test_quality_adds_each_workers_batch_in_learning_order() -> None:
