@@ -7,7 +7,7 @@ configuration (`model_params(load_config())`), its `LiveRecs` driven the way the
 drives it, event by event. For each event the user's history and purchases are kept as the
 per-user state step keeps them (`history_len`, `max_purchased`), the models learn
 (`LiveRecs.learn`, what `ModelsLogic._learn` calls), and one event in `--sample-every` is
-followed by the user's served list (`LiveRecs.recommend`, what `ModelsLogic._draft` calls). The
+followed by the user's served list (`LiveRecs.recommend`, what `ModelsLogic._recommend` calls). The
 segment half of the models is built but not fed (it does not grow with the catalogue).
 
 Reported per catalogue size:

@@ -4,8 +4,9 @@
 design a snapshot that costs what changed, two things matter: which parts the bytes are in,
 and how much of each part a few seconds of traffic touch. The parts here follow the lines a
 partitioned or incremental snapshot could cut along: per item (co-occurrence rows, ISGD item
-factors, popularity scores), per user (ISGD user vectors and their touched items, the last list
-shown), and small global state (the self-test, live quality, segments).
+factors, popularity scores), per user (ISGD user vectors and their touched items; the last list
+shown and the provisional outputs now live in `operators.user_outputs`), and small global
+state (the self-test, variants and rules, segments).
 
 A part's *fingerprint* is a table of entries (an item's row, a user's vector, ...) with one
 comparable value each; two fingerprints taken some traffic apart say how many entries changed,
@@ -48,8 +49,6 @@ FloatArray = npt.NDArray[np.float64]
 Fingerprint = FloatArray | dict[Any, Any]
 #: ISGD state that belongs to users rather than items.
 ISGD_USER_FIELDS = ("_users", "_seen")
-#: LiveRecs state that belongs to users (the last list shown to each).
-SHOWN_FIELD = "shown"
 
 
 @dataclass(frozen=True)
@@ -158,13 +157,10 @@ def parts(state: ModelsState) -> list[Part]:
             out.append(Part(f"{name} self-test", lambda m=selftest: m, _whole(selftest)))
         else:
             out += _component_parts(name, model)
-    shown = recs.shown
-    rest = _without(recs, ("models", SHOWN_FIELD))
+    rest = _without(recs, ("models",))
     out += [
-        Part("last list shown (per user)", lambda: shown, lambda: dict(shown)),
-        Part("live quality, variants", lambda: rest, _whole(rest)),
+        Part("variants and rules", lambda: rest, _whole(rest)),
         Part("segments", lambda: state.segments, _whole(state.segments)),
-        Part("provisional outputs", lambda: state.provisional, lambda: dict(state.provisional)),
     ]
     return out
 

@@ -42,7 +42,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.scale_io import movielens_events
 from operators import records
-from operators.outputs import draft, user_output
+from operators.outputs import user_output
 from operators.user_state import UserStateParams, _full_update
 from state.crossing import values_getter
 from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
@@ -90,13 +90,17 @@ def samples(n_events: int) -> dict[str, Any]:
         records.Recommendation(f"{i}", round(1 / (i + 1), 6), "hybrid", "because you watched")
         for i in range(10)
     )
-    output = user_output(draft([full], "a", recs), RuleSet({}, ()), "cluster:3", "Fans", None)
+    drafted = records.Drafted(full, "a", recs, "cluster:3", "Fans", None, False)
+    output = user_output(drafted, RuleSet({}, ()), [(full.read_at, full.event.ts)])
     return {
         "Event": last,
         "Accepted": records.Accepted(last, 1.7e9, stamp, "tailor:events:0", "1700000000000-0"),
         "UserUpdate (light)": light,
         "UserUpdate (full)": full,
         "UserOutput (10 recs)": output,
+        "ForUser (draft, 10 recs)": records.ForUser(
+            user, ((1.7e9, last.ts),), ((0, "i1", 7),), drafted, 0
+        ),
         "RawRecord": records.RawRecord(payload, "tailor:events:0", "1700000000000-0", 1.7e9, stamp),
         "Progress": records.Progress(stamp, 1.7e9),
         "DeadLetter": records.DeadLetter("late", "301s behind", payload, "o", "1-0", stamp),

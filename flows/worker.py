@@ -26,6 +26,7 @@ from flows.config import Config, ConfigError, load_config
 from operators.adapters import checked_adapter
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
+from operators.live_quality import QualityParams
 from operators.models import ModelParams, models
 from operators.payload_limits import PayloadLimits
 from operators.pseudonym import id_mode, pseudonymize
@@ -48,6 +49,7 @@ from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
 from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+from operators.user_outputs import UserOutputsParams, per_user_outputs
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
 from state.rec_settings import RecSettings
@@ -127,6 +129,23 @@ def model_params(config: Config) -> ModelParams:
     return params
 
 
+def user_outputs_params(config: Config, params: ModelParams) -> UserOutputsParams:
+    """The per-user outputs step forgets a user when the user-state step does."""
+    return UserOutputsParams(
+        rules=params.rules,
+        rule_names=params.rule_names(),
+        k=params.k,
+        ttl_s=config["state"]["ttl_s"],
+    )
+
+
+def quality_params(params: ModelParams) -> QualityParams:
+    """The live-quality windows: one per variant, each naming the model its users get."""
+    shares = dict(params.variant_shares or {"all": 1.0})
+    assigned = dict(params.variant_models or dict.fromkeys(shares, "hybrid"))
+    return QualityParams(assigned=assigned, window=params.quality_window, k=params.k)
+
+
 def _model_params(config: Config) -> ModelParams:
     segments, recs = config["segments"], config["recs"]
     return ModelParams(
@@ -198,7 +217,10 @@ def build_flow(
         to_models = op.merge("with_blocks", to_models, blocks)
     together = op.key_on("to_models", to_models, _to_models)
     params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
-    outputs = op.key_rm("unkey_models", models("models", together, params))
+    drafts = op.key_rm("unkey_models", models("models", together, params))
+    outputs = per_user_outputs(
+        "user_outputs", drafts, user_outputs_params(config, params), quality_params(params)
+    )
     op.output("redis", op.merge("with_deletions", outputs, deletions), sink)
     op.output("dead_letters", op.merge("all_dead", checked.errs, late), dead_letters)
     return flow

@@ -58,6 +58,10 @@ REDIS_ERRORS = Counter(
     ["operation", "kind"],
 )
 ACTIVE_USERS = Gauge("tailor_active_users", "Users with live state in this process.")
+ACTIVE_OUTPUT_USERS = Gauge(
+    "tailor_active_output_users",
+    "Users whose outputs state (last list sent, provisional output) this process holds.",
+)
 ERASURES = Counter(
     "tailor_erasures",
     "Users erased from the worker, by reason (forget, opt_out, consent).",

@@ -29,12 +29,20 @@ settled output rewrite its version only to change the segments (a *correction*, 
 one), never a provisional output: so a replay after a crash, whose batches and provisional
 segments differ from the killed run's, still leaves every version with its settled segments.
 So what a user is left with in Redis does not depend on how many workers ran.
+
+What belongs to one user lives after this step, keyed by user (`operators.user_outputs`), and
+expires with them: their provisional output and its settlement, the updates an output will
+reflect (latency), the list last sent and its test against their next interaction. This step
+sends each user, per batch, one `ForUser` with what only the global models know, in the
+order it happened: each update's timing, each interaction to test (in the order the models
+learn them, before they learn it), the draft (variant, recommendations, segments) at its
+place, and settlements of earlier outputs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import astuple, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import bytewax.operators as op
@@ -42,29 +50,26 @@ from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import (
-    REC_MRR,
-    REC_NDCG,
-    REC_RECALL,
-    SEGMENT_CORRECTIONS,
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
     SEGMENT_LATE,
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
-from operators.outputs import Draft, corrected, draft, user_output
+from operators.outputs import BatchNews, UserNews, features_of
 from operators.records import (
     Block,
+    Drafted,
     Erasure,
+    ForUser,
     Progress,
-    QualityReport,
+    Recommendation,
     SegmentInfo,
     SegmentModel,
-    UserOutput,
     UserUpdate,
 )
 from state import snapshots
-from state.live_recs import LiveRecs, Recommendation
+from state.live_recs import LiveRecs
 from state.rec_settings import RecSettings
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
@@ -86,7 +91,7 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
     "last_event_type",
 )
 
-ModelsOut = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
+ModelsOut = ForUser | SegmentInfo | SegmentModel | Erasure
 
 
 @dataclass(frozen=True)
@@ -137,8 +142,8 @@ class ModelsState:
 
     segments: Segmentation
     recs: LiveRecs
-    #: Each user's last output not yet settled (`Segmentation` says when and how).
-    provisional: dict[str, UserOutput] = field(default_factory=dict)
+    #: Interactions sent to be tested so far: each test's place in the learning order.
+    tested: int = 0
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
@@ -169,7 +174,6 @@ class ModelsState:
             settings=replace(params.recs, k=params.k),  # one list length for serving and probes
             salt=params.variant_salt,
             exclude_seen=params.exclude_seen,
-            quality_window=params.quality_window,
             max_per_category=params.max_per_category,
         )
         return cls(segments=segments, recs=recs)
@@ -181,44 +185,39 @@ class ModelsState:
         return {
             "segments": self.segments.to_snapshot(),
             "recs": self.recs.to_snapshot(),
-            "provisional": [astuple(output) for output in self.provisional.values()],
+            "tested": self.tested,
         }
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> ModelsState:
-        names = [f.name for f in fields(UserOutput)]
-        outputs = [dict(zip(names, values, strict=True)) for values in data["provisional"]]
+        """The provisional outputs an earlier format-1 store holds here are left behind: they
+        live in the outputs step now (their settlements then find nothing to correct)."""
         return cls(
             segments=Segmentation.from_snapshot(data["segments"]),
             recs=LiveRecs.from_snapshot(data["recs"]),
-            provisional={
-                o["user_id"]: UserOutput(
-                    **o | {"recs": tuple(Recommendation(*r) for r in o["recs"])}
-                )
-                for o in outputs
-            },
+            tested=data.get("tested", 0),
         )
 
 
 ModelsIn = UserUpdate | Erasure | Progress | Block
 
 
+#: A draft before its segments: the news it goes in, its place there, update, variant, list.
+_Pending = tuple[UserNews, int, UserUpdate, str, tuple[Recommendation, ...]]
+
+
 class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
     """Learn event by event; at each user's last full update in the batch, draft their output
-    (profile, recommendations), and send the drafts with their segments at the end.
+    (variant, recommendations), and send each user's news with their segments at the end.
 
     A `SegmentInfo` comes out in the batch where its cluster's name changed, before the
-    batch's outputs; users come out in the order of their last full update in the batch.
+    batch's news; users' news come out in the order of their first update in the batch.
     """
 
     def __init__(
         self, params: ModelParams, resume_state: ModelsState | bytes | None = None
     ) -> None:
         self.params = params
-        self.rules = RuleSet(params.rules, params.rule_names())
-        # Updates seen per user since their last output, for latency only: not learned
-        # state, so not snapshotted (a resumed run just loses a few latency samples).
-        self._waiting: dict[str, list[UserUpdate]] = {}
         self.state: ModelsState
         if isinstance(resume_state, bytes):
             self.state = ModelsState.from_snapshot(snapshots.decode(resume_state, "models"))
@@ -226,19 +225,18 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
         self._late_reported = self.state.segments.order.late
-        self._quality_reported = -1
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
         last_full = {
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
         }
-        waiting, out = self._waiting, list[ModelsOut]()
+        out, users = list[ModelsOut](), BatchNews()
         settled: list[Settled] = []
-        drafts: list[Draft] = []
+        pending: list[_Pending] = []
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
-                out.append(self._erase(u))
+                users.erase(self._erase(u))
                 continue
             if isinstance(u, Block):
                 self.state.recs.block(u.item_id, u.blocked)
@@ -246,95 +244,80 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             if isinstance(u, Progress):
                 settled += self._segment_news(self.state.segments.progress(u.stamp, u.ts), out)
                 continue
-            self._learn(u)
-            updates = waiting.get(u.user_id)
-            if updates is None:
-                updates = waiting[u.user_id] = []
-            updates.append(u)
+            news = users.news(u.user_id)
+            news.updates.append((u.read_at, u.event.ts))
+            tested = self._learn(u)
+            if tested is not None:  # tested before learned: the list was drafted without it
+                news.tests.append((len(news.updates) - 1, tested, self.state.tested))
+                self.state.tested += 1
             emit = last_full.get(u.user_id) is u and erased_at.get(u.user_id, -1) < index
-            news = self.state.segments.observe(
+            learned = self.state.segments.observe(
                 u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device, u.stamp, emit
             )
-            settled += self._segment_news(news, out)
-            if last_full.get(u.user_id) is u:
-                del waiting[u.user_id]
-                if emit:  # not erased later in this batch
-                    drafts.append(self._draft(updates))
-        self._finish(drafts, settled, out)
-        self._report_quality(out)
+            settled += self._segment_news(learned, out)
+            if emit:  # the last full update, not erased later in this batch
+                variant, served = self._recommend(u)
+                pending.append((news, len(news.updates) - 1, u, variant, served))
+        self._finish(pending, settled, users)
+        out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""
         out: list[ModelsOut] = []
-        self._finish([], self._segment_news(self.state.segments.flush(), out), out)
-        self._report_quality(out)
+        users = BatchNews()
+        self._finish([], self._segment_news(self.state.segments.flush(), out), users)
+        out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
 
-    def _report_quality(self, out: list[ModelsOut]) -> None:
-        """Live quality per variant to the gauges, and to Redis when it moved."""
-        report = self.state.recs.report()
-        if report.version == self._quality_reported:
-            return
-        self._quality_reported = report.version
-        for variant, means in report.record.items():
-            labels = (variant, means["model"])
-            REC_RECALL.labels(*labels).set(means["recall"])
-            REC_NDCG.labels(*labels).set(means["ndcg"])
-            REC_MRR.labels(*labels).set(means["mrr"])
-        out.append(report)
+    def _finish(self, pending: list[_Pending], settled: list[Settled], users: BatchNews) -> None:
+        """Fill in the drafts' segments, then pass on the settlements of earlier outputs.
 
-    def _finish(self, drafts: list[Draft], settled: list[Settled], out: list[ModelsOut]) -> None:
-        """Send the batch's outputs, then settle earlier ones.
-
-        An output whose place in event-time order was already reached in this batch goes out
-        settled; the others get the segments as they stand and wait to be settled (one
-        assignment each way, which is why segments are filled in here, at the end).
+        A draft whose place in event-time order was already reached in this batch is settled
+        at once; the others get the segments as they stand and wait to be settled (one
+        assignment each way, which is why segments are filled in here, at the end). The
+        user's outputs step applies a user's draft before their settlements, as this step did
+        when it kept the provisional outputs: a settlement of an older version then finds a
+        newer output and does nothing.
         """
         by_update = {(s.user_id, s.version): s for s in settled}
-        provisional = self.state.provisional
-        for pending in drafts:
-            last = pending.updates[-1]
+        for news, at, last, variant, served in pending:
             done = by_update.pop((last.user_id, last.version), None)
             if done is None:
-                features = pending.profile["features"]
-                segments = self.state.segments.assign(features, last.device)
-                output = user_output(pending, self.rules, *segments)
-                provisional[last.user_id] = output
+                segment, name, rfm = self.state.segments.assign(features_of(last), last.device)
             else:
-                segments = (done.segment, done.segment_name, done.rfm_segment)
-                # settled: after a crash it may replace a provisional output of this version
-                # that the killed run wrote, and whose correction this run will never send
-                output = replace(user_output(pending, self.rules, *segments), settled=True)
-                provisional.pop(last.user_id, None)
-            out.append(output)
+                segment, name, rfm = done.segment, done.segment_name, done.rfm_segment
+            news.draft = Drafted(last, variant, served, segment, name, rfm, done is not None)
+            news.drafted_at = at
         for s in by_update.values():
-            self._settle(s, out)
+            settlement = (s.version, s.segment, s.segment_name, s.rfm_segment)
+            users.news(s.user_id).settlements.append(settlement)
 
     def _erase(self, erasure: Erasure) -> Erasure:
-        """Forget the user here too: pending updates, and their co-occurrence contributions.
+        """Forget the user here too: their co-occurrence contributions, their RFM sample entry.
 
         Trending scores and cluster centres are aggregates over everyone, decaying with
         time: nothing in them points back at one user, so they are left as they are. The
-        RFM sample does hold users' values by id: the user leaves it.
+        erasure goes on to the user's outputs step, which forgets the rest.
         """
-        self._waiting.pop(erasure.user_id, None)
-        self.state.provisional.pop(erasure.user_id, None)
         self.state.recs.forget(erasure.user_id, erasure.history)
         self.state.segments.forget(erasure.user_id)
         return erasure
 
-    def _learn(self, u: UserUpdate) -> None:
+    def _learn(self, u: UserUpdate) -> str | None:
         """The recommenders learn from every event with an item, in arrival order, weighted
-        by its type."""
+        by its type; returns the item to test against the user's last list, if any (a repeat
+        of an item in the history could not be a hit)."""
         event, item = u.event, u.event.item_id
-        if item is not None:
-            history = u.history
-            previous = history[:-1] if history and history[-1] == item else history
-            weight = self.params.recs.weight_of(event.type)
-            categories = tuple(event.category or ())
-            interaction = Interaction(u.user_id, item, event.ts, weight, categories)
-            self.state.recs.learn(interaction, previous, u.purchased)
+        if item is None:
+            return None
+        history = u.history
+        previous = history[:-1] if history and history[-1] == item else history
+        weight = self.params.recs.weight_of(event.type)
+        categories = tuple(event.category or ())
+        interaction = Interaction(u.user_id, item, event.ts, weight, categories)
+        self.state.recs.learn(interaction, previous, u.purchased)
+        return None if item in previous else item
 
     def _segment_news(self, news: list[News], out: list[ModelsOut]) -> list[Settled]:
         """Publish what the segment model published, move users to the segments they joined
@@ -357,22 +340,6 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self._late_reported = late
         return settled
 
-    def _settle(self, s: Settled, out: list[ModelsOut]) -> None:
-        """Send the user's last output again with its segments as settled.
-
-        Also when they settled as sent: after a crash, Redis may hold this version as the
-        killed run sent it, provisional with other segments, and only this output can put that
-        right. The sink writes and announces it only when the stored segments differ.
-        """
-        sent = self.state.provisional.get(s.user_id)
-        if sent is None or sent.version != s.version:
-            return  # a newer output is on its way to be settled
-        del self.state.provisional[s.user_id]
-        rfm = s.rfm_segment or ""
-        if (sent.segment, sent.segment_name, sent.rfm_segment) != (s.segment, s.segment_name, rfm):
-            SEGMENT_CORRECTIONS.inc()
-        out.append(corrected(sent, s, self.rules))
-
     def _publish(self, published: list[Published], out: list[ModelsOut]) -> None:
         """Segment news goes to the sink as is; the quality gauges follow it."""
         out.extend(published)
@@ -386,15 +353,11 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self._drift_events_reported = segments.drift.events
         SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
 
-    def _draft(self, updates: list[UserUpdate]) -> Draft:
-        """Profile and recommendations at the user's last update, from the models as they
-        stand right after it; `updates` are those the output reflects (for latency)."""
-        last = updates[-1]
-        recs_state = self.state.recs
-        variant, served = recs_state.recommend(
-            last.user_id, last.history, last.purchased, last.event.ts
-        )
-        return draft(updates, variant, served)
+    def _recommend(self, u: UserUpdate) -> tuple[str, tuple[Recommendation, ...]]:
+        """Variant and recommendations at the user's last update, from the models as they
+        stand right after it (a light update here is a wiring error: `features_of`)."""
+        features_of(u)
+        return self.state.recs.recommend(u.user_id, u.history, u.purchased, u.event.ts)
 
     def snapshot(self) -> bytes:
         """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
@@ -408,13 +371,14 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
 
 @operator
 def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> KeyedStream[ModelsOut]:
-    """Segments and recommendations for every changed user, per batch.
+    """Segments and recommendations for every changed user, per batch, as drafts.
 
     :arg up: Updates keyed on ONE constant key, so one logic owns the global models.
     :arg params: Model configuration; bad rules or clusterer params raise here, at flow build
         time (`RuleError` / `ValueError`), not on the first event.
-    :returns: `UserOutput` per changed user per batch and `SegmentInfo` when a cluster's name
-        first appears or changes, still under the constant key.
+    :returns: Still under the constant key: a `ForUser` per changed user per batch (split by
+        the user's `Erasure`s, which follow in place) for `operators.user_outputs`, and
+        `SegmentInfo` / `SegmentModel` when the segment model publishes.
     """
     RuleSet(params.rules, params.rule_names())
     ModelsState.fresh(params)

@@ -1,45 +1,79 @@
-"""A user's output from the models step: drafted at their last update, finished with segments.
+"""A user's output: drafted by the models step, finished by the user's outputs step.
 
-The models step drafts an output (profile, variant, recommendations) at a user's last full
-update of a batch, from the recommenders as they stand right after that event, and fills in
-the segments at the end of the batch, once it knows whether the update's place in event-time
-order was reached (`operators.models`). A settled correction re-derives what depends on the
+The models step drafts what only the global models know (variant, recommendations) at a
+user's last full update of a batch, from the recommenders as they stand right after that
+event, and fills in the segments at the end of the batch, once it knows whether the update's
+place in event-time order was reached (`operators.models`). The user-keyed outputs step
+(`operators.user_outputs`) turns the draft into a `UserOutput`: the profile from the update,
+the rule segments, the latency samples. A settled correction re-derives what depends on the
 segments: the rule segments.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from operators.records import Recommendation, UserOutput, UserUpdate
+from operators.records import Drafted, Erasure, ForUser, Settlement, UserOutput, UserUpdate
 from state.rules import RuleSet
-from state.segmentation import Settled
 
-__all__ = ["Draft", "corrected", "draft", "user_output"]
-
-
-@dataclass(frozen=True, slots=True)
-class Draft:
-    """A user's output before its segments are filled in (at the end of the batch)."""
-
-    updates: list[UserUpdate]
-    profile: dict[str, Any]
-    recs: tuple[Recommendation, ...]
+__all__ = ["BatchNews", "UserNews", "corrected", "features_of", "user_output"]
 
 
-def draft(updates: list[UserUpdate], variant: str, recs: tuple[Recommendation, ...]) -> Draft:
-    """The draft of the user's last update in `updates` (all reflected, for latency)."""
-    last = updates[-1]
-    profile = _profile(last, _features(last))
-    profile["variant"] = variant
-    return Draft(updates, profile, recs)
+@dataclass
+class UserNews:
+    """One user's `ForUser` while the models step reads its batch (frozen at its end)."""
+
+    user_id: str
+    updates: list[tuple[float, float]] = field(default_factory=list)
+    tests: list[tuple[int, str, int]] = field(default_factory=list)
+    draft: Drafted | None = None
+    drafted_at: int = -1
+    settlements: list[Settlement] = field(default_factory=list)
+
+    def frozen(self) -> ForUser:
+        return ForUser(
+            self.user_id,
+            tuple(self.updates),
+            tuple(self.tests),
+            self.draft,
+            self.drafted_at,
+            tuple(self.settlements),
+        )
 
 
-def user_output(d: Draft, rules: RuleSet, segment: str, name: str, rfm: str | None) -> UserOutput:
-    """The output of a draft with its segments ("" during the segmenter's warm-up)."""
-    last, profile = d.updates[-1], d.profile
+class BatchNews:
+    """A models batch's per-user records in order: each user's news, split by erasures."""
+
+    def __init__(self) -> None:
+        self.records: list[UserNews | Erasure] = []
+        self.open: dict[str, UserNews] = {}
+
+    def news(self, user: str) -> UserNews:
+        """The user's open record (a new one at their first update or after an erasure)."""
+        found = self.open.get(user)
+        if found is None:
+            found = self.open[user] = UserNews(user)
+            self.records.append(found)
+        return found
+
+    def erase(self, erasure: Erasure) -> None:
+        self.open.pop(erasure.user_id, None)  # news after it go in a new record
+        self.records.append(erasure)
+
+    def frozen(self) -> list[ForUser | Erasure]:
+        return [r.frozen() if isinstance(r, UserNews) else r for r in self.records]
+
+
+def user_output(d: Drafted, rules: RuleSet, timings: Sequence[tuple[float, float]]) -> UserOutput:
+    """The output of a draft; `timings` are the (read_at, event time) of every update it
+    reflects (for latency). Segments are "" during the segmenter's warm-up."""
+    last = d.update
+    profile = _profile(last, features_of(last))
+    profile["variant"] = d.variant
+    segment, name, rfm = d.segment, d.segment_name, d.rfm_segment
     return UserOutput(
         user_id=last.user_id,
         version=last.version,
@@ -50,19 +84,21 @@ def user_output(d: Draft, rules: RuleSet, segment: str, name: str, rfm: str | No
         rfm_segment=rfm or "",
         rule_segments=rules.matching(_rule_values(profile, segment, name, rfm)),
         recs=d.recs,
-        read_ats=tuple(u.read_at for u in d.updates),
-        event_times=tuple(u.event.ts for u in d.updates),
+        read_ats=tuple(read_at for read_at, _ in timings),
+        event_times=tuple(ts for _, ts in timings),
+        settled=d.settled,
     )
 
 
-def corrected(sent: UserOutput, s: Settled, rules: RuleSet) -> UserOutput:
+def corrected(sent: UserOutput, s: Settlement, rules: RuleSet) -> UserOutput:
     """`sent` with its segments as settled: same version, no latency samples (counted once)."""
-    values = _rule_values(sent.profile, s.segment, s.segment_name, s.rfm_segment)
+    _version, segment, name, rfm = s
+    values = _rule_values(sent.profile, segment, name, rfm)
     return dataclasses.replace(
         sent,
-        segment=s.segment,
-        segment_name=s.segment_name,
-        rfm_segment=s.rfm_segment or "",
+        segment=segment,
+        segment_name=name,
+        rfm_segment=rfm or "",
         rule_segments=rules.matching(values),
         read_ats=(),
         event_times=(),
@@ -70,7 +106,7 @@ def corrected(sent: UserOutput, s: Settled, rules: RuleSet) -> UserOutput:
     )
 
 
-def _features(u: UserUpdate) -> dict[str, float]:
+def features_of(u: UserUpdate) -> dict[str, float]:
     """The features of a full update; a light one here is a wiring bug, not bad data."""
     if u.features is None:
         raise ValueError(

@@ -1,8 +1,9 @@
 """The messages that walk the dataflow, one frozen type per hop.
 
 source → `RawRecord` → validate → `Event` (or `DeadLetter`) → per-user state → `UserUpdate`
-→ models → `UserOutput` / `SegmentInfo` → Redis sink. Erasure walks the same way: control
-stream → `Forget` → per-user state → `Erasure` → models → `Erasure` → erasure sink.
+→ models → `ForUser` (per user) / `SegmentInfo` → per-user outputs → `UserOutput` (and
+`Scores` → live quality → `QualityReport`) → Redis sink. Erasure walks the same way: control
+stream → `Forget` → per-user state → `Erasure` → models → per-user outputs → `Erasure` → sink.
 
 Kept in one module so every step's input and output type can be read in one place; each
 type is small and picklable because Bytewax moves it between workers and snapshots.
@@ -20,7 +21,8 @@ from state.event import Event
 from state.event_order import Stamp as Stamp
 
 # The live recommenders' records travel to the sink as they are.
-from state.live_recs import QualityReport as QualityReport
+from state.live_quality import QualityReport as QualityReport
+from state.live_quality import Scored
 from state.live_recs import Recommendation as Recommendation
 
 # The segment model's own records travel to the sink as they are.
@@ -206,3 +208,56 @@ class Erasure:
     user_id: str
     reason: str
     history: tuple[str, ...] = ()
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class Drafted:
+    """What only the global models can say about a user's output: recommendations, variant
+    and segments, at `update` (the user's last full update of the models' batch).
+
+    `settled` is True when the update's place in event-time order was reached in the same
+    batch (the segments are final); `rfm_segment` is None for a non-buyer.
+    """
+
+    update: UserUpdate
+    variant: str
+    recs: tuple[Recommendation, ...]
+    segment: str
+    segment_name: str
+    rfm_segment: str | None
+    settled: bool
+
+
+#: A settlement of an earlier output: (version, segment, segment name, RFM tier or None).
+Settlement = tuple[int, str, str, str | None]
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class ForUser:
+    """What the models step tells one user's outputs step about one of its batches, in order.
+
+    `updates` are the (read_at, event time) of each of the user's updates the models took,
+    in arrival order (for latency). `tests` are the interactions to score before the models
+    learned them: (index in `updates`, item, place in the models' learning order). `draft`
+    sits at index `drafted_at` (-1: none): tests at or before it meet the list sent before,
+    later ones the draft's. `settlements` concern outputs of earlier batches and apply after
+    the draft. An erasure in the batch splits a user's news into a record before it and one
+    after it, with the `Erasure` in between.
+    """
+
+    user_id: str
+    updates: tuple[tuple[float, float], ...] = ()
+    tests: tuple[tuple[int, str, int], ...] = ()
+    draft: Drafted | None = None
+    drafted_at: int = -1
+    settlements: tuple[Settlement, ...] = ()
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class Scores:
+    """Interactions scored against the list last sent to their user (`state.live_quality`)."""
+
+    scored: tuple[Scored, ...]

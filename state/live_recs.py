@@ -1,9 +1,11 @@
-"""The recommendation half of the global models as the live flow runs it, measured as it runs.
+"""The recommendation half of the global models as the live flow runs it.
 
-Every interaction is first a test, then a lesson (prequential evaluation, Vinagre, Jorge &
-Gama 2014): before the models learn that a user touched an item, the list last sent to that
-user is checked for it, and Recall@k, NDCG@k and MRR over a sliding window are kept per
-variant. So quality is the quality users actually got, live, not a replay's estimate.
+Only what the global models compute lives here: the recommenders, the variant split, the
+business rules (blocked items, the diversity cap). What belongs to one user (the list last
+sent to them, the test of it against their next interaction, prequential evaluation after
+Vinagre, Jorge & Gama 2014) lives with the user's key in `operators.user_outputs`, and the
+quality windows in `state.live_quality`: per-user state here is only what a model itself
+keeps (ISGD's user vectors, per-segment trending's segment of a user).
 
 Users are split into variants by stable hash bucketing (`state.variants`); each variant names
 the recommender its users get, by the names of `state.rec_settings` (the same models a replay
@@ -16,27 +18,23 @@ test by giving two variants shares and reading the quality per variant.
 >>> variant, items = recs.recommend("u2", ("a",), frozenset(), 0.0)
 >>> variant, [(r.item_id, r.reason) for r in items]
 ('all', [('b', 'viewed with a')])
->>> recs.learn(Interaction("u2", "b", 1.0), ("a",))  # u2 took the recommended item
->>> recs.quality["all"].window_means()["recall"]
-1.0
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypedDict
+from typing import Any
 
 from state.crossing import crossing
 from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
-from state.prequential import Means, Prequential
+from state.live_quality import QualityReport as QualityReport  # where pickles before 22 find it
 from state.rec_settings import MODELS, RecSettings, build, restore
 from state.recommender import Interaction, Recommender
 from state.variants import Variants
 
-__all__ = ["LiveRecs", "QualityReport", "Recommendation"]
+__all__ = ["LiveRecs", "Recommendation"]
 
 #: Times a capped list asks its model for three times more candidates, at most.
 MAX_FILL_ROUNDS = 3
@@ -55,38 +53,16 @@ class Recommendation:
     reason: str = ""
 
 
-class VariantQuality(TypedDict):
-    """One variant's live quality over the window."""
-
-    model: str
-    recall: float
-    ndcg: float
-    mrr: float
-    n: int
-
-
-@crossing
-@dataclass(frozen=True, slots=True)
-class QualityReport:
-    """Live quality per variant, for Redis; `version` (events scored) orders reports."""
-
-    version: int
-    record: dict[str, VariantQuality]
-
-
 @dataclass
 class LiveRecs:
-    """The variants' recommenders, business rules, and live quality (snapshotted whole)."""
+    """The variants' recommenders and business rules (snapshotted whole)."""
 
     models: dict[str, Recommender]  # model name → the one instance every variant naming it uses
     variants: Variants
     assigned: dict[str, str]  # variant → model name
     k: int = 10
     exclude_seen: bool = True
-    max_tracked: int = 100_000  # users whose last list is kept for the test
     max_per_category: int = 0  # diversity cap: at most this many items of one category; 0 off
-    quality: dict[str, Prequential] = field(default_factory=dict)
-    shown: OrderedDict[str, tuple[str, ...]] = field(default_factory=OrderedDict)
     #: Each item's first category, as events give it (for the diversity cap).
     categories: dict[str, str] = field(default_factory=dict)
     #: Items never to recommend (`tailor block`).
@@ -101,8 +77,6 @@ class LiveRecs:
         settings: RecSettings | None = None,
         salt: str = "tailor",
         exclude_seen: bool = True,
-        quality_window: int = 10_000,
-        max_tracked: int = 100_000,
         max_per_category: int = 0,
     ) -> LiveRecs:
         """Check the variants' settings once, at start-up; bad ones raise `ValueError`."""
@@ -120,20 +94,16 @@ class LiveRecs:
             assigned=assigned,
             k=k,
             exclude_seen=exclude_seen,
-            max_tracked=max_tracked,
             max_per_category=max_per_category,
-            quality={name: Prequential(quality_window, k) for name in sorted(shares)},
         )
 
     def learn(
         self, event: Interaction, previous: Sequence[str], purchased: Collection[str] = ()
     ) -> None:
-        """Test the user's last list with this interaction, then every model learns it."""
+        """Every model learns the interaction (the test of the user's last list comes first,
+        in `operators.user_outputs`)."""
         if event.categories and self.max_per_category:
             self.categories.setdefault(event.item, event.categories[0])
-        shown = self.shown.get(event.user)
-        if shown is not None and event.item not in previous:  # a repeat could not be a hit
-            self.quality[self.variants.assign(event.user)].update(event.item, shown)
         exclude = self._exclusions(previous, purchased)
         for model in self.models.values():
             model.learn_one(event, previous, exclude)
@@ -147,7 +117,7 @@ class LiveRecs:
         self, user: str, history: Sequence[str], purchased: Collection[str], ts: float
     ) -> tuple[str, tuple[Recommendation, ...]]:
         """The user's variant and top-k, minus purchased (and seen) and blocked items, at most
-        `max_per_category` per category; remembered for the next test."""
+        `max_per_category` per category."""
         variant = self.variants.assign(user)
         name = self.assigned[variant]
         model = self.models[name]
@@ -164,7 +134,6 @@ class LiveRecs:
             Recommendation(r.item, round(r.score, SCORE_DIGITS), r.source, reason)
             for r, reason in zip(picked, reasons, strict=True)
         )
-        self._remember(user, tuple(r.item_id for r in recs))
         return variant, recs
 
     def _exclusions(self, history: Sequence[str], purchased: Collection[str]) -> set[str]:
@@ -208,48 +177,19 @@ class LiveRecs:
         return found
 
     def forget(self, user: str, history: Sequence[str]) -> None:
-        """Erasure: every model forgets the user; their last list goes."""
+        """Erasure: every model forgets the user."""
         for model in self.models.values():
             model.forget(user, history)
-        self.shown.pop(user, None)
-
-    def report(self) -> QualityReport:
-        """Quality per variant over the window: what the metrics and Redis show."""
-        out: dict[str, VariantQuality] = {}
-        scored = 0
-        for variant, quality in sorted(self.quality.items()):
-            means: Means = quality.window_means()
-            out[variant] = VariantQuality(
-                model=self.assigned[variant],
-                recall=means["recall"],
-                ndcg=means["ndcg"],
-                mrr=means["mrr"],
-                n=int(means["n"]),
-            )
-            scored += int(quality.totals()["n"])
-        return QualityReport(scored, out)
-
-    def _remember(self, user: str, items: tuple[str, ...]) -> None:
-        """Keep the list for the user's next interaction; the least recently served user goes
-        first when `max_tracked` is reached (their next interaction is then not scored)."""
-        shown = self.shown
-        shown[user] = items
-        shown.move_to_end(user)
-        if len(shown) > self.max_tracked:
-            shown.popitem(last=False)
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Every model, the split, live quality and the business rules, as plain data."""
+        """Every model, the split and the business rules, as plain data."""
         return {
             "models": {name: model.to_snapshot() for name, model in self.models.items()},
             "variants": self.variants.to_snapshot(),
             "assigned": dict(self.assigned),
             "k": self.k,
             "exclude_seen": self.exclude_seen,
-            "max_tracked": self.max_tracked,
             "max_per_category": self.max_per_category,
-            "quality": {name: q.to_snapshot() for name, q in self.quality.items()},
-            "shown": list(self.shown.items()),
             "categories": dict(self.categories),
             "blocked": sorted(self.blocked),
         }
@@ -262,10 +202,7 @@ class LiveRecs:
             assigned=dict(data["assigned"]),
             k=data["k"],
             exclude_seen=data["exclude_seen"],
-            max_tracked=data["max_tracked"],
             max_per_category=data["max_per_category"],
-            quality={name: Prequential.from_snapshot(q) for name, q in data["quality"].items()},
-            shown=OrderedDict(data["shown"]),
             categories=dict(data["categories"]),
             blocked=set(data["blocked"]),
         )

@@ -140,14 +140,18 @@ class Prequential:
     def update(self, item: str, recommended: Sequence[str]) -> Hit:
         """Score one event (call it *before* the model learns from it) and add it to the means."""
         hit = score_one(item, recommended, self.k)
-        rank = hit.rank or 0
+        self.add_rank(hit.rank or 0)
+        self._recommended.update(recommended[: self.k])
+        return hit
+
+    def add_rank(self, rank: int) -> None:
+        """Add one event scored elsewhere (`rank` 1..k, 0 for a miss) to the means; it does
+        not count towards coverage (the list it was scored against is not here)."""
         if len(self._ranks) == self.window:
             self._window_counts[self._ranks[0]] -= 1  # the append below evicts it
         self._ranks.append(rank)
         self._window_counts[rank] += 1
         self._total_counts[rank] += 1
-        self._recommended.update(recommended[: self.k])
-        return hit
 
     def window_means(self) -> Means:
         """Means over the last `window` events (fewer until the window fills)."""

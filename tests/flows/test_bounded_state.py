@@ -97,6 +97,11 @@ def test_one_visit_users_leave_memory_after_the_ttl(
             time.sleep(0.5)
             active = scrape(port, "tailor_active_users")
         assert active == 0
+        outputs = scrape(port, "tailor_active_output_users")  # the outputs step forgets them too
+        while outputs and time.monotonic() < deadline:
+            time.sleep(0.5)
+            outputs = scrape(port, "tailor_active_output_users")
+        assert outputs == 0
         assert scrape(port, "tailor_expired_users_total") == USERS
         rss = peak_rss_mb(worker.pid)
         assert rss < RSS_BOUND_MB, f"peak RSS {rss:.0f} MB"

@@ -22,6 +22,7 @@ FAMILIES = [
     "tailor_source_batch_size_bucket",
     "tailor_sink_batch_size_bucket",
     "tailor_active_users",
+    "tailor_active_output_users",
     "tailor_segment_size",
 ]
 

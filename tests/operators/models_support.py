@@ -9,12 +9,21 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
+from operators.live_quality import QualityParams
 from operators.models import ModelParams, models
-from operators.records import SegmentInfo, SegmentModel, UserOutput, UserUpdate
+from operators.records import (
+    Erasure,
+    QualityReport,
+    SegmentInfo,
+    SegmentModel,
+    UserOutput,
+    UserUpdate,
+)
+from operators.user_outputs import UserOutputsParams, per_user_outputs
 from state.event import Event
 from state.segmenter import DEFAULT_FEATURES
 
-Out = UserOutput | SegmentInfo | SegmentModel
+Out = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
 
 
 class Users:
@@ -53,15 +62,23 @@ class Users:
         )
 
 
+def outputs_params(params: ModelParams, ttl_s: float = 0.0) -> UserOutputsParams:
+    """The per-user outputs step as the worker configures it from the models' settings."""
+    return UserOutputsParams(params.rules, params.rule_names(), params.k, ttl_s)
+
+
 def run(updates: list[UserUpdate], params: ModelParams, batch_size: int) -> list[Out]:
+    """The models step and the per-user outputs step after it, as the worker wires them."""
     flow = Dataflow("models_test")
     stream = op.input("in", flow, TestingSource(updates, batch_size=batch_size))
     keyed = op.key_on("key", stream, lambda _u: "models")
-    out: list[tuple[str, Out]] = []
-    op.output("out", models("models", keyed, params), TestingSink(out))
+    out: list[Out] = []
+    drafts = op.key_rm("unkey", models("models", keyed, params))
+    quality = QualityParams(window=params.quality_window, k=params.k)
+    outputs = per_user_outputs("user_outputs", drafts, outputs_params(params), quality)
+    op.output("out", outputs, TestingSink(out))
     run_main(flow)
-    assert {key for key, _ in out} <= {"models"}
-    return [item for _, item in out]
+    return out
 
 
 def shopping(seed_users: int = 12) -> list[UserUpdate]:
