@@ -196,7 +196,11 @@ class Hybrid:
         user, ts, k = event.user, event.ts, self.k
         exclude = set(exclude).union(history)
         proposed = self._proposed(user, history, ts, exclude)
-        lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        if any(item == event.item for item, _ in proposed):
+            lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        else:  # the fused list is k of the pool's items (all when fewer): without the item
+            # in the pool, any k of them give the same gain, 0 (or the same fill when short)
+            lists = {FUSED: [item for item, _ in proposed[:k]]}
         for name, model in self.components.items():
             own = (
                 proposed[:k]
