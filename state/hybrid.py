@@ -81,6 +81,16 @@ def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
     return out
 
 
+def _filled_gain(items: list[str], fills: Sequence[list[str]], item: str, k: int) -> float:
+    """`_gain` of `item` in `items` as `_filled` completes it, building the filled list only
+    when the item could be in the filling (absent from a full list, its gain is 0)."""
+    if item in items[:k]:
+        return _gain(items, item, k)
+    if len(items) >= k:
+        return 0.0
+    return _gain(_filled(items, fills, k), item, k)
+
+
 def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
     """The component whose ranking gave item `index` the most (the first on a tie), among
     those with an opinion of it (a score above 0): a reason needs an opinion."""
@@ -209,15 +219,14 @@ class Hybrid:
             )
             lists[name] = [item for item, _ in own]
         fills = [lists[name] for name in self.fallback]
-        gains = {
-            name: _gain(_filled(items, fills, k), event.item, k) for name, items in lists.items()
-        }
-        decay = self.decay
+        gains = {name: _filled_gain(items, fills, event.item, k) for name, items in lists.items()}
+        decay, paired, zero = self.decay, self.paired, (0.0, 0.0, 0.0)
         for i, a in enumerate(self.lists):
+            gain_a = gains[a]
             for b in self.lists[i + 1 :]:
-                d = gains[a] - gains[b]
-                n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
-                self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
+                d = gain_a - gains[b]
+                n, total, squares = paired.get((a, b), zero)
+                paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
         self._lead()
 
     def _lead(self) -> None:
