@@ -119,8 +119,13 @@ class Neighbours:
             return
         cutoff = np.partition(counts, len(counts) - keep)[len(counts) - keep]
         above = np.flatnonzero(counts > cutoff)
-        tied = sorted(np.flatnonzero(counts == cutoff).tolist(), key=lambda s: name(int(rows[s])))
-        chosen = np.concatenate([above, np.asarray(tied[: keep - len(above)], np.int64)])
+        tied = np.flatnonzero(counts == cutoff)
+        wanted = keep - len(above)  # 1..len(tied): the cut-off is the keep-th largest count
+        if wanted < len(tied):  # names are distinct: the order of the smallest is total
+            slot = self._slot
+            named = sorted(rows[tied].tolist(), key=name)[:wanted]
+            tied = np.fromiter((slot[row] for row in named), np.int64, wanted)
+        chosen = np.concatenate([above, tied])
         chosen.sort()  # keep slots in their first-pairing order
         kept_rows, kept_counts = rows[chosen], counts[chosen]  # copies (fancy indexing)
         n = len(chosen)
