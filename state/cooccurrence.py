@@ -94,12 +94,16 @@ class CoOccurrence:
         previous item (a purchase weighted 3 counts as three views)."""
         row = self._intern(item)
         self._counts[row] += weight
-        mine = self._neighbours[row]
+        known, intern, neighbours = self._row, self._intern, self._neighbours
+        others = [
+            known[other] if other in known else intern(other)
+            for other in _distinct(previous[-self.window :], item)
+        ]
+        mine = neighbours[row]
+        mine.add_many(others, weight)
         limit = 2 * self.max_neighbors
-        for other in _distinct(previous[-self.window :], item):
-            other_row = self._intern(other)
-            mine.add(other_row, weight)
-            theirs = self._neighbours[other_row]
+        for other_row in others:
+            theirs = neighbours[other_row]
             theirs.add(row, weight)
             if len(theirs) > limit:
                 theirs.prune(self.max_neighbors, self._ids.__getitem__)

@@ -81,6 +81,16 @@ def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
     return out
 
 
+def _filled_gain(items: list[str], fills: Sequence[list[str]], item: str, k: int) -> float:
+    """`_gain` of `item` in `items` as `_filled` completes it, building the filled list only
+    when the item could be in the filling (absent from a full list, its gain is 0)."""
+    if item in items[:k]:
+        return _gain(items, item, k)
+    if len(items) >= k:
+        return 0.0
+    return _gain(_filled(items, fills, k), item, k)
+
+
 def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
     """The component whose ranking gave item `index` the most (the first on a tie), among
     those with an opinion of it (a score above 0): a reason needs an opinion."""
@@ -196,7 +206,11 @@ class Hybrid:
         user, ts, k = event.user, event.ts, self.k
         exclude = set(exclude).union(history)
         proposed = self._proposed(user, history, ts, exclude)
-        lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        if any(item == event.item for item, _ in proposed):
+            lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        else:  # the fused list is k of the pool's items (all when fewer): without the item
+            # in the pool, any k of them give the same gain, 0 (or the same fill when short)
+            lists = {FUSED: [item for item, _ in proposed[:k]]}
         for name, model in self.components.items():
             own = (
                 proposed[:k]
@@ -205,15 +219,14 @@ class Hybrid:
             )
             lists[name] = [item for item, _ in own]
         fills = [lists[name] for name in self.fallback]
-        gains = {
-            name: _gain(_filled(items, fills, k), event.item, k) for name, items in lists.items()
-        }
-        decay = self.decay
+        gains = {name: _filled_gain(items, fills, event.item, k) for name, items in lists.items()}
+        decay, paired, zero = self.decay, self.paired, (0.0, 0.0, 0.0)
         for i, a in enumerate(self.lists):
+            gain_a = gains[a]
             for b in self.lists[i + 1 :]:
-                d = gains[a] - gains[b]
-                n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
-                self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
+                d = gain_a - gains[b]
+                n, total, squares = paired.get((a, b), zero)
+                paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
         self._lead()
 
     def _lead(self) -> None:
