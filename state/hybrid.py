@@ -48,6 +48,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from state.list_gain import filled_gain
 from state.recommender import Interaction, Recommender, Scored
 
 __all__ = ["FUSED", "Explained", "Hybrid"]
@@ -56,39 +57,6 @@ __all__ = ["FUSED", "Explained", "Hybrid"]
 FUSED = "hybrid"
 #: Probes (decayed count) before a paired t-test may decide anything.
 MIN_PROBES = 30.0
-
-
-def _gain(ranked: Sequence[str], item: str, k: int) -> float:
-    """NDCG@k gain of `item` in `ranked`: 1 / log2(rank + 1) within the first k, else 0."""
-    for rank, candidate in enumerate(ranked[:k], 1):
-        if candidate == item:
-            return 1.0 / math.log2(rank + 1)
-    return 0.0
-
-
-def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
-    """`items` completed to `k` from the lists in `fills`, in order, without repeats: what
-    serving's fill would add (each fill list is its model's top k, so enough remain)."""
-    out = items[:k]
-    taken = set(out)
-    for fill in fills:
-        for item in fill:
-            if len(out) >= k:
-                return out
-            if item not in taken:
-                out.append(item)
-                taken.add(item)
-    return out
-
-
-def _filled_gain(items: list[str], fills: Sequence[list[str]], item: str, k: int) -> float:
-    """`_gain` of `item` in `items` as `_filled` completes it, building the filled list only
-    when the item could be in the filling (absent from a full list, its gain is 0)."""
-    if item in items[:k]:
-        return _gain(items, item, k)
-    if len(items) >= k:
-        return 0.0
-    return _gain(_filled(items, fills, k), item, k)
 
 
 def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
@@ -219,7 +187,7 @@ class Hybrid:
             )
             lists[name] = [item for item, _ in own]
         fills = [lists[name] for name in self.fallback]
-        gains = {name: _filled_gain(items, fills, event.item, k) for name, items in lists.items()}
+        gains = {name: filled_gain(items, fills, event.item, k) for name, items in lists.items()}
         decay, paired, zero = self.decay, self.paired, (0.0, 0.0, 0.0)
         for i, a in enumerate(self.lists):
             gain_a = gains[a]
