@@ -21,10 +21,9 @@ from typing import Any
 from state.cooccurrence import CoOccurrence
 from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
-from state.isgd import ISGD
+from state.fism import FISM, FISMRecommender
 from state.recommender import (
     CoocRecommender,
-    ISGDRecommender,
     MostPopular,
     Recommender,
     TrendingRecommender,
@@ -55,6 +54,8 @@ class RecSettings:
     isgd_negatives: int = 8
     isgd_init_std: float = 0.1
     isgd_bias_learning_rate: float = 0.03
+    isgd_alpha: float = 0.5
+    isgd_history: int = 20
     hybrid_depth: int = 50
     hybrid_c: float = 20.0
     hybrid_weights: Mapping[str, float] = field(
@@ -103,17 +104,19 @@ def _cooc(settings: RecSettings) -> CoOccurrence:
     )
 
 
-def _isgd(settings: RecSettings) -> ISGDRecommender:
-    model = ISGD(
+def _isgd(settings: RecSettings) -> FISMRecommender:
+    model = FISM(
         n_factors=settings.isgd_factors,
         learning_rate=settings.isgd_learning_rate,
         regularization=settings.isgd_regularization,
         negatives=settings.isgd_negatives,
         init_std=settings.isgd_init_std,
         bias_learning_rate=settings.isgd_bias_learning_rate,
+        alpha=settings.isgd_alpha,
+        history=settings.isgd_history,
         seed=settings.seed,
     )
-    return ISGDRecommender(model)
+    return FISMRecommender(model)
 
 
 def _hybrid(settings: RecSettings) -> Hybrid:
