@@ -125,6 +125,10 @@ class FISM:
         self._bias: FloatArray = np.zeros(_INITIAL_ROWS, dtype=np.float64)
         self._item_row: dict[str, int] = {}
         self._item_ids: list[str] = []
+        # |H|^-alpha by |H|, and the batch's targets (the item's 1, the negatives' 0s).
+        self._scales = [0.0] + [n**-alpha for n in range(1, history + 1)]
+        self._targets: FloatArray = np.zeros(negatives + 1)
+        self._targets[0] = 1.0
         # Item rows from least to most recently interacted (O(1) move-to-back).
         self._queue: OrderedDict[int, None] = OrderedDict()
 
@@ -142,22 +146,22 @@ class FISM:
         rows = [row, *self._pick_negatives(row, known, exclude)] if self.negatives else [row]
         for negative in rows[1:]:
             self._queue.move_to_end(negative)
-        h = self._h(known, row)
-        index = np.array(rows)
-        targets = np.zeros(len(rows))
-        targets[0] = 1.0
+        if row in known:  # a repeat: FISM leaves the target out of its own sum
+            known = [r for r in known if r != row]
+        index = np.array(rows, dtype=np.intp)
         q = self._q[index]  # copies: the batch's rows are distinct
         bias = self._bias[index]
         lr, reg = self.learning_rate, self.regularization
-        if h.size:
+        if known:
+            h = np.array(known[-self.history :], dtype=np.intp)
             p = self._p[h]
-            scale = h.size**-self.alpha
-            u = p.sum(axis=0) * scale
-            err = targets - q @ u - bias
+            scale = self._scales[len(h)]
+            u = np.add.reduce(p, axis=0) * scale
+            err = self._targets[: len(rows)] - q @ u - bias
             self._p[h] = p + lr * (scale * (err @ q) - reg * p)
-            self._q[index] = q + lr * (err[:, None] * u - reg * q)
+            self._q[index] = q + lr * (np.multiply.outer(err, u) - reg * q)
         else:  # u = 0: only the biases (and the decay of q) learn
-            err = targets - bias
+            err = self._targets[: len(rows)] - bias
             self._q[index] = q * (1.0 - lr * reg)
         self._bias[index] = bias + self.bias_learning_rate * (err - reg * bias)
 
@@ -165,10 +169,6 @@ class FISM:
         """Rows of the history items the model knows, in history order."""
         get = self._item_row.get
         return [row for row in map(get, history) if row is not None]
-
-    def _h(self, known: list[int], row: int) -> IntArray:
-        """The rows forming u: the last `history` known items, without `row` itself."""
-        return np.array([r for r in known if r != row][-self.history :], dtype=np.intp)
 
     def _pick_negatives(self, row: int, known: list[int], exclude: Collection[str]) -> list[int]:
         """The `negatives` least recently interacted rows that are not `row`, not in the
@@ -211,10 +211,11 @@ class FISM:
 
     def user_vector(self, history: Sequence[str]) -> FloatArray | None:
         """u for a history (None when no item of it is known): what every score uses."""
-        h = self._h(self._known_rows(history), -1)
-        if not h.size:
+        known = self._known_rows(history)
+        if not known:
             return None
-        return self._p[h].sum(axis=0) * h.size**-self.alpha
+        h = np.array(known[-self.history :], dtype=np.intp)
+        return np.add.reduce(self._p[h], axis=0) * self._scales[len(h)]
 
     def recommend(
         self, history: Sequence[str], k: int, exclude: Collection[str]

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from state.cooccurrence import CoOccurrence
+from state.fism import FISM, FISMRecommender
 from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
-from state.fism import FISM, FISMRecommender
 from state.recommender import (
     CoocRecommender,
     MostPopular,
