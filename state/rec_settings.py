@@ -51,11 +51,11 @@ class RecSettings:
     isgd_factors: int = 10
     isgd_learning_rate: float = 0.3
     isgd_regularization: float = 0.01
-    isgd_negatives: int = 8
-    isgd_init_std: float = 0.1
+    isgd_negatives: int = 16
+    isgd_init_std: float = 0.03
     isgd_bias_learning_rate: float = 0.03
     isgd_alpha: float = 0.5
-    isgd_history: int = 20
+    isgd_history: int = 10
     hybrid_depth: int = 50
     hybrid_c: float = 20.0
     hybrid_weights: Mapping[str, float] = field(

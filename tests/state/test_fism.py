@@ -141,10 +141,10 @@ def test_invalid_parameters_and_vectors_are_rejected() -> None:
 
 def test_quality_on_a_movielens_replay_stays_above_a_floor(data_dir: Path) -> None:
     """A regression guard on real data (replays are deterministic): the first 20,000 ratings,
-    where MostPop reaches 0.0464 and ISGD's per-user vectors 0.0514, FISM 0.0567."""
+    where Recall@10 is 0.107 for MostPop, 0.163 for ISGD's per-user vectors (its defaults),
+    0.197 for FISM: the floor is one ISGD met."""
     ratings = data_dir / "movielens-latest-small" / "ratings.csv"
     interactions = load_interactions([ratings], "movielens")[:20_000]
     fism = replay(build("isgd", RecSettings()), interactions, k=10, history_len=20).totals()
     popular = replay(MostPopular(), interactions, k=10, history_len=20).totals()
-    assert fism["recall"] > 1.05 * popular["recall"]
-    assert fism["recall"] > 0.05
+    assert fism["recall"] > 1.4 * popular["recall"]
