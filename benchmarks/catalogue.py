@@ -31,7 +31,6 @@ import argparse
 import gc
 import json
 import os
-import pickle
 import platform
 import statistics
 import sys
@@ -55,7 +54,8 @@ from benchmarks.catalogue_snapshot import (
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, Timings, synthesise
 from flows.config import load_config
 from flows.worker import model_params
-from operators.models import ModelsLogic
+from operators.models import ModelsLogic, ModelsState
+from state import snapshots
 from state.cooccurrence import CoOccurrence
 from state.hybrid import Hybrid
 from state.recommender import CoocRecommender
@@ -120,7 +120,7 @@ def _snapshot(logic: ModelsLogic) -> dict[str, Any]:
     finally:
         gc.enable()
     started = time.perf_counter()
-    pickle.loads(data)
+    ModelsState.from_snapshot(snapshots.decode(data, "models"))
     load_s = time.perf_counter() - started
     by_part = {}
     for part in parts(logic.state):

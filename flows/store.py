@@ -26,7 +26,9 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import pickle
 import sqlite3
+import struct
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
@@ -38,6 +40,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from flows.config import Config, ConfigError
 from flows.recovery import partition_files, store_path
+from state import snapshots
 
 __all__ = [
     "Compaction",
@@ -157,6 +160,7 @@ def check_store(store: Path, sources: Mapping[str, set[str]] | None = None) -> N
         )
     for path in files:
         _check_sources(path, sources or {})
+        _check_formats(path)
 
 
 def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
@@ -170,6 +174,50 @@ def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
                     f"run does not read (it reads {', '.join(sorted(parts))}): a store made for "
                     f"another redis.prefix or source.partitions; {START_OVER}"
                 )
+
+
+#: Snapshot rows that are not an envelope of the current format (see `_check_formats`).
+OTHER_FORMATS = """
+SELECT step_id, ser_change FROM (
+    SELECT step_id, ser_change, instr(substr(ser_change, 1, 64), :magic) AS at
+    FROM snaps WHERE ser_change IS NOT NULL
+)
+WHERE at = 0 OR substr(ser_change, at + length(:magic), 2) <> :version
+"""
+
+
+def _check_formats(path: Path) -> None:
+    """Refuse snapshots this release cannot resume from: bare pickles of the release before
+    the snapshot format (or its state objects themselves), or a newer format.
+
+    Envelopes of the current format are recognised in SQL by their first bytes (Bytewax
+    pickles the step's bytes, so the envelope starts a few bytes into the row), so a large
+    store is not unpickled row by row; only the other rows are (source positions, which are
+    tuples and fine, and at most one offending row).
+    """
+    params = {"magic": snapshots.MAGIC, "version": struct.pack(">H", snapshots.FORMAT)}
+    with _open(path, timeout_s=5.0) as conn:
+        for step, blob in conn.execute(OTHER_FORMATS, params):
+            try:
+                value = pickle.loads(blob)  # Bytewax's pickle of a step's state: our own store
+            except Exception as exc:  # a class the release that wrote it had, this one not
+                reason: str | None = f"a snapshot this release cannot load ({exc!r})"
+            else:
+                reason = _format_problem(value)
+            if reason is not None:
+                what = "run the release that wrote it, or " if "newer" in reason else ""
+                raise ConfigError(
+                    f"recovery.dir: {path} holds {reason} in step {step}; {what}{START_OVER}"
+                )
+
+
+def _format_problem(value: object) -> str | None:
+    """Why a stored state cannot be resumed from; None for a source position (a tuple)."""
+    if isinstance(value, bytes | bytearray):
+        return snapshots.problem(value)
+    if type(value).__module__.split(".")[0] in {"state", "operators"}:
+        return snapshots.problem(None)  # a state object: a release before the bytes too
+    return None
 
 
 def compact_store(store: Path) -> Compaction:

@@ -33,9 +33,8 @@ So what a user is left with in Redis does not depend on how many workers ran.
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from typing import Any
 
 import bytewax.operators as op
@@ -64,7 +63,8 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from state.live_recs import LiveRecs
+from state import snapshots
+from state.live_recs import LiveRecs, Recommendation
 from state.rec_settings import RecSettings
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
@@ -174,6 +174,31 @@ class ModelsState:
         )
         return cls(segments=segments, recs=recs)
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain data (`state.snapshots`); every setting is stored with the state, so a resume
+        goes on with the models as they ran (a changed `[models]` or `[recs]` table takes
+        effect on a fresh store, as before)."""
+        return {
+            "segments": self.segments.to_snapshot(),
+            "recs": self.recs.to_snapshot(),
+            "provisional": [astuple(output) for output in self.provisional.values()],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ModelsState:
+        names = [f.name for f in fields(UserOutput)]
+        outputs = [dict(zip(names, values, strict=True)) for values in data["provisional"]]
+        return cls(
+            segments=Segmentation.from_snapshot(data["segments"]),
+            recs=LiveRecs.from_snapshot(data["recs"]),
+            provisional={
+                o["user_id"]: UserOutput(
+                    **o | {"recs": tuple(Recommendation(*r) for r in o["recs"])}
+                )
+                for o in outputs
+            },
+        )
+
 
 ModelsIn = UserUpdate | Erasure | Progress | Block
 
@@ -196,7 +221,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self._waiting: dict[str, list[UserUpdate]] = {}
         self.state: ModelsState
         if isinstance(resume_state, bytes):
-            self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
+            self.state = ModelsState.from_snapshot(snapshots.decode(resume_state, "models"))
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
@@ -372,12 +397,13 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return draft(updates, variant, served)
 
     def snapshot(self) -> bytes:
-        """The state pickled: an immutable copy, several times cheaper than `deepcopy`.
+        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        copy, several times cheaper than `deepcopy`.
 
         Bytewax asks for a snapshot of every changed key at each epoch end, recovery on or
         not; deep-copying a catalogue's co-occurrence dicts there cost a third of the run.
         """
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        return snapshots.encode("models", self.state.to_snapshot())
 
 
 @operator

@@ -20,7 +20,6 @@ Keyed by user id upstream (`op.key_on`), so one `UserStateLogic` holds one user'
 
 from __future__ import annotations
 
-import pickle
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -43,6 +42,7 @@ from operators.records import (
     Stamp,
     UserUpdate,
 )
+from state import snapshots
 from state.event import PURCHASE, Event, event_to_dict
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
@@ -86,7 +86,11 @@ class UserStateParams:
 
     def new_state(self) -> UserState:
         """A fresh, empty state for a user seen for the first time."""
-        return UserState(
+        return UserState(**self.state_settings())
+
+    def state_settings(self) -> dict[str, Any]:
+        """`UserState`'s parameters (a resumed user's state takes them from here too)."""
+        return dict(
             session_gap_s=self.session_gap_s,
             windows_s=self.windows_s,
             rfm_window_s=self.rfm_window_s,
@@ -128,7 +132,8 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         self.state: UserState
         self._unchecked = True  # against `UserStateParams.opted_out`, at the first batch
         if isinstance(resume_state, bytes):
-            self.state = pickle.loads(resume_state)  # our own snapshot, never foreign input
+            data = snapshots.decode(resume_state, "user")
+            self.state = UserState.from_snapshot(data, **params.state_settings())
         else:
             self.state = params.new_state() if resume_state is None else resume_state
         ACTIVE_USERS.inc()
@@ -255,9 +260,11 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
-        """The state pickled: an immutable copy (Bytewax stores it later, while `on_batch` keeps
-        mutating the live one), and cheaper than `deepcopy`, which Bytewax would pickle again."""
-        return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
+        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        copy (Bytewax stores it later, while `on_batch` keeps mutating the live one), and
+        cheaper than `deepcopy`, which Bytewax would pickle again. The settings are not in
+        it: a resume takes them from the configuration."""
+        return snapshots.encode("user", self.state.to_snapshot())
 
 
 def _user_of(value: Accepted | Forget) -> str:

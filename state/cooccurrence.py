@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +41,7 @@ IntArray = npt.NDArray[np.int64]
 #: the candidates (cheap `bincount`); beyond, by sorting the candidates (`np.unique`), so a
 #: million-item catalogue does not cost a million-slot array per recommendation.
 DENSE_FACTOR = 16
+INT32_MAX = int(np.iinfo(np.int32).max)
 
 
 class CoOccurrence:
@@ -354,6 +356,35 @@ class CoOccurrence:
         """Items learned (and not forgotten)."""
         return int(np.count_nonzero(self._counts[: len(self._ids)]))
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, ids in row order, counts, and every row's neighbours end to end (a few
+        arrays, not two per item), as 32-bit integers when they fit: a pair's count is at
+        most the sum of its two items' counts."""
+        n = len(self._ids)
+        views = [neighbours.view() for neighbours in self._neighbours]
+        fits = n <= INT32_MAX and 2 * int(self._counts[:n].max(initial=0)) <= INT32_MAX
+        dtype = np.int32 if fits else np.int64
+        settings = ("max_neighbors", "window", "score_window", "recency", "alpha")
+        return {name: getattr(self, name) for name in settings} | {
+            "ids": list(self._ids),
+            "counts": self._counts[:n].copy(),
+            "sizes": np.fromiter(map(len, self._neighbours), np.int64, n),
+            "rows": _joined([rows for rows, _ in views], dtype),
+            "pairs": _joined([counts for _, counts in views], dtype),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> CoOccurrence:
+        made = cls(data["max_neighbors"], data["window"], data["score_window"], data["recency"])
+        made.alpha = data["alpha"]
+        ids: list[str] = list(data["ids"])
+        counts = np.zeros(max(64, len(ids)), np.int64)
+        counts[: len(ids)] = data["counts"]
+        packed = (data["sizes"], data["rows"], data["pairs"])
+        made.__setstate__(made.__dict__ | {"_ids": ids, "_counts": counts, "_packed": packed})
+        made._row = {item: row for row, item in enumerate(ids)}
+        return made
+
 
 def _pack(parts: list[IntArray]) -> npt.NDArray[np.int32] | IntArray:
     """`parts` end to end, as 32-bit integers when every value fits, else as 64-bit ones."""
@@ -362,6 +393,13 @@ def _pack(parts: list[IntArray]) -> npt.NDArray[np.int32] | IntArray:
     if len(values) == 0 or (values.min() >= info.min and values.max() <= info.max):
         return values.astype(np.int32)
     return values
+
+
+def _joined(parts: list[IntArray], dtype: type[np.signedinteger[Any]]) -> IntArray:
+    """`parts` end to end, converted while copying (no 64-bit intermediate)."""
+    if not parts:
+        return np.empty(0, dtype)
+    return np.concatenate(parts, dtype=dtype, casting="unsafe")
 
 
 def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:

@@ -23,7 +23,8 @@ for a user with no history, between their own items and trending for everyone.
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from state.recommender import Interaction, Scored
 from state.trending import Trending
@@ -125,6 +126,25 @@ class CategoryPopular:
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Nothing per user: decayed counts over everyone, categories per item."""
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, each item's categories, each category's trending (the taste cache is
+        recomputed on demand)."""
+        return {
+            "kind": type(self).__name__,
+            "halflife_s": self.halflife_s,
+            "window": self.window,
+            "max_categories": self.max_categories,
+            "categories": dict(self.categories),
+            "popular": {name: t.to_snapshot() for name, t in self.popular.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> CategoryPopular:
+        made = cls(data["halflife_s"], data["window"], data["max_categories"])
+        made.categories = {item: tuple(c) for item, c in data["categories"].items()}
+        made.popular = {name: Trending.from_snapshot(t) for name, t in data["popular"].items()}
+        return made
+
 
 class SegmentTrending:
     """Trending per user segment; users' segments as the segment model last gave them.
@@ -178,3 +198,22 @@ class SegmentTrending:
     def forget(self, user: str, history: Sequence[str]) -> None:
         """The user's assignment goes; segment counts are aggregates."""
         self.segment_of.pop(user, None)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the assignments as (user, segment) pairs oldest first, each segment's
+        trending."""
+        return {
+            "kind": type(self).__name__,
+            "halflife_s": self.halflife_s,
+            "max_users": self.max_users,
+            "users": list(self.segment_of),
+            "segments": list(self.segment_of.values()),
+            "trending": {name: t.to_snapshot() for name, t in self.trending.items()},
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> SegmentTrending:
+        made = cls(data["halflife_s"], data["max_users"])
+        made.segment_of = OrderedDict(zip(data["users"], data["segments"], strict=True))
+        made.trending = {name: Trending.from_snapshot(t) for name, t in data["trending"].items()}
+        return made

@@ -383,12 +383,39 @@ class Hybrid:
         for model in self.components.values():
             model.forget(user, history)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a snapshot; one taken before `leading` existed (up to 2026-12-03, with a
-        `_leader` cache instead) gets its leader worked out from its probes, so a recovery
-        store written by the earlier release resumes instead of failing at the first list."""
-        self.__dict__.update(state)
-        if "leading" not in state:
-            self.__dict__.pop("_leader", None)
-            self.personal = False
-            self._lead()
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, each component's snapshot, the self-test's sums and leader (the last
+        list's sources and the rank-gain tables are caches, rebuilt on demand)."""
+        settings = ("weights", "pool", "depth", "c", "fallback", "select", "decay")
+        learned = ("probe_every", "warm_probes", "z", "k", "testable", "probes", "leading")
+        return {
+            "kind": type(self).__name__,
+            **{name: getattr(self, name) for name in (*settings, *learned)},
+            "personal": self.personal,
+            "components": {name: model.to_snapshot() for name, model in self.components.items()},
+            "paired": [(a, b, *sums) for (a, b), sums in self.paired.items()],
+        }
+
+    @classmethod
+    def from_snapshot(
+        cls, data: Mapping[str, Any], components: Mapping[str, Recommender]
+    ) -> Hybrid:
+        """`components` rebuilt by the caller from `data["components"]`."""
+        made = cls(
+            components,
+            data["weights"],
+            pool=data["pool"],
+            depth=data["depth"],
+            c=data["c"],
+            fallback=data["fallback"],
+            select=data["select"],
+            probe_every=data["probe_every"],
+            warm_probes=data["warm_probes"],
+            z=data["z"],
+            k=data["k"],
+        )
+        made.decay = data["decay"]
+        made.testable, made.probes = data["testable"], data["probes"]
+        made.leading, made.personal = data["leading"], data["personal"]
+        made.paired = {(a, b): (n, total, squares) for a, b, n, total, squares in data["paired"]}
+        return made

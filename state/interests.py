@@ -17,9 +17,12 @@ week of history. Hence this small class.
 
 from __future__ import annotations
 
-__all__ = ["Interests"]
+from collections.abc import Sequence
+from typing import Any
 
 from state.event import Event
+
+__all__ = ["Interests"]
 
 #: Rebase the stored scores once the newest event is this many half-lives past the anchor,
 #: long before 2**exponent could overflow a float (2**1023).
@@ -100,3 +103,19 @@ class Interests:
 
     def __len__(self) -> int:
         return len(self._scores)
+
+    def to_snapshot(self) -> tuple[Any, ...]:
+        return (self.now, self._anchor, dict(self._scores))
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: Sequence[Any],
+        halflife_s: float = 604800.0,
+        top_n: int = 5,
+        max_categories: int = 50,
+    ) -> Interests:
+        """Settings come from the caller's configuration, not the snapshot."""
+        made = cls(halflife_s, top_n, max_categories)
+        made.now, made._anchor, made._scores = data[0], data[1], dict(data[2])
+        return made

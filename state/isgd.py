@@ -31,8 +31,10 @@ something users do not want now.
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -331,6 +333,61 @@ class ISGD:
         if array.shape != (self.n_factors,):
             raise ValueError(f"expected a vector of {self.n_factors} factors, got {array.shape}")
         return array
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the generator's state, and the factors packed: one item matrix, one user
+        matrix (not one small array per user: pickling those one by one, and collecting them
+        afterwards, was most of a snapshot's time), each user's touched rows end to end."""
+        n = len(self._item_ids)
+        users = list(self._users)
+        seen = [self._seen[user] for user in users]
+        settings = ("n_factors", "learning_rate", "regularization", "negatives", "init_std")
+        return {
+            **{name: getattr(self, name) for name in settings},
+            "bias_learning_rate": self.bias_learning_rate,
+            "seed": self.seed,
+            "rng": self._rng.bit_generator.state,
+            "item_ids": list(self._item_ids),
+            "items": self._items[:n].copy(),
+            "bias": self._bias[:n].copy(),
+            "queue": np.fromiter(self._queue, np.int64, len(self._queue)),
+            "users": users,
+            "user_factors": np.array([self._users[user] for user in users]).reshape(
+                len(users), self.n_factors
+            ),
+            "seen_sizes": np.fromiter(map(len, seen), np.int64, len(seen)),
+            "seen_rows": np.fromiter(
+                itertools.chain.from_iterable(seen), np.int64, sum(map(len, seen))
+            ),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ISGD:
+        settings = ("n_factors", "learning_rate", "regularization", "negatives", "init_std")
+        made = cls(
+            **{name: data[name] for name in settings},
+            bias_learning_rate=data["bias_learning_rate"],
+            seed=data["seed"],
+        )
+        made._rng.bit_generator.state = data["rng"]
+        ids: list[str] = list(data["item_ids"])
+        rows = max(_INITIAL_ROWS, len(ids))
+        made._items = np.zeros((rows, made.n_factors), dtype=np.float64)
+        made._items[: len(ids)] = data["items"]
+        made._bias = np.zeros(rows, dtype=np.float64)
+        made._bias[: len(ids)] = data["bias"]
+        made._item_ids = ids
+        made._item_row = {item: row for row, item in enumerate(ids)}
+        made._queue = OrderedDict.fromkeys(data["queue"].tolist())
+        factors = np.array(data["user_factors"], dtype=np.float64)  # rows: each user's own
+        made._users = dict(zip(data["users"], factors, strict=True))
+        bounds = np.concatenate([[0], np.cumsum(data["seen_sizes"])]).tolist()
+        seen_rows = data["seen_rows"].tolist()
+        made._seen = {
+            user: set(seen_rows[start:end])
+            for user, (start, end) in zip(data["users"], itertools.pairwise(bounds), strict=True)
+        }
+        return made
 
 
 def _rows(item_row: dict[str, int], items: Iterable[str]) -> list[int]:

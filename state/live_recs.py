@@ -26,13 +26,13 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TypedDict
+from typing import Any, TypedDict
 
 from state.crossing import crossing
 from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
 from state.prequential import Means, Prequential
-from state.rec_settings import MODELS, RecSettings, build
+from state.rec_settings import MODELS, RecSettings, build, restore
 from state.recommender import Interaction, Recommender
 from state.variants import Variants
 
@@ -237,6 +237,38 @@ class LiveRecs:
         shown.move_to_end(user)
         if len(shown) > self.max_tracked:
             shown.popitem(last=False)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Every model, the split, live quality and the business rules, as plain data."""
+        return {
+            "models": {name: model.to_snapshot() for name, model in self.models.items()},
+            "variants": self.variants.to_snapshot(),
+            "assigned": dict(self.assigned),
+            "k": self.k,
+            "exclude_seen": self.exclude_seen,
+            "max_tracked": self.max_tracked,
+            "max_per_category": self.max_per_category,
+            "quality": {name: q.to_snapshot() for name, q in self.quality.items()},
+            "shown": list(self.shown.items()),
+            "categories": dict(self.categories),
+            "blocked": sorted(self.blocked),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> LiveRecs:
+        return cls(
+            models={name: restore(model) for name, model in data["models"].items()},
+            variants=Variants.from_snapshot(data["variants"]),
+            assigned=dict(data["assigned"]),
+            k=data["k"],
+            exclude_seen=data["exclude_seen"],
+            max_tracked=data["max_tracked"],
+            max_per_category=data["max_per_category"],
+            quality={name: Prequential.from_snapshot(q) for name, q in data["quality"].items()},
+            shown=OrderedDict(data["shown"]),
+            categories=dict(data["categories"]),
+            blocked=set(data["blocked"]),
+        )
 
 
 def _explained(

@@ -34,9 +34,11 @@ from __future__ import annotations
 import math
 import statistics
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import Any, TypedDict
+
+import numpy as np
 
 __all__ = ["Hit", "Means", "Prequential", "difference_ci", "score_one"]
 
@@ -184,6 +186,27 @@ class Prequential:
         ndcg = math.fsum(c * _ndcg_gain(r) for r, c in enumerate(counts) if r and c)
         rr = math.fsum(c * _rr_gain(r) for r, c in enumerate(counts) if r and c)
         return Means(recall=hits / n, ndcg=ndcg / n, mrr=rr / n, n=n)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the window's ranks (one small-int array), the rank histograms, and the
+        items ever recommended (sorted: a set's order is not data)."""
+        return {
+            "window": self.window,
+            "k": self.k,
+            "ranks": np.fromiter(self._ranks, np.int32, len(self._ranks)),
+            "window_counts": list(self._window_counts),
+            "total_counts": list(self._total_counts),
+            "recommended": sorted(self._recommended),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Prequential:
+        made = cls(data["window"], data["k"])
+        made._ranks.extend(data["ranks"].tolist())
+        made._window_counts = list(data["window_counts"])
+        made._total_counts = list(data["total_counts"])
+        made._recommended = set(data["recommended"])
+        return made
 
 
 def difference_ci(

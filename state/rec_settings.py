@@ -29,7 +29,7 @@ from state.recommender import (
     TrendingRecommender,
 )
 
-__all__ = ["MODELS", "RecSettings", "build"]
+__all__ = ["MODELS", "RecSettings", "build", "restore"]
 
 #: The hybrid's self-test forgets half its evidence over this many interactions.
 SELECT_HALFLIFE = 50_000.0
@@ -161,3 +161,25 @@ def build(name: str, settings: RecSettings) -> Recommender:
     if factory is None:
         raise ValueError(f"unknown recommender {name!r}; choose from {sorted(MODELS)}")
     return factory(settings)
+
+
+def restore(data: Mapping[str, Any]) -> Recommender:
+    """A model from its `to_snapshot()` data, by the class name it carries (a hybrid's
+    components and a co-occurrence model's fill first)."""
+    kind = data["kind"]
+    if kind == "Hybrid":
+        components = {name: restore(part) for name, part in data["components"].items()}
+        return Hybrid.from_snapshot(data, components)
+    if kind == "CoocRecommender":
+        fill = None if data["fill"] is None else restore(data["fill"])
+        return CoocRecommender.from_snapshot(data, fill)
+    simple: dict[str, Callable[[Mapping[str, Any]], Recommender]] = {
+        "MostPopular": MostPopular.from_snapshot,
+        "TrendingRecommender": TrendingRecommender.from_snapshot,
+        "ISGDRecommender": ISGDRecommender.from_snapshot,
+        "CategoryPopular": CategoryPopular.from_snapshot,
+        "SegmentTrending": SegmentTrending.from_snapshot,
+    }
+    if kind not in simple:
+        raise ValueError(f"a snapshot of an unknown recommender {kind!r}")
+    return simple[kind](data)

@@ -19,9 +19,9 @@ there instead of keeping per-user copies of their own.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol, Self
 
 from state.cooccurrence import CoOccurrence
 from state.isgd import ISGD
@@ -80,6 +80,10 @@ class Recommender(Protocol):
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Erasure: drop what is kept about `user` (aggregates over everyone stay)."""
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Plain data, with `"kind"`: the class name (`state.rec_settings.restore`)."""
+        ...
+
 
 class TrendingRecommender:
     """Decayed popularity in event time (`state.trending`): the same list for everyone."""
@@ -107,6 +111,15 @@ class TrendingRecommender:
 
     def forget(self, user: str, history: Sequence[str]) -> None:
         """Nothing per user: decayed counts over everyone."""
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "trending": self.trending.to_snapshot()}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Self:
+        made = cls.__new__(cls)
+        made.trending = Trending.from_snapshot(data["trending"])
+        return made
 
 
 class MostPopular(TrendingRecommender):
@@ -161,6 +174,17 @@ class CoocRecommender:
         """The user's pairs, as far as the kept history reaches (`unlearn_history`)."""
         self.cooc.unlearn_history(history)
 
+    def to_snapshot(self) -> dict[str, Any]:
+        fill = None if self.fill is None else self.fill.to_snapshot()
+        return {"kind": type(self).__name__, "cooc": self.cooc.to_snapshot(), "fill": fill}
+
+    @classmethod
+    def from_snapshot(
+        cls, data: Mapping[str, Any], fill: Recommender | None = None
+    ) -> CoocRecommender:
+        """`fill` rebuilt by the caller from `data["fill"]` (it knows every model class)."""
+        return cls(CoOccurrence.from_snapshot(data["cooc"]), fill)
+
 
 class ISGDRecommender:
     """Incremental matrix factorisation (`state.isgd`): personal, but blind for new users."""
@@ -191,3 +215,10 @@ class ISGDRecommender:
     def forget(self, user: str, history: Sequence[str]) -> None:
         """The user's factor vector and interaction set go."""
         self.model.forget_user(user)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "model": self.model.to_snapshot()}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ISGDRecommender:
+        return cls(ISGD.from_snapshot(data["model"]))

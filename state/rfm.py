@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from bisect import insort
 from collections import deque
+from collections.abc import Sequence
+from typing import Any
 
 from state.event import Event
 
@@ -104,3 +106,22 @@ class RFM:
     def spend_30d(self) -> float:
         """Spend inside the sliding window."""
         return self._recent_spend
+
+    def to_snapshot(self) -> tuple[Any, ...]:
+        totals = (self.purchases_total, self.spend_total)
+        return (self.now, self.last_purchase, *totals, list(self._recent), self._recent_spend)
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: Sequence[Any],
+        window_s: float = 30 * DAY_S,
+        cap_days: float = 365.0,
+        purchase_type: str = "purchase",
+    ) -> RFM:
+        """Settings come from the caller's configuration, not the snapshot."""
+        made = cls(window_s, cap_days, purchase_type)
+        made.now, made.last_purchase, made.purchases_total, made.spend_total = data[:4]
+        made._recent = deque(tuple(entry) for entry in data[4])
+        made._recent_spend = data[5]
+        return made

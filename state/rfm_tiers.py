@@ -55,7 +55,11 @@ from __future__ import annotations
 import hashlib
 import heapq
 from bisect import bisect_left, insort
+from collections.abc import Mapping
 from math import ceil
+from typing import Any
+
+import numpy as np
 
 __all__ = [
     "QUANTILES",
@@ -361,3 +365,35 @@ class RFMTiers:
             return None
         r, f, m = scores
         return _GRID[r - 1][fm_score(f, m) - 1]
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, clock, and the sample as ids plus one array per value; the heap and the
+        sorted value lists are rebuilt from it (the same contents, so the same answers)."""
+        members = self._members
+        return {
+            "sample_size": self.sample_size,
+            "cap_days": self.cap_days,
+            "min_customers": self.min_customers,
+            "seed": self.seed,
+            "now": self.now,
+            "version": self._version,
+            "users": list(members),
+            "hashes": np.fromiter((m[0] for m in members.values()), np.uint64, len(members)),
+            "values": np.array([m[1:] for m in members.values()], np.float64).reshape(-1, 3),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> RFMTiers:
+        made = cls(data["sample_size"], data["cap_days"], data["min_customers"], data["seed"])
+        made.now = data["now"]
+        hashes = data["hashes"].tolist()
+        values = data["values"].tolist()
+        made._members = {
+            user: (h, *row) for user, h, row in zip(data["users"], hashes, values, strict=True)
+        }
+        made._heap = [(-h, user) for user, h in zip(data["users"], hashes, strict=True)]
+        heapq.heapify(made._heap)
+        columns = [sorted(column) for column in zip(*values, strict=True)] or [[], [], []]
+        made._last, made._freq, made._money = columns
+        made._version = data["version"]
+        return made

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["MAX_NAME_PARTS", "Z_THRESHOLD", "SegmentNamer", "describe", "feature_label"]
 
@@ -126,3 +127,15 @@ class SegmentNamer:
         """Drop a segment's name (it vanished), freeing the name for others."""
         self.names.pop(segment, None)
         self._named_at.pop(segment, None)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"rename_distance": self.rename_distance, "names": dict(self.names)} | {
+            "named_at": {segment: list(at) for segment, at in self._named_at.items()}
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> SegmentNamer:
+        made = cls(data["rename_distance"])
+        made.names = dict(data["names"])
+        made._named_at = {segment: list(at) for segment, at in data["named_at"].items()}
+        return made

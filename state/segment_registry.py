@@ -33,6 +33,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 __all__ = ["SegmentRegistry"]
 
@@ -195,3 +196,24 @@ class SegmentRegistry:
         self.anchors = {renumber[s]: a for s, a in self.anchors.items()}
         self.members = {renumber[s]: n for s, n in self.members.items()}
         self._cache = {raw: renumber[s] for raw, s in self._cache.items()}
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings and what was learned; not the token, which is the clusterer's own
+        centres object (`Segmenter.to_snapshot` keeps it with the clusterer)."""
+        anchors = {segment: list(anchor) for segment, anchor in self.anchors.items()}
+        return {"warmup": self.warmup, "smoothing": self.smoothing, "seed": self.seed} | {
+            "anchors": anchors,
+            "members": dict(self.members),
+            "cache": dict(self._cache),
+            "learned": self.learned,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any], token: object = None) -> SegmentRegistry:
+        made = cls(data["warmup"], data["smoothing"], data["seed"])
+        made.anchors = {segment: list(anchor) for segment, anchor in data["anchors"].items()}
+        made.members = dict(data["members"])
+        made._cache = dict(data["cache"])
+        made._token = token
+        made.learned = data["learned"]
+        return made

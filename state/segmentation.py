@@ -307,6 +307,49 @@ class Segmentation:
             "cut_points": dict(zip(names, cuts, strict=True)) if cuts else None,
         }
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Every part's snapshot, settings, published names, and the points held for their
+        place in event-time order (each as a tuple of its fields)."""
+        settings = ("learn_every", "publish_every", "drift_every", "reorder_s", "origins")
+        drift = None if self.last_drift is None else tuple(self.last_drift)
+        return {name: getattr(self, name) for name in settings} | {
+            "segmenter": self.segmenter.to_snapshot(),
+            "rfm": self.rfm.to_snapshot(),
+            "silhouette": self.silhouette.to_snapshot(),
+            "drift": self.drift.to_snapshot(),
+            "names": dict(self.names),
+            "info_version": self.info_version,
+            "last_drift": drift,
+            "order": self.order.to_snapshot(_point_data),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Segmentation:
+        settings = ("learn_every", "publish_every", "drift_every", "reorder_s", "origins")
+        drift = data["last_drift"]
+        made = cls(
+            Segmenter.from_snapshot(data["segmenter"]),
+            rfm=RFMTiers.from_snapshot(data["rfm"]),
+            silhouette=StreamingSilhouette.from_snapshot(data["silhouette"]),
+            drift=CentreDrift.from_snapshot(data["drift"]),
+            names=dict(data["names"]),
+            info_version=data["info_version"],
+            last_drift=None if drift is None else DriftReading(*drift),
+            **{name: data[name] for name in settings},
+        )
+        made.order = EventTimeOrder.from_snapshot(data["order"], _point)
+        return made
+
+
+def _point_data(p: _Point) -> tuple[Any, ...]:
+    """A held point as plain data (`_point` undoes it)."""
+    features = dict(p.features)
+    return (p.ts, p.user_id, p.version, p.event_type, features, p.device, p.learn, p.cluster)
+
+
+def _point(data: tuple[Any, ...]) -> _Point:
+    return _Point(*data)
+
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, DIGITS) + 0.0

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import pickle
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -303,3 +304,42 @@ class Segmenter:
     def n_learned(self) -> int:
         """Updates learned so far."""
         return self._n
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, device counts, registry and names as plain data; the River clusterer and
+        scaler pickled, as River documents for saving its models: their internals (centres,
+        running moments, a warm start's buffer, seeded generators) are River's to lay out,
+        and copying them field by field would break at River's next release. The registry's
+        token (the clusterer's centres object, compared to know when they were rebuilt)
+        travels in the same pickle, so it is the same object after a resume."""
+        token = self.registry._token
+        river = pickle.dumps((self._model, self._scaler, token), pickle.HIGHEST_PROTOCOL)
+        settings = ("clusterer", "params", "features", "devices", "seed", "transforms")
+        return {name: getattr(self, name) for name in settings} | {
+            "river": river,
+            "device_counts": dict(self._device_counts),
+            "n": self._n,
+            "registry": self.registry.to_snapshot(),
+            "last_point": list(self.last_point),
+            "namer": self.namer.to_snapshot(),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Segmenter:
+        registry = data["registry"]
+        made = cls(
+            data["clusterer"],
+            data["params"],
+            data["features"],
+            data["devices"],
+            data["seed"],
+            transforms=data["transforms"],
+            warmup=registry["warmup"],
+        )
+        made._model, made._scaler, token = pickle.loads(data["river"])  # our own store
+        made._device_counts = dict(data["device_counts"])
+        made._n = data["n"]
+        made.registry = SegmentRegistry.from_snapshot(registry, token)
+        made.last_point = list(data["last_point"])
+        made.namer = SegmentNamer.from_snapshot(data["namer"])
+        return made

@@ -14,6 +14,9 @@ gives the same sessions in a second as it did live.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from river import stats
 
 from state.event import Event
@@ -106,3 +109,23 @@ class Session:
     def bounce_rate(self) -> float:
         """Share of completed sessions with exactly one event; the open one is not judged yet."""
         return self.bounces / self.completed if self.completed else 0.0
+
+    def to_snapshot(self) -> tuple[Any, ...]:
+        """The open session and the completed ones' counts and means; River's means as
+        (n, mean), the state River's own `Mean._from_state` takes back."""
+        durations, lengths = self._durations, self._lengths
+        counts = (self.events, self.product_views, self.session_count, self.completed)
+        means = (durations.n, durations.get(), lengths.n, lengths.get())
+        return (self.start, self.last, *counts, self.bounces, *means)
+
+    @classmethod
+    def from_snapshot(
+        cls, data: Sequence[Any], gap_s: float = 1800.0, product_view_type: str = "product_view"
+    ) -> Session:
+        """Settings come from the caller's configuration, not the snapshot."""
+        made = cls(gap_s, product_view_type)
+        made.start, made.last, made.events, made.product_views = data[:4]
+        made.session_count, made.completed, made.bounces = data[4:7]
+        made._durations = stats.Mean._from_state(data[7], data[8])
+        made._lengths = stats.Mean._from_state(data[9], data[10])
+        return made

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
+
+import numpy as np
 
 __all__ = ["Trending"]
 
@@ -131,6 +134,27 @@ class Trending:
 
     def __len__(self) -> int:
         return len(self._scores)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, clock, stored weights (ids and one array) and the cached top ids."""
+        return {
+            "halflife_s": self.halflife_s,
+            "cache_size": self.cache_size,
+            "t0": self._t0,
+            "now": self._now,
+            "items": list(self._scores),
+            "weights": np.fromiter(self._scores.values(), np.float64, len(self._scores)),
+            "cache": [item for _, item in self._cache],
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Trending:
+        made = cls(data["halflife_s"], data["cache_size"])
+        made._t0, made._now = data["t0"], data["now"]
+        made._scores = dict(zip(data["items"], data["weights"].tolist(), strict=True))
+        made._cache = [(-made._scores[item], item) for item in data["cache"]]
+        made._cached = set(data["cache"])
+        return made
 
 
 def _first(

@@ -17,7 +17,8 @@ True
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from state.event import Event
 from state.interests import Interests
@@ -231,6 +232,43 @@ class UserState:
         out["purchases_total"] = float(r.purchases_total)
         out["spend_total"] = r.spend_total
         return out
+
+    def to_snapshot(self) -> dict[str, Any]:
+        """What was learned, as plain data; the settings are the caller's configuration
+        (`from_snapshot` takes them), so a per-user snapshot carries none of them."""
+        return {
+            "session": self.session.to_snapshot(),
+            "windows": self.windows.to_snapshot(),
+            "rfm": self.rfm.to_snapshot(),
+            "interests": self.interests.to_snapshot(),
+            "context": (self.device, self.referrer, self._device_ts, self._referrer_ts),
+            "history": list(self._history),
+            "purchased": list(self._purchased),
+            "seen": self._seen.copy(),
+            "seen_order": list(self._seen_order),
+            "watermark": self.watermark,
+            "version": self.version,
+            "opted_out": self.opted_out,
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any], **settings: Any) -> UserState:
+        """The state `to_snapshot` gave, with `settings` (the constructor's parameters)."""
+        made = cls(**settings)
+        made.session = Session.from_snapshot(data["session"], made.session_gap_s)
+        made.windows = ViewWindows.from_snapshot(data["windows"], made.windows_s, made.view_types)
+        made.rfm = RFM.from_snapshot(data["rfm"], made.rfm_window_s)
+        made.interests = Interests.from_snapshot(
+            data["interests"], made.interest_halflife_s, made.top_categories
+        )
+        made.device, made.referrer, made._device_ts, made._referrer_ts = data["context"]
+        made._history = dict.fromkeys(data["history"])
+        made._purchased = dict.fromkeys(data["purchased"])
+        made._seen = dict(data["seen"])
+        made._seen_order = deque(tuple(entry) for entry in data["seen_order"])
+        made.watermark, made.version = data["watermark"], data["version"]
+        made.opted_out = data["opted_out"]
+        return made
 
 
 def _push(ordered: dict[str, None], item: str, limit: int) -> None:

@@ -30,6 +30,7 @@ import math
 from bisect import bisect_right
 from collections.abc import Mapping
 from itertools import accumulate
+from typing import Any
 
 __all__ = ["SUM_TOLERANCE", "Variants", "unit_point"]
 
@@ -112,3 +113,10 @@ class Variants:
 
     def __hash__(self) -> int:
         return hash((self._names, self._values, self._salt))
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"shares": self.shares, "salt": self._salt}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> Variants:
+        return cls(data["shares"], data["salt"])

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from bisect import bisect_right, insort
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 from state.event import Event
 
@@ -106,3 +107,18 @@ class ViewWindows:
     def get(self) -> dict[str, int]:
         """Every configured window's count under its feature name."""
         return {name: self.count(w) for name, w in zip(self.names, self.windows_s, strict=True)}
+
+    def to_snapshot(self) -> tuple[Any, ...]:
+        return (self.now, list(self._views))
+
+    @classmethod
+    def from_snapshot(
+        cls,
+        data: Sequence[Any],
+        windows_s: Iterable[float],
+        view_types: frozenset[str] = DEFAULT_VIEW_TYPES,
+    ) -> ViewWindows:
+        """Settings come from the caller's configuration, not the snapshot."""
+        made = cls(windows_s, view_types)
+        made.now, made._views = data[0], deque(data[1])
+        return made

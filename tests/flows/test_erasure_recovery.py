@@ -25,6 +25,7 @@ from flows.worker import MODELS_KEY
 from operators.control import control_key
 from operators.keys import user_key
 from operators.models import ModelsState
+from state import snapshots
 from tests.conftest import start_worker
 from tests.flows.test_store import (
     DEADLINE_S,
@@ -83,8 +84,8 @@ def models_state(store: Path) -> ModelsState:
             query = "SELECT snap_epoch, ser_change FROM snaps WHERE state_key = ?"
             rows += conn.execute(query, (MODELS_KEY,)).fetchall()
     _epoch, blob = max(rows)
-    state = pickle.loads(blob)  # Bytewax's pickle of the step's own pickle: our own files
-    return pickle.loads(state) if isinstance(state, bytes) else state
+    state = pickle.loads(blob)  # Bytewax's pickle of the step's own snapshot: our own files
+    return ModelsState.from_snapshot(snapshots.decode(state, "models"))
 
 
 def paired_with(state: ModelsState, item: str) -> set[str]:

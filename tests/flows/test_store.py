@@ -8,9 +8,11 @@ Real `tailor` commands in subprocesses, real Redis, real Bytewax stores.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import signal
 import sqlite3
+import struct
 import subprocess
 import sys
 import time
@@ -28,6 +30,10 @@ from flows.recovery import ensure_store, partition_files
 from flows.store import compact_store
 from operators.control import control_key
 from operators.keys import updates_stream
+from operators.models import ModelsState
+from operators.user_state import UserStateParams
+from state import snapshots
+from state.user import UserState
 from tests.conftest import free_port, snapshot_state, start_worker
 from tests.flows.test_erasure import shopping, write_events
 
@@ -193,6 +199,74 @@ def test_a_store_made_for_other_streams_is_refused(
     assert f"{moved}/part-" in done.stderr
     assert f"holds positions of {PREFIX}:events:" in done.stderr and reads in done.stderr
     assert "Traceback" not in done.stderr
+
+
+# --- snapshots from another release --------------------------------------------------------
+
+
+def rewrite_snapshots(store: Path, change: Callable[[bytes], bytes]) -> int:
+    """Pass every step state of ours (an envelope) through `change`; how many changed."""
+    changed = 0
+    for path in partition_files(store):
+        with closing(sqlite3.connect(path)) as conn:
+            query = "SELECT rowid, ser_change FROM snaps WHERE ser_change IS NOT NULL"
+            for rowid, blob in conn.execute(query).fetchall():
+                state = pickle.loads(blob)  # Bytewax's pickle of the step's state: ours
+                if isinstance(state, bytes) and state.startswith(snapshots.MAGIC):
+                    row = pickle.dumps(change(state))
+                    conn.execute("UPDATE snaps SET ser_change = ? WHERE rowid = ?", (row, rowid))
+                    changed += 1
+            conn.commit()
+    return changed
+
+
+def as_previous_release(envelope: bytes) -> bytes:
+    """What the release before snapshot format 1 stored: the state object pickled whole."""
+    _format, kind = snapshots.header(envelope)
+    data = snapshots.decode(envelope, kind)
+    if kind == "models":
+        state: object = ModelsState.from_snapshot(data)
+    else:
+        state = UserState.from_snapshot(data, **UserStateParams().state_settings())
+    return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def as_next_format(envelope: bytes) -> bytes:
+    start = len(snapshots.MAGIC)
+    return envelope[:start] + struct.pack(">H", snapshots.FORMAT + 1) + envelope[start + 2 :]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (as_previous_release, "from a release before snapshot format 1"),
+        (as_next_format, f"of format {snapshots.FORMAT + 1}, newer than this release's"),
+    ],
+    ids=["previous-release", "newer-format"],
+)
+def test_snapshots_of_another_release_are_refused_in_one_line(
+    change: Callable[[bytes], bytes], says: str, made_store: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """Bytewax would hand the models step a bare pickle of objects whose classes have moved
+    on; the store is refused before it starts, by `run` and `store check` alike."""
+    store = store_dir(tmp_path)
+    shutil.copytree(made_store, store)
+    assert rewrite_snapshots(store, change) >= 3  # the models key and the users
+    config = write_config(tmp_path, "tailor.toml")
+    for command in (["run", "--until-drained"], ["store", "check"]):
+        done = tailor(redis_url, config, *command)
+        assert done.returncode == 2, done.stderr[-3000:]
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(f"tailor: configuration error: recovery.dir: {store}/part-")
+        assert says in last and "move the directory aside to start over" in last
+        assert "Traceback" not in done.stderr and "panic" not in done.stderr
+
+
+def test_a_store_of_the_current_format_checks_intact(made_store: Path, redis_url: str) -> None:
+    config = write_config(made_store.parent.parent, "check.toml")
+    done = tailor(redis_url, config, "store", "check")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "intact" in done.stdout + done.stderr
 
 
 # --- tombstones and resume -----------------------------------------------------------------

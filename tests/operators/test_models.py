@@ -282,3 +282,27 @@ def test_an_output_settled_at_once_is_marked_settled() -> None:
     outs = user_outputs(run(shopping(), ModelParams(warmup=4, k=3), batch_size=10))
     assert outs and all(o.settled for o in outs)
     assert all(o.read_ats for o in outs)  # first sends: their latency is measured
+
+
+def test_a_resume_keeps_the_outputs_waiting_to_be_settled() -> None:
+    """With a reorder allowance outputs wait for their place in event-time order: the
+    snapshot carries them and the points held, and the resumed step settles them as an
+    uninterrupted one does."""
+    updates = shopping()
+    params = ModelParams(warmup=4, k=4, reorder_s=1e9)
+
+    def feed(logic: ModelsLogic, start: int, stop: int) -> list[Out]:
+        outs: list[Out] = []
+        for at in range(start, stop, 8):
+            outs += list(logic.on_batch(updates[at : min(at + 8, stop)])[0])
+        return outs
+
+    whole = ModelsLogic(params)
+    outs_whole = feed(whole, 0, len(updates)) + list(whole.on_eof()[0])
+    first = ModelsLogic(params)
+    outs = feed(first, 0, 32)
+    assert first.state.provisional and first.state.segments.order.held
+    resumed = ModelsLogic(params, first.snapshot())
+    outs += feed(resumed, 32, len(updates)) + list(resumed.on_eof()[0])
+    assert outs == outs_whole
+    assert any(isinstance(o, UserOutput) and o.settled for o in outs[-5:])

@@ -27,6 +27,7 @@ from operators.records import (
     UserUpdate,
 )
 from operators.user_state import UserStateLogic, UserStateParams, user_state
+from state import snapshots
 from state.event import Event, event_to_dict
 from state.user import FEATURE_NAMES
 
@@ -173,7 +174,7 @@ def test_snapshot_is_an_immutable_copy_that_pickles_and_resumes() -> None:
     logic.on_batch([acc("e1", "u", 0.0, category=("a",))])
     snap = logic.snapshot()
     logic.on_batch([acc("e2", "u", 10.0)])
-    assert (pickle.loads(snap).version, logic.state.version) == (1, 2)
+    assert (snapshots.decode(snap, "user")["version"], logic.state.version) == (1, 2)
 
     resumed = UserStateLogic(params, pickle.loads(pickle.dumps(logic.snapshot())))
     assert list(resumed.on_batch([acc("e2", "u", 10.0)])[0]) == []  # remembered across pickling

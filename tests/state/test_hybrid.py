@@ -233,22 +233,3 @@ def test_no_rerank_verdict_before_enough_probes_or_without_a_difference() -> Non
     for n in range(10):  # the pool is better, but 10 probes are too few to say so
         young.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
     assert young.leader() == FUSED
-
-
-def test_a_snapshot_from_before_leading_existed_resumes_with_the_leader_of_its_probes() -> None:
-    components = {"cooc": Fixed(["c1", "c2"]), "pop": Fixed(["p1", "p2"])}
-    hybrid = probing(components, {"cooc": 1.0}, "cooc", fallback=("pop",), halflife=1e9, k=2)
-    for n in range(60):  # co-occurrence's items: the fused list beats popularity
-        hybrid.learn_one(Interaction(f"v{n}", "c1", 0.0), ("h",))
-    assert hybrid.leading == FUSED
-    old = dict(hybrid.__dict__)  # as the release of 2026-12-03 pickled it
-    del old["leading"], old["personal"]
-    old["_leader"] = (-1, FUSED)
-    restored = Hybrid.__new__(Hybrid)
-    restored.__setstate__(pickle.loads(pickle.dumps(old)))
-    assert restored.leading == FUSED and restored.personal
-    assert "_leader" not in restored.__dict__
-    served = restored.recommend_explained("u", ("h",), 0.0, 2, set())
-    assert [r.item for r in served] == ["c1", "c2"]
-    fresh = pickle.loads(pickle.dumps(hybrid))  # a current snapshot is restored as it was
-    assert (fresh.leading, fresh.personal) == (hybrid.leading, hybrid.personal)

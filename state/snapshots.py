@@ -1,0 +1,113 @@
+"""The snapshot format: an explicit version around plain data, and the one place it migrates.
+
+What the stateful steps hand Bytewax at each epoch end (and read back on resume) is an
+*envelope*: `MAGIC`, the format version (2 bytes, big-endian), the kind of state (`"models"`,
+`"user"`) and a NUL, then the state as plain data (dicts, lists, tuples, str, int, float,
+None, numpy arrays), pickled. Plain data, because each component says what it stores
+(`to_snapshot`) and how it is rebuilt (`from_snapshot`), so a class can be renamed, split or
+re-implemented without breaking the stores written before: the data stays readable and
+`migrate` turns an older format into the current one. Pickle is only the byte encoding of
+that data (numpy arrays travel as buffers, which JSON or msgpack would not do as fast).
+
+A store from before the envelope (a bare pickle of the state objects: the release before
+format 1) or from a newer release cannot be read: `decode` raises `SnapshotFormatError`, and
+`tailor run` / `tailor store check` refuse such a store before Bytewax opens it
+(`flows.store`), with one line that says what to do.
+
+>>> blob = encode("models", {"n": 3})
+>>> blob.startswith(MAGIC), header(blob), decode(blob, "models")
+(True, (1, 'models'), {'n': 3})
+>>> problem(b"\\x80\\x05K\\x03.")  # a bare pickle: what the release before wrote
+'a snapshot without a format version (from a release before snapshot format 1)'
+"""
+
+from __future__ import annotations
+
+import pickle
+import struct
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "MAGIC",
+    "SnapshotFormatError",
+    "decode",
+    "encode",
+    "header",
+    "migrate",
+    "problem",
+]
+
+#: The current snapshot format. Bump it when what a `to_snapshot` stores changes, and
+#: teach `migrate` to turn the previous format into the new one.
+FORMAT = 1
+#: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
+MAGIC = b"\x00tailor-snapshot\x00"
+_VERSION = struct.Struct(">H")
+
+
+class SnapshotFormatError(ValueError):
+    """A snapshot this release cannot read: no envelope (an earlier release), or newer."""
+
+
+def encode(kind: str, data: Any) -> bytes:
+    """`data` (plain data) in an envelope of the current format."""
+    body = pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+    return b"".join((MAGIC, _VERSION.pack(FORMAT), kind.encode(), b"\x00", body))
+
+
+def header(blob: object) -> tuple[int, str]:
+    """(format, kind) of an envelope; `SnapshotFormatError` when `blob` is none."""
+    if not isinstance(blob, bytes | bytearray | memoryview) or not bytes(
+        blob[: len(MAGIC)]
+    ).startswith(MAGIC):
+        raise SnapshotFormatError(
+            f"a snapshot without a format version (from a release before snapshot format {FORMAT})"
+        )
+    start = len(MAGIC)
+    (version,) = _VERSION.unpack_from(blob, start)
+    end = bytes(blob[start + 2 : start + 66]).find(b"\x00")
+    kind = bytes(blob[start + 2 : start + 2 + end]).decode() if end >= 0 else "?"
+    return version, kind
+
+
+def problem(blob: object) -> str | None:
+    """Why this release cannot resume from `blob`, or None when it can (a store check)."""
+    try:
+        version, _kind = header(blob)
+    except SnapshotFormatError as exc:
+        return str(exc)
+    if version > FORMAT:
+        return f"a snapshot of format {version}, newer than this release's {FORMAT}"
+    return None
+
+
+def decode(blob: object, kind: str) -> Any:
+    """The plain data of an envelope of `kind`, migrated to the current format.
+
+    Raises `SnapshotFormatError` for a bare pickle, a newer format or another kind.
+    """
+    reason = problem(blob)
+    if reason is not None:
+        raise SnapshotFormatError(reason)
+    assert isinstance(blob, bytes | bytearray | memoryview)
+    version, found = header(blob)
+    if found != kind:
+        raise SnapshotFormatError(f"a snapshot of {found!r} state where {kind!r} was expected")
+    body = memoryview(blob)[len(MAGIC) + 2 + len(found.encode()) + 1 :]
+    data = pickle.loads(body)  # our own store, never foreign input
+    return migrate(version, kind, data)
+
+
+def migrate(version: int, kind: str, data: Any) -> Any:
+    """Turn the data of an older format into the current one: every format change is
+    handled here, one step per format (``if version < 2: data = _to_2(kind, data)`` ...).
+
+    Format 1 is the first; the bare pickles before it are not migrated, because they are
+    the state objects themselves, readable only while every class keeps its old layout,
+    which is what the format exists to stop depending on: a store that old is refused,
+    and the streams are replayed.
+    """
+    if version < 1:
+        raise SnapshotFormatError(f"snapshot format {version} is not supported")
+    return data

@@ -1,0 +1,79 @@
+"""The snapshot envelope: a format version and a kind around plain data; a bare pickle (the
+release before the format) and a newer format are refused with a dedicated error."""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from typing import Any
+
+import numpy as np
+import pytest
+
+from operators.models import ModelParams, ModelsLogic, ModelsState
+from operators.user_state import UserStateLogic, UserStateParams
+from state import snapshots
+from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
+
+
+def test_an_envelope_carries_the_format_and_the_kind() -> None:
+    blob = snapshots.encode("models", {"counts": np.arange(3), "ids": ["a", "b"]})
+    assert FORMAT == 1
+    assert blob.startswith(MAGIC + struct.pack(">H", FORMAT) + b"models\x00")
+    assert snapshots.header(blob) == (FORMAT, "models")
+    assert snapshots.problem(blob) is None
+    data = snapshots.decode(blob, "models")
+    assert data["ids"] == ["a", "b"] and data["counts"].tolist() == [0, 1, 2]
+
+
+def test_the_steps_snapshot_envelopes_of_plain_data() -> None:
+    """What Bytewax stores for the models and user steps: envelopes whose data loads no
+    class but builtins and numpy's (a River model travels as bytes of its own), so our
+    classes can change without breaking the stores written before."""
+    models = ModelsLogic(ModelParams()).snapshot()
+    user = UserStateLogic(UserStateParams()).snapshot()
+    assert snapshots.header(models) == (FORMAT, "models")
+    assert snapshots.header(user) == (FORMAT, "user")
+    for blob in (models, user):
+        body = blob[blob.index(b"\x00", len(MAGIC) + 2) + 1 :]
+        loader = Recording(io.BytesIO(body))
+        loader.load()
+        assert {module.split(".")[0] for module in loader.modules} <= {"builtins", "numpy"}
+
+
+class Recording(pickle.Unpickler):
+    """Notes the module of every class a pickle loads."""
+
+    def __init__(self, file: io.BytesIO) -> None:
+        super().__init__(file)
+        self.modules: set[str] = set()
+
+    def find_class(self, module: str, name: str) -> Any:
+        self.modules.add(module)
+        return super().find_class(module, name)
+
+
+def test_a_bare_pickle_from_the_previous_release_is_refused() -> None:
+    """The previous release stored `pickle.dumps(ModelsState)` itself."""
+    bare = pickle.dumps(ModelsState.fresh(ModelParams()), protocol=pickle.HIGHEST_PROTOCOL)
+    with pytest.raises(SnapshotFormatError, match="without a format version"):
+        snapshots.decode(bare, "models")
+    with pytest.raises(SnapshotFormatError, match="without a format version"):
+        ModelsLogic(ModelParams(), bare)
+    assert "release before snapshot format 1" in (snapshots.problem(bare) or "")
+
+
+def test_a_newer_format_or_another_kind_is_refused() -> None:
+    newer = MAGIC + struct.pack(">H", FORMAT + 1) + b"models\x00" + pickle.dumps({})
+    assert snapshots.header(newer) == (FORMAT + 1, "models")
+    with pytest.raises(SnapshotFormatError, match=f"format {FORMAT + 1}, newer than"):
+        snapshots.decode(newer, "models")
+    with pytest.raises(SnapshotFormatError, match="'user' state where 'models'"):
+        snapshots.decode(snapshots.encode("user", {}), "models")
+
+
+def test_migrate_is_where_older_formats_become_the_current_one() -> None:
+    assert snapshots.migrate(FORMAT, "models", {"a": 1}) == {"a": 1}
+    with pytest.raises(SnapshotFormatError):
+        snapshots.migrate(0, "models", {})
