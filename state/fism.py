@@ -32,7 +32,8 @@ True
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -278,6 +279,49 @@ class FISM:
             raise ValueError(f"expected a vector of {self.n_factors} factors, got {array.shape}")
         return array
 
+    def to_snapshot(self) -> dict[str, Any]:
+        """Settings, the generator's state and the item arrays: no user appears in it."""
+        n = len(self._item_ids)
+        return {
+            **{name: getattr(self, name) for name in _SETTINGS},
+            "rng": self._rng.bit_generator.state,
+            "item_ids": list(self._item_ids),
+            "p": self._p[:n].copy(),
+            "q": self._q[:n].copy(),
+            "bias": self._bias[:n].copy(),
+            "queue": np.fromiter(self._queue, np.int64, len(self._queue)),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> FISM:
+        made = cls(**{name: data[name] for name in _SETTINGS})
+        made._rng.bit_generator.state = data["rng"]
+        ids: list[str] = list(data["item_ids"])
+        rows = max(_INITIAL_ROWS, len(ids))
+        for name in ("p", "q"):
+            array = np.zeros((rows, made.n_factors), dtype=np.float64)
+            array[: len(ids)] = data[name]
+            setattr(made, f"_{name}", array)
+        made._bias = np.zeros(rows, dtype=np.float64)
+        made._bias[: len(ids)] = data["bias"]
+        made._item_ids = ids
+        made._item_row = {item: row for row, item in enumerate(ids)}
+        made._queue = OrderedDict.fromkeys(data["queue"].tolist())
+        return made
+
+
+_SETTINGS = (
+    "n_factors",
+    "learning_rate",
+    "regularization",
+    "negatives",
+    "init_std",
+    "bias_learning_rate",
+    "alpha",
+    "history",
+    "seed",
+)
+
 
 class FISMRecommender:
     """FISM behind the shared verbs (`state.recommender`): personal from the first history
@@ -310,6 +354,13 @@ class FISMRecommender:
         """Nothing per user is kept. What the user's events taught the item vectors and biases
         stays: each step mixed the user's items with everyone's gradients, so it cannot be
         subtracted later (as co-occurrence's pairs can), and none of it names the user."""
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "model": self.model.to_snapshot()}
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> FISMRecommender:
+        return cls(FISM.from_snapshot(data["model"]))
 
 
 def _doubled(array: FloatArray) -> FloatArray:

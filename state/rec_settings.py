@@ -24,6 +24,7 @@ from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
 from state.recommender import (
     CoocRecommender,
+    ISGDRecommender,
     MostPopular,
     Recommender,
     TrendingRecommender,
@@ -176,6 +177,8 @@ def restore(data: Mapping[str, Any]) -> Recommender:
     simple: dict[str, Callable[[Mapping[str, Any]], Recommender]] = {
         "MostPopular": MostPopular.from_snapshot,
         "TrendingRecommender": TrendingRecommender.from_snapshot,
+        "FISMRecommender": FISMRecommender.from_snapshot,
+        # the `isgd` recommender of stores written before FISM replaced it: resumed as it was
         "ISGDRecommender": ISGDRecommender.from_snapshot,
         "CategoryPopular": CategoryPopular.from_snapshot,
         "SegmentTrending": SegmentTrending.from_snapshot,

@@ -10,8 +10,8 @@ import pytest
 
 from flows.evaluate import load_interactions, replay
 from state.fism import FISM, FISMRecommender
-from state.rec_settings import RecSettings, build
-from state.recommender import Interaction, MostPopular
+from state.rec_settings import RecSettings, build, restore
+from state.recommender import Interaction, MostPopular, Recommender
 
 
 def test_one_positive_step_equals_the_hand_computation() -> None:
@@ -64,7 +64,7 @@ def stream(users: int) -> list[Interaction]:
     return [Interaction(f"user-{n % users:05d}", f"i{(n * 7) % 23}", float(n)) for n in range(2000)]
 
 
-def learned(model_name: str, users: int) -> object:
+def learned(model_name: str, users: int) -> Recommender:
     model = build(model_name, RecSettings(seed=3))
     history: list[str] = []
     for event in stream(users):
@@ -148,3 +148,14 @@ def test_quality_on_a_movielens_replay_stays_above_a_floor(data_dir: Path) -> No
     fism = replay(build("isgd", RecSettings()), interactions, k=10, history_len=20).totals()
     popular = replay(MostPopular(), interactions, k=10, history_len=20).totals()
     assert fism["recall"] > 1.4 * popular["recall"]
+
+
+def test_a_snapshot_holds_no_user_and_resumes_alike() -> None:
+    model = learned("isgd", 300)
+    data = model.to_snapshot()
+    assert b"user-" not in pickle.dumps(data)
+    copy = restore(pickle.loads(pickle.dumps(data)))
+    for resumed in (model, copy):
+        resumed.learn_one(Interaction("ann", "i3", 1.0), ["i1", "i2"])
+    expected = model.recommend("x", ["i3"], 0.0, 5, {"i3"})
+    assert copy.recommend("x", ["i3"], 0.0, 5, {"i3"}) == expected
