@@ -60,8 +60,9 @@ class FISM:
         b_r  += bias_lr * (err_r - reg * b_r)
         p_j  += lr * (|H|^-alpha * Σ_r err_r q_r - reg * p_j)   for each j in H
 
-    H is the last `history` items of the history passed (a repeat of i is left out, as FISM
-    leaves the target item out of its own sum); items the model never learned are ignored.
+    H is the last `history` known items of the history passed (a repeat of i is left out, as
+    FISM leaves the target item out of its own sum); items the model never learned are
+    ignored.
 
     Parameters
     ----------
@@ -143,37 +144,45 @@ class FISM:
         """
         row = self._row(item)
         self._queue.move_to_end(row)
-        known = self._known_rows(history)
+        known = self._history_rows(history, row)  # a repeat of the item is left out
         rows = [row, *self._pick_negatives(row, known, exclude)] if self.negatives else [row]
         for negative in rows[1:]:
             self._queue.move_to_end(negative)
-        if row in known:  # a repeat: FISM leaves the target out of its own sum
-            known = [r for r in known if r != row]
         index = np.array(rows, dtype=np.intp)
         q = self._q[index]  # copies: the batch's rows are distinct
         bias = self._bias[index]
         lr, reg = self.learning_rate, self.regularization
+        err = self._targets[: len(rows)] - bias
         if known:
-            h = np.array(known[-self.history :], dtype=np.intp)
+            h = np.array(known, dtype=np.intp)
             p = self._p[h]
-            scale = self._scales[len(h)]
+            scale = self._scales[len(known)]
             u = np.add.reduce(p, axis=0) * scale
-            err = self._targets[: len(rows)] - q @ u - bias
-            self._p[h] = p + lr * (scale * (err @ q) - reg * p)
-            self._q[index] = q + lr * (np.multiply.outer(err, u) - reg * q)
+            err -= q @ u
+            self._p[h] = p * (1.0 - lr * reg) + (lr * scale) * (err @ q)
+            self._q[index] = q * (1.0 - lr * reg) + np.multiply.outer(lr * err, u)
         else:  # u = 0: only the biases (and the decay of q) learn
-            err = self._targets[: len(rows)] - bias
             self._q[index] = q * (1.0 - lr * reg)
-        self._bias[index] = bias + self.bias_learning_rate * (err - reg * bias)
+        blr = self.bias_learning_rate
+        self._bias[index] = bias * (1.0 - blr * reg) + blr * err
 
-    def _known_rows(self, history: Sequence[str]) -> list[int]:
-        """Rows of the history items the model knows, in history order."""
+    def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
+        """Rows of the last `history` items of `history` the model knows (newest first),
+        without `leave_out`: a walk from the newest end that stops once it has them."""
         get = self._item_row.get
-        return [row for row in map(get, history) if row is not None]
+        rows: list[int] = []
+        for item in reversed(history):
+            row = get(item)
+            if row is not None and row != leave_out:
+                rows.append(row)
+                if len(rows) == self.history:
+                    break
+        return rows
 
     def _pick_negatives(self, row: int, known: list[int], exclude: Collection[str]) -> list[int]:
-        """The `negatives` least recently interacted rows that are not `row`, not in the
-        history and not in `exclude`: a scan of at most `negatives` + skipped rows."""
+        """The `negatives` least recently interacted rows that are not `row`, not among the
+        history rows forming u and not in `exclude` (the live step's exclusions hold the
+        whole kept history): a scan of at most `negatives` + skipped rows."""
         skip = set(known)
         skip.add(row)
         ids = self._item_ids
@@ -212,11 +221,11 @@ class FISM:
 
     def user_vector(self, history: Sequence[str]) -> FloatArray | None:
         """u for a history (None when no item of it is known): what every score uses."""
-        known = self._known_rows(history)
+        known = self._history_rows(history)
         if not known:
             return None
-        h = np.array(known[-self.history :], dtype=np.intp)
-        return np.add.reduce(self._p[h], axis=0) * self._scales[len(h)]
+        h = np.array(known, dtype=np.intp)
+        return np.add.reduce(self._p[h], axis=0) * self._scales[len(known)]
 
     def recommend(
         self, history: Sequence[str], k: int, exclude: Collection[str]
