@@ -319,17 +319,8 @@ class FISM:
         return made
 
 
-_SETTINGS = (
-    "n_factors",
-    "learning_rate",
-    "regularization",
-    "negatives",
-    "init_std",
-    "bias_learning_rate",
-    "alpha",
-    "history",
-    "seed",
-)
+_SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
+_SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
 
 class FISMRecommender:
