@@ -49,6 +49,7 @@ from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
 from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+from operators.routing import WorkerCountCheck
 from operators.user_outputs import UserOutputsParams, per_user_outputs
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
@@ -212,7 +213,10 @@ def build_flow(
     deletions: Stream[InputDeletion] = dropped.trues  # type: ignore[assignment]
     updates: Stream[UserUpdate | Erasure | Progress] = dropped.falses  # type: ignore[assignment]
     to_models: Stream[UserUpdate | Erasure | Progress | Block]
-    to_models = op.merge("with_progress", updates, checked.progress)
+    # builds on every worker before anything is read: stops a run whose worker count is not
+    # the configured one (`config.workers`), which routing to the models depends on
+    no_items: Stream[Progress] = op.input("worker_count", flow, WorkerCountCheck(config.workers))
+    to_models = op.merge("with_progress", updates, checked.progress, no_items)
     if blocks is not None:  # item commands go straight to the global models
         to_models = op.merge("with_blocks", to_models, blocks)
     together = op.key_on("to_models", to_models, _to_models)

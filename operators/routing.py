@@ -12,6 +12,11 @@ modulo the worker count (`stateful_batch` in src/operators.rs, `partition` in sr
 user's key, so it crosses no process (docs/design/scale-out.md, section 8).
 tests/operators/test_routing.py checks both against a real 2- and 3-worker run.
 
+Both depend on the worker count, which must therefore be known when the flow is built; a
+`WorkerCountCheck` input compares it with the count Bytewax actually runs and stops every
+worker with one line when they differ (a silent mismatch would put replicas on the wrong
+workers and cross every update).
+
 >>> partition_for("u1", 4)
 2
 >>> partition_for("u1", 4) == partition_for("u1", 4)
@@ -26,6 +31,9 @@ import itertools
 import struct
 import zlib
 from functools import cache
+from typing import Any
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
 
 _MASK = (1 << 64) - 1
 
@@ -122,3 +130,34 @@ def replica_keys(workers: int) -> tuple[str, ...]:
         if len(out) == workers:
             break
     return tuple(out[w] for w in range(workers))
+
+
+class WorkerCountMismatch(ValueError):
+    """The flow was built for another worker count than the one Bytewax runs."""
+
+
+class _NoItems(StatelessSourcePartition[Any]):
+    def next_batch(self) -> list[Any]:
+        raise StopIteration
+
+
+class WorkerCountCheck(DynamicSource[Any]):
+    """An input that emits nothing: building it on a worker checks the worker count.
+
+    Bytewax builds a dynamic source once per worker with `worker_count`, before any item
+    flows, so a mismatch stops the run before anything is read or routed.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NoItems:
+        if worker_count != self.workers:
+            raise WorkerCountMismatch(
+                f"cluster: the flow was built for {self.workers} worker(s) "
+                f"(cluster.addresses x cluster.workers_per_process) but Bytewax runs "
+                f"{worker_count}: set them to match"
+            )
+        return _NoItems()
