@@ -4,7 +4,10 @@ Publishes N distinct one-event users, runs the worker in a subprocess with its m
 endpoint on, samples its RSS and active-users gauge while it works, and prints peak RSS, peak
 active users, throughput and how long the gauge took to return to zero after the last event.
 
-    python benchmarks/bounded_state.py [--users 1000000] [--ttl 5]
+    python benchmarks/bounded_state.py [--users 1000000] [--ttl 5] [--items 0]
+
+With `--items N` each visitor views one item of a catalogue of N (round robin), so every
+recommender learns every user (without items the models learn nothing).
 
 Starts its own redis-server on a free port (the profiles of a million users need ~1.5 GB).
 """
@@ -48,11 +51,13 @@ def rss_mb(pid: int, field: str = "VmRSS:") -> float:
     return 0.0
 
 
-def publish(client: redis.Redis, users: int) -> None:
+def publish(client: redis.Redis, users: int, items: int = 0) -> None:
     pipe = client.pipeline(transaction=False)
     for n in range(users):
         user = f"visitor-{n}"
         event = {"event_id": f"v{n}", "user_id": user, "type": "page_view", "ts": 1_700_000_000 + n}
+        if items:
+            event.update(type="product_view", item_id=f"item-{n % items}")
         key = stream_key(PREFIX, partition_for(user, PARTITIONS))
         pipe.xadd(key, {"payload": orjson.dumps(event)})
         if n % 10_000 == 9_999:
@@ -64,11 +69,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--ttl", type=float, default=5.0)
+    parser.add_argument("--items", type=int, default=0, help="catalogue viewed (0: no items)")
     args = parser.parse_args()
     server, url = start_server()
     port = 9400 + os.getpid() % 500
     try:
-        publish(redis.Redis.from_url(url), args.users)
+        publish(redis.Redis.from_url(url), args.users, args.items)
         env = {
             **os.environ,
             "REDIS_URL": url,
@@ -88,7 +94,8 @@ def main() -> None:
         started, peak_active, accepted = time.perf_counter(), 0.0, 0.0
         while accepted < args.users:
             time.sleep(1)  # sampling the running worker
-            accepted = scrape(port, 'tailor_events_total{outcome="accepted",type="page_view"}')
+            kind = "product_view" if args.items else "page_view"
+            accepted = scrape(port, f'tailor_events_total{{outcome="accepted",type="{kind}"}}')
             peak_active = max(peak_active, scrape(port, "tailor_active_users"))
         done = time.perf_counter()
         while scrape(port, "tailor_active_users") > 0:

@@ -211,7 +211,8 @@ def changes(
 def cooc_pairs(cooc: CoOccurrence) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     """Every (item row, neighbour row) pair as one sorted key, with its count: finer than a
     row, the unit an increment log of co-occurrence would write."""
-    sizes, rows, counts = cooc.__getstate__()["_packed"]  # type: ignore[misc]
+    packed = cooc.to_snapshot()
+    sizes, rows, counts = packed["sizes"], packed["rows"], packed["pairs"]
     owners = np.repeat(np.arange(len(sizes), dtype=np.int64), sizes)
     keys = (owners << 32) | rows.astype(np.int64)
     order = np.argsort(keys)

@@ -61,6 +61,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("recs", "trending_halflife_s"),
         ("recs", "isgd_factors"),
         ("recs", "isgd_learning_rate"),
+        ("recs", "isgd_history"),
         ("recs", "hybrid_depth"),
         ("recs", "hybrid_probe_every"),
         ("recs", "quality_window"),

@@ -48,6 +48,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from state.list_gain import filled_gain
 from state.recommender import Interaction, Recommender, Scored
 
 __all__ = ["FUSED", "Explained", "Hybrid"]
@@ -56,29 +57,6 @@ __all__ = ["FUSED", "Explained", "Hybrid"]
 FUSED = "hybrid"
 #: Probes (decayed count) before a paired t-test may decide anything.
 MIN_PROBES = 30.0
-
-
-def _gain(ranked: Sequence[str], item: str, k: int) -> float:
-    """NDCG@k gain of `item` in `ranked`: 1 / log2(rank + 1) within the first k, else 0."""
-    for rank, candidate in enumerate(ranked[:k], 1):
-        if candidate == item:
-            return 1.0 / math.log2(rank + 1)
-    return 0.0
-
-
-def _filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
-    """`items` completed to `k` from the lists in `fills`, in order, without repeats: what
-    serving's fill would add (each fill list is its model's top k, so enough remain)."""
-    out = items[:k]
-    taken = set(out)
-    for fill in fills:
-        for item in fill:
-            if len(out) >= k:
-                return out
-            if item not in taken:
-                out.append(item)
-                taken.add(item)
-    return out
 
 
 def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
@@ -196,7 +174,11 @@ class Hybrid:
         user, ts, k = event.user, event.ts, self.k
         exclude = set(exclude).union(history)
         proposed = self._proposed(user, history, ts, exclude)
-        lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        if any(item == event.item for item, _ in proposed):
+            lists = {FUSED: [r.item for r in self._fused(user, history, k, proposed)]}
+        else:  # the fused list is k of the pool's items (all when fewer): without the item
+            # in the pool, any k of them give the same gain, 0 (or the same fill when short)
+            lists = {FUSED: [item for item, _ in proposed[:k]]}
         for name, model in self.components.items():
             own = (
                 proposed[:k]
@@ -205,15 +187,14 @@ class Hybrid:
             )
             lists[name] = [item for item, _ in own]
         fills = [lists[name] for name in self.fallback]
-        gains = {
-            name: _gain(_filled(items, fills, k), event.item, k) for name, items in lists.items()
-        }
-        decay = self.decay
+        gains = {name: filled_gain(items, fills, event.item, k) for name, items in lists.items()}
+        decay, paired, zero = self.decay, self.paired, (0.0, 0.0, 0.0)
         for i, a in enumerate(self.lists):
+            gain_a = gains[a]
             for b in self.lists[i + 1 :]:
-                d = gains[a] - gains[b]
-                n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
-                self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
+                d = gain_a - gains[b]
+                n, total, squares = paired.get((a, b), zero)
+                paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
         self._lead()
 
     def _lead(self) -> None:

@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from state.cooccurrence import CoOccurrence
+from state.fism import FISM, FISMRecommender
 from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
-from state.isgd import ISGD
 from state.recommender import (
     CoocRecommender,
     ISGDRecommender,
@@ -52,9 +52,11 @@ class RecSettings:
     isgd_factors: int = 10
     isgd_learning_rate: float = 0.3
     isgd_regularization: float = 0.01
-    isgd_negatives: int = 8
-    isgd_init_std: float = 0.1
+    isgd_negatives: int = 16
+    isgd_init_std: float = 0.03
     isgd_bias_learning_rate: float = 0.03
+    isgd_alpha: float = 0.5
+    isgd_history: int = 10
     hybrid_depth: int = 50
     hybrid_c: float = 20.0
     hybrid_weights: Mapping[str, float] = field(
@@ -103,17 +105,19 @@ def _cooc(settings: RecSettings) -> CoOccurrence:
     )
 
 
-def _isgd(settings: RecSettings) -> ISGDRecommender:
-    model = ISGD(
+def _isgd(settings: RecSettings) -> FISMRecommender:
+    model = FISM(
         n_factors=settings.isgd_factors,
         learning_rate=settings.isgd_learning_rate,
         regularization=settings.isgd_regularization,
         negatives=settings.isgd_negatives,
         init_std=settings.isgd_init_std,
         bias_learning_rate=settings.isgd_bias_learning_rate,
+        alpha=settings.isgd_alpha,
+        history=settings.isgd_history,
         seed=settings.seed,
     )
-    return ISGDRecommender(model)
+    return FISMRecommender(model)
 
 
 def _hybrid(settings: RecSettings) -> Hybrid:
@@ -173,6 +177,8 @@ def restore(data: Mapping[str, Any]) -> Recommender:
     simple: dict[str, Callable[[Mapping[str, Any]], Recommender]] = {
         "MostPopular": MostPopular.from_snapshot,
         "TrendingRecommender": TrendingRecommender.from_snapshot,
+        "FISMRecommender": FISMRecommender.from_snapshot,
+        # the `isgd` recommender of stores written before FISM replaced it: resumed as it was
         "ISGDRecommender": ISGDRecommender.from_snapshot,
         "CategoryPopular": CategoryPopular.from_snapshot,
         "SegmentTrending": SegmentTrending.from_snapshot,

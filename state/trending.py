@@ -82,7 +82,16 @@ class Trending:
         """Keep `_cache` the exact top list: only `item` moved, and only upwards."""
         cache, key = self._cache, (-new, item)
         if item in self._cached:
-            del cache[bisect.bisect_left(cache, (-old, item))]
+            at = bisect.bisect_left(cache, (-old, item))
+            if new >= old:  # it moves up (or stays): its place is found among those above
+                to = bisect.bisect_left(cache, key, 0, at)
+                if to == at:
+                    cache[at] = key
+                else:
+                    del cache[at]
+                    cache.insert(to, key)
+                return
+            del cache[at]
         elif len(cache) >= self.cache_size:
             if key >= cache[-1]:
                 return

@@ -223,16 +223,15 @@ def test_a_packed_snapshot_restores_every_neighbour_and_keeps_learning_alike() -
     assert pickle.loads(pickle.dumps(CoOccurrence())).recommend(["a"], 3, set()) == []
 
 
-def test_a_snapshot_packs_32_bit_integers_and_an_older_64_bit_one_still_loads() -> None:
+def test_a_snapshot_packs_32_bit_integers_and_a_64_bit_one_still_loads() -> None:
     model = CoOccurrence()
     learn_sessions(model, [["a", "b", "c"], ["b", "c", "d"], ["a", "d"]])
-    sizes, rows, counts = model.__getstate__()["_packed"]  # type: ignore[misc]
-    assert rows.dtype == counts.dtype == np.int32  # half the bytes of every snapshot
-    older = model.__getstate__()
-    older["_packed"] = (sizes, rows.astype(np.int64), counts.astype(np.int64))
-    for state in (model.__getstate__(), older):
-        clone = CoOccurrence.__new__(CoOccurrence)
-        clone.__setstate__(state)
+    packed = model.to_snapshot()
+    assert packed["rows"].dtype == packed["pairs"].dtype == np.int32  # half the bytes
+    wide = packed | {"rows": packed["rows"].astype(np.int64)}
+    wide["pairs"] = packed["pairs"].astype(np.int64)
+    for state in (packed, wide):
+        clone = CoOccurrence.from_snapshot(state)
         assert all(clone.neighbors(i) == model.neighbors(i) for i in "abcd")
         clone.learn_one(["a"], "b")  # learning works on the restored arrays
         assert clone.cooc("a", "b") == model.cooc("a", "b") + 1

@@ -233,3 +233,77 @@ def test_no_rerank_verdict_before_enough_probes_or_without_a_difference() -> Non
     for n in range(10):  # the pool is better, but 10 probes are too few to say so
         young.learn_one(Interaction(f"u{n}", "x", 0.0), ("h",))
     assert young.leader() == FUSED
+
+
+class Definitional(Hybrid):
+    """A probe as defined: every list built in full (the fused one always), then filled."""
+
+    def _probe(self, event: Interaction, history: Sequence[str], exclude: Collection[str]) -> None:
+        self.probes += 1
+        k, exclude = self.k, set(exclude).union(history)
+        proposed = self._proposed(event.user, history, event.ts, exclude)
+        lists = {FUSED: [r.item for r in self._fused(event.user, history, k, proposed)]}
+        for name, model in self.components.items():
+            own = model.recommend(event.user, history, event.ts, k, exclude)
+            lists[name] = [item for item, _ in own]
+        fills = [lists[name] for name in self.fallback]
+        gains = {}
+        for name, items in lists.items():
+            filled = list(items)
+            for item in (i for fill in fills for i in fill if i not in filled):
+                filled.append(item)
+            ranked = filled[:k]
+            rank = ranked.index(event.item) + 1 if event.item in ranked else 0
+            gains[name] = 1.0 / math.log2(rank + 1) if rank else 0.0
+        decay = self.decay
+        for i, a in enumerate(self.lists):
+            for b in self.lists[i + 1 :]:
+                d = gains[a] - gains[b]
+                n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
+                self.paired[(a, b)] = (decay * n + 1.0, decay * total + d, decay * squares + d * d)
+        self._lead()
+
+
+def test_probes_score_every_list_as_the_definition_does() -> None:
+    """The probe skips fusing a pool without the item and filling a full list: the paired
+    statistics and the leader are those of building every list in full, probe by probe."""
+    import random
+
+    from state.cooccurrence import CoOccurrence
+    from state.recommender import CoocRecommender, MostPopular, TrendingRecommender
+
+    def build(cls: type[Hybrid]) -> Hybrid:
+        parts = {
+            "cooc": CoocRecommender(CoOccurrence(window=5)),
+            "other": Fixed({f"i{n}": float(n % 7) for n in range(30)}),
+            "pop": MostPopular(),
+            "trending": TrendingRecommender(3600.0),
+        }
+        weights = {"cooc": 1.0, "other": 0.5}
+        return cls(
+            parts,
+            weights,
+            pool="cooc",
+            depth=6,
+            k=4,
+            fallback=("pop", "trending"),
+            select=True,
+            warm_probes=10**6,
+        )
+
+    rng = random.Random(3)
+    fast, slow = build(Hybrid), build(Definitional)
+    histories: dict[str, list[str]] = {}
+    for t in range(1500):
+        user = f"u{rng.randrange(200)}"
+        item = f"i{min(int(rng.paretovariate(1.5)), 15)}"
+        history = tuple(histories.setdefault(user, []))
+        for model in (fast, slow):
+            model.learn_one(Interaction(user, item, float(t)), history, set(history))
+        if item not in history:
+            histories[user] = [*history, item][-8:]
+    assert fast.probes == slow.probes > 250
+    assert fast.paired.keys() == slow.paired.keys()
+    for pair, stats in slow.paired.items():
+        assert fast.paired[pair] == pytest.approx(stats, rel=1e-12, abs=1e-12)
+    assert fast.leading == slow.leading

@@ -1,0 +1,52 @@
+"""The NDCG@k gain of an item in a list as serving would complete it, for the hybrid's probes.
+
+A probe asks, for every list the hybrid could serve, how much the next item would have earned
+in it. Serving fills a short list from the fallback chain, so the gain is measured on the list
+as filled; building that filled copy only when the item could be in the filling keeps a probe
+cheap (an item absent from a full list earns 0).
+
+>>> filled(["a"], [["a", "b"], ["c"]], 3)
+['a', 'b', 'c']
+>>> round(filled_gain(["a"], [["b"]], "b", 2), 4)
+0.6309
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+__all__ = ["filled", "filled_gain", "gain"]
+
+
+def gain(ranked: Sequence[str], item: str, k: int) -> float:
+    """NDCG@k gain of `item` in `ranked`: 1 / log2(rank + 1) within the first k, else 0."""
+    for rank, candidate in enumerate(ranked[:k], 1):
+        if candidate == item:
+            return 1.0 / math.log2(rank + 1)
+    return 0.0
+
+
+def filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:
+    """`items` completed to `k` from the lists in `fills`, in order, without repeats: what
+    serving's fill would add (each fill list is its model's top k, so enough remain)."""
+    out = items[:k]
+    taken = set(out)
+    for fill in fills:
+        for item in fill:
+            if len(out) >= k:
+                return out
+            if item not in taken:
+                out.append(item)
+                taken.add(item)
+    return out
+
+
+def filled_gain(items: list[str], fills: Sequence[list[str]], item: str, k: int) -> float:
+    """`gain` of `item` in `items` as `filled` completes it, building the filled list only
+    when the item could be in the filling (absent from a full list, its gain is 0)."""
+    if item in items[:k]:
+        return gain(items, item, k)
+    if len(items) >= k:
+        return 0.0
+    return gain(filled(items, fills, k), item, k)
