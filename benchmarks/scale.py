@@ -78,7 +78,7 @@ from benchmarks.scale_io import (
 from benchmarks.scale_report import PROFILE_FIELDS, Profile, WorkerRun, compare, report
 from benchmarks.throughput import start_server
 from flows.config import load_config
-from operators.keys import deadletter_stream, recs_key, updates_stream
+from operators.keys import deadletter_stream, quality_key, recs_key, updates_stream
 
 PREFIX = "tailor"
 
@@ -251,8 +251,15 @@ def timed_workers(launch: Launch, backlog: Backlog, processes: int, keep: bool) 
         thread_cpu_s=waited["threads"],
         users=sum(1 for _ in client.scan_iter(f"{PREFIX}:user:*", count=1000)),
         dead_letters=int(client.xlen(deadletter_stream(PREFIX))),
+        quality=read_quality(client),
         profiles=read_profiles(client) if keep else {},
     )
+
+
+def read_quality(client: redis.Redis) -> dict[str, Any]:
+    """The live quality record the workers left: per variant, recall, NDCG, MRR, n."""
+    raw: Any = client.hget(quality_key(PREFIX), "record")
+    return dict(orjson.loads(raw)) if raw else {}
 
 
 def bare_both(url: str, keys: list[str], when: str) -> list[dict[str, Any]]:

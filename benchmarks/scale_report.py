@@ -32,6 +32,8 @@ class WorkerRun:
     thread_cpu_s: list[dict[str, float]]
     users: int
     dead_letters: int
+    #: The live quality record (`<prefix>:quality:recs`) after the drain: per variant.
+    quality: dict[str, Any] = field(default_factory=dict)
     profiles: dict[str, Profile] = field(default_factory=dict, repr=False)
 
     @property
@@ -103,6 +105,11 @@ def ratios(bare: list[dict[str, Any]], runs: list[WorkerRun]) -> dict[str, float
             out[f"{n} proc / 1 proc, after start-up"] = (
                 run.processing_events_per_s / one.processing_events_per_s
             )
+        if one is not None and n != 1:
+            for variant, q in run.quality.items():
+                base = one.quality.get(variant, {}).get("recall")
+                if base:
+                    out[f"{n} proc / 1 proc, live Recall@k ({variant})"] = q["recall"] / base
     bare_one = [b["events_per_s"] for b in bare if b["processes"] == 1]
     if one is not None and bare_one:
         out["1 proc / bare I/O 1 proc"] = one.events_per_s / (sum(bare_one) / len(bare_one))
@@ -143,6 +150,12 @@ def report(
         for i, threads in enumerate(r.thread_cpu_s):
             shown = ", ".join(f"{name} {s:.1f}" for name, s in threads.items())
             print(f"threads' CPU s, {r.processes} proc, process {i}: {shown}")
+    for r in runs:
+        for variant, q in r.quality.items():
+            print(
+                f"live quality, {r.processes} proc, {variant} ({q.get('model')}): "
+                f"Recall@k {q['recall']:.4f}, NDCG {q['ndcg']:.4f}, n {q['n']:,}"
+            )
     for name, value in result["ratios"].items():
         print(f"{name}: {value:.2f}")
     for name, diff in compared.items():

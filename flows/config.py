@@ -116,6 +116,15 @@ class Config:
         return str(self.values["redis"]["prefix"])
 
     @property
+    def workers(self) -> int:
+        """Bytewax workers in the whole cluster: processes (`cluster.addresses`, none is one)
+        times `cluster.workers_per_process`. Routing to replicas depends on it, so
+        `python -m bytewax.run -w/-a` users set the same here (or TAILOR_CLUSTER_*); the
+        flow checks it when it starts (`operators.routing.WorkerCountCheck`)."""
+        section = self.values["cluster"]
+        return max(1, len(section["addresses"])) * int(section["workers_per_process"])
+
+    @property
     def min_ts(self) -> float:
         return parse_ts(self.values["validation"]["min_ts"])
 

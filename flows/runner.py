@@ -25,6 +25,7 @@ from flows.recovery import describe, recovery_settings
 from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
+from operators.routing import WorkerCountMismatch
 
 log = logging.getLogger("tailor")
 
@@ -102,9 +103,25 @@ def run_worker(
         return
     log.info("%s", describe(recovery))
     flow = build_redis_flow(config, replay_paths)
-    cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
+    try:
+        cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
+    except Exception as exc:
+        mismatch = worker_count_mismatch(exc)
+        if mismatch is None:
+            raise
+        raise ConfigError(str(mismatch)) from None
     if lock is not None:
         release_after_run(lock)
+
+
+def worker_count_mismatch(exc: BaseException) -> WorkerCountMismatch | None:
+    """The mismatch at the root of Bytewax's chain of build errors, if that is what stopped it."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, WorkerCountMismatch):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
 
 
 def cluster_settings(config: Config) -> dict[str, Any]:

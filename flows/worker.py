@@ -27,7 +27,7 @@ from operators.adapters import checked_adapter
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.live_quality import QualityParams
-from operators.models import ModelParams, models
+from operators.models import ModelParams
 from operators.payload_limits import PayloadLimits
 from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (
@@ -48,7 +48,9 @@ from operators.records import (
 from operators.redis_sink import RedisSink
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
+from operators.replicas import replicated_models
 from operators.retry import RetryPolicy, call_with_retry, no_retry_client
+from operators.routing import WorkerCountCheck
 from operators.user_outputs import UserOutputsParams, per_user_outputs
 from operators.user_state import UserStateParams, user_state
 from operators.validate import ValidationParams, validate
@@ -56,9 +58,6 @@ from state.rec_settings import RecSettings
 from state.rules import RuleError, RuleSet
 from state.segmenter import Segmenter
 from state.user import feature_names as state_feature_names
-
-#: All model updates meet under one key: the clusterer and recommenders are global models.
-MODELS_KEY = "models"
 
 
 def validation_params(config: Config) -> ValidationParams:
@@ -212,12 +211,14 @@ def build_flow(
     deletions: Stream[InputDeletion] = dropped.trues  # type: ignore[assignment]
     updates: Stream[UserUpdate | Erasure | Progress] = dropped.falses  # type: ignore[assignment]
     to_models: Stream[UserUpdate | Erasure | Progress | Block]
-    to_models = op.merge("with_progress", updates, checked.progress)
+    # builds on every worker before anything is read: stops a run whose worker count is not
+    # the configured one (`config.workers`), which routing to the models depends on
+    no_items: Stream[Progress] = op.input("worker_count", flow, WorkerCountCheck(config.workers))
+    to_models = op.merge("with_progress", updates, checked.progress, no_items)
     if blocks is not None:  # item commands go straight to the global models
         to_models = op.merge("with_blocks", to_models, blocks)
-    together = op.key_on("to_models", to_models, _to_models)
     params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
-    drafts = op.key_rm("unkey_models", models("models", together, params))
+    drafts = replicated_models("models", to_models, params, config.workers)
     outputs = per_user_outputs(
         "user_outputs", drafts, user_outputs_params(config, params), quality_params(params)
     )
@@ -228,10 +229,6 @@ def build_flow(
 
 def _stored_user_id(item: Accepted | Forget) -> str:
     return item.user_id if isinstance(item, Forget) else item.event.user_id
-
-
-def _to_models(_item: UserUpdate | Erasure | Progress | Block) -> str:
-    return MODELS_KEY
 
 
 def stamped_origins(source: Source[RawRecord]) -> tuple[str, ...]:

@@ -1,8 +1,9 @@
 """The models step: behavioural segments, rule segments and recommendations per changed user.
 
 The models are global (a clusterer over all users, item co-occurrence and trending over all
-events), so the flow keys every `UserUpdate` on one constant key and a single
-`ModelsLogic` sees them all, one Bytewax batch at a time. A burst of events from one user costs
+events). Each worker holds a copy (`operators.replicas`): its `ModelsLogic` takes its own
+worker's updates one Bytewax batch at a time, as the single models step did, and learns the
+other workers' batches as they arrive (`learn_remote`). A burst of events from one user costs
 one recommendation and one Redis write per batch, not one per event.
 
 Batch boundaries must not change what ends up in Redis: a file replay, a live stream and a
@@ -30,24 +31,19 @@ one), never a provisional output: so a replay after a crash, whose batches and p
 segments differ from the killed run's, still leaves every version with its settled segments.
 So what a user is left with in Redis does not depend on how many workers ran.
 
-What belongs to one user lives after this step, keyed by user (`operators.user_outputs`), and
-expires with them: their provisional output and its settlement, the updates an output will
-reflect (latency), the list last sent and its test against their next interaction. This step
-sends each user, per batch, one `ForUser` with what only the global models know, in the
-order it happened: each update's timing, each interaction to test (in the order the models
-learn them, before they learn it), the draft (variant, recommendations, segments) at its
-place, and settlements of earlier outputs.
+What belongs to one user lives after this step, keyed by user (`operators.user_outputs`).
+This step sends each user, per batch, one `ForUser` with what only the global models know, in
+order: each update's timing, each interaction to test (before the models learn it), the draft
+(variant, recommendations, segments) at its place, and settlements of earlier outputs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import bytewax.operators as op
-from bytewax.dataflow import operator
-from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.operators import StatefulBatchLogic
 
 from operators.metrics import (
     SEGMENT_DRIFT,
@@ -73,12 +69,18 @@ from state.live_recs import LiveRecs
 from state.rec_settings import RecSettings
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
-from state.rules import RuleSet
 from state.segment_quality import StreamingSilhouette
 from state.segmentation import Joined, News, Published, Segmentation, Settled
 from state.segmenter import DEFAULT_FEATURES, Segmenter
 
-__all__ = ["RULE_CONTEXT_NAMES", "ModelParams", "ModelsLogic", "ModelsState", "models"]
+__all__ = [
+    "RULE_CONTEXT_NAMES",
+    "ModelParams",
+    "ModelsIn",
+    "ModelsLogic",
+    "ModelsOut",
+    "ModelsState",
+]
 
 #: Names rules may use besides the numeric features.
 RULE_CONTEXT_NAMES: tuple[str, ...] = (
@@ -179,9 +181,7 @@ class ModelsState:
         return cls(segments=segments, recs=recs)
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Plain data (`state.snapshots`); every setting is stored with the state, so a resume
-        goes on with the models as they ran (a changed `[models]` or `[recs]` table takes
-        effect on a fresh store, as before)."""
+        """Plain data (`state.snapshots`), settings included: a resume goes on as it ran."""
         return {
             "segments": self.segments.to_snapshot(),
             "recs": self.recs.to_snapshot(),
@@ -225,6 +225,8 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
         self._late_reported = self.state.segments.order.late
+        #: Sends segment news (one replica of several does: `operators.replicas`).
+        self.publishes = True
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
@@ -261,6 +263,31 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self._finish(pending, settled, users)
         out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
+
+    def learn_remote(self, values: Sequence[ModelsIn]) -> list[ModelsOut]:
+        """Another replica's batch (`operators.replicas`): learn it, serve and test nobody.
+        The event-time order it moves may settle this replica's own users' outputs."""
+        out: list[ModelsOut] = []
+        settled: list[Settled] = []
+        segments = self.state.segments
+        for u in values:
+            if isinstance(u, Erasure):
+                self._erase(u)  # its own replica forwards it
+            elif isinstance(u, Block):
+                self.state.recs.block(u.item_id, u.blocked)
+            elif isinstance(u, Progress):
+                settled += self._segment_news(segments.progress(u.stamp, u.ts), out)
+            else:
+                self._learn(u)
+                event = u.event
+                learned = segments.observe(
+                    u.user_id, u.version, event.ts, event.type, u.features, u.device, u.stamp
+                )
+                settled += self._segment_news(learned, out)
+        users = BatchNews()
+        self._finish([], settled, users)
+        out.extend(users.frozen())
+        return out
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""
@@ -332,7 +359,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 self.state.recs.assign_segment(n.user_id, n.segment)
             else:
                 published.append(n)
-        if published:
+        if published and self.publishes:
             self._publish(published, out)
         late = self.state.segments.order.late
         if late > self._late_reported:
@@ -361,25 +388,5 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
 
     def snapshot(self) -> bytes:
         """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
-        copy, several times cheaper than `deepcopy`.
-
-        Bytewax asks for a snapshot of every changed key at each epoch end, recovery on or
-        not; deep-copying a catalogue's co-occurrence dicts there cost a third of the run.
-        """
+        copy, several times cheaper than `deepcopy` (asked for at every epoch end)."""
         return snapshots.encode("models", self.state.to_snapshot())
-
-
-@operator
-def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> KeyedStream[ModelsOut]:
-    """Segments and recommendations for every changed user, per batch, as drafts.
-
-    :arg up: Updates keyed on ONE constant key, so one logic owns the global models.
-    :arg params: Model configuration; bad rules or clusterer params raise here, at flow build
-        time (`RuleError` / `ValueError`), not on the first event.
-    :returns: Still under the constant key: a `ForUser` per changed user per batch (split by
-        the user's `Erasure`s, which follow in place) for `operators.user_outputs`, and
-        `SegmentInfo` / `SegmentModel` when the segment model publishes.
-    """
-    RuleSet(params.rules, params.rule_names())
-    ModelsState.fresh(params)
-    return op.stateful_batch("stateful_batch", up, lambda resume: ModelsLogic(params, resume))

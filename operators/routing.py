@@ -1,8 +1,21 @@
-"""Which Redis stream partition a user's events go to.
+"""Routing in one home: which stream partition a user's events go to, which worker a key is on.
 
-Producer and worker must agree on this for ever: a user's events have to land on one stream
-so one partition sees them in order, and per-user state lives with that partition. Python's
-`hash()` is salted per process, so routing uses CRC-32, which any language computes the same.
+Producer and worker must agree on `partition_for` for ever: a user's events have to land on
+one stream so one partition sees them in order. Python's `hash()` is salted per process, so
+partitions use CRC-32, which any language computes the same.
+
+`worker_of` is where Bytewax 0.21 places a stateful step's key: SipHash-1-3 (Rust's
+`DefaultHasher`, keys 0) of the key's UTF-8 bytes plus a 0xFF terminator (Rust's `str` hash),
+modulo the worker count (`stateful_batch` in src/operators.rs, `partition` in src/timely.rs).
+`replica_keys(n)[w]` is a key Bytewax places on worker w: keying the models step on
+`replica_keys(n)[worker_of(user, n)]` keeps a user's update on the worker that holds the
+user's key, so it crosses no process (docs/design/scale-out.md, section 8).
+tests/operators/test_routing.py checks both against a real 2- and 3-worker run.
+
+Both depend on the worker count, which must therefore be known when the flow is built; a
+`WorkerCountCheck` input compares it with the count Bytewax actually runs and stops every
+worker with one line when they differ (a silent mismatch would put replicas on the wrong
+workers and cross every update).
 
 >>> partition_for("u1", 4)
 2
@@ -14,7 +27,15 @@ True
 
 from __future__ import annotations
 
+import itertools
+import struct
 import zlib
+from functools import cache
+from typing import Any
+
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+
+_MASK = (1 << 64) - 1
 
 
 def partition_for(user_id: str, partitions: int) -> int:
@@ -35,3 +56,108 @@ def stream_key(prefix: str, partition: int) -> str:
     'shop:events:0'
     """
     return f"{prefix}:events:{partition}"
+
+
+def _rotl(x: int, b: int) -> int:
+    return ((x << b) | (x >> (64 - b))) & _MASK
+
+
+def _round(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    v0 = (v0 + v1) & _MASK
+    v1 = _rotl(v1, 13) ^ v0
+    v0 = _rotl(v0, 32)
+    v2 = (v2 + v3) & _MASK
+    v3 = _rotl(v3, 16) ^ v2
+    v0 = (v0 + v3) & _MASK
+    v3 = _rotl(v3, 21) ^ v0
+    v2 = (v2 + v1) & _MASK
+    v1 = _rotl(v1, 17) ^ v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+def siphash13(data: bytes) -> int:
+    """SipHash-1-3 with keys (0, 0): Rust's `DefaultHasher::new()`.
+
+    >>> hex(siphash13(b"models" + bytes([0xFF])))
+    '0x92c7780b2f1d1d70'
+    """
+    v0, v1 = 0x736F6D6570736575, 0x646F72616E646F6D
+    v2, v3 = 0x6C7967656E657261, 0x7465646279746573
+    tail = len(data) % 8
+    for (m,) in struct.iter_unpack("<Q", data[: len(data) - tail]):
+        v3 ^= m
+        v0, v1, v2, v3 = _round(v0, v1, v2, v3)
+        v0 ^= m
+    last = (len(data) & 0xFF) << 56
+    for i, byte in enumerate(data[len(data) - tail :]):
+        last |= byte << (8 * i)
+    v3 ^= last
+    v0, v1, v2, v3 = _round(v0, v1, v2, v3)
+    v0 ^= last
+    v2 ^= 0xFF
+    for _ in range(3):
+        v0, v1, v2, v3 = _round(v0, v1, v2, v3)
+    return v0 ^ v1 ^ v2 ^ v3
+
+
+def worker_of(key: str, workers: int) -> int:
+    """The worker (0 .. workers-1) a keyed step's item with this key goes to.
+
+    >>> [worker_of(u, 2) for u in ("alice", "bob", "carol")]
+    [0, 1, 1]
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    return siphash13(key.encode("utf-8") + b"\xff") % workers
+
+
+@cache
+def replica_keys(workers: int) -> tuple[str, ...]:
+    """One key per worker: `keys[w]` is routed to worker w (a replica that never moves).
+
+    >>> replica_keys(2)
+    ('replica:1', 'replica:0')
+    >>> all(worker_of(k, 3) == w for w, k in enumerate(replica_keys(3)))
+    True
+    """
+    if workers < 1:
+        raise ValueError("workers must be at least 1")
+    out: dict[int, str] = {}
+    for j in itertools.count():
+        key = f"replica:{j}"
+        out.setdefault(worker_of(key, workers), key)
+        if len(out) == workers:
+            break
+    return tuple(out[w] for w in range(workers))
+
+
+class WorkerCountMismatch(ValueError):
+    """The flow was built for another worker count than the one Bytewax runs."""
+
+
+class _NoItems(StatelessSourcePartition[Any]):
+    def next_batch(self) -> list[Any]:
+        raise StopIteration
+
+
+class WorkerCountCheck(DynamicSource[Any]):
+    """An input that emits nothing: building it on a worker checks the worker count.
+
+    Bytewax builds a dynamic source once per worker with `worker_count`, before any item
+    flows, so a mismatch stops the run before anything is read or routed.
+    """
+
+    def __init__(self, workers: int) -> None:
+        if workers < 1:
+            raise ValueError("workers must be at least 1")
+        self.workers = workers
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _NoItems:
+        if worker_count != self.workers:
+            raise WorkerCountMismatch(
+                f"cluster: the flow was built for {self.workers} worker(s) "
+                f"(cluster.addresses x cluster.workers_per_process) but Bytewax runs "
+                f"{worker_count}: set them to match"
+            )
+        return _NoItems()

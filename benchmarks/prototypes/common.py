@@ -8,9 +8,8 @@ Every prototype is a Bytewax flow module with a `get_flow()` factory, run in clu
   crc32(user) % n == i, a different hash than Bytewax's: about half the events cross processes
   at the first keyed step, as production's user-partitioned streams do;
 * the per-user step (`user_step`): each user's recent distinct items, keyed by user;
-* `worker_of`: the worker Bytewax 0.21 routes a state key to, SipHash-1-3 (Rust's
-  `DefaultHasher`, keys 0) of the key's UTF-8 bytes plus a 0xFF terminator, modulo the worker
-  count (`stateful_batch` in src/operators.rs, `partition` in src/timely.rs); `balanced_keys`
+* `worker_of` and `replica_keys` (`operators.routing`): the worker Bytewax 0.21 routes a state
+  key to, and one key per worker; `balanced_keys`
   picks shard or replica keys that split evenly over 1, 2 and 4 workers
   (`python -m benchmarks.prototypes.common` checks `worker_of` against a real keyed step);
 * timing: the source writes when its worker started reading and the sink when it wrote
@@ -24,7 +23,6 @@ import itertools
 import json
 import os
 import socket
-import struct
 import subprocess
 import sys
 import time
@@ -40,12 +38,13 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from operators.routing import worker_of
+
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-latest-small"
 if not DATA.exists():  # the worktree sits one level deeper than the main checkout
     DATA = Path("/work/shared/data/movielens-latest-small")
 BATCH = 1000
 HISTORY = 20
-MASK = (1 << 64) - 1
 
 
 @dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)
@@ -59,51 +58,7 @@ class Click:
     last: bool = False  # the user's last click of this batch: where they are served
 
 
-# --- routing: Bytewax 0.21's key → worker ---------------------------------------------------
-
-
-def _rotl(x: int, b: int) -> int:
-    return ((x << b) | (x >> (64 - b))) & MASK
-
-
-def _round(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
-    v0 = (v0 + v1) & MASK
-    v1 = _rotl(v1, 13) ^ v0
-    v0 = _rotl(v0, 32)
-    v2 = (v2 + v3) & MASK
-    v3 = _rotl(v3, 16) ^ v2
-    v0 = (v0 + v3) & MASK
-    v3 = _rotl(v3, 21) ^ v0
-    v2 = (v2 + v1) & MASK
-    v1 = _rotl(v1, 17) ^ v2
-    v2 = _rotl(v2, 32)
-    return v0, v1, v2, v3
-
-
-def siphash13(data: bytes) -> int:
-    """SipHash-1-3 with keys (0, 0): Rust's `DefaultHasher::new()`."""
-    v0, v1 = 0x736F6D6570736575, 0x646F72616E646F6D
-    v2, v3 = 0x6C7967656E657261, 0x7465646279746573
-    tail = len(data) % 8
-    for (m,) in struct.iter_unpack("<Q", data[: len(data) - tail]):
-        v3 ^= m
-        v0, v1, v2, v3 = _round(v0, v1, v2, v3)
-        v0 ^= m
-    last = (len(data) & 0xFF) << 56
-    for i, byte in enumerate(data[len(data) - tail :]):
-        last |= byte << (8 * i)
-    v3 ^= last
-    v0, v1, v2, v3 = _round(v0, v1, v2, v3)
-    v0 ^= last
-    v2 ^= 0xFF
-    for _ in range(3):
-        v0, v1, v2, v3 = _round(v0, v1, v2, v3)
-    return v0 ^ v1 ^ v2 ^ v3
-
-
-def worker_of(key: str, workers: int) -> int:
-    """The worker a keyed step's item with this key goes to (Rust's `str` hash appends 0xFF)."""
-    return siphash13(key.encode() + b"\xff") % workers
+# --- routing: Bytewax 0.21's key → worker (operators.routing) ---------------------------------
 
 
 def balanced_keys(prefix: str, count: int, worker_counts: Iterable[int] = (1, 2, 4)) -> list[str]:
@@ -120,17 +75,6 @@ def balanced_keys(prefix: str, count: int, worker_counts: Iterable[int] = (1, 2,
                 load[w][worker_of(key, w)] += 1
             if len(chosen) == count:
                 return chosen
-    raise AssertionError("unreachable")
-
-
-def replica_keys(workers: int) -> list[str]:
-    """One key per worker: `keys[w]` is routed to worker w (a replica that never moves)."""
-    out: dict[int, str] = {}
-    for j in itertools.count():
-        key = f"replica:{j}"
-        out.setdefault(worker_of(key, workers), key)
-        if len(out) == workers:
-            return [out[w] for w in range(workers)]
     raise AssertionError("unreachable")
 
 

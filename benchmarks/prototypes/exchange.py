@@ -5,7 +5,7 @@
 Two processes, one worker each. Every worker's `DynamicSource` partition emits ITEMS/2 items
 (a tuple of a user id and ten item ids, the size of a scatter message) in batches of BATCH,
 tagged with the worker that read them; a keyed step counts them. Keyed `local`, an item's
-key is the replica key of its own worker (`common.replica_keys`), so it never leaves the
+key is the replica key of its own worker (`operators.routing.replica_keys`), so it never leaves the
 process; keyed `cross`, the other worker's, so every item crosses. The difference in time per
 item between the two runs is the exchange cost per item (pickling, the socket, unpickling).
 
@@ -32,9 +32,9 @@ from benchmarks.prototypes.common import (
     _out_dir,
     _record,
     cpu_per_event,
-    replica_keys,
     run_cluster,
 )
+from operators.routing import replica_keys
 
 Item = tuple[int, str, tuple[str, ...]]
 

@@ -3,7 +3,7 @@
     python -m benchmarks.prototypes.option_a [EVENTS]   # 1 then 2 processes, cluster mode
 
 Source → user history (keyed by user) → `collect`, keyed `replica:<w>` where w is the worker
-that already holds the user (`common.worker_of`), so no click crosses a process here. Per
+that already holds the user (`operators.routing.worker_of`), so no click crosses a process here. Per
 Bytewax batch, `collect` turns its worker's clicks into one delta (the interactions to learn)
 plus the serve requests. A flat_map addresses one copy of the delta to every replica key (the
 broadcast Bytewax lacks: N-1 items cross per batch, not per click); `replica` (keyed
@@ -14,6 +14,7 @@ batch or so late: the replicas are stale by that much, and learning is done N ti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bytewax.operators as op
@@ -26,11 +27,10 @@ from benchmarks.prototypes.common import (
     CountSink,
     events_wanted,
     main_for,
-    replica_keys,
     user_step,
-    worker_of,
     workers_wanted,
 )
+from operators.routing import replica_keys, worker_of
 from state.cooccurrence import CoOccurrence
 
 
@@ -77,7 +77,7 @@ class Replica(StatefulBatchLogic[tuple[bool, Delta], tuple[str, list[str]], CoOc
         return self.model
 
 
-def copies(keys: list[str]):  # type: ignore[no-untyped-def]
+def copies(keys: Sequence[str]):  # type: ignore[no-untyped-def]
     """Every replica gets the learning; only the origin's replica gets the serve requests."""
 
     def fan_out(delta: Delta) -> list[tuple[str, tuple[bool, Delta]]]:

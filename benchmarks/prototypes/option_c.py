@@ -34,12 +34,11 @@ from benchmarks.prototypes.common import (
     CountSink,
     events_wanted,
     main_for,
-    replica_keys,
     user_step,
-    worker_of,
     workers_wanted,
 )
 from benchmarks.prototypes.option_b import DEPTH, SHARD_KEYS, Partial, ShardRows, ToShard, scatter
+from operators.routing import replica_keys, worker_of
 
 ALPHA = 0.25
 

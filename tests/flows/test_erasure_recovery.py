@@ -21,10 +21,10 @@ import orjson
 import redis
 
 from flows.recovery import partition_files
-from flows.worker import MODELS_KEY
 from operators.control import control_key
 from operators.keys import user_key
 from operators.models import ModelsState
+from operators.routing import replica_keys
 from state import snapshots
 from tests.conftest import start_worker
 from tests.flows.test_store import (
@@ -82,7 +82,7 @@ def models_state(store: Path) -> ModelsState:
     for path in partition_files(store):
         with closing(sqlite3.connect(path)) as conn:
             query = "SELECT snap_epoch, ser_change FROM snaps WHERE state_key = ?"
-            rows += conn.execute(query, (MODELS_KEY,)).fetchall()
+            rows += conn.execute(query, (replica_keys(1)[0],)).fetchall()
     _epoch, blob = max(rows)
     state = pickle.loads(blob)  # Bytewax's pickle of the step's own snapshot: our own files
     return ModelsState.from_snapshot(snapshots.decode(state, "models"))

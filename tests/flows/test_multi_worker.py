@@ -1,11 +1,11 @@
 """Segment ids are global: two Bytewax workers give every user the segments one worker gives.
 
-The models step (clusterer, registry, names, RFM sample) lives on one key, hence on one
-worker, so one feature vector gets one segment id whichever worker holds the user. Two
-workers change the order in which updates reach that model, and online k-means depends on
-order; so the model learns in one event-time order over the source partitions
-(`state.event_order`) and settles each user's segments at their place in it. This checks the
-result is exact: the same model record, and the same segments for every user.
+Each worker holds a replica of the models (`operators.replicas`) that observes every
+update, its own worker's and the other's. Two workers change the order in which updates reach
+each replica, and online k-means depends on order; so the segment model learns in one
+event-time order over the source partitions (`state.event_order`) and settles each user's
+segments at their place in it. This checks the result is exact: the same model record (from
+the first replica), and the same segments for every user (from the user's own replica).
 """
 
 from __future__ import annotations

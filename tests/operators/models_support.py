@@ -10,7 +10,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.live_quality import QualityParams
-from operators.models import ModelParams, models
+from operators.models import ModelParams
 from operators.records import (
     Erasure,
     QualityReport,
@@ -19,6 +19,7 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
+from operators.replicas import models
 from operators.user_outputs import UserOutputsParams, per_user_outputs
 from state.event import Event
 from state.segmenter import DEFAULT_FEATURES

@@ -8,9 +8,10 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource
 
-from operators.models import ModelParams, ModelsLogic, models
+from operators.models import ModelParams, ModelsLogic
 from operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
+from operators.replicas import models
 from state.clusterers import CLUSTERER_DEFAULTS
 from state.rec_settings import RecSettings
 from state.rfm_tiers import TIERS

@@ -1,16 +1,22 @@
-"""Routing must be stable across processes (unlike `hash()`) and spread users evenly."""
+"""Routing must be stable across processes (unlike `hash()`), spread users evenly, and say
+where Bytewax itself places a key (checked against real 2- and 3-worker runs)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
+import bytewax.operators as op
 import pytest
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.testing import TestingSink, cluster_main
 
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for, replica_keys, stream_key, worker_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,3 +52,60 @@ def test_stream_key_and_bad_partition_count() -> None:
     assert stream_key("tailor", 3) == "tailor:events:3"
     with pytest.raises(ValueError):
         partition_for("u1", 0)
+
+
+KEYS = [f"user-{i}" for i in range(200)] + ["models", "replica:0", "é-ü", "x" * 17]
+
+
+class _Keys(StatelessSourcePartition[str]):
+    """Worker 0 emits every key once; each partition records which thread runs it."""
+
+    def __init__(self, worker: int, threads: dict[int, int]) -> None:
+        self.worker, self.threads, self.done = worker, threads, False
+
+    def next_batch(self) -> list[str]:
+        self.threads[threading.get_ident()] = self.worker
+        if self.done:
+            raise StopIteration
+        self.done = True
+        return KEYS if self.worker == 0 else []
+
+
+class _Source(DynamicSource[str]):
+    def __init__(self, threads: dict[int, int]) -> None:
+        self.threads = threads
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Keys:
+        return _Keys(worker_index, self.threads)
+
+
+def placed_by_bytewax(workers: int) -> dict[str, int]:
+    """The worker a real keyed step ran each key on, with `workers` worker threads."""
+    threads: dict[int, int] = {}
+    seen: list[tuple[str, int]] = []
+    flow = Dataflow("routing_check")
+    keyed = op.key_on("key", op.input("in", flow, _Source(threads)), lambda k: k)
+    landed = op.stateful_map("where", keyed, lambda _s, _v: (None, threading.get_ident()))
+    op.output("out", landed, TestingSink(seen))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    return {key: threads[thread] for key, thread in seen}
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_worker_of_is_where_bytewax_places_a_key(workers: int) -> None:
+    placed = placed_by_bytewax(workers)
+    assert len(placed) == len(KEYS)
+    assert placed == {key: worker_of(key, workers) for key in KEYS}
+    assert set(placed.values()) == set(range(workers))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3, 4, 8])
+def test_replica_keys_put_one_key_on_each_worker(workers: int) -> None:
+    keys = replica_keys(workers)
+    assert len(set(keys)) == workers
+    assert [worker_of(k, workers) for k in keys] == list(range(workers))
+
+
+def test_worker_of_refuses_no_workers() -> None:
+    with pytest.raises(ValueError):
+        worker_of("u1", 0)

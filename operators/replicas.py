@@ -1,0 +1,153 @@
+"""The models as replicas: one copy per worker, each learning everyone's updates and serving
+its own users (docs/design/scale-out.md, sections 7 and 8).
+
+The models step used to sit on one constant key, hence on one worker, however many ran. Now
+its input is keyed on `replica_keys(n)[w]`, where w is the worker that already holds the
+item's user (`operators.routing.worker_of`), so an update crosses no process there. Per
+Bytewax batch, `collect` packs its worker's items into one tuple; a `flat_map` sends one copy
+to every replica key (the broadcast Bytewax lacks: N-1 records cross per batch, not per
+update); `replica` (a second step, a DAG has no feedback edge) applies its OWN copy as the
+single models step did (learning, tests, drafts, settlements, erasures forwarded: exactly
+today's outputs with one worker) and the others' copies as learning only
+(`ModelsLogic.learn_remote`). The others' updates reach a replica a batch or so late; its
+own never wait (design section 5: delaying them costs quality).
+
+What every replica holds the same: every update and every `Progress` stamp reaches every
+replica, and the segment model learns in one event-time order over all partitions
+(`state.event_order`), so all replicas hold the one segmentation a single worker would.
+Only a user's own replica settles that user's outputs, and only the first replica publishes
+segment news. The recommenders learn in arrival order, which differs per replica and per
+worker count: lists are not equal across worker counts.
+
+`Progress` marks go to the replica of their source partition's name, `Block`s to the first:
+both reach every replica through the fan-out, as do `Erasure`s (with the user's history).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import bytewax.operators as op
+from bytewax.dataflow import Stream, operator
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+
+from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut, ModelsState
+from operators.records import Block, Erasure, Progress, UserUpdate
+from operators.routing import replica_keys, worker_of
+from state.crossing import crossing
+from state.rules import RuleSet
+
+__all__ = ["Copy", "ReplicaLogic", "models", "replicated_models"]
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class Copy:
+    """One worker's batch of model input as one replica receives it.
+
+    `own`: the batch came from this replica's worker (serve it); `lead`: this replica is the
+    first, which publishes segment news.
+    """
+
+    own: bool
+    lead: bool
+    items: tuple[ModelsIn, ...]
+
+
+class _Collect(StatefulBatchLogic[ModelsIn, tuple[ModelsIn, ...], None]):
+    """Packs a batch of one worker's model input into one record (no state)."""
+
+    def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[tuple[ModelsIn, ...]], bool]:
+        return [tuple(values)], StatefulBatchLogic.DISCARD
+
+    def snapshot(self) -> None:
+        return None
+
+
+class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut, bytes]):
+    """One worker's copy of the models: its own batches first, as the one models step did."""
+
+    def __init__(self, params: ModelParams, resume_state: ModelsState | bytes | None) -> None:
+        self.models = ModelsLogic(params, resume_state)
+
+    def on_batch(self, values: list[Copy]) -> tuple[Iterable[ModelsOut], bool]:
+        out: list[ModelsOut] = []
+        for copy in sorted(values, key=lambda c: not c.own):  # stable: arrival order kept
+            self.models.publishes = copy.lead
+            if copy.own:
+                emitted, _ = self.models.on_batch(list(copy.items))
+                out.extend(emitted)
+            else:
+                out.extend(self.models.learn_remote(copy.items))
+        return out, StatefulBatchLogic.RETAIN
+
+    def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
+        return self.models.on_eof()
+
+    def snapshot(self) -> bytes:
+        return self.models.snapshot()
+
+
+def replica_of(workers: int) -> Callable[[ModelsIn], str]:
+    """The replica key an item goes to: its user's worker's (no exchange), see the module."""
+    keys = replica_keys(workers)
+
+    def key(item: ModelsIn) -> str:
+        if isinstance(item, UserUpdate | Erasure):
+            return keys[worker_of(item.user_id, workers)]
+        if isinstance(item, Progress):
+            return keys[worker_of(item.stamp.origin, workers)]
+        assert isinstance(item, Block)
+        return keys[0]
+
+    return key
+
+
+def copies(workers: int) -> Callable[[tuple[str, tuple[ModelsIn, ...]]], list[tuple[str, Copy]]]:
+    """Every replica gets a copy of each batch, flagged as its own or another's."""
+    keys: Sequence[str] = replica_keys(workers)
+    lead = keys[0]
+
+    def fan_out(batch: tuple[str, tuple[ModelsIn, ...]]) -> list[tuple[str, Copy]]:
+        origin, items = batch
+        return [(k, Copy(k == origin, k == lead, items)) for k in keys]
+
+    return fan_out
+
+
+@operator
+def replicated_models(
+    step_id: str, up: Stream[ModelsIn], params: ModelParams, workers: int
+) -> Stream[ModelsOut]:
+    """Segments and recommendations for every changed user, from one replica per worker.
+
+    :arg up: Updates, erasures, progress marks and item blocks, unkeyed.
+    :arg workers: Bytewax workers in the cluster (`flows.config.Config.workers`, checked at
+        run time by `operators.routing.WorkerCountCheck`).
+    :returns: What `operators.models.models` returns, unkeyed: per changed user a `ForUser`
+        from the user's own replica, and segment news from the first replica.
+    """
+    RuleSet(params.rules, params.rule_names())
+    ModelsState.fresh(params)
+    local = op.key_on("to_local", up, replica_of(workers))
+    batches = op.stateful_batch("collect", local, lambda _resume: _Collect())
+    fanned = op.flat_map("fan_out", batches, copies(workers))
+    replicas = op.stateful_batch("replica", fanned, lambda resume: ReplicaLogic(params, resume))
+    return op.key_rm("unkey", replicas)
+
+
+@operator
+def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> KeyedStream[ModelsOut]:
+    """The models on ONE key (one copy, one worker): the replica step without the fan-out.
+
+    :arg up: Updates keyed on ONE constant key, so one logic owns the global models.
+    :arg params: Model configuration; bad rules or clusterer params raise here, at flow build
+        time (`RuleError` / `ValueError`), not on the first event.
+    :returns: Still under the constant key: a `ForUser` per changed user per batch (split by
+        the user's `Erasure`s, which follow in place) for `operators.user_outputs`, and
+        `SegmentInfo` / `SegmentModel` when the segment model publishes.
+    """
+    RuleSet(params.rules, params.rule_names())
+    ModelsState.fresh(params)
+    return op.stateful_batch("stateful_batch", up, lambda resume: ModelsLogic(params, resume))

@@ -1,0 +1,115 @@
+"""Replicas of the models (`operators.replicas`), driven without a flow as Bytewax would with
+two workers: each replica takes its own worker's batches and a copy of the other's.
+
+Every replica must hold the segment model one models step holds (it learns in one
+event-time order), only a user's own replica may send that user's news, only the first
+replica publishes segment news, and an erased user is in no replica's snapshot."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut
+from operators.records import Erasure, ForUser, SegmentInfo, SegmentModel, Stamp, UserUpdate
+from operators.replicas import Copy, ReplicaLogic, copies, replica_of
+from operators.routing import replica_keys, worker_of
+from state.snapshots import encode
+from tests.operators.models_support import Users
+
+WORKERS = 2
+PARAMS = ModelParams(warmup=20, learn_every=3, publish_every=5, origins=("p",), k=5)
+
+
+def stamped_batches(n_users: int = 60, events: int = 900, size: int = 50) -> list[list[ModelsIn]]:
+    """One source partition's batches of updates, each record stamped with its batch."""
+    rng = random.Random(7)
+    users = Users()
+    updates = [
+        users.event(f"u{rng.randrange(n_users)}z", f"i{rng.randrange(80)}") for _ in range(events)
+    ]
+    batches: list[list[ModelsIn]] = []
+    for seq, start in enumerate(range(0, len(updates), size)):
+        chunk = updates[start : start + size]
+        stamp = Stamp("p", seq, len(chunk))
+        batches.append([dataclasses.replace(u, stamp=stamp) for u in chunk])
+    return batches
+
+
+def run_replicas(batches: list[list[ModelsIn]]) -> tuple[list[ReplicaLogic], list[list[ModelsOut]]]:
+    """Each batch split by the worker holding each item's user, then fanned out: the own copy
+    to its replica at once, the other's copy in the same round (arrival order varies)."""
+    keys = replica_keys(WORKERS)
+    key_of, fan_out = replica_of(WORKERS), copies(WORKERS)
+    replicas = [ReplicaLogic(PARAMS, None) for _ in keys]
+    outs: list[list[ModelsOut]] = [[] for _ in keys]
+    for n, batch in enumerate(batches):
+        inbox: dict[str, list[Copy]] = {k: [] for k in keys}
+        for origin in keys:
+            local = tuple(item for item in batch if key_of(item) == origin)
+            if local:
+                for key, copy in fan_out((origin, local)):
+                    inbox[key].append(copy)
+        for w, key in enumerate(keys):
+            got = inbox[key] if n % 2 else inbox[key][::-1]
+            emitted, _ = replicas[w].on_batch(got)
+            outs[w].extend(emitted)
+    for w, replica in enumerate(replicas):
+        emitted, _ = replica.on_eof()
+        outs[w].extend(emitted)
+    return replicas, outs
+
+
+def one_models_step(batches: list[list[ModelsIn]]) -> ModelsLogic:
+    logic = ModelsLogic(PARAMS)
+    for batch in batches:
+        logic.on_batch(batch)
+    logic.on_eof()
+    return logic
+
+
+def test_every_replica_holds_the_segment_model_of_one_models_step() -> None:
+    batches = stamped_batches()
+    one = one_models_step(batches).state.segments
+    replicas, _ = run_replicas(batches)
+    assert one.segmenter.registry.learned > PARAMS.warmup  # segments exist
+    for replica in replicas:
+        segments = replica.models.state.segments
+        assert segments.model_record(0.0) == one.model_record(0.0)
+        assert encode("rfm", segments.rfm.to_snapshot()) == encode("rfm", one.rfm.to_snapshot())
+        assert segments.names == one.names
+
+
+def test_only_a_users_own_replica_sends_their_news_and_only_the_first_publishes() -> None:
+    batches = stamped_batches()
+    _, outs = run_replicas(batches)
+    users = {u.user_id for batch in batches for u in batch if isinstance(u, UserUpdate)}
+    served: set[str] = set()
+    for w, out in enumerate(outs):
+        news = {o.user_id for o in out if isinstance(o, ForUser)}
+        assert news and all(worker_of(user, WORKERS) == w for user in news)
+        served |= news
+        published = [o for o in out if isinstance(o, SegmentInfo | SegmentModel)]
+        assert bool(published) == (w == 0)
+    assert served == users
+
+
+def test_an_erased_user_is_in_no_replica() -> None:
+    batches = stamped_batches()
+    gone = "u3z"
+    history = tuple(u.event.item_id or "" for b in batches for u in b if isinstance(u, UserUpdate))
+    last = batches[-1]
+    mine = [u for b in batches for u in b if isinstance(u, UserUpdate) and u.user_id == gone]
+    erasure = Erasure(gone, "forget", tuple(mine[-1].history))
+    # the erasure counts as one more record of the last batch, as the user step sends it
+    stamp = Stamp("p", len(batches) - 1, len(last) + 1)
+    batches[-1] = [
+        dataclasses.replace(u, stamp=stamp) if isinstance(u, UserUpdate) else u for u in last
+    ]
+    batches[-1].append(erasure)
+    replicas, outs = run_replicas(batches)
+    assert history  # the user had interactions in every replica
+    for w, replica in enumerate(replicas):
+        assert gone.encode() not in replica.snapshot()
+        forwarded = [o for o in outs[w] if isinstance(o, Erasure)]
+        assert forwarded == ([erasure] if worker_of(gone, WORKERS) == w else [])
