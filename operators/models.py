@@ -278,7 +278,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             elif isinstance(u, Progress):
                 settled += self._segment_news(segments.progress(u.stamp, u.ts), out)
             else:
-                self._learn(u)
+                self._learn(u, own=False)
                 event = u.event
                 learned = segments.observe(
                     u.user_id, u.version, event.ts, event.type, u.features, u.device, u.stamp
@@ -331,10 +331,11 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self.state.segments.forget(erasure.user_id)
         return erasure
 
-    def _learn(self, u: UserUpdate) -> str | None:
+    def _learn(self, u: UserUpdate, own: bool = True) -> str | None:
         """The recommenders learn from every event with an item, in arrival order, weighted
         by its type; returns the item to test against the user's last list, if any (a repeat
-        of an item in the history could not be a hit)."""
+        of an item in the history could not be a hit). The hybrid's self-test probes only
+        this replica's `own` users: another replica probes theirs."""
         event, item = u.event, u.event.item_id
         if item is None:
             return None
@@ -343,7 +344,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         weight = self.params.recs.weight_of(event.type)
         categories = tuple(event.category or ())
         interaction = Interaction(u.user_id, item, event.ts, weight, categories)
-        self.state.recs.learn(interaction, previous, u.purchased)
+        self.state.recs.learn(interaction, previous, u.purchased, probe=own)
         return None if item in previous else item
 
     def _segment_news(self, news: list[News], out: list[ModelsOut]) -> list[Settled]:

@@ -157,9 +157,15 @@ class Hybrid:
         self._gain_tables: dict[tuple[float, int], list[float]] = {}
 
     def learn_one(
-        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+        self,
+        event: Interaction,
+        history: Sequence[str],
+        exclude: Collection[str] = (),
+        probe: bool = True,
     ) -> None:
-        if self.select and history and event.item not in history:  # a repeat is no test
+        """Every component learns; a testable interaction is first a probe of the self-test,
+        unless `probe` is False (a model replica learning another worker's users)."""
+        if probe and self.select and history and event.item not in history:  # a repeat: no test
             self.testable += 1
             if self.testable <= self.warm_probes or self.testable % self.probe_every == 0:
                 self._probe(event, history, exclude)

@@ -98,15 +98,22 @@ class LiveRecs:
         )
 
     def learn(
-        self, event: Interaction, previous: Sequence[str], purchased: Collection[str] = ()
+        self,
+        event: Interaction,
+        previous: Sequence[str],
+        purchased: Collection[str] = (),
+        probe: bool = True,
     ) -> None:
         """Every model learns the interaction (the test of the user's last list comes first,
-        in `operators.user_outputs`)."""
+        in `operators.user_outputs`); a hybrid probes its self-test on it only if `probe`."""
         if event.categories and self.max_per_category:
             self.categories.setdefault(event.item, event.categories[0])
         exclude = self._exclusions(previous, purchased)
         for model in self.models.values():
-            model.learn_one(event, previous, exclude)
+            if isinstance(model, Hybrid):
+                model.learn_one(event, previous, exclude, probe=probe)
+            else:
+                model.learn_one(event, previous, exclude)
 
     def assign_segment(self, user: str, segment: str) -> None:
         """The user's segment, for the models that keep trending per segment."""

@@ -113,3 +113,14 @@ def test_an_erased_user_is_in_no_replica() -> None:
         assert gone.encode() not in replica.snapshot()
         forwarded = [o for o in outs[w] if isinstance(o, Erasure)]
         assert forwarded == ([erasure] if worker_of(gone, WORKERS) == w else [])
+
+
+def test_each_replica_probes_its_self_test_on_its_own_users_only() -> None:
+    batches = stamped_batches()
+    one = one_models_step(batches).state.recs.models["hybrid"]
+    replicas, _ = run_replicas(batches)
+    probes = [r.models.state.recs.models["hybrid"].probes for r in replicas]  # type: ignore[attr-defined]
+    assert 0 < one.probes < one.warm_probes  # type: ignore[attr-defined]
+    # in the warm phase every testable interaction is a probe: split between the replicas,
+    # not repeated by each (learning another worker's users is learning, not testing)
+    assert all(probes) and sum(probes) == one.probes  # type: ignore[attr-defined]
