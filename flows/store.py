@@ -30,7 +30,7 @@ import pickle
 import sqlite3
 import struct
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,6 +176,22 @@ def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
                 )
 
 
+def _check_replicas(path: Path, expected: set[str]) -> None:
+    """A store holds one models replica per worker of the run that wrote it: resumed with
+    another worker count, some replicas would resume and others start empty, and their
+    segment models would part. Refused until rescaling is built (docs/design/scale-out.md)."""
+    if not expected:
+        return
+    with _open(path, timeout_s=5.0) as conn:
+        rows = conn.execute("SELECT DISTINCT state_key FROM snaps WHERE state_key LIKE 'replica:%'")
+        found = {row[0] for row in rows}
+    if found and found != expected:
+        raise ConfigError(
+            f"recovery.dir: {path} was written by {len(found)} worker(s), this run has "
+            f"{len(expected)}: run with the store's worker count, or {START_OVER}"
+        )
+
+
 #: Snapshot rows that are not an envelope of the current format (see `_check_formats`).
 OTHER_FORMATS = """
 SELECT step_id, ser_change FROM (
@@ -287,12 +303,15 @@ class StoreLock:
         os.close(self._fd)
 
 
-def take_for_run(store: Path, flow: Dataflow) -> StoreLock:
+def take_for_run(store: Path, flow: Dataflow, replicas: Collection[str] = ()) -> StoreLock:
     """Before Bytewax opens the store: wait out any compaction, check the store, compact it
-    unless another worker shares it, and hold it (shared) for the run."""
+    unless another worker shares it, and hold it (shared) for the run. `replicas`: the
+    model replica keys of this run's worker count (`operators.routing.replica_keys`)."""
     lock = StoreLock(store)
     lock.shared()
     check_store(store, source_parts(flow))
+    for path in partition_files(store):
+        _check_replicas(path, set(replicas))
     if lock.try_exclusive():
         _compact_and_log(store)
     lock.shared()
