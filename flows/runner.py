@@ -25,7 +25,7 @@ from flows.recovery import describe, recovery_settings
 from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
-from operators.routing import WorkerCountMismatch, replica_keys
+from operators.routing import WorkerCountMismatch
 
 log = logging.getLogger("tailor")
 
@@ -92,8 +92,7 @@ def run_worker(
     flow = build_redis_flow(config, replay_paths, opted_out=frozenset())
     recovery = recovery_settings(config)
     cluster = cluster_settings(config)
-    replicas = replica_keys(config.workers)
-    lock = take_for_run(recovery.store, flow, replicas) if recovery else None
+    lock = take_for_run(recovery.store, flow, config.workers) if recovery else None
     tune_gc()
     lifecycle.reset()
     install_signal_handlers()

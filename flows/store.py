@@ -30,7 +30,7 @@ import pickle
 import sqlite3
 import struct
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,19 +176,25 @@ def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
                 )
 
 
-def _check_replicas(path: Path, expected: set[str]) -> None:
-    """A store holds one models replica per worker of the run that wrote it: resumed with
-    another worker count, some replicas would resume and others start empty, and their
+def _check_workers(store: Path, workers: int) -> None:
+    """A store holds one models replica per worker of the run that wrote it (Bytewax records
+    each run's worker count in `exs`, in one partition; replicas may sit in another):
+    resumed with another count, some replicas would resume and others start empty, and their
     segment models would part. Refused until rescaling is built (docs/design/scale-out.md)."""
-    if not expected:
+    runs: list[tuple[int, int]] = []
+    replicas = False
+    for path in partition_files(store):
+        with _open(path, timeout_s=5.0) as conn:
+            runs += conn.execute("SELECT ex_num, worker_count FROM exs").fetchall()
+            found = conn.execute("SELECT 1 FROM snaps WHERE state_key LIKE 'replica:%' LIMIT 1")
+            replicas = replicas or found.fetchone() is not None
+    if not runs or not replicas:
         return
-    with _open(path, timeout_s=5.0) as conn:
-        rows = conn.execute("SELECT DISTINCT state_key FROM snaps WHERE state_key LIKE 'replica:%'")
-        found = {row[0] for row in rows}
-    if found and found != expected:
+    written = max(runs)[1]
+    if written != workers:
         raise ConfigError(
-            f"recovery.dir: {path} was written by {len(found)} worker(s), this run has "
-            f"{len(expected)}: run with the store's worker count, or {START_OVER}"
+            f"recovery.dir: {store} was written by {written} worker(s), this run has "
+            f"{workers}: run with the store's worker count, or {START_OVER}"
         )
 
 
@@ -303,15 +309,15 @@ class StoreLock:
         os.close(self._fd)
 
 
-def take_for_run(store: Path, flow: Dataflow, replicas: Collection[str] = ()) -> StoreLock:
-    """Before Bytewax opens the store: wait out any compaction, check the store, compact it
-    unless another worker shares it, and hold it (shared) for the run. `replicas`: the
-    model replica keys of this run's worker count (`operators.routing.replica_keys`)."""
+def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
+    """Before Bytewax opens the store: wait out any compaction, check the store (and, given
+    this run's worker count, that it was written with the same), compact it unless another
+    worker shares it, and hold it (shared) for the run."""
     lock = StoreLock(store)
     lock.shared()
     check_store(store, source_parts(flow))
-    for path in partition_files(store):
-        _check_replicas(path, set(replicas))
+    if workers:
+        _check_workers(store, workers)
     if lock.try_exclusive():
         _compact_and_log(store)
     lock.shared()

@@ -257,19 +257,13 @@ def test_reference_run_counts_every_event_once(reference_run: Reference, data_di
     )
 
 
-def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
-    reference_run: Reference, redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
-) -> None:
-    """What a killed worker wrote after its last snapshot is written again on restart: the
-    output must be replay-safe, dead letters and notices included. (That the state itself
-    resumes is shown by the SIGTERM test, whose restart sees only the rest of the stream.)"""
-    store = tmp_path / "store"
-    config = write_config(tmp_path, store)
-    publish(r, data_dir)
-    log = tmp_path / "worker.log"
-    rng = random.Random(2)
-    # in input events processed; none in the last tenth, where a worker could finish first
-    targets = sorted(rng.sample(range(1, LIMIT * 9 // 10), KILLS))
+def kill_at_random_points(
+    redis_url: str, r: redis.Redis, config: Path, log: Path, seed: int, kills: int = KILLS
+) -> list[int]:
+    """Start a worker and SIGKILL it once it has processed each of `kills` seeded targets (in
+    input events processed; none in the last tenth, where a worker could finish first);
+    returns where each kill landed, every one mid-stream, at or after its target."""
+    targets = sorted(random.Random(seed).sample(range(1, LIMIT * 9 // 10), kills))
     progress: list[int] = []
     for target in targets:
         sub = Subscription(redis_url)
@@ -280,8 +274,21 @@ def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
         worker.send_signal(signal.SIGKILL)
         assert worker.wait(timeout=DEADLINE_S) == -signal.SIGKILL
         progress.append(reached)
-    # every kill landed mid-stream, at or after its target
     assert all(t <= p < LIMIT for t, p in zip(targets, progress, strict=True)), progress
+    return progress
+
+
+def test_sigkill_at_random_points_then_restart_gives_the_same_bytes(
+    reference_run: Reference, redis_url: str, r: redis.Redis, data_dir: Path, tmp_path: Path
+) -> None:
+    """What a killed worker wrote after its last snapshot is written again on restart: the
+    output must be replay-safe, dead letters and notices included. (That the state itself
+    resumes is shown by the SIGTERM test, whose restart sees only the rest of the stream.)"""
+    store = tmp_path / "store"
+    config = write_config(tmp_path, store)
+    publish(r, data_dir)
+    log = tmp_path / "worker.log"
+    kill_at_random_points(redis_url, r, config, log, seed=2)
     assert partition_files(store / PREFIX), "the first start created the store (per prefix)"
     tailor(redis_url, config, "run", "--until-drained")
 

@@ -10,21 +10,17 @@ Same input as `test_recovery` (MovieLens with bad entries, one stream partition)
 
 from __future__ import annotations
 
-import random
-import signal
 from pathlib import Path
 
 import pytest
 import redis
 
 from flows.recovery import partition_files
-from tests.conftest import RedisServer, start_worker
+from tests.conftest import RedisServer
 from tests.flows.test_recovery import (
-    DEADLINE_S,
-    LIMIT,
     PREFIX,
-    Subscription,
     events_per_user,
+    kill_at_random_points,
     publish,
     tailor,
     versions,
@@ -83,17 +79,7 @@ def test_two_workers_sigkill_then_restart_keep_features_and_segments(
     config = write_config(tmp_path, store)
     publish(r, data_dir)
     log = tmp_path / "worker.log"
-    rng = random.Random(5)
-    targets = sorted(rng.sample(range(1, LIMIT * 9 // 10), KILLS))
-    for target in targets:
-        sub = Subscription(redis_url)
-        worker = start_worker(redis_url, config, log, "--until-drained")
-        reached = sub.wait_for(target, worker, versions(r))
-        sub.close()
-        assert worker.poll() is None, f"finished before {target}: " + log.read_text()[-3000:]
-        worker.send_signal(signal.SIGKILL)
-        assert worker.wait(timeout=DEADLINE_S) == -signal.SIGKILL
-        assert target <= reached < LIMIT
+    kill_at_random_points(redis_url, r, config, log, seed=5, kills=KILLS)
     assert len(partition_files(store / PREFIX)) == 2
     tailor(redis_url, config, "run", "--until-drained")
 
