@@ -12,8 +12,8 @@ builds an empty instance. That cost ~4x a plain dataclass and ~9x a tuple per cr
 C-level `operator.attrgetter`, the load one call of the generated `__init__`. The type keeps
 its API (frozen, slots, typed, same constructor). The `__setstate__` that `dataclass` added
 stays, so a pickle written the other way (``NEWOBJ`` + a state list) still loads; recovery
-snapshots no longer hold records (`state.snapshots`). The records have no `__post_init__`: loading re-runs `__init__`, which
-must stay a plain assignment of fields for this to be exact.
+snapshots no longer hold records (`state.snapshots`). The records have no `__post_init__`:
+loading re-runs `__init__`, which must stay a plain assignment of fields for this to be exact.
 """
 
 from __future__ import annotations
