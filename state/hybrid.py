@@ -43,20 +43,17 @@ contributed most to it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from state.list_gain import filled_gain
+from state.list_gain import filled_gain, paired_t
 from state.recommender import Interaction, Recommender, Scored
 
 __all__ = ["FUSED", "Explained", "Hybrid"]
 
 #: The name of the fused list among the lists `select` chooses from.
 FUSED = "hybrid"
-#: Probes (decayed count) before a paired t-test may decide anything.
-MIN_PROBES = 30.0
 
 
 def _source(opinions: list[tuple[str, list[float], list[float]]], index: int, pool: str) -> str:
@@ -342,12 +339,7 @@ class Hybrid:
         sign = 1.0
         if self.lists.index(a) > self.lists.index(b):
             a, b, sign = b, a, -1.0
-        n, total, squares = self.paired.get((a, b), (0.0, 0.0, 0.0))
-        if n < MIN_PROBES - 1e-6:  # (a decayed count: 30 fresh probes weigh 29.99...)
-            return 0.0
-        mean = total / n
-        variance = max(squares / n - mean * mean, 1e-12)
-        return sign * mean / math.sqrt(variance / n)
+        return sign * paired_t(self.paired.get((a, b), (0.0, 0.0, 0.0)))
 
     def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """The pool component's opinion (the fused score only exists for its own pool)."""

@@ -1,9 +1,10 @@
 """The NDCG@k gain of an item in a list as serving would complete it, for the hybrid's probes.
 
 A probe asks, for every list the hybrid could serve, how much the next item would have earned
-in it. Serving fills a short list from the fallback chain, so the gain is measured on the list
-as filled; building that filled copy only when the item could be in the filling keeps a probe
-cheap (an item absent from a full list earns 0).
+in it; `paired_t` compares two lists' gains over the probes. Serving fills a short list from
+the fallback chain, so the gain is measured on the list as filled; building that filled copy
+only when the item could be in the filling keeps a probe cheap (an item absent from a full
+list earns 0).
 
 >>> filled(["a"], [["a", "b"], ["c"]], 3)
 ['a', 'b', 'c']
@@ -16,7 +17,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["filled", "filled_gain", "gain"]
+__all__ = ["MIN_PROBES", "filled", "filled_gain", "gain", "paired_t"]
+
+#: Probes (decayed count) before a paired t-test may decide anything.
+MIN_PROBES = 30.0
 
 
 def gain(ranked: Sequence[str], item: str, k: int) -> float:
@@ -50,3 +54,14 @@ def filled_gain(items: list[str], fills: Sequence[list[str]], item: str, k: int)
     if len(items) >= k:
         return 0.0
     return gain(filled(items, fills, k), item, k)
+
+
+def paired_t(sums: tuple[float, float, float]) -> float:
+    """The paired t statistic of gain differences from their decayed (count, sum, sum of
+    squares); 0 before `MIN_PROBES`, when no comparison may decide anything."""
+    n, total, squares = sums
+    if n < MIN_PROBES - 1e-6:  # (a decayed count: 30 fresh probes weigh 29.99...)
+        return 0.0
+    mean = total / n
+    variance = max(squares / n - mean * mean, 1e-12)
+    return mean / math.sqrt(variance / n)
