@@ -40,7 +40,7 @@ order: each update's timing, each interaction to test (before the models learn i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -52,12 +52,14 @@ from operators.metrics import (
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
+from operators.model_params import RULE_CONTEXT_NAMES, ModelParams
 from operators.outputs import BatchNews, UserNews, features_of
 from operators.records import (
     Block,
     Drafted,
     Erasure,
     ForUser,
+    Learned,
     Progress,
     Recommendation,
     SegmentInfo,
@@ -66,12 +68,11 @@ from operators.records import (
 )
 from state import snapshots
 from state.live_recs import LiveRecs
-from state.rec_settings import RecSettings
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
 from state.segment_quality import StreamingSilhouette
 from state.segmentation import Joined, News, Published, Segmentation, Settled
-from state.segmenter import DEFAULT_FEATURES, Segmenter
+from state.segmenter import Segmenter
 
 __all__ = [
     "RULE_CONTEXT_NAMES",
@@ -82,60 +83,9 @@ __all__ = [
     "ModelsState",
 ]
 
-#: Names rules may use besides the numeric features.
-RULE_CONTEXT_NAMES: tuple[str, ...] = (
-    "segment",
-    "segment_name",
-    "rfm",
-    "device",
-    "referrer",
-    "top_category",
-    "last_event_type",
-)
-
 ModelsOut = ForUser | SegmentInfo | SegmentModel | Erasure
-
-
-@dataclass(frozen=True)
-class ModelParams:
-    """Configuration of the models step (never learned state)."""
-
-    k: int = 10
-    clusterer: str = "KMeans"
-    clusterer_params: Mapping[str, Any] | None = None
-    features: tuple[str, ...] = DEFAULT_FEATURES  # what the clusterer sees
-    profile_features: tuple[str, ...] = DEFAULT_FEATURES  # every profile feature (rules)
-    devices: tuple[str, ...] = ("desktop", "mobile", "tablet")
-    rules: Mapping[str, str] = field(default_factory=dict)
-    recs: RecSettings = field(default_factory=RecSettings)  # the recommenders' settings
-    exclude_seen: bool = True
-    variant_shares: Mapping[str, float] | None = None  # A/B split (`state.variants`)
-    variant_models: Mapping[str, str] | None = None  # variant → recommender
-    variant_salt: str = "tailor"
-    quality_window: int = 10_000
-    max_per_category: int = 0  # diversity cap (0: off)
-    seed: int = 42
-    learn_every: int = 10
-    transforms: Mapping[str, str] | None = None
-    warmup: int = 300
-    rename_distance: float = 1.0
-    publish_every: int = 1000
-    drift_every: int = 250
-    rfm_sample_size: int = 4096
-    reorder_s: float = 0.0
-    origins: tuple[str, ...] = ()  # source partitions the event-time order waits for
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"models.k must be >= 1, got {self.k}")
-        if self.learn_every < 1:
-            raise ValueError(f"segments.learn_every must be >= 1, got {self.learn_every}")
-        if self.publish_every < 1:
-            raise ValueError(f"segments.publish_every must be >= 1, got {self.publish_every}")
-
-    def rule_names(self) -> tuple[str, ...]:
-        """Every name a rule may refer to."""
-        return (*dict.fromkeys((*self.profile_features, *self.features)), *RULE_CONTEXT_NAMES)
+#: Another worker's batch as a replica learns it (`operators.replicas.Copy`).
+RemoteIn = Learned | Erasure | Block | Progress
 
 
 @dataclass
@@ -264,30 +214,50 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
 
-    def learn_remote(self, values: Sequence[ModelsIn]) -> list[ModelsOut]:
+    def learn_remote(self, values: Sequence[RemoteIn]) -> list[ModelsOut]:
         """Another replica's batch (`operators.replicas`): learn it, serve and test nobody.
-        The event-time order it moves may settle this replica's own users' outputs."""
+
+        The recommenders learn its interactions as one batch (`LiveRecs.learn_many`: cheap,
+        which is what lets replicas scale), taken before an erasure that must see them; the
+        segment model observes each update in order. The event-time order it moves may
+        settle this replica's own users' outputs."""
         out: list[ModelsOut] = []
         settled: list[Settled] = []
         segments = self.state.segments
+        weight_of = self.params.recs.weight_of
+        events: list[Interaction] = []
+        previous: list[tuple[str, ...]] = []
         for u in values:
+            if isinstance(u, Learned):
+                if u.item_id is not None:
+                    events.append(
+                        Interaction(u.user_id, u.item_id, u.ts, weight_of(u.type), u.categories)
+                    )
+                    previous.append(u.previous)
+                learned = segments.observe(
+                    u.user_id, u.version, u.ts, u.type, u.features, u.device, u.stamp
+                )
+                settled += self._segment_news(learned, out)
+                continue
             if isinstance(u, Erasure):
+                self._learn_many(events, previous)
                 self._erase(u)  # its own replica forwards it
             elif isinstance(u, Block):
                 self.state.recs.block(u.item_id, u.blocked)
-            elif isinstance(u, Progress):
-                settled += self._segment_news(segments.progress(u.stamp, u.ts), out)
             else:
-                self._learn(u, own=False)
-                event = u.event
-                learned = segments.observe(
-                    u.user_id, u.version, event.ts, event.type, u.features, u.device, u.stamp
-                )
-                settled += self._segment_news(learned, out)
+                settled += self._segment_news(segments.progress(u.stamp, u.ts), out)
+        self._learn_many(events, previous)
         users = BatchNews()
         self._finish([], settled, users)
         out.extend(users.frozen())
         return out
+
+    def _learn_many(self, events: list[Interaction], previous: list[tuple[str, ...]]) -> None:
+        """Learn and clear the interactions gathered so far from a remote batch."""
+        if events:
+            self.state.recs.learn_many(events, previous)
+            events.clear()
+            previous.clear()
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
         """A bounded input ended: learn and settle what the event-time order still holds."""

@@ -32,13 +32,14 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut, ModelsState
-from operators.records import Block, Erasure, Progress, UserUpdate
+from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
+from operators.records import Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
 from state.crossing import crossing
 from state.rules import RuleSet
+from state.segmentation import learn_point
 
-__all__ = ["Copy", "ReplicaLogic", "models", "replicated_models"]
+__all__ = ["Copy", "RemoteIn", "ReplicaLogic", "learned", "models", "replicated_models"]
 
 
 @crossing
@@ -46,13 +47,14 @@ __all__ = ["Copy", "ReplicaLogic", "models", "replicated_models"]
 class Copy:
     """One worker's batch of model input as one replica receives it.
 
-    `own`: the batch came from this replica's worker (serve it); `lead`: this replica is the
-    first, which publishes segment news.
+    `own`: the batch came from this replica's worker (serve it), and `items` are its updates
+    as they are; else each update is cut down to what learning reads (`Learned`). `lead`:
+    this replica is the first, which publishes segment news.
     """
 
     own: bool
     lead: bool
-    items: tuple[ModelsIn, ...]
+    items: tuple[ModelsIn, ...] | tuple[RemoteIn, ...]
 
 
 class _Collect(StatefulBatchLogic[ModelsIn, tuple[ModelsIn, ...], None]):
@@ -76,10 +78,10 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut, bytes]):
         for copy in sorted(values, key=lambda c: not c.own):  # stable: arrival order kept
             self.models.publishes = copy.lead
             if copy.own:
-                emitted, _ = self.models.on_batch(list(copy.items))
+                emitted, _ = self.models.on_batch(list(copy.items))  # type: ignore[arg-type]
                 out.extend(emitted)
             else:
-                out.extend(self.models.learn_remote(copy.items))
+                out.extend(self.models.learn_remote(copy.items))  # type: ignore[arg-type]
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
@@ -104,14 +106,45 @@ def replica_of(workers: int) -> Callable[[ModelsIn], str]:
     return key
 
 
-def copies(workers: int) -> Callable[[tuple[str, tuple[ModelsIn, ...]]], list[tuple[str, Copy]]]:
-    """Every replica gets a copy of each batch, flagged as its own or another's."""
+def learned(update: UserUpdate, window: int, learn_every: int) -> Learned:
+    """The update as another replica learns it: the `window` items before its own, features
+    only at a segment learn point (design section 8: crossing is what replicas pay for)."""
+    event, item = update.event, update.event.item_id
+    history = update.history
+    previous = history[:-1] if item is not None and history and history[-1] == item else history
+    keep = learn_point(update.version, event.type, learn_every)
+    return Learned(
+        update.user_id,
+        update.version,
+        event.ts,
+        event.type,
+        item,
+        event.category,
+        previous[-window:],
+        update.features if keep else None,
+        update.device,
+        update.stamp,
+    )
+
+
+def copies(
+    workers: int, window: int, learn_every: int
+) -> Callable[[tuple[str, tuple[ModelsIn, ...]]], list[tuple[str, Copy]]]:
+    """Every replica gets a copy of each batch: its origin the batch as it is, the others one
+    shared copy with each update cut down to `Learned` (`window` items of history)."""
     keys: Sequence[str] = replica_keys(workers)
     lead = keys[0]
 
     def fan_out(batch: tuple[str, tuple[ModelsIn, ...]]) -> list[tuple[str, Copy]]:
         origin, items = batch
-        return [(k, Copy(k == origin, k == lead, items)) for k in keys]
+        out = [(origin, Copy(True, origin == lead, items))]
+        if workers > 1:
+            remote = tuple(
+                learned(item, window, learn_every) if isinstance(item, UserUpdate) else item
+                for item in items
+            )
+            out += [(k, Copy(False, k == lead, remote)) for k in keys if k != origin]
+        return out
 
     return fan_out
 
@@ -132,7 +165,8 @@ def replicated_models(
     ModelsState.fresh(params)
     local = op.key_on("to_local", up, replica_of(workers))
     batches = op.stateful_batch("collect", local, lambda _resume: _Collect())
-    fanned = op.flat_map("fan_out", batches, copies(workers))
+    fan_out = copies(workers, params.remote_window, params.learn_every)
+    fanned = op.flat_map("fan_out", batches, fan_out)
     replicas = op.stateful_batch("replica", fanned, lambda resume: ReplicaLogic(params, resume))
     return op.key_rm("unkey", replicas)
 

@@ -43,7 +43,8 @@ from operators.records import (
     UserUpdate,
 )
 from state import snapshots
-from state.event import PURCHASE, Event, event_to_dict
+from state.event import Event, event_to_dict
+from state.segmentation import learn_point
 from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
 
 __all__ = ["UserStateLogic", "UserStateParams", "user_state"]
@@ -232,7 +233,7 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         state.update(event)
         key = (event.type, "accepted")
         counts[key] = counts.get(key, 0) + 1
-        if (state.version - 1) % self.params.learn_every == 0 or event.type == PURCHASE:
+        if learn_point(state.version, event.type, self.params.learn_every):
             return _full_update(state, event, value.read_at, value.stamp)
         return UserUpdate(
             event.user_id, state.version, event, value.read_at, state.history, stamp=value.stamp

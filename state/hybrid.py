@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from state.list_gain import filled_gain, paired_t
-from state.recommender import Interaction, Recommender, Scored
+from state.recommender import Interaction, Recommender, Scored, learn_batch
 
 __all__ = ["FUSED", "Explained", "Hybrid"]
 
@@ -168,6 +168,17 @@ class Hybrid:
                 self._probe(event, history, exclude)
         for model in self.components.values():
             model.learn_one(event, history, exclude)
+
+    def learn_many(
+        self,
+        events: Sequence[Interaction],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """Another worker's interactions (a replica's remote batch): components learn them as
+        a batch (`state.recommender.learn_batch`); their own replica probes them."""
+        for model in self.components.values():
+            learn_batch(model, events, histories, excludes)
 
     def _probe(self, event: Interaction, history: Sequence[str], exclude: Collection[str]) -> None:
         """Test then train: the NDCG@k gain of the item in every list as it would be served
@@ -294,25 +305,13 @@ class Hybrid:
         """The list `select` serves now: the first in `preference` that no other list beat
         significantly on the probes (a cycle of noise, where each is beaten: the fused list).
 
-        Popularity comes first because it needs no evidence: a young stream, or one where the
-        personal models have nothing to say, gets it (the OTTO sample: every hit of every
-        model is a popular item clicked by ten new sessions in its last 35 seconds). The fused
-        list takes over once it beats popularity (MovieLens: after ~140 probes); a component's
-        own list is served only when it beats the fused one (Online Retail: co-occurrence's
-        own order, after ~4,800 scored interactions). The figures below were measured with
-        undamped co-occurrence (`cooc_alpha` 0, the earlier default).
-
-        Once a personal list has led (at a probe), the chain moves to the end of `preference`:
-        its lead has to be significant to count, its loss did not, so noise that makes the
-        personal list's lead not significant must not hand popularity back (Online Retail:
-        popularity came back for ~500 of the first 1,050 probes; now 77,380 → 77,389 hits).
-        Only the chain: keeping whatever list leads until it is beaten locked MovieLens into
-        co-occurrence's own order, which led early by chance (0.1211 → 0.1154).
-
-        Every comparison is a paired t-test on the item's NDCG@k gain in the two lists
-        (`t_stat`): it sees every move inside the top k, where counting hits sees only items
-        crossing the k-th place (on Online Retail it found co-occurrence's own order better
-        than the re-ranked one early enough to serve 0.2900 where a hit count got 0.2844).
+        Popularity comes first: it needs no evidence, so a young stream (or one where the
+        personal models have nothing to say) gets it; the fused list takes over once it beats
+        popularity, a component's own list only when it beats the fused one. Once a personal
+        list has led, the chain moves to the end of `preference`, so noise cannot hand
+        popularity back. Comparisons are paired t-tests on the item's NDCG@k gain in the two
+        lists (`t_stat`), which see every move inside the top k, not only items crossing the
+        k-th place (the measurements behind each choice: the README, "The hybrid tests itself").
         """
         for name in self.preference():
             if not self.beaten(name):

@@ -31,7 +31,7 @@ from state.group_trending import SegmentTrending
 from state.hybrid import Explained, Hybrid
 from state.live_quality import QualityReport as QualityReport  # where pickles before 22 find it
 from state.rec_settings import MODELS, RecSettings, build, restore
-from state.recommender import Interaction, Recommender
+from state.recommender import Interaction, Recommender, learn_batch
 from state.variants import Variants
 
 __all__ = ["LiveRecs", "Recommendation"]
@@ -114,6 +114,18 @@ class LiveRecs:
                 model.learn_one(event, previous, exclude, probe=probe)
             else:
                 model.learn_one(event, previous, exclude)
+
+    def learn_many(self, events: Sequence[Interaction], previous: Sequence[Sequence[str]]) -> None:
+        """Another worker's interactions, learned as one batch per model (`learn_batch`): no
+        probes (their own replica probes them), and only the history is excluded as negatives
+        (a replica's copy of another worker's updates carries no purchases)."""
+        if self.max_per_category:
+            for event in events:
+                if event.categories:
+                    self.categories.setdefault(event.item, event.categories[0])
+        excludes = [self._exclusions(history, ()) for history in previous]
+        for model in self.models.values():
+            learn_batch(model, events, previous, excludes)
 
     def assign_segment(self, user: str, segment: str) -> None:
         """The user's segment, for the models that keep trending per segment."""

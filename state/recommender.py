@@ -28,6 +28,7 @@ from state.isgd import ISGD
 from state.trending import Trending
 
 __all__ = [
+    "BatchLearner",
     "CoocRecommender",
     "ISGDRecommender",
     "Interaction",
@@ -35,6 +36,7 @@ __all__ = [
     "Recommender",
     "Scored",
     "TrendingRecommender",
+    "learn_batch",
 ]
 
 Scored = tuple[str, float]
@@ -83,6 +85,35 @@ class Recommender(Protocol):
     def to_snapshot(self) -> dict[str, Any]:
         """Plain data, with `"kind"`: the class name (`state.rec_settings.restore`)."""
         ...
+
+
+class BatchLearner(Protocol):
+    """A recommender that learns a batch of interactions in one step (River's `learn_many`):
+    what a model replica does with other workers' events, which it serves nobody from."""
+
+    def learn_many(
+        self,
+        events: Sequence[Interaction],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """Learn `events` in order, each after its history, as one step where that is cheaper
+        (gradients from the parameters at the batch's start; counts exactly)."""
+
+
+def learn_batch(
+    model: Recommender,
+    events: Sequence[Interaction],
+    histories: Sequence[Sequence[str]],
+    excludes: Sequence[Collection[str]],
+) -> None:
+    """`model.learn_many` where the model has one, else `learn_one` per event in order."""
+    many = getattr(model, "learn_many", None)
+    if many is not None:
+        many(events, histories, excludes)
+        return
+    for event, history, exclude in zip(events, histories, excludes, strict=True):
+        model.learn_one(event, history, exclude)
 
 
 class TrendingRecommender:

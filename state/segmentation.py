@@ -43,6 +43,7 @@ __all__ = [
     "Segmentation",
     "Settled",
     "cluster_segment",
+    "learn_point",
 ]
 
 DIGITS = 6
@@ -51,6 +52,13 @@ DIGITS = 6
 def cluster_segment(number: int) -> str:
     """The segment id of a cluster segment number (memberships, profiles, rules)."""
     return f"cluster:{number}"
+
+
+def learn_point(version: int, event_type: str, learn_every: int) -> bool:
+    """Whether a user's update is one the segment model learns from: their 1st, (1 +
+    n·learn_every)-th, ... and every purchase. The user-state step makes exactly these updates
+    (and each batch's last) full, and a replica's copy keeps features only at these."""
+    return (version - 1) % learn_every == 0 or event_type == PURCHASE
 
 
 @crossing
@@ -163,7 +171,7 @@ class Segmentation:
         """Take one update; learn and settle what is due. `features` may be None off learn
         points; `settle` asks for a `Settled` at this update's place (its output was sent)."""
         cluster = (version - 1) % self.learn_every == 0
-        learn = cluster or event_type == PURCHASE
+        learn = learn_point(version, event_type, self.learn_every)
         entries: list[tuple[tuple[str, int, int], _Point]] = []
         if learn or settle:
             if features is None:

@@ -8,12 +8,22 @@ replica publishes segment news, and an erased user is in no replica's snapshot."
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import random
 
 from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut
-from operators.records import Erasure, ForUser, SegmentInfo, SegmentModel, Stamp, UserUpdate
+from operators.records import (
+    Erasure,
+    ForUser,
+    Learned,
+    SegmentInfo,
+    SegmentModel,
+    Stamp,
+    UserUpdate,
+)
 from operators.replicas import Copy, ReplicaLogic, copies, replica_of
 from operators.routing import replica_keys, worker_of
+from state.segmentation import learn_point
 from state.snapshots import encode
 from tests.operators.models_support import Users
 
@@ -40,7 +50,8 @@ def run_replicas(batches: list[list[ModelsIn]]) -> tuple[list[ReplicaLogic], lis
     """Each batch split by the worker holding each item's user, then fanned out: the own copy
     to its replica at once, the other's copy in the same round (arrival order varies)."""
     keys = replica_keys(WORKERS)
-    key_of, fan_out = replica_of(WORKERS), copies(WORKERS)
+    key_of = replica_of(WORKERS)
+    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.learn_every)
     replicas = [ReplicaLogic(PARAMS, None) for _ in keys]
     outs: list[list[ModelsOut]] = [[] for _ in keys]
     for n, batch in enumerate(batches):
@@ -124,3 +135,36 @@ def test_each_replica_probes_its_self_test_on_its_own_users_only() -> None:
     # in the warm phase every testable interaction is a probe: split between the replicas,
     # not repeated by each (learning another worker's users is learning, not testing)
     assert all(probes) and sum(probes) == one.probes  # type: ignore[attr-defined]
+
+
+def test_another_workers_copy_carries_only_what_learning_reads() -> None:
+    batches = stamped_batches(events=300)
+    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.learn_every)
+    items = tuple(batches[-1])
+    own, other = fan_out((replica_keys(WORKERS)[0], items))
+    assert own[1].own and own[1].items == items
+    assert not other[1].own and len(other[1].items) == len(items)
+    for update, slim in zip(items, other[1].items, strict=True):
+        assert isinstance(update, UserUpdate) and isinstance(slim, Learned)
+        assert (slim.user_id, slim.version, slim.item_id) == (
+            update.user_id,
+            update.version,
+            update.event.item_id,
+        )
+        assert slim.previous == update.history[:-1][-PARAMS.remote_window :]
+        at_learn_point = learn_point(update.version, update.event.type, PARAMS.learn_every)
+        assert (slim.features is not None) == at_learn_point
+    assert len(pickle.dumps(other[1])) < len(pickle.dumps(own[1])) / 2
+
+
+def test_every_replica_counts_every_workers_pairs() -> None:
+    """Co-occurrence counts add: learned as remote batches they equal one step's exactly."""
+    batches = stamped_batches()
+    one = one_models_step(batches).state.recs.models["hybrid"]
+    replicas, _ = run_replicas(batches)
+    expected = one.components["cooc"].cooc  # type: ignore[attr-defined]
+    for replica in replicas:
+        cooc = replica.models.state.recs.models["hybrid"].components["cooc"].cooc  # type: ignore[attr-defined]
+        assert cooc.count("i7") == expected.count("i7") > 0
+        for item in ("i1", "i7", "i42"):
+            assert cooc.neighbors(item) == expected.neighbors(item)
