@@ -4,8 +4,9 @@ Implements FISM from Kabbur, Ning & Karypis, "FISM: factored item similarity mod
 top-N recommender systems" (KDD 2013), learned one event at a time as ISGD is (Vinagre, Jorge
 & Gama, UMAP 2014) with the recency-based negatives of Vinagre, Jorge & Gama (ACM SAC 2015).
 
-Why this model: ISGD keeps a vector per user inside the global model, growing with every user
-ever seen. FISM has none: a user is the sum of the vectors of their recent items,
+Why this model: ISGD keeps a latent vector per user inside the global model, which grows with
+every user ever seen and must be read and written by whichever copy of the model learns the
+user's event. FISM has no user vector: a user is the sum of the vectors of their recent items,
 
     u = |H|^-alpha · Σ_{j∈H} p_j        score(i) = b_i + u·q_i
 
@@ -37,7 +38,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_batch import learn_many as _learn_many
 from state.recommender import Interaction, Scored
 
 __all__ = ["FISM", "FISMRecommender"]
@@ -61,7 +61,8 @@ class FISM:
         p_j  += lr * (|H|^-alpha * Σ_r err_r q_r - reg * p_j)   for each j in H
 
     H is the last `history` known items of the history passed (a repeat of i is left out, as
-    FISM leaves the target item out of its own sum; unknown items are ignored).
+    FISM leaves the target item out of its own sum); items the model never learned are
+    ignored.
 
     Parameters
     ----------
@@ -83,7 +84,8 @@ class FISM:
     history
         How many of the most recent history items form u (and learn from the event).
     seed
-        Seeds the one rng that draws new items' p and q in order of first sight.
+        Seed of the one `numpy.random.default_rng` that draws every new item's p and q, in
+        order of first sight: the same events in the same order give the same factors.
 
     Memory: per item 16·n_factors + 8 bytes in the arrays (up to twice that right after a
     doubling) plus the id -> row entry, the row -> id slot and the queue entry, as in ISGD;
@@ -132,6 +134,8 @@ class FISM:
         # Item rows from least to most recently interacted (O(1) move-to-back).
         self._queue: OrderedDict[int, None] = OrderedDict()
 
+    # ------------------------------------------------------------------ learning
+
     def learn_one(self, item: str, history: Sequence[str], exclude: Collection[str] = ()) -> None:
         """One step towards 1 for `item` after `history` (oldest first), and the negatives.
 
@@ -161,8 +165,6 @@ class FISM:
             self._q[index] = q * (1.0 - lr * reg)
         blr = self.bias_learning_rate
         self._bias[index] = bias * (1.0 - blr * reg) + blr * err
-
-    learn_many = _learn_many  # many interactions, a summed step per chunk (state.fism_batch)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -214,6 +216,8 @@ class FISM:
         self._item_ids.append(item)
         self._queue[row] = None
         return row
+
+    # ------------------------------------------------------------------ serving
 
     def user_vector(self, history: Sequence[str]) -> FloatArray | None:
         """u for a history (None when no item of it is known): what every score uses."""
@@ -334,15 +338,6 @@ class FISMRecommender:
         # Positive-only feedback is binary: an event type's weight is not a step count (three
         # steps per purchase cut ISGD's Online Retail Recall@10 from 0.085 to 0.073).
         self.model.learn_one(event.item, history, exclude)
-
-    def learn_many(
-        self,
-        events: Sequence[Interaction],
-        histories: Sequence[Sequence[str]],
-        excludes: Sequence[Collection[str]],
-    ) -> None:
-        """`learn_one` for each event, in summed steps (events no list is served between)."""
-        self.model.learn_many([event.item for event in events], histories, excludes)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
