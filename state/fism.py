@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from state.fism_kernel import sgd_step
 from state.recommender import Interaction, Scored
 
 __all__ = ["FISM", "FISMRecommender"]
@@ -148,23 +149,11 @@ class FISM:
         rows = [row, *self._pick_negatives(row, known, exclude)] if self.negatives else [row]
         for negative in rows[1:]:
             self._queue.move_to_end(negative)
+        h = np.array(known, dtype=np.intp)
+        scale = self._scales[len(known)]
+        lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
         index = np.array(rows, dtype=np.intp)
-        q = self._q[index]  # copies: the batch's rows are distinct
-        bias = self._bias[index]
-        lr, reg = self.learning_rate, self.regularization
-        err = self._targets[: len(rows)] - bias
-        if known:
-            h = np.array(known, dtype=np.intp)
-            p = self._p[h]
-            scale = self._scales[len(known)]
-            u = np.add.reduce(p, axis=0) * scale
-            err -= q @ u
-            self._p[h] = p * (1.0 - lr * reg) + (lr * scale) * (err @ q)
-            self._q[index] = q * (1.0 - lr * reg) + np.multiply.outer(lr * err, u)
-        else:  # u = 0: only the biases (and the decay of q) learn
-            self._q[index] = q * (1.0 - lr * reg)
-        blr = self.bias_learning_rate
-        self._bias[index] = bias * (1.0 - blr * reg) + blr * err
+        sgd_step(self._p, self._q, self._bias, index, h, self._targets, scale, lr, reg, blr)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
