@@ -57,6 +57,17 @@ REDIS_ERRORS = Counter(
     "Redis errors by operation (read, write, deadletter) and error class.",
     ["operation", "kind"],
 )
+MODEL_CPU = Counter(
+    "tailor_model_cpu_seconds",
+    "CPU seconds the models replica of this process spent on its own workers' updates "
+    "(learn, test, serve) and on learning the other workers' (what adding workers costs).",
+    ["work"],
+)
+MODEL_UPDATES = Counter(
+    "tailor_model_updates",
+    "Updates the models replica of this process learned, its own workers' and the others'.",
+    ["work"],
+)
 ACTIVE_USERS = Gauge("tailor_active_users", "Users with live state in this process.")
 ACTIVE_OUTPUT_USERS = Gauge(
     "tailor_active_output_users",

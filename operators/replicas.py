@@ -25,6 +25,7 @@ both reach every replica through the fan-out, as do `Erasure`s (with the user's 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,6 +33,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from operators.metrics import MODEL_CPU, MODEL_UPDATES
 from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
 from operators.records import Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
@@ -77,11 +79,15 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut, bytes]):
         out: list[ModelsOut] = []
         for copy in sorted(values, key=lambda c: not c.own):  # stable: arrival order kept
             self.models.publishes = copy.lead
+            started = time.thread_time()
             if copy.own:
                 emitted, _ = self.models.on_batch(list(copy.items))  # type: ignore[arg-type]
                 out.extend(emitted)
             else:
                 out.extend(self.models.learn_remote(copy.items))  # type: ignore[arg-type]
+            work = "own" if copy.own else "remote"
+            MODEL_CPU.labels(work).inc(time.thread_time() - started)
+            MODEL_UPDATES.labels(work).inc(len(copy.items))
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:

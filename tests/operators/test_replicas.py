@@ -11,6 +11,8 @@ import dataclasses
 import pickle
 import random
 
+from prometheus_client import REGISTRY
+
 from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut
 from operators.records import (
     Erasure,
@@ -168,3 +170,21 @@ def test_every_replica_counts_every_workers_pairs() -> None:
         assert cooc.count("i7") == expected.count("i7") > 0
         for item in ("i1", "i7", "i42"):
             assert cooc.neighbors(item) == expected.neighbors(item)
+
+
+def test_the_cost_of_learning_other_workers_updates_is_metered() -> None:
+    """`tailor_model_updates` / `tailor_model_cpu_seconds` split a replica's work into its
+    own workers' updates and the copies of everyone else's: with two workers, every update
+    is learned once as its own replica's and once as a copy."""
+
+    def sample(name: str, work: str) -> float:
+        return REGISTRY.get_sample_value(f"tailor_model_{name}_total", {"work": work}) or 0.0
+
+    before = {(n, w): sample(n, w) for n in ("updates", "cpu_seconds") for w in ("own", "remote")}
+    batches = stamped_batches(events=300)
+    run_replicas(batches)
+    items = sum(len(batch) for batch in batches)
+    assert sample("updates", "own") - before[("updates", "own")] == items
+    assert sample("updates", "remote") - before[("updates", "remote")] == items
+    assert sample("cpu_seconds", "own") > before[("cpu_seconds", "own")]
+    assert sample("cpu_seconds", "remote") > before[("cpu_seconds", "remote")]
