@@ -27,7 +27,7 @@ from operators.adapters import checked_adapter
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.live_quality import QualityParams
-from operators.models import ModelParams
+from operators.model_params import ModelParams
 from operators.payload_limits import PayloadLimits
 from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (

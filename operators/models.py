@@ -52,7 +52,7 @@ from operators.metrics import (
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
-from operators.model_params import RULE_CONTEXT_NAMES, ModelParams
+from operators.model_params import ModelParams
 from operators.outputs import BatchNews, UserNews, features_of
 from operators.records import (
     Block,
@@ -75,8 +75,6 @@ from state.segmentation import Joined, News, Published, Segmentation, Settled
 from state.segmenter import Segmenter
 
 __all__ = [
-    "RULE_CONTEXT_NAMES",
-    "ModelParams",
     "ModelsIn",
     "ModelsLogic",
     "ModelsOut",

@@ -34,7 +34,8 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.metrics import MODEL_CPU, MODEL_UPDATES
-from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
+from operators.model_params import ModelParams
+from operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
 from operators.records import Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
 from state.crossing import crossing

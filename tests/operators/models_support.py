@@ -10,7 +10,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
 from operators.live_quality import QualityParams
-from operators.models import ModelParams
+from operators.model_params import ModelParams
 from operators.records import (
     Erasure,
     QualityReport,

@@ -8,7 +8,8 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource
 
-from operators.models import ModelParams, ModelsLogic
+from operators.model_params import ModelParams
+from operators.models import ModelsLogic
 from operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
 from operators.replicas import models

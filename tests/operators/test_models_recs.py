@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from operators.models import ModelParams, ModelsLogic, ModelsState
+from operators.model_params import ModelParams
+from operators.models import ModelsLogic, ModelsState
 from state.cooccurrence import CoOccurrence
 from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid

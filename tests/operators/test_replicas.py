@@ -13,7 +13,8 @@ import random
 
 from prometheus_client import REGISTRY
 
-from operators.models import ModelParams, ModelsIn, ModelsLogic, ModelsOut
+from operators.model_params import ModelParams
+from operators.models import ModelsIn, ModelsLogic, ModelsOut
 from operators.records import (
     Erasure,
     ForUser,

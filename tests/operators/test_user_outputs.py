@@ -7,7 +7,8 @@ import pickle
 from bytewax.operators import StatefulBatchLogic
 
 from operators.live_quality import QualityLogic, QualityParams, merged
-from operators.models import ModelParams, ModelsLogic
+from operators.model_params import ModelParams
+from operators.models import ModelsLogic
 from operators.records import (
     Drafted,
     Erasure,

@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from operators.models import ModelParams, ModelsLogic, ModelsState
+from operators.model_params import ModelParams
+from operators.models import ModelsLogic, ModelsState
 from operators.user_state import UserStateLogic, UserStateParams
 from state import snapshots
 from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
