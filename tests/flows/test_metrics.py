@@ -48,7 +48,8 @@ def test_endpoint_serves_every_family_and_no_user_ids(redis_url: str, r: redis.R
     malformed = sample("tailor_dead_letters_total", reason="malformed_json")
     latencies = sample("tailor_event_to_redis_seconds_count")
 
-    drain_worker(redis_url, PREFIX, 2)
+    # segments from the first learn point, so this run alone publishes segment sizes
+    drain_worker(redis_url, PREFIX, 2, segments__warmup=1)
 
     server, thread = start_http_server(0)
     try:
