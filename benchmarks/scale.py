@@ -3,7 +3,8 @@
 In one run, on a redis-server it starts on a free port:
 
 1. publishes MovieLens latest-small cycled `--cycles` times as new users (302,508 events by
-   default; `benchmarks/scale_io.py`) with `tailor produce`'s own code, and keeps a copy;
+   default; `benchmarks/scale_io.py`) with `tailor produce`'s own code, routed for the largest
+   process count (each user in a partition their own worker reads), and keeps a copy;
 2. the bare I/O path of the same shape (XREAD COUNT 1000 per partition + orjson + one pipelined
    HSET/SET/PUBLISH per changed user per batch, no models) with 1 and 2 processes;
 3. for each process count: the real worker, `tailor run --until-drained`, default config,
@@ -294,7 +295,7 @@ def main() -> None:
     server, url = start_server()
     logs = Path(tempfile.mkdtemp(prefix="scale-logs-"))
     try:
-        publish_backlog(url, PREFIX, partitions, payloads)
+        publish_backlog(url, PREFIX, partitions, payloads, workers=max(counts))
         backlog = Backlog(url, PREFIX, partitions)
         assert backlog.save() == len(payloads)
         bare = [] if args.skip_bare else bare_both(url, backlog.keys, "before")

@@ -29,7 +29,7 @@ import redis
 from benchmarks.procstat import peak_rss_mb
 from flows.produce import produce
 from operators.adapters import read_payloads
-from operators.routing import stream_key
+from operators.routing import readers, stream_key
 
 DATA = Path("/work/shared/data/movielens-latest-small/ratings.csv")
 DAY_S = 86400
@@ -68,14 +68,19 @@ def newest_ts(payloads: Sequence[bytes]) -> float:
     return max(float(orjson.loads(p)["ts"]) for p in payloads[-1000:])
 
 
-def publish_backlog(url: str, prefix: str, partitions: int, payloads: Sequence[bytes]) -> int:
-    """Publish through `tailor produce`'s own code (from a JSONL file); returns the count."""
+def publish_backlog(
+    url: str, prefix: str, partitions: int, payloads: Sequence[bytes], workers: int = 1
+) -> int:
+    """Publish through `tailor produce`'s own code (from a JSONL file), routed for `workers`
+    workers (`operators.routing.partition_for`); returns the count."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "backlog.jsonl"
         with path.open("wb") as fh:
             for payload in payloads:
                 fh.write(payload + b"\n")
-        return produce(url, path, prefix, partitions, adapter="jsonl", progress=False)
+        return produce(
+            url, path, prefix, partitions, adapter="jsonl", progress=False, workers=workers
+        )
 
 
 class Backlog:
@@ -170,12 +175,14 @@ def _bare_child(url: str, keys: list[str], go: Any, results: Any) -> None:
 
 
 def shares(keys: Sequence[str], processes: int) -> list[list[str]]:
-    """Partition keys dealt to processes, like one partition per worker in turn.
+    """Partition keys dealt to processes as Bytewax deals them to workers
+    (`operators.routing.readers`: in turn, in name order).
 
-    >>> shares(["a", "b", "c", "d"], 2)
-    [['a', 'c'], ['b', 'd']]
+    >>> shares(["s:0", "s:1", "s:2", "s:3"], 2)
+    [['s:0', 's:2'], ['s:1', 's:3']]
     """
-    return [list(keys[i::processes]) for i in range(processes)]
+    reader = readers(len(keys), processes)
+    return [[key for key, w in zip(keys, reader, strict=True) if w == i] for i in range(processes)]
 
 
 def bare_run(url: str, keys: Sequence[str], processes: int) -> dict[str, Any]:

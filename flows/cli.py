@@ -116,6 +116,7 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
         adapter=args.adapter,
         progress=not args.no_progress,
         limit=args.limit,
+        workers=config.workers,
     )
     print(f"published {count} events to {config.prefix}:events:*")
     return 0
@@ -188,6 +189,7 @@ def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
         config.prefix,
         config["source"]["partitions"],
         args.user,
+        workers=config.workers,
         opt_out=args.opt_out,
         secret=config.pseudonym_secret(),
     )

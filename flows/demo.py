@@ -159,9 +159,8 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False, reset: boo
 def _publish(config: Config, sample: Path, users: int) -> int:
     count = write_jsonl(sample, users=users)
     print(f"generated {count} sample events from {users} users in {sample}")
-    return produce(
-        config.redis_url, sample, prefix=config.prefix, partitions=config["source"]["partitions"]
-    )
+    partitions = config["source"]["partitions"]
+    return produce(config.redis_url, sample, config.prefix, partitions, workers=config.workers)
 
 
 def _run_with_progress(config: Config, total: int) -> None:

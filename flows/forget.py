@@ -36,6 +36,7 @@ def forget(
     user_id: str,
     opt_out: bool = False,
     secret: bytes | None = None,
+    workers: int = 1,
 ) -> dict[str, int]:
     """Ask the worker to erase the user, and delete the user's raw input; returns counts.
 
@@ -44,11 +45,14 @@ def forget(
     """
     check_id_mode(client, prefix, secret)
     stored_id = pseudonym(secret, user_id) if secret else user_id
-    events = stream_key(prefix, partition_for(user_id, partitions))
+    # the partition of either routing rule: a producer may route by crc32 alone
+    routed = {partition_for(user_id, partitions), partition_for(user_id, partitions, workers)}
     ids = {user_id, stored_id}  # late events are dead-lettered under the stored id
     # Input first, so no unread event of the user can re-create them after the erasure.
     counts = {
-        "input_entries": delete_mentions(client, events, b"payload", ids),
+        "input_entries": sum(
+            delete_mentions(client, stream_key(prefix, p), b"payload", ids) for p in sorted(routed)
+        ),
         "dead_letters": delete_mentions(client, deadletter_stream(prefix), b"payload", ids),
     }
     request_forget(client, prefix, stored_id, opt_out)

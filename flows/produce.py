@@ -25,8 +25,9 @@ from operators.routing import partition_for, stream_key
 _ONE_PER_LINE_AFTER_HEADER = frozenset({"csv", "movielens", "cdnow"})
 
 
-def route(payload: bytes, partitions: int) -> int:
-    """The partition of a payload's user; 0 when there is none, so the worker dead-letters it.
+def route(payload: bytes, partitions: int, workers: int = 1) -> int:
+    """The partition of a payload's user (`partition_for`, for `workers` workers); 0 when
+    there is none, so the worker dead-letters it.
 
     >>> route(b'{"user_id": "u1"}', 4), route(b'{"user_id": 7}', 4) == route(b'{"user_id": "7"}', 4)
     (2, True)
@@ -40,7 +41,7 @@ def route(payload: bytes, partitions: int) -> int:
     user = obj.get("user_id") if isinstance(obj, dict) else None
     if isinstance(user, bool) or not isinstance(user, str | int):
         return 0
-    return partition_for(str(user), partitions)
+    return partition_for(str(user), partitions, workers)
 
 
 def expected_total(path: Path, adapter: str) -> int | None:
@@ -64,8 +65,12 @@ def produce(
     progress: bool = True,
     maxlen: int | None = None,
     limit: int | None = None,
+    workers: int = 1,
 ) -> int:
     """Publish the payloads of `path` (the first `limit`, when given); returns how many.
+
+    `workers`: the worker count the streams are read with (`Config.workers`), so that each
+    user's events land in a partition their own worker reads (`partition_for`).
 
     `maxlen` caps each stream approximately (XADD MAXLEN ~), for long-running demos. A file
     the adapter cannot read raises `AdapterError` before anything is published.
@@ -84,7 +89,8 @@ def produce(
         with Progress(f"produce {path.name}", total, enabled=progress) as bar:
             for payload in itertools.islice(read_payloads(path, name), limit):
                 fields: dict[Any, Any] = {b"payload": payload}
-                pipe.xadd(keys[route(payload, partitions)], fields, maxlen=maxlen, approximate=True)
+                key = keys[route(payload, partitions, workers)]
+                pipe.xadd(key, fields, maxlen=maxlen, approximate=True)
                 published += 1
                 if published % batch_size == 0:
                     pipe.execute()

@@ -8,7 +8,9 @@ instead of formatting strings, so the schema cannot drift between writer and rea
 Key                              Type     Contents
 ===============================  =======  ==================================================
 ``{p}:events:{n}``               stream   Input partition ``n`` (see `operators.routing`):
-                                          producers route by ``crc32(user_id) % partitions``.
+                                          producers route by ``crc32(user_id) % partitions``
+                                          (`partition_for`; with several workers, among the
+                                          partitions the user's worker reads).
 ``{p}:user:{user_id}``           hash     The profile. Every field value is JSON:
                                           ``version`` (int, per-user write order),
                                           ``updated_at`` (event time of the newest event,

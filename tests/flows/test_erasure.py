@@ -194,3 +194,22 @@ def test_an_opted_out_users_new_raw_events_are_deleted_as_consumed(
     assert raw_users(r, 2) == {"gina": 8, "hal": 6}
     stored = pseudonym(secret, "frank") if secret else "frank"
     assert not r.exists(f"{PREFIX}:user:{stored}")
+
+
+def test_forget_finds_the_raw_input_whichever_rule_routed_it(r: redis.Redis) -> None:
+    """With 2 workers, `tailor produce` routes by the worker rule, an external producer may
+    use crc32 alone: the user's raw entries are deleted from both partitions."""
+    user = next(
+        f"walker-{n}"
+        for n in range(100)
+        if partition_for(f"walker-{n}", 4) != partition_for(f"walker-{n}", 4, 2)
+    )
+    for partition in (partition_for(user, 4), partition_for(user, 4, 2)):
+        r.xadd(stream_key(PREFIX, partition), {"payload": orjson.dumps({"user_id": user})})
+    r.xadd(stream_key(PREFIX, 0), {"payload": orjson.dumps({"user_id": "someone-else"})})
+    counts = forget(r, PREFIX, 4, user, workers=2)
+    assert counts["input_entries"] == 2
+    left = [r.xrange(stream_key(PREFIX, p)) for p in range(4)]
+    assert [fields for stream in left for _, fields in stream] == [
+        {b"payload": orjson.dumps({"user_id": "someone-else"})}
+    ]

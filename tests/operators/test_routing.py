@@ -11,12 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import bytewax.operators as op
+import orjson
 import pytest
+import redis
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, cluster_main
 
-from operators.routing import partition_for, replica_keys, stream_key, worker_of
+from operators.redis_source import RedisStreamSource
+from operators.routing import partition_for, readers, replica_keys, stream_key, worker_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -109,3 +112,49 @@ def test_replica_keys_put_one_key_on_each_worker(workers: int) -> None:
 def test_worker_of_refuses_no_workers() -> None:
     with pytest.raises(ValueError):
         worker_of("u1", 0)
+
+
+def read_and_keyed_by(redis_url: str, partitions: int, workers: int) -> dict[str, tuple[int, int]]:
+    """Per user, (the worker whose Redis source partition read their event, the worker that
+    holds their key), from a real run of `workers` worker threads over real streams."""
+    threads: dict[int, int] = {}
+    seen: list[tuple[str, int, int]] = []
+    flow = Dataflow("partition_check")
+    threads_of = op.input("threads", flow, _Source(threads))  # maps thread → worker index
+    source = RedisStreamSource(redis_url, "place", partitions, stop_when_drained=True)
+    read = op.filter_map(  # payloads only: a partition also announces idleness and its end
+        "read_by",
+        op.input("in", flow, source),
+        lambda raw: (
+            (orjson.loads(raw.payload)["user_id"], threading.get_ident()) if raw.payload else None
+        ),
+    )
+    keyed = op.key_on("key", read, lambda item: item[0])
+    landed = op.stateful_map(
+        "held_by", keyed, lambda _s, item: (None, (item[1], threading.get_ident()))
+    )
+    op.output("out", op.map("flat", landed, lambda kv: (kv[0], *kv[1])), TestingSink(seen))
+    op.output("threads_out", threads_of, TestingSink([]))
+    cluster_main(flow, [], 0, worker_count_per_proc=workers)
+    return {user: (threads[reader], threads[holder]) for user, reader, holder in seen}
+
+
+@pytest.mark.parametrize(("partitions", "workers"), [(4, 2), (12, 3)])
+def test_partition_for_puts_a_users_events_where_their_key_is(
+    redis_url: str, r: redis.Redis, partitions: int, workers: int
+) -> None:
+    """Producers routing with `partition_for(user, partitions, workers)`: the Redis source
+    partition that reads a user's events runs on the worker holding the user's key, so the
+    user step exchanges nothing (12 partitions: Bytewax deals them in name order)."""
+    users = [f"user-{i}" for i in range(120)]
+    pipe = r.pipeline(transaction=False)
+    for user in users:
+        stream = stream_key("place", partition_for(user, partitions, workers))
+        pipe.xadd(stream, {"payload": orjson.dumps({"user_id": user})})
+    pipe.execute()
+    placed = read_and_keyed_by(redis_url, partitions, workers)
+    assert sorted(placed) == sorted(users)
+    assert all(reader == holder for reader, holder in placed.values())
+    assert {holder for _, holder in placed.values()} == set(range(workers))
+    by_crc32 = {u: partition_for(u, partitions) for u in users}
+    assert any(readers(partitions, workers)[by_crc32[u]] != placed[u][1] for u in users)
