@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, Self
+from typing import Any, Protocol, Self, runtime_checkable
 
 from state.cooccurrence import CoOccurrence
 from state.isgd import ISGD
@@ -87,6 +87,7 @@ class Recommender(Protocol):
         ...
 
 
+@runtime_checkable
 class BatchLearner(Protocol):
     """A recommender that learns a batch of interactions in one step (River's `learn_many`):
     what a model replica does with other workers' events, which it serves nobody from."""
@@ -107,10 +108,9 @@ def learn_batch(
     histories: Sequence[Sequence[str]],
     excludes: Sequence[Collection[str]],
 ) -> None:
-    """`model.learn_many` where the model has one, else `learn_one` per event in order."""
-    many = getattr(model, "learn_many", None)
-    if many is not None:
-        many(events, histories, excludes)
+    """`model.learn_many` where the model is a `BatchLearner`, else `learn_one` per event."""
+    if isinstance(model, BatchLearner):
+        model.learn_many(events, histories, excludes)
         return
     for event, history, exclude in zip(events, histories, excludes, strict=True):
         model.learn_one(event, history, exclude)
