@@ -59,9 +59,16 @@ def partition_for(user_id: str, partitions: int, workers: int = 1) -> int:
     crc = zlib.crc32(user_id.encode("utf-8"))
     if workers == 1:
         return crc % partitions
-    owner = worker_of(user_id, workers)
-    mine = [p for p, reader in enumerate(readers(partitions, workers)) if reader == owner]
+    mine = _read_by(partitions, workers)[worker_of(user_id, workers)]
     return mine[crc % len(mine)] if mine else crc % partitions
+
+
+@cache
+def _read_by(partitions: int, workers: int) -> tuple[tuple[int, ...], ...]:
+    """The partitions each worker reads (`readers` inverted, once per count: a producer asks
+    for every event)."""
+    reader = readers(partitions, workers)
+    return tuple(tuple(p for p in range(partitions) if reader[p] == w) for w in range(workers))
 
 
 @cache
