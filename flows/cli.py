@@ -54,8 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     block.add_argument("--unblock", action="store_true", help="recommend it again")
     acl = commands.add_parser("acl", help="print the ACL SETUSER line of a least-privilege user")
     acl.add_argument("--user", default="tailor", help="the Redis user name")
-    store = commands.add_parser("store", help="check or compact the recovery store")
-    store.add_argument("action", choices=["check", "compact"])
+    store = commands.add_parser(
+        "store", help="check, compact or rescale (to the [cluster] worker count) the recovery store"
+    )
+    store.add_argument("action", choices=["check", "compact", "rescale"])
     evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
     evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
     evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")

@@ -40,6 +40,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from flows.config import Config, ConfigError
 from flows.recovery import partition_files, store_path
+from flows.rescale import rescale_store, written_workers
 from state import snapshots
 
 __all__ = [
@@ -177,25 +178,24 @@ def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
 
 
 def _check_workers(store: Path, workers: int) -> None:
-    """A store holds one models replica per worker of the run that wrote it (Bytewax records
-    each run's worker count in `exs`, in one partition; replicas may sit in another):
-    resumed with another count, some replicas would resume and others start empty, and their
-    segment models would part. Refused until rescaling is built (docs/design/scale-out.md)."""
-    runs: list[tuple[int, int]] = []
-    replicas = False
-    for path in partition_files(store):
-        with _open(path, timeout_s=5.0) as conn:
-            runs += conn.execute("SELECT ex_num, worker_count FROM exs").fetchall()
-            found = conn.execute("SELECT 1 FROM snaps WHERE state_key LIKE 'replica:%' LIMIT 1")
-            replicas = replicas or found.fetchone() is not None
-    if not runs or not replicas:
-        return
-    written = max(runs)[1]
-    if written != workers:
+    """A store holds one models replica per worker of the run that wrote it; with another
+    worker count they are rebuilt (`flows.rescale`), which needs the store to itself."""
+    written = written_workers(store)
+    if written is not None and written != workers and _has_replicas(store):
         raise ConfigError(
             f"recovery.dir: {store} was written by {written} worker(s), this run has "
-            f"{workers}: run with the store's worker count, or {START_OVER}"
+            f"{workers}, and another process has the store open: stop every worker, run "
+            "`tailor store rescale` with the new [cluster] settings, then start them"
         )
+
+
+def _has_replicas(store: Path) -> bool:
+    for path in partition_files(store):
+        with _open(path, timeout_s=5.0) as conn:
+            found = conn.execute("SELECT 1 FROM snaps WHERE state_key LIKE 'replica:%' LIMIT 1")
+            if found.fetchone() is not None:
+                return True
+    return False
 
 
 #: Snapshot rows that are not an envelope of the current format (see `_check_formats`).
@@ -316,12 +316,20 @@ def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
     lock = StoreLock(store)
     lock.shared()
     check_store(store, source_parts(flow))
-    if workers:
-        _check_workers(store, workers)
     if lock.try_exclusive():
+        if workers:
+            _rescale_and_log(store, workers)
         _compact_and_log(store)
+    elif workers:
+        _check_workers(store, workers)
     lock.shared()
     return lock
+
+
+def _rescale_and_log(store: Path, workers: int) -> None:
+    done = rescale_store(store, workers)
+    if done is not None:
+        log.info("%s", done.describe(store))
 
 
 def release_after_run(lock: StoreLock) -> None:
@@ -353,9 +361,13 @@ def _compact_and_log(store: Path) -> Compaction | None:
     return done
 
 
+#: What `store_command` says an action it could not do was.
+DONE = {"compact": "compacted", "rescale": "rescaled"}
+
+
 def store_command(config: Config, action: str) -> tuple[str, int]:
-    """`tailor store check|compact`: (what to print, exit code). Run it with the worker
-    stopped: a store a worker holds open is refused, exit 1."""
+    """`tailor store check|compact|rescale`: (what to print, exit code). Run compact and
+    rescale with the workers stopped: a store a worker holds open is refused, exit 1."""
     store = store_path(config)
     if not partition_files(store):
         raise ConfigError(f"recovery.dir: no recovery store at {store}")
@@ -366,10 +378,15 @@ def store_command(config: Config, action: str) -> tuple[str, int]:
             check_store(store)
             return f"recovery store {store}: {len(partition_files(store))} partition(s), intact", 0
         if not lock.try_exclusive():
-            return f"recovery store {store} not compacted: a worker is running on it", 1
+            return f"recovery store {store} not {DONE[action]}: a worker is running on it", 1
         check_store(store)
+        if action == "rescale":
+            done = rescale_store(store, config.workers)
+            if done is None:
+                return f"recovery store {store}: already for {config.workers} worker(s)", 0
+            return done.describe(store), 0
         return compact_store(store).describe(store), 0
     except StoreBusy as exc:
-        return f"recovery store {store} not compacted: {exc}; stop the worker first", 1
+        return f"recovery store {store} not {DONE[action]}: {exc}; stop the worker first", 1
     finally:
         lock.close()

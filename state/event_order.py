@@ -54,12 +54,15 @@ from typing import Any, Generic, TypeVar
 
 from state.crossing import crossing
 
-__all__ = ["DATA", "END", "IDLE", "EventTimeOrder", "Stamp"]
+__all__ = ["DATA", "END", "IDLE", "EventTimeOrder", "Held", "Stamp"]
 
 T = TypeVar("T")
 
 DATA, IDLE, END = "data", "idle", "end"
 _ACTIVE, _IDLE, _ENDED = 0, 1, 2
+#: An item taken out of an order: (partition, batch) when it waited in a batch still being
+#: counted, else (None, None); then its effective time, key and value.
+Held = tuple[str | None, int | None, float, Any, T]
 #: The partition of unstamped input.
 UNSTAMPED = ""
 
@@ -161,6 +164,31 @@ class EventTimeOrder(Generic[T]):
         for part in self.partitions.values():
             for batch in part.waiting.values():
                 batch.items = [item for item in batch.items if not drop(item[2])]
+
+    def take(self, pick: Callable[[T], bool]) -> list[Held[T]]:
+        """Remove the held items `pick` chooses and return them with where they waited, for
+        `put` into another order over the same partitions (a replica rebuilt for another
+        worker count, `flows.rescale`); their batches still count their records."""
+        taken: list[Held[T]] = [
+            (None, None, ts, key, value) for ts, key, _n, value in self.heap if pick(value)
+        ]
+        for origin, part in self.partitions.items():
+            for seq, batch in part.waiting.items():
+                taken += [(origin, seq, t, k, v) for t, k, v in batch.items if pick(v)]
+        self.discard(pick)
+        return taken
+
+    def put(self, held: Iterable[Held[T]]) -> None:
+        """Hold again what `take` returned: in its batch when that batch is still being
+        counted here, else in the heap (released, late if need be, at the next `release`)."""
+        for origin, seq, ts, key, value in held:
+            part = self.partitions.get(origin) if origin is not None else None
+            batch = part.waiting.get(seq) if part is not None and seq is not None else None
+            if batch is not None:
+                batch.items.append((ts, key, value))
+            else:
+                self._push(ts if part is None else max(ts, part.watermark), key, value)
+                self._watermark = None
 
     def watermark(self) -> float:
         """The slowest active partition's watermark; +inf when none is active."""

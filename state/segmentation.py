@@ -29,7 +29,7 @@ from typing import Any
 
 from state.crossing import crossing
 from state.event import PURCHASE
-from state.event_order import EventTimeOrder, Stamp
+from state.event_order import EventTimeOrder, Held, Stamp
 from state.rfm_tiers import RFMTiers
 from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
@@ -244,6 +244,16 @@ class Segmentation:
         """Erasure: the user leaves the RFM sample and the event-time order."""
         self.rfm.forget(user_id)
         self.order.discard(lambda p: p.user_id == user_id)
+
+    def take_settles(self) -> list[Held[_Point]]:
+        """Remove and return the settle points held: the outputs of this replica's own users
+        still waiting for their place (`put_settles` hands them to the replica that owns
+        those users after a change of worker count, `flows.rescale`)."""
+        return self.order.take(lambda point: not point.learn)
+
+    def put_settles(self, held: list[Held[_Point]]) -> None:
+        """Hold settle points taken from another replica of the same model."""
+        self.order.put(held)
 
     def _watch_quality(self, segment: int | None) -> bool:
         """Silhouette sample every learn point, drift every `drift_every`; True on drift."""

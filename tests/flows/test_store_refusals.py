@@ -127,21 +127,6 @@ def test_a_store_made_for_other_streams_is_refused(
     assert "Traceback" not in done.stderr
 
 
-def test_a_store_of_another_worker_count_is_refused(
-    made_store: Path, redis_url: str, tmp_path: Path
-) -> None:
-    """Resumed with two workers, a one-worker store would resume one models replica and start
-    the other empty: their segment models would part. Refused in one line instead."""
-    shutil.copytree(made_store, store_dir(tmp_path))
-    config = write_config(tmp_path, "tailor.toml", cluster={"workers_per_process": 2})
-    done = tailor(redis_url, config, "run", "--until-drained")
-    assert done.returncode == 2, done.stderr[-3000:]
-    last = done.stderr.strip().splitlines()[-1]
-    assert "was written by 1 worker(s), this run has 2" in last
-    assert "move the directory aside to start over" in last
-    assert "Traceback" not in done.stderr and "panic" not in done.stderr
-
-
 # --- snapshots from another release --------------------------------------------------------
 
 

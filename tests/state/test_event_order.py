@@ -181,3 +181,36 @@ def test_pickles_mid_stream() -> None:
         order.add(stamp, ts, items)
         out += order.release()
     assert out == replay(records, ("p0", "p1", "p2"), 20.0)
+
+
+def test_items_taken_from_one_order_are_released_by_another_in_their_place() -> None:
+    """Two orders over the same records, one also holding its own items (a replica's settle
+    points); halfway those are taken out and put into the other, which must then release
+    everything exactly where one order holding all of it would (`flows.rescale`)."""
+    records = partitioned_stream(seed=4)
+    origins = ("p0", "p1", "p2")
+    everything = replay(records, origins, reorder_s=20.0)
+
+    def own(name: str) -> bool:
+        return name.endswith(("1", "4"))  # some items of most batches: the "own" ones
+
+    holder = EventTimeOrder[str](origins, 20.0)
+    other = EventTimeOrder[str](origins, 20.0)
+    by_holder: list[str] = []
+    by_other: list[str] = []
+    half = len(records) // 2
+    for stamp, ts, items in records[:half]:
+        holder.add(stamp, ts, items)
+        other.add(stamp, ts, [(key, name) for key, name in items if not own(name)])
+        by_holder += [name for name in holder.release() if own(name)]
+        by_other += other.release()
+    moved = holder.take(own)
+    assert moved and all(own(value) for *_, value in moved)
+    assert not any(own(value) for *_, value in holder.take(own))  # nothing left behind
+    other.put(moved)
+    for stamp, ts, items in records[half:]:
+        other.add(stamp, ts, items)
+        by_other += other.release()
+    assert other.held == 0 and other.late == 0
+    assert by_other == [name for name in everything if name not in set(by_holder)]
+    assert sorted(by_holder + by_other) == sorted(everything)

@@ -1,0 +1,237 @@
+"""Rescaling: a recovery store written by M workers resumes with N (design step 7).
+
+Bytewax moves per-key state by itself: the store's partition count is fixed, the worker count
+is not, and on a resume every key's snapshot goes to the worker its key now hashes to (each
+user's state, last list and live test; each source partition's position). What it cannot do
+is make model replicas: there is one per worker (`operators.replicas`, keys
+`replica_keys(n)`), so a store written by M workers holds M of them and a run of N needs N.
+
+Every replica at an epoch's end has learned the same events (each worker's batch reaches
+every replica in the epoch it was read, and Bytewax snapshots a step only once all of an
+epoch's input is in), in different orders. So each new replica starts as a copy of
+`replica:0`, a key every worker count has. What replicas do not share is whose outputs each
+must still settle (the settle points of its own users, `state.segmentation`): those are
+pooled and each goes to the replica that owns the user under the new count. Replicas no
+longer used are discarded.
+
+The rows are written by Bytewax itself, so each lands in the partition Bytewax's own hash
+picks and the store records the new worker count: a one-step flow with the replica step's
+id resumes the store with N workers and hands each replica key its new snapshot.
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import sqlite3
+from collections.abc import Mapping
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow, Stream, operator
+from bytewax.inputs import DynamicSource, StatelessSourcePartition
+from bytewax.operators import KeyedStream, StatefulBatchLogic
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from bytewax.recovery import RecoveryConfig
+from bytewax.run import cli_main
+
+from flows.recovery import partition_files
+from operators.models import ModelsState
+from operators.routing import replica_keys, worker_of
+from state import snapshots
+
+__all__ = ["REPLICA_STEP", "Rescale", "rescale_store", "rescaled", "written_workers"]
+
+#: The replica step's id in `flows.worker.build_flow` (checked by a test).
+REPLICA_STEP = "tailor.models.replica"
+#: The key every worker count's replica set has (`replica_keys(n)` starts its search there).
+SOURCE_KEY = "replica:0"
+
+#: A replica key's new snapshot, or None: the key is no longer used.
+Plan = dict[str, bytes | None]
+
+
+@dataclass(frozen=True)
+class Rescale:
+    """What one rescale did."""
+
+    before: int
+    after: int
+    replicas: int
+    settles: int
+
+    def describe(self, store: Path) -> str:
+        return (
+            f"recovery store {store} rescaled from {self.before} to {self.after} worker(s): "
+            f"{self.replicas} model replica(s) from {SOURCE_KEY}, {self.settles} pending "
+            "settlement(s) handed to their users' new workers"
+        )
+
+
+def _query(path: Path, sql: str, *args: object) -> list[tuple[object, ...]]:
+    uri = f"file:{path}?mode=ro"
+    with closing(sqlite3.connect(uri, uri=True, timeout=5.0)) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def _executions(store: Path) -> tuple[int, int, int, dict[int, int]] | None:
+    """(execution, worker count, its resume epoch, worker -> frontier) of the store's last
+    execution, from every partition's `exs` and `fronts` (None for a store never run)."""
+    exs: list[tuple[int, int, int]] = []
+    fronts: list[tuple[int, int, int]] = []
+    for path in partition_files(store):
+        exs += _query(path, "SELECT ex_num, worker_count, resume_epoch FROM exs")  # type: ignore[arg-type]
+        fronts += _query(path, "SELECT ex_num, worker_index, worker_frontier FROM fronts")  # type: ignore[arg-type]
+    if not exs:
+        return None
+    ex, workers, epoch = max(exs)
+    progress: dict[int, int] = {}
+    for ex_num, worker, frontier in fronts:
+        if ex_num == ex:
+            progress[worker] = max(progress.get(worker, frontier), frontier)
+    return ex, workers, epoch, progress
+
+
+def written_workers(store: Path) -> int | None:
+    """The worker count of the store's last run (None for a store never run)."""
+    last = _executions(store)
+    return None if last is None else last[1]
+
+
+def resume_epoch(store: Path) -> int | None:
+    """The epoch Bytewax resumes from: the slowest worker's frontier in the last execution
+    (its `resume_from`, `src/recovery.rs`); state snapshotted before it is what loads."""
+    last = _executions(store)
+    if last is None:
+        return None
+    _ex, workers, epoch, progress = last
+    return min(max(epoch, progress.get(w, epoch)) for w in range(workers))
+
+
+def replica_rows(store: Path, before: int) -> dict[str, bytes]:
+    """Each replica key's snapshot as a resume before epoch `before` would load it (its
+    newest row before that epoch; a key whose newest row is a tombstone is left out)."""
+    newest: dict[str, tuple[int, bytes | None]] = {}
+    sql = "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ? AND snap_epoch < ?"
+    for path in partition_files(store):
+        for key, epoch, blob in _query(path, sql, REPLICA_STEP, before):
+            assert isinstance(key, str) and isinstance(epoch, int)
+            if key not in newest or epoch > newest[key][0]:
+                newest[key] = (epoch, blob)  # type: ignore[assignment]
+    return {key: pickle.loads(blob) for key, (_e, blob) in newest.items() if blob is not None}
+
+
+def _decoded(blob: bytes) -> ModelsState:
+    return ModelsState.from_snapshot(snapshots.decode(blob, "models"))
+
+
+def rescaled(rows: Mapping[str, bytes], workers: int) -> tuple[Plan, int]:
+    """The replica snapshots for `workers` workers from the old ones, and how many pending
+    settlements moved: see the module docstring."""
+    if SOURCE_KEY not in rows:
+        raise ValueError(f"no snapshot of {SOURCE_KEY} to copy the models from")
+    keys = replica_keys(workers)
+    settles = [p for blob in rows.values() for p in _decoded(blob).segments.take_settles()]
+    plan: Plan = {key: None for key in rows if key not in keys}
+    for key in keys:
+        state = _decoded(rows[SOURCE_KEY])
+        state.segments.take_settles()
+        owned = [p for p in settles if keys[worker_of(p[4].user_id, workers)] == key]
+        state.segments.put_settles(owned)
+        plan[key] = snapshots.encode("models", state.to_snapshot())
+    return plan, len(settles)
+
+
+class _Adopt(StatefulBatchLogic[bytes | None, None, bytes]):
+    """A replica key's state replaced by what the plan says (None: discarded)."""
+
+    def __init__(self, resume: bytes | None) -> None:
+        self.blob = resume
+
+    def on_batch(self, values: list[bytes | None]) -> tuple[list[None], bool]:
+        self.blob = values[-1]
+        return [], StatefulBatchLogic.DISCARD if self.blob is None else StatefulBatchLogic.RETAIN
+
+    def snapshot(self) -> bytes:
+        assert self.blob is not None
+        return self.blob
+
+
+class _Once(StatelessSourcePartition[tuple[str, bytes | None]]):
+    def __init__(self, items: list[tuple[str, bytes | None]]) -> None:
+        self._items: list[tuple[str, bytes | None]] | None = items
+
+    def next_batch(self) -> list[tuple[str, bytes | None]]:
+        if self._items is None:
+            raise StopIteration
+        out, self._items = self._items, None
+        return out
+
+
+class _PlanSource(DynamicSource[tuple[str, bytes | None]]):
+    """The plan, read once, on worker 0 (a dynamic source keeps no position in the store)."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Once:
+        return _Once(sorted(self.plan.items()) if worker_index == 0 else [])
+
+
+class _Nowhere(StatelessSinkPartition[None]):
+    def write_batch(self, items: list[None]) -> None:
+        pass
+
+
+class _NoSink(DynamicSink[None]):
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Nowhere:
+        return _Nowhere()
+
+
+@operator
+def _models(step_id: str, up: KeyedStream[bytes | None]) -> Stream[None]:
+    """Named like the worker's models step, so the inner step's id is `REPLICA_STEP`."""
+    return op.key_rm("unkey", op.stateful_batch("replica", up, _Adopt))
+
+
+def rewrite_flow(plan: Plan) -> Dataflow:
+    """The one-step flow that writes `plan` into a store as the worker's replica step."""
+    flow_id, models_id, _step = REPLICA_STEP.split(".")
+    flow = Dataflow(flow_id)
+    items = op.input("rescale_plan", flow, _PlanSource(plan))
+    keyed = op.map_value("value", op.key_on("key", items, lambda kv: kv[0]), lambda kv: kv[1])
+    done = _models(models_id, keyed)
+    op.output("nowhere", done, _NoSink())
+    return flow
+
+
+def rescale_store(store: Path, workers: int) -> Rescale | None:
+    """Rewrite `store`'s model replicas for `workers` workers (None: nothing to do). Run it
+    with every worker stopped (the caller holds the store exclusively)."""
+    before = written_workers(store)
+    epoch = resume_epoch(store)
+    if before is None or epoch is None or before == workers:
+        return None
+    rows = replica_rows(store, epoch)
+    if not rows:
+        return None
+    plan, settles = rescaled(rows, workers)
+    drop_unfinished(store, epoch)
+    cli_main(rewrite_flow(plan), workers_per_process=workers, recovery_config=RecoveryConfig(store))
+    gc.collect()  # Bytewax's connections to the store close when its objects go
+    return Rescale(before, workers, workers, settles)
+
+
+def drop_unfinished(store: Path, epoch: int) -> int:
+    """Delete the snapshots of epochs from `epoch` on: a killed run wrote them for epochs not
+    every worker finished, and a resume does those epochs again. Bytewax leaves them, which
+    is harmless while the resumed run rewrites them; the rewrite flow would not (it touches
+    only the replicas), and once its epochs passed them they would load: source positions
+    and user state from an epoch never finished."""
+    dropped = 0
+    for path in partition_files(store):
+        with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as conn:
+            dropped += conn.execute("DELETE FROM snaps WHERE snap_epoch >= ?", (epoch,)).rowcount
+    return dropped
