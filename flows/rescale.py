@@ -42,7 +42,15 @@ from operators.models import ModelsState
 from operators.routing import replica_keys, worker_of
 from state import snapshots
 
-__all__ = ["REPLICA_STEP", "Rescale", "rescale_store", "rescaled", "written_workers"]
+__all__ = [
+    "REPLICA_STEP",
+    "Rescale",
+    "drop_unfinished",
+    "rescale_store",
+    "rescaled",
+    "resume_epoch",
+    "written_workers",
+]
 
 #: The replica step's id in `flows.worker.build_flow` (checked by a test).
 REPLICA_STEP = "tailor.models.replica"
@@ -218,18 +226,18 @@ def rescale_store(store: Path, workers: int) -> Rescale | None:
     if not rows:
         return None
     plan, settles = rescaled(rows, workers)
-    drop_unfinished(store, epoch)
+    drop_unfinished(store, epoch)  # done at every start too (`flows.store`): never skip it
     cli_main(rewrite_flow(plan), workers_per_process=workers, recovery_config=RecoveryConfig(store))
     gc.collect()  # Bytewax's connections to the store close when its objects go
     return Rescale(before, workers, workers, settles)
 
 
 def drop_unfinished(store: Path, epoch: int) -> int:
-    """Delete the snapshots of epochs from `epoch` on: a killed run wrote them for epochs not
-    every worker finished, and a resume does those epochs again. Bytewax leaves them, which
-    is harmless while the resumed run rewrites them; the rewrite flow would not (it touches
-    only the replicas), and once its epochs passed them they would load: source positions
-    and user state from an epoch never finished."""
+    """Delete the snapshots of epochs from `epoch` (the resume epoch) on: a killed run wrote
+    them for epochs not every worker finished, and a resume does those epochs again. Bytewax
+    leaves them; a key the resumed run does not rewrite keeps its stale row, which loads once
+    the run's epochs pass it (after a second crash; at once after the rewrite flow, which
+    touches only the replicas): source positions and user state of an unfinished epoch."""
     dropped = 0
     for path in partition_files(store):
         with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as conn:

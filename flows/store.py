@@ -40,7 +40,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from flows.config import Config, ConfigError
 from flows.recovery import partition_files, store_path
-from flows.rescale import rescale_store, written_workers
+from flows.rescale import drop_unfinished, rescale_store, resume_epoch, written_workers
 from state import snapshots
 
 __all__ = [
@@ -317,6 +317,7 @@ def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
     lock.shared()
     check_store(store, source_parts(flow))
     if lock.try_exclusive():
+        _drop_unfinished_and_log(store)
         if workers:
             _rescale_and_log(store, workers)
         _compact_and_log(store)
@@ -324,6 +325,15 @@ def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
         _check_workers(store, workers)
     lock.shared()
     return lock
+
+
+def _drop_unfinished_and_log(store: Path) -> None:
+    """Snapshots of epochs the last run did not finish would load after a later crash if
+    the resumed run never rewrote their keys (`flows.rescale.drop_unfinished`)."""
+    epoch = resume_epoch(store)
+    dropped = drop_unfinished(store, epoch) if epoch is not None else 0
+    if dropped:
+        log.info("recovery store %s: %d snapshot(s) of unfinished epochs dropped", store, dropped)
 
 
 def _rescale_and_log(store: Path, workers: int) -> None:

@@ -17,18 +17,24 @@ from __future__ import annotations
 
 import fcntl
 import os
+import pickle
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 import redis
+from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
 from flows.config import load_config
+from flows.recovery import ensure_store, partition_files
 from flows.rescale import REPLICA_STEP, replica_rows, resume_epoch, written_workers
+from flows.store import take_for_run
 from flows.worker import build_flow
 from operators.models import ModelsState
 from operators.routing import replica_keys, stream_key
@@ -201,3 +207,37 @@ def test_a_store_another_process_holds_is_refused_not_rescaled(
     assert "was written by 1 worker(s), this run has 2" in last
     assert "tailor store rescale" in last
     assert written_workers(store) == 1
+
+
+EXS = "INSERT INTO exs (ex_num, worker_count, resume_epoch) VALUES (?, ?, ?)"
+FRONTS = "INSERT INTO fronts (ex_num, worker_index, worker_frontier) VALUES (?, ?, ?)"
+SNAPS = "INSERT INTO snaps (step_id, state_key, snap_epoch, ser_change) VALUES (?, ?, ?, ?)"
+
+
+def test_snapshots_of_unfinished_epochs_are_dropped_at_start(tmp_path: Path) -> None:
+    """A killed run leaves rows of epochs not every worker finished (here worker 1 stopped at
+    5, worker 0 at 7): a start drops those (epoch 5 on), keeps the others and the last
+    execution's progress, so a later resume never loads them (Bytewax's `resume_from`)."""
+    store = tmp_path / "s"
+    ensure_store(store, 2)
+    first, second = partition_files(store)
+    state = pickle.dumps(snapshots.encode("models", {}))
+    rows = [("u", key, epoch, state) for epoch in (3, 4, 5, 6) for key in "ab"]
+    with closing(sqlite3.connect(first)) as conn:
+        conn.execute(EXS, (0, 1, 1))  # an earlier one-worker execution
+        conn.execute(EXS, (1, 2, 2))
+        conn.executemany(FRONTS, [(0, 0, 9), (1, 0, 7)])
+        conn.executemany(SNAPS, rows[:4])
+        conn.commit()
+    with closing(sqlite3.connect(second)) as conn:
+        conn.execute(FRONTS, (1, 1, 5))
+        conn.executemany(SNAPS, rows[4:])
+        conn.commit()
+    assert (resume_epoch(store), written_workers(store)) == (5, 2)
+    take_for_run(store, Dataflow("empty")).close()
+    assert resume_epoch(store) == 5
+    left = []
+    for path in (first, second):
+        with closing(sqlite3.connect(path)) as conn:
+            left += conn.execute("SELECT state_key, snap_epoch FROM snaps").fetchall()
+    assert sorted(left) == [("a", 3), ("a", 4), ("b", 3), ("b", 4)]
