@@ -6,7 +6,8 @@ snapshot that gathers ten thousand small arrays (22 ms an epoch), and learning i
 which every model replica pays again for every other worker's events. Here a row's neighbour
 rows and counts are a region of two big arrays (`offset`, `size`, `capacity` per row); a row
 that outgrows its region moves to one twice as large at the end of the pool, and the holes
-left behind are compacted away when the pool must grow while they are a third of it.
+left behind go whenever the pool runs out of room (every region is copied into new arrays
+twice as long as the regions take).
 
 Why compiled: learning an event is ~20 small updates (the item's row gains the recent items,
 each recent item's row gains the item), each a short scan of a region; as numba loops the
@@ -343,17 +344,13 @@ class NeighbourPool:
         return made
 
     def _make_room(self, need: int) -> None:
-        """At least `need` free slots at the end: compacted when holes are a third of the
-        used part (rows that moved left them), else the arrays twice as long."""
+        """At least `need` free slots at the end: every region copied, without the holes
+        rows left when they moved, into arrays twice what the regions and `need` take (as
+        cheap as copying into longer arrays, so there is no bound below which holes stay)."""
         live = int(self.capacity.sum())
-        if self.end - live > live // 2:
-            length = max(MIN_POOL, 2 * (live + need))
-            rows, counts = np.zeros(length, np.int64), np.zeros(length, np.int64)
-            self.end = _compact(
-                self.rows, self.counts, rows, counts, self.offset, self.size, self.capacity
-            )
-        else:
-            length = max(2 * len(self.rows), self.end + need)
-            rows, counts = np.zeros(length, np.int64), np.zeros(length, np.int64)
-            rows[: self.end], counts[: self.end] = self.rows[: self.end], self.counts[: self.end]
+        length = max(MIN_POOL, 2 * (live + need))
+        rows, counts = np.zeros(length, np.int64), np.zeros(length, np.int64)
+        self.end = _compact(
+            self.rows, self.counts, rows, counts, self.offset, self.size, self.capacity
+        )
         self.rows, self.counts = rows, counts
