@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -85,47 +85,50 @@ class CoOccurrence:
 
         self._row: dict[str, int] = {}  # item id → row, in order of first sight
         self._ids: list[str] = []  # row → item id
-        self._counts: IntArray = np.zeros(64, np.int64)  # row → weighted interactions
         # row → its neighbours: a row holds at most the cap's double, plus one event's pairs
         self._pool = NeighbourPool(2 * max_neighbors + window)
-        self._pool.reserve_rows(len(self._counts))
+        self._pool.reserve_rows(64)
+        self._counts: IntArray = self._pool.totals  # row → weighted interactions
 
     def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         """Count `item` `weight` times and pair it, both ways, with each distinct recent
         previous item (a purchase weighted 3 counts as three views)."""
-        row = self._intern(item)
-        known, intern = self._row, self._intern
-        others = [
-            known[other] if other in known else intern(other) for other in previous[-self.window :]
-        ]
-        self._learn([row], [weight], [0, len(others)], others)
+        row = self._row.get(item)
+        if row is None:
+            row = self._intern(item)
+        recent = self._rows(previous[-self.window :])
+        self._learn(np.array([row, weight, 0, len(recent), *recent], np.int64), 1)
 
     def learn_many(
         self, previous: Sequence[Sequence[str]], items: Sequence[str], weights: Sequence[int]
     ) -> None:
-        """`learn_one(previous[i], items[i], weights[i])` for each i in order, as one compiled
-        step (a replica learning another worker's batch): the same counts, slots and prunings."""
-        known, intern, window = self._row, self._intern, self.window
+        """`learn_one(previous[i], items[i], weights[i])` for each i in order, in one compiled
+        call (a replica learning another worker's batch): the same counts, slots and prunings."""
+        get, intern, window = self._row.get, self._intern, self.window
         rows: list[int] = []
-        starts = [0]
-        others: list[int] = []
+        bounds = [0]
+        paired: list[int] = []
         for history, item in zip(previous, items, strict=True):
-            rows.append(known[item] if item in known else intern(item))
-            others += [
-                known[other] if other in known else intern(other) for other in history[-window:]
-            ]
-            starts.append(len(others))
-        self._learn(rows, list(weights), starts, others)
+            row = get(item)
+            rows.append(intern(item) if row is None else row)
+            paired += self._rows(history[-window:])
+            bounds.append(len(paired))
+        self._learn(np.array([*rows, *weights, *bounds, *paired], np.int64), len(rows))
 
-    def _learn(
-        self, rows: list[int], weights: list[int], starts: list[int], others: list[int]
-    ) -> None:
-        """Events of interned rows: the recent items (`others[starts[e]:starts[e + 1]]`) are
-        made distinct, without the item, by the compiled step (`NeighbourPool.learn`)."""
-        self._pool.learn(
-            rows, weights, starts, others, self._counts, 2 * self.max_neighbors,
-            self.max_neighbors, self._ids.__getitem__,
-        )  # fmt: skip
+    def _rows(self, items: Sequence[str]) -> list[int]:
+        """The items' rows, the unseen ones created in order (after the event's own item's,
+        as rows were always made)."""
+        rows = list(map(self._row.get, items))
+        if None in rows:
+            intern = self._intern
+            return [intern(item) for item in items]
+        return cast(list[int], rows)
+
+    def _learn(self, events: IntArray, n_events: int) -> None:
+        """Events of interned rows (`state.neighbour_pool.flat_events`): the compiled step
+        makes each event's recent items distinct, without the item, then pairs them."""
+        keep = self.max_neighbors
+        self._pool.learn(events, n_events, 2 * keep, keep, self._ids.__getitem__)
 
     def _intern(self, item: str) -> int:
         """The item's row, created on first sight."""
@@ -134,8 +137,8 @@ class CoOccurrence:
             row = self._row[item] = len(self._ids)
             self._ids.append(item)
             if row == len(self._counts):
-                self._counts = np.concatenate([self._counts, np.zeros(row, np.int64)])
-                self._pool.reserve_rows(len(self._counts))
+                self._pool.reserve_rows(2 * row)
+                self._counts = self._pool.totals
         return row
 
     def unlearn_history(self, history: Sequence[str]) -> None:
@@ -382,11 +385,11 @@ class CoOccurrence:
         made.alpha = data["alpha"]
         made._ids = list(data["ids"])
         made._row = {item: row for row, item in enumerate(made._ids)}
-        made._counts = np.zeros(max(64, len(made._ids)), np.int64)
-        made._counts[: len(made._ids)] = data["counts"]
         made._pool = NeighbourPool.of(
-            made._pool.max_size, len(made._counts), data["sizes"], data["rows"], data["pairs"]
+            made._pool.max_size, max(64, len(made._ids)), data["sizes"], data["rows"], data["pairs"]
         )
+        made._counts = made._pool.totals
+        made._counts[: len(made._ids)] = data["counts"]
         return made
 
 

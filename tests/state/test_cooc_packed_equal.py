@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+import state.neighbour_kernels as kernels
 import state.neighbour_pool as pool_module
 from state.cooccurrence import CoOccurrence
 from state.recommender import CoocRecommender, Interaction, MostPopular, learn_batch
@@ -39,8 +40,8 @@ def ratings(data_dir: Path, limit: int) -> Iterator[tuple[str, str, int]]:
 
 
 def replay(data_dir: Path, limit: int) -> tuple[list[Event], dict[str, list[str]]]:
-    """Events with the history as the user step keeps it (distinct, newest last, 20), and
-    every ninth with repeats and the item itself in it (the general `_distinct` path)."""
+    """Events with the history as the user step keeps it (distinct, newest last, 20); every
+    ninth with repeats and the item itself in it, every 13th with items never seen."""
     histories: dict[str, list[str]] = {}
     events: list[Event] = []
     for n, (user, item, weight) in enumerate(ratings(data_dir, limit)):
@@ -48,6 +49,8 @@ def replay(data_dir: Path, limit: int) -> tuple[list[Event], dict[str, list[str]
         previous = tuple(history)
         if n % 9 == 0 and history:
             previous = (*history[-3:], item, *history[-6:])
+        elif n % 13 == 0:  # items first seen in a history (a replica's, or a bounded read)
+            previous = (*history[-5:], f"unseen-{n}", f"unseen-{n // 2}")
         events.append((user, previous, item, weight))
         if item in history:
             history.remove(item)
@@ -65,7 +68,7 @@ def movielens(data_dir: Path) -> tuple[list[Event], dict[str, list[str]]]:
 def compactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Pools start small (so they grow and compact often); counts the compactions."""
     calls: list[int] = []
-    compact = pool_module._compact
+    compact = kernels.compact
 
     def counted(*args: Any) -> int:
         calls.append(1)
@@ -73,7 +76,7 @@ def compactions(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         return end
 
     monkeypatch.setattr(pool_module, "MIN_POOL", 64)
-    monkeypatch.setattr(pool_module, "_compact", counted)
+    monkeypatch.setattr(kernels, "compact", counted)
     return calls
 
 

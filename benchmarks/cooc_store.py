@@ -1,0 +1,162 @@
+"""Co-occurrence with packed, compiled neighbours against the per-row objects it replaced.
+
+`python -m benchmarks.cooc_store [--data ratings.csv] [--events N] [--batch 100]` replays a
+dataset (MovieLens latest-small by default) through both models with the default `[recs]`
+co-occurrence settings, each user's history kept as the user step keeps it (distinct, 20),
+and measures in the same run, old (`tests/state/cooc_reference.py`) then new:
+
+* `learn_one`: µs per event, the two models learning each event one after the other;
+* `learn_many`: µs per event, batches of `--batch` events (what a replica does with another
+  worker's batch; the old model has no batch step, so `learn_batch` loops `learn_one`);
+* `recommend`: µs per top-10 from each user's final history, their items excluded;
+* `to_snapshot`: ms (median of 7) for the whole model;
+* GC: the objects the collector tracks inside each model (a `gc.get_referents` walk), and
+  the ms of a full `gc.collect()` with only that model alive, the empty process subtracted.
+
+Prints a Markdown table with the ratio new / old.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from flows.evaluate import load_interactions, push_history
+from state.cooccurrence import CoOccurrence
+from state.rec_settings import RecSettings
+from state.recommender import Interaction
+from tests.state.cooc_reference import CoOccurrence as Reference
+
+DEFAULT_DATA = Path("../shared/data/movielens-latest-small/ratings.csv")
+Model = CoOccurrence | Reference
+
+
+def _fresh() -> tuple[Reference, CoOccurrence]:
+    s = RecSettings()
+    args = (s.cooc_max_neighbors, s.cooc_window)
+    return Reference(*args, alpha=s.cooc_alpha), CoOccurrence(*args, alpha=s.cooc_alpha)
+
+
+def _events(
+    interactions: list[Interaction], history_len: int
+) -> tuple[list[tuple[tuple[str, ...], str, int]], dict[str, list[str]]]:
+    """(previous items, item, weight) per interaction, and each user's final history."""
+    histories: dict[str, list[str]] = {}
+    out = []
+    for event in interactions:
+        history = histories.setdefault(event.user, [])
+        out.append((tuple(history), event.item, event.weight))
+        push_history(history, event.item, history_len)
+    return out, histories
+
+
+def _tracked(model: Model) -> int:
+    """GC-tracked objects reachable from the model (what a full collection walks for it)."""
+    seen = {id(model)}
+    stack: list[object] = [model]
+    count = 0
+    while stack:
+        obj = stack.pop()
+        count += gc.is_tracked(obj)
+        for child in gc.get_referents(obj):
+            if id(child) not in seen and not isinstance(child, type):
+                seen.add(id(child))
+                stack.append(child)
+    return count
+
+
+def _collect_ms() -> float:
+    """Median ms of a full collection."""
+    samples = []
+    for _ in range(5):
+        started = time.perf_counter()
+        gc.collect()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e3
+
+
+def _median_ms(call: Callable[[], object], repeats: int = 7) -> float:
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples) * 1e3
+
+
+def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, list[float]]:
+    """Row name → [old, new]."""
+    learned, histories = _events(load_interactions([data])[:events], history_len)
+    old, new = _fresh()
+    new.learn_one([], "warm-up")  # the compiled step loads from its cache once
+    old.learn_one([], "warm-up")
+    spent = [0.0, 0.0]
+    for previous, item, weight in learned:
+        for side, model in enumerate((old, new)):
+            started = time.perf_counter()
+            model.learn_one(previous, item, weight)
+            spent[side] += time.perf_counter() - started
+    result = {"learn_one µs": [t / len(learned) * 1e6 for t in spent]}
+
+    batched = _fresh()
+    spent = [0.0, 0.0]
+    for start in range(0, len(learned), batch):
+        chunk = learned[start : start + batch]
+        previous, items, weights = ([e[n] for e in chunk] for n in range(3))
+        started = time.perf_counter()
+        for event in chunk:  # the old model has no batch step
+            batched[0].learn_one(*event)
+        middle = time.perf_counter()
+        batched[1].learn_many(previous, items, weights)
+        spent[0] += middle - started
+        spent[1] += time.perf_counter() - middle
+    result[f"learn_many µs per event (batches of {batch})"] = [
+        t / len(learned) * 1e6 for t in spent
+    ]
+    assert batched[1].to_snapshot()["pairs"].tolist() == new.to_snapshot()["pairs"].tolist()
+    del batched
+
+    users = sorted(histories)
+    spent = [0.0, 0.0]
+    for user in users:
+        history, seen = histories[user], set(histories[user])
+        for side, model in enumerate((old, new)):
+            started = time.perf_counter()
+            model.recommend(history, 10, seen)
+            spent[side] += time.perf_counter() - started
+    result["recommend µs (top 10)"] = [t / len(users) * 1e6 for t in spent]
+    result["to_snapshot ms"] = [_median_ms(m.to_snapshot) for m in (old, new)]
+    result["GC-tracked objects in the model"] = [float(_tracked(m)) for m in (old, new)]
+
+    snapshots = old.to_snapshot(), new.to_snapshot()
+    del old, new
+    empty = _collect_ms()
+    collect = []
+    for kind, snapshot in zip((Reference, CoOccurrence), snapshots, strict=True):
+        model = kind.from_snapshot(snapshot)
+        collect.append(_collect_ms() - empty)
+        del model
+    result["full gc.collect() ms (model's share)"] = collect
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--events", type=int, default=100_836)
+    parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--history-len", type=int, default=20)
+    args = parser.parse_args()
+    result = measure(args.data, args.events, args.batch, args.history_len)
+    print("| measure | per-row objects (old) | packed, compiled (new) | new / old |")
+    print("|---|---|---|---|")
+    for name, (before, after) in result.items():
+        print(f"| {name} | {before:,.1f} | {after:,.1f} | {after / before:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
