@@ -127,9 +127,8 @@ class NeighbourPool:
         tied = np.flatnonzero(counts == cutoff)
         wanted = keep - len(above)  # 1..len(tied): the cut-off is the keep-th largest count
         if wanted < len(tied):  # names are distinct: the order of the smallest is total
-            named = rows[tied].tolist()
-            order = sorted(range(len(named)), key=lambda j: name(named[j]))[:wanted]
-            tied = tied[order]
+            named = list(map(name, rows[tied].tolist()))
+            tied = tied[sorted(range(len(named)), key=named.__getitem__)[:wanted]]
         chosen = np.concatenate([above, tied])
         chosen.sort()  # keep slots in their first-pairing order
         n = len(chosen)
@@ -197,7 +196,7 @@ class NeighbourPool:
         rows left when they moved, into arrays twice what the regions and `need` take (as
         cheap as copying into longer arrays, so there is no bound below which holes stay)."""
         live = int(self.capacity.sum())
-        pool = np.zeros((2, max(MIN_POOL, 2 * (live + need))), np.int64)
+        pool = np.empty((2, max(MIN_POOL, 2 * (live + need))), np.int64)  # read to `end`
         self._work[END] = kernels.compact(self.pool, pool, self.meta)
         self._set_pool(pool)
 
