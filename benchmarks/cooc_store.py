@@ -5,13 +5,15 @@ dataset (MovieLens latest-small by default) through both models with the default
 co-occurrence settings, each user's history kept as the user step keeps it (distinct, 20),
 and measures in the same run, old (`tests/state/cooc_reference.py`) then new:
 
-* `learn_one`: µs per event, the two models learning each event one after the other;
+* `learn_one`: µs per event, the two models learning each event one after the other (each
+  first half the time);
 * `learn_many`: µs per event, batches of `--batch` events (what a replica does with another
   worker's batch; the old model has no batch step, so `learn_batch` loops `learn_one`);
 * `recommend`: µs per top-10 from each user's final history, their items excluded;
 * `to_snapshot`: ms (median of 7) for the whole model;
 * GC: the objects the collector tracks inside each model (a `gc.get_referents` walk), and
-  the ms of a full `gc.collect()` with only that model alive, the empty process subtracted.
+  the ms of a full `gc.collect()` with only that model alive (everything else frozen out of
+  the collections, `gc.freeze`), the same without a model subtracted.
 
 Prints a Markdown table with the ratio new / old.
 """
@@ -95,10 +97,10 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
     new.learn_one([], "warm-up")  # the compiled step loads from its cache once
     old.learn_one([], "warm-up")
     spent = [0.0, 0.0]
-    for previous, item, weight in learned:
-        for side, model in enumerate((old, new)):
+    for n, (previous, item, weight) in enumerate(learned):
+        for side in (0, 1) if n % 2 else (1, 0):  # each first half the time
             started = time.perf_counter()
-            model.learn_one(previous, item, weight)
+            (old, new)[side].learn_one(previous, item, weight)
             spent[side] += time.perf_counter() - started
     result = {"learn_one µs": [t / len(learned) * 1e6 for t in spent]}
 
@@ -107,13 +109,14 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
     for start in range(0, len(learned), batch):
         chunk = learned[start : start + batch]
         previous, items, weights = ([e[n] for e in chunk] for n in range(3))
-        started = time.perf_counter()
-        for event in chunk:  # the old model has no batch step
-            batched[0].learn_one(*event)
-        middle = time.perf_counter()
-        batched[1].learn_many(previous, items, weights)
-        spent[0] += middle - started
-        spent[1] += time.perf_counter() - middle
+        for side in (0, 1) if start % (2 * batch) else (1, 0):
+            started = time.perf_counter()
+            if side:
+                batched[1].learn_many(previous, items, weights)
+            else:  # the old model has no batch step: `learn_batch` loops `learn_one`
+                for event in chunk:
+                    batched[0].learn_one(*event)
+            spent[side] += time.perf_counter() - started
     result[f"learn_many µs per event (batches of {batch})"] = [
         t / len(learned) * 1e6 for t in spent
     ]
@@ -132,15 +135,22 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
     result["to_snapshot ms"] = [_median_ms(m.to_snapshot) for m in (old, new)]
     result["GC-tracked objects in the model"] = [float(_tracked(m)) for m in (old, new)]
 
-    snapshots = old.to_snapshot(), new.to_snapshot()
+    snapshots = {Reference: old.to_snapshot(), CoOccurrence: new.to_snapshot()}
     del old, new
-    empty = _collect_ms()
-    collect = []
-    for kind, snapshot in zip((Reference, CoOccurrence), snapshots, strict=True):
-        model = kind.from_snapshot(snapshot)
-        collect.append(_collect_ms() - empty)
-        del model
-    result["full gc.collect() ms (model's share)"] = collect
+    gc.collect()
+    gc.freeze()  # the replay's data out of the collections: what is left is the model's
+    samples: dict[object, list[float]] = {kind: [] for kind in (None, *snapshots)}
+    for _ in range(5):  # rounds, so drift hits each alike; only one model exists at a time
+        for kind in samples:
+            model = None if kind is None else kind.from_snapshot(snapshots[kind])
+            gc.collect()
+            samples[kind].append(_collect_ms())
+            del model
+    gc.unfreeze()
+    empty = statistics.median(samples[None])
+    result["full gc.collect() ms (the model's share)"] = [
+        statistics.median(samples[kind]) - empty for kind in snapshots
+    ]
     return result
 
 
