@@ -11,9 +11,9 @@ and measures in the same run, old (`tests/state/cooc_reference.py`) then new:
   worker's batch; the old model has no batch step, so `learn_batch` loops `learn_one`);
 * `recommend`: µs per top-10 from each user's final history, their items excluded;
 * `to_snapshot`: ms (median of 7) for the whole model;
-* GC: the objects the collector tracks inside each model (a `gc.get_referents` walk), and
-  the ms of a full `gc.collect()` with only that model alive (everything else frozen out of
-  the collections, `gc.freeze`), the same without a model subtracted.
+* memory and GC: the bytes each model holds and the objects the collector tracks in it (a
+  `gc.get_referents` walk), and the ms of a full `gc.collect()` with only that model alive
+  (everything else frozen out of the collections, `gc.freeze`), less the same without it.
 
 Prints a Markdown table with the ratio new / old.
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import gc
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,19 +57,22 @@ def _events(
     return out, histories
 
 
-def _tracked(model: Model) -> int:
-    """GC-tracked objects reachable from the model (what a full collection walks for it)."""
+def _held(model: Model) -> tuple[int, int]:
+    """(GC-tracked objects, bytes) reachable from the model: what a full collection walks
+    for it, and its memory (`sys.getsizeof` of each object; an array owning its data counts
+    it, a view of another array only its header)."""
     seen = {id(model)}
     stack: list[object] = [model]
-    count = 0
+    tracked = size = 0
     while stack:
         obj = stack.pop()
-        count += gc.is_tracked(obj)
+        tracked += gc.is_tracked(obj)
+        size += sys.getsizeof(obj)
         for child in gc.get_referents(obj):
             if id(child) not in seen and not isinstance(child, type):
                 seen.add(id(child))
                 stack.append(child)
-    return count
+    return tracked, size
 
 
 def _collect_ms() -> float:
@@ -133,7 +137,9 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
             spent[side] += time.perf_counter() - started
     result["recommend µs (top 10)"] = [t / len(users) * 1e6 for t in spent]
     result["to_snapshot ms"] = [_median_ms(m.to_snapshot) for m in (old, new)]
-    result["GC-tracked objects in the model"] = [float(_tracked(m)) for m in (old, new)]
+    held = [_held(m) for m in (old, new)]
+    result["GC-tracked objects in the model"] = [float(n) for n, _ in held]
+    result["MB the model holds"] = [size / 1e6 for _, size in held]
 
     snapshots = {Reference: old.to_snapshot(), CoOccurrence: new.to_snapshot()}
     del old, new
