@@ -108,7 +108,7 @@ class CoOccurrence:
         rows: list[int] = []
         bounds = [0]
         paired: list[int] = []
-        for history, item in zip(previous, items, strict=True):
+        for history, item, _ in zip(previous, items, weights, strict=True):
             row = get(item)
             rows.append(intern(item) if row is None else row)
             paired += self._rows(history[-window:])
@@ -125,8 +125,8 @@ class CoOccurrence:
         return cast(list[int], rows)
 
     def _learn(self, events: IntArray, n_events: int) -> None:
-        """Events of interned rows (`state.neighbour_pool.flat_events`): the compiled step
-        makes each event's recent items distinct, without the item, then pairs them."""
+        """Events of interned rows (`neighbour_pool.flat_events`), each paired with its
+        distinct recent items but itself (the compiled step makes them distinct)."""
         keep = self.max_neighbors
         self._pool.learn(events, n_events, 2 * keep, keep, self._ids.__getitem__)
 
