@@ -22,7 +22,8 @@ WORKDIR /var/lib/tailor
 VOLUME ["/var/lib/tailor/.tailor"]
 EXPOSE 9108
 ENV PYTHONHASHSEED=0
-# FISM's compiled step is cached here (site-packages is not writable by the worker's user).
+# The compiled steps (FISM, co-occurrence) are cached here (site-packages is not writable by
+# the worker's user).
 ENV NUMBA_CACHE_DIR=/var/lib/tailor/.cache/numba
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["tailor", "--config", "/etc/tailor/tailor.toml"]

@@ -86,14 +86,14 @@ def _cooc_rows(cooc: CoOccurrence) -> FloatArray:
     """Per item row: its count, neighbour count and neighbour total, packed in one float (a
     learn adds to the total; a prune that keeps the total changes the neighbour count)."""
     n = len(cooc._ids)
-    sizes = np.fromiter((len(nb) for nb in cooc._neighbours), np.float64, n)
-    totals = np.fromiter((nb.view()[1].sum() for nb in cooc._neighbours), np.float64, n)
+    sizes = cooc._pool.size[:n].astype(np.float64)
+    totals = np.fromiter((cooc._pool.view(row)[1].sum() for row in range(n)), np.float64, n)
     return cooc._counts[:n] * 1e12 + sizes * 1e9 + totals
 
 
 def _cooc_weights(cooc: CoOccurrence) -> FloatArray:
     """Bytes per row in a snapshot: 8 per neighbour (32-bit row and count) plus the row's id."""
-    sizes = np.fromiter((len(nb) for nb in cooc._neighbours), np.float64, len(cooc._ids))
+    sizes = cooc._pool.size[: len(cooc._ids)].astype(np.float64)
     return 8.0 * sizes + 24.0
 
 

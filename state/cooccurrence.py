@@ -22,15 +22,14 @@ the counts robust, while the next item follows the user's latest few items most 
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
 
-from state.neighbours import Neighbours
+from state.neighbour_pool import NeighbourPool
 
 __all__ = ["CoOccurrence"]
 
@@ -86,29 +85,50 @@ class CoOccurrence:
 
         self._row: dict[str, int] = {}  # item id → row, in order of first sight
         self._ids: list[str] = []  # row → item id
-        self._neighbours: list[Neighbours] = []  # row → its neighbours
-        self._counts: IntArray = np.zeros(64, np.int64)  # row → weighted interactions
+        # row → its neighbours: a row holds at most the cap's double, plus one event's pairs
+        self._pool = NeighbourPool(2 * max_neighbors + window)
+        self._pool.reserve_rows(64)
+        self._counts: IntArray = self._pool.totals  # row → weighted interactions
 
     def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         """Count `item` `weight` times and pair it, both ways, with each distinct recent
         previous item (a purchase weighted 3 counts as three views)."""
-        row = self._intern(item)
-        self._counts[row] += weight
-        known, intern, neighbours = self._row, self._intern, self._neighbours
-        others = [
-            known[other] if other in known else intern(other)
-            for other in _distinct(previous[-self.window :], item)
-        ]
-        mine = neighbours[row]
-        mine.add_many(others, weight)
-        limit = 2 * self.max_neighbors
-        for other_row in others:
-            theirs = neighbours[other_row]
-            theirs.add(row, weight)
-            if len(theirs) > limit:
-                theirs.prune(self.max_neighbors, self._ids.__getitem__)
-        if len(mine) > limit:
-            mine.prune(self.max_neighbors, self._ids.__getitem__)
+        row = self._row.get(item)
+        if row is None:
+            row = self._intern(item)
+        recent = self._rows(previous[-self.window :])
+        self._learn(np.array([row, weight, 0, len(recent), *recent], np.int64), 1)
+
+    def learn_many(
+        self, previous: Sequence[Sequence[str]], items: Sequence[str], weights: Sequence[int]
+    ) -> None:
+        """`learn_one(previous[i], items[i], weights[i])` for each i in order, in one compiled
+        call (a replica learning another worker's batch): the same counts, slots and prunings."""
+        get, intern, window = self._row.get, self._intern, self.window
+        rows: list[int] = []
+        bounds = [0]
+        paired: list[int] = []
+        for history, item, _ in zip(previous, items, weights, strict=True):
+            row = get(item)
+            rows.append(intern(item) if row is None else row)
+            paired += self._rows(history[-window:])
+            bounds.append(len(paired))
+        self._learn(np.array([*rows, *weights, *bounds, *paired], np.int64), len(rows))
+
+    def _rows(self, items: Sequence[str]) -> list[int]:
+        """The items' rows, the unseen ones created in order (after the event's own item's,
+        as rows were always made)."""
+        rows = list(map(self._row.get, items))
+        if None in rows:
+            intern = self._intern
+            return [intern(item) for item in items]
+        return cast(list[int], rows)
+
+    def _learn(self, events: IntArray, n_events: int) -> None:
+        """Events of interned rows (`neighbour_pool.flat_events`), each paired with its
+        distinct recent items but itself (the compiled step makes them distinct)."""
+        keep = self.max_neighbors
+        self._pool.learn(events, n_events, 2 * keep, keep, self._ids.__getitem__)
 
     def _intern(self, item: str) -> int:
         """The item's row, created on first sight."""
@@ -116,9 +136,9 @@ class CoOccurrence:
         if row is None:
             row = self._row[item] = len(self._ids)
             self._ids.append(item)
-            self._neighbours.append(Neighbours())
             if row == len(self._counts):
-                self._counts = np.concatenate([self._counts, np.zeros(row, np.int64)])
+                self._pool.reserve_rows(2 * row)
+                self._counts = self._pool.totals
         return row
 
     def unlearn_history(self, history: Sequence[str]) -> None:
@@ -131,6 +151,7 @@ class CoOccurrence:
         users' counts. Counts never go below zero.
         """
         recent = list(history)
+        pool = self._pool
         for index, item in enumerate(recent):
             row = self._row.get(item)
             if row is None:
@@ -139,12 +160,12 @@ class CoOccurrence:
             for other in _distinct(recent[max(0, index - self.window) : index], item):
                 other_row = self._row.get(other)
                 if other_row is not None:
-                    self._neighbours[row].subtract(other_row, 1)
-                    self._neighbours[other_row].subtract(row, 1)
+                    pool.subtract(row, other_row, 1)
+                    pool.subtract(other_row, row, 1)
             if self._counts[row] == 0:  # forgotten altogether: no pair may point at it
-                for other_row in list(self._neighbours[row].as_dict()):
-                    self._neighbours[other_row].subtract(row, 1 << 62)
-                self._neighbours[row] = Neighbours()
+                for other_row in pool.view(row)[0].tolist():
+                    pool.subtract(other_row, row, 1 << 62)
+                pool.clear(row)
 
     def count(self, item: str) -> int:
         """How many (weighted) times `item` was learned (0 when never)."""
@@ -156,14 +177,15 @@ class CoOccurrence:
         row_a, row_b = self._row.get(a), self._row.get(b)
         if row_a is None or row_b is None:
             return 0
-        return self._neighbours[row_a].count(row_b)
+        return self._pool.count(row_a, row_b)
 
     def neighbors(self, item: str) -> dict[str, int]:
         """`item`'s neighbour counts by id."""
         row = self._row.get(item)
         if row is None:
             return {}
-        return {self._ids[r]: c for r, c in self._neighbours[row].as_dict().items()}
+        rows, counts = self._pool.view(row)
+        return {self._ids[r]: c for r, c in zip(rows.tolist(), counts.tolist(), strict=True)}
 
     def recommend(
         self, history: Sequence[str], k: int, exclude: Collection[str] = ()
@@ -199,9 +221,9 @@ class CoOccurrence:
             if row is None:
                 continue
             count = int(self._counts[row])
-            if not count or not self._neighbours[row]:
+            if not count or not self._pool.size[row]:
                 continue
-            rows, counts = self._neighbours[row].view()
+            rows, counts = self._pool.view(row)
             parts_rows.append(rows)
             parts_counts.append(counts)
             factors.append(weight * float(count) ** h_power)
@@ -295,19 +317,23 @@ class CoOccurrence:
         and neighbours are looked up once for the whole list.
         """
         h_power = self.alpha - 1.0
-        sources = []
+        sources: list[tuple[str, float]] = []
+        source_rows: list[int] = []
         for h, weight in self._weights(history).items():
             row = self._row.get(h)
             if row is not None and self._counts[row]:
-                base = weight * float(self._counts[row]) ** h_power
-                sources.append((h, self._neighbours[row], base))
+                sources.append((h, weight * float(self._counts[row]) ** h_power))
+                source_rows.append(row)
+        targets = [self._row.get(item) for item in items]
+        known = [target for target in targets if target is not None]
+        # per known item, its pairings with each source (one compiled lookup for the list)
+        paired: list[list[int]] = self._pool.lookup(source_rows, known).T.tolist()
+        found = iter(paired)
         out: list[str | None] = []
-        for item in items:
-            target = self._row.get(item)
+        for target in targets:
             best: tuple[float, str] | None = None
             if target is not None:
-                for h, neighbours, base in sources:
-                    count = neighbours.count(target)
+                for (h, base), count in zip(sources, next(found), strict=True):
                     if count:
                         gain = base * count
                         if best is None or gain > best[0] or (gain == best[0] and h < best[1]):
@@ -342,16 +368,15 @@ class CoOccurrence:
         arrays, not two per item), as 32-bit integers when they fit: a pair's count is at
         most the sum of its two items' counts."""
         n = len(self._ids)
-        views = [neighbours.view() for neighbours in self._neighbours]
         fits = n <= INT32_MAX and 2 * int(self._counts[:n].max(initial=0)) <= INT32_MAX
-        dtype = np.int32 if fits else np.int64
+        sizes, rows, pairs = self._pool.packed(n, np.int32 if fits else np.int64)
         settings = ("max_neighbors", "window", "score_window", "recency", "alpha")
         return {name: getattr(self, name) for name in settings} | {
             "ids": list(self._ids),
             "counts": self._counts[:n].copy(),
-            "sizes": np.fromiter(map(len, self._neighbours), np.int64, n),
-            "rows": _joined([rows for rows, _ in views], dtype),
-            "pairs": _joined([counts for _, counts in views], dtype),
+            "sizes": sizes,
+            "rows": rows,
+            "pairs": pairs,
         }
 
     @classmethod
@@ -360,22 +385,12 @@ class CoOccurrence:
         made.alpha = data["alpha"]
         made._ids = list(data["ids"])
         made._row = {item: row for row, item in enumerate(made._ids)}
-        made._counts = np.zeros(max(64, len(made._ids)), np.int64)
+        made._pool = NeighbourPool.of(
+            made._pool.max_size, max(64, len(made._ids)), data["sizes"], data["rows"], data["pairs"]
+        )
+        made._counts = made._pool.totals
         made._counts[: len(made._ids)] = data["counts"]
-        rows, pairs = data["rows"], data["pairs"]
-        bounds = np.concatenate([[0], np.cumsum(data["sizes"])]).tolist()
-        made._neighbours = [
-            Neighbours.of(rows[start:end], pairs[start:end])
-            for start, end in itertools.pairwise(bounds)
-        ]
         return made
-
-
-def _joined(parts: list[IntArray], dtype: type[np.signedinteger[Any]]) -> IntArray:
-    """`parts` end to end, converted while copying (no 64-bit intermediate)."""
-    if not parts:
-        return np.empty(0, dtype)
-    return np.concatenate(parts, dtype=dtype, casting="unsafe")
 
 
 def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:

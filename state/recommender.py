@@ -181,6 +181,20 @@ class CoocRecommender:
         if self.fill is not None:
             self.fill.learn_one(event, history, exclude)
 
+    def learn_many(
+        self,
+        events: Sequence[Interaction],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """The counts of the whole batch in one compiled step (`CoOccurrence.learn_many`),
+        exactly as one by one; then the fill's (the two models share nothing)."""
+        self.cooc.learn_many(
+            histories, [event.item for event in events], [event.weight for event in events]
+        )
+        if self.fill is not None:
+            learn_batch(self.fill, events, histories, excludes)
+
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
     ) -> list[Scored]:
