@@ -233,7 +233,13 @@ class CoOccurrence:
         sizes = np.fromiter(map(len, parts_rows), np.int64, len(parts_rows))
         scores = np.concatenate(parts_counts) * np.repeat(np.array(factors), sizes)
         if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
-            scores *= self._counts[rows].astype(np.float64) ** -self.alpha
+            counted = self._counts[rows]
+            if not counted.all():  # an item only ever seen in a history: no count to divide by
+                known = counted > 0
+                rows, scores, counted = rows[known], scores[known], counted[known]
+                if not len(rows):
+                    return None
+            scores *= counted.astype(np.float64) ** -self.alpha
         n_items = len(self._ids)
         if n_items <= DENSE_FACTOR * len(rows):
             dense = np.bincount(rows, scores, minlength=n_items).astype(np.float64, copy=False)

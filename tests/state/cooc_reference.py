@@ -1,5 +1,6 @@
 """The co-occurrence model as it was before its neighbours were packed (`state.neighbour_pool`):
-one `Neighbours` object per item row, learning in Python. Kept verbatim (docstrings aside) as
+one `Neighbours` object per item row, learning in Python. Kept verbatim (docstrings aside, and
+with the later fix for items of count 0 that `CoOccurrence._scores` has too) as
 the reference the packed model must equal output for output (`test_cooc_packed_equal.py`)
 and as the "old" side of `benchmarks/cooc_store.py`.
 """
@@ -258,8 +259,14 @@ class CoOccurrence:
         rows = np.concatenate(parts_rows)
         sizes = np.fromiter(map(len, parts_rows), np.int64, len(parts_rows))
         scores = np.concatenate(parts_counts) * np.repeat(np.array(factors), sizes)
-        if self.alpha != 0.0:
-            scores *= self._counts[rows].astype(np.float64) ** (-self.alpha)
+        if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
+            counted = self._counts[rows]
+            if not counted.all():  # an item only ever seen in a history: no count to divide by
+                known = counted > 0
+                rows, scores, counted = rows[known], scores[known], counted[known]
+                if not len(rows):
+                    return None
+            scores *= counted.astype(np.float64) ** -self.alpha
         n_items = len(self._ids)
         if n_items <= DENSE_FACTOR * len(rows):
             dense = np.bincount(rows, scores, minlength=n_items).astype(np.float64, copy=False)

@@ -22,9 +22,6 @@ from state.recommender import CoocRecommender, Interaction, MostPopular, learn_b
 from tests.state import cooc_reference
 from tests.state.cooc_reference import CoOccurrence as Reference
 
-# Items first seen in a history have a count of 0 until learned: both models score them inf.
-pytestmark = pytest.mark.filterwarnings("ignore:divide by zero:RuntimeWarning")
-
 Event = tuple[str, tuple[str, ...], str, int]  # user, previous items, item, weight
 Model = CoOccurrence | Reference
 SETTINGS: list[dict[str, Any]] = [

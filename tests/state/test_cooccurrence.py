@@ -242,3 +242,17 @@ def test_counts_too_large_for_32_bits_are_kept_whole() -> None:
     model.learn_one(["a"], "b", weight=2**31)
     clone = pickle.loads(pickle.dumps(model))
     assert clone.cooc("a", "b") == 2**31
+
+
+def test_an_item_only_ever_seen_in_a_history_is_not_scored() -> None:
+    """`x` was paired as someone's previous item but never learned itself (count 0): dividing
+    by its count would score it infinite and put it first."""
+    model = CoOccurrence(alpha=0.5)
+    model.learn_one(["x"], "a")
+    model.learn_one(["b"], "a")
+    model.learn_one([], "b")
+    assert model.count("x") == 0 and model.cooc("a", "x") == 1
+    got = model.recommend(["a"], k=5)
+    assert [item for item, _ in got] == ["b"]
+    assert all(math.isfinite(score) for score in model.score(["a"], ["b", "x"]))
+    assert model.recommend(["a"], k=5, exclude=["b"]) == []
