@@ -31,20 +31,20 @@ True
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_kernel import sgd_step
+from state.fism_kernel import learn_events, queue_from_order, queue_order, queue_push
 from state.recommender import Interaction, Scored
 
 __all__ = ["FISM", "FISMRecommender"]
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
+IntArray = npt.NDArray[np.int64]
 
 _INITIAL_ROWS = 64
 
@@ -88,9 +88,9 @@ class FISM:
         Seed of the one `numpy.random.default_rng` that draws every new item's p and q, in
         order of first sight: the same events in the same order give the same factors.
 
-    Memory: per item 16·n_factors + 8 bytes in the arrays (up to twice that right after a
-    doubling) plus the id -> row entry, the row -> id slot and the queue entry, as in ISGD;
-    nothing per user.
+    Memory: per item 16·n_factors + 32 bytes in the arrays (factors, bias and the queue's
+    links; up to twice that right after a doubling) plus the id -> row entry and the row -> id
+    slot; nothing per user.
     """
 
     def __init__(
@@ -128,12 +128,12 @@ class FISM:
         self._bias: FloatArray = np.zeros(_INITIAL_ROWS, dtype=np.float64)
         self._item_row: dict[str, int] = {}
         self._item_ids: list[str] = []
-        # |H|^-alpha by |H|, and the batch's targets (the item's 1, the negatives' 0s).
+        # |H|^-alpha by |H|
         self._scales = [0.0] + [n**-alpha for n in range(1, history + 1)]
-        self._targets: FloatArray = np.zeros(negatives + 1)
-        self._targets[0] = 1.0
-        # Item rows from least to most recently interacted (O(1) move-to-back).
-        self._queue: OrderedDict[int, None] = OrderedDict()
+        self._scale_array: FloatArray = np.array(self._scales)
+        # Item rows from least to most recently interacted, a linked list over the rows
+        # (`state.fism_kernel`: O(1) move-to-back, compiled with the step).
+        self._links, self._ends = queue_from_order(_NO_ROWS, _INITIAL_ROWS)
 
     # ------------------------------------------------------------------ learning
 
@@ -143,17 +143,64 @@ class FISM:
         `exclude` (items the caller knows this user touched) is skipped as negatives, as the
         history and the item are: the model keeps no per-user record of its own.
         """
-        row = self._row(item)
-        self._queue.move_to_end(row)
-        known = self._history_rows(history, row)  # a repeat of the item is left out
-        rows = [row, *self._pick_negatives(row, known, exclude)] if self.negatives else [row]
-        for negative in rows[1:]:
-            self._queue.move_to_end(negative)
-        h = np.array(known, dtype=np.intp)
-        scale = self._scales[len(known)]
-        lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
-        index = np.array(rows, dtype=np.intp)
-        sgd_step(self._p, self._q, self._bias, index, h, self._targets, scale, lr, reg, blr)
+        linked = len(self._item_ids)
+        get = self._item_row.get
+        row = get(item)
+        if row is None:
+            row = self._new_row(item)  # queued by the kernel, as the event's first move
+        looked = np.fromiter(map(get, reversed(history), repeat(-1)), np.int64, len(history))
+        ends = np.array([len(looked)], dtype=np.int64)
+        if self.negatives:
+            excluded = np.fromiter(map(get, exclude, repeat(-1)), np.int64, len(exclude))
+            excluded_ends = np.array([len(excluded)], dtype=np.int64)
+        else:
+            excluded = excluded_ends = _NO_ROWS
+        items = np.array([row], dtype=np.int64)
+        self._learn(items, looked, ends, excluded, excluded_ends, linked=linked)
+
+    def learn_many(
+        self,
+        items: Sequence[str],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """`learn_one` for each event in order, in one compiled call: the same factors, queue
+        and draws. Each event's rows are found as `learn_one` finds them (a row first seen at
+        event e does not exist for the events before it), then the kernel runs the events."""
+        linked = len(self._item_ids)
+        get = self._item_row.get
+        rows: list[int] = []
+        looked: list[int] = []
+        looked_ends: list[int] = []
+        excluded: list[int] = []
+        excluded_ends: list[int] = []
+        for item, history, exclude in zip(items, histories, excludes, strict=True):
+            row = get(item)
+            rows.append(self._new_row(item) if row is None else row)
+            looked.extend(map(get, reversed(history), repeat(-1)))
+            looked_ends.append(len(looked))
+            if self.negatives:
+                excluded.extend(map(get, exclude, repeat(-1)))
+                excluded_ends.append(len(excluded))
+        arrays = [np.array(values, dtype=np.int64) for values in (rows, looked, looked_ends)]
+        arrays += [np.array(values, dtype=np.int64) for values in (excluded, excluded_ends)]
+        self._learn(*arrays, linked=linked)
+
+    def _learn(
+        self,
+        items: IntArray,
+        looked: IntArray,
+        looked_ends: IntArray,
+        excluded: IntArray,
+        excluded_ends: IntArray,
+        *,
+        linked: int,
+    ) -> None:
+        rates = (self.learning_rate, self.regularization, self.bias_learning_rate)
+        learn_events(
+            self._p, self._q, self._bias, self._links, self._ends, items, looked, looked_ends,
+            excluded, excluded_ends, linked, self._scale_array, self.negatives, rates,
+        )  # fmt: skip
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -168,28 +215,10 @@ class FISM:
                     break
         return rows
 
-    def _pick_negatives(self, row: int, known: list[int], exclude: Collection[str]) -> list[int]:
-        """The `negatives` least recently interacted rows that are not `row`, not among the
-        history rows forming u and not in `exclude` (the live step's exclusions hold the
-        whole kept history): a scan of at most `negatives` + skipped rows."""
-        skip = set(known)
-        skip.add(row)
-        ids = self._item_ids
-        picked: list[int] = []
-        for candidate in self._queue:
-            if candidate not in skip and ids[candidate] not in exclude:
-                picked.append(candidate)
-                if len(picked) == self.negatives:
-                    break
-        return picked
-
-    def _row(self, item: str) -> int:
-        """The item's row, appended (p and q drawn, queued at the back) on first sight."""
-        row = self._item_row.get(item)
-        if row is None:
-            drawn = self._rng.normal(0.0, self.init_std, (2, self.n_factors))
-            row = self._append_item(item, drawn[0], drawn[1])
-        return row
+    def _new_row(self, item: str) -> int:
+        """A first-seen item's row, p and q drawn (in order of first sight), not queued yet."""
+        drawn = self._rng.normal(0.0, self.init_std, (2, self.n_factors))
+        return self._append_item(item, drawn[0], drawn[1])
 
     def _append_item(self, item: str, p: FloatArray, q: FloatArray) -> int:
         """Add `item` as the next row, doubling the arrays when full (amortised O(1))."""
@@ -198,12 +227,12 @@ class FISM:
             self._p = _doubled(self._p)
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
+            self._links = np.concatenate([self._links, np.zeros_like(self._links)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
         self._item_row[item] = row
         self._item_ids.append(item)
-        self._queue[row] = None
         return row
 
     # ------------------------------------------------------------------ serving
@@ -258,7 +287,7 @@ class FISM:
         checked_p, checked_q = self._checked(p), self._checked(q)
         row = self._item_row.get(item)
         if row is None:
-            self._append_item(item, checked_p, checked_q)
+            queue_push(self._links, self._ends, self._append_item(item, checked_p, checked_q))
         else:
             self._p[row], self._q[row] = checked_p, checked_q
 
@@ -269,7 +298,8 @@ class FISM:
 
     def recency_queue(self) -> list[str]:
         """Item ids from least to most recently interacted (the negatives come from the front)."""
-        return [self._item_ids[row] for row in self._queue]
+        ids = self._item_ids
+        return [ids[row] for row in queue_order(self._links, self._ends, len(ids)).tolist()]
 
     def _checked(self, vector: Sequence[float] | FloatArray) -> FloatArray:
         array = np.asarray(vector, dtype=np.float64)
@@ -287,7 +317,7 @@ class FISM:
             "p": self._p[:n].copy(),
             "q": self._q[:n].copy(),
             "bias": self._bias[:n].copy(),
-            "queue": np.fromiter(self._queue, np.int64, len(self._queue)),
+            "queue": queue_order(self._links, self._ends, n),
         }
 
     @classmethod
@@ -304,10 +334,12 @@ class FISM:
         made._bias[: len(ids)] = data["bias"]
         made._item_ids = ids
         made._item_row = {item: row for row, item in enumerate(ids)}
-        made._queue = OrderedDict.fromkeys(data["queue"].tolist())
+        order = np.asarray(data["queue"], dtype=np.int64)
+        made._links, made._ends = queue_from_order(order, rows)
         return made
 
 
+_NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
@@ -327,6 +359,16 @@ class FISMRecommender:
         # Positive-only feedback is binary: an event type's weight is not a step count (three
         # steps per purchase cut ISGD's Online Retail Recall@10 from 0.085 to 0.073).
         self.model.learn_one(event.item, history, exclude)
+
+    def learn_many(
+        self,
+        events: Sequence[Interaction],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """A replica's batch of other workers' events (`state.recommender.learn_batch`): one
+        compiled call, exactly `learn_one` per event."""
+        self.model.learn_many([event.item for event in events], histories, excludes)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
