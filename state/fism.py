@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_kernel import learn_events, queue_from_order, queue_order, queue_push
+from state.fism_kernel import learn_events, new_queue, queue_order, queue_push
 from state.recommender import Interaction, Scored
 
 __all__ = ["FISM", "FISMRecommender"]
@@ -133,7 +133,7 @@ class FISM:
         self._scale_array: FloatArray = np.array(self._scales)
         # Item rows from least to most recently interacted, a linked list over the rows
         # (`state.fism_kernel`: O(1) move-to-back, compiled with the step).
-        self._links, self._ends = queue_from_order(_NO_ROWS, _INITIAL_ROWS)
+        self._links = new_queue(_NO_ROWS, _INITIAL_ROWS)
 
     # ------------------------------------------------------------------ learning
 
@@ -148,15 +148,11 @@ class FISM:
         row = get(item)
         if row is None:
             row = self._new_row(item)  # queued by the kernel, as the event's first move
-        looked = np.fromiter(map(get, reversed(history), repeat(-1)), np.int64, len(history))
-        ends = np.array([len(looked)], dtype=np.int64)
+        events = [row, len(history), *map(get, reversed(history), _UNKNOWN)]
         if self.negatives:
-            excluded = np.fromiter(map(get, exclude, repeat(-1)), np.int64, len(exclude))
-            excluded_ends = np.array([len(excluded)], dtype=np.int64)
-        else:
-            excluded = excluded_ends = _NO_ROWS
-        items = np.array([row], dtype=np.int64)
-        self._learn(items, looked, ends, excluded, excluded_ends, linked=linked)
+            events.append(len(exclude))
+            events.extend(map(get, exclude, _UNKNOWN))
+        self._learn(np.fromiter(events, np.int64, len(events)), linked)
 
     def learn_many(
         self,
@@ -165,42 +161,28 @@ class FISM:
         excludes: Sequence[Collection[str]],
     ) -> None:
         """`learn_one` for each event in order, in one compiled call: the same factors, queue
-        and draws. Each event's rows are found as `learn_one` finds them (a row first seen at
-        event e does not exist for the events before it), then the kernel runs the events."""
+        and draws. Each event's rows are found as `learn_one` finds them (an item first seen
+        at event e is unknown to the events before it), then the kernel runs the events."""
         linked = len(self._item_ids)
         get = self._item_row.get
-        rows: list[int] = []
-        looked: list[int] = []
-        looked_ends: list[int] = []
-        excluded: list[int] = []
-        excluded_ends: list[int] = []
+        events: list[int] = []
+        add, extend = events.append, events.extend
         for item, history, exclude in zip(items, histories, excludes, strict=True):
             row = get(item)
-            rows.append(self._new_row(item) if row is None else row)
-            looked.extend(map(get, reversed(history), repeat(-1)))
-            looked_ends.append(len(looked))
+            add(self._new_row(item) if row is None else row)
+            add(len(history))
+            extend(map(get, reversed(history), _UNKNOWN))
             if self.negatives:
-                excluded.extend(map(get, exclude, repeat(-1)))
-                excluded_ends.append(len(excluded))
-        arrays = [np.array(values, dtype=np.int64) for values in (rows, looked, looked_ends)]
-        arrays += [np.array(values, dtype=np.int64) for values in (excluded, excluded_ends)]
-        self._learn(*arrays, linked=linked)
+                add(len(exclude))
+                extend(map(get, exclude, _UNKNOWN))
+        self._learn(np.fromiter(events, np.int64, len(events)), linked)
 
-    def _learn(
-        self,
-        items: IntArray,
-        looked: IntArray,
-        looked_ends: IntArray,
-        excluded: IntArray,
-        excluded_ends: IntArray,
-        *,
-        linked: int,
-    ) -> None:
-        rates = (self.learning_rate, self.regularization, self.bias_learning_rate)
-        learn_events(
-            self._p, self._q, self._bias, self._links, self._ends, items, looked, looked_ends,
-            excluded, excluded_ends, linked, self._scale_array, self.negatives, rates,
-        )  # fmt: skip
+    def _learn(self, events: IntArray, linked: int) -> None:
+        """The kernel on `events` (`state.fism_kernel.learn_events`): rows >= `linked` are
+        first seen in them."""
+        lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
+        p, q, bias, scales = self._p, self._q, self._bias, self._scale_array
+        learn_events(p, q, bias, self._links, events, linked, scales, self.negatives, lr, reg, blr)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -227,7 +209,7 @@ class FISM:
             self._p = _doubled(self._p)
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
-            self._links = np.concatenate([self._links, np.zeros_like(self._links)])
+            self._links = np.concatenate([self._links, np.zeros((row, 3), np.int64)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
@@ -287,7 +269,7 @@ class FISM:
         checked_p, checked_q = self._checked(p), self._checked(q)
         row = self._item_row.get(item)
         if row is None:
-            queue_push(self._links, self._ends, self._append_item(item, checked_p, checked_q))
+            queue_push(self._links, self._append_item(item, checked_p, checked_q))
         else:
             self._p[row], self._q[row] = checked_p, checked_q
 
@@ -299,7 +281,7 @@ class FISM:
     def recency_queue(self) -> list[str]:
         """Item ids from least to most recently interacted (the negatives come from the front)."""
         ids = self._item_ids
-        return [ids[row] for row in queue_order(self._links, self._ends, len(ids)).tolist()]
+        return [ids[row] for row in queue_order(self._links).tolist()]
 
     def _checked(self, vector: Sequence[float] | FloatArray) -> FloatArray:
         array = np.asarray(vector, dtype=np.float64)
@@ -317,7 +299,7 @@ class FISM:
             "p": self._p[:n].copy(),
             "q": self._q[:n].copy(),
             "bias": self._bias[:n].copy(),
-            "queue": queue_order(self._links, self._ends, n),
+            "queue": queue_order(self._links),
         }
 
     @classmethod
@@ -335,11 +317,12 @@ class FISM:
         made._item_ids = ids
         made._item_row = {item: row for row, item in enumerate(ids)}
         order = np.asarray(data["queue"], dtype=np.int64)
-        made._links, made._ends = queue_from_order(order, rows)
+        made._links = new_queue(order, rows)
         return made
 
 
 _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
+_UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
