@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_kernel import learn_events, new_queue, queue_order, queue_push
+from state.fism_kernel import learn_events, new_queue, queue_front, queue_order, queue_push
 from state.recommender import Interaction, Scored
 
 __all__ = ["FISM", "FISMRecommender"]
@@ -144,15 +144,9 @@ class FISM:
         history and the item are: the model keeps no per-user record of its own.
         """
         linked = len(self._item_ids)
-        get = self._item_row.get
-        row = get(item)
-        if row is None:
-            row = self._new_row(item)  # queued by the kernel, as the event's first move
-        events = [row, len(history), *map(get, reversed(history), _UNKNOWN)]
-        if self.negatives:
-            events.append(len(exclude))
-            events.extend(map(get, exclude, _UNKNOWN))
-        self._learn(np.fromiter(events, np.int64, len(events)), linked)
+        row = self._item_row.get(item)
+        row = self._new_row(item) if row is None else row  # queued by the kernel
+        self._learn(self._event(row, history, exclude), linked)
 
     def learn_many(
         self,
@@ -162,27 +156,62 @@ class FISM:
     ) -> None:
         """`learn_one` for each event in order, in one compiled call: the same factors, queue
         and draws. Each event's rows are found as `learn_one` finds them (an item first seen
-        at event e is unknown to the events before it), then the kernel runs the events."""
+        at event e is unknown to the events before it), then the kernel runs the events. An
+        event with more than `_LOOK_UP_ALL` exclusions finds them on the queue as it stands
+        for it (`_excluded`): the events before it are learned first."""
         linked = len(self._item_ids)
         get = self._item_row.get
         events: list[int] = []
-        add, extend = events.append, events.extend
         for item, history, exclude in zip(items, histories, excludes, strict=True):
+            if events and self.negatives and len(exclude) > _LOOK_UP_ALL:
+                self._learn(events, linked)
+                events, linked = [], len(self._item_ids)
             row = get(item)
-            add(self._new_row(item) if row is None else row)
-            add(len(history))
-            extend(map(get, reversed(history), _UNKNOWN))
-            if self.negatives:
-                add(len(exclude))
-                extend(map(get, exclude, _UNKNOWN))
-        self._learn(np.fromiter(events, np.int64, len(events)), linked)
+            row = self._new_row(item) if row is None else row
+            events += self._event(row, history, exclude)
+        self._learn(events, linked)
 
-    def _learn(self, events: IntArray, linked: int) -> None:
+    def _event(self, row: int, history: Sequence[str], exclude: Collection[str]) -> list[int]:
+        """The event as `state.fism_kernel.learn_events` reads it: the item's row, the
+        history's rows newest first (-1: unknown), the rows of the exclusions."""
+        get = self._item_row.get
+        event = [row, len(history), *map(get, reversed(history), _UNKNOWN)]
+        if not self.negatives:
+            return event
+        if len(exclude) > _LOOK_UP_ALL:
+            excluded = self._excluded(event, exclude)
+            event.append(len(excluded))
+            event.extend(excluded)
+        else:
+            event.append(len(exclude))
+            event.extend(map(get, exclude, _UNKNOWN))
+        return event
+
+    def _excluded(self, event: list[int], exclude: Collection[str]) -> list[int]:
+        """The excluded rows the scan for negatives meets, when `exclude` is large (a user's
+        whole kept history): the rows it meets (`queue_front`, by growing chunks) checked
+        against `exclude` as the Python scan did, until `negatives` are not excluded. Every
+        id is looked up instead once the rows met would cost more (a set probe for a row met
+        costs ~2.5 dict look-ups of an id)."""
+        ids, head = self._item_ids, np.fromiter(event, np.int64, len(event))
+        excluded: list[int] = []
+        start, count, budget = 0, self.negatives + 8, len(exclude) * _PROBES_PER_LOOK_UP
+        while start + count <= budget:
+            met = queue_front(self._links, head, len(self._scales) - 1, start, count).tolist()
+            excluded += [row for row in met if ids[row] in exclude]
+            start += len(met)
+            if start - len(excluded) >= self.negatives or len(met) < count:
+                return excluded  # the scan stops among them
+            count *= 2
+        return list(map(self._item_row.get, exclude, _UNKNOWN))
+
+    def _learn(self, events: list[int], linked: int) -> None:
         """The kernel on `events` (`state.fism_kernel.learn_events`): rows >= `linked` are
         first seen in them."""
         lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
         p, q, bias, scales = self._p, self._q, self._bias, self._scale_array
-        learn_events(p, q, bias, self._links, events, linked, scales, self.negatives, lr, reg, blr)
+        rows = np.fromiter(events, np.int64, len(events))
+        learn_events(p, q, bias, self._links, rows, linked, scales, self.negatives, lr, reg, blr)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -323,6 +352,9 @@ class FISM:
 
 _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
+#: More exclusions than this are found from the queue's side (`FISM._excluded`), with a
+#: budget of this many rows met per exclusion.
+_LOOK_UP_ALL, _PROBES_PER_LOOK_UP = 64, 0.5
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 

@@ -26,7 +26,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["learn_events", "new_queue", "queue_order", "queue_push"]
+__all__ = ["learn_events", "new_queue", "queue_front", "queue_order", "queue_push"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -112,6 +112,21 @@ def _mark(links: Any, row: int, history: Any, h: int, rows: Any, at: int, n: int
 
 
 @numba.njit(cache=True, nogil=True)
+def _history_rows(events: Any, at: int, size: int, row: int, history: Any) -> int:
+    """u's rows into `history`: the first len(history) known rows of events[at:at + size]
+    (the history newest first) other than the item's `row`; returns how many."""
+    h = 0
+    for j in range(at, at + size):
+        found = events[j]
+        if found >= 0 and found != row:
+            history[h] = found
+            h += 1
+            if h == history.shape[0]:
+                break
+    return h
+
+
+@numba.njit(cache=True, nogil=True)
 def learn_events(
     p: Any,
     q: Any,
@@ -149,14 +164,7 @@ def learn_events(
             linked += 1
         else:
             _to_back(links, row + 1)
-        h = 0  # u's rows: the last `max_history` known, newest first, the item left out
-        for j in range(at, at + size):
-            found = events[j]
-            if found >= 0 and found != row:
-                history[h] = found
-                h += 1
-                if h == max_history:
-                    break
+        h = _history_rows(events, at, size, row, history)
         at += size
         rows[0] = row
         n = 1
@@ -175,6 +183,28 @@ def learn_events(
             for r in range(1, n):
                 _to_back(links, rows[r] + 1)
         _step(p, q, bias, rows, n, history[:h], scales[h], lr, reg, bias_lr, u, err, pull)
+
+
+@numba.njit(cache=True, nogil=True)
+def queue_front(links: Any, event: Any, max_history: int, start: int, count: int) -> Any:
+    """Rows `start` to `start + count` (fewer at the tail) of those the scan for this event's
+    negatives meets before its exclusions: the queue from the head without the item and u's
+    rows (`event`: the item's row, the history's length, its rows newest first)."""
+    row = event[0]
+    history = np.empty(max_history, np.int64)
+    h = _history_rows(event, 2, event[1], row, history)
+    _mark(links, row, history, h, event, 0, 0, 1)
+    met = np.empty(count, np.int64)
+    seen, n, node = 0, 0, links[0, NEXT]
+    while node != 0 and n < count:
+        if links[node, MARK] == 0:
+            if seen >= start:
+                met[n] = node - 1
+                n += 1
+            seen += 1
+        node = links[node, NEXT]
+    _mark(links, row, history, h, event, 0, 0, 0)
+    return met[:n]
 
 
 def new_queue(order: IntArray, capacity: int) -> IntArray:

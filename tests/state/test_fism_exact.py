@@ -106,13 +106,16 @@ def test_learn_many_equals_learn_one_in_a_loop(movielens: list[Event]) -> None:
 
 def small_events() -> list[Event]:
     """A catalogue smaller than the negatives asked for, repeats of the item in its history,
-    history duplicates, unknown items in histories and exclusions, and new items whose ids
-    were excluded (or in a history) before their first sight in the same batch."""
+    history duplicates, unknown items in histories and exclusions, new items whose ids were
+    excluded (or in a history) before their first sight in the same batch, and exclusions
+    large enough to be found from the queue's side, some of them the whole catalogue."""
     events: list[Event] = []
     for n in range(600):
         item = f"i{(n * 7) % 29}" if n > 40 else f"i{n % 9}"
         history = [f"i{(n * 3 + j) % 31}" for j in range(n % 13)] + [item] * (n % 2)
         exclude = {f"i{(n * 5) % 37}", f"i{(n + 1) % 41}", "never"}
+        if n % 7 == 0:
+            exclude |= {f"i{j}" for j in range(n % 40, n % 40 + 70)}
         events.append((item, history, exclude))
     return events
 
