@@ -189,21 +189,24 @@ class FISM:
 
     def _excluded(self, event: list[int], exclude: Collection[str]) -> list[int]:
         """The excluded rows the scan for negatives meets, when `exclude` is large (a user's
-        whole kept history): the rows it meets (`queue_front`, by growing chunks) checked
-        against `exclude` as the Python scan did, until `negatives` are not excluded. Every
-        id is looked up instead once the rows met would cost more (a set probe for a row met
-        costs ~2.5 dict look-ups of an id)."""
-        ids, head = self._item_ids, np.fromiter(event, np.int64, len(event))
+        whole kept history, where looking every id up would cost more than the scan): the
+        rows it meets (`queue_front`, in growing chunks) checked against `exclude` as the
+        Python scan did, up to the `negatives`-th not excluded."""
+        ids, head, negatives = self._item_ids, np.fromiter(event, np.int64, len(event)), 0
         excluded: list[int] = []
-        start, count, budget = 0, self.negatives + 8, len(exclude) * _PROBES_PER_LOOK_UP
-        while start + count <= budget:
+        start, count = 0, self.negatives + 4
+        while True:
             met = queue_front(self._links, head, len(self._scales) - 1, start, count).tolist()
-            excluded += [row for row in met if ids[row] in exclude]
-            start += len(met)
-            if start - len(excluded) >= self.negatives or len(met) < count:
-                return excluded  # the scan stops among them
-            count *= 2
-        return list(map(self._item_row.get, exclude, _UNKNOWN))
+            for row in met:
+                if ids[row] in exclude:
+                    excluded.append(row)
+                else:
+                    negatives += 1
+                    if negatives == self.negatives:
+                        return excluded  # the scan stops here
+            if len(met) < count:
+                return excluded  # it met the whole queue
+            start, count = start + count, 2 * count
 
     def _learn(self, events: list[int], linked: int) -> None:
         """The kernel on `events` (`state.fism_kernel.learn_events`): rows >= `linked` are
@@ -352,9 +355,8 @@ class FISM:
 
 _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
-#: More exclusions than this are found from the queue's side (`FISM._excluded`), with a
-#: budget of this many rows met per exclusion.
-_LOOK_UP_ALL, _PROBES_PER_LOOK_UP = 64, 0.5
+#: More exclusions than this are found from the queue's side (`FISM._excluded`).
+_LOOK_UP_ALL = 64
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
