@@ -12,20 +12,22 @@ the same event one after the other (so the machine's drift hits both alike):
 
 Prints mean µs per call and the ratio FISM / ISGD as a Markdown table.
 
-`--learning [--batch 100] [--exclude history|seen]` times FISM's learning alone, same run:
+`--learning [--batch 100] [--exclude history|kept|seen]` times FISM's learning alone, same run:
 `learn_one` with the bookkeeping in Python (before decision 0008: `tests/state/fism_support.py`)
 and compiled, and `learn_many` of batches of `--batch` events (a replica's remote batches), each
 on its own model, in rotating order per batch; the three models are checked equal at the end.
-`--exclude history` passes what a replica excludes (the history), `seen` everything the user
-rated before (the whole kept history, the stress case: every id is looked up per event).
+`--exclude history` passes what a replica excludes (the history); `kept` what the live step
+excludes for a heavy buyer (the history and the last 200 items, as `max_purchased` keeps);
+`seen` everything the user rated before (unbounded: the stress case).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +86,7 @@ def measure(
 
 
 LEARNING = ("learn_one (Python bookkeeping)", "learn_one (compiled)", "learn_many (compiled)")
+KEPT = 200
 Batch = tuple[list[str], list[tuple[str, ...]], list[set[str]]]
 
 
@@ -92,16 +95,20 @@ def _batches(
 ) -> Iterator[Batch]:
     """(items, histories, excludes) per batch, as the live step hands them over."""
     histories: dict[str, list[str]] = {}
-    seen: dict[str, set[str]] = {}
+    seen: dict[str, dict[str, None]] = {}  # in order, oldest first
     for start in range(0, len(interactions), size):
         batch: Batch = ([], [], [])
         for event in interactions[start : start + size]:
             history = histories.setdefault(event.user, [])
-            mine = seen.setdefault(event.user, set())
+            mine = seen.setdefault(event.user, {})
             batch[0].append(event.item)
             batch[1].append(tuple(history))
-            batch[2].append(set(mine) if exclude == "seen" else set(history))
-            mine.add(event.item)
+            kept: Iterable[str] = ()
+            if exclude != "history":
+                kept = mine if exclude == "seen" else islice(reversed(mine), KEPT)
+            batch[2].append(set(history).union(kept))
+            mine.pop(event.item, None)
+            mine[event.item] = None
             push_history(history, event.item, history_len)
         yield batch
 
@@ -111,7 +118,7 @@ def measure_learning(
 ) -> dict[str, float]:
     """µs per interaction of each way of learning, and whether the models came out equal."""
     interactions = load_interactions([data])[:events]
-    kwargs = {
+    kwargs: dict[str, Any] = {
         "n_factors": settings.isgd_factors,
         "learning_rate": settings.isgd_learning_rate,
         "regularization": settings.isgd_regularization,
@@ -163,7 +170,7 @@ def main() -> None:
     parser.add_argument("--isgd-negatives", type=int, default=RecSettings().isgd_negatives)
     parser.add_argument("--learning", action="store_true", help="FISM's learning, A/B")
     parser.add_argument("--batch", type=int, default=100)
-    parser.add_argument("--exclude", choices=("history", "seen"), default="history")
+    parser.add_argument("--exclude", choices=("history", "kept", "seen"), default="history")
     args = parser.parse_args()
     settings = replace(
         RecSettings(), isgd_history=args.isgd_history, isgd_negatives=args.isgd_negatives
