@@ -38,8 +38,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_kernel import learn_events, new_queue, queue_front, queue_order, queue_push
+from state.fism_kernel import excluded_met, learn_events, new_queue, queue_order, queue_push
 from state.recommender import Interaction, Scored
+from state.top_k import top_k
 
 __all__ = ["FISM", "FISMRecommender"]
 
@@ -158,7 +159,7 @@ class FISM:
         and draws. Each event's rows are found as `learn_one` finds them (an item first seen
         at event e is unknown to the events before it), then the kernel runs the events. An
         event with more than `_LOOK_UP_ALL` exclusions finds them on the queue as it stands
-        for it (`_excluded`): the events before it are learned first."""
+        for it (`excluded_met`): the events before it are learned first."""
         linked = len(self._item_ids)
         get = self._item_row.get
         events: list[int] = []
@@ -169,7 +170,8 @@ class FISM:
             row = get(item)
             row = self._new_row(item) if row is None else row
             events += self._event(row, history, exclude)
-        self._learn(events, linked)
+        if events:
+            self._learn(events, linked)
 
     def _event(self, row: int, history: Sequence[str], exclude: Collection[str]) -> list[int]:
         """The event as `state.fism_kernel.learn_events` reads it: the item's row, the
@@ -178,35 +180,15 @@ class FISM:
         event = [row, len(history), *map(get, reversed(history), _UNKNOWN)]
         if not self.negatives:
             return event
-        if len(exclude) > _LOOK_UP_ALL:
-            excluded = self._excluded(event, exclude)
+        if len(exclude) > _LOOK_UP_ALL:  # the scan meets fewer rows than there are ids
+            scan = (self._links, event, len(self._scales) - 1, self.negatives)
+            excluded = excluded_met(*scan, self._item_ids, exclude)
             event.append(len(excluded))
             event.extend(excluded)
         else:
             event.append(len(exclude))
             event.extend(map(get, exclude, _UNKNOWN))
         return event
-
-    def _excluded(self, event: list[int], exclude: Collection[str]) -> list[int]:
-        """The excluded rows the scan for negatives meets, when `exclude` is large (a user's
-        whole kept history, where looking every id up would cost more than the scan): the
-        rows it meets (`queue_front`, in growing chunks) checked against `exclude` as the
-        Python scan did, up to the `negatives`-th not excluded."""
-        ids, head, negatives = self._item_ids, np.fromiter(event, np.int64, len(event)), 0
-        excluded: list[int] = []
-        start, count = 0, self.negatives + 4
-        while True:
-            met = queue_front(self._links, head, len(self._scales) - 1, start, count).tolist()
-            for row in met:
-                if ids[row] in exclude:
-                    excluded.append(row)
-                else:
-                    negatives += 1
-                    if negatives == self.negatives:
-                        return excluded  # the scan stops here
-            if len(met) < count:
-                return excluded  # it met the whole queue
-            start, count = start + count, 2 * count
 
     def _learn(self, events: list[int], linked: int) -> None:
         """The kernel on `events` (`state.fism_kernel.learn_events`): rows >= `linked` are
@@ -270,7 +252,7 @@ class FISM:
         if k <= 0 or n == 0 or (u is None and not self.bias_learning_rate):
             return []
         scores = self._bias[:n].copy() if u is None else self._q[:n] @ u + self._bias[:n]
-        return _top_k(scores, self._item_ids, self._item_row, k, exclude)
+        return top_k(scores, self._item_ids, self._item_row, k, exclude)
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """b_i + u·q_i for each item (0.0 for an unknown item; b_i alone without history):
@@ -355,7 +337,7 @@ class FISM:
 
 _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
-#: More exclusions than this are found from the queue's side (`FISM._excluded`).
+#: More exclusions than this are found from the queue's side (`excluded_met`).
 _LOOK_UP_ALL = 64
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
@@ -415,29 +397,3 @@ def _doubled(array: FloatArray) -> FloatArray:
     grown = np.zeros((2 * len(array), array.shape[1]), dtype=np.float64)
     grown[: len(array)] = array
     return grown
-
-
-def _top_k(
-    scores: FloatArray,
-    ids: list[str],
-    item_row: dict[str, int],
-    k: int,
-    exclude: Collection[str],
-) -> list[tuple[str, float]]:
-    """The `k` best (id, score) not in `exclude`, ties by id. `argpartition` finds the k-th
-    best score in O(n); every row scoring at least that much is sorted by (-score, id)."""
-    n = len(ids)
-    excluded = list({row for row in map(item_row.get, exclude) if row is not None})
-    k = min(k, n - len(excluded))
-    if k <= 0:
-        return []
-    if excluded:
-        scores[excluded] = -np.inf
-    if k < n:
-        cutoff = scores[np.argpartition(scores, n - k)[n - k :]].min()
-        candidates = np.flatnonzero(scores >= cutoff)
-    else:
-        candidates = np.flatnonzero(scores > -np.inf)
-    negated = (-scores[candidates]).tolist()
-    ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
-    return [(item, -neg) for neg, item in ranked[:k]]

@@ -20,13 +20,14 @@ this file (`cache=True`): only a machine's first process compiles it (a few seco
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["learn_events", "new_queue", "queue_front", "queue_order", "queue_push"]
+__all__ = ["excluded_met", "learn_events", "new_queue", "queue_order", "queue_push"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -186,7 +187,7 @@ def learn_events(
 
 
 @numba.njit(cache=True, nogil=True)
-def queue_front(links: Any, event: Any, max_history: int, start: int, count: int) -> Any:
+def _front(links: Any, event: Any, max_history: int, start: int, count: int) -> Any:
     """Rows `start` to `start + count` (fewer at the tail) of those the scan for this event's
     negatives meets before its exclusions: the queue from the head without the item and u's
     rows (`event`: the item's row, the history's length, its rows newest first)."""
@@ -205,6 +206,35 @@ def queue_front(links: Any, event: Any, max_history: int, start: int, count: int
         node = links[node, NEXT]
     _mark(links, row, history, h, event, 0, 0, 0)
     return met[:n]
+
+
+def excluded_met(
+    links: IntArray,
+    event: list[int],
+    max_history: int,
+    negatives: int,
+    ids: list[str],
+    exclude: Collection[str],
+) -> list[int]:
+    """The rows of `ids` in `exclude` that the scan for this event's negatives meets (`event`
+    as in `learn_events`, without exclusions): the rows it meets, in growing chunks, checked
+    against `exclude` up to the `negatives`-th not excluded. For a large `exclude` (a user's
+    whole kept history): as many set probes as the Python scan made, not a look-up per id."""
+    head = np.fromiter(event, np.int64, len(event))
+    excluded: list[int] = []
+    start, count, free = 0, negatives + 4, 0
+    while True:
+        met = _front(links, head, max_history, start, count).tolist()
+        for row in met:
+            if ids[row] in exclude:
+                excluded.append(row)
+            else:
+                free += 1
+                if free == negatives:
+                    return excluded  # the scan stops here
+        if len(met) < count:
+            return excluded  # it met the whole queue
+        start, count = start + count, 2 * count
 
 
 def new_queue(order: IntArray, capacity: int) -> IntArray:
