@@ -31,20 +31,21 @@ True
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from state.fism_kernel import sgd_step
+from state.fism_kernel import excluded_met, learn_events, new_queue, queue_order, queue_push
 from state.recommender import Interaction, Scored
+from state.top_k import top_k
 
 __all__ = ["FISM", "FISMRecommender"]
 
 FloatArray = npt.NDArray[np.float64]
-IntArray = npt.NDArray[np.intp]
+IntArray = npt.NDArray[np.int64]
 
 _INITIAL_ROWS = 64
 
@@ -88,9 +89,9 @@ class FISM:
         Seed of the one `numpy.random.default_rng` that draws every new item's p and q, in
         order of first sight: the same events in the same order give the same factors.
 
-    Memory: per item 16·n_factors + 8 bytes in the arrays (up to twice that right after a
-    doubling) plus the id -> row entry, the row -> id slot and the queue entry, as in ISGD;
-    nothing per user.
+    Memory: per item 16·n_factors + 32 bytes in the arrays (factors, bias and the queue's
+    links; up to twice that right after a doubling) plus the id -> row entry and the row -> id
+    slot; nothing per user.
     """
 
     def __init__(
@@ -128,12 +129,12 @@ class FISM:
         self._bias: FloatArray = np.zeros(_INITIAL_ROWS, dtype=np.float64)
         self._item_row: dict[str, int] = {}
         self._item_ids: list[str] = []
-        # |H|^-alpha by |H|, and the batch's targets (the item's 1, the negatives' 0s).
+        # |H|^-alpha by |H|
         self._scales = [0.0] + [n**-alpha for n in range(1, history + 1)]
-        self._targets: FloatArray = np.zeros(negatives + 1)
-        self._targets[0] = 1.0
-        # Item rows from least to most recently interacted (O(1) move-to-back).
-        self._queue: OrderedDict[int, None] = OrderedDict()
+        self._scale_array: FloatArray = np.array(self._scales)
+        # Item rows from least to most recently interacted, a linked list over the rows
+        # (`state.fism_kernel`: O(1) move-to-back, compiled with the step).
+        self._links = new_queue(_NO_ROWS, _INITIAL_ROWS)
 
     # ------------------------------------------------------------------ learning
 
@@ -143,17 +144,59 @@ class FISM:
         `exclude` (items the caller knows this user touched) is skipped as negatives, as the
         history and the item are: the model keeps no per-user record of its own.
         """
-        row = self._row(item)
-        self._queue.move_to_end(row)
-        known = self._history_rows(history, row)  # a repeat of the item is left out
-        rows = [row, *self._pick_negatives(row, known, exclude)] if self.negatives else [row]
-        for negative in rows[1:]:
-            self._queue.move_to_end(negative)
-        h = np.array(known, dtype=np.intp)
-        scale = self._scales[len(known)]
+        linked = len(self._item_ids)
+        row = self._item_row.get(item)
+        row = self._new_row(item) if row is None else row  # queued by the kernel
+        self._learn(self._event(row, history, exclude), linked)
+
+    def learn_many(
+        self,
+        items: Sequence[str],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """`learn_one` for each event in order, in one compiled call: the same factors, queue
+        and draws. Each event's rows are found as `learn_one` finds them (an item first seen
+        at event e is unknown to the events before it), then the kernel runs the events. An
+        event with more than `_LOOK_UP_ALL` exclusions finds them on the queue as it stands
+        for it (`excluded_met`): the events before it are learned first."""
+        linked = len(self._item_ids)
+        get = self._item_row.get
+        events: list[int] = []
+        for item, history, exclude in zip(items, histories, excludes, strict=True):
+            if events and self.negatives and len(exclude) > _LOOK_UP_ALL:
+                self._learn(events, linked)
+                events, linked = [], len(self._item_ids)
+            row = get(item)
+            row = self._new_row(item) if row is None else row
+            events += self._event(row, history, exclude)
+        if events:
+            self._learn(events, linked)
+
+    def _event(self, row: int, history: Sequence[str], exclude: Collection[str]) -> list[int]:
+        """The event as `state.fism_kernel.learn_events` reads it: the item's row, the
+        history's rows newest first (-1: unknown), the rows of the exclusions."""
+        get = self._item_row.get
+        event = [row, len(history), *map(get, reversed(history), _UNKNOWN)]
+        if not self.negatives:
+            return event
+        if len(exclude) > _LOOK_UP_ALL:  # the scan meets fewer rows than there are ids
+            scan = (self._links, event, len(self._scales) - 1, self.negatives)
+            excluded = excluded_met(*scan, self._item_ids, exclude)
+            event.append(len(excluded))
+            event.extend(excluded)
+        else:
+            event.append(len(exclude))
+            event.extend(map(get, exclude, _UNKNOWN))
+        return event
+
+    def _learn(self, events: list[int], linked: int) -> None:
+        """The kernel on `events` (`state.fism_kernel.learn_events`): rows >= `linked` are
+        first seen in them."""
         lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
-        index = np.array(rows, dtype=np.intp)
-        sgd_step(self._p, self._q, self._bias, index, h, self._targets, scale, lr, reg, blr)
+        p, q, bias, scales = self._p, self._q, self._bias, self._scale_array
+        rows = np.fromiter(events, np.int64, len(events))
+        learn_events(p, q, bias, self._links, rows, linked, scales, self.negatives, lr, reg, blr)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -168,28 +211,10 @@ class FISM:
                     break
         return rows
 
-    def _pick_negatives(self, row: int, known: list[int], exclude: Collection[str]) -> list[int]:
-        """The `negatives` least recently interacted rows that are not `row`, not among the
-        history rows forming u and not in `exclude` (the live step's exclusions hold the
-        whole kept history): a scan of at most `negatives` + skipped rows."""
-        skip = set(known)
-        skip.add(row)
-        ids = self._item_ids
-        picked: list[int] = []
-        for candidate in self._queue:
-            if candidate not in skip and ids[candidate] not in exclude:
-                picked.append(candidate)
-                if len(picked) == self.negatives:
-                    break
-        return picked
-
-    def _row(self, item: str) -> int:
-        """The item's row, appended (p and q drawn, queued at the back) on first sight."""
-        row = self._item_row.get(item)
-        if row is None:
-            drawn = self._rng.normal(0.0, self.init_std, (2, self.n_factors))
-            row = self._append_item(item, drawn[0], drawn[1])
-        return row
+    def _new_row(self, item: str) -> int:
+        """A first-seen item's row, p and q drawn (in order of first sight), not queued yet."""
+        drawn = self._rng.normal(0.0, self.init_std, (2, self.n_factors))
+        return self._append_item(item, drawn[0], drawn[1])
 
     def _append_item(self, item: str, p: FloatArray, q: FloatArray) -> int:
         """Add `item` as the next row, doubling the arrays when full (amortised O(1))."""
@@ -198,12 +223,12 @@ class FISM:
             self._p = _doubled(self._p)
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
+            self._links = np.concatenate([self._links, np.zeros((row, 3), np.int64)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
         self._item_row[item] = row
         self._item_ids.append(item)
-        self._queue[row] = None
         return row
 
     # ------------------------------------------------------------------ serving
@@ -227,7 +252,7 @@ class FISM:
         if k <= 0 or n == 0 or (u is None and not self.bias_learning_rate):
             return []
         scores = self._bias[:n].copy() if u is None else self._q[:n] @ u + self._bias[:n]
-        return _top_k(scores, self._item_ids, self._item_row, k, exclude)
+        return top_k(scores, self._item_ids, self._item_row, k, exclude)
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """b_i + u·q_i for each item (0.0 for an unknown item; b_i alone without history):
@@ -258,7 +283,7 @@ class FISM:
         checked_p, checked_q = self._checked(p), self._checked(q)
         row = self._item_row.get(item)
         if row is None:
-            self._append_item(item, checked_p, checked_q)
+            queue_push(self._links, self._append_item(item, checked_p, checked_q))
         else:
             self._p[row], self._q[row] = checked_p, checked_q
 
@@ -269,7 +294,8 @@ class FISM:
 
     def recency_queue(self) -> list[str]:
         """Item ids from least to most recently interacted (the negatives come from the front)."""
-        return [self._item_ids[row] for row in self._queue]
+        ids = self._item_ids
+        return [ids[row] for row in queue_order(self._links).tolist()]
 
     def _checked(self, vector: Sequence[float] | FloatArray) -> FloatArray:
         array = np.asarray(vector, dtype=np.float64)
@@ -287,7 +313,7 @@ class FISM:
             "p": self._p[:n].copy(),
             "q": self._q[:n].copy(),
             "bias": self._bias[:n].copy(),
-            "queue": np.fromiter(self._queue, np.int64, len(self._queue)),
+            "queue": queue_order(self._links),
         }
 
     @classmethod
@@ -304,10 +330,15 @@ class FISM:
         made._bias[: len(ids)] = data["bias"]
         made._item_ids = ids
         made._item_row = {item: row for row, item in enumerate(ids)}
-        made._queue = OrderedDict.fromkeys(data["queue"].tolist())
+        order = np.asarray(data["queue"], dtype=np.int64)
+        made._links = new_queue(order, rows)
         return made
 
 
+_NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
+_UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
+#: More exclusions than this are found from the queue's side (`excluded_met`).
+_LOOK_UP_ALL = 64
 _SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 _SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
@@ -327,6 +358,16 @@ class FISMRecommender:
         # Positive-only feedback is binary: an event type's weight is not a step count (three
         # steps per purchase cut ISGD's Online Retail Recall@10 from 0.085 to 0.073).
         self.model.learn_one(event.item, history, exclude)
+
+    def learn_many(
+        self,
+        events: Sequence[Interaction],
+        histories: Sequence[Sequence[str]],
+        excludes: Sequence[Collection[str]],
+    ) -> None:
+        """A replica's batch of other workers' events (`state.recommender.learn_batch`): one
+        compiled call, exactly `learn_one` per event."""
+        self.model.learn_many([event.item for event in events], histories, excludes)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -356,29 +397,3 @@ def _doubled(array: FloatArray) -> FloatArray:
     grown = np.zeros((2 * len(array), array.shape[1]), dtype=np.float64)
     grown[: len(array)] = array
     return grown
-
-
-def _top_k(
-    scores: FloatArray,
-    ids: list[str],
-    item_row: dict[str, int],
-    k: int,
-    exclude: Collection[str],
-) -> list[tuple[str, float]]:
-    """The `k` best (id, score) not in `exclude`, ties by id. `argpartition` finds the k-th
-    best score in O(n); every row scoring at least that much is sorted by (-score, id)."""
-    n = len(ids)
-    excluded = list({row for row in map(item_row.get, exclude) if row is not None})
-    k = min(k, n - len(excluded))
-    if k <= 0:
-        return []
-    if excluded:
-        scores[excluded] = -np.inf
-    if k < n:
-        cutoff = scores[np.argpartition(scores, n - k)[n - k :]].min()
-        candidates = np.flatnonzero(scores >= cutoff)
-    else:
-        candidates = np.flatnonzero(scores > -np.inf)
-    negated = (-scores[candidates]).tolist()
-    ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
-    return [(item, -neg) for neg, item in ranked[:k]]
