@@ -37,6 +37,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
+from flows.config import ConfigError
 from flows.recovery import partition_files
 from operators.models import ModelsState
 from operators.routing import replica_keys, worker_of
@@ -46,6 +47,7 @@ __all__ = [
     "REPLICA_STEP",
     "Rescale",
     "drop_unfinished",
+    "refuse_other_workers",
     "rescale_store",
     "rescaled",
     "resume_epoch",
@@ -106,6 +108,21 @@ def written_workers(store: Path) -> int | None:
     """The worker count of the store's last run (None for a store never run)."""
     last = _executions(store)
     return None if last is None else last[1]
+
+
+def refuse_other_workers(store: Path, workers: int) -> None:
+    """Stop a run of another worker count on a store with replicas it cannot rebuild now
+    (another process of the cluster has the store open), in one line saying what to do."""
+    written = written_workers(store)
+    if written is None or written == workers:
+        return
+    sql = "SELECT 1 FROM snaps WHERE state_key LIKE 'replica:%' LIMIT 1"
+    if any(_query(path, sql) for path in partition_files(store)):
+        raise ConfigError(
+            f"recovery.dir: {store} was written by {written} worker(s), this run has "
+            f"{workers}, and another process has the store open: stop every worker, run "
+            "`tailor store rescale` with the new [cluster] settings, then start them"
+        )
 
 
 def resume_epoch(store: Path) -> int | None:

@@ -40,7 +40,7 @@ from bytewax.inputs import FixedPartitionedSource
 
 from flows.config import Config, ConfigError
 from flows.recovery import partition_files, store_path
-from flows.rescale import drop_unfinished, rescale_store, resume_epoch, written_workers
+from flows.rescale import drop_unfinished, refuse_other_workers, rescale_store, resume_epoch
 from state import snapshots
 
 __all__ = [
@@ -177,27 +177,6 @@ def _check_sources(path: Path, sources: Mapping[str, set[str]]) -> None:
                 )
 
 
-def _check_workers(store: Path, workers: int) -> None:
-    """A store holds one models replica per worker of the run that wrote it; with another
-    worker count they are rebuilt (`flows.rescale`), which needs the store to itself."""
-    written = written_workers(store)
-    if written is not None and written != workers and _has_replicas(store):
-        raise ConfigError(
-            f"recovery.dir: {store} was written by {written} worker(s), this run has "
-            f"{workers}, and another process has the store open: stop every worker, run "
-            "`tailor store rescale` with the new [cluster] settings, then start them"
-        )
-
-
-def _has_replicas(store: Path) -> bool:
-    for path in partition_files(store):
-        with _open(path, timeout_s=5.0) as conn:
-            found = conn.execute("SELECT 1 FROM snaps WHERE state_key LIKE 'replica:%' LIMIT 1")
-            if found.fetchone() is not None:
-                return True
-    return False
-
-
 #: Snapshot rows that are not an envelope of the current format (see `_check_formats`).
 OTHER_FORMATS = """
 SELECT step_id, ser_change FROM (
@@ -322,7 +301,7 @@ def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
             _rescale_and_log(store, workers)
         _compact_and_log(store)
     elif workers:
-        _check_workers(store, workers)
+        refuse_other_workers(store, workers)
     lock.shared()
     return lock
 

@@ -33,11 +33,13 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from state.top_k import top_k
 
 __all__ = ["ISGD"]
 
@@ -245,21 +247,7 @@ class ISGD:
             return []
         n = len(self._item_ids)
         scores = self._bias[:n].copy() if u is None else self._items[:n] @ u + self._bias[:n]
-        excluded = _rows(self._item_row, exclude)
-        k = min(k, n - len(excluded))
-        if k <= 0:
-            return []
-        if excluded:
-            scores[excluded] = -np.inf
-        if k < n:
-            cutoff = scores[np.argpartition(scores, n - k)[n - k :]].min()
-            candidates = np.flatnonzero(scores >= cutoff)
-        else:
-            candidates = np.flatnonzero(scores > -np.inf)
-        ids = self._item_ids
-        negated = (-scores[candidates]).tolist()
-        ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
-        return [(item, -neg) for neg, item in ranked[:k]]
+        return top_k(scores, self._item_ids, self._item_row, k, exclude)
 
     def score(self, user: str, items: Sequence[str]) -> list[float]:
         """u·i + b_i for each item (0.0 for an unknown item; b_i alone for an unknown user):
@@ -388,8 +376,3 @@ class ISGD:
             for user, (start, end) in zip(data["users"], itertools.pairwise(bounds), strict=True)
         }
         return made
-
-
-def _rows(item_row: dict[str, int], items: Iterable[str]) -> list[int]:
-    """Distinct known rows of `items` (unknown ids cannot be recommended anyway)."""
-    return list({row for row in map(item_row.get, items) if row is not None})
