@@ -22,7 +22,6 @@ the counts robust, while the next item follows the user's latest few items most 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, cast
 
@@ -30,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from state.neighbour_pool import NeighbourPool
+from state.top_k import top_candidates
 
 __all__ = ["CoOccurrence"]
 
@@ -200,7 +200,7 @@ class CoOccurrence:
         if scored is None:
             return []
         rows, scores = scored
-        return self._top(rows, scores, k, exclude)
+        return top_candidates(rows, scores, k, exclude, self._ids)
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """Each item's score from `history` (0.0 when it is no recent item's neighbour)."""
@@ -248,72 +248,6 @@ class CoOccurrence:
         candidates, where = np.unique(rows, return_inverse=True)
         summed = np.bincount(where, scores).astype(np.float64, copy=False)
         return candidates.astype(np.int64), summed
-
-    def _top(
-        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
-    ) -> list[tuple[str, float]]:
-        """The `k` best candidates not in `exclude`, ties to the smaller id.
-
-        Only the best few candidates are turned back into ids and checked against
-        `exclude`; when exclusions eat them (a heavy user's seen items rank high), four
-        times as many are taken, until k survive or the candidates run out.
-        """
-        total = len(scores)
-        wanted = min(total, 2 * k + 16)
-        while True:
-            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < total else None
-            top_rows = rows if best is None else rows[best]
-            top_scores = scores if best is None else scores[best]
-            kept, lowest = self._walk(top_rows, top_scores, k, exclude)
-            if len(kept) >= k or wanted == total:
-                break
-            wanted = min(total, 4 * wanted)
-        kept.sort()
-        kept = kept[:k]
-        if kept and wanted < total and -kept[-1][0] <= lowest:
-            kept = self._with_ties(rows, scores, kept, k, exclude)
-        return [(item, -neg) for neg, item in kept]
-
-    def _walk(
-        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
-    ) -> tuple[list[tuple[float, str]], float]:
-        """(-score, id) of the best candidates not in `exclude`, best first, until `k` are
-        kept and the next score is lower (so ties at the k-th place are all there); and the
-        lowest score among `rows`. Walking in score order turns only those into ids, not
-        every candidate taken (on MovieLens ~60 of 116)."""
-        order = np.argsort(-scores, kind="stable")
-        ranked = scores[order].tolist()
-        ids = self._ids
-        kept: list[tuple[float, str]] = []
-        cut = -math.inf
-        for row, score in zip(rows[order].tolist(), ranked, strict=True):
-            if score < cut:
-                break
-            item = ids[row]
-            if item not in exclude:
-                kept.append((-score, item))
-                if len(kept) == k:
-                    cut = score
-        return kept, ranked[-1]
-
-    def _with_ties(
-        self,
-        rows: IntArray,
-        scores: FloatArray,
-        kept: list[tuple[float, str]],
-        k: int,
-        exclude: Collection[str],
-    ) -> list[tuple[float, str]]:
-        """Redo the cut when the last place is tied with candidates not looked at."""
-        cutoff = -kept[-1][0]
-        ids = self._ids
-        above = [entry for entry in kept if -entry[0] > cutoff]
-        tied = [
-            (-cutoff, ids[row])
-            for row in rows[scores == cutoff].tolist()
-            if ids[row] not in exclude
-        ]
-        return (above + sorted(tied))[:k]
 
     def explain(self, history: Sequence[str], items: Sequence[str]) -> list[str | None]:
         """For each item, the recent item that contributed most to its score (None if none).
