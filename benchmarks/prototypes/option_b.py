@@ -7,8 +7,9 @@ click touches, to `shard:<k>` (k = crc32(item) % SHARDS, 8 keys spread evenly ov
 4 workers by `common.balanced_keys`). A message carries the row updates that shard owns
 (row `item` += previous items, row `p` += item, both ways as `CoOccurrence.learn_one` does) and,
 at the user's last click of the batch, the user's recent items the shard owns, for serving.
-Each shard (`ShardRows`, one direction of `CoOccurrence` over `state.neighbours.Neighbours`)
-learns, then scores from its rows: recency weight x count(h)^(alpha-1) x cooc(h, j), and
+Each shard (`ShardRows`, one direction of `CoOccurrence` over the per-row `Neighbours` of
+its time, kept in `tests/state/cooc_reference.py`) learns, then scores from its rows: recency
+weight x count(h)^(alpha-1) x cooc(h, j), and
 returns its best DEPTH candidates to the user's key (`gather`, keyed by user again), which
 sums the partials, drops the history and keeps the top K. Two exchanges per click: scatter
 and gather. The candidate normaliser count(j)^-alpha lives on j's shard, so this prototype
@@ -35,7 +36,7 @@ from benchmarks.prototypes.common import (
     main_for,
     user_step,
 )
-from state.neighbours import Neighbours
+from tests.state.cooc_reference import Neighbours
 
 SHARDS = 8
 SHARD_KEYS = balanced_keys("shard:", SHARDS)
