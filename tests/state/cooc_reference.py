@@ -1,6 +1,7 @@
 """The co-occurrence model as it was before its neighbours were packed (`state.neighbour_pool`):
 one `Neighbours` object per item row, learning in Python. Kept verbatim (docstrings aside, and
-with the later fix for items of count 0 that `CoOccurrence._scores` has too) as
+with the later fix for items of count 0 that `CoOccurrence._scores` has too; the ranking of
+candidates, which packing did not touch, is `state.top_k`'s) as
 the reference the packed model must equal output for output (`test_cooc_packed_equal.py`)
 and as the "old" side of `benchmarks/cooc_store.py`.
 """
@@ -8,13 +9,14 @@ and as the "old" side of `benchmarks/cooc_store.py`.
 from __future__ import annotations
 
 import itertools
-import math
 from array import array
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from state.top_k import top_candidates
 
 __all__ = ["CoOccurrence", "Neighbours"]
 
@@ -229,7 +231,7 @@ class CoOccurrence:
         if scored is None:
             return []
         rows, scores = scored
-        return self._top(rows, scores, k, exclude)
+        return top_candidates(rows, scores, k, exclude, self._ids)
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         scored = self._scores(history)
@@ -275,61 +277,6 @@ class CoOccurrence:
         candidates, where = np.unique(rows, return_inverse=True)
         summed = np.bincount(where, scores).astype(np.float64, copy=False)
         return (candidates.astype(np.int64), summed)
-
-    def _top(
-        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
-    ) -> list[tuple[str, float]]:
-        total = len(scores)
-        wanted = min(total, 2 * k + 16)
-        while True:
-            best = np.argpartition(-scores, wanted - 1)[:wanted] if wanted < total else None
-            top_rows = rows if best is None else rows[best]
-            top_scores = scores if best is None else scores[best]
-            kept, lowest = self._walk(top_rows, top_scores, k, exclude)
-            if len(kept) >= k or wanted == total:
-                break
-            wanted = min(total, 4 * wanted)
-        kept.sort()
-        kept = kept[:k]
-        if kept and wanted < total and (-kept[-1][0] <= lowest):
-            kept = self._with_ties(rows, scores, kept, k, exclude)
-        return [(item, -neg) for neg, item in kept]
-
-    def _walk(
-        self, rows: IntArray, scores: FloatArray, k: int, exclude: Collection[str]
-    ) -> tuple[list[tuple[float, str]], float]:
-        order = np.argsort(-scores, kind="stable")
-        ranked = scores[order].tolist()
-        ids = self._ids
-        kept: list[tuple[float, str]] = []
-        cut = -math.inf
-        for row, score in zip(rows[order].tolist(), ranked, strict=True):
-            if score < cut:
-                break
-            item = ids[row]
-            if item not in exclude:
-                kept.append((-score, item))
-                if len(kept) == k:
-                    cut = score
-        return (kept, ranked[-1])
-
-    def _with_ties(
-        self,
-        rows: IntArray,
-        scores: FloatArray,
-        kept: list[tuple[float, str]],
-        k: int,
-        exclude: Collection[str],
-    ) -> list[tuple[float, str]]:
-        cutoff = -kept[-1][0]
-        ids = self._ids
-        above = [entry for entry in kept if -entry[0] > cutoff]
-        tied = [
-            (-cutoff, ids[row])
-            for row in rows[scores == cutoff].tolist()
-            if ids[row] not in exclude
-        ]
-        return (above + sorted(tied))[:k]
 
     def explain(self, history: Sequence[str], items: Sequence[str]) -> list[str | None]:
         h_power = self.alpha - 1.0

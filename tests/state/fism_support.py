@@ -1,5 +1,6 @@
 """FISM as it was before its bookkeeping was compiled (state/fism.py and state/fism_kernel.py
-before decision 0008), verbatim but for this docstring and the imports: the reference the
+before decision 0008), verbatim but for this docstring, the imports and its top-k (unchanged
+by the compiling, so `state.top_k`'s): the reference the
 compiled bookkeeping must equal bit for bit (tests/state/test_fism_exact.py). Python's
 `OrderedDict` recency queue and negatives scan, one `sgd_step` call per event."""
 
@@ -12,6 +13,8 @@ from typing import Any
 import numba
 import numpy as np
 import numpy.typing as npt
+
+from state.top_k import top_k
 
 __all__ = ["FISM"]
 
@@ -260,7 +263,7 @@ class FISM:
         if k <= 0 or n == 0 or (u is None and not self.bias_learning_rate):
             return []
         scores = self._bias[:n].copy() if u is None else self._q[:n] @ u + self._bias[:n]
-        return _top_k(scores, self._item_ids, self._item_row, k, exclude)
+        return top_k(scores, self._item_ids, self._item_row, k, exclude)
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """b_i + u·q_i for each item (0.0 for an unknown item; b_i alone without history):
@@ -349,29 +352,3 @@ def _doubled(array: FloatArray) -> FloatArray:
     grown = np.zeros((2 * len(array), array.shape[1]), dtype=np.float64)
     grown[: len(array)] = array
     return grown
-
-
-def _top_k(
-    scores: FloatArray,
-    ids: list[str],
-    item_row: dict[str, int],
-    k: int,
-    exclude: Collection[str],
-) -> list[tuple[str, float]]:
-    """The `k` best (id, score) not in `exclude`, ties by id. `argpartition` finds the k-th
-    best score in O(n); every row scoring at least that much is sorted by (-score, id)."""
-    n = len(ids)
-    excluded = list({row for row in map(item_row.get, exclude) if row is not None})
-    k = min(k, n - len(excluded))
-    if k <= 0:
-        return []
-    if excluded:
-        scores[excluded] = -np.inf
-    if k < n:
-        cutoff = scores[np.argpartition(scores, n - k)[n - k :]].min()
-        candidates = np.flatnonzero(scores >= cutoff)
-    else:
-        candidates = np.flatnonzero(scores > -np.inf)
-    negated = (-scores[candidates]).tolist()
-    ranked = sorted(zip(negated, [ids[r] for r in candidates], strict=True))
-    return [(item, -neg) for neg, item in ranked[:k]]
