@@ -149,7 +149,7 @@ def part(component: Any) -> dict[str, Any]:
     its snapshot) a reference to its base with the changes since."""
     bookkeeping = _WRITING.get()
     if bookkeeping is None or not isinstance(component, Incremental):
-        return component.to_snapshot()  # type: ignore[no-any-return]
+        return component.to_snapshot()
     return bookkeeping.part(component)
 
 
