@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import pickle
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,13 +39,16 @@ from bytewax.run import cli_main
 
 from flows.config import ConfigError
 from flows.recovery import partition_files
+from operators.bases import StoredBases
 from operators.models import ModelsState
 from operators.routing import replica_keys, worker_of
-from state import snapshots
+from state import increments, snapshots
 
 __all__ = [
+    "BASES_STEP",
     "REPLICA_STEP",
     "Rescale",
+    "base_loader",
     "drop_unfinished",
     "refuse_other_workers",
     "rescale_store",
@@ -56,6 +59,8 @@ __all__ = [
 
 #: The replica step's id in `flows.worker.build_flow` (checked by a test).
 REPLICA_STEP = "tailor.models.replica"
+#: The step holding the replicas' model bases (`operators.bases`).
+BASES_STEP = "tailor.models.bases"
 #: The key every worker count's replica set has (`replica_keys(n)` starts its search there).
 SOURCE_KEY = "replica:0"
 
@@ -138,25 +143,52 @@ def resume_epoch(store: Path) -> int | None:
 def replica_rows(store: Path, before: int) -> dict[str, bytes]:
     """Each replica key's snapshot as a resume before epoch `before` would load it (its
     newest row before that epoch; a key whose newest row is a tombstone is left out)."""
+    return step_rows(store, REPLICA_STEP, before)
+
+
+def base_loader(store: Path) -> Callable[[str], bytes | None]:
+    """Reads a model base as a resume of `store` now would load it: the key's newest row
+    before the resume epoch (None when there is none, or it is a tombstone). Made before
+    Bytewax opens the store, which then records a new execution."""
+    epoch = resume_epoch(store)
+
+    def load(key: str) -> bytes | None:
+        if epoch is None:
+            return None
+        return step_rows(store, BASES_STEP, epoch, key).get(key)
+
+    return load
+
+
+def step_rows(store: Path, step: str, before: int, only: str | None = None) -> dict[str, bytes]:
+    """The newest row before epoch `before` of every key of `step` (or of the key `only`)."""
     newest: dict[str, tuple[int, bytes | None]] = {}
     sql = "SELECT state_key, snap_epoch, ser_change FROM snaps WHERE step_id = ? AND snap_epoch < ?"
+    args: tuple[object, ...] = (step, before)
+    if only is not None:
+        sql, args = f"{sql} AND state_key = ?", (step, before, only)
     for path in partition_files(store):
-        for key, epoch, blob in _query(path, sql, REPLICA_STEP, before):
+        for key, epoch, blob in _query(path, sql, *args):
             assert isinstance(key, str) and isinstance(epoch, int)
             if key not in newest or epoch > newest[key][0]:
                 newest[key] = (epoch, blob)  # type: ignore[assignment]
     return {key: pickle.loads(blob) for key, (_e, blob) in newest.items() if blob is not None}
 
 
-def _decoded(blob: bytes) -> ModelsState:
-    return ModelsState.from_snapshot(snapshots.decode(blob, "models"))
-
-
-def rescaled(rows: Mapping[str, bytes], workers: int) -> tuple[Plan, int]:
+def rescaled(
+    rows: Mapping[str, bytes], workers: int, bases: Callable[[str], bytes | None] | None = None
+) -> tuple[Plan, int]:
     """The replica snapshots for `workers` workers from the old ones, and how many pending
-    settlements moved: see the module docstring."""
+    settlements moved: see the module docstring. The new snapshots hold their models whole
+    (the old bases are read through `bases`); the new replicas take new bases as they run."""
     if SOURCE_KEY not in rows:
         raise ValueError(f"no snapshot of {SOURCE_KEY} to copy the models from")
+    stored = StoredBases(bases or (lambda _key: None))
+
+    def _decoded(blob: bytes) -> ModelsState:
+        with increments.reading(stored):
+            return ModelsState.from_snapshot(snapshots.decode(blob, "models"))
+
     keys = replica_keys(workers)
     settles = [p for blob in rows.values() for p in _decoded(blob).segments.take_settles()]
     plan: Plan = {key: None for key in rows if key not in keys}
@@ -242,11 +274,18 @@ def rescale_store(store: Path, workers: int) -> Rescale | None:
     rows = replica_rows(store, epoch)
     if not rows:
         return None
-    plan, settles = rescaled(rows, workers)
+    plan, settles = rescaled(rows, workers, base_loader(store))
     drop_unfinished(store, epoch)  # done at every start too (`flows.store`): never skip it
     cli_main(rewrite_flow(plan), workers_per_process=workers, recovery_config=RecoveryConfig(store))
     gc.collect()  # Bytewax's connections to the store close when its objects go
+    _delete_step(store, BASES_STEP)  # the new snapshots hold the models whole
     return Rescale(before, workers, workers, settles)
+
+
+def _delete_step(store: Path, step: str) -> None:
+    for path in partition_files(store):
+        with closing(sqlite3.connect(path, timeout=5.0, isolation_level=None)) as conn:
+            conn.execute("DELETE FROM snaps WHERE step_id = ?", (step,))
 
 
 def drop_unfinished(store: Path, epoch: int) -> int:

@@ -22,6 +22,7 @@ from prometheus_client import start_http_server
 from flows.config import Config, ConfigError
 from flows.preflight import prepare_redis
 from flows.recovery import describe, recovery_settings
+from flows.rescale import base_loader
 from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
@@ -102,7 +103,8 @@ def run_worker(
             release_after_run(lock)
         return
     log.info("%s", describe(recovery))
-    flow = build_redis_flow(config, replay_paths)
+    loader = base_loader(recovery.store) if recovery else None  # after any rescale
+    flow = build_redis_flow(config, replay_paths, base_loader=loader)
     try:
         cli_main(flow, **cluster, **(recovery.run_arguments() if recovery else {}))
     except Exception as exc:

@@ -24,6 +24,7 @@ from bytewax.outputs import Sink
 
 from flows.config import Config, ConfigError, load_config
 from operators.adapters import checked_adapter
+from operators.bases import BaseLoader
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
 from operators.live_quality import QualityParams
@@ -179,12 +180,15 @@ def build_flow(
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
     opted_out: frozenset[str] = frozenset(),
+    base_loader: BaseLoader | None = None,
 ) -> Dataflow:
     """Wire the steps; the data walks one way and each step owns one concern.
 
     Erasure requests from `control` join the events before they are keyed by user, so a
     user's erasure is ordered with that user's events on whichever worker holds them.
     `opted_out` is the opt-out set as the worker starts (`UserStateParams.opted_out`).
+    `base_loader` (a run with a recovery store: `flows.rescale.base_loader`) snapshots the
+    models as bases plus changes (`operators.bases`); without it they are snapshotted whole.
     """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
@@ -217,7 +221,12 @@ def build_flow(
     to_models = op.merge("with_progress", updates, checked.progress, no_items)
     if blocks is not None:  # item commands go straight to the global models
         to_models = op.merge("with_blocks", to_models, blocks)
-    params = dataclasses.replace(model_params(config), origins=stamped_origins(source))
+    params = dataclasses.replace(
+        model_params(config),
+        origins=stamped_origins(source),
+        snapshots=bool(config["recovery"]["enabled"]),
+        base_loader=base_loader,
+    )
     drafts = replicated_models("models", to_models, params, config.workers)
     outputs = per_user_outputs(
         "user_outputs", drafts, user_outputs_params(config, params), quality_params(params)
@@ -265,11 +274,13 @@ def build_redis_flow(
     config: Config,
     replay_paths: Sequence[Path] = (),
     opted_out: frozenset[str] | None = None,
+    base_loader: BaseLoader | None = None,
 ) -> Dataflow:
     """The production wiring: Redis (or replay files) in, Redis out.
 
     `opted_out` None reads the opt-out set from Redis (waiting for it); the runner passes an
     empty set for the build that only checks the settings, before it waits for Redis.
+    `base_loader`: see `build_flow` (the runner passes one for its recovery store).
     """
     url, prefix, output = config.redis_url, config.prefix, config["output"]
     # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
@@ -304,7 +315,7 @@ def build_redis_flow(
     source = build_source(config, replay_paths)
     if opted_out is None:
         opted_out = read_opt_outs(config)
-    return build_flow(config, source, sink, dead, control, opted_out)
+    return build_flow(config, source, sink, dead, control, opted_out, base_loader)
 
 
 def read_opt_outs(config: Config) -> frozenset[str]:

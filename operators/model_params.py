@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,6 +51,11 @@ class ModelParams:
     rfm_sample_size: int = 4096
     reorder_s: float = 0.0
     origins: tuple[str, ...] = ()  # source partitions the event-time order waits for
+    #: False when nothing keeps snapshots (recovery off): the replica then makes none.
+    snapshots: bool = True
+    #: With recovery: reads a base the resumed replica names (`operators.bases`); None
+    #: snapshots the models whole, as the single-key models step does.
+    base_loader: Callable[[str], bytes | None] | None = None
 
     @property
     def remote_window(self) -> int:

@@ -33,11 +33,13 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
 from operators.metrics import MODEL_CPU, MODEL_UPDATES
 from operators.model_params import ModelParams
 from operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
 from operators.records import Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
+from state import increments
 from state.crossing import crossing
 from state.rules import RuleSet
 from state.segmentation import learn_point
@@ -58,6 +60,7 @@ class Copy:
     own: bool
     lead: bool
     items: tuple[ModelsIn, ...] | tuple[RemoteIn, ...]
+    replica: str = ""  # the key of the replica it is for (where the replica's bases go)
 
 
 class _Collect(StatefulBatchLogic[ModelsIn, tuple[ModelsIn, ...], None]):
@@ -70,14 +73,25 @@ class _Collect(StatefulBatchLogic[ModelsIn, tuple[ModelsIn, ...], None]):
         return None
 
 
-class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut, bytes]):
-    """One worker's copy of the models: its own batches first, as the one models step did."""
+class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
+    """One worker's copy of the models: its own batches first, as the one models step did.
 
-    def __init__(self, params: ModelParams, resume_state: ModelsState | bytes | None) -> None:
-        self.models = ModelsLogic(params, resume_state)
+    With recovery, its large components are snapshotted as bases plus changes
+    (`operators.bases`); without it, Bytewax still asks for a snapshot every epoch and throws
+    it away, so none is made (`ModelParams.snapshots`).
+    """
 
-    def on_batch(self, values: list[Copy]) -> tuple[Iterable[ModelsOut], bool]:
-        out: list[ModelsOut] = []
+    def __init__(
+        self, params: ModelParams, resume_state: ModelsState | bytes | None, workers: int = 1
+    ) -> None:
+        self.snapshots = params.snapshots
+        stored = None if params.base_loader is None else StoredBases(params.base_loader)
+        with increments.reading(stored if stored is not None else {}):
+            self.models = ModelsLogic(params, resume_state)
+        self.bases = None if stored is None else ReplicaBases(workers, stored)
+
+    def on_batch(self, values: list[Copy]) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
+        out: list[ModelsOut | BaseCut] = []
         for copy in sorted(values, key=lambda c: not c.own):  # stable: arrival order kept
             self.models.publishes = copy.lead
             started = time.thread_time()
@@ -89,13 +103,23 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut, bytes]):
             work = "own" if copy.own else "remote"
             MODEL_CPU.labels(work).inc(time.thread_time() - started)
             MODEL_UPDATES.labels(work).inc(len(copy.items))
+        if self.bases is not None:
+            self.bases.replica = self.bases.replica or values[0].replica or None
+            out.extend(self.bases.due())
         return out, StatefulBatchLogic.RETAIN
 
-    def on_eof(self) -> tuple[Iterable[ModelsOut], bool]:
+    def on_eof(self) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
         return self.models.on_eof()
 
     def snapshot(self) -> bytes:
-        return self.models.snapshot()
+        if not self.snapshots:
+            return b""
+        if self.bases is None:
+            return self.models.snapshot()
+        with increments.writing(self.bases.writing):
+            blob = self.models.snapshot()
+        self.bases.snapshotted()
+        return blob
 
 
 def replica_of(workers: int) -> Callable[[ModelsIn], str]:
@@ -144,13 +168,13 @@ def copies(
 
     def fan_out(batch: tuple[str, tuple[ModelsIn, ...]]) -> list[tuple[str, Copy]]:
         origin, items = batch
-        out = [(origin, Copy(True, origin == lead, items))]
+        out = [(origin, Copy(True, origin == lead, items, origin))]
         if workers > 1:
             remote = tuple(
                 learned(item, window, learn_every) if isinstance(item, UserUpdate) else item
                 for item in items
             )
-            out += [(k, Copy(False, k == lead, remote)) for k in keys if k != origin]
+            out += [(k, Copy(False, k == lead, remote, k)) for k in keys if k != origin]
         return out
 
     return fan_out
@@ -174,8 +198,18 @@ def replicated_models(
     batches = op.stateful_batch("collect", local, lambda _resume: _Collect())
     fan_out = copies(workers, params.remote_window, params.learn_every)
     fanned = op.flat_map("fan_out", batches, fan_out)
-    replicas = op.stateful_batch("replica", fanned, lambda resume: ReplicaLogic(params, resume))
-    return op.key_rm("unkey", replicas)
+    replicas = op.stateful_batch(
+        "replica", fanned, lambda resume: ReplicaLogic(params, resume, workers)
+    )
+    split = op.branch("bases?", op.key_rm("unkey", replicas), _is_base)
+    cuts: Stream[BaseCut] = split.trues  # type: ignore[assignment]
+    keyed_cuts = op.map("base_keys", cuts, lambda cut: (cut.key, cut.blob))
+    op.stateful_batch("bases", keyed_cuts, KeepBase)
+    return split.falses  # type: ignore[return-value]
+
+
+def _is_base(item: ModelsOut | BaseCut) -> bool:
+    return isinstance(item, BaseCut)
 
 
 @operator
