@@ -13,6 +13,7 @@ import random
 
 from prometheus_client import REGISTRY
 
+from operators.bases import BaseCut
 from operators.model_params import ModelParams
 from operators.models import ModelsIn, ModelsLogic, ModelsOut
 from operators.records import (
@@ -67,10 +68,10 @@ def run_replicas(batches: list[list[ModelsIn]]) -> tuple[list[ReplicaLogic], lis
         for w, key in enumerate(keys):
             got = inbox[key] if n % 2 else inbox[key][::-1]
             emitted, _ = replicas[w].on_batch(got)
-            outs[w].extend(emitted)
+            outs[w].extend(o for o in emitted if not isinstance(o, BaseCut))
     for w, replica in enumerate(replicas):
         emitted, _ = replica.on_eof()
-        outs[w].extend(emitted)
+        outs[w].extend(o for o in emitted if not isinstance(o, BaseCut))
     return replicas, outs
 
 
