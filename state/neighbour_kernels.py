@@ -9,11 +9,18 @@ counts; `meta`: the per-row arrays) and the events flattened into one array. The
 code is cached beside this file (`cache=True`): only a machine's first process compiles it
 (~3 s; regions are copied by plain loops, as 2-D slice assignments took 7 s more).
 
-Layouts. `pool[0, slot]` a neighbour's row, `pool[1, slot]` its count. `meta[OFFSET, row]`,
+Layouts. `pool[0, slot]` a neighbour's row, `pool[1, slot]` its count, `pool[STAMPED, slot]`
+the generation that last wrote the slot (it moves with the slot). `meta[OFFSET, row]`,
 `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's region; `meta[MARK]` scratch, zero
-between calls; `meta[TOTAL, row]` the row's own (weighted) count. `work[:HEADER]`: the pool's
-end and what a call reports; after it, scratch. `events` for m events: items, weights,
-m + 1 bounds into the paired rows, the paired rows (`flat_events`).
+between calls; `meta[TOTAL, row]` the row's own (weighted) count; `meta[STAMP, row]` the
+generation that last changed the row's size, total or any of its slots. `work[:HEADER]`: the
+pool's end, the current generation (`work[GEN]`) and what a call reports; after it, scratch.
+`events` for m events: items, weights, m + 1 bounds into the paired rows, the paired rows
+(`flat_events`).
+
+Why stamps: a snapshot can then be a base plus the rows and slots written since
+(`state.neighbour_changes`); a slot, not a row, because most rows change a little in an epoch
+while few of their slots do. Every write stamps, here and in `state.neighbour_pool`.
 """
 
 from __future__ import annotations
@@ -23,8 +30,10 @@ from typing import Any
 import numba
 import numpy as np
 
-OFFSET, SIZE, CAPACITY, MARK, TOTAL = range(5)
-END, NEXT, FLAGGED, NEED, HEADER = range(5)
+OFFSET, SIZE, CAPACITY, MARK, TOTAL, STAMP, META_ROWS = range(7)
+END, NEXT, FLAGGED, NEED, GEN, HEADER = range(6)
+#: The pool's row of slot stamps (after the neighbour rows and counts).
+STAMPED = 2
 DONE, PRUNE, ROOM, SCRATCH = range(4)
 #: A row's first region, in slots; it doubles from there, up to the largest a row can get.
 INITIAL = 8
@@ -43,6 +52,7 @@ def _move(pool: Any, meta: Any, work: Any, row: int, needed: int, max_size: int)
     start, n, end = meta[OFFSET, row], meta[SIZE, row], work[END]
     for j in range(n):
         pool[0, end + j], pool[1, end + j] = pool[0, start + j], pool[1, start + j]
+        pool[STAMPED, end + j] = pool[STAMPED, start + j]
     meta[OFFSET, row] = end
     meta[CAPACITY, row] = grown(meta[CAPACITY, row], needed, max_size)
     work[END] = end + meta[CAPACITY, row]
@@ -62,7 +72,7 @@ def learn(
     paired row but itself, first occurrence first; new neighbours take the next slots.
     """
     marks, bounds, others = meta[MARK], events[2 * n_events :], events[3 * n_events + 1 :]
-    pool_len = pool.shape[1]
+    pool_len, gen = pool.shape[1], work[GEN]
     for e in range(first, n_events):
         item, weight = events[e], events[n_events + e]
         if HEADER + 2 * (bounds[e + 1] - bounds[e] + 1) > work.shape[0]:
@@ -89,10 +99,12 @@ def learn(
             work[NEXT], work[NEED] = e, need
             return ROOM
         meta[TOTAL, item] += weight
+        meta[STAMP, item] = gen
         start, n = meta[OFFSET, item], meta[SIZE, item]
         for slot in range(start, start + n):  # the item's known neighbours: unmarked
             if marks[pool[0, slot]] > 0:
                 pool[1, slot] += weight
+                pool[STAMPED, slot] = gen
                 marks[pool[0, slot]] = 0
         new = 0
         for j in range(k):
@@ -103,6 +115,7 @@ def learn(
         for j in range(k):
             if marks[paired[j]] > 0:
                 pool[0, start + n], pool[1, start + n] = paired[j], weight
+                pool[STAMPED, start + n] = gen
                 n += 1
             marks[paired[j]] = 0
         meta[SIZE, item] = n
@@ -122,6 +135,8 @@ def learn(
                     slot = meta[OFFSET, other] + n
                 pool[0, slot], pool[1, slot] = item, weight
                 meta[SIZE, other] = n + 1
+            pool[STAMPED, slot] = gen
+            meta[STAMP, other] = gen
             if meta[SIZE, other] > limit:
                 flagged[n_flagged] = other
                 n_flagged += 1
@@ -135,11 +150,14 @@ def learn(
 
 
 @numba.njit(cache=True, nogil=True)
-def subtract(pool: Any, meta: Any, row: int, other: int, weight: int) -> None:
-    """Take `weight` pairings with `other` from `row`; at zero the last slot fills its place."""
+def subtract(pool: Any, meta: Any, row: int, other: int, weight: int, gen: int) -> None:
+    """Take `weight` pairings with `other` from `row`; at zero the last slot fills its place
+    (the row and the slot written stamped `gen`)."""
     start, n = meta[OFFSET, row], meta[SIZE, row]
     for slot in range(start, start + n):
         if pool[0, slot] == other:
+            meta[STAMP, row] = gen
+            pool[STAMPED, slot] = gen
             left = pool[1, slot] - weight
             if left > 0:
                 pool[1, slot] = left
@@ -183,6 +201,7 @@ def compact(pool: Any, new_pool: Any, meta: Any) -> int:
         start = meta[OFFSET, row]
         for j in range(meta[SIZE, row]):
             new_pool[0, end + j], new_pool[1, end + j] = pool[0, start + j], pool[1, start + j]
+            new_pool[STAMPED, end + j] = pool[STAMPED, start + j]
         meta[OFFSET, row] = end
         end += meta[CAPACITY, row]
     return end

@@ -40,12 +40,16 @@ from state.neighbour_kernels import (
     CAPACITY,
     END,
     FLAGGED,
+    GEN,
     HEADER,
     INITIAL,
+    META_ROWS,
     NEED,
     NEXT,
     OFFSET,
     SIZE,
+    STAMP,
+    STAMPED,
     TOTAL,
 )
 
@@ -74,12 +78,17 @@ class NeighbourPool:
     `max_size` is the most a row can hold (`limit` plus one event's pairs): regions never
     grow past it. `view` is two slices of the pool, valid until the next change (growing
     or compacting makes new arrays, so a view still held keeps its memory).
+
+    Every write stamps the current `generation` on the slots it writes (`slot_stamps`) and
+    on the row (`row_stamps`: its size, total or a slot changed); `mark` starts the next
+    generation, so what changed since is what is stamped after it (`state.neighbour_changes`).
+    A new pool, or one made `of` a snapshot, is at generation 0 with every stamp 0.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._set_pool(np.zeros((2, MIN_POOL), np.int64))
-        self._set_meta(np.zeros((5, 0), np.int64))
+        self._set_pool(np.zeros((3, MIN_POOL), np.int64))
+        self._set_meta(np.zeros((META_ROWS, 0), np.int64))
         self._work: IntArray = np.zeros(HEADER + 64, np.int64)
 
     @property
@@ -87,11 +96,22 @@ class NeighbourPool:
         """The first slot no region holds."""
         return int(self._work[END])
 
+    @property
+    def generation(self) -> int:
+        """The stamp writes carry now."""
+        return int(self._work[GEN])
+
+    def mark(self) -> int:
+        """The current generation; writes from now on carry the next one."""
+        self._work[GEN] += 1
+        return int(self._work[GEN]) - 1
+
     def reserve_rows(self, n: int) -> None:
         """Room for rows 0..n-1 (a new row has no region until its first neighbour)."""
         extra = n - self.meta.shape[1]
         if extra > 0:
-            self._set_meta(np.concatenate([self.meta, np.zeros((5, extra), np.int64)], axis=1))
+            more = np.zeros((META_ROWS, extra), np.int64)
+            self._set_meta(np.concatenate([self.meta, more], axis=1))
 
     def learn(
         self, events: IntArray, n_events: int, limit: int, keep: int, name: Callable[[int], str]
@@ -113,7 +133,7 @@ class NeighbourPool:
                 self._make_room(int(work[NEED]))
             else:  # a longer history than any before: more scratch
                 longer = np.zeros(2 * int(work[NEED]), np.int64)
-                longer[END] = work[END]
+                longer[:HEADER] = work[:HEADER]  # the end and the generation
                 work = self._work = longer
 
     def prune(self, row: int, keep: int, name: Callable[[int], str]) -> None:
@@ -133,15 +153,25 @@ class NeighbourPool:
         chosen.sort()  # keep slots in their first-pairing order
         n = len(chosen)
         rows[:n], counts[:n] = rows[chosen], counts[chosen]  # fancy indexing copies first
+        start = int(self.offset[row])
+        moved = np.flatnonzero(chosen != np.arange(n))  # slots kept in place keep their stamp
+        self.slot_stamps[start + moved] = self._work[GEN]
         self.size[row] = n
+        self.row_stamps[row] = self._work[GEN]
 
     def subtract(self, row: int, other: int, weight: int) -> None:
         """Take back `weight` pairings of `row` with `other`; at zero the neighbour goes."""
-        kernels.subtract(self.pool, self.meta, row, other, weight)
+        kernels.subtract(self.pool, self.meta, row, other, weight, int(self._work[GEN]))
 
     def clear(self, row: int) -> None:
         """`row` has no neighbours (its region stays for the next ones)."""
         self.size[row] = 0
+        self.row_stamps[row] = self._work[GEN]
+
+    def set_total(self, row: int, total: int) -> None:
+        """`row`'s own count is `total`."""
+        self.totals[row] = total
+        self.row_stamps[row] = self._work[GEN]
 
     def count(self, row: int, other: int) -> int:
         """Pairings of `row` with `other` (0 when none, or pruned)."""
@@ -183,7 +213,7 @@ class NeighbourPool:
         made.size[:n] = sizes
         made.offset[:n] = np.cumsum(made.capacity[:n]) - made.capacity[:n]
         end = int(made.capacity[:n].sum())
-        made._set_pool(np.zeros((2, max(MIN_POOL, 2 * end)), np.int64))
+        made._set_pool(np.zeros((3, max(MIN_POOL, 2 * end)), np.int64))
         made._work[END] = end
         where = np.repeat(made.offset[:n] - (np.cumsum(sizes) - sizes), sizes)
         where += np.arange(len(where))
@@ -196,15 +226,15 @@ class NeighbourPool:
         rows left when they moved, into arrays twice what the regions and `need` take (as
         cheap as copying into longer arrays, so there is no bound below which holes stay)."""
         live = int(self.capacity.sum())
-        pool = np.empty((2, max(MIN_POOL, 2 * (live + need))), np.int64)  # read to `end`
+        pool = np.empty((3, max(MIN_POOL, 2 * (live + need))), np.int64)  # read to `end`
         self._work[END] = kernels.compact(self.pool, pool, self.meta)
         self._set_pool(pool)
 
     def _set_pool(self, pool: IntArray) -> None:
         self.pool = pool
-        self.rows, self.counts = pool[0], pool[1]
+        self.rows, self.counts, self.slot_stamps = pool[0], pool[1], pool[STAMPED]
 
     def _set_meta(self, meta: IntArray) -> None:
         self.meta = meta
         self.offset, self.size, self.capacity = meta[OFFSET], meta[SIZE], meta[CAPACITY]
-        self.totals = meta[TOTAL]
+        self.totals, self.row_stamps = meta[TOTAL], meta[STAMP]
