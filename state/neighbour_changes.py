@@ -42,7 +42,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from state.neighbour_kernels import OFFSET, SIZE, STAMPED
+from state.neighbour_kernels import NEIGHBOUR, OFFSET, SHIFT, SIZE
 from state.neighbour_pool import NeighbourPool
 
 __all__ = ["changes", "packed_type", "patch", "patch_rows", "patch_slots"]
@@ -132,15 +132,15 @@ def _collect(pool: Any, meta: Any, changed: Any, mark: int) -> tuple[Any, Any]:
     for i in range(changed.shape[0]):
         start = meta[OFFSET, changed[i]]
         for slot in range(start, start + meta[SIZE, changed[i]]):
-            per_row[i] += pool[STAMPED, slot] > mark
+            per_row[i] += (pool[0, slot] >> SHIFT) > mark
     slots = np.empty((3, per_row.sum()), np.int64)
     at = 0
     for i in range(changed.shape[0]):
         start = meta[OFFSET, changed[i]]
         for slot in range(start, start + meta[SIZE, changed[i]]):
-            if pool[STAMPED, slot] > mark:
+            if (pool[0, slot] >> SHIFT) > mark:
                 slots[0, at] = slot - start
-                slots[1, at], slots[2, at] = pool[0, slot], pool[1, slot]
+                slots[1, at], slots[2, at] = pool[0, slot] & NEIGHBOUR, pool[1, slot]
                 at += 1
     return per_row, slots
 

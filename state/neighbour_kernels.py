@@ -9,8 +9,9 @@ counts; `meta`: the per-row arrays) and the events flattened into one array. The
 code is cached beside this file (`cache=True`): only a machine's first process compiles it
 (~3 s; regions are copied by plain loops, as 2-D slice assignments took 7 s more).
 
-Layouts. `pool[0, slot]` a neighbour's row, `pool[1, slot]` its count, `pool[STAMPED, slot]`
-the generation that last wrote the slot (it moves with the slot). `meta[OFFSET, row]`,
+Layouts. `pool[0, slot]` a neighbour's row in its low `SHIFT` bits (`& NEIGHBOUR`) and above
+them the generation that last wrote the slot (`>> SHIFT`), `pool[1, slot]` its count.
+`meta[OFFSET, row]`,
 `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's region; `meta[MARK]` scratch, zero
 between calls; `meta[TOTAL, row]` the row's own (weighted) count; `meta[STAMP, row]` the
 generation that last changed the row's size, total or any of its slots. `work[:HEADER]`: the
@@ -20,7 +21,10 @@ pool's end, the current generation (`work[GEN]`) and what a call reports; after 
 
 Why stamps: a snapshot can then be a base plus the rows and slots written since
 (`state.neighbour_changes`); a slot, not a row, because most rows change a little in an epoch
-while few of their slots do. Every write stamps, here and in `state.neighbour_pool`.
+while few of their slots do. Every write stamps, here and in `state.neighbour_pool`. A slot's
+stamp shares its neighbour's word, so it moves with the slot for free, costs no memory and
+is written to a cache line the step has just read (as a third row of the pool it made
+`learn_many` ~10% slower, mostly from the larger pool's copies and fresh pages).
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ import numpy as np
 
 OFFSET, SIZE, CAPACITY, MARK, TOTAL, STAMP, META_ROWS = range(7)
 END, NEXT, FLAGGED, NEED, GEN, HEADER = range(6)
-#: The pool's row of slot stamps (after the neighbour rows and counts).
-STAMPED = 2
+#: A slot's neighbour row is `pool[0, slot] & NEIGHBOUR`, its stamp `pool[0, slot] >> SHIFT`.
+SHIFT = 32
+NEIGHBOUR = (1 << SHIFT) - 1
 DONE, PRUNE, ROOM, SCRATCH = range(4)
 #: A row's first region, in slots; it doubles from there, up to the largest a row can get.
 INITIAL = 8
@@ -52,7 +57,6 @@ def _move(pool: Any, meta: Any, work: Any, row: int, needed: int, max_size: int)
     start, n, end = meta[OFFSET, row], meta[SIZE, row], work[END]
     for j in range(n):
         pool[0, end + j], pool[1, end + j] = pool[0, start + j], pool[1, start + j]
-        pool[STAMPED, end + j] = pool[STAMPED, start + j]
     meta[OFFSET, row] = end
     meta[CAPACITY, row] = grown(meta[CAPACITY, row], needed, max_size)
     work[END] = end + meta[CAPACITY, row]
@@ -72,7 +76,7 @@ def learn(
     paired row but itself, first occurrence first; new neighbours take the next slots.
     """
     marks, bounds, others = meta[MARK], events[2 * n_events :], events[3 * n_events + 1 :]
-    pool_len, gen = pool.shape[1], work[GEN]
+    pool_len, gen, stamp = pool.shape[1], work[GEN], work[GEN] << SHIFT
     for e in range(first, n_events):
         item, weight = events[e], events[n_events + e]
         if HEADER + 2 * (bounds[e + 1] - bounds[e] + 1) > work.shape[0]:
@@ -102,10 +106,11 @@ def learn(
         meta[STAMP, item] = gen
         start, n = meta[OFFSET, item], meta[SIZE, item]
         for slot in range(start, start + n):  # the item's known neighbours: unmarked
-            if marks[pool[0, slot]] > 0:
+            other = pool[0, slot] & NEIGHBOUR
+            if marks[other] > 0:
+                pool[0, slot] = other | stamp
                 pool[1, slot] += weight
-                pool[STAMPED, slot] = gen
-                marks[pool[0, slot]] = 0
+                marks[other] = 0
         new = 0
         for j in range(k):
             new += marks[paired[j]] > 0
@@ -114,8 +119,7 @@ def learn(
         start = meta[OFFSET, item]
         for j in range(k):
             if marks[paired[j]] > 0:
-                pool[0, start + n], pool[1, start + n] = paired[j], weight
-                pool[STAMPED, start + n] = gen
+                pool[0, start + n], pool[1, start + n] = paired[j] | stamp, weight
                 n += 1
             marks[paired[j]] = 0
         meta[SIZE, item] = n
@@ -125,7 +129,7 @@ def learn(
             other = paired[j]
             start, n = meta[OFFSET, other], meta[SIZE, other]
             slot = start
-            while slot < start + n and pool[0, slot] != item:
+            while slot < start + n and (pool[0, slot] & NEIGHBOUR) != item:
                 slot += 1
             if slot < start + n:
                 pool[1, slot] += weight
@@ -133,9 +137,9 @@ def learn(
                 if n + 1 > meta[CAPACITY, other]:
                     _move(pool, meta, work, other, n + 1, max_size)
                     slot = meta[OFFSET, other] + n
-                pool[0, slot], pool[1, slot] = item, weight
+                pool[1, slot] = weight
                 meta[SIZE, other] = n + 1
-            pool[STAMPED, slot] = gen
+            pool[0, slot] = item | stamp
             meta[STAMP, other] = gen
             if meta[SIZE, other] > limit:
                 flagged[n_flagged] = other
@@ -155,15 +159,15 @@ def subtract(pool: Any, meta: Any, row: int, other: int, weight: int, gen: int) 
     (the row and the slot written stamped `gen`)."""
     start, n = meta[OFFSET, row], meta[SIZE, row]
     for slot in range(start, start + n):
-        if pool[0, slot] == other:
+        if (pool[0, slot] & NEIGHBOUR) == other:
             meta[STAMP, row] = gen
-            pool[STAMPED, slot] = gen
             left = pool[1, slot] - weight
             if left > 0:
-                pool[1, slot] = left
+                pool[0, slot], pool[1, slot] = other | (gen << SHIFT), left
                 return
             last = start + n - 1
-            pool[0, slot], pool[1, slot] = pool[0, last], pool[1, last]
+            pool[0, slot] = (pool[0, last] & NEIGHBOUR) | (gen << SHIFT)
+            pool[1, slot] = pool[1, last]
             meta[SIZE, row] = n - 1
             return
 
@@ -176,7 +180,7 @@ def lookup(pool: Any, meta: Any, sources: Any, targets: Any) -> Any:
         start, n = meta[OFFSET, sources[i]], meta[SIZE, sources[i]]
         for slot in range(start, start + n):
             for j in range(targets.shape[0]):
-                if pool[0, slot] == targets[j]:
+                if (pool[0, slot] & NEIGHBOUR) == targets[j]:
                     out[i, j] = pool[1, slot]
     return out
 
@@ -189,7 +193,7 @@ def gather(pool: Any, meta: Any, n_rows: int, rows: Any, counts: Any) -> None:
     for row in range(n_rows):
         start = meta[OFFSET, row]
         for slot in range(start, start + meta[SIZE, row]):
-            rows[at], counts[at] = pool[0, slot], pool[1, slot]
+            rows[at], counts[at] = pool[0, slot] & NEIGHBOUR, pool[1, slot]
             at += 1
 
 
@@ -201,7 +205,6 @@ def compact(pool: Any, new_pool: Any, meta: Any) -> int:
         start = meta[OFFSET, row]
         for j in range(meta[SIZE, row]):
             new_pool[0, end + j], new_pool[1, end + j] = pool[0, start + j], pool[1, start + j]
-            new_pool[STAMPED, end + j] = pool[STAMPED, start + j]
         meta[OFFSET, row] = end
         end += meta[CAPACITY, row]
     return end

@@ -45,11 +45,12 @@ from state.neighbour_kernels import (
     INITIAL,
     META_ROWS,
     NEED,
+    NEIGHBOUR,
     NEXT,
     OFFSET,
+    SHIFT,
     SIZE,
     STAMP,
-    STAMPED,
     TOTAL,
 )
 
@@ -59,6 +60,8 @@ IntArray = npt.NDArray[np.int64]
 
 #: The pool's first length, in slots.
 MIN_POOL = 1024
+#: The last generation a slot's stamp can hold.
+MAX_GENERATION = (1 << (63 - SHIFT)) - 1
 
 
 def flat_events(
@@ -76,18 +79,19 @@ class NeighbourPool:
     (`totals`), which the compiled step updates in the same call.
 
     `max_size` is the most a row can hold (`limit` plus one event's pairs): regions never
-    grow past it. `view` is two slices of the pool, valid until the next change (growing
-    or compacting makes new arrays, so a view still held keeps its memory).
+    grow past it. `view`'s counts are a slice of the pool, valid until the next change
+    (growing or compacting makes new arrays, so a view still held keeps its memory).
 
-    Every write stamps the current `generation` on the slots it writes (`slot_stamps`) and
-    on the row (`row_stamps`: its size, total or a slot changed); `mark` starts the next
-    generation, so what changed since is what is stamped after it (`state.neighbour_changes`).
-    A new pool, or one made `of` a snapshot, is at generation 0 with every stamp 0.
+    Every write stamps the current `generation` on the slots it writes (in the word of a
+    slot's neighbour: `words`, `slot_stamps`) and on the row (`row_stamps`: its size, total or
+    a slot changed); `mark` starts the next generation, so what changed since is what is
+    stamped after it (`state.neighbour_changes`). A new pool, or one made `of` a snapshot, is
+    at generation 0 with every stamp 0.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._set_pool(np.zeros((3, MIN_POOL), np.int64))
+        self._set_pool(np.zeros((2, MIN_POOL), np.int64))
         self._set_meta(np.zeros((META_ROWS, 0), np.int64))
         self._work: IntArray = np.zeros(HEADER + 64, np.int64)
 
@@ -103,6 +107,8 @@ class NeighbourPool:
 
     def mark(self) -> int:
         """The current generation; writes from now on carry the next one."""
+        if self._work[GEN] >= MAX_GENERATION:
+            raise OverflowError("a slot's stamp has no room for another generation")
         self._work[GEN] += 1
         return int(self._work[GEN]) - 1
 
@@ -152,10 +158,11 @@ class NeighbourPool:
         chosen = np.concatenate([above, tied])
         chosen.sort()  # keep slots in their first-pairing order
         n = len(chosen)
-        rows[:n], counts[:n] = rows[chosen], counts[chosen]  # fancy indexing copies first
         start = int(self.offset[row])
+        words = self.words[start : start + len(rows)]
+        words[:n], counts[:n] = words[chosen], counts[chosen]  # fancy indexing copies first
         moved = np.flatnonzero(chosen != np.arange(n))  # slots kept in place keep their stamp
-        self.slot_stamps[start + moved] = self._work[GEN]
+        words[moved] = (words[moved] & NEIGHBOUR) | (self._work[GEN] << SHIFT)
         self.size[row] = n
         self.row_stamps[row] = self._work[GEN]
 
@@ -185,10 +192,17 @@ class NeighbourPool:
         return found
 
     def view(self, row: int) -> tuple[IntArray, IntArray]:
-        """(rows, counts) of every neighbour of `row`: slices of the pool, no copy."""
+        """(rows, counts) of every neighbour of `row`: the rows without their stamps, the
+        counts a slice of the pool."""
         start = int(self.offset[row])
         stop = start + int(self.size[row])
-        return self.rows[start:stop], self.counts[start:stop]
+        return self.words[start:stop] & NEIGHBOUR, self.counts[start:stop]
+
+    @property
+    def slot_stamps(self) -> IntArray:
+        """Each slot's stamp (a copy; what no region holds is meaningless)."""
+        stamps: IntArray = self.words >> SHIFT
+        return stamps
 
     def packed(self, n_rows: int, dtype: type[np.signedinteger[Any]]) -> tuple[IntArray, ...]:
         """(sizes, rows, counts) of rows 0..n_rows-1, their regions end to end in `dtype`."""
@@ -213,11 +227,11 @@ class NeighbourPool:
         made.size[:n] = sizes
         made.offset[:n] = np.cumsum(made.capacity[:n]) - made.capacity[:n]
         end = int(made.capacity[:n].sum())
-        made._set_pool(np.zeros((3, max(MIN_POOL, 2 * end)), np.int64))
+        made._set_pool(np.zeros((2, max(MIN_POOL, 2 * end)), np.int64))
         made._work[END] = end
         where = np.repeat(made.offset[:n] - (np.cumsum(sizes) - sizes), sizes)
         where += np.arange(len(where))
-        made.rows[where] = np.asarray(rows)
+        made.words[where] = np.asarray(rows)  # stamped 0
         made.counts[where] = np.asarray(counts)
         return made
 
@@ -226,13 +240,13 @@ class NeighbourPool:
         rows left when they moved, into arrays twice what the regions and `need` take (as
         cheap as copying into longer arrays, so there is no bound below which holes stay)."""
         live = int(self.capacity.sum())
-        pool = np.empty((3, max(MIN_POOL, 2 * (live + need))), np.int64)  # read to `end`
+        pool = np.empty((2, max(MIN_POOL, 2 * (live + need))), np.int64)  # read to `end`
         self._work[END] = kernels.compact(self.pool, pool, self.meta)
         self._set_pool(pool)
 
     def _set_pool(self, pool: IntArray) -> None:
         self.pool = pool
-        self.rows, self.counts, self.slot_stamps = pool[0], pool[1], pool[STAMPED]
+        self.words, self.counts = pool[0], pool[1]
 
     def _set_meta(self, meta: IntArray) -> None:
         self.meta = meta
