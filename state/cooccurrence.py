@@ -215,8 +215,7 @@ class CoOccurrence:
 
     def _scores(self, history: Sequence[str]) -> tuple[IntArray, FloatArray] | None:
         """(candidate rows, scores): every recent item's neighbours, weighted and summed."""
-        parts_rows: list[IntArray] = []
-        parts_counts: list[IntArray] = []
+        sources: list[int] = []
         factors: list[float] = []  # each recent item's weight times its count ** (alpha - 1)
         h_power = self.alpha - 1.0
         for h, weight in self._weights(history).items():
@@ -226,15 +225,12 @@ class CoOccurrence:
             count = int(self._counts[row])
             if not count or not self._pool.size[row]:
                 continue
-            rows, counts = self._pool.view(row)
-            parts_rows.append(rows)
-            parts_counts.append(counts)
+            sources.append(row)
             factors.append(weight * float(count) ** h_power)
-        if not parts_rows:
+        if not sources:
             return None
-        rows = np.concatenate(parts_rows)
-        sizes = np.fromiter(map(len, parts_rows), np.int64, len(parts_rows))
-        scores = np.concatenate(parts_counts) * np.repeat(np.array(factors), sizes)
+        rows, counts, sizes = self._pool.regions(sources)
+        scores = counts * np.repeat(np.array(factors), sizes)
         if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
             counted = self._counts[rows]
             if not counted.all():  # an item only ever seen in a history: no count to divide by

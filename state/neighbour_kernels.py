@@ -186,13 +186,13 @@ def lookup(pool: Any, meta: Any, sources: Any, targets: Any) -> Any:
 
 
 @numba.njit(cache=True, nogil=True)
-def gather(pool: Any, meta: Any, n_rows: int, rows: Any, counts: Any) -> None:
-    """Rows 0..n_rows-1's regions end to end into `rows` and `counts` (of the snapshot's
-    integer type)."""
+def gather(pool: Any, meta: Any, sources: Any, rows: Any, counts: Any) -> None:
+    """The regions of rows `sources` end to end into `rows` (neighbours without their stamps)
+    and `counts` (a snapshot's integer type, or int64)."""
     at = 0
-    for row in range(n_rows):
-        start = meta[OFFSET, row]
-        for slot in range(start, start + meta[SIZE, row]):
+    for source in sources:
+        start = meta[OFFSET, source]
+        for slot in range(start, start + meta[SIZE, source]):
             rows[at], counts[at] = pool[0, slot] & NEIGHBOUR, pool[1, slot]
             at += 1
 

@@ -209,8 +209,18 @@ class NeighbourPool:
         sizes = self.size[:n_rows].copy()
         total = int(sizes.sum())
         rows, counts = np.empty(total, dtype), np.empty(total, dtype)
-        kernels.gather(self.pool, self.meta, n_rows, rows, counts)
+        kernels.gather(self.pool, self.meta, np.arange(n_rows), rows, counts)
         return sizes, rows, counts
+
+    def regions(self, sources: Sequence[int]) -> tuple[IntArray, IntArray, IntArray]:
+        """(neighbour rows, counts) of the rows `sources`, regions end to end (one compiled
+        copy, not two slices and a mask each), and each region's size."""
+        at = np.asarray(sources, np.int64)
+        sizes: IntArray = self.size[at]
+        total = int(sizes.sum())
+        rows, counts = np.empty(total, np.int64), np.empty(total, np.int64)
+        kernels.gather(self.pool, self.meta, at, rows, counts)
+        return rows, counts, sizes
 
     @classmethod
     def of(
