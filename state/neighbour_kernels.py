@@ -9,22 +9,21 @@ counts; `meta`: the per-row arrays) and the events flattened into one array. The
 code is cached beside this file (`cache=True`): only a machine's first process compiles it
 (~3 s; regions are copied by plain loops, as 2-D slice assignments took 7 s more).
 
-Layouts. `pool[0, slot]` a neighbour's row in its low `SHIFT` bits (`& NEIGHBOUR`) and above
-them the generation that last wrote the slot (`>> SHIFT`), `pool[1, slot]` its count.
-`meta[OFFSET, row]`,
-`meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's region; `meta[MARK]` scratch, zero
-between calls; `meta[TOTAL, row]` the row's own (weighted) count; `meta[STAMP, row]` the
-generation that last changed the row's size, total or any of its slots. `work[:HEADER]`: the
-pool's end, the current generation (`work[GEN]`) and what a call reports; after it, scratch.
-`events` for m events: items, weights, m + 1 bounds into the paired rows, the paired rows
-(`flat_events`).
+Layouts. `pool[0, slot]` a neighbour's row in its low `SHIFT` bits (`& NEIGHBOUR`; rows are
+below 2**32) and above them the generation that last wrote the slot (`>> SHIFT`), `pool[1,
+slot]` its count. `meta[OFFSET, row]`, `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's
+region; `meta[MARK]` scratch, zero between calls; `meta[TOTAL, row]` the row's own (weighted)
+count; `meta[STAMP, row]` the generation that last changed the row's size, total or any of
+its slots. `work[:HEADER]`: the pool's end, the current generation (`work[GEN]`) and what a
+call reports; after it, scratch. `events` for m events: items, weights, m + 1 bounds into the
+paired rows, the paired rows (`flat_events`).
 
 Why stamps: a snapshot can then be a base plus the rows and slots written since
 (`state.neighbour_changes`); a slot, not a row, because most rows change a little in an epoch
 while few of their slots do. Every write stamps, here and in `state.neighbour_pool`. A slot's
 stamp shares its neighbour's word, so it moves with the slot for free, costs no memory and
 is written to a cache line the step has just read (as a third row of the pool it made
-`learn_many` ~10% slower, mostly from the larger pool's copies and fresh pages).
+`learn_many` 10-20% slower, mostly from the larger pool's copies and fresh pages).
 """
 
 from __future__ import annotations
