@@ -10,8 +10,8 @@ code is cached beside this file (`cache=True`): only a machine's first process c
 (~3 s; regions are copied by plain loops, as 2-D slice assignments took 7 s more).
 
 Layouts. `pool[0, slot]` a neighbour's row in its low `SHIFT` bits (`& NEIGHBOUR`; rows are
-below 2**32) and above them the generation that last wrote the slot (`>> SHIFT`), `pool[1,
-slot]` its count. `meta[OFFSET, row]`, `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's
+below 2**32) and above them the generation that last wrote the slot (`>> SHIFT`);
+`pool[1, slot]` its count. `meta[OFFSET, row]`, `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's
 region; `meta[MARK]` scratch, zero between calls; `meta[TOTAL, row]` the row's own (weighted)
 count; `meta[STAMP, row]` the generation that last changed the row's size, total or any of
 its slots. `work[:HEADER]`: the pool's end, the current generation (`work[GEN]`) and what a
