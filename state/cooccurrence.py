@@ -28,6 +28,8 @@ from typing import Any, cast
 import numpy as np
 import numpy.typing as npt
 
+from state import increments, neighbour_changes
+from state.neighbour_changes import packed_type
 from state.neighbour_pool import NeighbourPool
 from state.top_k import top_candidates
 
@@ -40,7 +42,7 @@ IntArray = npt.NDArray[np.int64]
 #: the candidates (cheap `bincount`); beyond, by sorting the candidates (`np.unique`), so a
 #: million-item catalogue does not cost a million-slot array per recommendation.
 DENSE_FACTOR = 16
-INT32_MAX = int(np.iinfo(np.int32).max)
+SETTINGS = ("max_neighbors", "window", "score_window", "recency", "alpha")
 
 
 class CoOccurrence:
@@ -89,6 +91,7 @@ class CoOccurrence:
         self._pool = NeighbourPool(2 * max_neighbors + window)
         self._pool.reserve_rows(64)
         self._counts: IntArray = self._pool.totals  # row → weighted interactions
+        self._ids_at: list[int] = []  # generation → how many ids there were when it ended
 
     def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         """Count `item` `weight` times and pair it, both ways, with each distinct recent
@@ -156,7 +159,7 @@ class CoOccurrence:
             row = self._row.get(item)
             if row is None:
                 continue
-            self._counts[row] = max(int(self._counts[row]) - 1, 0)
+            pool.set_total(row, max(int(self._counts[row]) - 1, 0))
             for other in _distinct(recent[max(0, index - self.window) : index], item):
                 other_row = self._row.get(other)
                 if other_row is not None:
@@ -212,8 +215,7 @@ class CoOccurrence:
 
     def _scores(self, history: Sequence[str]) -> tuple[IntArray, FloatArray] | None:
         """(candidate rows, scores): every recent item's neighbours, weighted and summed."""
-        parts_rows: list[IntArray] = []
-        parts_counts: list[IntArray] = []
+        sources: list[int] = []
         factors: list[float] = []  # each recent item's weight times its count ** (alpha - 1)
         h_power = self.alpha - 1.0
         for h, weight in self._weights(history).items():
@@ -223,15 +225,12 @@ class CoOccurrence:
             count = int(self._counts[row])
             if not count or not self._pool.size[row]:
                 continue
-            rows, counts = self._pool.view(row)
-            parts_rows.append(rows)
-            parts_counts.append(counts)
+            sources.append(row)
             factors.append(weight * float(count) ** h_power)
-        if not parts_rows:
+        if not sources:
             return None
-        rows = np.concatenate(parts_rows)
-        sizes = np.fromiter(map(len, parts_rows), np.int64, len(parts_rows))
-        scores = np.concatenate(parts_counts) * np.repeat(np.array(factors), sizes)
+        rows, counts, sizes = self._pool.regions(sources)
+        scores = counts * np.repeat(np.array(factors), sizes)
         if self.alpha != 0.0:  # P(j | h) needs no per-candidate normaliser
             counted = self._counts[rows]
             if not counted.all():  # an item only ever seen in a history: no count to divide by
@@ -305,13 +304,10 @@ class CoOccurrence:
 
     def to_snapshot(self) -> dict[str, Any]:
         """Settings, ids in row order, counts, and every row's neighbours end to end (a few
-        arrays, not two per item), as 32-bit integers when they fit: a pair's count is at
-        most the sum of its two items' counts."""
+        arrays, not two per item), as 32-bit integers when they fit (`packed_type`)."""
         n = len(self._ids)
-        fits = n <= INT32_MAX and 2 * int(self._counts[:n].max(initial=0)) <= INT32_MAX
-        sizes, rows, pairs = self._pool.packed(n, np.int32 if fits else np.int64)
-        settings = ("max_neighbors", "window", "score_window", "recency", "alpha")
-        return {name: getattr(self, name) for name in settings} | {
+        sizes, rows, pairs = self._pool.packed(n, packed_type(n, self._counts[:n]))
+        return {name: getattr(self, name) for name in SETTINGS} | {
             "ids": list(self._ids),
             "counts": self._counts[:n].copy(),
             "sizes": sizes,
@@ -321,6 +317,7 @@ class CoOccurrence:
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> CoOccurrence:
+        data = increments.whole(data, cls)
         made = cls(data["max_neighbors"], data["window"], data["score_window"], data["recency"])
         made.alpha = data["alpha"]
         made._ids = list(data["ids"])
@@ -331,6 +328,50 @@ class CoOccurrence:
         made._counts = made._pool.totals
         made._counts[: len(made._ids)] = data["counts"]
         return made
+
+    def mark(self) -> int:
+        """The current generation (`state.increments`); what is written from now on is
+        stamped with the next one."""
+        self._ids_at.append(len(self._ids))
+        mark = self._pool.mark()
+        assert mark == len(self._ids_at) - 1, "the pool's generations are the model's"
+        return mark
+
+    def changes_since(self, mark: int) -> dict[str, Any]:
+        """What `patched` needs to turn the snapshot taken at `mark` into `to_snapshot()`:
+        the settings, the ids appended since (rows are never removed), and the rows and
+        slots stamped after `mark` (`state.neighbour_changes`)."""
+        n, first = len(self._ids), self._ids_at[mark]
+        rows, slots = neighbour_changes.changes(
+            self._pool, n, mark, packed_type(n, self._counts[:n])
+        )
+        return {name: getattr(self, name) for name in SETTINGS} | {
+            "first_id": first,
+            "ids": self._ids[first:],
+            "changed": rows,
+            "slots": slots,
+        }
+
+    @classmethod
+    def patched(cls, whole: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        """`to_snapshot()` as it was when `changes` were taken, from the base `whole`."""
+        if len(whole["ids"]) != changes["first_id"]:
+            raise ValueError("the changes were not taken against this base")
+        ids = [*whole["ids"], *changes["ids"]]
+        packed = neighbour_changes.patch(
+            (whole["counts"], whole["sizes"], whole["rows"], whole["pairs"]),
+            len(ids),
+            changes["changed"],
+            changes["slots"],
+        )
+        counts, sizes, rows, pairs = packed
+        return {name: changes[name] for name in SETTINGS} | {
+            "ids": ids,
+            "counts": counts,
+            "sizes": sizes,
+            "rows": rows,
+            "pairs": pairs,
+        }
 
 
 def _distinct(recent: Sequence[str], item: str) -> Sequence[str]:

@@ -9,11 +9,21 @@ counts; `meta`: the per-row arrays) and the events flattened into one array. The
 code is cached beside this file (`cache=True`): only a machine's first process compiles it
 (~3 s; regions are copied by plain loops, as 2-D slice assignments took 7 s more).
 
-Layouts. `pool[0, slot]` a neighbour's row, `pool[1, slot]` its count. `meta[OFFSET, row]`,
-`meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's region; `meta[MARK]` scratch, zero
-between calls; `meta[TOTAL, row]` the row's own (weighted) count. `work[:HEADER]`: the pool's
-end and what a call reports; after it, scratch. `events` for m events: items, weights,
-m + 1 bounds into the paired rows, the paired rows (`flat_events`).
+Layouts. `pool[0, slot]` a neighbour's row in its low `SHIFT` bits (`& NEIGHBOUR`; rows are
+below 2**32) and above them the generation that last wrote the slot (`>> SHIFT`);
+`pool[1, slot]` its count. `meta[OFFSET, row]`, `meta[SIZE, row]`, `meta[CAPACITY, row]`: the row's
+region; `meta[MARK]` scratch, zero between calls; `meta[TOTAL, row]` the row's own (weighted)
+count; `meta[STAMP, row]` the generation that last changed the row's size, total or any of
+its slots. `work[:HEADER]`: the pool's end, the current generation (`work[GEN]`) and what a
+call reports; after it, scratch. `events` for m events: items, weights, m + 1 bounds into the
+paired rows, the paired rows (`flat_events`).
+
+Why stamps: a snapshot can then be a base plus the rows and slots written since
+(`state.neighbour_changes`); a slot, not a row, because most rows change a little in an epoch
+while few of their slots do. Every write stamps, here and in `state.neighbour_pool`. A slot's
+stamp shares its neighbour's word, so it moves with the slot for free, costs no memory and
+is written to a cache line the step has just read (as a third row of the pool it made
+`learn_many` 10-20% slower, mostly from the larger pool's copies and fresh pages).
 """
 
 from __future__ import annotations
@@ -23,8 +33,11 @@ from typing import Any
 import numba
 import numpy as np
 
-OFFSET, SIZE, CAPACITY, MARK, TOTAL = range(5)
-END, NEXT, FLAGGED, NEED, HEADER = range(5)
+OFFSET, SIZE, CAPACITY, MARK, TOTAL, STAMP, META_ROWS = range(7)
+END, NEXT, FLAGGED, NEED, GEN, HEADER = range(6)
+#: A slot's neighbour row is `pool[0, slot] & NEIGHBOUR`, its stamp `pool[0, slot] >> SHIFT`.
+SHIFT = 32
+NEIGHBOUR = (1 << SHIFT) - 1
 DONE, PRUNE, ROOM, SCRATCH = range(4)
 #: A row's first region, in slots; it doubles from there, up to the largest a row can get.
 INITIAL = 8
@@ -62,7 +75,7 @@ def learn(
     paired row but itself, first occurrence first; new neighbours take the next slots.
     """
     marks, bounds, others = meta[MARK], events[2 * n_events :], events[3 * n_events + 1 :]
-    pool_len = pool.shape[1]
+    pool_len, gen, stamp = pool.shape[1], work[GEN], work[GEN] << SHIFT
     for e in range(first, n_events):
         item, weight = events[e], events[n_events + e]
         if HEADER + 2 * (bounds[e + 1] - bounds[e] + 1) > work.shape[0]:
@@ -89,11 +102,14 @@ def learn(
             work[NEXT], work[NEED] = e, need
             return ROOM
         meta[TOTAL, item] += weight
+        meta[STAMP, item] = gen
         start, n = meta[OFFSET, item], meta[SIZE, item]
         for slot in range(start, start + n):  # the item's known neighbours: unmarked
-            if marks[pool[0, slot]] > 0:
+            other = pool[0, slot] & NEIGHBOUR
+            if marks[other] > 0:
+                pool[0, slot] = other | stamp
                 pool[1, slot] += weight
-                marks[pool[0, slot]] = 0
+                marks[other] = 0
         new = 0
         for j in range(k):
             new += marks[paired[j]] > 0
@@ -102,7 +118,7 @@ def learn(
         start = meta[OFFSET, item]
         for j in range(k):
             if marks[paired[j]] > 0:
-                pool[0, start + n], pool[1, start + n] = paired[j], weight
+                pool[0, start + n], pool[1, start + n] = paired[j] | stamp, weight
                 n += 1
             marks[paired[j]] = 0
         meta[SIZE, item] = n
@@ -112,7 +128,7 @@ def learn(
             other = paired[j]
             start, n = meta[OFFSET, other], meta[SIZE, other]
             slot = start
-            while slot < start + n and pool[0, slot] != item:
+            while slot < start + n and (pool[0, slot] & NEIGHBOUR) != item:
                 slot += 1
             if slot < start + n:
                 pool[1, slot] += weight
@@ -120,8 +136,10 @@ def learn(
                 if n + 1 > meta[CAPACITY, other]:
                     _move(pool, meta, work, other, n + 1, max_size)
                     slot = meta[OFFSET, other] + n
-                pool[0, slot], pool[1, slot] = item, weight
+                pool[1, slot] = weight
                 meta[SIZE, other] = n + 1
+            pool[0, slot] = item | stamp
+            meta[STAMP, other] = gen
             if meta[SIZE, other] > limit:
                 flagged[n_flagged] = other
                 n_flagged += 1
@@ -135,17 +153,20 @@ def learn(
 
 
 @numba.njit(cache=True, nogil=True)
-def subtract(pool: Any, meta: Any, row: int, other: int, weight: int) -> None:
-    """Take `weight` pairings with `other` from `row`; at zero the last slot fills its place."""
+def subtract(pool: Any, meta: Any, row: int, other: int, weight: int, gen: int) -> None:
+    """Take `weight` pairings with `other` from `row`; at zero the last slot fills its place
+    (the row and the slot written stamped `gen`)."""
     start, n = meta[OFFSET, row], meta[SIZE, row]
     for slot in range(start, start + n):
-        if pool[0, slot] == other:
+        if (pool[0, slot] & NEIGHBOUR) == other:
+            meta[STAMP, row] = gen
             left = pool[1, slot] - weight
             if left > 0:
-                pool[1, slot] = left
+                pool[0, slot], pool[1, slot] = other | (gen << SHIFT), left
                 return
             last = start + n - 1
-            pool[0, slot], pool[1, slot] = pool[0, last], pool[1, last]
+            pool[0, slot] = (pool[0, last] & NEIGHBOUR) | (gen << SHIFT)
+            pool[1, slot] = pool[1, last]
             meta[SIZE, row] = n - 1
             return
 
@@ -158,20 +179,20 @@ def lookup(pool: Any, meta: Any, sources: Any, targets: Any) -> Any:
         start, n = meta[OFFSET, sources[i]], meta[SIZE, sources[i]]
         for slot in range(start, start + n):
             for j in range(targets.shape[0]):
-                if pool[0, slot] == targets[j]:
+                if (pool[0, slot] & NEIGHBOUR) == targets[j]:
                     out[i, j] = pool[1, slot]
     return out
 
 
 @numba.njit(cache=True, nogil=True)
-def gather(pool: Any, meta: Any, n_rows: int, rows: Any, counts: Any) -> None:
-    """Rows 0..n_rows-1's regions end to end into `rows` and `counts` (of the snapshot's
-    integer type)."""
+def gather(pool: Any, meta: Any, sources: Any, rows: Any, counts: Any) -> None:
+    """The regions of rows `sources` end to end into `rows` (neighbours without their stamps)
+    and `counts` (a snapshot's integer type, or int64)."""
     at = 0
-    for row in range(n_rows):
-        start = meta[OFFSET, row]
-        for slot in range(start, start + meta[SIZE, row]):
-            rows[at], counts[at] = pool[0, slot], pool[1, slot]
+    for source in sources:
+        start = meta[OFFSET, source]
+        for slot in range(start, start + meta[SIZE, source]):
+            rows[at], counts[at] = pool[0, slot] & NEIGHBOUR, pool[1, slot]
             at += 1
 
 

@@ -40,12 +40,17 @@ from state.neighbour_kernels import (
     CAPACITY,
     END,
     FLAGGED,
+    GEN,
     HEADER,
     INITIAL,
+    META_ROWS,
     NEED,
+    NEIGHBOUR,
     NEXT,
     OFFSET,
+    SHIFT,
     SIZE,
+    STAMP,
     TOTAL,
 )
 
@@ -55,6 +60,8 @@ IntArray = npt.NDArray[np.int64]
 
 #: The pool's first length, in slots.
 MIN_POOL = 1024
+#: The last generation a slot's stamp can hold.
+MAX_GENERATION = (1 << (63 - SHIFT)) - 1
 
 
 def flat_events(
@@ -72,14 +79,20 @@ class NeighbourPool:
     (`totals`), which the compiled step updates in the same call.
 
     `max_size` is the most a row can hold (`limit` plus one event's pairs): regions never
-    grow past it. `view` is two slices of the pool, valid until the next change (growing
-    or compacting makes new arrays, so a view still held keeps its memory).
+    grow past it. `view`'s counts are a slice of the pool, valid until the next change
+    (growing or compacting makes new arrays, so a view still held keeps its memory).
+
+    Every write stamps the current `generation` on the slots it writes (in the word of a
+    slot's neighbour: `words`, `slot_stamps`) and on the row (`row_stamps`: its size, total or
+    a slot changed); `mark` starts the next generation, so what changed since is what is
+    stamped after it (`state.neighbour_changes`). A new pool, or one made `of` a snapshot, is
+    at generation 0 with every stamp 0.
     """
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
         self._set_pool(np.zeros((2, MIN_POOL), np.int64))
-        self._set_meta(np.zeros((5, 0), np.int64))
+        self._set_meta(np.zeros((META_ROWS, 0), np.int64))
         self._work: IntArray = np.zeros(HEADER + 64, np.int64)
 
     @property
@@ -87,11 +100,24 @@ class NeighbourPool:
         """The first slot no region holds."""
         return int(self._work[END])
 
+    @property
+    def generation(self) -> int:
+        """The stamp writes carry now."""
+        return int(self._work[GEN])
+
+    def mark(self) -> int:
+        """The current generation; writes from now on carry the next one."""
+        if self._work[GEN] >= MAX_GENERATION:
+            raise OverflowError("a slot's stamp has no room for another generation")
+        self._work[GEN] += 1
+        return int(self._work[GEN]) - 1
+
     def reserve_rows(self, n: int) -> None:
         """Room for rows 0..n-1 (a new row has no region until its first neighbour)."""
         extra = n - self.meta.shape[1]
         if extra > 0:
-            self._set_meta(np.concatenate([self.meta, np.zeros((5, extra), np.int64)], axis=1))
+            more = np.zeros((META_ROWS, extra), np.int64)
+            self._set_meta(np.concatenate([self.meta, more], axis=1))
 
     def learn(
         self, events: IntArray, n_events: int, limit: int, keep: int, name: Callable[[int], str]
@@ -113,7 +139,7 @@ class NeighbourPool:
                 self._make_room(int(work[NEED]))
             else:  # a longer history than any before: more scratch
                 longer = np.zeros(2 * int(work[NEED]), np.int64)
-                longer[END] = work[END]
+                longer[:HEADER] = work[:HEADER]  # the end and the generation
                 work = self._work = longer
 
     def prune(self, row: int, keep: int, name: Callable[[int], str]) -> None:
@@ -132,16 +158,27 @@ class NeighbourPool:
         chosen = np.concatenate([above, tied])
         chosen.sort()  # keep slots in their first-pairing order
         n = len(chosen)
-        rows[:n], counts[:n] = rows[chosen], counts[chosen]  # fancy indexing copies first
+        start = int(self.offset[row])
+        words = self.words[start : start + len(rows)]
+        words[:n], counts[:n] = words[chosen], counts[chosen]  # fancy indexing copies first
+        moved = np.flatnonzero(chosen != np.arange(n))  # slots kept in place keep their stamp
+        words[moved] = (words[moved] & NEIGHBOUR) | (self._work[GEN] << SHIFT)
         self.size[row] = n
+        self.row_stamps[row] = self._work[GEN]
 
     def subtract(self, row: int, other: int, weight: int) -> None:
         """Take back `weight` pairings of `row` with `other`; at zero the neighbour goes."""
-        kernels.subtract(self.pool, self.meta, row, other, weight)
+        kernels.subtract(self.pool, self.meta, row, other, weight, int(self._work[GEN]))
 
     def clear(self, row: int) -> None:
         """`row` has no neighbours (its region stays for the next ones)."""
         self.size[row] = 0
+        self.row_stamps[row] = self._work[GEN]
+
+    def set_total(self, row: int, total: int) -> None:
+        """`row`'s own count is `total`."""
+        self.totals[row] = total
+        self.row_stamps[row] = self._work[GEN]
 
     def count(self, row: int, other: int) -> int:
         """Pairings of `row` with `other` (0 when none, or pruned)."""
@@ -155,18 +192,35 @@ class NeighbourPool:
         return found
 
     def view(self, row: int) -> tuple[IntArray, IntArray]:
-        """(rows, counts) of every neighbour of `row`: slices of the pool, no copy."""
+        """(rows, counts) of every neighbour of `row`: the rows without their stamps, the
+        counts a slice of the pool."""
         start = int(self.offset[row])
         stop = start + int(self.size[row])
-        return self.rows[start:stop], self.counts[start:stop]
+        return self.words[start:stop] & NEIGHBOUR, self.counts[start:stop]
+
+    @property
+    def slot_stamps(self) -> IntArray:
+        """Each slot's stamp (a copy; what no region holds is meaningless)."""
+        stamps: IntArray = self.words >> SHIFT
+        return stamps
 
     def packed(self, n_rows: int, dtype: type[np.signedinteger[Any]]) -> tuple[IntArray, ...]:
         """(sizes, rows, counts) of rows 0..n_rows-1, their regions end to end in `dtype`."""
         sizes = self.size[:n_rows].copy()
         total = int(sizes.sum())
         rows, counts = np.empty(total, dtype), np.empty(total, dtype)
-        kernels.gather(self.pool, self.meta, n_rows, rows, counts)
+        kernels.gather(self.pool, self.meta, np.arange(n_rows), rows, counts)
         return sizes, rows, counts
+
+    def regions(self, sources: Sequence[int]) -> tuple[IntArray, IntArray, IntArray]:
+        """(neighbour rows, counts) of the rows `sources`, regions end to end (one compiled
+        copy, not two slices and a mask each), and each region's size."""
+        at = np.asarray(sources, np.int64)
+        sizes: IntArray = self.size[at]
+        total = int(sizes.sum())
+        rows, counts = np.empty(total, np.int64), np.empty(total, np.int64)
+        kernels.gather(self.pool, self.meta, at, rows, counts)
+        return rows, counts, sizes
 
     @classmethod
     def of(
@@ -187,7 +241,7 @@ class NeighbourPool:
         made._work[END] = end
         where = np.repeat(made.offset[:n] - (np.cumsum(sizes) - sizes), sizes)
         where += np.arange(len(where))
-        made.rows[where] = np.asarray(rows)
+        made.words[where] = np.asarray(rows)  # stamped 0
         made.counts[where] = np.asarray(counts)
         return made
 
@@ -202,9 +256,9 @@ class NeighbourPool:
 
     def _set_pool(self, pool: IntArray) -> None:
         self.pool = pool
-        self.rows, self.counts = pool[0], pool[1]
+        self.words, self.counts = pool[0], pool[1]
 
     def _set_meta(self, meta: IntArray) -> None:
         self.meta = meta
         self.offset, self.size, self.capacity = meta[OFFSET], meta[SIZE], meta[CAPACITY]
-        self.totals = meta[TOTAL]
+        self.totals, self.row_stamps = meta[TOTAL], meta[STAMP]

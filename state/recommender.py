@@ -23,6 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, Self, runtime_checkable
 
+from state import increments
 from state.cooccurrence import CoOccurrence
 from state.isgd import ISGD
 from state.trending import Trending
@@ -221,7 +222,7 @@ class CoocRecommender:
 
     def to_snapshot(self) -> dict[str, Any]:
         fill = None if self.fill is None else self.fill.to_snapshot()
-        return {"kind": type(self).__name__, "cooc": self.cooc.to_snapshot(), "fill": fill}
+        return {"kind": type(self).__name__, "cooc": increments.part(self.cooc), "fill": fill}
 
     @classmethod
     def from_snapshot(
