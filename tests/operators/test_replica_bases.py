@@ -11,8 +11,6 @@ import dataclasses
 import pickle
 from typing import Any
 
-import pytest
-
 from operators.bases import BaseCut
 from operators.model_params import ModelParams
 from operators.models import ModelsIn
@@ -49,7 +47,6 @@ def feed(replica: ReplicaLogic, params: ModelParams, batch: list[ModelsIn], rows
     return outputs
 
 
-@pytest.mark.xfail(strict=True, reason="the large components are not incremental yet")
 def test_every_epoch_resumes_to_the_running_models_and_the_same_outputs() -> None:
     rows: dict[str, bytes] = {}
     params = dataclasses.replace(PARAMS, base_loader=rows.get)
