@@ -47,6 +47,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from state import increments
 from state.list_gain import filled_gain, paired_t
 from state.recommender import Interaction, Recommender, Scored, learn_batch
 
@@ -370,7 +371,7 @@ class Hybrid:
             "kind": type(self).__name__,
             **{name: getattr(self, name) for name in (*settings, *learned)},
             "personal": self.personal,
-            "components": {name: model.to_snapshot() for name, model in self.components.items()},
+            "components": {name: _part(model) for name, model in self.components.items()},
             "paired": [(a, b, *sums) for (a, b), sums in self.paired.items()],
         }
 
@@ -379,21 +380,16 @@ class Hybrid:
         cls, data: Mapping[str, Any], components: Mapping[str, Recommender]
     ) -> Hybrid:
         """`components` rebuilt by the caller from `data["components"]`."""
-        made = cls(
-            components,
-            data["weights"],
-            pool=data["pool"],
-            depth=data["depth"],
-            c=data["c"],
-            fallback=data["fallback"],
-            select=data["select"],
-            probe_every=data["probe_every"],
-            warm_probes=data["warm_probes"],
-            z=data["z"],
-            k=data["k"],
-        )
+        given = ("pool", "depth", "c", "fallback", "select", "probe_every", "warm_probes", "z", "k")
+        made = cls(components, data["weights"], **{name: data[name] for name in given})
         made.decay = data["decay"]
         made.testable, made.probes = data["testable"], data["probes"]
         made.leading, made.personal = data["leading"], data["personal"]
         made.paired = {(a, b): (n, total, squares) for a, b, n, total, squares in data["paired"]}
         return made
+
+
+def _part(model: Recommender) -> dict[str, Any]:
+    """`increments.part(model)` with the model's kind, which `state.rec_settings.restore`
+    dispatches on (a reference to an incremental model's base has none of its own)."""
+    return {"kind": type(model).__name__, **increments.part(model)}

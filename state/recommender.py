@@ -145,7 +145,7 @@ class TrendingRecommender:
         """Nothing per user: decayed counts over everyone."""
 
     def to_snapshot(self) -> dict[str, Any]:
-        return {"kind": type(self).__name__, "trending": self.trending.to_snapshot()}
+        return {"kind": type(self).__name__, "trending": increments.part(self.trending)}
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> Self:

@@ -87,7 +87,8 @@ class Trending:
         # Increments: the generation written now (a parent that marks its parts together
         # passes its own to a new part), the rows written in it, each older row's last
         # generation (stamped at `mark`), the rows at each mark, and the generations in
-        # which the rows were last renumbered (made, renormalised) and last written.
+        # which the rows were last renumbered (made, renormalised) and last written (rows
+        # written in the current generation are in `_touched` until the next mark).
         self._gen = generation
         self._touched: set[int] = set()
         self._stamps: IntArray = np.zeros(0, dtype=np.int64)
@@ -103,16 +104,15 @@ class Trending:
             self._now = ts
             if (ts - self._t0) / self.halflife_s > RENORM_EXPONENT:
                 self._renormalise()  # before adding, so a jump far ahead cannot overflow
-        row = self._row.get(item)
+        row, weights = self._row.get(item), self._weights
         if row is None:
-            row = self._row[item] = len(self._ids)
+            row = self._row[item] = len(weights)
             self._ids.append(item)
-            self._weights.append(0.0)
-        old = self._weights[row]
+            weights.append(0.0)
+        old = weights[row]
         new = old + weight * 2.0 ** ((ts - self._t0) / self.halflife_s)
-        self._weights[row] = new
+        weights[row] = new
         self._touched.add(row)
-        self._written = self._gen
         self._update_cache(item, old, new)
 
     def _update_cache(self, item: str, old: float, new: float) -> None:
@@ -230,13 +230,14 @@ class Trending:
         if self._touched:
             self._stamps[_rows(self._touched)] = self._gen
             self._touched.clear()
+            self._written = self._gen
         self._lengths[self._gen] = n
         self._gen += 1
         return self._gen - 1
 
     def changed_since(self, mark: int) -> bool:
         """Whether anything was written after `mark` (a parent leaves out unchanged parts)."""
-        return self._written > mark
+        return bool(self._touched) or self._written > mark
 
     def changes_since(self, mark: int) -> dict[str, Any]:
         """The ids appended since `mark`, the weights of the rows written since (all of them,

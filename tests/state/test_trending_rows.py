@@ -103,7 +103,9 @@ def test_a_base_patched_with_the_changes_is_the_snapshot(
 
     def recorded(mark: int) -> dict[str, Any]:
         changes = changes_since(mark)
-        kinds.append("whole" if "whole" in changes else "all" if changes["rows"] is None else "rows")
+        kinds.append(
+            "whole" if "whole" in changes else "all" if changes["rows"] is None else "rows"
+        )
         return changes
 
     monkeypatch.setattr(model, "changes_since", recorded)
