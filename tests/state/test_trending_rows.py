@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,7 +83,7 @@ def learning_steps(
             model.learn_one(item, ts, weight)
         model.top(4, {item for _, item, _, _ in events[start:stop][:30]})  # may grow the cache
 
-    return [lambda a=a, b=b: step(a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [partial(step, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 @pytest.mark.parametrize("halflife", [3 * DAY, float("inf")])
