@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from state import fism_snapshot, increments
 from state.fism_kernel import excluded_met, learn_events, new_queue, queue_order, queue_push
 from state.recommender import Interaction, Scored
 from state.top_k import top_k
@@ -89,8 +90,8 @@ class FISM:
         Seed of the one `numpy.random.default_rng` that draws every new item's p and q, in
         order of first sight: the same events in the same order give the same factors.
 
-    Memory: per item 16·n_factors + 32 bytes in the arrays (factors, bias and the queue's
-    links; up to twice that right after a doubling) plus the id -> row entry and the row -> id
+    Memory: per item 16·n_factors + 40 bytes in the arrays (factors, bias, the queue's
+    links, the row's generation; up to twice that right after a doubling) plus the id -> row entry and the row -> id
     slot; nothing per user.
     """
 
@@ -135,6 +136,11 @@ class FISM:
         # Item rows from least to most recently interacted, a linked list over the rows
         # (`state.fism_kernel`: O(1) move-to-back, compiled with the step).
         self._links = new_queue(_NO_ROWS, _INITIAL_ROWS)
+        # Increments (`state.fism_snapshot`): the generation written now, each row's last,
+        # and the rows at each mark.
+        self._gen = 0
+        self._stamps: IntArray = np.zeros(_INITIAL_ROWS, dtype=np.int64)
+        self._lengths: dict[int, int] = {}
 
     # ------------------------------------------------------------------ learning
 
@@ -196,7 +202,8 @@ class FISM:
         lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
         p, q, bias, scales = self._p, self._q, self._bias, self._scale_array
         rows = np.fromiter(events, np.int64, len(events))
-        learn_events(p, q, bias, self._links, rows, linked, scales, self.negatives, lr, reg, blr)
+        learned = (self._links, rows, linked, scales, self.negatives, lr, reg, blr)
+        learn_events(p, q, bias, *learned, self._stamps, self._gen)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -224,9 +231,11 @@ class FISM:
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
             self._links = np.concatenate([self._links, np.zeros((row, 3), np.int64)])
+            self._stamps = np.concatenate([self._stamps, np.zeros(row, np.int64)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
+        self._stamps[row] = self._gen
         self._item_row[item] = row
         self._item_ids.append(item)
         return row
@@ -286,6 +295,7 @@ class FISM:
             queue_push(self._links, self._append_item(item, checked_p, checked_q))
         else:
             self._p[row], self._q[row] = checked_p, checked_q
+            self._stamps[row] = self._gen
 
     def item_bias(self, item: str) -> float | None:
         """The item's bias (0.0 while `bias_learning_rate` is 0), or None when unknown."""
@@ -304,43 +314,32 @@ class FISM:
         return array
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Settings, the generator's state and the item arrays: no user appears in it."""
-        n = len(self._item_ids)
-        return {
-            **{name: getattr(self, name) for name in _SETTINGS},
-            "rng": self._rng.bit_generator.state,
-            "item_ids": list(self._item_ids),
-            "p": self._p[:n].copy(),
-            "q": self._q[:n].copy(),
-            "bias": self._bias[:n].copy(),
-            "queue": queue_order(self._links),
-        }
+        """Settings, the generator's state, the item arrays and queue (`state.fism_snapshot`)."""
+        return fism_snapshot.snapshot(self)
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> FISM:
-        made = cls(**{name: data[name] for name in _SETTINGS})
-        made._rng.bit_generator.state = data["rng"]
-        ids: list[str] = list(data["item_ids"])
-        rows = max(_INITIAL_ROWS, len(ids))
-        for name in ("p", "q"):
-            array = np.zeros((rows, made.n_factors), dtype=np.float64)
-            array[: len(ids)] = data[name]
-            setattr(made, f"_{name}", array)
-        made._bias = np.zeros(rows, dtype=np.float64)
-        made._bias[: len(ids)] = data["bias"]
-        made._item_ids = ids
-        made._item_row = {item: row for row, item in enumerate(ids)}
-        order = np.asarray(data["queue"], dtype=np.int64)
-        made._links = new_queue(order, rows)
-        return made
+        return fism_snapshot.restored(cls, increments.whole(data, cls), _INITIAL_ROWS)
+
+    def mark(self) -> int:
+        """Start the next generation (`state.increments`); rows are stamped as written."""
+        self._lengths[self._gen] = len(self._item_ids)
+        self._gen += 1
+        return self._gen - 1
+
+    def changes_since(self, mark: int) -> dict[str, Any]:
+        """The ids appended and the rows written since `mark` (`state.fism_snapshot`)."""
+        return fism_snapshot.changes(self, mark)
+
+    @classmethod
+    def patched(cls, whole: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        return fism_snapshot.patched(whole, changes)
 
 
 _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
 #: More exclusions than this are found from the queue's side (`excluded_met`).
 _LOOK_UP_ALL = 64
-_SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
-_SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
 
 
 class FISMRecommender:
@@ -386,7 +385,7 @@ class FISMRecommender:
         subtracted later (as co-occurrence's pairs can), and none of it names the user."""
 
     def to_snapshot(self) -> dict[str, Any]:
-        return {"kind": type(self).__name__, "model": self.model.to_snapshot()}
+        return {"kind": type(self).__name__, "model": increments.part(self.model)}
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> FISMRecommender:

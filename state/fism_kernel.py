@@ -140,6 +140,8 @@ def learn_events(
     lr: float,
     reg: float,
     bias_lr: float,
+    stamps: Any,
+    generation: int,
 ) -> None:
     """Learn the events in order, each as `FISM.learn_one` did. `events` holds, per event:
     the item's row, the history's length, its rows newest first (-1: unknown), the number of
@@ -149,7 +151,9 @@ def learn_events(
     seen in this batch, rows come in order of first sight); u is the first len(scales) - 1
     history rows other than the item's; the negatives are the first `negatives` rows from
     the head other than the item, u's rows and the excluded rows, moved to the back in that
-    order; then the SGD step with scale = scales[len(u's rows)]."""
+    order; then the SGD step with scale = scales[len(u's rows)]. Every row the step writes
+    (the item, the negatives, u's rows) is stamped with `generation` in `stamps`
+    (`state.increments`: what changed since a mark)."""
     k = p.shape[1]
     max_history = scales.shape[0] - 1
     u, pull = np.empty(k), np.empty(k)
@@ -184,6 +188,10 @@ def learn_events(
             for r in range(1, n):
                 _to_back(links, rows[r] + 1)
         _step(p, q, bias, rows, n, history[:h], scales[h], lr, reg, bias_lr, u, err, pull)
+        for r in range(n):
+            stamps[rows[r]] = generation
+        for j in range(h):
+            stamps[history[j]] = generation
 
 
 @numba.njit(cache=True, nogil=True)

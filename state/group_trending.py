@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
+from state import increments
 from state.recommender import Interaction, Scored
 from state.trending import Trending
 
@@ -54,6 +56,10 @@ class CategoryPopular:
         self.popular: dict[str, Trending] = {}
         # the last taste computed: a hybrid asks for score, recommend and why in a row
         self._last_taste: tuple[tuple[str, ...], dict[str, float]] = ((), {})
+        # Increments: the generation (its trendings' too: `mark` marks them all), and how
+        # many items had categories at each mark (the map only grows, in insertion order).
+        self._gen = 0
+        self._lengths: dict[int, int] = {}
 
     def learn_one(
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
@@ -66,7 +72,7 @@ class CategoryPopular:
         for category in categories:
             popular = self.popular.get(category)
             if popular is None:
-                popular = self.popular[category] = Trending(self.halflife_s)
+                popular = self.popular[category] = Trending(self.halflife_s, generation=self._gen)
             popular.learn_one(event.item, event.ts, event.weight)
 
     def taste(self, history: Sequence[str]) -> dict[str, float]:
@@ -140,10 +146,44 @@ class CategoryPopular:
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> CategoryPopular:
+        data = increments.whole(data, cls)
         made = cls(data["halflife_s"], data["window"], data["max_categories"])
         made.categories = {item: tuple(c) for item, c in data["categories"].items()}
         made.popular = {name: Trending.from_snapshot(t) for name, t in data["popular"].items()}
         return made
+
+    def mark(self) -> int:
+        """Start the next generation, in every category's trending too (`state.increments`)."""
+        for popular in self.popular.values():
+            popular.mark()
+        self._lengths[self._gen] = len(self.categories)
+        self._gen += 1
+        return self._gen - 1
+
+    def changes_since(self, mark: int) -> dict[str, Any]:
+        """The items given categories since `mark` with theirs, and the changes of each
+        category's trending written since (a category new since is its whole snapshot)."""
+        new = len(self.categories) - self._lengths[mark]
+        return {
+            "categories": list(islice(reversed(self.categories.items()), new))[::-1],
+            "popular": {
+                name: popular.changes_since(mark)
+                for name, popular in self.popular.items()
+                if popular.changed_since(mark)
+            },
+        }
+
+    @classmethod
+    def patched(cls, whole: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+        """`whole` (the snapshot at a mark) with `changes_since` that mark applied."""
+        popular = dict(whole["popular"])
+        for name, changed in changes["popular"].items():
+            popular[name] = Trending.patched(popular.get(name, {}), changed)
+        return {
+            **whole,
+            "categories": {**whole["categories"], **dict(changes["categories"])},
+            "popular": popular,
+        }
 
 
 class SegmentTrending:

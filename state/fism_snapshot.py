@@ -1,0 +1,108 @@
+"""FISM's snapshots (`state.fism.FISM`): whole, and as the changes since a mark.
+
+The whole snapshot is the settings, the generator's state, the item ids and the item arrays
+(p, q, bias) in row order, and the recency queue as rows from the head: no user appears in
+it. FISM is `Incremental` (`state.increments`): rows are only ever appended, so the changes
+since a mark are the ids appended since, the arrays' rows written since (the compiled step
+stamps every row it writes with the current generation: the item, its negatives, the history
+rows; a new row is stamped when drawn) and the generator and queue whole (8 bytes a row).
+Sixteen recency negatives per event walk the whole queue every few thousand events, so
+under steady traffic nearly every row changes between two snapshots: past `ALL_ROWS` of the
+rows the arrays go whole, without row numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from state.fism_kernel import new_queue, queue_order
+
+if TYPE_CHECKING:
+    from state.fism import FISM
+
+__all__ = ["ALL_ROWS", "SETTINGS", "changes", "patched", "restored", "snapshot"]
+
+SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
+SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
+#: Past this share of the rows written, the changes carry the arrays whole (a row number
+#: costs 8 bytes against a row's 16 * n_factors + 8).
+ALL_ROWS = 0.9
+_ARRAYS = ("p", "q", "bias")
+
+
+def snapshot(model: FISM) -> dict[str, Any]:
+    """Settings, the generator's state and the item arrays: no user appears in it."""
+    n = len(model._item_ids)
+    return {
+        **{name: getattr(model, name) for name in SETTINGS},
+        "rng": model._rng.bit_generator.state,
+        "item_ids": list(model._item_ids),
+        "p": model._p[:n].copy(),
+        "q": model._q[:n].copy(),
+        "bias": model._bias[:n].copy(),
+        "queue": queue_order(model._links),
+    }
+
+
+def restored(cls: type[FISM], data: Mapping[str, Any], initial_rows: int) -> FISM:
+    """A model from a whole snapshot (arrays with room for at least `initial_rows`)."""
+    made = cls(**{name: data[name] for name in SETTINGS})
+    made._rng.bit_generator.state = data["rng"]
+    ids: list[str] = list(data["item_ids"])
+    rows = max(initial_rows, len(ids))
+    for name in ("p", "q"):
+        array = np.zeros((rows, made.n_factors), dtype=np.float64)
+        array[: len(ids)] = data[name]
+        setattr(made, f"_{name}", array)
+    made._bias = np.zeros(rows, dtype=np.float64)
+    made._bias[: len(ids)] = data["bias"]
+    made._stamps = np.zeros(rows, dtype=np.int64)
+    made._item_ids = ids
+    made._item_row = {item: row for row, item in enumerate(ids)}
+    order = np.asarray(data["queue"], dtype=np.int64)
+    made._links = new_queue(order, rows)
+    return made
+
+
+def changes(model: FISM, mark: int) -> dict[str, Any]:
+    """The ids appended since `mark`, the array rows written since (all rows, unnumbered,
+    past `ALL_ROWS` of them), the generator and the queue."""
+    n, length = len(model._item_ids), model._lengths[mark]
+    rows = np.flatnonzero(model._stamps[:length] > mark)
+    if len(rows) > ALL_ROWS * length:
+        taken: slice | np.ndarray = slice(0, n)
+        written = None
+    else:
+        taken = np.concatenate([rows, np.arange(length, n, dtype=np.int64)])
+        written = rows
+    arrays = {"p": model._p[taken], "q": model._q[taken], "bias": model._bias[taken]}
+    return {
+        "rng": model._rng.bit_generator.state,
+        "item_ids": model._item_ids[length:],
+        "rows": written,
+        **{name: array.copy() if written is None else array for name, array in arrays.items()},
+        "queue": queue_order(model._links),
+    }
+
+
+def patched(whole: Mapping[str, Any], changed: Mapping[str, Any]) -> dict[str, Any]:
+    """`whole` (the snapshot at a mark) with `changes` since that mark applied."""
+    rows = changed["rows"]
+    arrays = {}
+    for name in _ARRAYS:
+        if rows is None:
+            arrays[name] = changed[name]
+        else:
+            array = np.concatenate([whole[name], changed[name][len(rows) :]])
+            array[rows] = changed[name][: len(rows)]
+            arrays[name] = array
+    return {
+        **{name: whole[name] for name in SETTINGS},
+        "rng": changed["rng"],
+        "item_ids": [*whole["item_ids"], *changed["item_ids"]],
+        **arrays,
+        "queue": changed["queue"],
+    }
