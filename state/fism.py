@@ -235,7 +235,6 @@ class FISM:
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
-        self._stamps[row] = self._gen
         self._item_row[item] = row
         self._item_ids.append(item)
         return row
