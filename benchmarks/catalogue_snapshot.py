@@ -31,6 +31,7 @@ from state.group_trending import CategoryPopular
 from state.hybrid import Hybrid
 from state.isgd import ISGD
 from state.recommender import CoocRecommender, ISGDRecommender, TrendingRecommender
+from state.trending import Trending
 
 __all__ = [
     "Change",
@@ -131,7 +132,7 @@ def _component_parts(name: str, model: object) -> list[Part]:
             Part(f"{name} users", lambda: _only(isgd, ISGD_USER_FIELDS), lambda: _isgd_users(isgd)),
         ]
     if isinstance(model, TrendingRecommender):
-        return [Part(name, lambda: model, lambda: dict(model.trending._scores))]
+        return [Part(name, lambda: model, lambda: _stored(model.trending))]
     if isinstance(model, CategoryPopular):
         return [Part(name, lambda: model, lambda: _category_scores(model))]
     return [Part(name, lambda: model, _whole(model))]
@@ -141,8 +142,13 @@ def _category_scores(model: CategoryPopular) -> dict[tuple[str, str], float]:
     return {
         (category, item): score
         for category, trending in model.popular.items()
-        for item, score in trending._scores.items()
+        for item, score in _stored(trending).items()
     }
+
+
+def _stored(trending: Trending) -> dict[str, float]:
+    """Item → stored weight (rows in order of first sight)."""
+    return dict(zip(trending._ids, trending._weights, strict=True))
 
 
 def parts(state: ModelsState) -> list[Part]:
