@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -44,6 +45,7 @@ from state.hybrid import Hybrid
 from tests.state.increment_support import same
 
 ROOT = Path(__file__).resolve().parents[1]
+Timed = tuple[float, int]  # median ms, bytes
 
 
 def built(items: int, events: int, more: int) -> tuple[ModelsLogic, Feeder]:
@@ -79,7 +81,7 @@ def parts(logic: ModelsLogic | ModelsState) -> dict[str, Any]:
     return {name: part for name, part in found.items() if part is not None}
 
 
-def median_ms(make: Callable[[], bytes], repeats: int) -> tuple[float, int]:
+def median_ms(make: Callable[[], bytes], repeats: int) -> Timed:
     took, size = [], 0
     for _ in range(repeats):
         started = time.perf_counter()
@@ -90,6 +92,14 @@ def median_ms(make: Callable[[], bytes], repeats: int) -> tuple[float, int]:
 
 def dumped(data: Any) -> bytes:
     return pickle.dumps(data, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def whole_of(part: Any) -> bytes:
+    return dumped(part.to_snapshot())
+
+
+def changes_of(part: Any, mark: int) -> bytes:
+    return dumped(part.changes_since(mark))
 
 
 def old_state(ref: str) -> ModuleType:
@@ -141,11 +151,11 @@ def main() -> None:
     bases: dict[str, dict[str, Any]] = {}
     marks: dict[str, int] = {}
     for name, component in bookkeeping.pending.items():
-        whole = component.to_snapshot()
+        base = component.to_snapshot()
         mark = component.mark()
-        bases[name] = {"mark": mark, "whole": whole}
+        bases[name] = {"mark": mark, "whole": base}
         bookkeeping.references[name] = increments.Reference(
-            name, mark, len(dumped(whole)), id(component)
+            name, mark, len(dumped(base)), id(component)
         )
         marks[next(k for k, v in found.items() if v is component)] = mark
     bookkeeping.pending.clear()
@@ -154,18 +164,16 @@ def main() -> None:
     feeder.run(logic.state.recs, args.events, args.events + args.more, args.more)
     print(f"{args.more} more events in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    rows = []
+    rows: list[tuple[str, Timed | None, Timed, Timed | None]] = []
     for name, component in found.items():
-        whole = median_ms(lambda c=component: dumped(c.to_snapshot()), args.repeats)
-        changes = (
-            median_ms(lambda c=component, m=marks[name]: dumped(c.changes_since(m)), args.repeats)
-            if name in marks
-            else None
-        )
+        whole = median_ms(partial(whole_of, component), args.repeats)
+        changes = None
+        if name in marks:
+            changes = median_ms(partial(changes_of, component, marks[name]), args.repeats)
         before = None
         if old is not None:
             made = old_class(old, component).from_snapshot(component.to_snapshot())
-            before = median_ms(lambda m=made: dumped(m.to_snapshot()), args.repeats)
+            before = median_ms(partial(whole_of, made), args.repeats)
         rows.append((name, before, whole, changes))
     print("| part | old whole ms | MB | whole ms | MB | changes ms | MB |")
     print("|---|---|---|---|---|---|---|")
