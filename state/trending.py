@@ -18,7 +18,8 @@ Items are rows in order of first sight (an id list, a row per id, a list of weig
 snapshot is two flat sequences and the trending is `Incremental` (`state.increments`): the
 changes since a mark are the ids appended since, the weights of the rows written since (each
 row written in the current generation is remembered; a mark stamps them, so older marks are
-answered from the stamps) and the small state (clock, cache) whole. A renormalisation drops
+answered from the stamps) and the clock. The top cache is in neither: it is the exact top
+list of the weights, rebuilt from them on loading. A renormalisation drops
 forgotten items and so renumbers the rows: changes since a mark before it are the whole
 snapshot (once per `RENORM_EXPONENT` half-lives).
 
@@ -194,7 +195,9 @@ class Trending:
         return len(self._ids)
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Settings, clock, stored weights (ids and one array) and the cached top ids."""
+        """Settings, clock and stored weights (ids and one array). The top cache is left out:
+        it is the exact top list of the weights, which `from_snapshot` rebuilds (`refresh`),
+        and a category's trendings' caches together are as long as the catalogue."""
         return {
             "halflife_s": self.halflife_s,
             "cache_size": self.cache_size,
@@ -202,20 +205,19 @@ class Trending:
             "now": self._now,
             "items": list(self._ids),
             "weights": np.array(self._weights, dtype=np.float64),
-            "cache": [item for _, item in self._cache],
         }
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> Trending:
+        """From `to_snapshot` data (or data written with the cached ids, which the rebuilt
+        cache equals)."""
         data = increments.whole(data, cls)
         made = cls(data["halflife_s"], data["cache_size"])
         made._t0, made._now = data["t0"], data["now"]
         made._ids = list(data["items"])
         made._weights = np.asarray(data["weights"], dtype=np.float64).tolist()
         made._row = {item: row for row, item in enumerate(made._ids)}
-        weights, rows = made._weights, made._row
-        made._cache = [(-weights[rows[item]], item) for item in data["cache"]]
-        made._cached = set(data["cache"])
+        made.refresh()
         return made
 
     # ------------------------------------------------------------------ increments
@@ -241,29 +243,28 @@ class Trending:
 
     def changes_since(self, mark: int) -> dict[str, Any]:
         """The ids appended since `mark`, the weights of the rows written since (all of them,
-        without row numbers, when that is cheaper), the clock and the cache; the whole
-        snapshot if the rows were renumbered since."""
+        without row numbers, when that is cheaper) and the clock, as lists (a category's
+        trending holds a hundred items: numpy's per-call cost would be most of it); the
+        whole snapshot if the rows were renumbered since."""
         if mark < self._renumbered:
             return {"whole": self.to_snapshot()}
         length, weights = self._lengths[mark], self._weights
-        changed = self._stamps[:length] > mark
-        if self._touched:
+        if mark == self._gen - 1:  # the last mark: what was written since is `_touched`
+            rows = sorted(self._touched)
+            del rows[bisect.bisect_left(rows, length) :]  # the new rows are sent whole
+        else:
+            changed = self._stamps[:length] > mark
             touched = _rows(self._touched)
             changed[touched[touched < length]] = True
-        rows = np.flatnonzero(changed)
-        if 2 * len(rows) > length:
-            values, written = np.array(weights, dtype=np.float64), None
-        else:
-            values = np.array([weights[row] for row in rows.tolist()] + weights[length:])
-            written = rows
+            rows = np.flatnonzero(changed).tolist()
+        everything = 2 * len(rows) > length
         return {
             "cache_size": self.cache_size,
             "t0": self._t0,
             "now": self._now,
             "items": self._ids[length:],
-            "rows": written,
-            "weights": values.astype(np.float64, copy=False),
-            "cache": [item for _, item in self._cache],
+            "rows": None if everything else rows,
+            "weights": weights[:] if everything else [weights[r] for r in rows] + weights[length:],
         }
 
     @classmethod
@@ -271,12 +272,12 @@ class Trending:
         """`whole` (the snapshot at a mark) with `changes_since` that mark applied."""
         if "whole" in changes:
             return dict(changes["whole"])
-        rows, values = changes["rows"], changes["weights"]
+        rows, values = changes["rows"], np.array(changes["weights"], dtype=np.float64)
         if rows is None:
-            weights = values.copy()
+            weights = values
         else:
             weights = np.concatenate([whole["weights"], values[len(rows) :]])
-            weights[rows] = values[: len(rows)]
+            weights[np.array(rows, dtype=np.int64)] = values[: len(rows)]
         return {
             "halflife_s": whole["halflife_s"],
             "cache_size": changes["cache_size"],
@@ -284,7 +285,6 @@ class Trending:
             "now": changes["now"],
             "items": [*whole["items"], *changes["items"]],
             "weights": weights,
-            "cache": list(changes["cache"]),
         }
 
 
