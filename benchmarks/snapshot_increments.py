@@ -11,8 +11,8 @@ through the models step's recommenders; then every incremental part takes its ba
 
 * *whole*: `pickle.dumps(part.to_snapshot())`, what its parent stored at every epoch before;
 * *changes*: `pickle.dumps(part.changes_since(mark))`, what it stores now;
-* *old*, with `--old REF`: the whole snapshot of the same state by the classes of git `REF`
-  (`state/` of that commit imported as a package of its own; the same snapshot format).
+* *old*, with `--old REF`: the whole snapshot by the classes of git `REF` (`state/` of that
+  commit imported as a package of its own), having learned the same stream.
 
 Then the whole models snapshot (`ModelsLogic.snapshot`'s encoding) is timed all whole and
 inside `state.increments.writing` with the bases known, and read back through
@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import fields
 from functools import partial
 from pathlib import Path
 from types import ModuleType
@@ -41,35 +42,48 @@ from flows.config import load_config
 from flows.worker import model_params
 from operators.models import ModelsLogic, ModelsState
 from state import increments, snapshots
-from state.hybrid import Hybrid
 from tests.state.increment_support import same
 
 ROOT = Path(__file__).resolve().parents[1]
 Timed = tuple[float, int]  # median ms, bytes
 
 
-def built(items: int, events: int, more: int) -> tuple[ModelsLogic, Feeder]:
-    """The models step after `events` of the stream, and the feeder holding the rest."""
+def built(items: int, events: int, more: int) -> tuple[ModelsLogic, Feeder, Feeder]:
+    """The models step after `events` of the stream, a feeder holding the rest, and a second
+    feeder of the same stream from its start (for the old classes)."""
     config = load_config(env={})
     params = model_params(config)
     logic = ModelsLogic(params)
+    stream = synthesise(CatalogueSpec(items=items), events + more)
     state = config["state"]
-    feeder = Feeder(
-        synthesise(CatalogueSpec(items=items), events + more),
-        dict(params.recs.event_weights),
-        state["history_len"],
-        state["max_purchased"],
+    weights = dict(params.recs.event_weights)
+    feeder, again = (
+        Feeder(stream, weights, state["history_len"], state["max_purchased"]) for _ in range(2)
     )
     feeder.run(logic.state.recs, 0, events, sample_every=events)
-    return logic, feeder
+    return logic, feeder, again
 
 
-def parts(logic: ModelsLogic | ModelsState) -> dict[str, Any]:
+def old_recs(package: ModuleType, logic: ModelsLogic) -> Any:
+    """The models step's recommenders built by the classes of `package` (as `ModelsLogic`)."""
+    rec_settings = importlib.import_module(f"{package.__name__}.rec_settings")
+    live_recs = importlib.import_module(f"{package.__name__}.live_recs")
+    params = logic.params
+    given = {f.name: getattr(params.recs, f.name) for f in fields(params.recs)}
+    return live_recs.LiveRecs.build(
+        k=params.k,
+        shares=params.variant_shares,
+        models=params.variant_models,
+        settings=rec_settings.RecSettings(**{**given, "k": params.k}),
+        salt=params.variant_salt,
+        exclude_seen=params.exclude_seen,
+        max_per_category=params.max_per_category,
+    )
+
+
+def parts(recs: Any) -> dict[str, Any]:
     """The hybrid's large parts by name: what `increments.part` is called on."""
-    state = logic.state if isinstance(logic, ModelsLogic) else logic
-    hybrid = state.recs.models["hybrid"]
-    assert isinstance(hybrid, Hybrid)
-    c = hybrid.components
+    c = recs.models["hybrid"].components
     found = {
         "cooc": getattr(c["cooc"], "cooc", None),
         "fism": getattr(c["isgd"], "model", None),
@@ -125,12 +139,6 @@ def old_state(ref: str) -> ModuleType:
     return importlib.import_module("old_state")
 
 
-def old_class(package: ModuleType, part: Any) -> Any:
-    """The class of `ref` with the name of `part`'s class (its module's namesake)."""
-    module = importlib.import_module(f"{package.__name__}.{type(part).__module__.split('.')[-1]}")
-    return getattr(module, type(part).__name__)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalogue", type=int, default=100_000)
@@ -139,12 +147,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--old", default="", help="a git ref whose classes to time whole")
     args = parser.parse_args()
-    old = old_state(args.old) if args.old else None
     started = time.perf_counter()
-    logic, feeder = built(args.catalogue, args.events, args.more)
+    logic, feeder, again = built(args.catalogue, args.events, args.more)
     print(f"built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    old = None
+    if args.old:  # learned from the same stream, so its objects lie in memory as learned
+        recs = old_recs(old_state(args.old), logic)
+        again.run(recs, 0, args.events + args.more, args.events + args.more)
+        old = parts(recs)
+        print(f"the old classes built in {time.perf_counter() - started:.0f} s", file=sys.stderr)
 
-    found = parts(logic)
+    found = parts(logic.state.recs)
     bookkeeping = increments.Writing()
     with increments.writing(bookkeeping):
         logic.state.to_snapshot()  # names the parts, all whole
@@ -172,8 +185,7 @@ def main() -> None:
             changes = median_ms(partial(changes_of, component, marks[name]), args.repeats)
         before = None
         if old is not None:
-            made = old_class(old, component).from_snapshot(component.to_snapshot())
-            before = median_ms(partial(whole_of, made), args.repeats)
+            before = median_ms(partial(whole_of, old[name]), args.repeats)
         rows.append((name, before, whole, changes))
     print("| part | old whole ms | MB | whole ms | MB | changes ms | MB |")
     print("|---|---|---|---|---|---|---|")
@@ -196,7 +208,7 @@ def main() -> None:
         print(f"models snapshot, {label}: {ms:.1f} ms, {size / 1e6:.2f} MB")
     with increments.reading(bases):
         back = ModelsState.from_snapshot(snapshots.decode(incremental(), "models"))
-    for name, part in parts(back).items():
+    for name, part in parts(back.recs).items():
         same(part.to_snapshot(), found[name].to_snapshot(), name)
     print("read back through the bases: every part as it is")
 
