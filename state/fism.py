@@ -90,8 +90,8 @@ class FISM:
         Seed of the one `numpy.random.default_rng` that draws every new item's p and q, in
         order of first sight: the same events in the same order give the same factors.
 
-    Memory: per item 16·n_factors + 40 bytes in the arrays (factors, bias, the queue's
-    links, the row's generation; up to twice that right after a doubling) plus the id -> row entry and the row -> id
+    Memory: per item 16·n_factors + 40 bytes in the arrays (factors, bias and the queue's
+    links; up to twice that right after a doubling) plus the id -> row entry and the row -> id
     slot; nothing per user.
     """
 
@@ -136,10 +136,8 @@ class FISM:
         # Item rows from least to most recently interacted, a linked list over the rows
         # (`state.fism_kernel`: O(1) move-to-back, compiled with the step).
         self._links = new_queue(_NO_ROWS, _INITIAL_ROWS)
-        # Increments (`state.fism_snapshot`): the generation written now, each row's last,
-        # and the rows at each mark.
-        self._gen = 0
-        self._stamps: IntArray = np.zeros(_INITIAL_ROWS, dtype=np.int64)
+        # Increments (`state.fism_snapshot`): the rows at each mark (the generations are in
+        # `_links`).
         self._lengths: dict[int, int] = {}
 
     # ------------------------------------------------------------------ learning
@@ -202,8 +200,7 @@ class FISM:
         lr, reg, blr = self.learning_rate, self.regularization, self.bias_learning_rate
         p, q, bias, scales = self._p, self._q, self._bias, self._scale_array
         rows = np.fromiter(events, np.int64, len(events))
-        learned = (self._links, rows, linked, scales, self.negatives, lr, reg, blr)
-        learn_events(p, q, bias, *learned, self._stamps, self._gen)
+        learn_events(p, q, bias, self._links, rows, linked, scales, self.negatives, lr, reg, blr)
 
     def _history_rows(self, history: Sequence[str], leave_out: int = -1) -> list[int]:
         """Rows of the last `history` items of `history` the model knows (newest first),
@@ -230,8 +227,7 @@ class FISM:
             self._p = _doubled(self._p)
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
-            self._links = np.concatenate([self._links, np.zeros((row, 3), np.int64)])
-            self._stamps = np.concatenate([self._stamps, np.zeros(row, np.int64)])
+            self._links = np.concatenate([self._links, np.zeros((row, 4), np.int64)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0
@@ -294,7 +290,7 @@ class FISM:
             queue_push(self._links, self._append_item(item, checked_p, checked_q))
         else:
             self._p[row], self._q[row] = checked_p, checked_q
-            self._stamps[row] = self._gen
+            fism_snapshot.written(self, row)
 
     def item_bias(self, item: str) -> float | None:
         """The item's bias (0.0 while `bias_learning_rate` is 0), or None when unknown."""
@@ -322,9 +318,7 @@ class FISM:
 
     def mark(self) -> int:
         """Start the next generation (`state.increments`); rows are stamped as written."""
-        self._lengths[self._gen] = len(self._item_ids)
-        self._gen += 1
-        return self._gen - 1
+        return fism_snapshot.mark(self)
 
     def changes_since(self, mark: int) -> dict[str, Any]:
         """The ids appended and the rows written since `mark` (`state.fism_snapshot`)."""

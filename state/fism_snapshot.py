@@ -5,7 +5,7 @@ The whole snapshot is the settings, the generator's state, the item ids and the 
 it. FISM is `Incremental` (`state.increments`): rows are only ever appended, so the changes
 since a mark are the ids appended since, the arrays' rows written since (the compiled step
 stamps every row it writes with the current generation: the item, its negatives, the history
-rows; a new row is stamped when drawn) and the generator and queue whole (8 bytes a row).
+rows; `state.fism_kernel`) and the generator and queue whole (8 bytes a row).
 Sixteen recency negatives per event walk the whole queue every few thousand events, so
 under steady traffic nearly every row changes between two snapshots: past `ALL_ROWS` of the
 rows the arrays go whole, without row numbers.
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from state.fism_kernel import new_queue, queue_order
+from state.fism_kernel import GENERATION, new_queue, queue_order
 
 if TYPE_CHECKING:
     from state.fism import FISM
 
-__all__ = ["ALL_ROWS", "SETTINGS", "changes", "patched", "restored", "snapshot"]
+__all__ = ["ALL_ROWS", "SETTINGS", "changes", "mark", "patched", "restored", "snapshot", "written"]
 
 SETTINGS: tuple[str, ...] = ("n_factors", "learning_rate", "regularization", "negatives")
 SETTINGS += ("init_std", "bias_learning_rate", "alpha", "history", "seed")
@@ -59,7 +59,6 @@ def restored(cls: type[FISM], data: Mapping[str, Any], initial_rows: int) -> FIS
         setattr(made, f"_{name}", array)
     made._bias = np.zeros(rows, dtype=np.float64)
     made._bias[: len(ids)] = data["bias"]
-    made._stamps = np.zeros(rows, dtype=np.int64)
     made._item_ids = ids
     made._item_row = {item: row for row, item in enumerate(ids)}
     order = np.asarray(data["queue"], dtype=np.int64)
@@ -67,11 +66,24 @@ def restored(cls: type[FISM], data: Mapping[str, Any], initial_rows: int) -> FIS
     return made
 
 
+def mark(model: FISM) -> int:
+    """The current generation (node 0's), after which the next one starts."""
+    generation = int(model._links[0, GENERATION])
+    model._lengths[generation] = len(model._item_ids)
+    model._links[0, GENERATION] = generation + 1
+    return generation
+
+
+def written(model: FISM, row: int) -> None:
+    """Stamp `row` as written now (outside the compiled step: a warm start)."""
+    model._links[row + 1, GENERATION] = model._links[0, GENERATION]
+
+
 def changes(model: FISM, mark: int) -> dict[str, Any]:
     """The ids appended since `mark`, the array rows written since (all rows, unnumbered,
     past `ALL_ROWS` of them), the generator and the queue."""
     n, length = len(model._item_ids), model._lengths[mark]
-    rows = np.flatnonzero(model._stamps[:length] > mark)
+    rows = np.flatnonzero(model._links[1 : length + 1, GENERATION] > mark)
     if len(rows) > ALL_ROWS * length:
         taken: slice | np.ndarray = slice(0, n)
         written = None
