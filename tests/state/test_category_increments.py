@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pytest
 from flows.evaluate import load_interactions
 from state.group_trending import CategoryPopular
 from state.recommender import Interaction
-from tests.state.increment_support import check_rounds, same
+from tests.state.increment_support import check_rounds
 from tests.state.older_marks import check_older_marks
 
 DAY = 86400.0
@@ -38,7 +39,7 @@ def steps_of(
     nobody has seen (a category new after the base)."""
     bounds = np.cumsum([0, *sizes]).tolist()
     steps = []
-    for n, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for n, (start, stop) in enumerate(pairwise(bounds)):
         chunk = events[start:stop]
         if n % 3 == 1:
             last = chunk[-1]

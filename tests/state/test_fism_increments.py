@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def steps_of(model: FISM, events: list[Event], sizes: list[int]) -> list[Callabl
     every fourth also sets an item's vectors (a known one, and a new one)."""
     bounds = np.cumsum([0, *sizes]).tolist()
     steps: list[Callable[[], None]] = []
-    for n, (start, stop) in enumerate(zip(bounds, bounds[1:], strict=False)):
+    for n, (start, stop) in enumerate(pairwise(bounds)):
         steps.append(partial(learn, model, events[start:stop], n % 2 == 1))
         if n % 4 == 3:
             vector = np.full(model.n_factors, 0.01 * n)

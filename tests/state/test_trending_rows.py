@@ -8,6 +8,7 @@ from __future__ import annotations
 import pickle
 from collections.abc import Callable
 from functools import partial
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def learning_steps(
             model.learn_one(item, ts, weight)
         model.top(4, {item for _, item, _, _ in events[start:stop][:30]})  # may grow the cache
 
-    return [partial(step, a, b) for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [partial(step, a, b) for a, b in pairwise(bounds)]
 
 
 @pytest.mark.parametrize("halflife", [3 * DAY, float("inf")])
