@@ -38,7 +38,7 @@ def steps_of(
     """Steps learning the next `sizes[i]` events each; every third also an item of a genre
     nobody has seen (a category new after the base)."""
     bounds = np.cumsum([0, *sizes]).tolist()
-    steps = []
+    steps: list[Callable[[], None]] = []
     for n, (start, stop) in enumerate(pairwise(bounds)):
         chunk = events[start:stop]
         if n % 3 == 1:

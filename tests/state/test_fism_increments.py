@@ -21,7 +21,7 @@ from tests.state.older_marks import check_older_marks
 
 Event = tuple[str, list[str], set[str]]
 #: The `isgd` recommender's defaults (10 factors, 16 negatives, the last 10 history items).
-SETTINGS = {
+SETTINGS: dict[str, Any] = {
     "n_factors": 10,
     "learning_rate": 0.3,
     "regularization": 0.01,
