@@ -227,7 +227,7 @@ class FISM:
             self._p = _doubled(self._p)
             self._q = _doubled(self._q)
             self._bias = np.concatenate([self._bias, np.zeros(len(self._bias))])
-            self._links = np.concatenate([self._links, np.zeros((row, 4), np.int64)])
+            self._links = np.concatenate([self._links, np.zeros((row, 5), np.int64)])
         self._p[row] = p
         self._q[row] = q
         self._bias[row] = 0.0

@@ -9,12 +9,14 @@ the step) cost as much again, and every replica pays it for every worker's event
 and hands this module rows, one array for a whole batch.
 
 The recency queue is a circular doubly linked list over nodes `row + 1` of `links` (columns
-prev, next, mark, generation), node 0 the sentinel (its next is the head, its prev the tail):
-move-to-back is O(1), the negatives a walk from the head. `mark` is scratch for one scan (the
-rows to skip), zero between calls. `generation` is the increments' (`state.fism_snapshot`):
-node 0's is the current one, and every row a step writes gets it (what changed since a mark;
-in `links`, not an array of its own, because each argument costs the compiled call's
-dispatch time). `links` grows with the item arrays (zero rows: not queued).
+prev, next, mark, target, source), node 0 the sentinel (its next is the head, its prev the
+tail): move-to-back is O(1), the negatives a walk from the head. `mark` is scratch for one scan
+(the rows to skip), zero between calls. `target` and `source` are the increments' generations
+(`state.fism_snapshot`): node 0's target is the current one, which a step gives to the rows
+whose q and bias it writes (target, the item and its negatives) and those whose p it writes
+(source, u's rows). They are in `links`, not arrays of their own, because each argument adds
+to the compiled call's dispatch time. `links` grows with the item arrays (zero rows: not
+queued).
 
 The SGD arithmetic is the same loops in the same order as when it was a per-event call, so
 the factors are bit for bit those of the per-event code. The compiled code is cached beside
@@ -30,11 +32,12 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["GENERATION", "excluded_met", "learn_events", "new_queue", "queue_order", "queue_push"]
+__all__ = ["SOURCE", "TARGET", "excluded_met", "learn_events", "new_queue", "queue_order"]
+__all__ += ["queue_push"]
 
 IntArray = npt.NDArray[np.int64]
 
-PREV, NEXT, MARK, GENERATION = 0, 1, 2, 3
+PREV, NEXT, MARK, TARGET, SOURCE = 0, 1, 2, 3, 4
 
 
 @numba.njit(cache=True, nogil=True)
@@ -153,14 +156,15 @@ def learn_events(
     history rows other than the item's; the negatives are the first `negatives` rows from
     the head other than the item, u's rows and the excluded rows, moved to the back in that
     order; then the SGD step with scale = scales[len(u's rows)]. Every row the step writes
-    (the item, the negatives, u's rows) gets the current generation (node 0's)."""
+    gets the current generation (node 0's target): as target the item and the negatives, as
+    source u's rows."""
     k = p.shape[1]
     max_history = scales.shape[0] - 1
     u, pull = np.empty(k), np.empty(k)
     err = np.empty(negatives + 1)
     rows = np.empty(negatives + 1, np.int64)
     history = np.empty(max_history, np.int64)
-    generation = links[0, GENERATION]
+    generation = links[0, TARGET]
     at = 0
     while at < events.shape[0]:
         row, size = events[at], events[at + 1]
@@ -190,9 +194,9 @@ def learn_events(
                 _to_back(links, rows[r] + 1)
         _step(p, q, bias, rows, n, history[:h], scales[h], lr, reg, bias_lr, u, err, pull)
         for r in range(n):
-            links[rows[r] + 1, GENERATION] = generation
+            links[rows[r] + 1, TARGET] = generation
         for j in range(h):
-            links[history[j] + 1, GENERATION] = generation
+            links[history[j] + 1, SOURCE] = generation
 
 
 @numba.njit(cache=True, nogil=True)
@@ -248,7 +252,7 @@ def excluded_met(
 
 def new_queue(order: IntArray, capacity: int) -> IntArray:
     """`links` of a queue holding `order` (rows, head first), room for `capacity` rows."""
-    links = np.zeros((capacity + 1, 4), dtype=np.int64)
+    links = np.zeros((capacity + 1, 5), dtype=np.int64)
     nodes = np.concatenate([[0], np.asarray(order, dtype=np.int64) + 1, [0]])
     links[nodes[1:], PREV] = nodes[:-1]
     links[nodes[:-1], NEXT] = nodes[1:]

@@ -74,14 +74,14 @@ def steps_of(model: FISM, events: list[Event], sizes: list[int]) -> list[Callabl
     return steps
 
 
-def recorded(model: FISM, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The way each `changes_since` sent the arrays: written rows or all rows."""
-    kinds: list[str] = []
+def recorded(model: FISM, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """The way each `changes_since` sent q and bias, and p: written rows or all rows."""
+    kinds: list[tuple[str, str]] = []
     changes_since = model.changes_since
 
     def record(mark: int) -> dict[str, Any]:
         changes = changes_since(mark)
-        kinds.append("all" if changes["rows"] is None else "rows")
+        kinds.append(tuple("all" if changes[k] is None else "rows" for k in ("rows", "p_rows")))
         return changes
 
     monkeypatch.setattr(model, "changes_since", record)
@@ -92,13 +92,27 @@ def test_a_base_patched_with_the_changes_is_the_snapshot(
     movielens: list[Event], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Steps of 1 to 3,000 events (new items after the base, warm starts), a new base every
-    3 steps: small steps send the rows written, large ones every row."""
+    3 steps: small steps send the rows written, large ones every row of q and bias but p's
+    rows written (u's rows are fewer than the negatives)."""
     model = FISM(**SETTINGS)
     learn(model, movielens[:10_000], many=True)
     kinds = recorded(model, monkeypatch)
-    sizes = [1, 12, 3000, 2, 400, 40, 2500, 5, 900, 60, 3000, 1] * 2
+    sizes = [1, 12, 3000, 2, 400, 40, 2500, 5, 900, 60, 3000, 1, 9000, 7000, 30]
     check_rounds(model, steps_of(model, movielens[10_000:], sizes), recut_every=3)
-    assert {"rows", "all"} <= set(kinds)
+    assert {("rows", "rows"), ("all", "rows")} <= set(kinds), kinds
+
+
+def test_a_small_catalogue_sends_its_arrays_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """30 items, each in many histories: p too is written in every row."""
+    rng = np.random.default_rng(3)
+    events: list[Event] = []
+    for _ in range(3000):
+        items = [f"i{n}" for n in rng.integers(0, 30, 6)]
+        events.append((items[-1], items[:-1], set()))
+    model = FISM(**{**SETTINGS, "negatives": 4})
+    kinds = recorded(model, monkeypatch)
+    check_rounds(model, steps_of(model, events, [1, 500, 2, 900, 3, 700, 40]), recut_every=2)
+    assert {("rows", "rows"), ("all", "all")} <= set(kinds), kinds
 
 
 def test_changes_since_older_marks_are_answered(movielens: list[Event]) -> None:
