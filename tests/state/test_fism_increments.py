@@ -81,7 +81,8 @@ def recorded(model: FISM, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, st
 
     def record(mark: int) -> dict[str, Any]:
         changes = changes_since(mark)
-        kinds.append(tuple("all" if changes[k] is None else "rows" for k in ("rows", "p_rows")))
+        way = {True: "all", False: "rows"}
+        kinds.append((way[changes["rows"] is None], way[changes["p_rows"] is None]))
         return changes
 
     monkeypatch.setattr(model, "changes_since", record)
