@@ -22,8 +22,10 @@ inside `state.increments.writing` with the bases known, and read back through
 from __future__ import annotations
 
 import argparse
+import atexit
 import importlib
 import pickle
+import shutil
 import statistics
 import subprocess
 import sys
@@ -126,6 +128,7 @@ def old_state(ref: str) -> ModuleType:
         text=True,
     ).stdout.split()
     where = Path(tempfile.mkdtemp(prefix="old_state_"))
+    atexit.register(shutil.rmtree, where, True)
     (where / "old_state").mkdir()
     for name in names:
         text = subprocess.run(

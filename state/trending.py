@@ -19,9 +19,9 @@ snapshot is two flat sequences and the trending is `Incremental` (`state.increme
 changes since a mark are the ids appended since, the weights of the rows written since (each
 row written in the current generation is remembered; a mark stamps them, so older marks are
 answered from the stamps) and the clock. The top cache is in neither: it is the exact top
-list of the weights, rebuilt from them on loading. A renormalisation drops
-forgotten items and so renumbers the rows: changes since a mark before it are the whole
-snapshot (once per `RENORM_EXPONENT` half-lives).
+list of the weights, rebuilt from them on loading. A renormalisation drops forgotten items
+and so renumbers the rows: changes since a mark before it are the whole snapshot (once per
+`RENORM_EXPONENT` half-lives).
 
 >>> t = Trending(halflife_s=10.0)
 >>> t.learn_one("a", 0.0)
@@ -79,7 +79,8 @@ class Trending:
         self.cache_size = cache_size
         self._row: dict[str, int] = {}  # item → row
         self._ids: list[str] = []  # row → item, in order of first sight
-        self._weights: list[float] = []  # row → stored weight (a list: ~4x cheaper per learn)
+        self._weights: list[float] = []  # row → stored weight (a list: numpy's element
+        # access would cost learn_one ~100 ns more, a third of what it costs)
         self._t0: float | None = None
         self._now: float | None = None
         #: (-weight, item) of the best `cache_size` items, ascending = best first.
