@@ -88,6 +88,15 @@ class KeepBase(StatefulBatchLogic[bytes | None, None, bytes]):
             return [], StatefulBatchLogic.DISCARD
         return [], StatefulBatchLogic.RETAIN
 
+    def on_eof(self) -> tuple[list[None], bool]:
+        """At the end of input Bytewax snapshots every key; the replica has just replaced
+        every base it names (`ReplicaBases.at_eof`), so a key without a new blob is named by
+        no snapshot: it goes."""
+        return (
+            [],
+            StatefulBatchLogic.RETAIN if self.blob is not None else StatefulBatchLogic.DISCARD,
+        )
+
     def snapshot(self) -> bytes:
         blob, self.blob = self.blob, None
         if blob is None:  # Bytewax 0.21 never asks an untouched key; refuse to write nothing
@@ -168,6 +177,15 @@ class ReplicaBases:
         old = self.writing.references.get(name)
         self.writing.references[name] = Reference(key, mark, len(blob), id(component))
         return [BaseCut(key, blob)] + ([BaseCut(old.key, None)] if old is not None else [])
+
+    def at_eof(self) -> list[BaseCut]:
+        """At the end of input: a new base for every part the snapshots name, the old keys
+        discarded. Bytewax snapshots every key at the end, and a base key no longer holds
+        its blob after its first snapshot (`KeepBase`), so each must get a new one."""
+        cuts = [cut for name in list(self.writing.pending) for cut in self._cut(name)]
+        cuts += [BaseCut(key, None) for key in sorted(self.stale)]
+        self.stale.clear()
+        return cuts
 
     def snapshotted(self) -> None:
         """An epoch ended: another base may be taken."""

@@ -109,7 +109,10 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def on_eof(self) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
-        return self.models.on_eof()
+        out, complete = self.models.on_eof()
+        if self.bases is None:
+            return out, complete
+        return [*out, *self.bases.at_eof()], complete
 
     def snapshot(self) -> bytes:
         if not self.snapshots:

@@ -156,3 +156,22 @@ def test_a_base_key_holds_its_blob_only_until_its_snapshot() -> None:
     with pytest.raises(RuntimeError):
         keep.snapshot()
     assert keep.on_batch([None]) == ([], KeepBase.DISCARD)
+
+
+def test_at_the_end_of_input_every_named_base_is_replaced_and_unnamed_keys_go() -> None:
+    """Bytewax snapshots every key at the end of input; a base key has let go of its blob."""
+    rows = Rows()
+    for r in range(1000):
+        rows.add(r, r)
+    bases, holder = ReplicaBases(workers=1), Holder(rows)
+    bases.replica = "replica:0"
+    snapshot(bases, holder)
+    (first,) = bases.due()
+    new, gone = bases.at_eof()
+    assert new.blob is not None and new.key != first.key and gone == BaseCut(first.key, None)
+    data = pickle.loads(snapshot(bases, holder))["rows"]
+    assert data["base"] == new.key
+    kept, emptied = KeepBase(None), KeepBase(None)
+    kept.on_batch([new.blob])
+    assert kept.on_eof() == ([], KeepBase.RETAIN) and kept.snapshot() == new.blob
+    assert emptied.on_eof() == ([], KeepBase.DISCARD)
