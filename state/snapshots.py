@@ -16,7 +16,7 @@ format 1) or from a newer release cannot be read: `decode` raises `SnapshotForma
 
 >>> blob = encode("models", {"n": 3})
 >>> blob.startswith(MAGIC), header(blob), decode(blob, "models")
-(True, (1, 'models'), {'n': 3})
+(True, (2, 'models'), {'n': 3})
 >>> problem(b"\\x80\\x05K\\x03.")  # a bare pickle: what the release before wrote
 'a snapshot without a format version (from a release before snapshot format 1)'
 """
@@ -39,8 +39,10 @@ __all__ = [
 ]
 
 #: The current snapshot format. Bump it when what a `to_snapshot` stores changes, and
-#: teach `migrate` to turn the previous format into the new one.
-FORMAT = 1
+#: teach `migrate` to turn the previous format into the new one. Format 2: the models'
+#: large parts may be references to bases plus changes (`state.increments`), which a
+#: release of format 1 must refuse rather than misread.
+FORMAT = 2
 #: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
 MAGIC = b"\x00tailor-snapshot\x00"
 _VERSION = struct.Struct(">H")
@@ -62,7 +64,7 @@ def header(blob: object) -> tuple[int, str]:
         blob[: len(MAGIC)]
     ).startswith(MAGIC):
         raise SnapshotFormatError(
-            f"a snapshot without a format version (from a release before snapshot format {FORMAT})"
+            "a snapshot without a format version (from a release before snapshot format 1)"
         )
     start = len(MAGIC)
     (version,) = _VERSION.unpack_from(blob, start)
@@ -110,4 +112,6 @@ def migrate(version: int, kind: str, data: Any) -> Any:
     """
     if version < 1:
         raise SnapshotFormatError(f"snapshot format {version} is not supported")
+    # 1 -> 2: format 1 data is format 2 data without references to bases; a trending's
+    # stored top cache is rebuilt on load (`Trending.from_snapshot` ignores it).
     return data

@@ -15,12 +15,13 @@ from operators.model_params import ModelParams
 from operators.models import ModelsLogic, ModelsState
 from operators.user_state import UserStateLogic, UserStateParams
 from state import snapshots
+from state.recommender import Interaction
 from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
 
 
 def test_an_envelope_carries_the_format_and_the_kind() -> None:
     blob = snapshots.encode("models", {"counts": np.arange(3), "ids": ["a", "b"]})
-    assert FORMAT == 1
+    assert FORMAT == 2
     assert blob.startswith(MAGIC + struct.pack(">H", FORMAT) + b"models\x00")
     assert snapshots.header(blob) == (FORMAT, "models")
     assert snapshots.problem(blob) is None
@@ -78,3 +79,24 @@ def test_migrate_is_where_older_formats_become_the_current_one() -> None:
     assert snapshots.migrate(FORMAT, "models", {"a": 1}) == {"a": 1}
     with pytest.raises(SnapshotFormatError):
         snapshots.migrate(0, "models", {})
+
+
+def test_a_format_1_models_snapshot_resumes() -> None:
+    """What the release before format 2 wrote: every part whole, each trending with its
+    top cache. It must resume to the same models (format 2 only adds references)."""
+    logic = ModelsLogic(ModelParams())
+    recs = logic.state.recs
+    for n in range(300):
+        recs.learn(Interaction(f"u{n % 17}", f"i{n % 41}", float(n), 1, ("c",)), (), frozenset())
+    data = logic.state.to_snapshot()
+    hybrid = data["recs"]["models"]["hybrid"]["components"]
+    for name in ("trending", "mostpop"):
+        trending = hybrid[name]["trending"]
+        trending["weights"] = np.asarray(trending["weights"], dtype=np.float64)
+        trending["cache"] = list(trending["items"])[:5]
+    body = pickle.dumps(data)
+    old = MAGIC + struct.pack(">H", 1) + b"models\x00" + body
+    back = ModelsState.from_snapshot(snapshots.decode(old, "models"))
+    assert back.recs.recommend("u3", ("i1",), frozenset(), 300.0) == recs.recommend(
+        "u3", ("i1",), frozenset(), 300.0
+    )
