@@ -51,6 +51,7 @@ __all__ = [
     "base_loader",
     "drop_unfinished",
     "refuse_other_workers",
+    "replica_models",
     "rescale_store",
     "rescaled",
     "resume_epoch",
@@ -175,6 +176,26 @@ def step_rows(store: Path, step: str, before: int, only: str | None = None) -> d
     return {key: pickle.loads(blob) for key, (_e, blob) in newest.items() if blob is not None}
 
 
+def decoder(bases: Callable[[str], bytes | None] | None) -> Callable[[bytes], ModelsState]:
+    """Turns a replica row into its models, reading the bases it names through `bases`."""
+    stored = StoredBases(bases or (lambda _key: None))
+
+    def decoded(blob: bytes) -> ModelsState:
+        with increments.reading(stored):
+            return ModelsState.from_snapshot(snapshots.decode(blob, "models"))
+
+    return decoded
+
+
+def replica_models(store: Path) -> dict[str, ModelsState]:
+    """Each replica's models as a resume of `store` now would load them (none: empty)."""
+    epoch = resume_epoch(store)
+    if epoch is None:
+        return {}
+    decoded = decoder(base_loader(store))
+    return {key: decoded(blob) for key, blob in replica_rows(store, epoch).items()}
+
+
 def rescaled(
     rows: Mapping[str, bytes], workers: int, bases: Callable[[str], bytes | None] | None = None
 ) -> tuple[Plan, int]:
@@ -183,12 +204,7 @@ def rescaled(
     (the old bases are read through `bases`); the new replicas take new bases as they run."""
     if SOURCE_KEY not in rows:
         raise ValueError(f"no snapshot of {SOURCE_KEY} to copy the models from")
-    stored = StoredBases(bases or (lambda _key: None))
-
-    def _decoded(blob: bytes) -> ModelsState:
-        with increments.reading(stored):
-            return ModelsState.from_snapshot(snapshots.decode(blob, "models"))
-
+    _decoded = decoder(bases)
     keys = replica_keys(workers)
     settles = [p for blob in rows.values() for p in _decoded(blob).segments.take_settles()]
     plan: Plan = {key: None for key in rows if key not in keys}

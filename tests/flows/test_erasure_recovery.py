@@ -10,22 +10,18 @@ interval elapsed.
 
 from __future__ import annotations
 
-import pickle
 import signal
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
 import orjson
 import redis
 
-from flows.recovery import partition_files
+from flows.rescale import replica_models
 from operators.control import control_key
 from operators.keys import user_key
 from operators.models import ModelsState
 from operators.routing import replica_keys
-from state import snapshots
 from tests.conftest import start_worker
 from tests.flows.test_store import (
     DEADLINE_S,
@@ -77,15 +73,8 @@ def version(r: redis.Redis, user: str) -> int | None:
 
 
 def models_state(store: Path) -> ModelsState:
-    """The models step's state in the store's newest snapshot of it."""
-    rows: list[tuple[int, bytes]] = []
-    for path in partition_files(store):
-        with closing(sqlite3.connect(path)) as conn:
-            query = "SELECT snap_epoch, ser_change FROM snaps WHERE state_key = ?"
-            rows += conn.execute(query, (replica_keys(1)[0],)).fetchall()
-    _epoch, blob = max(rows)
-    state = pickle.loads(blob)  # Bytewax's pickle of the step's own snapshot: our own files
-    return ModelsState.from_snapshot(snapshots.decode(state, "models"))
+    """The models step's state as a resume of the store would load it (its bases read)."""
+    return replica_models(store)[replica_keys(1)[0]]
 
 
 def paired_with(state: ModelsState, item: str) -> set[str]:

@@ -33,7 +33,7 @@ from bytewax.testing import TestingSink, TestingSource
 
 from flows.config import load_config
 from flows.recovery import ensure_store, partition_files
-from flows.rescale import REPLICA_STEP, replica_rows, resume_epoch, written_workers
+from flows.rescale import REPLICA_STEP, replica_models, resume_epoch, written_workers
 from flows.store import take_for_run
 from flows.worker import build_flow
 from operators.models import ModelsState
@@ -91,11 +91,9 @@ def profiles(r: redis.Redis) -> dict[str, tuple[bytes | None, ...]]:
 
 def replicas(store: Path) -> dict[str, ModelsState]:
     """The model replicas a resume of `store` would load."""
-    store = store / PREFIX
-    epoch = resume_epoch(store)
-    assert epoch is not None
-    rows = replica_rows(store, epoch)
-    return {k: ModelsState.from_snapshot(snapshots.decode(b, "models")) for k, b in rows.items()}
+    found = replica_models(store / PREFIX)
+    assert found
+    return found
 
 
 def learned(state: ModelsState) -> tuple[int, int]:

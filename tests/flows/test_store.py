@@ -37,6 +37,10 @@ from tests.flows.store_support import (
 )
 from tests.flows.test_erasure import shopping
 
+#: The default hybrid's parts snapshotted as bases (co-occurrence, FISM, category popularity,
+#: trending, most popular), each one key of the `bases` step (`operators.bases`).
+BASES = 5
+
 
 def active_users(port: int) -> float:
     """Users held by the state step and by the outputs step (each forgets them at the TTL)."""
@@ -103,12 +107,13 @@ def test_compaction_bounds_the_store_by_live_state_and_resumes_the_same(
     log = visit_and_expire(redis_url, r, compacted_dir)
     assert f"{2 * VISITORS + 1} tombstone(s) removed" in log
     assert snaps(store_dir(compacted_dir), "ser_change IS NULL") == 0
-    # left: the two stream positions, the control stream's, and the models
-    assert snaps(store_dir(compacted_dir)) == 4
+    # left: the two stream positions, the control stream's, the models and their bases
+    assert snaps(store_dir(compacted_dir), "step_id NOT LIKE '%bases'") == 4
+    assert snaps(store_dir(compacted_dir), "step_id LIKE '%bases'") == BASES
     got = come_back(redis_url, compacted_dir)
     live_users = 120  # each in the state step and the outputs step
     users_and_models = "step_id NOT LIKE '%quality%'"  # the quality windows: there if scored
-    assert snaps(store_dir(compacted_dir), users_and_models) == 4 + 2 * live_users
+    assert snaps(store_dir(compacted_dir), users_and_models) == 4 + BASES + 2 * live_users
     assert got == reference
 
 
