@@ -10,8 +10,8 @@ an epoch for every step at once, so a resume finds the base that its replica sna
 
 When a base is taken (`ReplicaBases.due`, at the end of a batch, never at the epoch end where
 the stream waits): a component's first base at the first batch after it was written whole (a
-fresh start or a resume), then at most one a snapshot interval, the one whose changes have
-grown past `RECUT` times its base. A new base gets a new key (a serial number); the key it
+fresh start or a resume), then, one a batch, those whose changes at the last snapshot had
+grown past `RECUT` times their base. A new base gets a new key (a serial number); the key it
 replaces is discarded in the same epoch (a tombstone), which a resume from an earlier epoch
 does not see. Base keys are chosen to be placed on the replica's own worker
 (`operators.routing.worker_of`), so a base never crosses a process.
@@ -140,27 +140,24 @@ class ReplicaBases:
         self.workers = workers
         self.writing = Writing()
         self.replica: str | None = None  # learnt from the first batch (`Copy.replica`)
-        self.cut_this_epoch = False
         loaded = list(resumed_from.read) if resumed_from is not None else []
         #: Keys the resumed snapshot named: discarded once this run has its own bases.
         self.stale = set(loaded)
         self.serial = 1 + max((_serial(key) for key in loaded), default=-1)
 
     def due(self) -> list[BaseCut]:
-        """New bases (and tombstones) to emit now: every part not yet based, else the part
-        whose changes grew most past `RECUT`, at most one per snapshot interval."""
+        """New bases (and tombstones) to emit after a batch: every part not yet based, else
+        the part whose changes (at the last snapshot) grew most past `RECUT`, one a batch."""
         if self.replica is None:
             return []
         known = self.writing.references
         names = [name for name in self.writing.pending if name not in known]
-        if not names and not self.cut_this_epoch:
+        if not names:
             grown = [
                 (r.changed / r.size, n) for n, r in known.items() if r.changed > RECUT * r.size
             ]
             names = [max(grown)[1]] if grown else []
         cuts = [cut for name in names for cut in self._cut(name)]
-        if cuts:
-            self.cut_this_epoch = True
         if self.stale:  # this run's snapshots never name them (its serials are newer)
             cuts += [BaseCut(key, None) for key in sorted(self.stale)]
             self.stale.clear()
@@ -186,10 +183,6 @@ class ReplicaBases:
         cuts += [BaseCut(key, None) for key in sorted(self.stale)]
         self.stale.clear()
         return cuts
-
-    def snapshotted(self) -> None:
-        """An epoch ended: another base may be taken."""
-        self.cut_this_epoch = False
 
 
 def _serial(key: str) -> int:

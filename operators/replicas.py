@@ -120,9 +120,7 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
         if self.bases is None:
             return self.models.snapshot()
         with increments.writing(self.bases.writing):
-            blob = self.models.snapshot()
-        self.bases.snapshotted()
-        return blob
+            return self.models.snapshot()
 
 
 def replica_of(workers: int) -> Callable[[ModelsIn], str]:

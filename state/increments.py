@@ -41,17 +41,19 @@ True
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
+
 __all__ = [
     "Incremental",
     "Reference",
     "Writing",
+    "nbytes",
     "part",
     "reading",
     "whole",
@@ -81,7 +83,7 @@ class Reference:
     mark: int  # the component's generation when the base was taken
     size: int  # the base's pickled bytes
     component: int  # id() of the component it was taken of (a replaced model needs a new one)
-    changed: int = 0  # bytes of the changes in the last snapshot
+    changed: int = 0  # bytes of the changes in the last snapshot (about: `nbytes`)
 
 
 @dataclass
@@ -106,8 +108,8 @@ class Writing:
             self.references.pop(name, None)
             self.pending[name] = component
             return component.to_snapshot()
-        changes = pickle.dumps(component.changes_since(ref.mark), protocol=pickle.HIGHEST_PROTOCOL)
-        ref.changed = len(changes)
+        changes = component.changes_since(ref.mark)
+        ref.changed = nbytes(changes)
         self.pending[name] = component  # known, so it can be cut again when it has grown
         return {"incremental": name, "base": ref.key, "mark": ref.mark, "changes": changes}
 
@@ -166,4 +168,24 @@ def whole(data: Mapping[str, Any], cls: type[Incremental]) -> Mapping[str, Any]:
             f"the base {data['base']!r} is of generation {base['mark']}, the snapshot "
             f"needs {data['mark']}"
         )
-    return cls.patched(base["whole"], pickle.loads(data["changes"]))
+    return cls.patched(base["whole"], data["changes"])
+
+
+def nbytes(data: Any) -> int:
+    """About what `data` pickles to, without pickling it (a snapshot pickles it once, in
+    its envelope): arrays by their bytes, strings by their length, other items 8.
+
+    >>> nbytes({"ids": ["ab", "c"], "rows": np.zeros(4, np.int32)})
+    30
+    """
+    if isinstance(data, np.ndarray):
+        return int(data.nbytes)
+    if isinstance(data, str | bytes):
+        return len(data) + 1
+    if isinstance(data, Mapping):
+        return sum(nbytes(key) + nbytes(value) for key, value in data.items())
+    if isinstance(data, list | tuple):
+        if data and isinstance(data[0], int | float):
+            return 8 * len(data)
+        return sum(nbytes(item) for item in data)
+    return 8

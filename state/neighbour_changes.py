@@ -127,22 +127,24 @@ def patch_slots(
 @numba.njit(cache=True, nogil=True)
 def _collect(pool: Any, meta: Any, changed: Any, mark: int) -> tuple[Any, Any]:
     """Per changed row how many of its slots are stamped after `mark`, and those slots
-    (position within the row, neighbour, count), row after row."""
+    (position within the row, neighbour, count), row after row: one pass over the changed
+    rows into room for all their slots, then cut to what was found."""
     per_row = np.zeros(changed.shape[0], np.int64)
+    room = 0
     for i in range(changed.shape[0]):
-        start = meta[OFFSET, changed[i]]
-        for slot in range(start, start + meta[SIZE, changed[i]]):
-            per_row[i] += (pool[0, slot] >> SHIFT) > mark
-    slots = np.empty((3, per_row.sum()), np.int64)
+        room += meta[SIZE, changed[i]]
+    slots = np.empty((3, room), np.int64)
     at = 0
     for i in range(changed.shape[0]):
         start = meta[OFFSET, changed[i]]
         for slot in range(start, start + meta[SIZE, changed[i]]):
-            if (pool[0, slot] >> SHIFT) > mark:
+            word = pool[0, slot]
+            if (word >> SHIFT) > mark:
                 slots[0, at] = slot - start
-                slots[1, at], slots[2, at] = pool[0, slot] & NEIGHBOUR, pool[1, slot]
+                slots[1, at], slots[2, at] = word & NEIGHBOUR, pool[1, slot]
                 at += 1
-    return per_row, slots
+                per_row[i] += 1
+    return per_row, slots[:, :at]
 
 
 @numba.njit(cache=True, nogil=True)
