@@ -103,7 +103,7 @@ def test_a_base_is_taken_again_once_its_changes_grow_past_recut_and_the_old_key_
     bases.replica = "replica:0"
     snapshot(bases, holder)
     (first,) = bases.due()
-    for r in range(int(1000 * RECUT / 10)):  # changes well under RECUT of the base
+    for r in range(int(1000 * RECUT / 20)):  # changes well under RECUT of the base
         rows.add(r, 1)
     snapshot(bases, holder)
     assert bases.due() == []
