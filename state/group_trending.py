@@ -31,7 +31,7 @@ import numpy as np
 
 from state import increments
 from state.recommender import Interaction, Scored
-from state.trending import Trending, gathered
+from state.trending import Trending
 
 __all__ = ["CategoryPopular", "SegmentTrending"]
 
@@ -183,18 +183,8 @@ class CategoryPopular:
             if popular.renumbered_since(mark):
                 wholes[name] = popular.to_snapshot()
                 continue
-            length, written = popular.length_at(mark), popular.rows_written_since(mark)
-            ids, values = popular.ids, popular.weights
             names.append(name)
-            clocks.append(popular.clock)
-            if 2 * len(written) > len(ids):
-                counts += (-1, len(ids) - length)
-                weights += values
-            else:
-                counts += (len(written), len(ids) - length)
-                rows += written
-                weights += gathered(values, written)
-            items += ids[length:]
+            popular.changes_into(mark, clocks, counts, rows, weights, items)
         given = list(islice(reversed(self.categories.values()), new))[::-1]
         return {
             "categorised": list(islice(reversed(self.categories), new))[::-1],

@@ -262,6 +262,31 @@ class Trending:
             "weights": weights[:] if everything else gathered(weights, rows),
         }
 
+    def changes_into(
+        self,
+        mark: int,
+        clocks: list[tuple[int, float | None, float | None]],
+        counts: list[int],
+        rows: list[int],
+        weights: list[float],
+        items: list[str],
+    ) -> None:
+        """`changes_since(mark)` appended to a parent's record of many trendings' changes
+        (`CategoryPopular.changes_since`; one call, as a parent makes hundreds): the clock,
+        the counts of rows written (-1: all, the weights of every row follow) and appended,
+        the rows written, their weights and the ids appended. Only for a `mark` not before
+        the last renumbering (`renumbered_since`)."""
+        written, values, length = self.rows_written_since(mark), self._weights, self._lengths[mark]
+        clocks.append((self.cache_size, self._t0, self._now))
+        if 2 * len(written) > len(values):
+            counts += (-1, len(values) - length)
+            weights += values
+        else:
+            counts += (len(written), len(values) - length)
+            rows += written
+            weights += gathered(values, written)
+        items += self._ids[length:]
+
     def written_since(self, mark: int) -> list[int]:
         """The rows there were at `mark` written since, ascending (from the stamps: for a
         mark older than the last)."""
@@ -271,10 +296,6 @@ class Trending:
         changed[touched[touched < length]] = True
         return np.flatnonzero(changed).tolist()
 
-    def length_at(self, mark: int) -> int:
-        """How many rows there were at `mark`."""
-        return self._lengths[mark]
-
     def rows_written_since(self, mark: int) -> list[int]:
         """Every row written since `mark`, the rows appended since among them, in no
         particular order (no filtering or sorting: what a parent gathering many trendings'
@@ -282,21 +303,6 @@ class Trending:
         if mark == self._gen - 1:  # the last mark: what was written since is `_touched`
             return list(self._touched)
         return self.written_since(mark) + list(range(self._lengths[mark], len(self._ids)))
-
-    @property
-    def ids(self) -> list[str]:
-        """Row → item, in order of first sight (the list itself: read, never write)."""
-        return self._ids
-
-    @property
-    def weights(self) -> list[float]:
-        """Row → stored weight (the list itself: read, never write)."""
-        return self._weights
-
-    @property
-    def clock(self) -> tuple[int, float | None, float | None]:
-        """What a snapshot holds besides ids and weights that changes: cache size, t0, now."""
-        return self.cache_size, self._t0, self._now
 
     def renumbered_since(self, mark: int) -> bool:
         """Whether the rows were renumbered after `mark` (its changes are then the whole)."""
