@@ -163,12 +163,14 @@ class CategoryPopular:
         return self._gen - 1
 
     def changes_since(self, mark: int) -> dict[str, Any]:
-        """The items given categories since `mark` with theirs, and what each category's
+        """The items given categories since `mark` with theirs (flat: the items, how many
+        categories each, the categories one after another), and what each category's
         trending wrote since, all categories in one record (a dict of changes per category
         cost more to make and to pickle than the few rows each holds): the names of those
-        written, their clocks, per name the count of rows rewritten (-1: the weights of all
-        rows follow) and of rows appended, and the rows, weights and new ids one after
-        another. A category new since, or renumbered since, is its whole snapshot."""
+        written, their clocks, per name the count of rows written (the appended ones among
+        them, in any order; -1: the weights of all rows follow) and of rows appended, and
+        the rows, weights and new ids one after another (`Trending.changes_into`). A
+        category new since, or renumbered since, is its whole snapshot."""
         new = len(self.categories) - self._lengths[mark]
         wholes: dict[str, dict[str, Any]] = {}
         names: list[str] = []
