@@ -24,8 +24,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from itertools import islice
+from itertools import chain, islice
 from typing import Any
+
+import numpy as np
 
 from state import increments
 from state.recommender import Interaction, Scored
@@ -161,29 +163,88 @@ class CategoryPopular:
         return self._gen - 1
 
     def changes_since(self, mark: int) -> dict[str, Any]:
-        """The items given categories since `mark` with theirs, and the changes of each
-        category's trending written since (a category new since is its whole snapshot)."""
+        """The items given categories since `mark` with theirs (flat: the items, how many
+        categories each, the categories one after another), and what each category's
+        trending wrote since, all categories in one record (a dict of changes per category
+        cost more to make and to pickle than the few rows each holds): the names of those
+        written, their clocks, per name the count of rows written (the appended ones among
+        them, in any order; -1: the weights of all rows follow) and of rows appended, and
+        the rows, weights and new ids one after another (`Trending.changes_into`). A
+        category new since, or renumbered since, is its whole snapshot."""
         new = len(self.categories) - self._lengths[mark]
+        wholes: dict[str, dict[str, Any]] = {}
+        names: list[str] = []
+        clocks: list[tuple[int, float | None, float | None]] = []
+        counts: list[int] = []
+        rows: list[int] = []
+        weights: list[float] = []
+        items: list[str] = []
+        for name, popular in self.popular.items():
+            if not popular.changed_since(mark):
+                continue
+            if popular.renumbered_since(mark):
+                wholes[name] = popular.to_snapshot()
+                continue
+            names.append(name)
+            popular.changes_into(mark, clocks, counts, rows, weights, items)
+        given = list(islice(reversed(self.categories.values()), new))[::-1]
         return {
-            "categories": list(islice(reversed(self.categories.items()), new))[::-1],
-            "popular": {
-                name: popular.changes_since(mark)
-                for name, popular in self.popular.items()
-                if popular.changed_since(mark)
-            },
+            "categorised": list(islice(reversed(self.categories), new))[::-1],
+            "category_counts": list(map(len, given)),
+            "category_names": list(chain.from_iterable(given)),
+            "whole": wholes,
+            "names": names,
+            "clocks": clocks,
+            "counts": counts,
+            "rows": rows,
+            "weights": weights,
+            "items": items,
         }
 
     @classmethod
     def patched(cls, whole: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
         """`whole` (the snapshot at a mark) with `changes_since` that mark applied."""
         popular = dict(whole["popular"])
-        for name, changed in changes["popular"].items():
-            popular[name] = Trending.patched(popular.get(name, {}), changed)
+        popular.update(changes["whole"])
+        counts, items = changes["counts"], changes["items"]
+        rows = np.array(changes["rows"], dtype=np.int64)
+        weights = np.array(changes["weights"], dtype=np.float64)
+        at_row = at_weight = at_item = 0
+        for n, (name, clock) in enumerate(zip(changes["names"], changes["clocks"], strict=True)):
+            base = popular[name]
+            written, appended = counts[2 * n], counts[2 * n + 1]
+            if written < 0:
+                stop = at_weight + len(base["weights"]) + appended
+                values = weights[at_weight:stop].copy()
+            else:  # the rows written since, the appended ones among them, in any order
+                stop = at_weight + written
+                values = np.empty(len(base["weights"]) + appended, dtype=np.float64)
+                values[: len(base["weights"])] = base["weights"]
+                values[rows[at_row : at_row + written]] = weights[at_weight:stop]
+                at_row += written
+            popular[name] = {
+                "halflife_s": base["halflife_s"],
+                "cache_size": clock[0],
+                "t0": clock[1],
+                "now": clock[2],
+                "items": [*base["items"], *items[at_item : at_item + appended]],
+                "weights": values,
+            }
+            at_weight, at_item = stop, at_item + appended
         return {
             **whole,
-            "categories": {**whole["categories"], **dict(changes["categories"])},
+            "categories": {**whole["categories"], **_categories(changes)},
             "popular": popular,
         }
+
+
+def _categories(changes: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """The items given categories in `changes` with theirs (flat there: tuples pickle slowly)."""
+    names, at, out = changes["category_names"], 0, {}
+    for item, count in zip(changes["categorised"], changes["category_counts"], strict=True):
+        out[item] = tuple(names[at : at + count])
+        at += count
+    return out
 
 
 class SegmentTrending:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -74,3 +75,33 @@ def test_changes_after_little_learning_cost_what_changed(movielens: list[Interac
     whole = len(pickle.dumps(model.to_snapshot(), protocol=pickle.HIGHEST_PROTOCOL))
     largest = check_rounds(model, steps_of(model, movielens[80_000:], [20, 20, 20]), 1)
     assert largest * 20 < whole
+
+
+def test_the_changes_are_one_flat_record_with_every_way_of_sending_a_category(
+    movielens: list[Interaction], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """However many categories changed, the changes are flat lists (no dict per category),
+    and over the steps a category's weights are sent each way: rows written (new rows
+    among them), all rows, its whole snapshot (a genre new since the base); items of
+    several genres keep their genres in order."""
+    model = CategoryPopular(30 * DAY)
+    learn(model, movielens[:20_000])
+    ways: set[str] = set()
+    several = False
+    changes_since = model.changes_since
+
+    def recorded(mark: int) -> dict[str, Any]:
+        nonlocal several
+        changes = changes_since(mark)
+        assert all(isinstance(value, list | dict) for value in changes.values())
+        assert len(changes["counts"]) == 2 * len(changes["names"]) == 2 * len(changes["clocks"])
+        written = changes["counts"][::2]
+        ways.update({"rows" for n in written if n >= 0} | {"all" for n in written if n < 0})
+        ways.update({"whole"} if changes["whole"] else set())
+        several = several or any(n > 1 for n in changes["category_counts"])
+        return changes
+
+    monkeypatch.setattr(model, "changes_since", recorded)
+    sizes = [1, 3000, 20, 1, 400, 5000]
+    check_rounds(model, steps_of(model, movielens[20_000:], sizes), recut_every=3)
+    assert ways == {"rows", "all", "whole"} and several
