@@ -18,20 +18,9 @@ from flows.evaluate import load_interactions, push_history
 from state.fism import FISM
 from tests.state.increment_support import check_rounds
 from tests.state.older_marks import check_older_marks
+from tests.state.test_fism_exact import SETTINGS
 
 Event = tuple[str, list[str], set[str]]
-#: The `isgd` recommender's defaults (10 factors, 16 negatives, the last 10 history items).
-SETTINGS: dict[str, Any] = {
-    "n_factors": 10,
-    "learning_rate": 0.3,
-    "regularization": 0.01,
-    "negatives": 16,
-    "init_std": 0.03,
-    "bias_learning_rate": 0.03,
-    "alpha": 0.5,
-    "history": 10,
-    "seed": 11,
-}
 
 
 @pytest.fixture(scope="module")
