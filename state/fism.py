@@ -40,10 +40,9 @@ import numpy.typing as npt
 
 from state import fism_snapshot, increments
 from state.fism_kernel import excluded_met, learn_events, new_queue, queue_order, queue_push
-from state.recommender import Interaction, Scored
-from state.top_k import top_k
+from state.top_k import rank_in_top_k, top_k
 
-__all__ = ["FISM", "FISMRecommender"]
+__all__ = ["FISM"]
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -251,12 +250,27 @@ class FISM:
         """Top `k` (item, b_i + u·q_i) for a user with this history, best first, ties to the
         smaller item id. Without a known history item the biases alone rank (nothing when
         there are no biases: the caller's fallback decides). A read only."""
+        scores = self._all_scores(history) if k > 0 else None
+        return [] if scores is None else top_k(scores, self._item_ids, self._item_row, k, exclude)
+
+    def rank(
+        self, history: Sequence[str], k: int, exclude: Collection[str], item: str
+    ) -> int | None:
+        """`item`'s rank in `recommend(history, k, exclude)` (0: absent), or None when that
+        list would be shorter than `k` (`state.top_k.rank_in_top_k`): a probe's question."""
+        scores = self._all_scores(history) if k > 0 else None
+        if scores is None:
+            return None
+        return rank_in_top_k(scores, self._item_ids, self._item_row, k, exclude, item)
+
+    def _all_scores(self, history: Sequence[str]) -> FloatArray | None:
+        """b_i + u·q_i over the catalogue (the biases alone without a known history item;
+        None when there is nothing to rank by)."""
         u = self.user_vector(history)
         n = len(self._item_ids)
-        if k <= 0 or n == 0 or (u is None and not self.bias_learning_rate):
-            return []
-        scores = self._bias[:n].copy() if u is None else self._q[:n] @ u + self._bias[:n]
-        return top_k(scores, self._item_ids, self._item_row, k, exclude)
+        if n == 0 or (u is None and not self.bias_learning_rate):
+            return None
+        return self._bias[:n].copy() if u is None else self._q[:n] @ u + self._bias[:n]
 
     def score(self, history: Sequence[str], items: Sequence[str]) -> list[float]:
         """b_i + u·q_i for each item (0.0 for an unknown item; b_i alone without history):
@@ -333,56 +347,6 @@ _NO_ROWS: IntArray = np.zeros(0, dtype=np.int64)
 _UNKNOWN = repeat(-1)  # the row of an id the model does not know, for `map(dict.get, ...)`
 #: More exclusions than this are found from the queue's side (`excluded_met`).
 _LOOK_UP_ALL = 64
-
-
-class FISMRecommender:
-    """FISM behind the shared verbs (`state.recommender`): personal from the first history
-    item, and the item biases (popularity) for a user with none."""
-
-    reason = "liked by people with your taste"
-
-    def __init__(self, model: FISM) -> None:
-        self.model = model
-
-    def learn_one(
-        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
-    ) -> None:
-        # Positive-only feedback is binary: an event type's weight is not a step count (three
-        # steps per purchase cut ISGD's Online Retail Recall@10 from 0.085 to 0.073).
-        self.model.learn_one(event.item, history, exclude)
-
-    def learn_many(
-        self,
-        events: Sequence[Interaction],
-        histories: Sequence[Sequence[str]],
-        excludes: Sequence[Collection[str]],
-    ) -> None:
-        """A replica's batch of other workers' events (`state.recommender.learn_batch`): one
-        compiled call, exactly `learn_one` per event."""
-        self.model.learn_many([event.item for event in events], histories, excludes)
-
-    def recommend(
-        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
-    ) -> list[Scored]:
-        return self.model.recommend(history, k, exclude)
-
-    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
-        return self.model.score(history, items)
-
-    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
-        return [self.reason] * len(items)
-
-    def forget(self, user: str, history: Sequence[str]) -> None:
-        """Nothing per user is kept. What the user's events taught the item vectors and biases
-        stays: each step mixed the user's items with everyone's gradients, so it cannot be
-        subtracted later (as co-occurrence's pairs can), and none of it names the user."""
-
-    def to_snapshot(self) -> dict[str, Any]:
-        return {"kind": type(self).__name__, "model": increments.part(self.model)}
-
-    @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> FISMRecommender:
-        return cls(FISM.from_snapshot(data["model"]))
 
 
 def _doubled(array: FloatArray) -> FloatArray:

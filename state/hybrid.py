@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from state import increments
-from state.list_gain import filled_gain, paired_t
-from state.recommender import Interaction, Recommender, Scored, learn_batch
+from state.list_gain import filled_gain, gain_at, paired_t
+from state.recommender import Interaction, Ranker, Recommender, Scored, learn_batch
 
 __all__ = ["FUSED", "Explained", "Hybrid"]
 
@@ -194,15 +194,21 @@ class Hybrid:
         else:  # the fused list is k of the pool's items (all when fewer): without the item
             # in the pool, any k of them give the same gain, 0 (or the same fill when short)
             lists = {FUSED: [item for item, _ in proposed[:k]]}
+        ranked: dict[str, float] = {}  # gains known from a rank alone: no list built
         for name, model in self.components.items():
-            own = (
-                proposed[:k]
-                if name == self.pool
-                else model.recommend(user, history, ts, k, exclude)
-            )
-            lists[name] = [item for item, _ in own]
+            if name == self.pool:
+                lists[name] = [item for item, _ in proposed[:k]]
+                continue
+            rank = None
+            if name not in self.fallback and isinstance(model, Ranker):
+                rank = model.rank(user, history, ts, k, exclude, event.item)
+            if rank is not None:  # a full list: fills cannot reach it
+                ranked[name] = gain_at(rank)
+            else:
+                lists[name] = [item for item, _ in model.recommend(user, history, ts, k, exclude)]
         fills = [lists[name] for name in self.fallback]
         gains = {name: filled_gain(items, fills, event.item, k) for name, items in lists.items()}
+        gains.update(ranked)
         decay, paired, zero = self.decay, self.paired, (0.0, 0.0, 0.0)
         for i, a in enumerate(self.lists):
             gain_a = gains[a]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-__all__ = ["MIN_PROBES", "filled", "filled_gain", "gain", "paired_t"]
+__all__ = ["MIN_PROBES", "filled", "filled_gain", "gain", "gain_at", "paired_t"]
 
 #: Probes (decayed count) before a paired t-test may decide anything.
 MIN_PROBES = 30.0
@@ -27,8 +27,13 @@ def gain(ranked: Sequence[str], item: str, k: int) -> float:
     """NDCG@k gain of `item` in `ranked`: 1 / log2(rank + 1) within the first k, else 0."""
     for rank, candidate in enumerate(ranked[:k], 1):
         if candidate == item:
-            return 1.0 / math.log2(rank + 1)
+            return gain_at(rank)
     return 0.0
+
+
+def gain_at(rank: int) -> float:
+    """NDCG gain at a 1-based `rank`; 0 stands for absent (a model that ranks, `Ranker`)."""
+    return 1.0 / math.log2(rank + 1) if rank else 0.0
 
 
 def filled(items: list[str], fills: Sequence[list[str]], k: int) -> list[str]:

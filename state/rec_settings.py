@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from state.cooccurrence import CoOccurrence
-from state.fism import FISM, FISMRecommender
+from state.fism import FISM
+from state.fism_recommender import FISMRecommender
 from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
 from state.recommender import (

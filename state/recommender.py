@@ -34,6 +34,7 @@ __all__ = [
     "ISGDRecommender",
     "Interaction",
     "MostPopular",
+    "Ranker",
     "Recommender",
     "Scored",
     "TrendingRecommender",
@@ -85,6 +86,25 @@ class Recommender(Protocol):
 
     def to_snapshot(self) -> dict[str, Any]:
         """Plain data, with `"kind"`: the class name (`state.rec_settings.restore`)."""
+        ...
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """A recommender that can say where one item stands in its list without building it:
+    the hybrid's probes need only the next item's rank (`state.top_k.rank_in_top_k`)."""
+
+    def rank(
+        self,
+        user: str,
+        history: Sequence[str],
+        ts: float,
+        k: int,
+        exclude: Collection[str],
+        item: str,
+    ) -> int | None:
+        """`item`'s rank (1..k) in `recommend(user, history, ts, k, exclude)`, 0 when it is
+        not in it, None when that list would be shorter than `k`."""
         ...
 
 

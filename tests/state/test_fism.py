@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from flows.evaluate import load_interactions, replay
-from state.fism import FISM, FISMRecommender
+from state.fism import FISM
+from state.fism_recommender import FISMRecommender
 from state.rec_settings import RecSettings, build, restore
 from state.recommender import Interaction, MostPopular, Recommender
 

@@ -13,7 +13,8 @@ import pytest
 
 from flows.evaluate import load_interactions, push_history
 from state import snapshots
-from state.fism import FISM, FISMRecommender
+from state.fism import FISM
+from state.fism_recommender import FISMRecommender
 from state.rec_settings import RecSettings, build, restore
 from state.recommender import BatchLearner, Interaction, learn_batch
 from tests.state import fism_support

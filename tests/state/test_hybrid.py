@@ -265,21 +265,26 @@ class Definitional(Hybrid):
 
 
 def test_probes_score_every_list_as_the_definition_does() -> None:
-    """The probe skips fusing a pool without the item and filling a full list: the paired
-    statistics and the leader are those of building every list in full, probe by probe."""
+    """The probe skips fusing a pool without the item, filling a full list and building the
+    list of a model that can rank the item (FISM): the paired statistics and the leader are
+    those of building every list in full, probe by probe."""
     import random
 
     from state.cooccurrence import CoOccurrence
-    from state.recommender import CoocRecommender, MostPopular, TrendingRecommender
+    from state.fism import FISM
+    from state.fism_recommender import FISMRecommender
+    from state.recommender import CoocRecommender, MostPopular, Ranker, TrendingRecommender
 
     def build(cls: type[Hybrid]) -> Hybrid:
         parts = {
             "cooc": CoocRecommender(CoOccurrence(window=5)),
             "other": Fixed({f"i{n}": float(n % 7) for n in range(30)}),
+            "fism": FISMRecommender(FISM(n_factors=4, negatives=2, bias_learning_rate=0.01)),
             "pop": MostPopular(),
             "trending": TrendingRecommender(3600.0),
         }
-        weights = {"cooc": 1.0, "other": 0.5}
+        assert isinstance(parts["fism"], Ranker)  # the fast hybrid asks it for ranks only
+        weights = {"cooc": 1.0, "other": 0.5, "fism": 0.5}
         return cls(
             parts,
             weights,
