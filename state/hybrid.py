@@ -129,6 +129,9 @@ class Hybrid:
         if depth < 1 or c < 0 or halflife <= 0 or probe_every < 1 or k < 1:
             raise ValueError("depth, probe_every and k must be >= 1, c >= 0, halflife > 0")
         self.components = dict(components)
+        #: Asked by probes for a rank, not a list (a fallback's list fills others; checked once)
+        rankers = ((n, m) for n, m in components.items() if n not in fallback)
+        self._rankers = {name: model for name, model in rankers if isinstance(model, Ranker)}
         self.weights = {name: w for name, w in weights.items() if w > 0}
         self.pool = pool
         self.depth = depth
@@ -199,9 +202,10 @@ class Hybrid:
             if name == self.pool:
                 lists[name] = [item for item, _ in proposed[:k]]
                 continue
-            rank = None
-            if name not in self.fallback and isinstance(model, Ranker):
-                rank = model.rank(user, history, ts, k, exclude, event.item)
+            ranker = self._rankers.get(name)
+            rank = (
+                None if ranker is None else ranker.rank(user, history, ts, k, exclude, event.item)
+            )
             if rank is not None:  # a full list: fills cannot reach it
                 ranked[name] = gain_at(rank)
             else:
