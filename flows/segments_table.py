@@ -33,6 +33,8 @@ class SegmentRow:
     size: int
     defining: str
     last_change: str
+    #: "live", or for a cluster segment nobody is in now "empty: <why>" (not a live segment)
+    status: str = "live"
 
 
 def read_model(client: redis.Redis, prefix: str) -> dict[str, Any]:
@@ -69,13 +71,15 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
     for segment in sorted(set(clusters) | set(infos), key=_order):
         described = clusters.get(segment, {})
         info = infos.get(segment, {})
+        size = sizes.get(segment, 0)
         rows.append(
             SegmentRow(
                 segment=segment,
                 name=info.get("name") or described.get("name", ""),  # the newest first
-                size=sizes.get(segment, 0),
+                size=size,
                 defining=_defining(described.get("zscores", {})),
                 last_change=_when(info.get("changed_at")),
+                status="live" if size else _empty(described),
             )
         )
     rows += [
@@ -84,6 +88,13 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
         if segment not in clusters and segment not in infos
     ]
     return rows
+
+
+def _empty(described: dict[str, Any]) -> str:
+    """Why a cluster segment has no member: every user's profile is nearer another centre
+    (its anchor is where the points it learned from stood, `learned` of them)."""
+    learned = described.get("learned", 0)
+    return f"empty: every user is nearer another segment now (it learned from {learned} users)"
 
 
 def _label(segment: str) -> str:
@@ -98,9 +109,13 @@ def _order(segment: str) -> tuple[str, int, str]:
 
 
 def render_table(rows: list[SegmentRow]) -> list[str]:
-    """Fixed-width lines, widths fitted to the content."""
+    """Fixed-width lines, widths fitted to the content; segments nobody is in come last,
+    under a line that says so, with their reason in place of defining features."""
     head = SegmentRow("segment", "name", 0, "defining features", "last change")
-    cells = [[r.segment, r.name, str(r.size), r.defining, r.last_change] for r in rows]
+    live = [r for r in rows if r.status == "live"]
+    empty = [r for r in rows if r.status != "live"]
+    cells = [[r.segment, r.name, str(r.size), r.defining, r.last_change] for r in live]
+    cells += [[r.segment, r.name, "-", r.status, r.last_change] for r in empty]
     header = [head.segment, head.name, "size", head.defining, head.last_change]
     widths = [max(len(row[i]) for row in [header, *cells]) for i in range(len(header))]
 
@@ -109,7 +124,11 @@ def render_table(rows: list[SegmentRow]) -> list[str]:
         parts += [row[3].ljust(widths[3]), row[4]]
         return "  ".join(parts).rstrip()
 
-    return [line(header), *(line(row) for row in cells)]
+    lines = [line(header), *(line(row) for row in cells[: len(live)])]
+    if empty:
+        lines.append("not live (no members):")
+        lines += [line(row) for row in cells[len(live) :]]
+    return lines
 
 
 def quality_line(client: redis.Redis, prefix: str) -> str:

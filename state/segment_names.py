@@ -34,6 +34,7 @@ __all__ = ["MAX_NAME_PARTS", "Z_THRESHOLD", "SegmentNamer", "describe", "feature
 Z_THRESHOLD = 0.5
 MAX_NAME_PARTS = 3
 TYPICAL = "typical"
+SEPARATOR = " · "
 
 #: Words for a high / low value of the profile's features (others read "high <name>").
 _LABELS: dict[str, tuple[str, str]] = {
@@ -72,7 +73,12 @@ def describe(z: Mapping[str, float], device: str | None, max_parts: int = MAX_NA
     parts = [feature_label(n, z[n] > 0) for _, n in strong[:room]]
     if device:
         parts.append(device)
-    return " · ".join(parts) if parts else TYPICAL
+    return SEPARATOR.join(parts) if parts else TYPICAL
+
+
+def _words(name: str) -> frozenset[str]:
+    """A name's parts, in any order."""
+    return frozenset(name.split(SEPARATOR))
 
 
 def _distance(a: Sequence[float], b: Sequence[float]) -> float:
@@ -112,14 +118,16 @@ class SegmentNamer:
         return True
 
     def _unique(self, segment: int, candidate: Callable[[int], str]) -> str:
-        taken = {name for s, name in self.names.items() if s != segment}
+        """A name whose words differ from every other segment's: "a · b" and "b · a" read
+        the same to a person, so they count as one name."""
+        taken = {_words(name) for s, name in self.names.items() if s != segment}
         name = candidate(MAX_NAME_PARTS)
         for parts in (MAX_NAME_PARTS + 1, MAX_NAME_PARTS + 2):
-            if name not in taken:
+            if _words(name) not in taken:
                 return name
             name = candidate(parts)
         base, n = name, 2
-        while name in taken:
+        while _words(name) in taken:
             name, n = f"{base} #{n}", n + 1
         return name
 

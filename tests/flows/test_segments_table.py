@@ -52,3 +52,21 @@ def test_rows_in_order_with_newest_names_sizes_and_labels(r: redis.Redis) -> Non
 
 def test_nothing_published_yet(r: redis.Redis) -> None:
     assert read_rows(r, P) == [] and quality_line(r, P) == ""
+
+
+def test_a_cluster_nobody_is_in_is_not_listed_as_live(r: redis.Redis) -> None:
+    """A cluster segment whose members all left is shown apart, with why, never as a live
+    segment of size 0."""
+    write_state(r)
+    record = orjson.loads(r.hget(f"{P}:segments:model", "record") or b"{}")
+    record["segments"]["cluster:5"] = {"name": "deep sessions", "zscores": {}, "learned": 12}
+    r.hset(f"{P}:segments:model", "record", orjson.dumps(record))
+    rows = read_rows(r, P)
+    empty = [x for x in rows if x.status != "live"]
+    assert [(x.segment, x.size) for x in empty] == [("cluster:5", 0)]
+    assert "nearer another segment" in empty[0].status and "12 users" in empty[0].status
+    assert all(x.size > 0 for x in rows if x.status == "live")
+    lines = render_table(rows)
+    heading = lines.index("not live (no members):")
+    assert [line.split()[0] for line in lines[heading + 1 :]] == ["cluster:5"]
+    assert all("cluster:5" not in line for line in lines[:heading])

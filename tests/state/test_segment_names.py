@@ -32,6 +32,16 @@ def test_names_are_unique_by_adding_detail_then_a_number() -> None:
     assert namer.names[2] == "big spenders #2"
 
 
+def test_the_same_words_in_another_order_are_the_same_name() -> None:
+    """A person reads "buying now · frequent buyers" and "frequent buyers · buying now" as
+    one segment: the second gets the next strongest deviation added."""
+    namer = SegmentNamer()
+    namer.update(0, [1.0], lambda parts: "buying now · frequent buyers · many sessions")
+    more = ["many sessions · buying now · frequent buyers", "long sessions"]
+    namer.update(1, [5.0], lambda parts: " · ".join(more[: 1 if parts <= 3 else 2]))
+    assert namer.names[1] == "many sessions · buying now · frequent buyers · long sessions"
+
+
 def test_names_stay_until_the_segment_really_moves() -> None:
     namer = SegmentNamer(rename_distance=1.0)
     namer.update(0, [0.0, 0.0], lambda parts: "typical")
