@@ -45,6 +45,7 @@ from operators.keys import (
     model_key,
     quality_key,
     recs_key,
+    segment_key,
     segments_key,
     updates_stream,
     user_key,
@@ -271,8 +272,8 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                 "changed_at": info.changed_at,
             }
             self._segment_script(
-                keys=[segments_key(self._prefix)],
-                args=[info.segment, info.version, dumps(value)],
+                keys=[segments_key(self._prefix), segment_key(self._prefix, info.segment)],
+                args=[info.segment, info.version, dumps(value), dumps(info.segment)],
                 client=pipe,
             )
         if model is not None:

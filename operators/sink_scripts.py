@@ -65,6 +65,24 @@ for i = 9, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
   names[#names + 1] = ARGV[i]
 end
+-- A segment's name lives in the segments hash (SEGMENT_SCRIPT renames its members): an
+-- output drafted before a rename carries the old one, so the stored name is the hash's.
+local renamed = nil
+if new['segment'] then
+  local segment = cjson.decode(new['segment'])
+  local info = type(segment) == 'string' and segment ~= ''
+               and redis.call('HGET', prefix .. ':segments', segment)
+  if info then
+    local ok, decoded = pcall(cjson.decode, info)
+    if ok and type(decoded) == 'table' and type(decoded['name']) == 'string' then
+      local name = cjson.encode(decoded['name'])
+      if name ~= new['segment_name'] then
+        new['segment_name'] = name
+        renamed = name
+      end
+    end
+  end
+end
 
 -- Segment ids the user belongs to: the cluster segment, 'rfm:<tier>' and 'rule:<name>' per rule.
 local function memberships(fields)
@@ -141,6 +159,7 @@ for _, id in ipairs(after) do
 end
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
 redis.call('HSET', user_key, unpack(ARGV, 9))
+if renamed then redis.call('HSET', user_key, 'segment_name', renamed) end
 redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
 
 local quoted = {}
@@ -188,16 +207,32 @@ redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
 return 1
 """
 
-# KEYS: 1 segments hash. ARGV: 1 segment id, 2 version, 3 JSON value. Same version guard.
+# KEYS: 1 segments hash, 2 the segment's member set. ARGV: 1 segment id, 2 version, 3 JSON
+# value, 4 the segment id as a user hash stores it (JSON). Same version guard. A new name is
+# written into every member's profile too (`segment_name`), so a profile and the segment
+# table never disagree (USER_SCRIPT stores the hash's name): one HMGET and at most one
+# HSET per member, once per rename (names change only when a segment really moved).
+# Returns the members renamed, or -1 when an older version was refused.
 SEGMENT_SCRIPT = """
 local old = redis.call('HGET', KEYS[1], ARGV[1])
 if old then
   local ok, decoded = pcall(cjson.decode, old)
   if ok and type(decoded) == 'table' and tonumber(decoded['version'])
      and tonumber(decoded['version']) >= tonumber(ARGV[2]) then
-    return 0
+    return -1
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-return 1
+local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #(':segment:' .. ARGV[1]))
+local name = cjson.encode(cjson.decode(ARGV[3])['name'])  -- encoded as USER_SCRIPT does
+local renamed = 0
+for _, uid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local user_key = prefix .. ':user:' .. uid
+  local fields = redis.call('HMGET', user_key, 'segment', 'segment_name')
+  if fields[1] == ARGV[4] and fields[2] ~= name then
+    redis.call('HSET', user_key, 'segment_name', name)
+    renamed = renamed + 1
+  end
+end
+return renamed
 """

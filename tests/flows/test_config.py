@@ -25,7 +25,7 @@ def test_defaults_are_the_documented_file() -> None:
     config = load_config(env={})
     assert config["source"]["batch_size"] == 1000
     assert config["segments"]["clusterer"] == "KMeans"
-    assert config["segments"]["params"] == {"n_clusters": 6, "halflife": 0.5, "sigma": 0.5}
+    assert config["segments"]["params"] == {}  # the measured clusterer defaults apply
     assert config.min_ts == 631152000.0
     assert config.redis_url == ""
 
@@ -148,3 +148,21 @@ def test_a_taken_metrics_port_stops_run_with_exit_2(
         path = write(tmp_path, f"[metrics]\nport = {port}\n")
         assert main(["--config", str(path), "run"]) == 2
     assert "metrics.port" in capsys.readouterr().err
+
+
+def test_the_shipped_clusterer_settings_are_the_measured_ones() -> None:
+    """defaults.toml departs from none of the clusterer defaults that benchmarks/segments.py
+    chose (state/clusterers.py): the worker runs exactly those (k = 5, halflife 0.05)."""
+    from flows.worker import model_params
+    from operators.models import ModelsLogic
+    from state.clusterers import CLUSTERER_DEFAULTS
+
+    config = load_config(env={})
+    assert config["segments"]["params"] == {}
+    segmenter = ModelsLogic(model_params(config)).state.segments.segmenter
+    measured = CLUSTERER_DEFAULTS[config["segments"]["clusterer"]]
+    effective = segmenter.model_params()
+    assert {key: effective[key] for key in measured if key != "warmup"} == {
+        key: value for key, value in measured.items() if key != "warmup"
+    }
+    assert (effective["n_clusters"], effective["halflife"]) == (5, 0.05)

@@ -1,0 +1,66 @@
+"""The demo's segments as a reader sees them: names a person can tell apart, no live segment
+without members, and every profile naming its segment as the segment table does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import redis
+
+from flows.segments_table import read_rows
+from operators.keys import segments_key, user_key
+from state.segment_names import SEPARATOR
+
+PREFIX = "seg-demo"
+
+
+def test_the_demo_sample_gives_segments_a_reader_can_tell_apart(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
+    env.update(REDIS_URL=redis_url, TAILOR_REDIS_PREFIX=PREFIX, TAILOR_METRICS_PORT="0")
+    env["TAILOR_RECOVERY_DIR"] = str(tmp_path / "recovery")
+    done = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "users with a profile: 1500" in done.stdout
+
+    rows = read_rows(r, PREFIX)
+    live = [row for row in rows if row.segment.startswith("cluster:") and row.status == "live"]
+    assert len(live) >= 3, rows
+    assert all(row.size > 0 for row in live)
+    words = [frozenset(row.name.split(SEPARATOR)) for row in live]
+    assert len(set(words)) == len(words), [row.name for row in live]
+    # the printed table lists no cluster of size 0 among the live ones
+    table = done.stdout.split("segments:", 1)[1].split("where to look:")[0].splitlines()[1:]
+    header = next(line for line in table if line.split()[:3] == ["segment", "name", "size"])
+    size_end = header.index("size") + len("size")  # sizes are right-aligned under it
+    head = table.index(header)
+    tail = table.index("  not live (no members):") if "  not live (no members):" in table else None
+    live_lines = [line for line in table[head + 1 : tail] if line.strip().startswith("cluster:")]
+    sizes = [int(line[:size_end].split()[-1]) for line in live_lines]
+    assert len(sizes) == len(live) and all(sizes), table
+
+    names = {
+        key.decode(): orjson.loads(value)["name"]
+        for key, value in r.hgetall(segments_key(PREFIX)).items()
+    }
+    stale = []
+    for n in range(1500):
+        user = f"user-{n:05d}"
+        segment, name = r.hmget(user_key(PREFIX, user), "segment", "segment_name")
+        assert segment is not None and name is not None, user
+        if orjson.loads(segment) and names.get(orjson.loads(segment)) != orjson.loads(name):
+            stale.append(user)
+    assert not stale, f"{len(stale)} profiles name their segment otherwise, e.g. {stale[:3]}"
