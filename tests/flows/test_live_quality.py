@@ -71,7 +71,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "5075be4935eae73d8b5508358d6b16c66c0ba47c0b61fed6877a8f1bc3e0b3b9",
+        "2da018d34f94a87e85619c3cd3c2f4e61fde3018c251f3f4a3613d2a5651b32d",
     )
     assert whole == (
         5802,
@@ -84,5 +84,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "33b1eecfd5365c40d71a36f1bed90eef9dbec757ae608e4a4250f1941d61065e",
+        "30dc7147bc6699307865150fd3afb6495a5a22a1499d7d8b75133fab908b798f",
     )
