@@ -28,11 +28,9 @@ on how the stream was cut into batches; and serving computes only the leader's l
 
 Cold start: a user with no history gets the first non-empty list of `fallback` (all-time
 popularity, trending in the user's segment, trending overall), and a short list is filled from
-it, in the configured order: ordering it by each list's own hits on the probes chose trending
-on Online Retail, where popularity is the better filler of co-occurrence's short lists (77,370
-against 77,380 hits, undamped co-occurrence); a later list is still served before an earlier
-one when it beats it on the probes (`leader`). Each recommendation carries the component that
-contributed most to it.
+it in the configured order (ordering it by each list's hits on the probes chose worse fillers
+on Online Retail); a later list is still served before an earlier one when it beats it on the
+probes (`leader`). Each recommendation carries the component that contributed most to it.
 
 >>> from state.recommender import Interaction, MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
@@ -203,13 +201,11 @@ class Hybrid:
                 lists[name] = [item for item, _ in proposed[:k]]
                 continue
             ranker = self._rankers.get(name)
-            rank = (
-                None if ranker is None else ranker.rank(user, history, ts, k, exclude, event.item)
-            )
-            if rank is not None:  # a full list: fills cannot reach it
-                ranked[name] = gain_at(rank)
-            else:
+            rank = ranker.rank(user, history, ts, k, exclude, event.item) if ranker else None
+            if rank is None:  # else a full list: fills cannot reach it, its rank decides
                 lists[name] = [item for item, _ in model.recommend(user, history, ts, k, exclude)]
+            else:
+                ranked[name] = gain_at(rank)
         fills = [lists[name] for name in self.fallback]
         gains = {name: filled_gain(items, fills, event.item, k) for name, items in lists.items()}
         gains.update(ranked)
