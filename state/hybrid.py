@@ -1,9 +1,8 @@
 """A hybrid recommender: one model proposes, several re-rank, the best list is served.
 
 Blending raw scores across models fails because their scales have nothing in common (a
-co-occurrence probability, a dot product of latent factors, a decayed count); a z-score blend,
-measured here, diluted co-occurrence, and fusing each model's own top list (reciprocal rank
-fusion of co-occurrence and ISGD) added only 0.001 Recall@10 on MovieLens. What works is to
+co-occurrence probability, a dot product of latent factors, a decayed count): a z-score blend
+diluted co-occurrence, and fusing each model's own top list added almost nothing. What works is to
 let the strongest model propose a pool of candidates (co-occurrence's top `depth`) and every
 weighted component *rank that pool* by its own score (ISGD's u·i, the match of an item's
 categories with the user's taste, ...); an item earns ``weight / (c + rank)`` from each
