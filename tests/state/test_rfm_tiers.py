@@ -19,18 +19,16 @@ from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
 import orjson
 import pytest
 
 from operators.adapters import read_cdnow
+from state.batch_rfm import Values, batch_cuts, batch_tier
 from state.event import Event
 from state.rfm import RFM
 from state.rfm_tiers import (
-    QUANTILES,
     TIER_LABELS,
     TIERS,
-    Cuts,
     RFMTiers,
     fm_score,
     score_higher_better,
@@ -41,7 +39,6 @@ from state.rfm_tiers import (
 
 DAY = 86400.0
 CAP = 365.0
-Values = tuple[float, float, float]  # (recency days, frequency, monetary)
 
 
 # --- the map and the score rule ----------------------------------------------------------
@@ -102,22 +99,6 @@ def test_a_value_equal_to_a_cut_point_takes_the_worse_score() -> None:
 def learn_all(tiers: RFMTiers, customers: Iterable[tuple[str, Values]], now: float) -> None:
     for user, (r, f, m) in customers:
         tiers.learn_one(user, r, f, m, now=now)
-
-
-def batch_cuts(values: list[Values]) -> Cuts:
-    """The reference cut points: numpy's inverted-CDF quintiles of each dimension."""
-    columns = [np.array([v[d] for v in values], dtype=float) for d in range(3)]
-    r, f, m = (
-        tuple(float(x) for x in np.quantile(c, QUANTILES, method="inverted_cdf")) for c in columns
-    )
-    return r, f, m
-
-
-def batch_tier(value: Values, cuts: Cuts) -> str:
-    r = score_lower_better(value[0], cuts[0])
-    f = score_higher_better(value[1], cuts[1])
-    m = score_higher_better(value[2], cuts[2])
-    return tier_of(r, fm_score(f, m))
 
 
 def random_customers(n: int, seed: int) -> list[tuple[str, Values]]:

@@ -1,0 +1,196 @@
+"""Online segments and RFM tiers against batch ones, on real customers (issue 23's benchmark).
+
+    flock /work/wt/measure.lock python -m benchmarks.real_segments [--data online-retail]
+        [--compare "segments.params.n_clusters=6;segments.params.halflife=0.5" ...] [--json]
+
+Replays a whole dataset (`online-retail`: UCI Online Retail, 4,338 customers; `cdnow`: 23,570
+customers) through the real worker (`source.kind = "replay"`, the dataset's adapter, the
+default configuration plus any `--setting`), on its own `redis-server`, then reads every
+profile back from Redis as an application would and reports, on the users that have a cluster
+segment:
+
+- live cluster segments and the smallest one's share of users;
+- the silhouette of the stored segments on the clusterer's own encoding of the stored
+  features (each feature's transform, standardised over these users, devices one-hot),
+  against batch k-means's (scikit-learn `KMeans(n_init=10)`, as many clusters as live
+  segments) on the same matrix, and the adjusted Rand index between the two;
+- for customers (users who bought): the share whose stored RFM tier equals a batch RFM
+  computed over all customers at the end of the replay (`state.batch_rfm`, recency measured
+  to the data's last event, as a marketer's batch job would).
+
+The first row is the default configuration; each `--compare` adds a row for the defaults with
+its settings over them (`section.key=value`, TOML values, `;` between settings,
+`segments.params.<key>` for the clusterer's), replayed in turn in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import redis
+from bytewax.testing import run_main
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score, silhouette_score
+
+from benchmarks.throughput import start_server
+from flows.config import Config, load_config
+from flows.worker import build_redis_flow, model_params
+from state.batch_rfm import Values, batch_cuts, batch_tier
+from state.segmenter import TRANSFORMS, default_transforms
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+FILES = {
+    "online-retail": DATA / "online-retail" / "online_retail.csv.gz",
+    "cdnow": DATA / "cdnow" / "cdnow_master.csv",
+}
+PREFIX = "realseg"
+DAY_S = 86400.0
+SEED = 42
+SILHOUETTE_SAMPLE = 5000
+
+
+def configured(url: str, data: str, settings: list[str]) -> Config:
+    """The default configuration replaying `data` into `url`, with `settings` over it."""
+    config = load_config(env={}).with_value("redis", "url", url)
+    for section, key, value in [
+        ("redis", "prefix", PREFIX),
+        ("metrics", "port", 0),
+        ("recovery", "enabled", False),
+        ("source", "kind", "replay"),
+        ("source", "replay_paths", [str(FILES[data])]),
+        ("source", "replay_adapter", data),
+    ]:
+        config = config.with_value(section, key, value)
+    for setting in settings:
+        name, _, raw = setting.partition("=")
+        value = tomllib.loads(f"v = {raw}")["v"]
+        parts = name.split(".")
+        if parts[:2] == ["segments", "params"]:
+            params = {**config["segments"]["params"], parts[2]: value}
+            config = config.with_value("segments", "params", params)
+        else:
+            config = config.with_value(parts[0], parts[1], value)
+    return config
+
+
+def profiles(client: redis.Redis) -> list[dict[str, Any]]:
+    """Every stored profile, its JSON fields decoded."""
+    out = []
+    for key in client.scan_iter(match=f"{PREFIX}:user:*", count=1000):
+        raw = client.hgetall(key)
+        out.append({k.decode(): orjson.loads(v) for k, v in raw.items()})
+    return out
+
+
+def encoded(config: Config, users: list[dict[str, Any]]) -> np.ndarray:
+    """The clusterer's encoding of the stored features, standardised over `users`, with the
+    devices one-hot (unscaled), as the online segmenter sees a profile."""
+    params = model_params(config)
+    transforms = {**default_transforms(params.features), **(params.transforms or {})}
+    columns = [
+        [TRANSFORMS[transforms[name]][0](float(u["features"].get(name, 0.0))) for u in users]
+        for name in params.features
+    ]
+    matrix = np.array(columns, dtype=float).T
+    std = matrix.std(axis=0)
+    matrix = (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    devices = [[1.0 if u.get("device") == d else 0.0 for d in params.devices] for u in users]
+    return np.hstack([matrix, np.array(devices, dtype=float)])
+
+
+def rfm_agreement(users: list[dict[str, Any]]) -> tuple[float, int]:
+    """Share of customers whose stored tier is a batch RFM's at the end of the replay."""
+    end = max(float(u["last_event_ts"]) for u in users)
+    customers: list[tuple[str, Values]] = []
+    for u in users:
+        f = u["features"]
+        if f.get("purchases_total", 0) <= 0:
+            continue
+        last_purchase = float(u["last_event_ts"]) - float(f["recency_days"]) * DAY_S
+        recency = min(365.0, (end - last_purchase) / DAY_S)
+        customers.append(
+            (u.get("rfm_segment") or "", (recency, f["purchases_total"], f["spend_total"]))
+        )
+    cuts = batch_cuts([values for _tier, values in customers])
+    same = sum(1 for tier, values in customers if tier == batch_tier(values, cuts))
+    return same / len(customers), len(customers)
+
+
+def silhouette(matrix: np.ndarray, labels: list[Any]) -> float:
+    """scikit-learn's silhouette, on a seeded sample of 5,000 users when there are more."""
+    sample = min(len(labels), SILHOUETTE_SAMPLE)
+    return float(silhouette_score(matrix, labels, sample_size=sample, random_state=SEED))
+
+
+def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
+    """Replay, then score what Redis holds."""
+    client.flushall()
+    run_main(build_redis_flow(config, [Path(p) for p in config["source"]["replay_paths"]]))
+    users = profiles(client)
+    segmented = [u for u in users if u.get("segment")]
+    labels = [u["segment"] for u in segmented]
+    live = sorted(set(labels))
+    matrix = encoded(config, segmented)
+    batch = KMeans(n_clusters=len(live), n_init=10, random_state=SEED).fit_predict(matrix)
+    agree, customers = rfm_agreement(users)
+    return {
+        "users": len(users),
+        "segmented": len(segmented),
+        "live_segments": len(live),
+        "smallest_share": min(labels.count(s) for s in live) / len(segmented),
+        "silhouette_online": silhouette(matrix, labels),
+        "silhouette_batch": silhouette(matrix, list(batch)),
+        "ari_batch": float(adjusted_rand_score(labels, batch)),
+        "customers": customers,
+        "rfm_same_as_batch": agree,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", choices=sorted(FILES), default="online-retail")
+    parser.add_argument(
+        "--compare",
+        action="append",
+        default=[],
+        help="another configuration: section.key=value settings separated by ';'",
+    )
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    runs = [[], *([s for s in c.split(";") if s] for c in args.compare)]
+    server, url = start_server()
+    client = redis.Redis.from_url(url)
+    rows = []
+    try:
+        for settings in runs:
+            rows.append(
+                {"settings": settings, **measure(configured(url, args.data, settings), client)}
+            )
+    finally:
+        server.terminate()
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    print(f"{args.data}: {rows[0]['users']:,} users")
+    print(
+        "| settings | segmented | live | smallest | silhouette online / batch | ARI vs batch "
+        "| RFM tier = batch (customers) |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {' '.join(r['settings']) or 'defaults'} | {r['segmented']:,} "
+            f"| {r['live_segments']} | {r['smallest_share']:.1%} | {r['silhouette_online']:.3f} / "
+            f"{r['silhouette_batch']:.3f} | {r['ari_batch']:.3f} "
+            f"| {r['rfm_same_as_batch']:.1%} ({r['customers']:,}) |"
+        )
+
+
+if __name__ == "__main__":
+    main()
