@@ -59,6 +59,7 @@ from state.rec_settings import RecSettings
 from state.rules import RuleError, RuleSet
 from state.segmenter import Segmenter
 from state.user import feature_names as state_feature_names
+from state.user import profile_feature_names
 
 
 def validation_params(config: Config) -> ValidationParams:
@@ -100,8 +101,15 @@ def user_state_params(config: Config, opted_out: frozenset[str] = frozenset()) -
 
 
 def feature_names(config: Config) -> tuple[str, ...]:
-    """The numeric features every profile carries, with the configured window names."""
+    """The behavioural features with the configured window names: what the clusterer sees
+    unless `segments.features` names others."""
     return state_feature_names(config["state"]["windows_s"])
+
+
+def profile_features(config: Config) -> tuple[str, ...]:
+    """Every numeric feature a profile carries (behavioural and context): rules and
+    `segments.features` may use any of them."""
+    return profile_feature_names(config["state"]["windows_s"])
 
 
 def model_params(config: Config) -> ModelParams:
@@ -111,7 +119,7 @@ def model_params(config: Config) -> ModelParams:
         RuleSet(params.rules, params.rule_names())
     except RuleError as exc:
         raise ConfigError(f"segments.rules.{exc.rule}: {exc}") from exc
-    unknown = sorted(set(params.transforms or {}) - set(feature_names(config)))
+    unknown = sorted(set(params.transforms or {}) - set(profile_features(config)))
     if unknown:
         raise ConfigError(f"segments.features: not profile features: {unknown}")
     try:
@@ -153,7 +161,7 @@ def _model_params(config: Config) -> ModelParams:
         clusterer=segments["clusterer"],
         clusterer_params=dict(segments["params"]),
         features=tuple(segments["features"]) or feature_names(config),
-        profile_features=feature_names(config),
+        profile_features=profile_features(config),
         transforms=dict(segments["features"]) or None,
         devices=tuple(segments["devices"]),
         rules=dict(segments["rules"]),

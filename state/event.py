@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
 from state.crossing import crossing
+from state.zones import zone_of
 
 DEFAULT_EVENT_TYPES: frozenset[str] = frozenset(
     {
@@ -84,6 +85,7 @@ class Event:
     device: str | None = None
     referrer: str | None = None
     consent: bool | None = None
+    tz: str | None = None  # the user's time zone at the event (`state.zones`), else UTC
 
     @property
     def amount(self) -> float:
@@ -167,6 +169,7 @@ def _build(obj: dict[str, Any], event_types: frozenset[str]) -> Event:
         _optional_id(obj, "device"),
         _optional_text(obj, "referrer"),
         _optional_bool(obj.get("consent")),
+        _optional_tz(obj.get("tz")),
     )
 
 
@@ -224,6 +227,15 @@ def _optional_text(obj: dict[str, Any], name: str) -> str | None:
         raise _Refused("wrong_type", name)
     if len(value) > MAX_REFERRER_LENGTH:
         raise _Refused("too_long", name)
+    return value
+
+
+def _optional_tz(value: Any) -> str | None:
+    """An IANA zone name or a ±HH:MM offset that `state.zones.zone_of` knows."""
+    if value is None or value == "":
+        return None
+    if not _plain_id(value) or zone_of(value) is None:
+        raise _Refused("wrong_type", "tz")
     return value
 
 

@@ -30,6 +30,7 @@ from typing import Any
 from river import preprocessing
 
 from state.clusterers import CLUSTERER_DEFAULTS, build_clusterer
+from state.context import CONTEXT_FEATURES
 from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
 from state.segment_registry import SegmentRegistry
 from state.user import FEATURE_NAMES
@@ -67,8 +68,9 @@ TRANSFORMS: dict[str, tuple[Callable[[float], float], Callable[[float], float]]]
     "log": (_compress, _expand),
     "standard": (_finite, _finite),
 }
-#: Features that are already bounded and read better without the log.
-_STANDARD_BY_DEFAULT = frozenset({"bounce_rate"})
+#: Features that are already bounded and read better without the log: rates, shares and
+#: the context mix's cyclical coordinates (`state.context`).
+_STANDARD_BY_DEFAULT = frozenset({"bounce_rate", *CONTEXT_FEATURES})
 
 
 def default_transforms(features: Sequence[str]) -> dict[str, str]:

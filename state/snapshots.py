@@ -16,7 +16,7 @@ format 1) or from a newer release cannot be read: `decode` raises `SnapshotForma
 
 >>> blob = encode("models", {"n": 3})
 >>> blob.startswith(MAGIC), header(blob), decode(blob, "models")
-(True, (2, 'models'), {'n': 3})
+(True, (3, 'models'), {'n': 3})
 >>> problem(b"\\x80\\x05K\\x03.")  # a bare pickle: what the release before wrote
 'a snapshot without a format version (from a release before snapshot format 1)'
 """
@@ -26,6 +26,8 @@ from __future__ import annotations
 import pickle
 import struct
 from typing import Any
+
+from state.context import ContextMix
 
 __all__ = [
     "FORMAT",
@@ -41,8 +43,9 @@ __all__ = [
 #: The current snapshot format. Bump it when what a `to_snapshot` stores changes, and
 #: teach `migrate` to turn the previous format into the new one. Format 2: the models'
 #: large parts may be references to bases plus changes (`state.increments`), which a
-#: release of format 1 must refuse rather than misread.
-FORMAT = 2
+#: release of format 1 must refuse rather than misread. Format 3: a user's state holds its
+#: context mix.
+FORMAT = 3
 #: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
 MAGIC = b"\x00tailor-snapshot\x00"
 _VERSION = struct.Struct(">H")
@@ -114,4 +117,8 @@ def migrate(version: int, kind: str, data: Any) -> Any:
         raise SnapshotFormatError(f"snapshot format {version} is not supported")
     # 1 -> 2: format 1 data is format 2 data without references to bases; a trending's
     # stored top cache is rebuilt on load (`Trending.from_snapshot` ignores it).
+    if version < 3 and kind == "user" and "mix" not in data:
+        # 2 -> 3: users gain the context mix (`state.context`); one resumed from an older
+        # store starts it empty, so its shares count the events from the resume on.
+        data = {**data, "mix": ContextMix().to_snapshot()}
     return data

@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from state.context import CONTEXT_FEATURES, ContextMix
 from state.event import Event
 from state.interests import Interests
 from state.rfm import RFM
@@ -33,6 +34,7 @@ __all__ = [
     "FEATURE_NAMES",
     "UserState",
     "feature_names",
+    "profile_feature_names",
 ]
 
 DEFAULT_WINDOWS_S: tuple[float, ...] = (3600, 86400, 604800)
@@ -53,9 +55,16 @@ _RFM_FEATURES = ("recency_days", "purchases_30d", "spend_30d", "purchases_total"
 
 
 def feature_names(windows_s: Iterable[float] = DEFAULT_WINDOWS_S) -> tuple[str, ...]:
-    """The ordered numeric features of a profile for the given view windows."""
+    """The ordered behavioural features (sessions, view windows, RFM) for the given view
+    windows: what the clusterer sees by default."""
     views = tuple(f"views_{window_name(w)}" for w in windows_s)
     return _SESSION_FEATURES + views + _RFM_FEATURES
+
+
+def profile_feature_names(windows_s: Iterable[float] = DEFAULT_WINDOWS_S) -> tuple[str, ...]:
+    """Every numeric feature of a profile: the behavioural ones, then the context mix
+    (`state.context`), which rules use and the clusterer may be given."""
+    return feature_names(windows_s) + CONTEXT_FEATURES
 
 
 #: The numeric features every profile carries, in order, with the default windows.
@@ -116,6 +125,7 @@ class UserState:
         self.interests = Interests(halflife_s=interest_halflife_s, top_n=top_categories)
         self.device: str | None = None
         self.referrer: str | None = None
+        self.mix = ContextMix()
         self._device_ts = float("-inf")
         self._referrer_ts = float("-inf")
         # dicts as ordered sets: O(1) membership, move-to-end and drop-oldest
@@ -130,8 +140,8 @@ class UserState:
 
     @property
     def feature_names(self) -> tuple[str, ...]:
-        """The ordered feature names for this state's windows."""
-        return _SESSION_FEATURES + self.windows.names + _RFM_FEATURES
+        """The ordered names of `features()` for this state's windows."""
+        return _SESSION_FEATURES + self.windows.names + _RFM_FEATURES + CONTEXT_FEATURES
 
     def is_duplicate(self, event: Event) -> bool:
         """True if this event id was accepted within the dedup horizon of the watermark."""
@@ -164,7 +174,9 @@ class UserState:
         self._remember(event, watermark)
 
     def _update_context(self, event: Event) -> None:
-        """Device and referrer of the newest event (in event time) that carries one."""
+        """Device and referrer of the newest event (in event time) that carries one; every
+        event's time, device and channel in the context mix."""
+        self.mix.update(event)
         if event.device is not None and event.ts >= self._device_ts:
             self.device, self._device_ts = event.device, event.ts
         if event.referrer is not None and event.ts >= self._referrer_ts:
@@ -231,6 +243,7 @@ class UserState:
         out["spend_30d"] = r.spend_30d
         out["purchases_total"] = float(r.purchases_total)
         out["spend_total"] = r.spend_total
+        out.update(self.mix.features())
         return out
 
     def to_snapshot(self) -> dict[str, Any]:
@@ -242,6 +255,7 @@ class UserState:
             "rfm": self.rfm.to_snapshot(),
             "interests": self.interests.to_snapshot(),
             "context": (self.device, self.referrer, self._device_ts, self._referrer_ts),
+            "mix": self.mix.to_snapshot(),
             "history": list(self._history),
             "purchased": list(self._purchased),
             "seen": self._seen.copy(),
@@ -262,6 +276,7 @@ class UserState:
             data["interests"], made.interest_halflife_s, made.top_categories
         )
         made.device, made.referrer, made._device_ts, made._referrer_ts = data["context"]
+        made.mix = ContextMix.from_snapshot(data["mix"])
         made._history = dict.fromkeys(data["history"])
         made._purchased = dict.fromkeys(data["purchased"])
         made._seen = dict(data["seen"])

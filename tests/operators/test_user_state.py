@@ -28,6 +28,7 @@ from operators.records import (
 )
 from operators.user_state import UserStateLogic, UserStateParams, user_state
 from state import snapshots
+from state.context import CONTEXT_FEATURES
 from state.event import Event, event_to_dict
 from state.user import FEATURE_NAMES
 
@@ -83,7 +84,7 @@ def test_flow_drops_duplicates_dead_letters_late_events_and_counts_versions() ->
     assert [u.event.event_id for u in updates] == ["a1", "a2", "a4", "a5"]
     last = updates[-1]
     assert last.user_id == "alice" and last.read_at == 123.0
-    assert tuple(last.features) == FEATURE_NAMES
+    assert tuple(last.features) == FEATURE_NAMES + CONTEXT_FEATURES
     assert last.features["session_events"] == 4.0
     assert last.features["spend_total"] == 19.0
     assert last.features["session_duration"] == 300.0  # 900 joined without moving the start

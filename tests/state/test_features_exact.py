@@ -13,9 +13,11 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+from state.context import CONTEXT_FEATURES
 from state.event import Event
 from state.user import FEATURE_NAMES, UserState
 
@@ -81,8 +83,48 @@ def ref_rfm(events: list[Event]) -> dict[str, float]:
     }
 
 
+def ref_context(events: list[Event]) -> dict[str, float]:
+    """The context mix from scratch: local clock times from zoneinfo / fixed offsets, the
+    mean of the unit vectors, shares by device and by channel word or site."""
+    hours, days, weekend = [], [], 0
+    for e in events:
+        if e.tz is None:
+            local = datetime.fromtimestamp(e.ts, UTC)
+        elif e.tz[0] in "+-":
+            sign = -1 if e.tz[0] == "-" else 1
+            offset = timedelta(hours=int(e.tz[1:3]), minutes=int(e.tz[4:6]))
+            local = datetime.fromtimestamp(e.ts, UTC) + sign * offset
+        else:
+            local = datetime.fromtimestamp(e.ts, ZoneInfo(e.tz))
+        seconds = local.hour * 3600 + local.minute * 60 + local.second
+        hours.append(2 * math.pi * seconds / 86400)
+        days.append(2 * math.pi * (local.weekday() * 86400 + seconds) / (7 * 86400))
+        weekend += local.weekday() in (5, 6)
+    n = len(events)
+    out = {
+        "hour_sin": sum(map(math.sin, hours)) / n,
+        "hour_cos": sum(map(math.cos, hours)) / n,
+        "weekday_sin": sum(map(math.sin, days)) / n,
+        "weekday_cos": sum(map(math.cos, days)) / n,
+        "weekend_share": weekend / n,
+    }
+    for device in ("desktop", "mobile", "tablet"):
+        out[f"{device}_share"] = sum(e.device == device for e in events) / n
+    channels = {
+        None: "direct",
+        "google": "search",
+        "email": "email",
+        "ads": "ads",
+        "https://www.instagram.com/p/1": "social",
+        "shop.example": "referral",
+    }
+    for channel in ("direct", "search", "social", "email", "ads", "referral"):
+        out[f"{channel}_share"] = sum(channels.get(e.referrer) == channel for e in events) / n
+    return out
+
+
 def ref_features(events: list[Event]) -> dict[str, float]:
-    return ref_sessions(events) | ref_windows(events) | ref_rfm(events)
+    return ref_sessions(events) | ref_windows(events) | ref_rfm(events) | ref_context(events)
 
 
 def ref_interest_scores(events: list[Event]) -> dict[str, float]:
@@ -111,7 +153,7 @@ def ref_latest(events: list[Event], field: str) -> str | None:
 
 
 def assert_features(got: dict[str, float], want: dict[str, float], where: str) -> None:
-    assert tuple(got) == FEATURE_NAMES
+    assert tuple(got) == FEATURE_NAMES + CONTEXT_FEATURES
     for name, value in want.items():
         if name in INT_FEATURES:
             assert got[name] == value, f"{where}: {name}"
@@ -260,7 +302,8 @@ TYPES = [
 TYPE_WEIGHTS = [20, 30, 15, 8, 3, 8, 10, 6]
 CATEGORIES = [f"cat{i}" for i in range(12)]
 DEVICES = ["desktop", "mobile", "tablet", None]
-REFERRERS = [None, None, "google", "email", "ads"]
+REFERRERS = [None, None, "google", "email", "ads", "https://www.instagram.com/p/1", "shop.example"]
+ZONES = [None, "Europe/Paris", "America/New_York", "+05:30", "-03:00"]
 
 
 def _gap(rng: random.Random) -> float:
@@ -298,6 +341,7 @@ def generated_events(n: int = 2000, users: int = 8, seed: int = 7) -> list[Event
                 quantity=rng.randint(1, 3) if etype == "purchase" else 1,
                 device=rng.choice(DEVICES),
                 referrer=rng.choice(REFERRERS),
+                tz=rng.choice(ZONES),
             )
         )
     return out

@@ -21,7 +21,7 @@ from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
 
 def test_an_envelope_carries_the_format_and_the_kind() -> None:
     blob = snapshots.encode("models", {"counts": np.arange(3), "ids": ["a", "b"]})
-    assert FORMAT == 2
+    assert FORMAT == 3
     assert blob.startswith(MAGIC + struct.pack(">H", FORMAT) + b"models\x00")
     assert snapshots.header(blob) == (FORMAT, "models")
     assert snapshots.problem(blob) is None
@@ -100,3 +100,21 @@ def test_a_format_1_models_snapshot_resumes() -> None:
     assert back.recs.recommend("u3", ("i1",), frozenset(), 300.0) == recs.recommend(
         "u3", ("i1",), frozenset(), 300.0
     )
+
+
+def test_a_format_2_user_snapshot_resumes_with_an_empty_context_mix() -> None:
+    """Format 3 adds the user's context mix: a format-2 user state (no "mix") resumes with
+    its features as they were and a mix that counts from the resume on."""
+    from state.event import Event
+    from state.user import UserState
+
+    user = UserState()
+    user.update(Event("1", "u", "purchase", 1_700_000_000.0, item_id="i", price=5.0))
+    old = user.to_snapshot()
+    del old["mix"]
+    blob = MAGIC + struct.pack(">H", 2) + b"user\x00" + pickle.dumps(old, protocol=5)
+    resumed = UserState.from_snapshot(snapshots.decode(blob, "user"))
+    assert resumed.features()["spend_total"] == 5.0
+    assert resumed.mix.events == 0 and resumed.features()["direct_share"] == 0.0
+    resumed.update(Event("2", "u", "page_view", 1_700_000_100.0, referrer="email"))
+    assert resumed.features()["email_share"] == 1.0

@@ -1,0 +1,152 @@
+"""When and through what a user comes: time of day and week, devices and channels, as shares.
+
+The seeds' segments ask for context, not only for how much a user does: an evening mobile
+shopper and a weekday desktop buyer can have the same counts. Every event adds to lifetime
+tallies, read as features that are bounded and comparable between users:
+
+- ``hour_sin``, ``hour_cos``: the mean of the unit vectors of the events' local times of day
+  (cyclical: 23:00 and 01:00 are neighbours; the direction is the typical hour, the length
+  how concentrated the hours are); ``weekday_sin``, ``weekday_cos`` likewise for the day of
+  the week; ``weekend_share``: the share of events on a Saturday or Sunday.
+- ``desktop_share``, ``mobile_share``, ``tablet_share``: the share of events from each
+  device (events without a device count as neither).
+- ``direct_share``, ``search_share``, ``social_share``, ``email_share``, ``ads_share``,
+  ``referral_share``: the share of events per channel, read from the referrer
+  (`channel_of`).
+
+Local time is the event's `tz` when it carries one (an IANA zone such as ``Europe/Paris``,
+or a fixed offset such as ``+02:00``), else UTC.
+
+>>> from state.event import Event
+>>> mix = ContextMix()
+>>> friday_8pm = 1_704_484_800.0  # 2024-01-05 20:00 UTC
+>>> mix.update(Event("1", "u", "page_view", friday_8pm, device="mobile", referrer="google.com"))
+>>> mix.update(Event("2", "u", "page_view", friday_8pm + 86400, device="mobile", tz="-05:00"))
+>>> f = mix.features()  # the second is on Saturday, 15:00 local time
+>>> f["mobile_share"], f["search_share"], f["direct_share"], f["weekend_share"]
+(1.0, 0.5, 0.5, 0.5)
+>>> round(f["hour_sin"], 3), round(f["hour_cos"], 3)  # mean of 20:00 (300°) and 15:00 (225°)
+(-0.787, -0.104)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from state.event import Event
+from state.zones import zone_of
+
+__all__ = ["CHANNELS", "CONTEXT_FEATURES", "DEVICES", "ContextMix", "channel_of"]
+
+DEVICES = ("desktop", "mobile", "tablet")
+CHANNELS = ("direct", "search", "social", "email", "ads", "referral")
+CONTEXT_FEATURES: tuple[str, ...] = (
+    "hour_sin",
+    "hour_cos",
+    "weekday_sin",
+    "weekday_cos",
+    "weekend_share",
+    *(f"{device}_share" for device in DEVICES),
+    *(f"{channel}_share" for channel in CHANNELS),
+)
+
+_SEARCH = frozenset({"google", "bing", "duckduckgo", "yahoo", "baidu", "yandex", "ecosia", "qwant"})
+_SOCIAL = frozenset(
+    {"facebook", "fb", "instagram", "twitter", "x", "t", "tiktok", "linkedin", "lnkd"}
+    | {"pinterest", "reddit", "youtube", "snapchat", "threads", "mastodon"}
+)
+_EMAIL = frozenset({"mail", "email", "newsletter", "outlook", "gmail"})
+_ADS_MARKS = ("utm_medium=cpc", "utm_medium=paid", "gclid=", "fbclid=", "doubleclick.")
+
+
+def channel_of(referrer: str | None) -> str:
+    """The channel an event came through: a channel's own name as given ("search"), else read
+    from a referrer URL, domain or site name (ad click ids and paid campaign tags first, then
+    the site's names: a mail site, a search engine, a social network); no referrer is
+    "direct", any other site "referral".
+
+    >>> [channel_of(r) for r in (None, "email", "https://l.facebook.com/x", "shop.example")]
+    ['direct', 'email', 'social', 'referral']
+    >>> [channel_of(r) for r in ("google", "https://mail.google.com/", "https://t.co/a?gclid=1")]
+    ['search', 'email', 'ads']
+    """
+    if not referrer:
+        return "direct"
+    text = referrer.strip().lower()
+    if text in CHANNELS:
+        return text
+    if "utm_medium=email" in text:
+        return "email"
+    if any(mark in text for mark in _ADS_MARKS):
+        return "ads"
+    host = text.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    labels = host.split(".")
+    names = set(labels[:-1]) if len(labels) > 1 else set(labels)
+    for channel, known in (("email", _EMAIL), ("search", _SEARCH), ("social", _SOCIAL)):
+        if names & known:
+            return channel
+    return "referral"
+
+
+class ContextMix:
+    """Lifetime tallies of one user's times, devices and channels (module docstring)."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.hour = [0.0, 0.0]  # sums of sin, cos
+        self.weekday = [0.0, 0.0]
+        self.weekend = 0
+        self.devices: dict[str, int] = {}
+        self.channels: dict[str, int] = {}
+
+    def update(self, event: Event) -> None:
+        zone = zone_of(event.tz) if event.tz else None
+        local = datetime.fromtimestamp(event.ts, zone or UTC)
+        day = local.hour + local.minute / 60 + local.second / 3600
+        for sums, angle in (
+            (self.hour, 2 * math.pi * day / 24),
+            (self.weekday, 2 * math.pi * (local.weekday() + day / 24) / 7),
+        ):
+            sums[0] += math.sin(angle)
+            sums[1] += math.cos(angle)
+        self.weekend += local.weekday() >= 5
+        self.events += 1
+        if event.device in DEVICES:
+            self.devices[event.device] = self.devices.get(event.device, 0) + 1
+        channel = channel_of(event.referrer)
+        self.channels[channel] = self.channels.get(channel, 0) + 1
+
+    def features(self) -> dict[str, float]:
+        """The shares and mean directions (all 0 before the first event)."""
+        n = self.events or 1
+        out = {
+            "hour_sin": self.hour[0] / n,
+            "hour_cos": self.hour[1] / n,
+            "weekday_sin": self.weekday[0] / n,
+            "weekday_cos": self.weekday[1] / n,
+            "weekend_share": self.weekend / n,
+        }
+        out.update((f"{d}_share", self.devices.get(d, 0) / n) for d in DEVICES)
+        out.update((f"{c}_share", self.channels.get(c, 0) / n) for c in CHANNELS)
+        return out
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "events": self.events,
+            "hour": list(self.hour),
+            "weekday": list(self.weekday),
+            "weekend": self.weekend,
+            "devices": dict(self.devices),
+            "channels": dict(self.channels),
+        }
+
+    @classmethod
+    def from_snapshot(cls, data: Mapping[str, Any]) -> ContextMix:
+        made = cls()
+        made.events, made.weekend = data["events"], data["weekend"]
+        made.hour, made.weekday = list(data["hour"]), list(data["weekday"])
+        made.devices, made.channels = dict(data["devices"]), dict(data["channels"])
+        return made
