@@ -166,3 +166,21 @@ def test_the_shipped_clusterer_settings_are_the_measured_ones() -> None:
         key: value for key, value in measured.items() if key != "warmup"
     }
     assert (effective["n_clusters"], effective["halflife"]) == (5, 0.05)
+
+
+def test_rules_and_the_clusterer_may_use_the_context_mix() -> None:
+    """The context features are profile features: a rule may name them, and
+    `[segments.features]` may give them to the clusterer (by default it sees the behavioural
+    features only); a name that is no feature still stops start-up."""
+    from flows.worker import model_params
+
+    config = load_config(env={}).with_value(
+        "segments", "rules", {"evening_mobile": "mobile_share > 0.5 and hour_cos < 0"}
+    )
+    chosen = {"spend_total": "log", "weekend_share": "standard"}
+    params = model_params(config.with_value("segments", "features", chosen))
+    assert params.features == ("spend_total", "weekend_share")
+    assert "mobile_share" in params.rule_names() and "hour_cos" in params.rule_names()
+    assert "weekend_share" not in model_params(config).features
+    with pytest.raises(ConfigError, match="not profile features"):
+        model_params(config.with_value("segments", "features", {"moon_phase": "standard"}))

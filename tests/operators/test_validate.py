@@ -282,3 +282,15 @@ def test_every_stamped_record_leaves_as_an_event_or_as_progress() -> None:
     assert [(a.event.event_id, a.stamp) for a in oks] == [("a", stamp), ("b", stamp)]
     assert [(e.offset, e.stamp) for e in errs] == [("2-0", stamp)]
     assert sorted(progress, key=lambda p: p.stamp.seq) == [Progress(stamp), Progress(end)]
+
+
+@pytest.mark.parametrize("tz", ["Mars/Olympus", "+25:00", "UTC+2", 5, "../etc/passwd", "a" * 300])
+def test_a_time_zone_nobody_knows_is_refused(tz: Any) -> None:
+    out = refused(orjson.dumps({**GOOD, "tz": tz}))
+    assert (out.reason, out.detail) == ("wrong_type", "tz")
+
+
+@pytest.mark.parametrize("tz", ["Europe/Paris", "America/Sao_Paulo", "+05:30", "-03:00", "UTC"])
+def test_an_iana_zone_or_an_offset_is_kept(tz: str) -> None:
+    out = check(orjson.dumps({**GOOD, "tz": tz}))
+    assert isinstance(out, Accepted) and out.event.tz == tz
