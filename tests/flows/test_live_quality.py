@@ -71,7 +71,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "2da018d34f94a87e85619c3cd3c2f4e61fde3018c251f3f4a3613d2a5651b32d",
+        "76902a2a27942d62b22c3aef7cda8e65416c2920f01c69e7e8f1fa4deebde91f",
     )
     assert whole == (
         5802,
@@ -84,5 +84,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "30dc7147bc6699307865150fd3afb6495a5a22a1499d7d8b75133fab908b798f",
+        "58c9e5060ad96b6acf03e7b1054543556a5d6ce822329739d4a558a9f4c175e1",
     )
