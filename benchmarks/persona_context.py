@@ -9,8 +9,9 @@ Each user's context features come from the real `state.context.ContextMix` fed w
 events (as many as the user's sessions times events per session, 3 to 60), drawn from a
 separate seeded generator, so the behavioural features are exactly `personas`' own. Then the
 default Segmenter learns the stream and re-predicts held-out users, once on the behavioural
-features (the default) and once with the context mix added; batch k-means on the same
-features is the reference.
+features (the default), once with the context mix added, and once with a context mix that is
+the same for every persona (devices included: dimensions that carry only noise); batch
+k-means on the same features is the reference.
 """
 
 from __future__ import annotations
@@ -58,20 +59,28 @@ CONTEXTS = {
 }
 
 
-def with_context(points: Sequence[PersonaPoint], seed: int) -> list[PersonaPoint]:
-    """The same users with their context features added (a generator of its own)."""
+#: One context for everyone, devices included: context features that carry no signal.
+SHARED = PersonaContext(15.0, 5.0, 0.3, (0.3, 0.25, 0.15, 0.1, 0.1, 0.1))
+
+
+def with_context(
+    points: Sequence[PersonaPoint], seed: int, shared: bool = False
+) -> list[PersonaPoint]:
+    """The same users with their context features added (a generator of its own); with
+    `shared`, every persona's context (and device mix) is the same: pure noise dimensions."""
     rng = random.Random(seed * 7919 + 1)
     out = []
     for point in points:
         persona = PERSONAS[point.label]
-        ctx = CONTEXTS[persona.name]
+        ctx = SHARED if shared else CONTEXTS[persona.name]
+        devices = (1.0, 1.0, 1.0) if shared else persona.devices
         sessions = point.features["session_count"] * point.features["avg_session_events"]
         mix = ContextMix()
         for i in range(min(60, max(3, round(sessions)))):
             day = rng.choice((5, 6)) if rng.random() < ctx.weekend else rng.randrange(5)
             hour = rng.gauss(ctx.hour, ctx.spread) % 24
             ts = MONDAY + rng.randrange(52) * 7 * DAY + day * DAY + hour * 3600
-            device = rng.choices(DEVICES, weights=persona.devices)[0]
+            device = rng.choices(DEVICES, weights=devices)[0]
             channel = rng.choices(CHANNELS, weights=ctx.channels)[0]
             mix.update(Event(str(i), "u", "page_view", ts, device=device, referrer=channel))
         out.append(PersonaPoint(point.label, {**point.features, **mix.features()}, point.device))
@@ -117,20 +126,21 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=20_000)
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    sets = {
-        "behavioural (default)": FEATURE_NAMES,
-        "behavioural + context mix": FEATURE_NAMES + CONTEXT_FEATURES,
+    context = FEATURE_NAMES + CONTEXT_FEATURES
+    runs = {
+        "behavioural (default)": (FEATURE_NAMES, False),
+        "behavioural + context mix, a context per persona": (context, False),
+        "behavioural + context mix, one context for all (noise)": (context, True),
     }
-    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in sets}
+    scores: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
     for seed in range(args.seeds):
-        train = with_context(personas(args.n, seed), seed)
-        test = with_context(
-            personas(2000, seed + HELD_OUT_SEED_OFFSET), seed + HELD_OUT_SEED_OFFSET
-        )
-        for name, features in sets.items():
-            scores[name].append(
-                (online_ari(train, test, features, seed), batch_ari(train, test, features, seed))
-            )
+        base = personas(args.n, seed)
+        fresh = personas(2000, seed + HELD_OUT_SEED_OFFSET)
+        for name, (features, shared) in runs.items():
+            train = with_context(base, seed, shared)
+            test = with_context(fresh, seed + HELD_OUT_SEED_OFFSET, shared)
+            online = online_ari(train, test, features, seed)
+            scores[name].append((online, batch_ari(train, test, features, seed)))
     print(f"{args.n:,} users per stream, {args.seeds} seeds, 2,000 held-out users each")
     print("| features | online held-out ARI (mean, min) | batch k-means ARI |")
     print("|---|---|---|")
