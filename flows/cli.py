@@ -1,4 +1,5 @@
-"""The `tailor` command: run, demo, produce, inspect, segments, forget, block, store, evaluate.
+"""The `tailor` command: run, demo, produce, inspect, segments, resegment, forget, block, store,
+evaluate.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("user")
     segments = commands.add_parser("segments", help="print the segments: size, meaning, changes")
     segments.add_argument("--json", action="store_true", help="machine-readable output")
+    resegment = commands.add_parser(
+        "resegment", help="cluster the live profiles in batch and compare with the segments"
+    )
+    resegment.add_argument("--json", action="store_true", help="machine-readable output")
     forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
     forget.add_argument("user")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
@@ -182,6 +187,23 @@ def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_resegment(config: Config, args: argparse.Namespace) -> int:
+    from flows.resegment import as_json, render, resegment
+    from flows.worker import model_params
+
+    params = model_params(config)
+    with _reader(config) as (client, prefix):
+        result = resegment(client, prefix, params)
+    if result is None:
+        print(
+            f"fewer than two live segments under prefix {prefix!r}: nothing to check",
+            file=sys.stderr,
+        )
+        return 1
+    print(as_json(result).decode() if args.json else "\n".join(render(result)))
+    return 0
+
+
 def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
     from flows.forget import forget
 
@@ -287,6 +309,7 @@ COMMANDS = {
     "produce": _cmd_produce,
     "inspect": _cmd_inspect,
     "segments": _cmd_segments,
+    "resegment": _cmd_resegment,
     "forget": _cmd_forget,
     "block": _cmd_block,
     "store": _cmd_store,

@@ -39,6 +39,9 @@ Key                              Type     Contents
 ``{p}:segments:churn``           hash     Users whose stored cluster segment changed, per
                                           event-time hour: ``hour`` (epoch hours), ``moves``,
                                           ``previous_hour``, ``previous_moves``.
+``{p}:segments:resegment``       string   The last ``tailor resegment`` result (JSON: the
+                                          batch methods, their agreement with the live
+                                          segments, the suggested number of segments).
 ``{p}:updates``                  channel  Pub/sub notice per applied user write: JSON
                                           ``{"user_id", "version", "segment",
                                           "rule_segments", "changed"}``; ``changed`` lists
@@ -120,6 +123,11 @@ def model_key(prefix: str) -> str:
     return f"{prefix}:segments:model"
 
 
+def resegment_key(prefix: str) -> str:
+    """String with the last `tailor resegment` result as JSON (`flows.resegment`)."""
+    return f"{prefix}:segments:resegment"
+
+
 def churn_key(prefix: str) -> str:
     """Hash counting users who changed cluster segment in the current and previous hour."""
     return f"{prefix}:segments:churn"
@@ -184,6 +192,7 @@ def schema_patterns() -> tuple[str, ...]:
         segments_key(""),
         model_key(""),
         churn_key(""),
+        resegment_key(""),
         quality_key(""),
         updates_stream(""),
         deadletter_stream(""),

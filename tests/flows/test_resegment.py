@@ -1,0 +1,78 @@
+"""`tailor resegment` on what a real worker wrote: batch methods over the live profiles,
+compared with the live segments user by user, the result kept in Redis."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import redis
+
+from flows.config import load_config
+from flows.resegment import KS, STABLE, resegment
+from flows.worker import model_params
+from operators.keys import resegment_key, user_key
+
+PREFIX = "reseg"
+
+
+def tailor(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
+    env.update(REDIS_URL=redis_url, TAILOR_REDIS_PREFIX=PREFIX, TAILOR_METRICS_PORT="0")
+    env["TAILOR_RECOVERY_DIR"] = str(cwd / "recovery")
+    return subprocess.run(
+        [sys.executable, "-m", "flows.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_resegment_compares_batch_clusters_with_the_live_segments(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    empty = tailor(redis_url, tmp_path, "resegment")
+    assert empty.returncode == 1 and "fewer than two live segments" in empty.stderr
+
+    demo = tailor(redis_url, tmp_path, "demo", "--users", "600")
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    result = resegment(r, PREFIX, model_params(load_config(env={})))
+    assert result is not None
+
+    segments = {}
+    for n in range(600):
+        stored = r.hget(user_key(PREFIX, f"user-{n:05d}"), "segment")
+        if stored is not None and orjson.loads(stored):
+            segments[f"user-{n:05d}"] = orjson.loads(stored)
+    assert result.users == len(segments) > 500
+    assert sum(sum(row.values()) for row in result.confusion.values()) == result.users
+    assert (
+        {key.split()[0] for key in result.confusion} == set(result.live) == set(segments.values())
+    )
+
+    assert set(result.agreement) == {
+        "k-means",
+        "k-means on PCA (90% variance)",
+        "agglomerative (Ward)",
+        "HDBSCAN",
+    }
+    assert result.agreement["k-means"]["clusters"] == len(result.live)
+    # users and their live segments line up: the batch clusters find the same structure
+    assert result.agreement["k-means"]["ari_live"] > 0.2
+    assert all(-1.0 <= a["ari_live"] <= 1.0 for a in result.agreement.values())
+
+    assert [s.k for s in result.k_scores] == list(KS)
+    stable = [s for s in result.k_scores if s.stability >= STABLE] or result.k_scores
+    assert result.suggested_k == max(stable, key=lambda s: s.silhouette).k
+
+    kept = orjson.loads(r.get(resegment_key(PREFIX)) or b"{}")
+    assert kept["suggested_k"] == result.suggested_k and kept["users"] == result.users
+    printed = tailor(redis_url, tmp_path, "resegment", "--json")
+    assert printed.returncode == 0, printed.stderr[-3000:]
+    assert orjson.loads(printed.stdout)["agreement"] == kept["agreement"]
