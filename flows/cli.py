@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         "resegment", help="cluster the live profiles in batch and compare with the segments"
     )
     resegment.add_argument("--json", action="store_true", help="machine-readable output")
+    resegment.add_argument("--plot", type=Path, help="also draw the segments into this PNG")
     forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
     forget.add_argument("user")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
@@ -193,7 +194,7 @@ def _cmd_resegment(config: Config, args: argparse.Namespace) -> int:
 
     params = model_params(config)
     with _reader(config) as (client, prefix):
-        result = resegment(client, prefix, params)
+        result = resegment(client, prefix, params, plot=args.plot)
     if result is None:
         print(
             f"fewer than two live segments under prefix {prefix!r}: nothing to check",

@@ -26,6 +26,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -189,10 +190,15 @@ def _defining(matrix: np.ndarray, labels: np.ndarray, features: list[str]) -> di
 
 
 def resegment(
-    client: redis.Redis, prefix: str, params: ModelParams, sample: int = SAMPLE
+    client: redis.Redis,
+    prefix: str,
+    params: ModelParams,
+    sample: int = SAMPLE,
+    plot: Path | None = None,
 ) -> Resegmented | None:
     """Run the check on what Redis holds now and keep the result there; None without at
-    least two live segments (nothing to compare yet)."""
+    least two live segments (nothing to compare yet). With `plot`, also draw it there
+    (`flows.segment_plots`)."""
     found = read_profiles(client, prefix, params)
     live = Counter(found.segments)
     if len(live) < 2 or len(found.users) <= len(live):
@@ -224,6 +230,10 @@ def resegment(
         clusters=_defining(matrix, kmeans, found.features),
     )
     client.set(resegment_key(prefix), as_json(result))
+    if plot is not None:
+        from flows.segment_plots import plot_resegment  # matplotlib only when asked
+
+        plot_resegment(matrix, found.segments, kmeans.tolist(), found.names, found.features, plot)
     return result
 
 

@@ -4,6 +4,7 @@ compared with the live segments user by user, the result kept in Redis."""
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,12 @@ def test_resegment_compares_batch_clusters_with_the_live_segments(
 
     demo = tailor(redis_url, tmp_path, "demo", "--users", "600")
     assert demo.returncode == 0, demo.stderr[-3000:]
-    result = resegment(r, PREFIX, model_params(load_config(env={})))
+    picture = tmp_path / "pictures" / "resegment.png"
+    result = resegment(r, PREFIX, model_params(load_config(env={})), plot=picture)
     assert result is not None
+    png = picture.read_bytes()  # three panels, 20 x 7 inches at 90 dpi
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
+    assert struct.unpack(">II", png[16:24]) == (1800, 630) and len(png) > 20_000
 
     segments = {}
     for n in range(600):
