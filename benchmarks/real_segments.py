@@ -15,6 +15,7 @@ segment:
   against batch k-means's (scikit-learn `KMeans(n_init=10)`, as many clusters as live
   segments) on the same matrix, and the adjusted Rand index between the two (and between
   batch k-means and itself with another seed: how firm the reference is);
+- `tailor resegment`'s tables on the same Redis (`flows.resegment`);
 - for customers (users who bought): the share whose stored RFM tier equals a batch RFM
   computed over all customers at the end of the replay (`state.batch_rfm`, recency measured
   to the data's last event, as a marketer's batch job would).
@@ -41,9 +42,9 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from benchmarks.throughput import start_server
 from flows.config import Config, load_config
+from flows.resegment import encode, render, resegment
 from flows.worker import build_redis_flow, model_params
 from state.batch_rfm import Values, batch_cuts, batch_tier
-from state.segmenter import TRANSFORMS, default_transforms
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = {
@@ -89,22 +90,6 @@ def profiles(client: redis.Redis) -> list[dict[str, Any]]:
     return out  # in key order: k-means' seeding depends on the rows' order
 
 
-def encoded(config: Config, users: list[dict[str, Any]]) -> np.ndarray:
-    """The clusterer's encoding of the stored features, standardised over `users`, with the
-    devices one-hot (unscaled), as the online segmenter sees a profile."""
-    params = model_params(config)
-    transforms = {**default_transforms(params.features), **(params.transforms or {})}
-    columns = [
-        [TRANSFORMS[transforms[name]][0](float(u["features"].get(name, 0.0))) for u in users]
-        for name in params.features
-    ]
-    matrix = np.array(columns, dtype=float).T
-    std = matrix.std(axis=0)
-    matrix = (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    devices = [[1.0 if u.get("device") == d else 0.0 for d in params.devices] for u in users]
-    return np.hstack([matrix, np.array(devices, dtype=float)])
-
-
 def rfm_agreement(users: list[dict[str, Any]]) -> tuple[float, int]:
     """Share of customers whose stored tier is a batch RFM's at the end of the replay."""
     end = max(float(u["last_event_ts"]) for u in users)
@@ -137,11 +122,13 @@ def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     segmented = [u for u in users if u.get("segment")]
     labels = [u["segment"] for u in segmented]
     live = sorted(set(labels))
-    matrix = encoded(config, segmented)
+    matrix = encode(model_params(config), segmented)
     batch = KMeans(n_clusters=len(live), n_init=10, random_state=SEED).fit_predict(matrix)
     again = KMeans(n_clusters=len(live), n_init=10, random_state=SEED + 1).fit_predict(matrix)
     agree, customers = rfm_agreement(users)
+    checked = resegment(client, PREFIX, model_params(config))
     return {
+        "resegment": render(checked) if checked is not None else [],
         "users": len(users),
         "segmented": len(segmented),
         "live_segments": len(live),
@@ -180,6 +167,9 @@ def main() -> None:
     if args.json:
         print(json.dumps(rows, indent=2))
         return
+    for r in rows:
+        print(f"tailor resegment, {' '.join(r['settings']) or 'defaults'}:")
+        print("\n".join(r["resegment"]), end="\n\n")
     print(f"{args.data}: {rows[0]['users']:,} users")
     print(
         "| settings | segmented | live | smallest | silhouette online / batch | ARI vs batch "
