@@ -47,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     inspect.add_argument("user")
     segments = commands.add_parser("segments", help="print the segments: size, meaning, changes")
     segments.add_argument("--json", action="store_true", help="machine-readable output")
+    segments.add_argument("--plot", type=Path, help="also draw sizes and z-scores into this PNG")
     resegment = commands.add_parser(
         "resegment", help="cluster the live profiles in batch and compare with the segments"
     )
@@ -178,6 +179,14 @@ def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
     with _reader(config) as (client, prefix):
         rows = read_rows(client, prefix)
         quality = quality_line(client, prefix)
+        if args.plot is not None and rows:
+            from flows.segment_plots import plot_segments
+            from flows.segments_table import read_history, read_model
+
+            model = read_model(client, prefix).get("segments", {})
+            zscores = {segment: info.get("zscores", {}) for segment, info in model.items()}
+            names = {row.segment: row.name for row in rows}
+            plot_segments(read_history(client, prefix), zscores, names, args.plot)
     if args.json:
         print(as_json(rows).decode())
         return 0

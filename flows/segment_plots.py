@@ -1,5 +1,9 @@
 """Pictures of the segments, for people who would rather look than read (`--plot`).
 
+`tailor segments --plot FILE` draws each cluster segment's size over event time (from the
+history the sink appends at every published segment model) and the model's z-scores per
+segment and feature (a heat map).
+
 `tailor resegment --plot FILE` draws, side by side: every live user projected on the first
 two principal components of the clusterer's encoding, coloured by live segment; the same
 points coloured by batch k-means cluster (where the two pictures differ is where the online
@@ -11,6 +15,7 @@ Agg canvas (no screen needed), seeded, as PNG.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +23,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
 
-__all__ = ["plot_resegment"]
+__all__ = ["plot_resegment", "plot_segments"]
 
 SEED = 42
 #: Points drawn at most (a seeded sample beyond): a scatter of a million dots says no more.
@@ -59,11 +64,46 @@ def plot_resegment(
     means = np.array(
         [matrix[np.array(live) == s][:, : len(features)].mean(axis=0) for s in segments]
     )
-    image = axes[2].imshow(np.clip(means, -2, 2), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
-    axes[2].set_yticks(range(len(segments)), segments)  # their names are in the first legend
-    axes[2].set_xticks(range(len(features)), features, rotation=70, ha="right", fontsize=7)
+    _heat(fig, axes[2], segments, list(features), means)  # names: in the first legend
     axes[2].set_title("mean profile of each live segment (σ)")
-    fig.colorbar(image, ax=axes[2], fraction=0.04)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+    return path
+
+
+def _heat(fig: Figure, ax: Axes, rows: list[str], columns: list[str], values: np.ndarray) -> None:
+    image = ax.imshow(np.clip(values, -2, 2), cmap="RdBu_r", vmin=-2, vmax=2, aspect="auto")
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_xticks(range(len(columns)), columns, rotation=70, ha="right", fontsize=7)
+    fig.colorbar(image, ax=ax, fraction=0.04)
+
+
+def plot_segments(
+    history: Sequence[tuple[float, dict[str, int]]],
+    zscores: dict[str, dict[str, float]],
+    names: dict[str, str],
+    path: Path,
+) -> Path:
+    """Sizes of the cluster segments over event time (`history`: (event time, segment →
+    size) per published model) and the model's z-scores (segment → feature → σ)."""
+    fig = Figure(figsize=(18, 6.5))
+    sizes_ax, heat_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
+    segments = sorted({s for _at, sizes in history for s in sizes if s.startswith("cluster:")})
+    times = [datetime.fromtimestamp(at, UTC) for at, _sizes in history]
+    for index, segment in enumerate(segments):
+        counts = [sizes.get(segment, 0) for _at, sizes in history]
+        label = f"{segment} {names.get(segment, '')}".strip()
+        sizes_ax.plot(times, counts, marker=".", color=f"C{index % 10}", label=label)
+    sizes_ax.set_title("cluster segment sizes at each published model (event time)")
+    sizes_ax.set_ylabel("users")
+    sizes_ax.legend(fontsize=7, loc="best")
+    fig.autofmt_xdate()
+    rows = sorted(zscores)
+    features = sorted({f for z in zscores.values() for f in z})
+    values = np.array([[zscores[r].get(f, 0.0) for f in features] for r in rows])
+    _heat(fig, heat_ax, rows, features, values.reshape(len(rows), len(features)))
+    heat_ax.set_title("what defines each segment (z-scores, σ)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

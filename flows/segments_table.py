@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
 
 from flows.lookup import text
-from operators.keys import churn_key, model_key, segment_key, segments_key
+from operators.keys import churn_key, model_key, segment_history_key, segment_key, segments_key
 from state.rfm_tiers import TIER_LABELS
 
-__all__ = ["SegmentRow", "read_model", "read_rows", "render_table"]
+__all__ = ["SegmentRow", "read_history", "read_model", "read_rows", "render_table"]
 
 #: Features shown per segment: its strongest deviations from the population.
 DEFINING_FEATURES = 3
@@ -41,6 +41,14 @@ def read_model(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """The published model record, or {} before the first one."""
     raw = client.hget(model_key(prefix), "record")
     return orjson.loads(raw) if raw else {}
+
+
+def read_history(client: redis.Redis, prefix: str) -> list[tuple[float, dict[str, int]]]:
+    """(event time, segment → size) at each published segment model, oldest first."""
+    entries = cast(
+        list[tuple[bytes, dict[bytes, bytes]]], client.xrange(segment_history_key(prefix))
+    )
+    return [(float(fields[b"at"]), orjson.loads(fields[b"sizes"])) for _id, fields in entries]
 
 
 def _defining(zscores: dict[str, float]) -> str:

@@ -39,6 +39,9 @@ Key                              Type     Contents
 ``{p}:segments:churn``           hash     Users whose stored cluster segment changed, per
                                           event-time hour: ``hour`` (epoch hours), ``moves``,
                                           ``previous_hour``, ``previous_moves``.
+``{p}:segments:history``         stream   At each published segment model: ``version``,
+                                          ``at`` (its event time) and ``sizes`` (JSON:
+                                          segment id → members then); ``MAXLEN ~ 10000``.
 ``{p}:segments:resegment``       string   The last ``tailor resegment`` result (JSON: the
                                           batch methods, their agreement with the live
                                           segments, the suggested number of segments).
@@ -123,6 +126,16 @@ def model_key(prefix: str) -> str:
     return f"{prefix}:segments:model"
 
 
+#: Entries kept in the segment history stream (about: MAXLEN ~): a record is published every
+#: `segments.publish_every` learned users, so this spans a long time.
+SEGMENT_HISTORY_MAXLEN = 10_000
+
+
+def segment_history_key(prefix: str) -> str:
+    """Stream of the segments' sizes at each published segment model (`MODEL_SCRIPT`)."""
+    return f"{prefix}:segments:history"
+
+
 def resegment_key(prefix: str) -> str:
     """String with the last `tailor resegment` result as JSON (`flows.resegment`)."""
     return f"{prefix}:segments:resegment"
@@ -193,6 +206,7 @@ def schema_patterns() -> tuple[str, ...]:
         model_key(""),
         churn_key(""),
         resegment_key(""),
+        segment_history_key(""),
         quality_key(""),
         updates_stream(""),
         deadletter_stream(""),

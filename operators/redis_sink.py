@@ -41,10 +41,12 @@ from prometheus_client import Histogram
 
 from operators.erasure import ERASE_SCRIPT, delete_mentions
 from operators.keys import (
+    SEGMENT_HISTORY_MAXLEN,
     control_key,
     model_key,
     quality_key,
     recs_key,
+    segment_history_key,
     segment_key,
     segments_key,
     updates_stream,
@@ -278,8 +280,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             )
         if model is not None:
             self._model_script(
-                keys=[model_key(self._prefix)],
-                args=[model.version, dumps(model.record)],
+                keys=[model_key(self._prefix), segment_history_key(self._prefix)],
+                args=[
+                    model.version,
+                    dumps(model.record),
+                    model.record.get("updated_at", 0.0),
+                    SEGMENT_HISTORY_MAXLEN,
+                ],
                 client=pipe,
             )
         if report is not None:  # the same version-guarded write as the segment model's

@@ -199,11 +199,24 @@ end
 return {changed, sizes, moved}
 """
 
-# KEYS: 1 model key. ARGV: 1 version, 2 JSON record. Newer versions only.
+# KEYS: 1 model key, 2 (optional) the segment history stream. ARGV: 1 version, 2 JSON
+# record, 3 the record's event time, 4 the history's MAXLEN. Newer versions only. With a
+# history stream, each applied record also appends the segments' sizes as they stand (the
+# model hash's `size:<id>` fields): `tailor segments --plot` draws them over event time.
 MODEL_SCRIPT = """
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[1], 'record', ARGV[2])
+if #KEYS >= 2 then
+  local sizes = {}
+  for _, field in ipairs(redis.call('HKEYS', KEYS[1])) do
+    if string.sub(field, 1, 5) == 'size:' then
+      sizes[string.sub(field, 6)] = tonumber(redis.call('HGET', KEYS[1], field))
+    end
+  end
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'version', ARGV[1], 'at', ARGV[3],
+             'sizes', cjson.encode(sizes))
+end
 return 1
 """
 

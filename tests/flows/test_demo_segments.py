@@ -4,6 +4,7 @@ without members, and every profile naming its segment as the segment table does.
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import orjson
 import redis
 
-from flows.segments_table import read_rows
+from flows.segments_table import read_history, read_rows
 from operators.keys import segments_key, user_key
 from state.segment_names import SEPARATOR
 
@@ -64,3 +65,22 @@ def test_the_demo_sample_gives_segments_a_reader_can_tell_apart(
         if orjson.loads(segment) and names.get(orjson.loads(segment)) != orjson.loads(name):
             stale.append(user)
     assert not stale, f"{len(stale)} profiles name their segment otherwise, e.g. {stale[:3]}"
+
+    # the sizes at each published model, and the picture of them
+    history = read_history(r, PREFIX)
+    assert len(history) >= 3 and [at for at, _ in history] == sorted(at for at, _ in history)
+    last = history[-1][1]
+    assert all(0 <= last.get(row.segment, 0) <= 1500 for row in live)
+    picture = tmp_path / "segments.png"
+    plotted = subprocess.run(
+        [sys.executable, "-m", "flows.cli", "segments", "--plot", str(picture)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert plotted.returncode == 0, plotted.stderr[-3000:]
+    png = picture.read_bytes()  # two panels, 18 x 6.5 inches at 90 dpi
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1620, 585)

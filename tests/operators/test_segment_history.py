@@ -1,0 +1,29 @@
+"""Each published segment model appends the segments' sizes to the history stream, which
+`tailor segments --plot` draws; a refused (older) model appends nothing."""
+
+from __future__ import annotations
+
+import orjson
+import redis
+
+from operators.keys import segment_history_key
+from operators.records import SegmentModel
+from operators.redis_sink import _RedisSinkPartition
+from tests.operators.sink_support import PREFIX, output
+
+
+def test_a_published_model_records_the_sizes_at_its_event_time(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    sink.write_batch([output("u1", 1), output("u2", 1), output("u3", 1, segment="cluster:2")])
+    sink.write_batch([SegmentModel(10, {"updated_at": 1_700_000_000.0})])
+    sink.write_batch([output("u2", 2, segment="cluster:2")])
+    sink.write_batch([SegmentModel(20, {"updated_at": 1_700_003_600.0})])
+    sink.write_batch([SegmentModel(15, {"updated_at": 1_700_001_800.0})])  # older: refused
+    entries = [fields for _id, fields in r.xrange(segment_history_key(PREFIX))]
+    assert [(e[b"version"], e[b"at"]) for e in entries] == [
+        (b"10", b"1700000000.0"),
+        (b"20", b"1700003600.0"),
+    ]
+    assert orjson.loads(entries[0][b"sizes"]) == {"cluster:1": 2, "cluster:2": 1}
+    assert orjson.loads(entries[1][b"sizes"]) == {"cluster:1": 1, "cluster:2": 2}
