@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from state.event import Event
@@ -62,6 +63,7 @@ _EMAIL = frozenset({"mail", "email", "newsletter", "outlook", "gmail"})
 _ADS_MARKS = ("utm_medium=cpc", "utm_medium=paid", "gclid=", "fbclid=", "doubleclick.")
 
 
+@lru_cache(maxsize=4096)
 def channel_of(referrer: str | None) -> str:
     """The channel an event came through: a channel's own name as given ("search"), else read
     from a referrer URL, domain or site name (ad click ids and paid campaign tags first, then
@@ -91,6 +93,37 @@ def channel_of(referrer: str | None) -> str:
     return "referral"
 
 
+_TAU = 2 * math.pi
+
+
+def _local(ts: float, tz: str | None) -> tuple[int, int]:
+    """(weekday, Monday 0; whole seconds since local midnight) of `ts` in `tz` (UTC when
+    None), as `datetime.fromtimestamp` would give them, without building a datetime for the
+    common cases: the offset is looked up once per zone and UTC hour."""
+    offset = 0 if tz is None else _offset(tz, math.floor(ts / 3600))
+    if offset is None:  # the offset changes within that hour: ask the zone for this instant
+        zone = zone_of(tz) if tz else None
+        utcoffset = datetime.fromtimestamp(ts, UTC).astimezone(zone).utcoffset()
+        offset = int(utcoffset.total_seconds()) if utcoffset is not None else 0
+    frac, whole = math.modf(ts + offset)
+    seconds = int(whole) + (1 if round(frac * 1e6) >= 1_000_000 else 0)  # datetime's rounding
+    days, in_day = divmod(seconds, 86400)
+    return (days + 3) % 7, in_day  # 1970-01-01 was a Thursday
+
+
+@lru_cache(maxsize=4096)
+def _offset(tz: str, hour: int) -> int | None:
+    """The zone's UTC offset (seconds) throughout UTC hour `hour`, None if it changes in it."""
+    zone = zone_of(tz)
+    if zone is None:
+        return 0
+    start, end = (datetime.fromtimestamp(h * 3600, UTC).astimezone(zone) for h in (hour, hour + 1))
+    before, after = start.utcoffset(), end.utcoffset()
+    if before != after or before is None:
+        return None
+    return int(before.total_seconds())
+
+
 class ContextMix:
     """Lifetime tallies of one user's times, devices and channels (module docstring)."""
 
@@ -103,16 +136,14 @@ class ContextMix:
         self.channels: dict[str, int] = {}
 
     def update(self, event: Event) -> None:
-        zone = zone_of(event.tz) if event.tz else None
-        local = datetime.fromtimestamp(event.ts, zone or UTC)
-        day = local.hour + local.minute / 60 + local.second / 3600
-        for sums, angle in (
-            (self.hour, 2 * math.pi * day / 24),
-            (self.weekday, 2 * math.pi * (local.weekday() + day / 24) / 7),
-        ):
-            sums[0] += math.sin(angle)
-            sums[1] += math.cos(angle)
-        self.weekend += local.weekday() >= 5
+        weekday, seconds = _local(event.ts, event.tz)
+        hour = _TAU * seconds / 86400
+        week = _TAU * (weekday * 86400 + seconds) / (7 * 86400)
+        self.hour[0] += math.sin(hour)
+        self.hour[1] += math.cos(hour)
+        self.weekday[0] += math.sin(week)
+        self.weekday[1] += math.cos(week)
+        self.weekend += weekday >= 5
         self.events += 1
         if event.device in DEVICES:
             self.devices[event.device] = self.devices.get(event.device, 0) + 1
