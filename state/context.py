@@ -56,9 +56,10 @@ CONTEXT_FEATURES: tuple[str, ...] = (
 
 _SEARCH = frozenset({"google", "bing", "duckduckgo", "yahoo", "baidu", "yandex", "ecosia", "qwant"})
 _SOCIAL = frozenset(
-    {"facebook", "fb", "instagram", "twitter", "x", "t", "tiktok", "linkedin", "lnkd"}
+    {"facebook", "fb", "instagram", "twitter", "tiktok", "linkedin", "lnkd"}
     | {"pinterest", "reddit", "youtube", "snapchat", "threads", "mastodon"}
 )
+_SOCIAL_HOSTS = frozenset({"x.com", "t.co"})  # names too short to match as a label
 _EMAIL = frozenset({"mail", "email", "newsletter", "outlook", "gmail"})
 _ADS_MARKS = ("utm_medium=cpc", "utm_medium=paid", "gclid=", "fbclid=", "doubleclick.")
 
@@ -74,6 +75,8 @@ def channel_of(referrer: str | None) -> str:
     ['direct', 'email', 'social', 'referral']
     >>> [channel_of(r) for r in ("google", "https://mail.google.com/", "https://t.co/a?gclid=1")]
     ['search', 'email', 'ads']
+    >>> [channel_of(r) for r in ("https://t.co/xyz", "x.example.com", "https://www.x.com/p")]
+    ['social', 'referral', 'social']
     """
     if not referrer:
         return "direct"
@@ -84,7 +87,9 @@ def channel_of(referrer: str | None) -> str:
         return "email"
     if any(mark in text for mark in _ADS_MARKS):
         return "ads"
-    host = text.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0]
+    host = text.split("://", 1)[-1].split("/", 1)[0].split("?", 1)[0].removeprefix("www.")
+    if host in _SOCIAL_HOSTS:
+        return "social"
     labels = host.split(".")
     names = set(labels[:-1]) if len(labels) > 1 else set(labels)
     for channel, known in (("email", _EMAIL), ("search", _SEARCH), ("social", _SOCIAL)):
