@@ -48,6 +48,8 @@ SAMPLE = 5000
 KS = range(2, 11)
 #: A k whose two half-sample fits agree less than this is not suggested.
 STABLE = 0.8
+#: Fewer users than this give no check (every k must fit in each half of them).
+MIN_USERS = 4 * max(KS)
 
 
 @dataclass
@@ -197,11 +199,11 @@ def resegment(
     plot: Path | None = None,
 ) -> Resegmented | None:
     """Run the check on what Redis holds now and keep the result there; None without at
-    least two live segments (nothing to compare yet). With `plot`, also draw it there
+    least two live segments and `MIN_USERS` users in them (nothing to compare yet). With `plot`, also draw it there
     (`flows.segment_plots`)."""
     found = read_profiles(client, prefix, params)
     live = Counter(found.segments)
-    if len(live) < 2 or len(found.users) <= len(live):
+    if len(live) < 2 or len(found.users) < MIN_USERS:
         return None
     matrix, segments = found.matrix, np.array(found.segments)
     rows = _sample(len(matrix), sample)
