@@ -206,7 +206,8 @@ def _cmd_resegment(config: Config, args: argparse.Namespace) -> int:
         result = resegment(client, prefix, params, plot=args.plot)
     if result is None:
         print(
-            f"fewer than two live segments or 40 users in them under prefix {prefix!r}: nothing to check",
+            f"fewer than two live segments or 40 users in them under prefix {prefix!r}: "
+            "nothing to check",
             file=sys.stderr,
         )
         return 1

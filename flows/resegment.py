@@ -199,8 +199,8 @@ def resegment(
     plot: Path | None = None,
 ) -> Resegmented | None:
     """Run the check on what Redis holds now and keep the result there; None without at
-    least two live segments and `MIN_USERS` users in them (nothing to compare yet). With `plot`, also draw it there
-    (`flows.segment_plots`)."""
+    least two live segments and `MIN_USERS` users in them (nothing to compare yet). With
+    `plot`, also draw it there (`flows.segment_plots`)."""
     found = read_profiles(client, prefix, params)
     live = Counter(found.segments)
     if len(live) < 2 or len(found.users) < MIN_USERS:
