@@ -16,13 +16,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import redis
 from bytewax.run import cli_main
-from prometheus_client import start_http_server
+from prometheus_client import REGISTRY, start_http_server
 
 from flows.config import Config, ConfigError
 from flows.preflight import prepare_redis
 from flows.recovery import describe, recovery_settings
 from flows.rescale import base_loader
+from flows.resegment_metrics import ResegmentCollector
 from flows.store import release_after_run, take_for_run
 from flows.worker import build_redis_flow
 from operators import lifecycle
@@ -72,6 +74,19 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+_RESEGMENT_EXPOSED: set[str] = set()
+
+
+def expose_resegment(config: Config) -> None:
+    """Serve the last `tailor resegment` result as gauges (`flows.resegment_metrics`), once
+    per prefix and process."""
+    if not config.redis_url or config.prefix in _RESEGMENT_EXPOSED:
+        return
+    client = redis.Redis.from_url(config.redis_url, socket_timeout=1.0)
+    REGISTRY.register(ResegmentCollector(client, config.prefix))
+    _RESEGMENT_EXPOSED.add(config.prefix)
+
+
 def run_worker(
     config: Config, replay_paths: Sequence[Path] = (), serve_metrics: bool = False
 ) -> None:
@@ -88,6 +103,7 @@ def run_worker(
         url = start_metrics(config)
         if url:
             log.info("metrics at %s", url)
+            expose_resegment(config)
     # Built once without Redis so that bad settings fail before any wait; built again below
     # with the opt-out set, once Redis answers.
     flow = build_redis_flow(config, replay_paths, opted_out=frozenset())
