@@ -71,7 +71,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "76902a2a27942d62b22c3aef7cda8e65416c2920f01c69e7e8f1fa4deebde91f",
+        "32b5c6d5ae6047ef54fc111e5c860eb9eb034980170f66bd4b060022ac5196a2",
     )
     assert whole == (
         5802,
@@ -84,5 +84,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "58c9e5060ad96b6acf03e7b1054543556a5d6ce822329739d4a558a9f4c175e1",
+        "207405a1250a9c4f04b928852a5ef6a17cb32ca1e8885c642df3e91a73389524",
     )
