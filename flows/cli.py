@@ -183,10 +183,12 @@ def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
             from flows.segment_plots import plot_segments
             from flows.segments_table import read_history, read_model
 
-            model = read_model(client, prefix).get("segments", {})
-            zscores = {segment: info.get("zscores", {}) for segment, info in model.items()}
+            model = read_model(client, prefix)
+            segments = model.get("segments", {})
+            zscores = {segment: info.get("zscores", {}) for segment, info in segments.items()}
             names = {row.segment: row.name for row in rows}
-            plot_segments(read_history(client, prefix), zscores, names, args.plot)
+            history = read_history(client, prefix)
+            plot_segments(history, zscores, names, args.plot, model.get("features", ()))
     if args.json:
         print(as_json(rows).decode())
         return 0

@@ -84,9 +84,11 @@ def plot_segments(
     zscores: dict[str, dict[str, float]],
     names: dict[str, str],
     path: Path,
+    features: Sequence[str] = (),
 ) -> Path:
     """Sizes of the cluster segments over event time (`history`: (event time, segment →
-    size) per published model) and the model's z-scores (segment → feature → σ)."""
+    size) per published model) and the model's z-scores (segment → feature → σ), features
+    in the model's order (`features`; else by name)."""
     fig = Figure(figsize=(18, 6.5))
     sizes_ax, heat_ax = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.2, 1]})
     segments = sorted({s for _at, sizes in history for s in sizes if s.startswith("cluster:")})
@@ -100,9 +102,9 @@ def plot_segments(
     sizes_ax.legend(fontsize=7, loc="best")
     fig.autofmt_xdate()
     rows = sorted(zscores)
-    features = sorted({f for z in zscores.values() for f in z})
-    values = np.array([[zscores[r].get(f, 0.0) for f in features] for r in rows])
-    _heat(fig, heat_ax, rows, features, values.reshape(len(rows), len(features)))
+    columns = list(features) or sorted({f for z in zscores.values() for f in z})
+    values = np.array([[zscores[r].get(f, 0.0) for f in columns] for r in rows])
+    _heat(fig, heat_ax, rows, columns, values.reshape(len(rows), len(columns)))
     heat_ax.set_title("what defines each segment (z-scores, σ)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
