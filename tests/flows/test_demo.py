@@ -5,11 +5,9 @@ The server here requires a password (`requirepass`), as a shared production Redi
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import redis
 from flows.demo_prefix import claim, is_tailor_key, keys_under
 from operators.keys import demo_marker_key
 from tests.conftest import RedisServer
+from tests.flows.cli_support import run_cli
 
 PASSWORD = "Pw0rd-Xq7"
 #: Pieces of every password used here: none may appear in any output.
@@ -51,23 +50,7 @@ def url_of(server: RedisServer, password: str = PASSWORD) -> str:
 
 
 def tailor(url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
-    env.update(
-        REDIS_URL=url,
-        TAILOR_REDIS_PREFIX=PREFIX,
-        TAILOR_METRICS_PORT="0",
-        TAILOR_SEGMENTS_WARMUP="20",  # 40 users: a shorter warm-up
-        TAILOR_RECOVERY_DIR=str(cwd / "recovery"),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_cli(url, PREFIX, cwd, *args, TAILOR_SEGMENTS_WARMUP="20")  # 40 users
 
 
 def assert_no_password(done: subprocess.CompletedProcess[str]) -> None:

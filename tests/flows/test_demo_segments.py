@@ -3,10 +3,6 @@ without members, and every profile naming its segment as the segment table does.
 
 from __future__ import annotations
 
-import os
-import struct
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -15,6 +11,7 @@ import redis
 from flows.segments_table import read_history, read_rows
 from operators.keys import segments_key, user_key
 from state.segment_names import SEPARATOR
+from tests.flows.cli_support import png_size, run_cli
 
 PREFIX = "seg-demo"
 
@@ -22,18 +19,7 @@ PREFIX = "seg-demo"
 def test_the_demo_sample_gives_segments_a_reader_can_tell_apart(
     redis_url: str, r: redis.Redis, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
-    env.update(REDIS_URL=redis_url, TAILOR_REDIS_PREFIX=PREFIX, TAILOR_METRICS_PORT="0")
-    env["TAILOR_RECOVERY_DIR"] = str(tmp_path / "recovery")
-    done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "demo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = run_cli(redis_url, PREFIX, tmp_path, "demo")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "users with a profile: 1500" in done.stdout
 
@@ -72,15 +58,6 @@ def test_the_demo_sample_gives_segments_a_reader_can_tell_apart(
     last = history[-1][1]
     assert all(0 <= last.get(row.segment, 0) <= 1500 for row in live)
     picture = tmp_path / "segments.png"
-    plotted = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "segments", "--plot", str(picture)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    plotted = run_cli(redis_url, PREFIX, tmp_path, "segments", "--plot", str(picture))
     assert plotted.returncode == 0, plotted.stderr[-3000:]
-    png = picture.read_bytes()  # two panels, 18 x 6.5 inches at 90 dpi
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", png[16:24]) == (1620, 585)
+    assert png_size(picture) == (1620, 585)  # two panels, 18 x 6.5 inches at 90 dpi

@@ -3,10 +3,7 @@ compared with the live segments user by user, the result kept in Redis."""
 
 from __future__ import annotations
 
-import os
-import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -16,23 +13,13 @@ from flows.config import load_config
 from flows.resegment import KS, STABLE, resegment
 from flows.worker import model_params
 from operators.keys import resegment_key, user_key
+from tests.flows.cli_support import png_size, run_cli
 
 PREFIX = "reseg"
 
 
 def tailor(redis_url: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
-    env.update(REDIS_URL=redis_url, TAILOR_REDIS_PREFIX=PREFIX, TAILOR_METRICS_PORT="0")
-    env["TAILOR_RECOVERY_DIR"] = str(cwd / "recovery")
-    return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    return run_cli(redis_url, PREFIX, cwd, *args)
 
 
 def test_resegment_compares_batch_clusters_with_the_live_segments(
@@ -46,9 +33,8 @@ def test_resegment_compares_batch_clusters_with_the_live_segments(
     picture = tmp_path / "pictures" / "resegment.png"
     result = resegment(r, PREFIX, model_params(load_config(env={})), plot=picture)
     assert result is not None
-    png = picture.read_bytes()  # three panels, 20 x 7 inches at 90 dpi
-    assert png[:8] == b"\x89PNG\r\n\x1a\n" and png[12:16] == b"IHDR"
-    assert struct.unpack(">II", png[16:24]) == (1800, 630) and len(png) > 20_000
+    assert png_size(picture) == (1800, 630)  # three panels, 20 x 7 inches at 90 dpi
+    assert picture.stat().st_size > 20_000
 
     segments = {}
     for n in range(600):
