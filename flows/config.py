@@ -279,6 +279,8 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError("validation.too_large_prefix_bytes: must be 0 (keep none) or more")
     if values["state"]["ttl_s"] < 0:
         raise ConfigError("state.ttl_s: must be 0 (never expire) or more")
+    if values["state"]["age_every_s"] < 0:
+        raise ConfigError("state.age_every_s: must be 0 (never age) or more")
     if values["state"]["allowed_lateness_s"] < 0:
         raise ConfigError("state.allowed_lateness_s: must be 0 or more")
     if not 0 <= values["metrics"]["port"] < 65536:
