@@ -14,6 +14,7 @@ view (30 days by default) and the totals the lifetime one.
 
 from __future__ import annotations
 
+import math
 from bisect import insort
 from collections import deque
 from collections.abc import Sequence
@@ -106,6 +107,26 @@ class RFM:
     def spend_30d(self) -> float:
         """Spend inside the sliding window."""
         return self._recent_spend
+
+    def aged(self, now: float) -> dict[str, float]:
+        """The RFM features as they stand at `now` (not before the newest event): recency
+        measured to `now`, the window's purchases and spend counted back from it. Leaves the
+        state as it is (a later event still sees every purchase it holds)."""
+        now = now if self.now is None else max(now, self.now)
+        horizon = now - self.window_s
+        recent = [amount for ts, amount in self._recent if ts > horizon]
+        # the running sum while nothing left the window: what `features` gave at the last event
+        spend = self._recent_spend if len(recent) == len(self._recent) else math.fsum(recent)
+        recency = self.cap_days
+        if self.last_purchase is not None:
+            recency = min(self.cap_days, (now - self.last_purchase) / DAY_S)
+        return {
+            "recency_days": recency,
+            "purchases_30d": float(len(recent)),
+            "spend_30d": spend,
+            "purchases_total": float(self.purchases_total),
+            "spend_total": self.spend_total,
+        }
 
     def to_snapshot(self) -> tuple[Any, ...]:
         totals = (self.purchases_total, self.spend_total)

@@ -110,6 +110,33 @@ class Session:
         """Share of completed sessions with exactly one event; the open one is not judged yet."""
         return self.bounces / self.completed if self.completed else 0.0
 
+    def aged(self, now: float) -> dict[str, float]:
+        """The session features as they stand at `now` (not before the newest event): the
+        open session counts as completed once `now` is more than `gap_s` past its end, as the
+        next event would close it. Leaves the state as it is."""
+        features = {
+            "session_duration": self.duration,
+            "session_events": float(self.events),
+            "product_views": float(self.product_views),
+            "session_count": float(self.session_count),
+            "avg_session_duration": self.avg_duration,
+            "avg_session_events": self.avg_events,
+            "bounce_rate": self.bounce_rate,
+        }
+        if self.last is None or now - self.last <= self.gap_s:
+            return features
+        completed = self.completed + 1
+        n = self._durations.n
+        features.update(
+            session_duration=0.0,
+            session_events=0.0,
+            product_views=0.0,
+            avg_session_duration=(n * self.avg_duration + self.duration) / completed,
+            avg_session_events=(n * self.avg_events + self.events) / completed,
+            bounce_rate=(self.bounces + (self.events == 1)) / completed,
+        )
+        return features
+
     def to_snapshot(self) -> tuple[Any, ...]:
         """The open session and the completed ones' counts and means; River's means as
         (n, mean), the state River's own `Mean._from_state` takes back."""

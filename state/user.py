@@ -225,6 +225,19 @@ class UserState:
         """The `top_categories` strongest decayed categories as (category, score)."""
         return self.interests.top()
 
+    def aged_features(self, now: float) -> dict[str, float]:
+        """The numeric profile as it stands at `now`, with no new event (segments that age:
+        `operators.aging`): the open session closes after its gap, windows count back from
+        `now`, recency grows. At or before the newest event it is `features()`. Leaves the
+        state as it is, so the events that follow update it as if no aging had happened."""
+        if self.watermark is None or now <= self.watermark:
+            return self.features()
+        out = self.session.aged(now)
+        out.update((name, float(n)) for name, n in self.windows.get(now).items())
+        out.update(self.rfm.aged(now))
+        out.update(self.mix.features())
+        return out
+
     def features(self) -> dict[str, float]:
         """The numeric profile, in `feature_names` order, every value a float."""
         s, r = self.session, self.rfm

@@ -98,15 +98,18 @@ class ViewWindows:
         while views and views[0] <= horizon:
             views.popleft()
 
-    def count(self, window_s: float) -> int:
-        """Views with ts in (now - window_s, now]; the deque is sorted and ends at or before now."""
-        if self.now is None:
+    def count(self, window_s: float, now: float | None = None) -> int:
+        """Views with ts in (now - window_s, now]; the deque is sorted and ends at or before
+        now. `now` defaults to the newest event's time; a later one ages the counts."""
+        now = self.now if now is None or self.now is None else max(now, self.now)
+        if now is None:
             return 0
-        return len(self._views) - bisect_right(self._views, self.now - window_s)
+        return len(self._views) - bisect_right(self._views, now - window_s)
 
-    def get(self) -> dict[str, int]:
-        """Every configured window's count under its feature name."""
-        return {name: self.count(w) for name, w in zip(self.names, self.windows_s, strict=True)}
+    def get(self, now: float | None = None) -> dict[str, int]:
+        """Every configured window's count under its feature name (at `now`, see `count`)."""
+        pairs = zip(self.names, self.windows_s, strict=True)
+        return {name: self.count(w, now) for name, w in pairs}
 
     def to_snapshot(self) -> tuple[Any, ...]:
         return (self.now, list(self._views))

@@ -40,8 +40,9 @@ INT_FEATURES = {
 # ---------------------------------------------------------------- batch references
 
 
-def ref_sessions(events: list[Event]) -> dict[str, float]:
-    """Split the (time-ordered) events wherever the gap exceeds GAP."""
+def ref_sessions(events: list[Event], now: float | None = None) -> dict[str, float]:
+    """Split the (time-ordered) events wherever the gap exceeds GAP; at a `now` more than GAP
+    after the last event, every session is done."""
     groups: list[list[Event]] = []
     for e in events:
         if groups and e.ts - groups[-1][-1].ts <= GAP:
@@ -49,9 +50,11 @@ def ref_sessions(events: list[Event]) -> dict[str, float]:
         else:
             groups.append([e])
     current, done = groups[-1], groups[:-1]
+    if now is not None and now - max(e.ts for e in events) > GAP:
+        current, done = [], groups
     durations = [g[-1].ts - g[0].ts for g in done]
     return {
-        "session_duration": current[-1].ts - current[0].ts,
+        "session_duration": current[-1].ts - current[0].ts if current else 0.0,
         "session_events": len(current),
         "product_views": sum(e.type == "product_view" for e in current),
         "session_count": len(groups),
@@ -61,16 +64,16 @@ def ref_sessions(events: list[Event]) -> dict[str, float]:
     }
 
 
-def ref_windows(events: list[Event]) -> dict[str, float]:
-    now = max(e.ts for e in events)
+def ref_windows(events: list[Event], now: float | None = None) -> dict[str, float]:
+    now = max(e.ts for e in events) if now is None else now
     return {
         name: sum(e.type in VIEW_TYPES and now - w < e.ts <= now for e in events)
         for name, w in WINDOWS.items()
     }
 
 
-def ref_rfm(events: list[Event]) -> dict[str, float]:
-    now = max(e.ts for e in events)
+def ref_rfm(events: list[Event], now: float | None = None) -> dict[str, float]:
+    now = max(e.ts for e in events) if now is None else now
     buys = [e for e in events if e.type == "purchase"]
     recent = [e for e in buys if now - 30 * DAY < e.ts <= now]
     last = max((e.ts for e in buys), default=None)
@@ -392,3 +395,48 @@ def test_generated_stream_out_of_order_within_lateness() -> None:
         for i, e in enumerate(seen)
     )
     assert late > 50
+
+
+# ---------------------------------------------------------------- (d) aged to a later time
+
+AGES = (1.0, GAP + 1.0, 2 * DAY, 8 * DAY, 40 * DAY, 400 * DAY)
+
+
+def test_aged_features_match_batch_at_later_times() -> None:
+    """A profile aged to `now` (no new event) equals the batch computation at `now`, and
+    aging leaves the state as it was: the next event sees everything it held."""
+    events = generated_events()
+    aged_values: dict[str, set[float]] = defaultdict(set)
+
+    def check(state: UserState, seen: list[Event]) -> None:
+        before = state.features()
+        last = max(e.ts for e in seen)
+        for age in AGES:
+            now = last + age
+            want = ref_sessions(seen, now) | ref_windows(seen, now) | ref_rfm(seen, now)
+            want |= ref_context(seen)
+            got = state.aged_features(now)
+            assert_features(got, want, f"user {seen[-1].user_id} after {len(seen)} at +{age}")
+            for name in ("session_events", "views_24h", "purchases_30d", "recency_days"):
+                aged_values[name].add(got[name])
+        assert state.aged_features(last) == before  # at the newest event: no aging
+        assert state.features() == before
+
+    replay(events, check, when=lambda n: n % 7 == 0)
+    # the ages crossed every kind of boundary: sessions closed, windows and RFM emptied
+    assert 0.0 in aged_values["session_events"] and 0.0 in aged_values["views_24h"]
+    assert 0.0 in aged_values["purchases_30d"] and 365.0 in aged_values["recency_days"]
+    assert len(aged_values["recency_days"]) > 100
+
+
+def test_cdnow_aged_to_the_end_equals_an_event_at_the_end(data_dir: Path) -> None:
+    """Aging a customer to the observation end gives the RFM an event there would."""
+    users = replay(cdnow_events(data_dir), lambda state, seen: None)
+    end = datetime(1998, 7, 1, tzinfo=UTC).timestamp()
+    lapsed = 0
+    for user, (state, seen) in users.items():
+        got = state.aged_features(end)
+        want = ref_sessions(seen, end) | ref_windows(seen, end) | ref_rfm(seen, end)
+        assert_features(got, want | ref_context(seen), f"customer {user}")
+        lapsed += got["recency_days"] > 180
+    assert lapsed > len(users) // 2  # CDNOW: most first-quarter customers never came back
