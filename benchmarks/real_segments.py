@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -91,14 +92,16 @@ def profiles(client: redis.Redis) -> list[dict[str, Any]]:
 
 
 def rfm_agreement(users: list[dict[str, Any]]) -> tuple[float, int]:
-    """Share of customers whose stored tier is a batch RFM's at the end of the replay."""
+    """Share of customers whose stored tier is a batch RFM's at the end of the replay (a
+    profile's recency is measured to its `aged_to` when it was aged, else its last event)."""
     end = max(float(u["last_event_ts"]) for u in users)
     customers: list[tuple[str, Values]] = []
     for u in users:
         f = u["features"]
         if f.get("purchases_total", 0) <= 0:
             continue
-        last_purchase = float(u["last_event_ts"]) - float(f["recency_days"]) * DAY_S
+        as_of = float(u.get("aged_to") or u["last_event_ts"])
+        last_purchase = as_of - float(f["recency_days"]) * DAY_S
         recency = min(365.0, (end - last_purchase) / DAY_S)
         customers.append(
             (u.get("rfm_segment") or "", (recency, f["purchases_total"], f["spend_total"]))
@@ -117,7 +120,9 @@ def silhouette(matrix: np.ndarray, labels: list[Any]) -> float:
 def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     """Replay, then score what Redis holds."""
     client.flushall()
+    started = time.perf_counter()
     run_main(build_redis_flow(config, [Path(p) for p in config["source"]["replay_paths"]]))
+    seconds = time.perf_counter() - started
     users = profiles(client)
     segmented = [u for u in users if u.get("segment")]
     labels = [u["segment"] for u in segmented]
@@ -129,6 +134,7 @@ def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     checked = resegment(client, PREFIX, model_params(config))
     return {
         "resegment": render(checked) if checked is not None else [],
+        "seconds": seconds,
         "users": len(users),
         "segmented": len(segmented),
         "live_segments": len(live),
@@ -173,15 +179,15 @@ def main() -> None:
     print(f"{args.data}: {rows[0]['users']:,} users")
     print(
         "| settings | segmented | live | smallest | silhouette online / batch | ARI vs batch "
-        "| batch vs batch (another seed) | RFM tier = batch (customers) |"
+        "| batch vs batch (another seed) | RFM tier = batch (customers) | replay (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {' '.join(r['settings']) or 'defaults'} | {r['segmented']:,} "
             f"| {r['live_segments']} | {r['smallest_share']:.1%} | {r['silhouette_online']:.3f} / "
             f"{r['silhouette_batch']:.3f} | {r['ari_batch']:.3f} | {r['ari_batch_seeds']:.3f} "
-            f"| {r['rfm_same_as_batch']:.1%} ({r['customers']:,}) |"
+            f"| {r['rfm_same_as_batch']:.1%} ({r['customers']:,}) | {r['seconds']:.0f} |"
         )
 
 

@@ -24,6 +24,7 @@ from bytewax.outputs import Sink
 
 from flows.config import Config, ConfigError, load_config
 from operators.adapters import checked_adapter
+from operators.aging import AgingParams, aging_sweep
 from operators.bases import BaseLoader
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
@@ -33,6 +34,7 @@ from operators.payload_limits import PayloadLimits
 from operators.pseudonym import id_mode, pseudonymize
 from operators.records import (
     Accepted,
+    Aged,
     Block,
     DeadLetter,
     Erasure,
@@ -43,6 +45,7 @@ from operators.records import (
     RawRecord,
     SegmentInfo,
     SegmentModel,
+    Tick,
     UserOutput,
     UserUpdate,
 )
@@ -205,7 +208,7 @@ def build_flow(
     secret = config.pseudonym_secret()
     if secret is not None:  # before keying: no raw user id reaches state or Redis
         accepted = pseudonymize("pseudonymize", accepted, secret)
-    inputs: Stream[Accepted | Forget] = accepted
+    inputs: Stream[Accepted | Forget | Tick] = accepted
     blocks: Stream[Block] | None = None
     if control is not None:
         commands = op.filter_map("parse_control", op.input("control", flow, control), parse_command)
@@ -213,6 +216,14 @@ def build_flow(
         blocks = split_commands.trues  # type: ignore[assignment]
         forgets: Stream[Forget] = split_commands.falses  # type: ignore[assignment]
         inputs = op.merge("with_control", accepted, forgets)
+    progress: Stream[Progress] = checked.progress
+    if config["state"]["age_every_s"] > 0:  # ticks join the events, before keying by user
+        swept = aging_sweep(
+            "aging", op.merge("with_refused", inputs, progress), aging_params(config, source)
+        )
+        split_swept = op.branch("swept_progress", swept, lambda x: isinstance(x, Progress))
+        progress = split_swept.trues  # type: ignore[assignment]
+        inputs = split_swept.falses  # type: ignore[assignment]
     by_user = op.key_on("by_user", inputs, _stored_user_id)
     state_params = user_state_params(config, opted_out)
     per_user = op.key_rm("unkey_user", user_state("user_state", by_user, state_params))
@@ -221,12 +232,12 @@ def build_flow(
     # an opted-out user's dropped event: its raw entry goes straight to the sink to delete
     dropped = op.branch("dropped", split.falses, lambda item: isinstance(item, InputDeletion))
     deletions: Stream[InputDeletion] = dropped.trues  # type: ignore[assignment]
-    updates: Stream[UserUpdate | Erasure | Progress] = dropped.falses  # type: ignore[assignment]
-    to_models: Stream[UserUpdate | Erasure | Progress | Block]
+    updates: Stream[UserUpdate | Erasure | Progress | Aged] = dropped.falses  # type: ignore[assignment]
+    to_models: Stream[UserUpdate | Erasure | Progress | Block | Aged]
     # builds on every worker before anything is read: stops a run whose worker count is not
     # the configured one (`config.workers`), which routing to the models depends on
     no_items: Stream[Progress] = op.input("worker_count", flow, WorkerCountCheck(config.workers))
-    to_models = op.merge("with_progress", updates, checked.progress, no_items)
+    to_models = op.merge("with_progress", updates, progress, no_items)
     if blocks is not None:  # item commands go straight to the global models
         to_models = op.merge("with_blocks", to_models, blocks)
     params = dataclasses.replace(
@@ -244,8 +255,20 @@ def build_flow(
     return flow
 
 
-def _stored_user_id(item: Accepted | Forget) -> str:
-    return item.user_id if isinstance(item, Forget) else item.event.user_id
+def _stored_user_id(item: Accepted | Forget | Tick) -> str:
+    return item.event.user_id if isinstance(item, Accepted) else item.user_id
+
+
+def aging_params(config: Config, source: Source[RawRecord]) -> AgingParams:
+    """The sweep's grid and clock (`operators.aging`): it waits for the same disorder as the
+    segment model's event-time order, and forgets users when the user-state step does."""
+    return AgingParams(
+        every_s=config["state"]["age_every_s"],
+        reorder_s=config["segments"]["reorder_s"],
+        ttl_s=config["state"]["ttl_s"],
+        workers=config.workers,
+        origins=stamped_origins(source),
+    )
 
 
 def stamped_origins(source: Source[RawRecord]) -> tuple[str, ...]:

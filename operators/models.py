@@ -55,6 +55,8 @@ from operators.metrics import (
 from operators.model_params import ModelParams
 from operators.outputs import BatchNews, UserNews, features_of
 from operators.records import (
+    Aged,
+    AgedDraft,
     Block,
     Drafted,
     Erasure,
@@ -71,7 +73,7 @@ from state.live_recs import LiveRecs
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
 from state.segment_quality import StreamingSilhouette
-from state.segmentation import Joined, News, Published, Segmentation, Settled
+from state.segmentation import AgedSettled, Joined, News, Published, Segmentation, Settled
 from state.segmenter import Segmenter
 
 __all__ = [
@@ -147,7 +149,7 @@ class ModelsState:
         )
 
 
-ModelsIn = UserUpdate | Erasure | Progress | Block
+ModelsIn = UserUpdate | Erasure | Progress | Block | Aged
 
 
 #: A draft before its segments: the news it goes in, its place there, update, variant, list.
@@ -182,11 +184,17 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             u.user_id: u for u in values if isinstance(u, UserUpdate) and u.features is not None
         }
         out, users = list[ModelsOut](), BatchNews()
-        settled: list[Settled] = []
+        settled: list[Settled | AgedSettled] = []
         pending: list[_Pending] = []
         for index, u in enumerate(values):
             if isinstance(u, Erasure):
                 users.erase(self._erase(u))
+                continue
+            if isinstance(u, Aged):  # learns nothing; drafted where its place is reached
+                aged = self.state.segments.observe_aged(
+                    u.user_id, u.version, u.at, u.profile, u.device, u.stamp
+                )
+                settled += self._segment_news(aged, out)
                 continue
             if isinstance(u, Block):
                 self.state.recs.block(u.item_id, u.blocked)
@@ -220,7 +228,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         segment model observes each update in order. The event-time order it moves may
         settle this replica's own users' outputs."""
         out: list[ModelsOut] = []
-        settled: list[Settled] = []
+        settled: list[Settled | AgedSettled] = []
         segments = self.state.segments
         weight_of = self.params.recs.weight_of
         events: list[Interaction] = []
@@ -265,7 +273,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         out.extend(users.frozen())
         return out, StatefulBatchLogic.RETAIN
 
-    def _finish(self, pending: list[_Pending], settled: list[Settled], users: BatchNews) -> None:
+    def _finish(
+        self, pending: list[_Pending], settled: list[Settled | AgedSettled], users: BatchNews
+    ) -> None:
         """Fill in the drafts' segments, then pass on the settlements of earlier outputs.
 
         A draft whose place in event-time order was already reached in this batch is settled
@@ -275,7 +285,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         when it kept the provisional outputs: a settlement of an older version then finds a
         newer output and does nothing.
         """
-        by_update = {(s.user_id, s.version): s for s in settled}
+        by_update = {(s.user_id, s.version): s for s in settled if isinstance(s, Settled)}
         for news, at, last, variant, served in pending:
             done = by_update.pop((last.user_id, last.version), None)
             if done is None:
@@ -287,6 +297,14 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         for s in by_update.values():
             settlement = (s.version, s.segment, s.segment_name, s.rfm_segment)
             users.news(s.user_id).settlements.append(settlement)
+        for a in settled:
+            if isinstance(a, AgedSettled):
+                variant = self.state.recs.variants.assign(a.user_id)
+                profile = {**a.profile, "variant": variant}
+                draft = AgedDraft(
+                    a.version, a.at, profile, a.segment, a.segment_name, a.rfm_segment
+                )
+                users.news(a.user_id).aged.append(draft)
 
     def _erase(self, erasure: Erasure) -> Erasure:
         """Forget the user here too: their co-occurrence contributions, their RFM sample entry.
@@ -315,14 +333,14 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self.state.recs.learn(interaction, previous, u.purchased, probe=own)
         return None if item in previous else item
 
-    def _segment_news(self, news: list[News], out: list[ModelsOut]) -> list[Settled]:
+    def _segment_news(self, news: list[News], out: list[ModelsOut]) -> list[Settled | AgedSettled]:
         """Publish what the segment model published, move users to the segments they joined
-        (per-segment trending); return the settlements for `_settle` (a settlement may
-        concern an output of this very batch, not sent yet)."""
-        settled: list[Settled] = []
+        (per-segment trending); return the settlements and aged profiles for `_finish` (a
+        settlement may concern an output of this very batch, not sent yet)."""
+        settled: list[Settled | AgedSettled] = []
         published: list[Published] = []
         for n in news:
-            if isinstance(n, Settled):
+            if isinstance(n, Settled | AgedSettled):
                 settled.append(n)
             elif isinstance(n, Joined):
                 self.state.recs.assign_segment(n.user_id, n.segment)

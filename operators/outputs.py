@@ -16,10 +16,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.records import Drafted, Erasure, ForUser, Settlement, UserOutput, UserUpdate
+from operators.records import (
+    AgedDraft,
+    Drafted,
+    Erasure,
+    ForUser,
+    Settlement,
+    UserOutput,
+    UserUpdate,
+)
 from state.rules import RuleSet
 
-__all__ = ["BatchNews", "UserNews", "corrected", "features_of", "user_output"]
+__all__ = ["BatchNews", "UserNews", "aged_output", "corrected", "features_of", "user_output"]
 
 
 @dataclass
@@ -32,6 +40,7 @@ class UserNews:
     draft: Drafted | None = None
     drafted_at: int = -1
     settlements: list[Settlement] = field(default_factory=list)
+    aged: list[AgedDraft] = field(default_factory=list)
 
     def frozen(self) -> ForUser:
         return ForUser(
@@ -41,6 +50,7 @@ class UserNews:
             self.draft,
             self.drafted_at,
             tuple(self.settlements),
+            tuple(self.aged),
         )
 
 
@@ -87,6 +97,26 @@ def user_output(d: Drafted, rules: RuleSet, timings: Sequence[tuple[float, float
         read_ats=tuple(read_at for read_at, _ in timings),
         event_times=tuple(ts for _, ts in timings),
         settled=d.settled,
+    )
+
+
+def aged_output(user_id: str, a: AgedDraft, rules: RuleSet) -> UserOutput:
+    """The output of a profile aged to `a.at`: settled at its place, no recommendations (the
+    sink leaves the stored list as it is), no latency samples (no event to time)."""
+    profile = dict(a.profile)
+    rfm = a.rfm_segment
+    return UserOutput(
+        user_id=user_id,
+        version=a.version,
+        updated_at=a.at,
+        profile=profile,
+        segment=a.segment,
+        segment_name=a.segment_name,
+        rfm_segment=rfm or "",
+        rule_segments=rules.matching(_rule_values(profile, a.segment, a.segment_name, rfm)),
+        recs=(),
+        settled=True,
+        aged_to=a.at,
     )
 
 

@@ -150,6 +150,33 @@ class UserUpdate:
 
 @crossing
 @dataclass(frozen=True, slots=True)
+class Tick:
+    """The stream's clock crossed `at` (an aging boundary) and the user's newest event is
+    older: re-evaluate the user as of `at` (`operators.aging`). Stamped as one more record of
+    the source batch that moved the clock, so the models count it like an event."""
+
+    user_id: str
+    at: float
+    stamp: Stamp | None = None
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class Aged:
+    """A user's profile aged to `at` with no new event (`UserState.aged_features`): the
+    models step assigns its segments at `at`'s place in event-time order and learns nothing.
+    `profile` is what the sink stores besides the reserved fields (features, device, ...)."""
+
+    user_id: str
+    version: int
+    at: float
+    profile: dict[str, Any]
+    device: str | None
+    stamp: Stamp | None = None
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
 class Learned:
     """One update as another worker's model replica learns it (`operators.replicas`).
 
@@ -194,6 +221,10 @@ class UserOutput:
     #: The segments are settled (final for this version): the sink lets this output rewrite a
     #: stored output of the same version that differs (a correction), never a provisional one.
     settled: bool = False
+    #: 0 for an event's output; else the aging boundary this output is as of (`Aged`): it
+    #: keeps its version, follows the outputs of that version in the sink's order (version,
+    #: aged_to), and leaves the stored recommendations as they are (`recs` is empty).
+    aged_to: float = 0.0
 
 
 @crossing
@@ -276,6 +307,21 @@ class ForUser:
     draft: Drafted | None = None
     drafted_at: int = -1
     settlements: tuple[Settlement, ...] = ()
+    #: Aged profiles settled in this batch, oldest first; they apply after the settlements.
+    aged: tuple[AgedDraft, ...] = ()
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class AgedDraft:
+    """An `Aged` profile with its segments at `at`'s place in event-time order."""
+
+    version: int
+    at: float
+    profile: dict[str, Any]
+    segment: str
+    segment_name: str
+    rfm_segment: str | None
 
 
 @crossing

@@ -75,16 +75,27 @@ JSON_OPTS = orjson.OPT_SORT_KEYS | orjson.OPT_SERIALIZE_NUMPY
 
 
 def newest_per_user(outputs: Iterable[UserOutput]) -> list[UserOutput]:
-    """One output per user, the highest version (the later one on a tie), first-seen order.
+    """One output per user, the highest (version, aged_to) (the later one on a tie), in
+    first-seen order; when that one is aged, the user's newest event output goes before it,
+    as it alone carries the recommendations.
 
     Older outputs of the same user add nothing to Redis: the newest already reflects them.
     """
     newest: dict[str, UserOutput] = {}
+    events: dict[str, UserOutput] = {}
     for out in outputs:
         current = newest.get(out.user_id)
-        if current is None or out.version >= current.version:
+        if current is None or (out.version, out.aged_to) >= (current.version, current.aged_to):
             newest[out.user_id] = out
-    return list(newest.values())
+        if not out.aged_to:
+            events[out.user_id] = out  # outputs of one user come in version order
+    kept: list[UserOutput] = []
+    for user, out in newest.items():
+        event = events.get(user)
+        if out.aged_to and event is not None:
+            kept.append(event)
+        kept.append(out)
+    return kept
 
 
 def newest_per_segment(infos: Iterable[SegmentInfo]) -> list[SegmentInfo]:
@@ -122,20 +133,24 @@ def hash_fields(out: UserOutput) -> list[bytes | str]:
         "rule_segments",
         dumps(rules),
     ]
+    if out.aged_to:
+        pairs += ["aged_to", dumps(out.aged_to)]
     for name in sorted(out.profile):
         pairs += [name, dumps(out.profile[name])]
     return pairs
 
 
 def notice_head(out: UserOutput) -> bytes:
-    """The notice without its "changed" list, which only the script knows."""
+    """The notice without its "changed" list, which only the script knows; an aged
+    output's names its boundary (`aged_to`), part of the notice's identity."""
     rules = dumps(sorted(set(out.rule_segments)))
-    return b'{"user_id":%s,"version":%d,"segment":%s,"rule_segments":%s' % (
+    head = b'{"user_id":%s,"version":%d,"segment":%s,"rule_segments":%s' % (
         dumps(out.user_id),
         out.version,
         dumps(out.segment),
         rules,
     )
+    return head + b',"aged_to":%s' % dumps(out.aged_to) if out.aged_to else head
 
 
 def recs_items(out: UserOutput) -> bytes:
@@ -262,6 +277,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     self._updates_maxlen,
                     int(out.updated_at // 3600),
                     1 if out.settled else 0,
+                    dumps(out.aged_to),
                     *hash_fields(out),
                 ],
                 client=pipe,

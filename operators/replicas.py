@@ -37,7 +37,7 @@ from operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
 from operators.metrics import MODEL_CPU, MODEL_UPDATES
 from operators.model_params import ModelParams
 from operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
-from operators.records import Block, Erasure, Learned, Progress, UserUpdate
+from operators.records import Aged, Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
 from state import increments
 from state.crossing import crossing
@@ -128,7 +128,7 @@ def replica_of(workers: int) -> Callable[[ModelsIn], str]:
     keys = replica_keys(workers)
 
     def key(item: ModelsIn) -> str:
-        if isinstance(item, UserUpdate | Erasure):
+        if isinstance(item, UserUpdate | Erasure | Aged):
             return keys[worker_of(item.user_id, workers)]
         if isinstance(item, Progress):
             return keys[worker_of(item.stamp.origin, workers)]
@@ -159,6 +159,16 @@ def learned(update: UserUpdate, window: int, learn_every: int) -> Learned:
     )
 
 
+def _remote(item: ModelsIn, window: int, learn_every: int) -> RemoteIn | None:
+    """An item as other replicas take it: an update cut to `Learned`; an aged profile, which
+    only its own replica drafts, as the progress of its batch."""
+    if isinstance(item, UserUpdate):
+        return learned(item, window, learn_every)
+    if isinstance(item, Aged):
+        return None if item.stamp is None else Progress(item.stamp)  # moves no clock
+    return item
+
+
 def copies(
     workers: int, window: int, learn_every: int
 ) -> Callable[[tuple[str, tuple[ModelsIn, ...]]], list[tuple[str, Copy]]]:
@@ -171,10 +181,8 @@ def copies(
         origin, items = batch
         out = [(origin, Copy(True, origin == lead, items, origin))]
         if workers > 1:
-            remote = tuple(
-                learned(item, window, learn_every) if isinstance(item, UserUpdate) else item
-                for item in items
-            )
+            cut = (_remote(item, window, learn_every) for item in items)
+            remote = tuple(item for item in cut if item is not None)
             out += [(k, Copy(False, k == lead, remote, k)) for k in keys if k != origin]
         return out
 

@@ -19,6 +19,7 @@ RESERVED_FIELDS = (
     "segment_name",
     "rfm_segment",
     "rule_segments",
+    "aged_to",
 )
 
 # Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
@@ -30,9 +31,13 @@ RESERVED_FIELDS = (
 #       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
 #       of the write (epoch hours), 8 "1" when the output's segments are settled (final for
 #       its version: it may replace a stored output of the same version, a correction),
-#       else "0", 9.. hash field/value pairs (JSON).
-# Returns false when nothing was written: the stored version is newer, or the same and this
-# output is not settled, or the same and its segments (cluster, RFM, rules) do not differ.
+#       else "0", 9 aged_to: 0 for an event's output, else the aging boundary the output is
+#       as of (`UserOutput.aged_to`), 10.. hash field/value pairs (JSON).
+# Writes are ordered by (version, aged_to): an aged output follows the outputs of its version
+# and leaves the recommendations key as it is.
+# Returns false when nothing was written: the stored (version, aged_to) is newer, or the same
+# and this output is not settled, or the same and its segments (cluster, RFM, rules) do not
+# differ.
 # Else {changed, {segment, size, ...}, moved (1 when the user changed cluster segment)}.
 #
 # Notices: one per write that applies, identical on the channel and the stream, each with
@@ -51,17 +56,22 @@ for entry in string.gmatch(ARGV[4], '[^\\n]+') do
   end
 end
 local items = '[' .. table.concat(entries, ',') .. ']'
-local stored = redis.call('HGET', user_key, 'version')
-if stored and (tonumber(stored) > tonumber(version)
-               or (tonumber(stored) == tonumber(version) and ARGV[8] ~= '1')) then
-  return false
+local aged = tonumber(ARGV[9])
+local guard = redis.call('HMGET', user_key, 'version', 'aged_to')
+local stored, stored_aged = guard[1], tonumber(guard[2] or '0')
+if stored then
+  local v, sv = tonumber(version), tonumber(stored)
+  if sv > v or (sv == v and (stored_aged > aged
+                             or (stored_aged == aged and ARGV[8] ~= '1'))) then
+    return false
+  end
 end
-local RESERVED = {version = true, updated_at = true, segment = true,
-                  segment_name = true, rfm_segment = true, rule_segments = true}
+local RESERVED = {version = true, updated_at = true, segment = true, segment_name = true,
+                  rfm_segment = true, rule_segments = true, aged_to = true}
 local old, new, names = {}, {}, {}
 local flat = redis.call('HGETALL', user_key)
 for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
-for i = 9, #ARGV, 2 do
+for i = 10, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
   names[#names + 1] = ARGV[i]
 end
@@ -123,7 +133,7 @@ for name, _ in pairs(old) do
 end
 table.sort(stale)
 local recs_suffix = ',"items":' .. items .. '}'
-local old_recs = redis.call('GET', recs_key)
+local old_recs = aged == 0 and redis.call('GET', recs_key)
 local changed = {}
 if profile_changed then changed[#changed + 1] = 'profile' end
 local segments_changed = false
@@ -136,12 +146,13 @@ if old['segment'] ~= new['segment'] or old['segment_name'] ~= new['segment_name'
 end
 if (old['rfm_segment'] or '""') ~= new['rfm_segment'] then segment_part('rfm_segment') end
 if old['rule_segments'] ~= new['rule_segments'] then segment_part('rule_segments') end
-if not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix then
+if aged == 0 and (not old_recs or string.sub(old_recs, -#recs_suffix) ~= recs_suffix) then
   changed[#changed + 1] = 'recs'
 end
--- A correction rewrites its version only to change the segments: the replay of one already
--- applied, or of an output that settled as it was first sent, writes and sends nothing.
+-- A correction rewrites its (version, aged_to) only to change the segments: the replay of
+-- one already applied, or of an output that settled as it was first sent, writes nothing.
 local correction = stored ~= false and tonumber(stored) == tonumber(version)
+                   and stored_aged == aged
 if correction and not segments_changed then return false end
 
 local touched = {}
@@ -158,9 +169,9 @@ for _, id in ipairs(after) do
   end
 end
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
-redis.call('HSET', user_key, unpack(ARGV, 9))
+redis.call('HSET', user_key, unpack(ARGV, 10))
 if renamed then redis.call('HSET', user_key, 'segment_name', renamed) end
-redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix)
+if aged == 0 then redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix) end
 
 local quoted = {}
 for i, part in ipairs(changed) do quoted[i] = '"' .. part .. '"' end

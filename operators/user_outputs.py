@@ -38,7 +38,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from operators.live_quality import QualityParams, live_quality
 from operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
-from operators.outputs import corrected, user_output
+from operators.outputs import aged_output, corrected, user_output
 from operators.records import (
     Erasure,
     ForUser,
@@ -168,6 +168,13 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
                 out.append(output)
         for settlement in news.settlements:
             self._settle(settlement, out)
+        for aged in news.aged:  # supersedes the output of its version, settled or not
+            if (
+                self.state.provisional is not None
+                and self.state.provisional.version <= aged.version
+            ):
+                self.state.provisional = None
+            out.append(aged_output(news.user_id, aged, self.rules))
 
     def _test(self, item: str, seq: int, scored: list[Scored]) -> None:
         """Score an interaction against the list last sent (none known: not scored)."""

@@ -34,12 +34,14 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
 from operators.records import (
     Accepted,
+    Aged,
     DeadLetter,
     Erasure,
     Forget,
     InputDeletion,
     Progress,
     Stamp,
+    Tick,
     UserUpdate,
 )
 from state import snapshots
@@ -105,10 +107,11 @@ class UserStateParams:
         )
 
 
-UserStateOut = UserUpdate | DeadLetter | Erasure | Progress | InputDeletion
+UserStateOut = UserUpdate | DeadLetter | Erasure | Progress | InputDeletion | Aged
+UserStateIn = Accepted | Forget | Tick
 
 
-class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes]):
+class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
     """One user's state inside a Bytewax `stateful_batch` operator.
 
     A batch, not an item at a time, because only the batch knows which update is the user's
@@ -139,9 +142,10 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
             self.state = params.new_state() if resume_state is None else resume_state
         ACTIVE_USERS.inc()
 
-    def on_batch(self, values: list[Accepted | Forget]) -> tuple[Iterable[UserStateOut], bool]:
-        """Every stamped event yields one `UserUpdate` or one `Progress` (the models step
-        counts them to know a source batch is complete), plus a dead letter if late."""
+    def on_batch(self, values: list[UserStateIn]) -> tuple[Iterable[UserStateOut], bool]:
+        """Every stamped event or tick yields one `UserUpdate`, `Aged` or `Progress` (the
+        models step counts them to know a source batch is complete), plus a dead letter if
+        late. A tick is not activity: it keeps no user alive for the TTL."""
         out: list[UserStateOut] = []
         if self._unchecked:
             self._unchecked = False
@@ -149,7 +153,14 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
                 out += self._opt_out_at_start(_user_of(values[0]))
         counts: dict[tuple[str, str], int] = {}  # (type, outcome): counted once per batch
         last = -1  # index in `out` of the newest accepted update
+        active = False
         for value in values:
+            if isinstance(value, Tick):
+                aged = self._age(value)
+                if aged is not None:
+                    out.append(aged)
+                continue
+            active = True
             if isinstance(value, Forget) or value.event.consent is False:
                 out.append(self._erase(value))
                 last = -1  # nothing before the erasure may be published any more
@@ -172,7 +183,8 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
                 # right after that last accepted event
                 out[last] = _full_update(self.state, light.event, light.read_at, light.stamp)
         _count(counts)
-        self.expires_at = self.clock() + self.params.ttl_s
+        if active:
+            self.expires_at = self.clock() + self.params.ttl_s
         if self.state.version == 0 and not self.state.opted_out:
             ACTIVE_USERS.dec()  # erased and nothing since: nothing left to keep
             return out, StatefulBatchLogic.DISCARD
@@ -239,6 +251,15 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
             event.user_id, state.version, event, value.read_at, state.history, stamp=value.stamp
         )
 
+    def _age(self, tick: Tick) -> Aged | Progress | None:
+        """The profile as of the tick's boundary, when the user's newest event is older;
+        else (a newer event came first, an erased or unknown user) just the tick's progress."""
+        state = self.state
+        if state.version == 0 or state.opted_out or (state.watermark or 0.0) >= tick.at:
+            return None if tick.stamp is None else Progress(tick.stamp)  # moves no clock
+        profile = _profile(state, state.aged_features(tick.at))
+        return Aged(tick.user_id, state.version, tick.at, profile, state.device, tick.stamp)
+
     def notify_at(self) -> datetime | None:
         """When this user's state expires (wall clock); never for an opt-out's tombstone."""
         if self.params.ttl_s <= 0 or self.state.opted_out:
@@ -268,8 +289,8 @@ class UserStateLogic(StatefulBatchLogic[Accepted | Forget, UserStateOut, bytes])
         return snapshots.encode("user", self.state.to_snapshot())
 
 
-def _user_of(value: Accepted | Forget) -> str:
-    return value.user_id if isinstance(value, Forget) else value.event.user_id
+def _user_of(value: UserStateIn) -> str:
+    return value.event.user_id if isinstance(value, Accepted) else value.user_id
 
 
 def _late_letter(value: Accepted, lag: float) -> DeadLetter:
@@ -288,6 +309,20 @@ def _late_letter(value: Accepted, lag: float) -> DeadLetter:
 def _seconds(value: float) -> str:
     """Plain decimal seconds, never exponent notation: '301', '300.5'."""
     return f"{value:.3f}".rstrip("0").rstrip(".")
+
+
+def _profile(state: UserState, features: dict[str, float]) -> dict[str, object]:
+    """What the sink stores of an aged user besides the reserved fields, as an event's
+    output has it (`operators.outputs`): the last event's type and time stay the last
+    event's."""
+    return {
+        "features": features,
+        "device": state.device,
+        "referrer": state.referrer,
+        "top_categories": [[cat, score] for cat, score in state.top_interests()],
+        "last_event_type": None if state.last_event is None else state.last_event[0],
+        "last_event_ts": None if state.last_event is None else state.last_event[1],
+    }
 
 
 def _full_update(state: UserState, event: Event, read_at: float, stamp: Stamp | None) -> UserUpdate:
@@ -324,7 +359,7 @@ def _count(counts: dict[tuple[str, str], int]) -> None:
 
 @operator
 def user_state(
-    step_id: str, up: KeyedStream[Accepted | Forget], params: UserStateParams
+    step_id: str, up: KeyedStream[UserStateIn], params: UserStateParams
 ) -> KeyedStream[UserStateOut]:
     """Keep each user's state and emit a `UserUpdate` per accepted event (full or light).
 

@@ -117,13 +117,21 @@ class EventTimeOrder(Generic[T]):
         self.pushed = 0  # ties on (time, key) keep arrival order
         self._watermark: float | None = None  # cached `watermark()`
 
-    def add(self, stamp: Stamp | None, ts: float | None, items: Iterable[tuple[Any, T]]) -> None:
+    def add(
+        self,
+        stamp: Stamp | None,
+        ts: float | None,
+        items: Iterable[tuple[Any, T]],
+        moves: bool = True,
+    ) -> None:
         """Account for one record of a batch, with the items (key, value) it brings.
 
-        Every record of a stamped batch must be added exactly once, items or not.
+        Every record of a stamped batch must be added exactly once, items or not. A record
+        that does not `move` its partition's watermark (an aged profile: its time is the
+        sweep's boundary, not an event's) is placed by its time like any other.
         """
         if stamp is None:
-            self._add_unstamped(ts, items)
+            self._add_unstamped(ts, items, moves)
             return
         part = self.partitions.get(stamp.origin)
         if part is None:
@@ -136,7 +144,7 @@ class EventTimeOrder(Generic[T]):
             batch = part.waiting[stamp.seq] = _Batch(stamp.size, stamp.kind)
         batch.seen += 1
         if ts is not None:
-            if ts > batch.newest:
+            if moves and ts > batch.newest:
                 batch.newest = ts
             held = batch.items
             for key, value in items:
@@ -203,7 +211,9 @@ class EventTimeOrder(Generic[T]):
         waiting = sum(len(b.items) for p in self.partitions.values() for b in p.waiting.values())
         return len(self.heap) + waiting
 
-    def _add_unstamped(self, ts: float | None, items: Iterable[tuple[Any, T]]) -> None:
+    def _add_unstamped(
+        self, ts: float | None, items: Iterable[tuple[Any, T]], moves: bool = True
+    ) -> None:
         part = self.partitions.get(UNSTAMPED)
         if part is None:
             part = self.partitions[UNSTAMPED] = _Partition()
@@ -213,7 +223,8 @@ class EventTimeOrder(Generic[T]):
         for key, value in items:
             self._push(ts, key, value)
         # released up to and including newest - reorder_s, as a plain reorder buffer
-        part.watermark = max(part.watermark, math.nextafter(ts - self.reorder_s, math.inf))
+        if moves:
+            part.watermark = max(part.watermark, math.nextafter(ts - self.reorder_s, math.inf))
 
     def _take_complete(self, part: _Partition[T]) -> None:
         while True:

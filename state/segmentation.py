@@ -35,6 +35,7 @@ from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
 __all__ = [
+    "AgedSettled",
     "Joined",
     "News",
     "Published",
@@ -114,8 +115,21 @@ class Joined:
     segment: str
 
 
+@dataclass(frozen=True, slots=True)
+class AgedSettled:
+    """A user's profile aged to `at` with its segments at `at`'s place in event-time order."""
+
+    user_id: str
+    version: int
+    at: float
+    profile: Mapping[str, Any]
+    segment: str
+    segment_name: str
+    rfm_segment: str | None
+
+
 #: What the segment model hands the models step.
-News = Published | Settled | Joined
+News = Published | Settled | Joined | AgedSettled
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,10 +144,12 @@ class _Point:
     device: str | None
     learn: bool  # a learn point (else a settle point)
     cluster: bool = False  # a clusterer learn point (else RFM only)
+    aged: Mapping[str, Any] | None = None  # an aged profile's (`observe_aged`)
 
 
-#: Learn points sort before the settle point of the same update: settled after that event.
-_LEARN, _SETTLE = 0, 1
+#: Learn points sort before the settle point of the same update: settled after that event;
+#: an aged profile of the same version after both.
+_LEARN, _SETTLE, _AGED = 0, 1, 2
 
 
 @dataclass
@@ -188,6 +204,21 @@ class Segmentation:
         self.order.add(stamp, ts, entries)
         return self._apply(self.order.release())
 
+    def observe_aged(
+        self,
+        user_id: str,
+        version: int,
+        at: float,
+        profile: Mapping[str, Any],
+        device: str | None,
+        stamp: Stamp | None = None,
+    ) -> list[News]:
+        """Take a profile aged to `at` (`profile["features"]` as of then): nothing is learned
+        from it; an `AgedSettled` comes out at `at`'s place in event-time order."""
+        point = _Point(at, user_id, version, "", profile["features"], device, False, False, profile)
+        self.order.add(stamp, at, [((user_id, version, _AGED), point)], moves=False)
+        return self._apply(self.order.release())
+
     def progress(self, stamp: Stamp | None, ts: float | None) -> list[News]:
         """A record that brings nothing to learn (dropped upstream) still moves its partition."""
         self.order.add(stamp, ts, ())
@@ -202,9 +233,13 @@ class Segmentation:
         for p in points:
             if p.learn:
                 self._learn(p, out)
-            else:
-                segment, name, tier = self.assign(p.features, p.device)
+                continue
+            segment, name, tier = self.assign(p.features, p.device)
+            if p.aged is None:
                 out.append(Settled(p.user_id, p.version, segment, name, tier))
+            else:
+                aged = AgedSettled(p.user_id, p.version, p.ts, p.aged, segment, name, tier)
+                out.append(aged)
         return out
 
     def _learn(self, p: _Point, out: list[News]) -> None:
@@ -362,7 +397,8 @@ class Segmentation:
 def _point_data(p: _Point) -> tuple[Any, ...]:
     """A held point as plain data (`_point` undoes it)."""
     features = dict(p.features)
-    return (p.ts, p.user_id, p.version, p.event_type, features, p.device, p.learn, p.cluster)
+    fields = (p.ts, p.user_id, p.version, p.event_type, features, p.device, p.learn, p.cluster)
+    return fields if p.aged is None else (*fields, dict(p.aged))
 
 
 def _point(data: tuple[Any, ...]) -> _Point:

@@ -44,8 +44,8 @@ __all__ = [
 #: teach `migrate` to turn the previous format into the new one. Format 2: the models'
 #: large parts may be references to bases plus changes (`state.increments`), which a
 #: release of format 1 must refuse rather than misread. Format 3: a user's state holds its
-#: context mix.
-FORMAT = 3
+#: context mix. Format 4: a user's state holds its last event's type and time.
+FORMAT = 4
 #: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
 MAGIC = b"\x00tailor-snapshot\x00"
 _VERSION = struct.Struct(">H")
@@ -121,4 +121,8 @@ def migrate(version: int, kind: str, data: Any) -> Any:
         # 2 -> 3: users gain the context mix (`state.context`); one resumed from an older
         # store starts it empty, so its shares count the events from the resume on.
         data = {**data, "mix": ContextMix().to_snapshot()}
+    if version < 4 and kind == "user" and "last_event" not in data:
+        # 3 -> 4: users gain their last event (aged outputs show it); unknown until the
+        # user's next event, so an aged output before it shows none.
+        data = {**data, "last_event": None}
     return data

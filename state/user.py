@@ -134,6 +134,8 @@ class UserState:
         self._seen: dict[str, float] = {}
         self._seen_order: deque[tuple[float, str]] = deque()
         self.watermark: float | None = None
+        #: (type, time) of the last event accepted, in arrival order: what an output shows.
+        self.last_event: tuple[str, float] | None = None
         self.version = 0
         #: The user opted out: everything else is empty, and later events are dropped.
         self.opted_out = False
@@ -164,6 +166,7 @@ class UserState:
         """
         watermark = event.ts if self.watermark is None else max(self.watermark, event.ts)
         self.watermark = watermark
+        self.last_event = (event.type, event.ts)
         self.version += 1
         self.session.update(event)
         self.windows.update(event)
@@ -274,6 +277,7 @@ class UserState:
             "seen": self._seen.copy(),
             "seen_order": list(self._seen_order),
             "watermark": self.watermark,
+            "last_event": self.last_event,
             "version": self.version,
             "opted_out": self.opted_out,
         }
@@ -295,6 +299,8 @@ class UserState:
         made._seen = dict(data["seen"])
         made._seen_order = deque(tuple(entry) for entry in data["seen_order"])
         made.watermark, made.version = data["watermark"], data["version"]
+        last = data["last_event"]
+        made.last_event = None if last is None else (last[0], last[1])
         made.opted_out = data["opted_out"]
         return made
 

@@ -2,7 +2,9 @@
 in `<prefix>:quality:recs` pinned to the figures the single models step gave before the
 per-user outputs moved to their own step (`operators.user_outputs`, `operators.live_quality`),
 re-pinned when the `isgd` component became FISM (its re-ranking changed which items were
-served along the way, not the final lists: the Redis digests stayed)."""
+served along the way, not the final lists: the Redis digests stayed), and re-pinned when
+profiles began to age (`operators.aging`: the quality figures stayed, the profiles and
+notices gained aged writes)."""
 
 from __future__ import annotations
 
@@ -71,7 +73,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "32b5c6d5ae6047ef54fc111e5c860eb9eb034980170f66bd4b060022ac5196a2",
+        "f5a6b8a165bb7f5396719e7b4528ec8f867478169f958358194c8bdcd2f0a98e",
     )
     assert whole == (
         5802,
@@ -84,5 +86,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "207405a1250a9c4f04b928852a5ef6a17cb32ca1e8885c642df3e91a73389524",
+        "731b28f28908ee62c239263ec1acb58c3076370b8f05a19301174a595e53b728",
     )

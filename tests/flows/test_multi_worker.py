@@ -56,6 +56,8 @@ def run_with(redis_url: str, sample: Path, prefix: str, workers: int) -> dict[st
         PARTITIONS,
         recovery__enabled=False,
         cluster__workers_per_process=workers,
+        # each worker ages its users by the clock of the partitions it reads (operators.aging)
+        state__age_every_s=0.0,
         segments__publish_every=1,  # the last record describes the final model
         segments__rules={"big_spender": "spend_total > 100 and segment != ''"},
     )

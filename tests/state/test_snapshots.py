@@ -21,7 +21,7 @@ from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
 
 def test_an_envelope_carries_the_format_and_the_kind() -> None:
     blob = snapshots.encode("models", {"counts": np.arange(3), "ids": ["a", "b"]})
-    assert FORMAT == 3
+    assert FORMAT == 4
     assert blob.startswith(MAGIC + struct.pack(">H", FORMAT) + b"models\x00")
     assert snapshots.header(blob) == (FORMAT, "models")
     assert snapshots.problem(blob) is None
@@ -111,10 +111,28 @@ def test_a_format_2_user_snapshot_resumes_with_an_empty_context_mix() -> None:
     user = UserState()
     user.update(Event("1", "u", "purchase", 1_700_000_000.0, item_id="i", price=5.0))
     old = user.to_snapshot()
-    del old["mix"]
+    del old["mix"], old["last_event"]
     blob = MAGIC + struct.pack(">H", 2) + b"user\x00" + pickle.dumps(old, protocol=5)
     resumed = UserState.from_snapshot(snapshots.decode(blob, "user"))
     assert resumed.features()["spend_total"] == 5.0
     assert resumed.mix.events == 0 and resumed.features()["direct_share"] == 0.0
     resumed.update(Event("2", "u", "page_view", 1_700_000_100.0, referrer="email"))
     assert resumed.features()["email_share"] == 1.0
+
+
+def test_a_format_3_user_snapshot_resumes_without_a_last_event() -> None:
+    """Format 4 adds the user's last event (type, time): a format-3 user resumes with none
+    until their next event, and everything else as it was."""
+    from state.event import Event
+    from state.user import UserState
+
+    user = UserState()
+    user.update(Event("1", "u", "purchase", 1_700_000_000.0, item_id="i", price=5.0))
+    assert user.last_event == ("purchase", 1_700_000_000.0)
+    old = user.to_snapshot()
+    del old["last_event"]
+    blob = MAGIC + struct.pack(">H", 3) + b"user\x00" + pickle.dumps(old, protocol=5)
+    resumed = UserState.from_snapshot(snapshots.decode(blob, "user"))
+    assert resumed.last_event is None and resumed.features() == user.features()
+    resumed.update(Event("2", "u", "page_view", 1_700_000_100.0))
+    assert resumed.last_event == ("page_view", 1_700_000_100.0)
