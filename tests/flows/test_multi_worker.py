@@ -46,7 +46,9 @@ def stored(r: redis.Redis, prefix: str) -> dict[str, tuple[object, ...]]:
     return out
 
 
-def run_with(redis_url: str, sample: Path, prefix: str, workers: int) -> dict[str, object]:
+def run_with(
+    redis_url: str, sample: Path, prefix: str, workers: int, age_every_s: float = 0.0
+) -> dict[str, object]:
     produce(
         redis_url, sample, prefix=prefix, partitions=PARTITIONS, adapter="jsonl", progress=False
     )
@@ -56,8 +58,9 @@ def run_with(redis_url: str, sample: Path, prefix: str, workers: int) -> dict[st
         PARTITIONS,
         recovery__enabled=False,
         cluster__workers_per_process=workers,
-        # each worker ages its users by the clock of the partitions it reads (operators.aging)
-        state__age_every_s=0.0,
+        # each worker ages its users by the clock of the partitions it reads (operators.aging):
+        # off here, where every stored field must match; on in the test of aging below
+        state__age_every_s=age_every_s,
         segments__publish_every=1,  # the last record describes the final model
         segments__rules={"big_spender": "spend_total > 100 and segment != ''"},
     )
@@ -89,3 +92,40 @@ def test_two_workers_give_every_user_the_segments_one_worker_gives(
     record = orjson.loads(quality[b"record"])
     assert set(record) == {"all"} and record["all"]["model"] == "hybrid"
     assert int(quality[b"version"]) > 1000 and 0 < record["all"]["recall"] < 1
+
+
+def test_two_workers_age_users_as_one_worker_does_to_the_same_boundary(
+    redis_url: str, r: redis.Redis, tmp_path: Path
+) -> None:
+    """Aging learns nothing, so the model is the one a worker gives without aging; a user
+    aged to the same boundary by one worker or two has the same segments there (aged
+    profiles are placed at their boundary in the event-time order). Each worker's clock is
+    the watermark of the partitions it reads, so at the end of a bounded replay a worker
+    whose partitions end earlier has aged its users to an earlier boundary."""
+    sample = tmp_path / "sample.jsonl"
+    write_jsonl(sample, users=400, seed=3, archetypes=True)
+    plain = run_with(redis_url, sample, "plain", workers=1)
+    one = run_with(redis_url, sample, "one", workers=1, age_every_s=86400.0)
+    two = run_with(redis_url, sample, "two", workers=2, age_every_s=86400.0)
+    assert one == two == plain
+
+    def aged(prefix: str) -> dict[str, tuple[object, ...]]:
+        fields = ("aged_to", "version", *SEGMENT_FIELDS)
+        out = {}
+        for key in r.scan_iter(match=f"{prefix}:user:*", count=1000):
+            values = r.hmget(key, list(fields))
+            out[key.decode().split(":user:")[1]] = tuple(
+                orjson.loads(v) if v else None for v in values
+            )
+        return out
+
+    users_one, users_two = aged("one"), aged("two")
+    assert users_one.keys() == users_two.keys() and len(users_one) == 400
+    same_boundary = [u for u in users_one if users_one[u][0] == users_two[u][0]]
+    assert (
+        len(same_boundary) >= 150 and sum(users_one[u][0] is not None for u in same_boundary) >= 100
+    )
+    assert all(users_one[u] == users_two[u] for u in same_boundary)
+    for user, (at, version, *_segments) in users_two.items():
+        assert version == users_one[user][1]  # no event invented or lost
+        assert at is None or at <= users_one[user][0]  # type: ignore[operator]
