@@ -93,3 +93,17 @@ def test_a_batch_keeps_the_latest_of_an_event_and_its_aged_output(
     sink.write_batch([event, aged(event, 10 * DAY, "at_risk")])
     assert profile(r, "u1")["aged_to"] == 10 * DAY
     assert [item["item_id"] for item in recs(r, "u1")["items"]] == ["i1", "i2"]  # type: ignore[index]
+
+
+def test_an_aged_output_that_changes_no_segment_is_not_written(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    """Daily aging would rewrite and announce every profile every day: an aged output is
+    written only when it moves the user between segments."""
+    event = dataclasses.replace(output("u1", 3, rfm="champions"), settled=True)
+    sink.write_batch([event])
+    written = len(notices(r))
+    sink.write_batch([aged(event, 10 * DAY, "champions")])
+    assert "aged_to" not in profile(r, "u1") and len(notices(r)) == written
+    sink.write_batch([aged(event, 11 * DAY, "loyal")])
+    assert profile(r, "u1")["aged_to"] == 11 * DAY and len(notices(r)) == written + 1
