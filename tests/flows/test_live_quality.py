@@ -73,7 +73,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "f5a6b8a165bb7f5396719e7b4528ec8f867478169f958358194c8bdcd2f0a98e",
+        "1712e711ef743854efbf54d26774239e06fdb150176a8a7aa5b983ec3f339887",
     )
     assert whole == (
         5802,
@@ -86,5 +86,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "731b28f28908ee62c239263ec1acb58c3076370b8f05a19301174a595e53b728",
+        "e21a6120c69f68ea1bb60d650adfe25e03090993620565815d951e085a10263c",
     )
