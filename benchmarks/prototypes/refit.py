@@ -45,6 +45,7 @@ DAY = 86400.0
 SEED = 42
 SAMPLE = 4096
 RESCALE = False
+POPULATION = False
 TYPES = frozenset({"purchase", "page_view", "product_view", "click", "add_to_cart"})
 
 
@@ -114,6 +115,43 @@ def reseed(seg: Segmenter, profiles: list[Mapping[str, float]], k: int) -> None:
         anchors[s] = centres[c].tolist()
 
 
+class PopulationScaler:
+    """Standardises over each user's latest profile, not over the learn points: running sums
+    with a user's previous values taken out (option 1 of docs/design/reseeding.md)."""
+
+    def __init__(self, features: tuple[str, ...]) -> None:
+        self.features = features
+        self.latest: dict[str, dict[str, float]] = {}
+        self.sums = dict.fromkeys(features, 0.0)
+        self.squares = dict.fromkeys(features, 0.0)
+        self.means: dict[str, float] = dict.fromkeys(features, 0.0)
+        self.vars: dict[str, float] = dict.fromkeys(features, 0.0)
+
+    def update(self, user: str, numeric: Mapping[str, float]) -> None:
+        old = self.latest.get(user)
+        for f in self.features:
+            if old is not None:
+                self.sums[f] -= old[f]
+                self.squares[f] -= old[f] * old[f]
+            self.sums[f] += numeric[f]
+            self.squares[f] += numeric[f] * numeric[f]
+        self.latest[user] = dict(numeric)
+        n = len(self.latest)
+        for f in self.features:
+            mean = self.sums[f] / n
+            self.means[f] = mean
+            self.vars[f] = max(0.0, self.squares[f] / n - mean * mean)
+
+    def learn_one(self, x: Mapping[str, float]) -> None:
+        """The segmenter's own call: the population is updated by `update` instead."""
+
+    def transform_one(self, x: Mapping[str, float]) -> dict[str, float]:
+        return {
+            f: (v - self.means.get(f, 0.0)) / (self.vars.get(f, 0.0) ** 0.5 or 1.0)
+            for f, v in x.items()
+        }
+
+
 def encode(profiles: list[Mapping[str, float]], seg: Segmenter) -> np.ndarray:
     columns = [
         [TRANSFORMS[seg.transforms[f]][0](float(p.get(f, 0.0))) for p in profiles]
@@ -126,6 +164,9 @@ def encode(profiles: list[Mapping[str, float]], seg: Segmenter) -> np.ndarray:
 
 def run(stream: list[Event], schedule: str, every: float) -> dict[str, Any]:
     seg = Segmenter()
+    population = PopulationScaler(seg.features) if POPULATION else None
+    if population is not None:
+        seg._scaler = population  # type: ignore[assignment]
     k = int(getattr(seg._model, "n_clusters", 5))
     users: dict[str, UserState] = {}
     sample: dict[str, tuple[dict[str, float], float]] = {}
@@ -146,6 +187,8 @@ def run(stream: list[Event], schedule: str, every: float) -> dict[str, Any]:
         state.update(e)
         if learn_point(state.version, e.type, 10):
             features = state.features()
+            if population is not None:
+                population.update(e.user_id, seg._numeric(features))
             seg.learn_segment(features, state.device)
             sample[e.user_id] = (features, e.ts)
     end = boundary - every
@@ -154,12 +197,14 @@ def run(stream: list[Event], schedule: str, every: float) -> dict[str, Any]:
     matrix = encode(final, seg)
     batch = KMeans(n_clusters=k, n_init=10, random_state=SEED).fit_predict(matrix)
     sizes = np.bincount([label for label in labels if label is not None])
+    batch_sizes = np.bincount(batch)
     return {
         "schedule": schedule,
         "ari": adjusted_rand_score(batch, labels),
         "silhouette_online": silhouette_score(matrix, labels, sample_size=4000, random_state=SEED),
         "silhouette_batch": silhouette_score(matrix, batch, sample_size=4000, random_state=SEED),
         "smallest": sizes[sizes > 0].min() / len(labels),
+        "batch_smallest": batch_sizes.min() / len(labels),
         "live": int((sizes > 0).sum()),
         "reseed_s": spent,
     }
@@ -170,18 +215,26 @@ def main() -> None:
     parser.add_argument("--data", choices=("online-retail", "cdnow"), default="online-retail")
     parser.add_argument("--every-days", type=float, default=7.0)
     parser.add_argument("--rescale", action="store_true", help="re-standardise at a re-seed")
+    parser.add_argument(
+        "--population", action="store_true", help="standardise over users' latest profiles"
+    )
     args = parser.parse_args()
-    global RESCALE
+    global RESCALE, POPULATION
     RESCALE = args.rescale
+    POPULATION = args.population
     stream = events(args.data)
     print(f"{args.data}: {len(stream):,} events, re-seeding every {args.every_days:g} days")
-    print("| schedule | ARI vs batch | silhouette online / batch | live | smallest | re-seeding |")
+    print(
+        "| schedule | ARI vs batch | silhouette online / batch | live | smallest online / batch "
+        "| re-seeding |"
+    )
     print("|---|---|---|---|---|---|")
     for schedule in ("none", "sample", "exact"):
         r = run(stream, schedule, args.every_days * DAY)
         print(
             f"| {schedule} | {r['ari']:.3f} | {r['silhouette_online']:.3f} / "
-            f"{r['silhouette_batch']:.3f} | {r['live']} | {r['smallest']:.1%} "
+            f"{r['silhouette_batch']:.3f} | {r['live']} | {r['smallest']:.1%} / "
+            f"{r['batch_smallest']:.1%} "
             f"| {r['reseed_s']:.1f} s |"
         )
 
