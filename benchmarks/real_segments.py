@@ -74,7 +74,7 @@ def configured(url: str, data: str, settings: list[str]) -> Config:
         value = tomllib.loads(f"v = {raw}")["v"]
         parts = name.split(".")
         if parts[:2] == ["segments", "params"]:
-            params = {**config["segments"]["params"], parts[2]: value}
+            params = {**config.segments.params, parts[2]: value}
             config = config.with_value("segments", "params", params)
         else:
             config = config.with_value(parts[0], parts[1], value)
@@ -117,7 +117,7 @@ def silhouette(matrix: np.ndarray, labels: list[Any]) -> float:
 def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     """Replay, then score what Redis holds."""
     client.flushall()
-    run_main(build_redis_flow(config, [Path(p) for p in config["source"]["replay_paths"]]))
+    run_main(build_redis_flow(config))
     users = profiles(client)
     segmented = [u for u in users if u.get("segment")]
     labels = [u["segment"] for u in segmented]

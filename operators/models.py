@@ -40,7 +40,7 @@ order: each update's timing, each interaction to test (before the models learn i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -97,34 +97,35 @@ class ModelsState:
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
+        config, recs_config = params.segments, params.recs
         segmenter = Segmenter(
-            params.clusterer,
-            params.clusterer_params,
+            config.clusterer,
+            config.params,
             params.features,
-            params.devices,
-            params.seed,
+            config.devices,
+            config.seed,
             transforms=params.transforms,
-            warmup=params.warmup,
-            rename_distance=params.rename_distance,
+            warmup=config.warmup,
+            rename_distance=config.rename_distance,
         )
         segments = Segmentation(
             segmenter,
-            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=params.seed),
-            silhouette=StreamingSilhouette(seed=params.seed),
-            learn_every=params.learn_every,
-            publish_every=params.publish_every,
+            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=config.seed),
+            silhouette=StreamingSilhouette(seed=config.seed),
+            learn_every=config.learn_every,
+            publish_every=config.publish_every,
             drift_every=params.drift_every,
-            reorder_s=params.reorder_s,
+            reorder_s=config.reorder_s,
             origins=params.origins,
         )
         recs = LiveRecs.build(
-            k=params.k,
-            shares=params.variant_shares,
-            models=params.variant_models,
-            settings=replace(params.recs, k=params.k),  # one list length for serving and probes
-            salt=params.variant_salt,
-            exclude_seen=params.exclude_seen,
-            max_per_category=params.max_per_category,
+            k=recs_config.k,
+            shares=recs_config.variant_shares,
+            models=recs_config.variant_models,
+            settings=params.rec_settings,
+            salt=recs_config.variant_salt,
+            exclude_seen=recs_config.exclude_seen,
+            max_per_category=recs_config.max_per_category,
         )
         return cls(segments=segments, recs=recs)
 
@@ -222,7 +223,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         out: list[ModelsOut] = []
         settled: list[Settled] = []
         segments = self.state.segments
-        weight_of = self.params.recs.weight_of
+        weight_of = self.params.rec_settings.weight_of
         events: list[Interaction] = []
         previous: list[tuple[str, ...]] = []
         for u in values:
@@ -309,7 +310,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             return None
         history = u.history
         previous = history[:-1] if history and history[-1] == item else history
-        weight = self.params.recs.weight_of(event.type)
+        weight = self.params.rec_settings.weight_of(event.type)
         categories = tuple(event.category or ())
         interaction = Interaction(u.user_id, item, event.ts, weight, categories)
         self.state.recs.learn(interaction, previous, u.purchased, probe=own)
