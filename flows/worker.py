@@ -218,9 +218,13 @@ def stamped_origins(source: Source[RawRecord]) -> tuple[str, ...]:
 
 
 def replay_files(config: Config, replay_paths: Sequence[Path] = ()) -> list[Path]:
-    """The files to replay: those given (`tailor run --replay`), else the configured
-    `source.replay_paths`; none means the Redis streams."""
-    return list(replay_paths) or [Path(p) for p in config.source.replay_paths]
+    """The files to replay: those given (`tailor run --replay`), else with `source.kind`
+    "replay" the configured `source.replay_paths`; none means the Redis streams."""
+    if replay_paths:
+        return list(replay_paths)
+    if config.source.kind == "replay":
+        return [Path(p) for p in config.source.replay_paths]
+    return []
 
 
 def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[RawRecord]:
