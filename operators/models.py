@@ -97,35 +97,36 @@ class ModelsState:
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
-        config, recs_config = params.segments, params.recs
+        """Empty models as `params` configure them (`[segments]`, `[recs]`)."""
+        seg, rec = params.segments, params.recs
         segmenter = Segmenter(
-            config.clusterer,
-            config.params,
+            seg.clusterer,
+            seg.params,
             params.features,
-            config.devices,
-            config.seed,
+            seg.devices,
+            seg.seed,
             transforms=params.transforms,
-            warmup=config.warmup,
-            rename_distance=config.rename_distance,
+            warmup=seg.warmup,
+            rename_distance=seg.rename_distance,
         )
         segments = Segmentation(
             segmenter,
-            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=config.seed),
-            silhouette=StreamingSilhouette(seed=config.seed),
-            learn_every=config.learn_every,
-            publish_every=config.publish_every,
+            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=seg.seed),
+            silhouette=StreamingSilhouette(seed=seg.seed),
+            learn_every=seg.learn_every,
+            publish_every=seg.publish_every,
             drift_every=params.drift_every,
-            reorder_s=config.reorder_s,
+            reorder_s=seg.reorder_s,
             origins=params.origins,
         )
         recs = LiveRecs.build(
-            k=recs_config.k,
-            shares=recs_config.variant_shares,
-            models=recs_config.variant_models,
+            k=rec.k,
+            shares=rec.variant_shares,
+            models=rec.variant_models,
             settings=params.rec_settings,
-            salt=recs_config.variant_salt,
-            exclude_seen=recs_config.exclude_seen,
-            max_per_category=recs_config.max_per_category,
+            salt=rec.variant_salt,
+            exclude_seen=rec.exclude_seen,
+            max_per_category=rec.max_per_category,
         )
         return cls(segments=segments, recs=recs)
 
