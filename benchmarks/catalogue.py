@@ -218,9 +218,9 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
     config = load_config(env={})
     params = model_params(config)
     logic = ModelsLogic(params)
-    state = config["state"]
+    state = config.state
     weights = dict(params.recs.event_weights)
-    feeder = Feeder(synthesise(spec, events), weights, state["history_len"], state["max_purchased"])
+    feeder = Feeder(synthesise(spec, events), weights, state.history_len, state.max_purchased)
     watched = stream_through(logic, feeder, window, sample_every)
     seen = len(_cooc(logic)._ids)
     snapshot = _snapshot(logic)
@@ -233,7 +233,7 @@ def measure(spec: CatalogueSpec, events: int, window: int, sample_every: int) ->
         "users": len(feeder.histories),
         "leading_list": logic.state.recs.models["hybrid"].leading,  # type: ignore[attr-defined]
         **_learning(watched.timings, events),
-        "components_topk": _component_topk(logic, feeder, params.k),
+        "components_topk": _component_topk(logic, feeder, params.recs.k),
         "rss_growth_bytes": watched.rss_growth,
         "bookkeeping_bytes": watched.bookkeeping,
         "bytes_per_item_seen": models_growth / max(watched.seen_before_window, 1),

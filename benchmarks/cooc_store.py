@@ -28,9 +28,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.evaluate import load_interactions, push_history
+from flows.config import shipped
+from flows.evaluate import load_interactions, push_history, settings_of
 from state.cooccurrence import CoOccurrence
-from state.rec_settings import RecSettings
 from state.recommender import Interaction
 from tests.state.cooc_reference import CoOccurrence as Reference
 
@@ -39,7 +39,7 @@ Model = CoOccurrence | Reference
 
 
 def _fresh() -> tuple[Reference, CoOccurrence]:
-    s = RecSettings()
+    s = settings_of(shipped())
     args = (s.cooc_max_neighbors, s.cooc_window)
     return Reference(*args, alpha=s.cooc_alpha), CoOccurrence(*args, alpha=s.cooc_alpha)
 

@@ -41,9 +41,11 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.scale_io import movielens_events
+from flows.config import load_config
+from flows.worker import user_state_params
 from operators import records
 from operators.outputs import user_output
-from operators.user_state import UserStateParams, _full_update
+from operators.user_state import _full_update
 from state.crossing import values_getter
 from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
 from state.rules import RuleSet
@@ -72,7 +74,7 @@ SHAPES = ("today", "get/setstate", "rebuild", "reduce", "no slots", "tuple")
 
 def samples(n_events: int) -> dict[str, Any]:
     """Typical records, made from real events by the worker's own code."""
-    params = UserStateParams()
+    params = user_state_params(load_config(env={}))
     states: dict[str, Any] = {}
     stamp = records.Stamp("tailor:events:0", 41, 1000)
     latest: dict[str, tuple[bytes, Event]] = {}

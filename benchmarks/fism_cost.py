@@ -33,7 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from flows.evaluate import load_interactions, push_history
+from flows.config import shipped
+from flows.evaluate import load_interactions, push_history, settings_of
 from state.fism import FISM
 from state.isgd import ISGD
 from state.rec_settings import RecSettings, build
@@ -166,15 +167,14 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--events", type=int, default=100_836)
     parser.add_argument("--history-len", type=int, default=20)
-    parser.add_argument("--isgd-history", type=int, default=RecSettings().isgd_history)
-    parser.add_argument("--isgd-negatives", type=int, default=RecSettings().isgd_negatives)
+    defaults = settings_of(shipped())
+    parser.add_argument("--isgd-history", type=int, default=defaults.isgd_history)
+    parser.add_argument("--isgd-negatives", type=int, default=defaults.isgd_negatives)
     parser.add_argument("--learning", action="store_true", help="FISM's learning, A/B")
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--exclude", choices=("history", "kept", "seen"), default="history")
     args = parser.parse_args()
-    settings = replace(
-        RecSettings(), isgd_history=args.isgd_history, isgd_negatives=args.isgd_negatives
-    )
+    settings = replace(defaults, isgd_history=args.isgd_history, isgd_negatives=args.isgd_negatives)
     if args.learning:
         learned = measure_learning(
             args.data, args.events, args.history_len, settings, args.batch, args.exclude

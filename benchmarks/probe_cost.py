@@ -17,9 +17,10 @@ import argparse
 import time
 from pathlib import Path
 
-from flows.evaluate import load_interactions
+from flows.config import shipped
+from flows.evaluate import load_interactions, settings_of
 from state.fism_recommender import FISMRecommender
-from state.rec_settings import RecSettings, build
+from state.rec_settings import build
 from state.recommender import Interaction
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-latest-small"
@@ -27,7 +28,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-late
 
 def learn(events: list[Interaction]) -> tuple[float, int, float]:
     """Seconds, probes, and a checksum of the paired statistics."""
-    hybrid = build("hybrid", RecSettings())
+    hybrid = build("hybrid", settings_of(shipped()))
     history: dict[str, list[str]] = {}
     started = time.perf_counter()
     for event in events:

@@ -75,7 +75,7 @@ def configured(url: str, data: str, settings: list[str]) -> Config:
         value = tomllib.loads(f"v = {raw}")["v"]
         parts = name.split(".")
         if parts[:2] == ["segments", "params"]:
-            params = {**config["segments"]["params"], parts[2]: value}
+            params = {**config.segments.params, parts[2]: value}
             config = config.with_value("segments", "params", params)
         else:
             config = config.with_value(parts[0], parts[1], value)
@@ -121,7 +121,7 @@ def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     """Replay, then score what Redis holds."""
     client.flushall()
     started = time.perf_counter()
-    run_main(build_redis_flow(config, [Path(p) for p in config["source"]["replay_paths"]]))
+    run_main(build_redis_flow(config))
     seconds = time.perf_counter() - started
     users = profiles(client)
     segmented = [u for u in users if u.get("segment")]

@@ -285,13 +285,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     counts = [int(n) for n in args.processes.split(",")]
-    partitions = int(load_config(env={})["source"]["partitions"])
+    partitions = load_config(env={}).source.partitions
     events = movielens_events()
     cycles = max(args.cycles, -(-(args.events or 0) // len(events)))
     payloads = list(cycled(events, cycles, args.events))
     max_future_s = max(86400.0, newest_ts(payloads) - time.time() + 86400.0)
     if args.default_validation:
-        max_future_s = float(load_config(env={})["validation"]["max_future_s"])
+        max_future_s = load_config(env={}).validation.max_future_s
     server, url = start_server()
     logs = Path(tempfile.mkdtemp(prefix="scale-logs-"))
     try:

@@ -56,12 +56,10 @@ def run(items: int, events: int, epochs: int, epoch_events: int) -> list[dict[st
     config = load_config(env={})
     params = model_params(config)
     logic = ModelsLogic(params)
-    state = config["state"]
+    state = config.state
     spec = CatalogueSpec(items=items)
     stream = synthesise(spec, events + epochs * epoch_events)
-    feeder = Feeder(
-        stream, dict(params.recs.event_weights), state["history_len"], state["max_purchased"]
-    )
+    feeder = Feeder(stream, dict(params.recs.event_weights), state.history_len, state.max_purchased)
     feeder.run(logic.state.recs, 0, events, sample_every=events)
     bases = ReplicaBases(workers=1)
     bases.replica = "replica:0"

@@ -33,10 +33,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, synthesise
 from benchmarks.scale_io import movielens_events
 from flows.config import load_config
-from flows.worker import model_params
+from flows.worker import model_params, user_state_params
 from operators.models import ModelsLogic, ModelsState
 from operators.records import UserUpdate
-from operators.user_state import UserStateParams, _full_update
+from operators.user_state import _full_update
 from state import snapshots
 from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
 from state.user import UserState
@@ -49,7 +49,7 @@ def movielens_state() -> tuple[ModelsLogic, dict[str, UserState]]:
     config = load_config(env={})
     logic = ModelsLogic(model_params(config))
     users: dict[str, UserState] = {}
-    params = UserStateParams()
+    params = user_state_params(config)
     batch: list[UserUpdate] = []
     for raw in movielens_events():
         event = event_from_dict(raw, DEFAULT_EVENT_TYPES)
@@ -69,10 +69,10 @@ def catalogue_state(items: int, events: int) -> ModelsLogic:
     config = load_config(env={})
     params = model_params(config)
     logic = ModelsLogic(params)
-    state = config["state"]
+    state = config.state
     weights = dict(params.recs.event_weights)
     spec = CatalogueSpec(items=items)
-    feeder = Feeder(synthesise(spec, events), weights, state["history_len"], state["max_purchased"])
+    feeder = Feeder(synthesise(spec, events), weights, state.history_len, state.max_purchased)
     feeder.run(logic.state.recs, 0, events, sample_every=events)
     return logic
 
@@ -119,7 +119,7 @@ def models_ways(logic: ModelsLogic) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def users_ways(users: dict[str, UserState]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Every user's snapshot, concatenated with a length each (the sum of per-user costs)."""
-    settings = UserStateParams().state_settings()
+    settings = user_state_params(load_config(env={})).state_settings()
 
     def each(dump: Callable[[UserState], bytes]) -> Callable[[], bytes]:
         def run() -> bytes:

@@ -57,10 +57,10 @@ def built(items: int, events: int, more: int) -> tuple[ModelsLogic, Feeder, Feed
     params = model_params(config)
     logic = ModelsLogic(params)
     stream = synthesise(CatalogueSpec(items=items), events + more)
-    state = config["state"]
+    state = config.state
     weights = dict(params.recs.event_weights)
     feeder, again = (
-        Feeder(stream, weights, state["history_len"], state["max_purchased"]) for _ in range(2)
+        Feeder(stream, weights, state.history_len, state.max_purchased) for _ in range(2)
     )
     feeder.run(logic.state.recs, 0, events, sample_every=events)
     return logic, feeder, again
@@ -70,16 +70,16 @@ def old_recs(package: ModuleType, logic: ModelsLogic) -> Any:
     """The models step's recommenders built by the classes of `package` (as `ModelsLogic`)."""
     rec_settings = importlib.import_module(f"{package.__name__}.rec_settings")
     live_recs = importlib.import_module(f"{package.__name__}.live_recs")
-    params = logic.params
-    given = {f.name: getattr(params.recs, f.name) for f in fields(params.recs)}
+    params, recs = logic.params, logic.params.recs
+    given = {f.name: getattr(params.rec_settings, f.name) for f in fields(params.rec_settings)}
     return live_recs.LiveRecs.build(
-        k=params.k,
-        shares=params.variant_shares,
-        models=params.variant_models,
-        settings=rec_settings.RecSettings(**{**given, "k": params.k}),
-        salt=params.variant_salt,
-        exclude_seen=params.exclude_seen,
-        max_per_category=params.max_per_category,
+        k=recs.k,
+        shares=recs.variant_shares,
+        models=recs.variant_models,
+        settings=rec_settings.RecSettings(**given),
+        salt=recs.variant_salt,
+        exclude_seen=recs.exclude_seen,
+        max_per_category=recs.max_per_category,
     )
 
 

@@ -196,7 +196,7 @@ def run_flow(config: Config) -> None:
     """One worker over the streams, as `tailor run` would run it: with a recovery store
     (a fresh one in a temporary directory) when `recovery.enabled`, else none."""
     flow = build_redis_flow(config)
-    if not config["recovery"]["enabled"]:
+    if not config.recovery.enabled:
         run_main(flow)
         return
     with tempfile.TemporaryDirectory() as scratch:
@@ -208,7 +208,7 @@ def run_flow(config: Config) -> None:
 def backlog_run(config: Config, client: redis.Redis, payloads: list[bytes]) -> dict[str, float]:
     n = len(payloads)
     for start in range(0, n, 10_000):
-        publish(client, payloads[start : start + 10_000], config["source"]["partitions"])
+        publish(client, payloads[start : start + 10_000], config.source.partitions)
     rss_before = rss_mb()
     before, accepted_before = processed_events(), accepted_events()
     tune_gc()
@@ -269,7 +269,7 @@ def paced_run(
     go = fork.Event()
     producer = fork.Process(
         target=produce,
-        args=(config["redis"]["url"], payloads, warmup, rate, config["source"]["partitions"], go),
+        args=(config.redis_url, payloads, warmup, rate, config.source.partitions, go),
     )
 
     def watch() -> None:

@@ -13,6 +13,7 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
     from flows.runner import run_worker
 
     if args.until_drained:
-        config = config.with_value("source", "stop_when_drained", True)
+        config = replace(config, source=replace(config.source, stop_when_drained=True))
     run_worker(config, args.replay, serve_metrics=True)
     return 0
 
@@ -121,7 +122,7 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
         _require_url(config),
         args.file,
         prefix=config.prefix,
-        partitions=config["source"]["partitions"],
+        partitions=config.source.partitions,
         adapter=args.adapter,
         progress=not args.no_progress,
         limit=args.limit,
@@ -224,7 +225,7 @@ def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
     counts = forget(
         client,
         config.prefix,
-        config["source"]["partitions"],
+        config.source.partitions,
         args.user,
         workers=config.workers,
         opt_out=args.opt_out,

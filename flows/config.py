@@ -2,8 +2,10 @@
 
 `defaults.toml` beside this module is the single source of every key, its default and its
 type: a user file may only set keys that exist there, with a value of the same type, so a
-typo fails at start-up with the key's name instead of being silently ignored. Two tables are
-free-form (clusterer parameters and rule segments), because their keys are the user's own.
+typo fails at start-up with the key's name instead of being silently ignored. The tables of
+`FREE_TABLES` are free-form (clusterer parameters, rule segments, variants, ...), because their
+keys are the user's own. `load_config` returns the checked values as the settings tree of
+`flows.settings`, which the steps receive section by section.
 """
 
 from __future__ import annotations
@@ -11,19 +13,28 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from redis.connection import parse_url
 
+from flows.settings import SECRET_ENV, ConfigError, Settings, settings_from
 from operators.redact import malformed_userinfo, redact_url
 from state.event import parse_ts
 
+__all__ = [
+    "DEFAULTS_PATH",
+    "FREE_TABLES",
+    "SECRET_ENV",
+    "Config",
+    "ConfigError",
+    "load_config",
+    "shipped",
+]
+
 DEFAULTS_PATH = Path(__file__).with_name("defaults.toml")
 ENV_PREFIX = "TAILOR_"
-#: Where the pseudonym key lives: the environment, never the config file (see README).
-SECRET_ENV = "TAILOR_PSEUDONYM_SECRET"
 #: Tables whose keys are chosen by the user rather than fixed by the defaults.
 FREE_TABLES: frozenset[tuple[str, ...]] = frozenset(
     {
@@ -78,68 +89,13 @@ CHOICES: dict[tuple[str, ...], frozenset[str]] = {
 }
 
 
-class ConfigError(ValueError):
-    """A setting is wrong; the message names the key so the user can fix it."""
+#: What `load_config` returns (the name the rest of Tailor has always imported).
+Config = Settings
 
 
-@dataclass(frozen=True)
-class Config:
-    """Validated settings: `values[section][key]`, types as in defaults.toml."""
-
-    values: dict[str, dict[str, Any]]
-
-    def __repr__(self) -> str:
-        """Without the Redis password: a Config can end up in a log line or a traceback."""
-        shown = {**self.values, "redis": {**self.values["redis"], "url": self.shown_redis_url}}
-        return f"Config(values={shown!r})"
-
-    def __getitem__(self, section: str) -> dict[str, Any]:
-        return self.values[section]
-
-    def with_value(self, section: str, key: str, value: Any) -> Config:
-        """A copy with one setting changed (the CLI's flags and the demo use this)."""
-        values = {name: dict(table) for name, table in self.values.items()}
-        values[section][key] = value
-        return Config(values)
-
-    @property
-    def redis_url(self) -> str:
-        return str(self.values["redis"]["url"])
-
-    @property
-    def shown_redis_url(self) -> str:
-        """`redis_url` as it may be printed or logged: its password replaced by ***."""
-        return redact_url(self.redis_url)
-
-    @property
-    def prefix(self) -> str:
-        return str(self.values["redis"]["prefix"])
-
-    @property
-    def workers(self) -> int:
-        """Bytewax workers in the whole cluster: processes (`cluster.addresses`, none is one)
-        times `cluster.workers_per_process`. Routing to replicas depends on it, so
-        `python -m bytewax.run -w/-a` users set the same here (or TAILOR_CLUSTER_*); the
-        flow checks it when it starts (`operators.routing.WorkerCountCheck`)."""
-        section = self.values["cluster"]
-        return max(1, len(section["addresses"])) * int(section["workers_per_process"])
-
-    @property
-    def min_ts(self) -> float:
-        return parse_ts(self.values["validation"]["min_ts"])
-
-    def pseudonym_secret(self, env: Mapping[str, str] | None = None) -> bytes | None:
-        """The HMAC key when `privacy.pseudonymize` is on (from the environment only)."""
-        if not self.values["privacy"]["pseudonymize"]:
-            return None
-        secret = (os.environ if env is None else env).get(SECRET_ENV, "")
-        if not secret:
-            raise ConfigError(f"privacy.pseudonymize: set the secret in {SECRET_ENV}")
-        return secret.encode("utf-8")
-
-
-def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Defaults, then the user's file, then the environment; each checked against the defaults."""
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
+    """Defaults, then the user's file, then the environment; each checked against the defaults,
+    as the settings tree (`flows.settings`)."""
     env = os.environ if env is None else env
     values = _read_toml(DEFAULTS_PATH)
     if path is not None:
@@ -149,7 +105,14 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     if env.get("REDIS_URL") and not _env_sets(env, ("redis", "url")):
         values["redis"]["url"] = env["REDIS_URL"]
     _check_values(values)
-    return Config(values)
+    return settings_from(values)
+
+
+@cache
+def shipped() -> Settings:
+    """The shipped defaults alone: defaults.toml, no user file, no environment (immutable, so
+    one tree serves every caller)."""
+    return load_config(env={})
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

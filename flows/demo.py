@@ -13,6 +13,7 @@ from __future__ import annotations
 import shlex
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import redis
@@ -124,11 +125,14 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False, reset: boo
     prefix = DEMO_PREFIX if config.prefix == "tailor" else config.prefix
     embedded = None if config.redis_url else EmbeddedRedis()
     url = embedded.url if embedded else config.redis_url
-    config = config.with_value("redis", "url", url).with_value("redis", "prefix", prefix)
-    config = config.with_value("source", "stop_when_drained", not follow)
-    # Each demo starts from a cleared prefix and republishes the same sample: resuming an
-    # earlier demo's recovery store would skip or refuse all of it.
-    config = config.with_value("recovery", "enabled", False)
+    config = replace(
+        config,
+        redis=replace(config.redis, url=url, prefix=prefix),
+        source=replace(config.source, stop_when_drained=not follow),
+        # Each demo starts from a cleared prefix and republishes the same sample: resuming an
+        # earlier demo's recovery store would skip or refuse all of it.
+        recovery=replace(config.recovery, enabled=False),
+    )
     try:
         client = redis.Redis.from_url(url)
         found = prefix_state(client, prefix)
@@ -159,7 +163,7 @@ def run_demo(config: Config, users: int = 1500, follow: bool = False, reset: boo
 def _publish(config: Config, sample: Path, users: int) -> int:
     count = write_jsonl(sample, users=users)
     print(f"generated {count} sample events from {users} users in {sample}")
-    partitions = config["source"]["partitions"]
+    partitions = config.source.partitions
     return produce(config.redis_url, sample, config.prefix, partitions, workers=config.workers)
 
 

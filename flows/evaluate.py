@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from flows.config import Config
+from flows.config import Config, shipped
 from flows.progress import Progress
 from operators.adapters import read_payloads
 from state.prequential import Prequential
@@ -63,7 +63,7 @@ class Result:
 
 def settings_of(config: Config) -> RecSettings:
     """The recommender settings of a configuration."""
-    return RecSettings.from_table(config["recs"], config["segments"]["seed"])
+    return RecSettings.of(config.recs, config.segments.seed)
 
 
 #: Replay cost of each model relative to popularity, measured on MovieLens (µs per event:
@@ -84,8 +84,8 @@ def load_interactions(
     paths: Sequence[Path], adapter: str | None = None, settings: RecSettings | None = None
 ) -> list[Interaction]:
     """The positive interactions of the files, in replay order (events without an item skip),
-    weighted by event type as `settings` says."""
-    settings = settings or RecSettings()
+    weighted by event type as `settings` says (None: as the shipped settings say)."""
+    settings = settings or settings_of(shipped())
     out: list[Interaction] = []
     for path in paths:
         for payload in read_payloads(path, adapter):
@@ -154,7 +154,7 @@ def _run_one(name: str, config: Config, interactions: list[Interaction], k: int)
     model = build(name, settings_of(config))
     with Progress(f"{name}", len(interactions)) as progress:
         started = time.perf_counter()
-        quality = replay(model, interactions, k, config["state"]["history_len"], progress.update)
+        quality = replay(model, interactions, k, config.state.history_len, progress.update)
         elapsed = time.perf_counter() - started
     totals = quality.totals()
     return Result(

@@ -61,7 +61,7 @@ def ab_replay(
     arms = {name: build(model, settings) for name, model in zip(names, models, strict=True)}
     hits: dict[str, list[Hit]] = {name: [] for name in names}
     users: dict[str, set[str]] = {name: set() for name in names}
-    history_len = config["state"]["history_len"]
+    history_len = config.state.history_len
     seen: dict[str, set[str]] = {}
     histories: dict[str, list[str]] = {}
     for event in interactions:

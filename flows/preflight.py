@@ -17,6 +17,7 @@ from pathlib import Path
 import redis
 
 from flows.config import Config, ConfigError
+from flows.worker import replay_files
 from operators import lifecycle
 from operators.permissions import PING, Denial, Need, denials, describe, worker_needs
 from operators.retry import TRANSIENT_ERRORS, RetryPolicy, call_with_retry, no_retry_client
@@ -39,8 +40,8 @@ def prepare_redis(
     """
     if not config.redis_url:
         raise ConfigError("redis.url: not set (set REDIS_URL or redis.url in the config file)")
-    replaying = bool(list(replay_paths) or config["source"]["replay_paths"])
-    needs = worker_needs(config.prefix, 0 if replaying else config["source"]["partitions"])
+    replaying = bool(replay_files(config, replay_paths))
+    needs = worker_needs(config.prefix, 0 if replaying else config.source.partitions)
     client = no_retry_client(config.redis_url, SOCKET_TIMEOUT_S)
     try:
         call_with_retry(

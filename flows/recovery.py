@@ -28,7 +28,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from flows.config import Config, ConfigError
 
 __all__ = [
-    "RecoverySettings",
+    "RecoveryRun",
     "describe",
     "ensure_store",
     "partition_files",
@@ -43,7 +43,7 @@ PARTITION_GLOB = "part-*.sqlite3"
 
 
 @dataclass(frozen=True)
-class RecoverySettings:
+class RecoveryRun:
     """What `bytewax.run.cli_main` needs: the store and the epoch (= snapshot) interval."""
 
     recovery_config: RecoveryConfig
@@ -93,23 +93,23 @@ def store_path(config: Config) -> Path:
     One store per key prefix: a store remembers its sources' partitions by stream name, and
     Bytewax stops with a panic on a store made for other streams.
     """
-    return (Path(config["recovery"]["dir"]).expanduser() / config.prefix).resolve()
+    return (Path(config.recovery.dir).expanduser() / config.prefix).resolve()
 
 
-def recovery_settings(config: Config) -> RecoverySettings | None:
+def recovery_settings(config: Config) -> RecoveryRun | None:
     """The recovery store for this run, created on first start; None when recovery is off."""
-    section = config["recovery"]
-    if not section["enabled"]:
+    section = config.recovery
+    if not section.enabled:
         return None
-    interval_s = float(section["snapshot_interval_s"])
+    interval_s = section.snapshot_interval_s
     if interval_s <= 0:
         raise ConfigError(f"recovery.snapshot_interval_s: must be > 0, got {interval_s}")
     store = store_path(config)
     try:
-        created = ensure_store(store, int(section["partitions"]))
+        created = ensure_store(store, section.partitions)
     except OSError as exc:
         raise ConfigError(f"recovery.dir: cannot create {store} ({exc})") from exc
-    return RecoverySettings(
+    return RecoveryRun(
         recovery_config=RecoveryConfig(store),
         epoch_interval=timedelta(seconds=interval_s),
         store=store,
@@ -117,7 +117,7 @@ def recovery_settings(config: Config) -> RecoverySettings | None:
     )
 
 
-def describe(settings: RecoverySettings | None) -> str:
+def describe(settings: RecoveryRun | None) -> str:
     """One log line on where the state lives, and whether this run resumes from it."""
     if settings is None:
         return "recovery off: a restart starts from empty state and the start of the streams"

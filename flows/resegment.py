@@ -94,7 +94,9 @@ def encode(params: ModelParams, profiles: list[dict[str, Any]]) -> np.ndarray:
     matrix = np.array(columns, dtype=float).T.reshape(len(profiles), len(params.features))
     std = matrix.std(axis=0)
     matrix = (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    devices = [[1.0 if p.get("device") == d else 0.0 for d in params.devices] for p in profiles]
+    devices = [
+        [1.0 if p.get("device") == d else 0.0 for d in params.segments.devices] for p in profiles
+    ]
     return np.hstack([matrix, np.array(devices, dtype=float).reshape(len(profiles), -1)])
 
 

@@ -49,7 +49,7 @@ def start_metrics(config: Config, fallback_to_any_port: bool = False) -> str | N
     A taken port is a configuration error for the worker (its scrape target would be
     wrong); the demo instead takes any free port, so a first run never fails on it.
     """
-    port = int(config["metrics"]["port"])
+    port = config.metrics.port
     if port == 0:
         return None
     try:
@@ -144,14 +144,14 @@ def worker_count_mismatch(exc: BaseException) -> WorkerCountMismatch | None:
 
 def cluster_settings(config: Config) -> dict[str, Any]:
     """Bytewax's cluster arguments: worker threads, and the other processes if any."""
-    section = config["cluster"]
-    addresses = list(section["addresses"])
-    if addresses and not 0 <= section["process_id"] < len(addresses):
+    section = config.cluster
+    addresses = list(section.addresses)
+    if addresses and not 0 <= section.process_id < len(addresses):
         raise ConfigError(
-            f"cluster.process_id: {section['process_id']} is not an index of cluster.addresses"
+            f"cluster.process_id: {section.process_id} is not an index of cluster.addresses"
         )
     return {
-        "workers_per_process": section["workers_per_process"],
-        "process_id": section["process_id"] if addresses else None,
+        "workers_per_process": section.workers_per_process,
+        "process_id": section.process_id if addresses else None,
         "addresses": addresses or None,
     }

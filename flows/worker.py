@@ -57,80 +57,66 @@ from operators.retry import RetryPolicy, call_with_retry, no_retry_client
 from operators.routing import WorkerCountCheck
 from operators.user_outputs import UserOutputsParams, per_user_outputs
 from operators.user_state import UserStateParams, user_state
-from operators.validate import ValidationParams, validate
-from state.rec_settings import RecSettings
+from operators.validate import validate
 from state.rules import RuleError, RuleSet
 from state.segmenter import Segmenter
 from state.user import feature_names as state_feature_names
 from state.user import profile_feature_names
 
 
-def validation_params(config: Config) -> ValidationParams:
-    section = config["validation"]
-    return ValidationParams(
-        max_payload_bytes=section["max_payload_bytes"],
-        prefix_bytes=section["too_large_prefix_bytes"],
-        max_future_s=section["max_future_s"],
-        min_ts=config.min_ts,
-        event_types=frozenset(section["event_types"]),
-    )
-
-
 def payload_limits(config: Config) -> PayloadLimits:
     """What a source may hold at once (`operators.payload_limits`)."""
     return PayloadLimits(
-        max_payload_bytes=config["validation"]["max_payload_bytes"],
-        prefix_bytes=config["validation"]["too_large_prefix_bytes"],
-        batch_max_bytes=config["source"]["batch_max_bytes"],
+        max_payload_bytes=config.validation.max_payload_bytes,
+        prefix_bytes=config.validation.too_large_prefix_bytes,
+        batch_max_bytes=config.source.batch_max_bytes,
     )
 
 
 def user_state_params(config: Config, opted_out: frozenset[str] = frozenset()) -> UserStateParams:
-    section = config["state"]
-    return UserStateParams(
-        session_gap_s=section["session_gap_s"],
-        windows_s=tuple(section["windows_s"]),
-        rfm_window_s=section["rfm_window_s"],
-        interest_halflife_s=section["interest_halflife_s"],
-        top_categories=section["top_categories"],
-        history_len=section["history_len"],
-        max_purchased=section["max_purchased"],
-        allowed_lateness_s=section["allowed_lateness_s"],
-        dedup_horizon_s=section["dedup_horizon_s"],
-        learn_every=config["segments"]["learn_every"],
-        ttl_s=section["ttl_s"],
-        opted_out=opted_out,
-    )
+    """The `[state]` section, and `segments.learn_every`: where the models step learns."""
+    return UserStateParams(config.state, config.segments.learn_every, opted_out)
 
 
 def feature_names(config: Config) -> tuple[str, ...]:
     """The behavioural features with the configured window names: what the clusterer sees
     unless `segments.features` names others."""
-    return state_feature_names(config["state"]["windows_s"])
+    return state_feature_names(config.state.windows_s)
 
 
 def profile_features(config: Config) -> tuple[str, ...]:
     """Every numeric feature a profile carries (behavioural and context): rules and
     `segments.features` may use any of them."""
-    return profile_feature_names(config["state"]["windows_s"])
+    return profile_feature_names(config.state.windows_s)
+
+
+def unchecked_model_params(config: Config) -> ModelParams:
+    """The models step's settings: `[segments]` and `[recs]`, with the feature names the
+    `[state]` windows give (`model_params` checks them as well)."""
+    return ModelParams(
+        segments=config.segments,
+        recs=config.recs,
+        features=tuple(config.segments.features) or feature_names(config),
+        profile_features=profile_features(config),
+    )
 
 
 def model_params(config: Config) -> ModelParams:
     """The models step's settings, checked now: a bad rule or clusterer fails at start-up."""
-    params = _model_params(config)
+    params = unchecked_model_params(config)
     try:
-        RuleSet(params.rules, params.rule_names())
+        RuleSet(config.segments.rules, params.rule_names())
     except RuleError as exc:
         raise ConfigError(f"segments.rules.{exc.rule}: {exc}") from exc
-    unknown = sorted(set(params.transforms or {}) - set(profile_features(config)))
+    unknown = sorted(set(params.transforms or {}) - set(params.profile_features))
     if unknown:
         raise ConfigError(f"segments.features: not profile features: {unknown}")
     try:
         Segmenter(
-            params.clusterer,
-            params.clusterer_params,
+            config.segments.clusterer,
+            config.segments.params,
             params.features,
-            params.devices,
+            config.segments.devices,
             transforms=params.transforms,
         )
     except ValueError as exc:
@@ -143,45 +129,18 @@ def model_params(config: Config) -> ModelParams:
 def user_outputs_params(config: Config, params: ModelParams) -> UserOutputsParams:
     """The per-user outputs step forgets a user when the user-state step does."""
     return UserOutputsParams(
-        rules=params.rules,
+        rules=config.segments.rules,
         rule_names=params.rule_names(),
-        k=params.k,
-        ttl_s=config["state"]["ttl_s"],
+        k=config.recs.k,
+        ttl_s=config.state.ttl_s,
     )
 
 
 def quality_params(params: ModelParams) -> QualityParams:
     """The live-quality windows: one per variant, each naming the model its users get."""
-    shares = dict(params.variant_shares or {"all": 1.0})
-    assigned = dict(params.variant_models or dict.fromkeys(shares, "hybrid"))
-    return QualityParams(assigned=assigned, window=params.quality_window, k=params.k)
-
-
-def _model_params(config: Config) -> ModelParams:
-    segments, recs = config["segments"], config["recs"]
-    return ModelParams(
-        k=recs["k"],
-        clusterer=segments["clusterer"],
-        clusterer_params=dict(segments["params"]),
-        features=tuple(segments["features"]) or feature_names(config),
-        profile_features=profile_features(config),
-        transforms=dict(segments["features"]) or None,
-        devices=tuple(segments["devices"]),
-        rules=dict(segments["rules"]),
-        recs=RecSettings.from_table(recs, segments["seed"]),
-        exclude_seen=recs["exclude_seen"],
-        variant_shares=dict(recs["variant_shares"]),
-        variant_models=dict(recs["variant_models"]),
-        variant_salt=recs["variant_salt"],
-        quality_window=recs["quality_window"],
-        max_per_category=recs["max_per_category"],
-        seed=segments["seed"],
-        learn_every=segments["learn_every"],
-        warmup=segments["warmup"],
-        rename_distance=segments["rename_distance"],
-        publish_every=segments["publish_every"],
-        reorder_s=segments["reorder_s"],
-    )
+    shares = dict(params.recs.variant_shares or {"all": 1.0})
+    assigned = dict(params.recs.variant_models or dict.fromkeys(shares, "hybrid"))
+    return QualityParams(assigned=assigned, window=params.recs.quality_window, k=params.recs.k)
 
 
 def build_flow(
@@ -203,7 +162,7 @@ def build_flow(
     """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
-    checked = validate("validate", raw, validation_params(config))
+    checked = validate("validate", raw, config.validation)
     accepted = checked.oks
     secret = config.pseudonym_secret()
     if secret is not None:  # before keying: no raw user id reaches state or Redis
@@ -217,7 +176,7 @@ def build_flow(
         forgets: Stream[Forget] = split_commands.falses  # type: ignore[assignment]
         inputs = op.merge("with_control", accepted, forgets)
     progress: Stream[Progress] = checked.progress
-    if config["state"]["age_every_s"] > 0:  # ticks join the events, before keying by user
+    if config.state.age_every_s > 0:  # ticks join the events, before keying by user
         swept = aging_sweep(
             "aging", op.merge("with_refused", inputs, progress), aging_params(config, source)
         )
@@ -243,7 +202,7 @@ def build_flow(
     params = dataclasses.replace(
         model_params(config),
         origins=stamped_origins(source),
-        snapshots=bool(config["recovery"]["enabled"]),
+        snapshots=config.recovery.enabled,
         base_loader=base_loader,
     )
     drafts = replicated_models("models", to_models, params, config.workers)
@@ -263,9 +222,9 @@ def aging_params(config: Config, source: Source[RawRecord]) -> AgingParams:
     """The sweep's grid and clock (`operators.aging`): it waits for the same disorder as the
     segment model's event-time order, and forgets users when the user-state step does."""
     return AgingParams(
-        every_s=config["state"]["age_every_s"],
-        reorder_s=config["segments"]["reorder_s"],
-        ttl_s=config["state"]["ttl_s"],
+        every_s=config.state.age_every_s,
+        reorder_s=config.segments.reorder_s,
+        ttl_s=config.state.ttl_s,
         workers=config.workers,
         origins=stamped_origins(source),
     )
@@ -281,22 +240,66 @@ def stamped_origins(source: Source[RawRecord]) -> tuple[str, ...]:
     return ()
 
 
+def replay_files(config: Config, replay_paths: Sequence[Path] = ()) -> list[Path]:
+    """The files to replay: those given (`tailor run --replay`), else with `source.kind`
+    "replay" the configured `source.replay_paths`; none means the Redis streams."""
+    if replay_paths:
+        return list(replay_paths)
+    if config.source.kind == "replay":
+        return [Path(p) for p in config.source.replay_paths]
+    return []
+
+
 def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[RawRecord]:
     """Replay files when given (or configured), else the partitioned Redis streams."""
-    section = config["source"]
-    paths = list(replay_paths) or [Path(p) for p in section["replay_paths"]]
+    section = config.source
+    paths = replay_files(config, replay_paths)
     if paths:
-        adapter = section["replay_adapter"] or None
+        adapter = section.replay_adapter or None
         for path in paths:  # a wrong file fails here, not as a panic inside the dataflow
             checked_adapter(path, adapter)
-        return ReplaySource(paths, adapter, section["batch_size"], payload_limits(config))
+        return ReplaySource(paths, adapter, section.batch_size, limits=payload_limits(config))
     return RedisStreamSource(
         config.redis_url,
         prefix=config.prefix,
-        partitions=section["partitions"],
-        batch_size=section["batch_size"],
-        poll_interval_s=section["poll_interval_s"],
-        stop_when_drained=section["stop_when_drained"],
+        partitions=section.partitions,
+        batch_size=section.batch_size,
+        poll_interval_s=section.poll_interval_s,
+        stop_when_drained=section.stop_when_drained,
+        limits=payload_limits(config),
+    )
+
+
+def build_sinks(config: Config) -> tuple[RedisSink, DeadLetterSink]:
+    """The Redis sinks: outputs and dead letters, retrying as `[output]` says."""
+    url, prefix, output = config.redis_url, config.prefix, config.output
+    # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
+    retry = {"max_attempts": output.write_max_attempts, "backoff_cap_s": output.write_backoff_cap_s}
+    sink = RedisSink(
+        url,
+        prefix,
+        output.updates_maxlen,
+        id_mode=id_mode(config.pseudonym_secret()),
+        # with recovery the control source deletes a request once its epoch is durable
+        delete_requests=not config.recovery.enabled,
+        **retry,
+    )
+    dead = DeadLetterSink(url, prefix=prefix, maxlen=output.deadletter_maxlen, **retry)
+    return sink, dead
+
+
+def build_control(config: Config, replay_paths: Sequence[Path] = ()) -> ControlSource:
+    """The control stream (erasures, opt-outs, item blocks), read as the events are."""
+    section = config.source
+    return ControlSource(
+        config.redis_url,
+        # with recovery, a request must outlive the epoch that applied it (operators.control)
+        durable=config.recovery.enabled,
+        prefix=config.prefix,
+        batch_size=section.batch_size,
+        poll_interval_s=section.poll_interval_s,
+        # a replay ends with its files, so the control partition must end with them too
+        stop_when_drained=section.stop_when_drained or bool(replay_files(config, replay_paths)),
         limits=payload_limits(config),
     )
 
@@ -313,36 +316,8 @@ def build_redis_flow(
     empty set for the build that only checks the settings, before it waits for Redis.
     `base_loader`: see `build_flow` (the runner passes one for its recovery store).
     """
-    url, prefix, output = config.redis_url, config.prefix, config["output"]
-    # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
-    retry = {
-        "max_attempts": output["write_max_attempts"],
-        "backoff_cap_s": output["write_backoff_cap_s"],
-    }
-    mode = id_mode(config.pseudonym_secret())
-    # with recovery, a request must outlive the epoch that applied it (operators.control)
-    durable = bool(config["recovery"]["enabled"])
-    sink = RedisSink(
-        url,
-        prefix,
-        output["updates_maxlen"],
-        id_mode=mode,
-        delete_requests=not durable,
-        **retry,
-    )
-    dead = DeadLetterSink(url, prefix=prefix, maxlen=output["deadletter_maxlen"], **retry)
-    section = config["source"]
-    control = ControlSource(
-        url,
-        durable=durable,
-        prefix=prefix,
-        batch_size=section["batch_size"],
-        poll_interval_s=section["poll_interval_s"],
-        # a replay ends with its files, so the control partition must end with them too
-        stop_when_drained=section["stop_when_drained"]
-        or bool(list(replay_paths) or section["replay_paths"]),
-        limits=payload_limits(config),
-    )
+    sink, dead = build_sinks(config)
+    control = build_control(config, replay_paths)
     source = build_source(config, replay_paths)
     if opted_out is None:
         opted_out = read_opt_outs(config)
@@ -351,8 +326,8 @@ def build_redis_flow(
 
 def read_opt_outs(config: Config) -> frozenset[str]:
     """The opt-out set as the worker starts, waiting for Redis as the sinks do."""
-    output = config["output"]
-    policy = RetryPolicy(output["write_max_attempts"], cap_s=output["write_backoff_cap_s"])
+    output = config.output
+    policy = RetryPolicy(output.write_max_attempts, cap_s=output.write_backoff_cap_s)
     client = no_retry_client(config.redis_url, socket_timeout_s=5.0)
     try:
         return call_with_retry(

@@ -22,7 +22,7 @@ the worker count; ranks are a few bytes each, one record per batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
@@ -41,11 +41,12 @@ QUALITY_KEY = "quality"
 
 @dataclass(frozen=True)
 class QualityParams:
-    """The variants (variant → model name) and the window."""
+    """The variants (variant → model name), `recs.quality_window` and `recs.k`
+    (`flows.worker.quality_params`)."""
 
-    assigned: Mapping[str, str] = field(default_factory=lambda: {"all": "hybrid"})
-    window: int = 10_000
-    k: int = 10
+    assigned: Mapping[str, str]
+    window: int
+    k: int
 
 
 def merged(batch: list[Scores]) -> list[Scores]:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
 
+from flows.settings import RecsSettings, SegmentsSettings
 from state.rec_settings import RecSettings
-from state.segmenter import DEFAULT_FEATURES
 
 __all__ = ["RULE_CONTEXT_NAMES", "ModelParams"]
 
@@ -25,37 +25,34 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ModelParams:
-    """Configuration of the models step (never learned state)."""
+    """Configuration of the models step (never learned state): the `[segments]` and `[recs]`
+    sections whole, the feature names the `[state]` windows give, and what only the running
+    flow knows. `flows.worker.model_params` builds it from the settings tree; the settings
+    have no defaults here, the fields that are no setting do."""
 
-    k: int = 10
-    clusterer: str = "KMeans"
-    clusterer_params: Mapping[str, Any] | None = None
-    features: tuple[str, ...] = DEFAULT_FEATURES  # what the clusterer sees
-    profile_features: tuple[str, ...] = DEFAULT_FEATURES  # every profile feature (rules)
-    devices: tuple[str, ...] = ("desktop", "mobile", "tablet")
-    rules: Mapping[str, str] = field(default_factory=dict)
-    recs: RecSettings = field(default_factory=RecSettings)  # the recommenders' settings
-    exclude_seen: bool = True
-    variant_shares: Mapping[str, float] | None = None  # A/B split (`state.variants`)
-    variant_models: Mapping[str, str] | None = None  # variant → recommender
-    variant_salt: str = "tailor"
-    quality_window: int = 10_000
-    max_per_category: int = 0  # diversity cap (0: off)
-    seed: int = 42
-    learn_every: int = 10
-    transforms: Mapping[str, str] | None = None
-    warmup: int = 300
-    rename_distance: float = 1.0
-    publish_every: int = 1000
+    segments: SegmentsSettings
+    recs: RecsSettings
+    features: tuple[str, ...]  # what the clusterer sees
+    profile_features: tuple[str, ...]  # every profile feature (rules may name any)
+    #: Cadences of the segment quality checks: internal, no setting.
     drift_every: int = 250
     rfm_sample_size: int = 4096
-    reorder_s: float = 0.0
     origins: tuple[str, ...] = ()  # source partitions the event-time order waits for
     #: False when nothing keeps snapshots (recovery off): the replica then makes none.
     snapshots: bool = True
     #: With recovery: reads a base the resumed replica names (`operators.bases`); None
     #: snapshots the models whole, as the single-key models step does.
     base_loader: Callable[[str], bytes | None] | None = None
+
+    @cached_property
+    def rec_settings(self) -> RecSettings:
+        """The recommenders' settings (`state.rec_settings`), seeded by `segments.seed`."""
+        return RecSettings.of(self.recs, self.segments.seed)
+
+    @property
+    def transforms(self) -> dict[str, str] | None:
+        """`[segments.features]`: feature → encoding, None for the default choice."""
+        return dict(self.segments.features) or None
 
     @property
     def remote_window(self) -> int:
@@ -64,12 +61,13 @@ class ModelParams:
         return 2 * max(self.recs.cooc_window, self.recs.isgd_history)
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"models.k must be >= 1, got {self.k}")
-        if self.learn_every < 1:
-            raise ValueError(f"segments.learn_every must be >= 1, got {self.learn_every}")
-        if self.publish_every < 1:
-            raise ValueError(f"segments.publish_every must be >= 1, got {self.publish_every}")
+        if self.recs.k < 1:
+            raise ValueError(f"recs.k must be >= 1, got {self.recs.k}")
+        segments = self.segments
+        if segments.learn_every < 1:
+            raise ValueError(f"segments.learn_every must be >= 1, got {segments.learn_every}")
+        if segments.publish_every < 1:
+            raise ValueError(f"segments.publish_every must be >= 1, got {segments.publish_every}")
 
     def rule_names(self) -> tuple[str, ...]:
         """Every name a rule may refer to."""

@@ -40,7 +40,7 @@ order: each update's timing, each interaction to test (before the models learn i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
@@ -99,34 +99,36 @@ class ModelsState:
 
     @classmethod
     def fresh(cls, params: ModelParams) -> ModelsState:
+        """Empty models as `params` configure them (`[segments]`, `[recs]`)."""
+        seg, rec = params.segments, params.recs
         segmenter = Segmenter(
-            params.clusterer,
-            params.clusterer_params,
+            seg.clusterer,
+            seg.params,
             params.features,
-            params.devices,
-            params.seed,
+            seg.devices,
+            seg.seed,
             transforms=params.transforms,
-            warmup=params.warmup,
-            rename_distance=params.rename_distance,
+            warmup=seg.warmup,
+            rename_distance=seg.rename_distance,
         )
         segments = Segmentation(
             segmenter,
-            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=params.seed),
-            silhouette=StreamingSilhouette(seed=params.seed),
-            learn_every=params.learn_every,
-            publish_every=params.publish_every,
+            rfm=RFMTiers(sample_size=params.rfm_sample_size, seed=seg.seed),
+            silhouette=StreamingSilhouette(seed=seg.seed),
+            learn_every=seg.learn_every,
+            publish_every=seg.publish_every,
             drift_every=params.drift_every,
-            reorder_s=params.reorder_s,
+            reorder_s=seg.reorder_s,
             origins=params.origins,
         )
         recs = LiveRecs.build(
-            k=params.k,
-            shares=params.variant_shares,
-            models=params.variant_models,
-            settings=replace(params.recs, k=params.k),  # one list length for serving and probes
-            salt=params.variant_salt,
-            exclude_seen=params.exclude_seen,
-            max_per_category=params.max_per_category,
+            k=rec.k,
+            shares=rec.variant_shares,
+            models=rec.variant_models,
+            settings=params.rec_settings,
+            salt=rec.variant_salt,
+            exclude_seen=rec.exclude_seen,
+            max_per_category=rec.max_per_category,
         )
         return cls(segments=segments, recs=recs)
 
@@ -230,7 +232,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         out: list[ModelsOut] = []
         settled: list[Settled | AgedSettled] = []
         segments = self.state.segments
-        weight_of = self.params.recs.weight_of
+        weight_of = self.params.rec_settings.weight_of
         events: list[Interaction] = []
         previous: list[tuple[str, ...]] = []
         for u in values:
@@ -327,7 +329,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             return None
         history = u.history
         previous = history[:-1] if history and history[-1] == item else history
-        weight = self.params.recs.weight_of(event.type)
+        weight = self.params.rec_settings.weight_of(event.type)
         categories = tuple(event.category or ())
         interaction = Interaction(u.user_id, item, event.ts, weight, categories)
         self.state.recs.learn(interaction, previous, u.purchased, probe=own)

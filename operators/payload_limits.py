@@ -12,7 +12,7 @@ one. So the sources enforce two bounds themselves:
   Redis source cuts inside Redis (`operators.stream_read`), so such a payload never even
   crosses the network; a file replay cuts each line as it is read.
 
->>> limits = PayloadLimits(max_payload_bytes=8, prefix_bytes=3)
+>>> limits = PayloadLimits(max_payload_bytes=8, prefix_bytes=3, batch_max_bytes=100)
 >>> limits.bound(b"small")
 (b'small', None, None)
 >>> limits.bound(b"far too large")[:2]
@@ -28,27 +28,21 @@ from dataclasses import dataclass
 #: None when the bytes kept are the whole payload.
 Bounded = tuple[bytes, int | None, str | None]
 
-DEFAULT_BATCH_MAX_BYTES = 4 * 1024 * 1024
-
 
 @dataclass(frozen=True)
 class PayloadLimits:
     """`validation.max_payload_bytes`, `validation.too_large_prefix_bytes` and
-    `source.batch_max_bytes`, as the sources apply them."""
+    `source.batch_max_bytes`, as the sources apply them (`flows.worker.payload_limits`)."""
 
-    max_payload_bytes: int = 65536
-    prefix_bytes: int = 1024
-    batch_max_bytes: int = DEFAULT_BATCH_MAX_BYTES
+    max_payload_bytes: int
+    prefix_bytes: int
+    batch_max_bytes: int
 
     def bound(self, payload: bytes) -> Bounded:
         """The payload whole, or cut to its prefix with its length and hash when too large."""
         if len(payload) <= self.max_payload_bytes:
             return payload, None, None
         return payload[: self.prefix_bytes], len(payload), sha1_hex(payload)
-
-
-#: The defaults of `flows/defaults.toml`, for sources built without settings (tests, tools).
-DEFAULT_LIMITS = PayloadLimits()
 
 
 def sha1_hex(payload: bytes) -> str:

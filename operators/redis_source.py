@@ -38,7 +38,7 @@ from redis.retry import Retry
 
 from operators import lifecycle
 from operators.metrics import REDIS_ERRORS, SOURCE_BATCH, SOURCE_LAG
-from operators.payload_limits import DEFAULT_LIMITS, PayloadLimits
+from operators.payload_limits import PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 from operators.retry import mark_redis_up
@@ -128,7 +128,8 @@ class _RedisStreamPartition(StatefulSourcePartition[RawRecord, StreamState]):
         poll_interval_s: float,
         stop_when_drained: bool,
         lag_interval_s: float = LAG_INTERVAL_S,
-        limits: PayloadLimits = DEFAULT_LIMITS,
+        *,
+        limits: PayloadLimits,
     ) -> None:
         self._client = client
         self._reader = BoundedStreamReader(client, key, batch_size, limits)
@@ -234,7 +235,8 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
         poll_interval_s: float = 0.05,
         stop_when_drained: bool = False,
         lag_interval_s: float = LAG_INTERVAL_S,
-        limits: PayloadLimits = DEFAULT_LIMITS,
+        *,
+        limits: PayloadLimits,
     ) -> None:
         self.redis_url = redis_url
         self.prefix = prefix
@@ -261,5 +263,5 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
             self.poll_interval_s,
             self.stop_when_drained,
             self.lag_interval_s,
-            self.limits,
+            limits=self.limits,
         )

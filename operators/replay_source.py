@@ -22,7 +22,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from operators import lifecycle
 from operators.adapters import read_payloads
 from operators.metrics import SOURCE_BATCH
-from operators.payload_limits import DEFAULT_LIMITS, Bounded, PayloadLimits
+from operators.payload_limits import Bounded, PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 
@@ -37,7 +37,8 @@ class _ReplayPartition(StatefulSourcePartition[RawRecord, ReplayState]):
         payloads: Iterator[bytes],
         resume: ReplayState,
         batch_size: int,
-        limits: PayloadLimits = DEFAULT_LIMITS,
+        *,
+        limits: PayloadLimits,
     ) -> None:
         self._origin = f"file:{name}"
         done, seq = resume
@@ -126,7 +127,8 @@ class ReplaySource(FixedPartitionedSource[RawRecord, ReplayState]):
         paths: Sequence[Path],
         adapter: str | None = None,
         batch_size: int = 1000,
-        limits: PayloadLimits = DEFAULT_LIMITS,
+        *,
+        limits: PayloadLimits,
     ) -> None:
         self.paths = list(paths)
         self.adapter = adapter
@@ -143,4 +145,6 @@ class ReplaySource(FixedPartitionedSource[RawRecord, ReplayState]):
         payloads = read_payloads(path, self.adapter)
         if resume_state is None or isinstance(resume_state, int):  # int: before batch stamps
             resume_state = (resume_state or 0, 0)
-        return _ReplayPartition(for_part, payloads, resume_state, self.batch_size, self.limits)
+        return _ReplayPartition(
+            for_part, payloads, resume_state, self.batch_size, limits=self.limits
+        )

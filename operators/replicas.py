@@ -196,16 +196,16 @@ def replicated_models(
     """Segments and recommendations for every changed user, from one replica per worker.
 
     :arg up: Updates, erasures, progress marks and item blocks, unkeyed.
-    :arg workers: Bytewax workers in the cluster (`flows.config.Config.workers`, checked at
+    :arg workers: Bytewax workers in the cluster (`flows.settings.Settings.workers`, checked at
         run time by `operators.routing.WorkerCountCheck`).
     :returns: What `operators.models.models` returns, unkeyed: per changed user a `ForUser`
         from the user's own replica, and segment news from the first replica.
     """
-    RuleSet(params.rules, params.rule_names())
+    RuleSet(params.segments.rules, params.rule_names())
     ModelsState.fresh(params)
     local = op.key_on("to_local", up, replica_of(workers))
     batches = op.stateful_batch("collect", local, lambda _resume: _Collect())
-    fan_out = copies(workers, params.remote_window, params.learn_every)
+    fan_out = copies(workers, params.remote_window, params.segments.learn_every)
     fanned = op.flat_map("fan_out", batches, fan_out)
     replicas = op.stateful_batch(
         "replica", fanned, lambda resume: ReplicaLogic(params, resume, workers)
@@ -232,6 +232,6 @@ def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> Keye
         the user's `Erasure`s, which follow in place) for `operators.user_outputs`, and
         `SegmentInfo` / `SegmentModel` when the segment model publishes.
     """
-    RuleSet(params.rules, params.rule_names())
+    RuleSet(params.segments.rules, params.rule_names())
     ModelsState.fresh(params)
     return op.stateful_batch("stateful_batch", up, lambda resume: ModelsLogic(params, resume))

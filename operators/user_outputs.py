@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import astuple, dataclass, field, fields
+from dataclasses import astuple, dataclass, fields
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,13 +59,13 @@ __all__ = ["UserOutputsLogic", "UserOutputsParams", "UserOutputsState", "per_use
 
 @dataclass(frozen=True)
 class UserOutputsParams:
-    """Configuration of the per-user outputs step."""
+    """Configuration of the per-user outputs step (`flows.worker.user_outputs_params`)."""
 
-    rules: Mapping[str, str] = field(default_factory=dict)
-    rule_names: tuple[str, ...] = ()
-    k: int = 10  # list length scored (the "@k" of the live quality)
-    #: Processing-time inactivity after which a user is forgotten; 0 keeps them for ever.
-    ttl_s: float = 0.0
+    rules: Mapping[str, str]  # `segments.rules`
+    rule_names: tuple[str, ...]  # every name a rule may use (`ModelParams.rule_names`)
+    k: int  # `recs.k`: list length scored (the "@k" of the live quality)
+    #: `state.ttl_s`: the user is forgotten when the user-state step forgets them.
+    ttl_s: float
 
 
 @dataclass

@@ -31,6 +31,7 @@ import orjson
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from flows.settings import StateSettings
 from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
 from operators.records import (
     Accepted,
@@ -58,30 +59,21 @@ ORIGIN = "user_state"
 
 @dataclass(frozen=True)
 class UserStateParams:
-    """Configuration of the per-user state step (the `[state]` section of the config)."""
+    """Configuration of the per-user state step: the `[state]` section whole, plus what the
+    step needs from elsewhere (`flows.worker.user_state_params` builds it)."""
 
-    session_gap_s: float = 1800.0
-    windows_s: tuple[float, ...] = (3600, 86400, 604800)
-    rfm_window_s: float = 2592000.0
-    interest_halflife_s: float = 604800.0
-    top_categories: int = 5
-    history_len: int = 20
-    max_purchased: int = 200
-    allowed_lateness_s: float = 300.0
-    dedup_horizon_s: float = 86400.0
-    view_types: frozenset[str] = DEFAULT_VIEW_TYPES
-    interaction_types: frozenset[str] = DEFAULT_INTERACTION_TYPES
-    #: Must equal `segments.learn_every` (`ModelParams.learn_every`): the models step learns
-    #: the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update and reads the
-    #: profile there, so those updates are full.
-    learn_every: int = 10
-    #: Processing-time inactivity after which a user's state is dropped; 0 keeps it for ever.
-    ttl_s: float = 0.0
+    settings: StateSettings
+    #: `segments.learn_every` (`ModelParams.segments`): the models step learns the clusterer
+    #: from a user's 1st, (1 + n·learn_every)-th, ... update and reads the profile there, so
+    #: those updates are full.
+    learn_every: int
     #: Users (stored ids) in the opt-out set when the worker started: a state built in this
     #: process (fresh, or resumed from a snapshot) of a user in it is an opt-out's tombstone
     #: from its first batch on. The control stream's replay of the set races the events at
     #: start-up, and an event processed before it arrived would stay in the input streams.
     opted_out: frozenset[str] = frozenset()
+    view_types: frozenset[str] = DEFAULT_VIEW_TYPES
+    interaction_types: frozenset[str] = DEFAULT_INTERACTION_TYPES
 
     def __post_init__(self) -> None:
         if self.learn_every < 1:
@@ -93,15 +85,16 @@ class UserStateParams:
 
     def state_settings(self) -> dict[str, Any]:
         """`UserState`'s parameters (a resumed user's state takes them from here too)."""
+        state = self.settings
         return dict(
-            session_gap_s=self.session_gap_s,
-            windows_s=self.windows_s,
-            rfm_window_s=self.rfm_window_s,
-            interest_halflife_s=self.interest_halflife_s,
-            top_categories=self.top_categories,
-            history_len=self.history_len,
-            max_purchased=self.max_purchased,
-            dedup_horizon_s=self.dedup_horizon_s,
+            session_gap_s=state.session_gap_s,
+            windows_s=state.windows_s,
+            rfm_window_s=state.rfm_window_s,
+            interest_halflife_s=state.interest_halflife_s,
+            top_categories=state.top_categories,
+            history_len=state.history_len,
+            max_purchased=state.max_purchased,
+            dedup_horizon_s=state.dedup_horizon_s,
             view_types=self.view_types,
             interaction_types=self.interaction_types,
         )
@@ -131,7 +124,7 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
         self.params = params
         self.clock = clock
         # A resumed user gets a full TTL again: the wall clock of the crash is not known.
-        self.expires_at = clock() + params.ttl_s
+        self.expires_at = clock() + params.settings.ttl_s
         self._timer: datetime | None = None  # the wake-up Bytewax holds; see `notify_at`
         self.state: UserState
         self._unchecked = True  # against `UserStateParams.opted_out`, at the first batch
@@ -184,7 +177,7 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
                 out[last] = _full_update(self.state, light.event, light.read_at, light.stamp)
         _count(counts)
         if active:
-            self.expires_at = self.clock() + self.params.ttl_s
+            self.expires_at = self.clock() + self.params.settings.ttl_s
         if self.state.version == 0 and not self.state.opted_out:
             ACTIVE_USERS.dec()  # erased and nothing since: nothing left to keep
             return out, StatefulBatchLogic.DISCARD
@@ -237,7 +230,7 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
             counts[key] = counts.get(key, 0) + 1
             return None
         lag = state.lag(event)
-        if lag > self.params.allowed_lateness_s:
+        if lag > self.params.settings.allowed_lateness_s:
             key = (event.type, "late")
             counts[key] = counts.get(key, 0) + 1
             DEAD_LETTERS.labels("late").inc()
@@ -262,19 +255,20 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
 
     def notify_at(self) -> datetime | None:
         """When this user's state expires (wall clock); never for an opt-out's tombstone."""
-        if self.params.ttl_s <= 0 or self.state.opted_out:
+        if self.params.settings.ttl_s <= 0 or self.state.opted_out:
             return None
         # Re-arm only when the expiry moved by a tenth of the TTL: handing Bytewax a new time
         # after every batch of every user cost ~4x the p99 latency on interleaved traffic.
         # An early wake-up is harmless: `on_notify` re-checks the real expiry.
-        slack = self.params.ttl_s / 10
+        slack = self.params.settings.ttl_s / 10
         if self._timer is None or self.expires_at - self._timer.timestamp() > slack:
             self._timer = datetime.fromtimestamp(self.expires_at, UTC)
         return self._timer
 
     def on_notify(self) -> tuple[Iterable[UserStateOut], bool]:
         """Expire the user if still inactive; Bytewax may wake us early, so check again."""
-        if self.params.ttl_s <= 0 or self.state.opted_out or self.clock() < self.expires_at:
+        ttl_s = self.params.settings.ttl_s
+        if ttl_s <= 0 or self.state.opted_out or self.clock() < self.expires_at:
             self._timer = None  # woken early: re-arm at the real expiry, never at a past time
             return [], StatefulBatchLogic.RETAIN
         ACTIVE_USERS.dec()

@@ -11,17 +11,19 @@ Checks run cheapest first, and the size check comes before any decoding so an ov
 payload costs nothing: too_large, not_utf8 / malformed_json, not_object, the schema
 (`state.event.event_from_dict`), then the event-time bounds ts_future / ts_past.
 
-A ``too_large`` letter keeps only the payload's first `prefix_bytes` bytes, with its whole
-length and SHA-1: copying a flood of huge payloads into the dead-letter stream would move
+A ``too_large`` letter keeps only the payload's first `too_large_prefix_bytes` bytes, with its
+whole length and SHA-1: copying a flood of huge payloads into the dead-letter stream would move
 the memory problem into Redis. (The sources have usually cut such a payload already,
 `operators.payload_limits`; a record they cut is refused even if its prefix would parse.)
 
+>>> from flows.config import load_config
 >>> from operators.records import RawRecord
+>>> params = ValidationParams.of(load_config(env={}).validation)
 >>> payload = b'{"event_id":"e1","user_id":"u1","type":"click","ts":1700000000}'
 >>> rec = RawRecord(payload, "s", "1-0", 0.0)
->>> validate_record(rec, ValidationParams(), now=1700000000.0).event.user_id
+>>> validate_record(rec, params, now=1700000000.0).event.user_id
 'u1'
->>> validate_record(RawRecord(b"[1]", "s", "2-0", 0.0), ValidationParams(), now=0.0).reason
+>>> validate_record(RawRecord(b"[1]", "s", "2-0", 0.0), params, now=0.0).reason
 'not_object'
 """
 
@@ -38,11 +40,12 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import BranchOut
 from prometheus_client import Counter
 
+from flows.settings import ValidationSettings
 from operators.metrics import DEAD_LETTERS, EVENTS
 from operators.payload_limits import sha1_hex
 from operators.progress import announcement_progress, dead_letter_progress, is_announcement
 from operators.records import Accepted, DeadLetter, Progress, RawRecord
-from state.event import DEFAULT_EVENT_TYPES, Event, Invalid, event_from_dict
+from state.event import Event, Invalid, event_from_dict, parse_ts
 
 _DETAIL_CHARS = 120
 #: Detail prefix of a refusal caused by an exception inside the schema check (a bug, counted
@@ -52,14 +55,16 @@ INTERNAL_ERROR = "internal error: "
 
 @dataclass(frozen=True)
 class ValidationParams:
-    """Limits a payload must respect; `min_ts` defaults to 1990-01-01 UTC. `prefix_bytes`
-    is how much of a too-large payload its dead letter keeps."""
+    """`[validation]` as the checks read it for every record: the settings whole, `min_ts`
+    parsed to epoch seconds and the event types as a set (`ValidationParams.of`)."""
 
-    max_payload_bytes: int = 65536
-    prefix_bytes: int = 1024
-    max_future_s: float = 86400.0
-    min_ts: float = 631152000.0
-    event_types: frozenset[str] = DEFAULT_EVENT_TYPES
+    settings: ValidationSettings
+    min_ts: float
+    event_types: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: ValidationSettings) -> ValidationParams:
+        return cls(settings, parse_ts(settings.min_ts), frozenset(settings.event_types))
 
 
 def _refuse(record: RawRecord, reason: str, detail: str, event_type: str = "unknown") -> DeadLetter:
@@ -115,8 +120,8 @@ def _type_label(obj: dict[str, Any], params: ValidationParams) -> str:
 
 def _decode(record: RawRecord, params: ValidationParams) -> dict[str, Any] | DeadLetter:
     payload = record.payload
-    if record.size is not None or len(payload) > params.max_payload_bytes:
-        return _refuse_too_large(record, params.prefix_bytes)
+    if record.size is not None or len(payload) > params.settings.max_payload_bytes:
+        return _refuse_too_large(record, params.settings.too_large_prefix_bytes)
     try:
         obj = orjson.loads(payload)
     except Exception as exc:  # JSONDecodeError, depth limits, anything the parser raises
@@ -153,7 +158,7 @@ def validate_record(
     event = _check(decoded, params)
     if isinstance(event, Invalid):
         return _refuse(record, event.reason, event.detail, _type_label(decoded, params))
-    if event.ts > now + params.max_future_s:
+    if event.ts > now + params.settings.max_future_s:
         return _refuse(record, "ts_future", "ts", _type_label(decoded, params))
     if event.ts < params.min_ts:
         return _refuse(record, "ts_past", "ts", _type_label(decoded, params))
@@ -182,10 +187,12 @@ def _is_progress(item: Accepted | DeadLetter | Progress) -> bool:
 def validate(
     step_id: str,
     up: Stream[RawRecord],
-    params: ValidationParams,
+    settings: ValidationSettings,
     now: Callable[[], float] = time.time,
 ) -> ValidateOut:
-    """Validate every record of `up`; `now` is the wall clock, injectable for tests."""
+    """Validate every record of `up` against `settings`; `now` is the wall clock, injectable
+    for tests."""
+    params = ValidationParams.of(settings)
 
     def check(record: RawRecord) -> Accepted | DeadLetter | Progress:
         if is_announcement(record):

@@ -12,7 +12,10 @@ the recommender its users get, by the names of `state.rec_settings` (the same mo
 measures). Every model named by some variant learns every interaction, so a team runs an A/B
 test by giving two variants shares and reading the quality per variant.
 
->>> recs = LiveRecs.build(k=2, settings=RecSettings(hybrid_select=False))
+>>> from dataclasses import replace
+>>> from flows.config import load_config
+>>> shipped = RecSettings.of(load_config(env={}).recs, seed=42)
+>>> recs = LiveRecs.build(k=2, settings=replace(shipped, hybrid_select=False))
 >>> for user, item, before in [("u1", "a", ()), ("u1", "b", ("a",)), ("u2", "a", ())]:
 ...     recs.learn(Interaction(user, item, 0.0), before)
 >>> variant, items = recs.recommend("u2", ("a",), frozenset(), 0.0)
@@ -71,10 +74,10 @@ class LiveRecs:
     @classmethod
     def build(
         cls,
+        settings: RecSettings,
         k: int = 10,
         shares: Mapping[str, float] | None = None,
         models: Mapping[str, str] | None = None,
-        settings: RecSettings | None = None,
         salt: str = "tailor",
         exclude_seen: bool = True,
         max_per_category: int = 0,
@@ -87,7 +90,6 @@ class LiveRecs:
         unknown = sorted(set(assigned.values()) - set(MODELS))
         if unknown:
             raise ValueError(f"unknown recommenders {unknown}; choose from {sorted(MODELS)}")
-        settings = settings or RecSettings()
         return cls(
             models={name: build(name, settings) for name in sorted(set(assigned.values()))},
             variants=Variants(shares, salt),

@@ -3,7 +3,8 @@
 `tailor evaluate` and the live models step both build their models here, so a variant named
 "hybrid" in the worker is exactly the model a replay measured under that name.
 
->>> settings = RecSettings(seed=7)
+>>> from flows.config import load_config
+>>> settings = RecSettings.of(load_config(env={}).recs, seed=7)
 >>> sorted(MODELS)
 ['category', 'cooc', 'hybrid', 'isgd', 'mostpop', 'trending']
 >>> type(build("hybrid", settings)).__name__
@@ -15,7 +16,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, fields
 from typing import Any
 
 from state.cooccurrence import CoOccurrence
@@ -37,38 +38,36 @@ __all__ = ["MODELS", "RecSettings", "build", "restore"]
 SELECT_HALFLIFE = 50_000.0
 #: The models that answer without a user history: the hybrid's possible fallback chain.
 FALLBACKS = ("mostpop", "segment", "trending")
-#: Event types that count more than a view, unless configured otherwise.
-DEFAULT_EVENT_WEIGHTS = {"add_to_cart": 2, "purchase": 3}
 
 
 @dataclass(frozen=True)
 class RecSettings:
-    """Every recommender setting (the `[recs]` table of the configuration)."""
+    """Every recommender setting: the `[recs]` section's (`flows.settings.RecsSettings`, each
+    field under its own name) and `segments.seed`. No defaults here: the configuration's are
+    the only ones (`RecSettings.of`)."""
 
-    k: int = 10  # list length (the self-test scores lists of this length)
-    cooc_max_neighbors: int = 300
-    cooc_window: int = 10
-    cooc_alpha: float = 0.25
-    trending_halflife_s: float = 86400.0
-    isgd_factors: int = 10
-    isgd_learning_rate: float = 0.3
-    isgd_regularization: float = 0.01
-    isgd_negatives: int = 16
-    isgd_init_std: float = 0.03
-    isgd_bias_learning_rate: float = 0.03
-    isgd_alpha: float = 0.5
-    isgd_history: int = 10
-    hybrid_depth: int = 50
-    hybrid_c: float = 20.0
-    hybrid_weights: Mapping[str, float] = field(
-        default_factory=lambda: {"cooc": 1.0, "isgd": 0.5, "category": 0.5}
-    )
-    hybrid_fallback: tuple[str, ...] = FALLBACKS
-    hybrid_select: bool = True
-    hybrid_probe_every: int = 20
-    hybrid_warm_probes: int = 5000
-    event_weights: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EVENT_WEIGHTS))
-    seed: int = 42
+    k: int  # list length (the self-test scores lists of this length)
+    cooc_max_neighbors: int
+    cooc_window: int
+    cooc_alpha: float
+    trending_halflife_s: float
+    isgd_factors: int
+    isgd_learning_rate: float
+    isgd_regularization: float
+    isgd_negatives: int
+    isgd_init_std: float
+    isgd_bias_learning_rate: float
+    isgd_alpha: float
+    isgd_history: int
+    hybrid_depth: int
+    hybrid_c: float
+    hybrid_weights: Mapping[str, float]
+    hybrid_fallback: tuple[str, ...]
+    hybrid_select: bool
+    hybrid_probe_every: int
+    hybrid_warm_probes: int
+    event_weights: Mapping[str, int]
+    seed: int
 
     def __post_init__(self) -> None:
         bad = {t: w for t, w in self.event_weights.items() if not isinstance(w, int) or w < 1}
@@ -88,12 +87,11 @@ class RecSettings:
             raise ValueError(f"recs.hybrid_weights must be >= 0, got {dict(self.hybrid_weights)}")
 
     @classmethod
-    def from_table(cls, recs: Mapping[str, Any], seed: int) -> RecSettings:
-        """From the configuration's `[recs]` table (keys this class does not know are left)."""
-        known = {name: recs[name] for name in cls.__dataclass_fields__ if name in recs}
-        if "hybrid_fallback" in known:  # a TOML array
-            known["hybrid_fallback"] = tuple(known["hybrid_fallback"])
-        return cls(**{**known, "seed": seed})
+    def of(cls, recs: object, seed: int) -> RecSettings:
+        """From the configuration's `[recs]` section (any object with these fields as
+        attributes, `flows.settings.RecsSettings`) and `segments.seed`."""
+        given = {f.name: getattr(recs, f.name) for f in fields(cls) if f.name != "seed"}
+        return cls(**given, seed=seed)
 
     def weight_of(self, event_type: str | None) -> int:
         """How many interactions an event of this type counts as (1 unless configured)."""

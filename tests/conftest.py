@@ -166,7 +166,7 @@ def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) 
     for name, value in overrides.items():
         section, key = name.split("__")
         config = config.with_value(section, key, value)
-    workers = config["cluster"]["workers_per_process"]
+    workers = config.cluster.workers_per_process
     if workers == 1:
         run_main(build_redis_flow(config))
     else:

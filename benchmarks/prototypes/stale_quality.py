@@ -28,9 +28,10 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from benchmarks.prototypes.common import DATA
-from flows.evaluate import replay
+from flows.config import shipped
+from flows.evaluate import replay, settings_of
 from state.hybrid import Hybrid
-from state.rec_settings import RecSettings, build
+from state.rec_settings import build
 from state.recommender import Interaction, Recommender, Scored
 
 Pending = tuple[Interaction, tuple[str, ...], frozenset[str]]
@@ -158,7 +159,7 @@ def main() -> None:
     parser.add_argument("--exact", action="store_true", help="also the single model")
     parser.add_argument("--own-late", action="store_true", help="own interactions wait too")
     args = parser.parse_args()
-    events, settings = interactions(), RecSettings()
+    events, settings = interactions(), settings_of(shipped())
     shared = [s for s in args.shared.split(",") if s]
     if args.exact:
         print(f"{args.model} exact: Recall@10 {recall(build(args.model, settings), events):.4f}")

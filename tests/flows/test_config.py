@@ -9,10 +9,11 @@ import pytest
 
 from flows.cli import main
 from flows.config import ConfigError, load_config
-from flows.worker import build_source, validation_params
+from flows.worker import build_source
 from operators.payload_limits import PayloadLimits
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
+from operators.validate import ValidationParams
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -23,9 +24,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_defaults_are_the_documented_file() -> None:
     config = load_config(env={})
-    assert config["source"]["batch_size"] == 1000
-    assert config["segments"]["clusterer"] == "KMeans"
-    assert config["segments"]["params"] == {}  # the measured clusterer defaults apply
+    assert config.source.batch_size == 1000
+    assert config.segments.clusterer == "KMeans"
+    assert config.segments.params == {}  # the measured clusterer defaults apply
     assert config.min_ts == 631152000.0
     assert config.redis_url == ""
 
@@ -45,40 +46,40 @@ def test_sources_and_validation_get_the_payload_limits(tmp_path: Path) -> None:
     replay = build_source(config, [events])
     assert isinstance(redis_source, RedisStreamSource) and redis_source.limits == expected
     assert isinstance(replay, ReplaySource) and replay.limits == expected
-    assert validation_params(config).prefix_bytes == 7
+    assert ValidationParams.of(config.validation).settings.too_large_prefix_bytes == 7
 
 
 def test_file_then_environment_override(tmp_path: Path) -> None:
     path = write(tmp_path, "[source]\nbatch_size = 250\n[recs]\nk = 5\n")
     env = {"TAILOR_RECS_K": "7", "REDIS_URL": "redis://example:6379/1"}
     config = load_config(path, env)
-    assert config["source"]["batch_size"] == 250
-    assert config["recs"]["k"] == 7
+    assert config.source.batch_size == 250
+    assert config.recs.k == 7
     assert config.redis_url == "redis://example:6379/1"
 
 
 def test_int_is_accepted_for_a_float_setting(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "[state]\nsession_gap_s = 600\n"), env={})
-    assert config["state"]["session_gap_s"] == 600.0
-    assert isinstance(config["state"]["session_gap_s"], float)
+    assert config.state.session_gap_s == 600.0
+    assert isinstance(config.state.session_gap_s, float)
 
 
 def test_free_tables_take_new_keys_from_file_and_environment(tmp_path: Path) -> None:
     path = write(tmp_path, '[segments.rules]\nvip = "spend_30d > 1000"\n')
     env = {"TAILOR_SEGMENTS_PARAMS_N_CLUSTERS": "9", "TAILOR_SEGMENTS_RULES_NIGHT_OWL": "'x > 1'"}
     config = load_config(path, env)
-    assert config["segments"]["rules"]["vip"] == "spend_30d > 1000"
-    assert config["segments"]["rules"]["night_owl"] == "x > 1"
-    assert config["segments"]["params"]["n_clusters"] == 9
+    assert config.segments.rules["vip"] == "spend_30d > 1000"
+    assert config.segments.rules["night_owl"] == "x > 1"
+    assert config.segments.params["n_clusters"] == 9
 
 
 def test_environment_lists_are_read_as_toml() -> None:
     config = load_config(env={"TAILOR_STATE_WINDOWS_S": "[60, 3600]"})
-    assert config["state"]["windows_s"] == [60, 3600]
+    assert config.state.windows_s == (60, 3600)
 
 
 def test_unrelated_tailor_variables_are_ignored() -> None:
-    assert load_config(env={"TAILOR_PSEUDONYM_SECRET": "x"})["recs"]["k"] == 10
+    assert load_config(env={"TAILOR_PSEUDONYM_SECRET": "x"}).recs.k == 10
 
 
 @pytest.mark.parametrize(
@@ -158,9 +159,9 @@ def test_the_shipped_clusterer_settings_are_the_measured_ones() -> None:
     from state.clusterers import CLUSTERER_DEFAULTS
 
     config = load_config(env={})
-    assert config["segments"]["params"] == {}
+    assert config.segments.params == {}
     segmenter = ModelsLogic(model_params(config)).state.segments.segmenter
-    measured = CLUSTERER_DEFAULTS[config["segments"]["clusterer"]]
+    measured = CLUSTERER_DEFAULTS[config.segments.clusterer]
     effective = segmenter.model_params()
     assert {key: effective[key] for key in measured if key != "warmup"} == {
         key: value for key, value in measured.items() if key != "warmup"

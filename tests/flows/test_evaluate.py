@@ -13,8 +13,8 @@ import pytest
 from flows.cli import main
 from flows.config import load_config
 from flows.evaluate import evaluate, load_interactions, parse_models, replay
-from state.rec_settings import RecSettings
 from state.recommender import Interaction, MostPopular
+from tests.settings_support import rec_settings
 
 
 def test_replay_scores_before_learning_by_hand() -> None:
@@ -57,7 +57,7 @@ def test_interactions_come_from_any_adapter_and_skip_events_without_items(
         Interaction("7", "9", 3.0, weight=3),  # a purchase counts 3 (recs.event_weights)
         Interaction("u", "j", 4.0, categories=("Drama", "War")),
     ]
-    unweighted = load_interactions([path], settings=RecSettings(event_weights={}))
+    unweighted = load_interactions([path], settings=rec_settings(event_weights={}))
     assert [i.weight for i in unweighted] == [1, 1, 1]
 
 

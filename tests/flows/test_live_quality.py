@@ -37,6 +37,7 @@ def quality(r: redis.Redis, redis_url: str, path: Path, prefix: str, **settings:
         redis_url,
         prefix,
         1,
+        source__kind="replay",
         source__replay_paths=[str(path)],
         source__replay_adapter="movielens",
         **settings,

@@ -126,5 +126,5 @@ def test_two_workers_age_users_as_one_worker_does_to_the_same_boundary(
         len(same_boundary) >= 150 and sum(users_one[u][0] is not None for u in same_boundary) >= 100
     )
     assert all(users_one[u] == users_two[u] for u in same_boundary)
-    for user, (at, version, *_segments) in users_two.items():
+    for user, (_at, version, *_segments) in users_two.items():
         assert version == users_one[user][1]  # no event invented or lost

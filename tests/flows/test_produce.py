@@ -16,13 +16,15 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
+from flows.config import shipped
 from flows.produce import expected_total, produce, route
 from flows.progress import Progress
 from operators.adapters import read_payloads
 from operators.records import Accepted, DeadLetter
 from operators.redis_source import RedisStreamSource
 from operators.routing import partition_for, stream_key
-from operators.validate import ValidationParams, validate
+from operators.validate import validate
+from tests.settings_support import payload_limits
 
 
 def stored(r: redis.Redis, key: str) -> list[bytes]:
@@ -80,8 +82,11 @@ def test_produced_events_are_all_accepted_by_the_worker(
     oks: list[Accepted] = []
     errs: list[DeadLetter] = []
     flow = Dataflow("produce-roundtrip")
-    raw = op.input("inp", flow, RedisStreamSource(redis_url, partitions=2, stop_when_drained=True))
-    out = validate("validate", raw, ValidationParams(), now=lambda: 1_700_000_000.0)
+    source = RedisStreamSource(
+        redis_url, partitions=2, stop_when_drained=True, limits=payload_limits()
+    )
+    raw = op.input("inp", flow, source)
+    out = validate("validate", raw, shipped().validation, now=lambda: 1_700_000_000.0)
     op.output("oks", out.oks, TestingSink(oks))
     op.output("errs", out.errs, TestingSink(errs))
     run_main(flow)

@@ -21,7 +21,6 @@ import redis
 
 from flows.recovery import partition_files
 from operators.models import ModelsState
-from operators.user_state import UserStateParams
 from state import snapshots
 from state.user import UserState
 from tests.flows.store_support import (
@@ -34,6 +33,7 @@ from tests.flows.store_support import (
     write_config,
 )
 from tests.flows.test_erasure import shopping
+from tests.settings_support import state_params
 
 # --- a damaged store -----------------------------------------------------------------------
 
@@ -153,7 +153,7 @@ def as_previous_release(envelope: bytes) -> bytes:
     if kind == "models":
         state: object = ModelsState.from_snapshot(data)
     elif kind == "user":
-        state = UserState.from_snapshot(data, **UserStateParams().state_settings())
+        state = UserState.from_snapshot(data, **state_params().state_settings())
     else:  # the outputs step and the quality windows came later: any bare pickle will do
         state = data
     return pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)

@@ -9,7 +9,7 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from operators.live_quality import QualityParams
+from flows.worker import quality_params
 from operators.model_params import ModelParams
 from operators.records import (
     Erasure,
@@ -64,8 +64,9 @@ class Users:
 
 
 def outputs_params(params: ModelParams, ttl_s: float = 0.0) -> UserOutputsParams:
-    """The per-user outputs step as the worker configures it from the models' settings."""
-    return UserOutputsParams(params.rules, params.rule_names(), params.k, ttl_s)
+    """The per-user outputs step as the worker configures it from the models' settings, but
+    keeping every user for ever unless the test gives `ttl_s`."""
+    return UserOutputsParams(params.segments.rules, params.rule_names(), params.recs.k, ttl_s)
 
 
 def run(updates: list[UserUpdate], params: ModelParams, batch_size: int) -> list[Out]:
@@ -75,7 +76,7 @@ def run(updates: list[UserUpdate], params: ModelParams, batch_size: int) -> list
     keyed = op.key_on("key", stream, lambda _u: "models")
     out: list[Out] = []
     drafts = op.key_rm("unkey", models("models", keyed, params))
-    quality = QualityParams(window=params.quality_window, k=params.k)
+    quality = quality_params(params)
     outputs = per_user_outputs("user_outputs", drafts, outputs_params(params), quality)
     op.output("out", outputs, TestingSink(out))
     run_main(flow)

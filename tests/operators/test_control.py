@@ -11,6 +11,9 @@ import redis
 
 from operators.control import ControlSource, control_key, request_forget
 from operators.records import RawRecord
+from tests.settings_support import payload_limits
+
+LIMITS = payload_limits()
 
 PREFIX = "ctl"
 
@@ -33,7 +36,9 @@ def read_ids(batch: Any) -> list[str]:
 
 
 def source(redis_url: str, durable: bool) -> ControlSource:
-    return ControlSource(redis_url, durable=durable, prefix=PREFIX, poll_interval_s=30.0)
+    return ControlSource(
+        redis_url, durable=durable, prefix=PREFIX, poll_interval_s=30.0, limits=LIMITS
+    )
 
 
 def test_a_request_stays_until_the_snapshot_two_epochs_back_covers_it(

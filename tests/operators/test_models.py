@@ -8,22 +8,22 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource
 
-from operators.model_params import ModelParams
 from operators.models import ModelsLogic
 from operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
 from operators.redis_sink import RESERVED_FIELDS
 from operators.replicas import models
 from state.clusterers import CLUSTERER_DEFAULTS
-from state.rec_settings import RecSettings
 from state.rfm_tiers import TIERS
 from state.rules import RuleError
 from state.segmenter import DEFAULT_FEATURES
 from tests.operators.models_support import Out, Users, run, shopping, user_outputs
+from tests.settings_support import model_params
 
 
 def test_one_output_per_changed_user_per_batch() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=5), batch_size=10))
+    params = model_params(warmup=4, k=5, reorder_s=0.0)  # every batch settles at once
+    outs = user_outputs(run(updates, params, batch_size=10))
     expected = []
     for start in range(0, len(updates), 10):
         batch = updates[start : start + 10]
@@ -41,7 +41,7 @@ def test_one_output_per_changed_user_per_batch() -> None:
 
 
 def test_profile_fields_and_segments() -> None:
-    outs = run(shopping(), ModelParams(warmup=4, k=3), batch_size=10)
+    outs = run(shopping(), model_params(warmup=4, k=3), batch_size=10)
     infos = [o for o in outs if isinstance(o, SegmentInfo)]
     user_outs = user_outputs(outs)
     assert infos, "the first time a cluster is named, its SegmentInfo is emitted"
@@ -76,7 +76,7 @@ def test_profile_fields_and_segments() -> None:
 
 def test_no_segment_during_warmup_then_a_model_record_at_fixed_counts() -> None:
     updates = shopping(20)  # 20 users: 21 learn points (u1 learns twice)
-    outs = run(updates, ModelParams(warmup=8, publish_every=5, k=3), batch_size=6)
+    outs = run(updates, model_params(warmup=8, publish_every=5, k=3), batch_size=6)
     learned_before: dict[str, int] = {}
     learned = 0
     for u in updates:  # replay the learn points to know where the warm-up ends
@@ -116,7 +116,7 @@ def buyers(n_users: int = 40) -> list[UserUpdate]:
 
 def test_rfm_tiers_from_every_purchase_and_rules_can_use_them() -> None:
     rules = {"vip": "rfm == 'champions'", "regular": "rfm in ('loyal', 'champions')"}
-    outs = run(buyers(), ModelParams(warmup=4, k=3, rules=rules, publish_every=10), batch_size=9)
+    outs = run(buyers(), model_params(warmup=4, k=3, rules=rules, publish_every=10), batch_size=9)
     last = {o.user_id: o for o in user_outputs(outs)}
     tiers = {o.rfm_segment for o in last.values()}
     assert tiers <= set(TIERS) | {""} and len(tiers - {""}) >= 3
@@ -133,7 +133,7 @@ def test_rfm_tiers_from_every_purchase_and_rules_can_use_them() -> None:
 
 
 def test_a_bounded_input_learns_what_the_reorder_buffer_holds_at_its_end() -> None:
-    params = ModelParams(warmup=8, publish_every=5, k=3, reorder_s=1e9)  # nothing passes
+    params = model_params(warmup=8, publish_every=5, k=3, reorder_s=1e9)  # nothing passes
     outs = run(shopping(20), params, batch_size=6)
     sent = [o for o in user_outputs(outs) if not o.settled]
     assert all(o.segment == "" for o in sent)  # no learn point applied yet
@@ -158,7 +158,7 @@ def test_rule_segments() -> None:
         "clustered": "segment != 'none' and top_category == 'books'",
         "viewer": "last_event_type == 'page_view'",
     }
-    outs = user_outputs(run(shopping(), ModelParams(warmup=4, k=3, rules=rules), batch_size=100))
+    outs = user_outputs(run(shopping(), model_params(warmup=4, k=3, rules=rules), batch_size=100))
     by_user = {o.user_id: o for o in outs}
     assert by_user["u1"].rule_segments == ("buyer", "clustered", "searcher", "viewer")
     assert by_user["u2"].rule_segments == ("buyer", "clustered")
@@ -169,11 +169,11 @@ def test_bad_config_fails_when_the_flow_is_built() -> None:
     empty: list[UserUpdate] = []
     keyed = op.key_on("key", op.input("in", flow, TestingSource(empty)), lambda _u: "models")
     with pytest.raises(RuleError, match="rule 'vip'"):
-        models("m1", keyed, ModelParams(rules={"vip": "spend > 1"}))
+        models("m1", keyed, model_params(rules={"vip": "spend > 1"}))
     with pytest.raises(ValueError, match="unknown clusterer"):
-        models("m2", keyed, ModelParams(clusterer="Nope"))
+        models("m2", keyed, model_params(clusterer="Nope"))
     with pytest.raises(ValueError, match="k must be >= 1"):
-        ModelParams(warmup=4, k=0)
+        model_params(warmup=4, k=0)
 
 
 def final_state(
@@ -195,7 +195,7 @@ def final_state(
 
 def test_batch_boundaries_do_not_change_the_final_state() -> None:
     updates = shopping(20)
-    params = ModelParams(warmup=4, k=5, rules={"buyer": "spend_30d > 0"})
+    params = model_params(warmup=4, k=5, rules={"buyer": "spend_30d > 0"})
     one_by_one = final_state(run(updates, params, batch_size=1))
     assert final_state(run(updates, params, batch_size=7)) == one_by_one
     assert final_state(run(updates, params, batch_size=1000)) == one_by_one
@@ -207,7 +207,7 @@ def test_segment_trending_first_in_the_chain_does_not_depend_on_batching() -> No
     changed which segment an event counted in, and so what segment trending served."""
     updates = shopping(20)
     chain = ("segment", "mostpop", "trending")
-    params = ModelParams(warmup=4, k=5, recs=RecSettings(hybrid_fallback=chain))
+    params = model_params(warmup=4, k=5, hybrid_fallback=chain)
     one_by_one = final_state(run(updates, params, batch_size=1))
     assert any(r.source == "segment" for o in one_by_one[0].values() for r in o.recs)
     assert final_state(run(updates, params, batch_size=7)) == one_by_one
@@ -216,15 +216,15 @@ def test_segment_trending_first_in_the_chain_does_not_depend_on_batching() -> No
 
 def test_same_input_gives_identical_outputs() -> None:
     updates = shopping(20)
-    first = run(updates, ModelParams(warmup=4, k=5), batch_size=9)
-    second = run(updates, ModelParams(warmup=4, k=5), batch_size=9)
+    first = run(updates, model_params(warmup=4, k=5), batch_size=9)
+    second = run(updates, model_params(warmup=4, k=5), batch_size=9)
     assert first == second
     assert pickle.dumps(first) == pickle.dumps(second)
 
 
 def test_snapshot_is_a_deep_copy_and_resumes_identically() -> None:
     updates = shopping()
-    params = ModelParams(warmup=4, k=4)
+    params = model_params(warmup=4, k=4)
     whole = ModelsLogic(params)
     resumed_from = ModelsLogic(params)
     outs_whole: list[Out] = []
@@ -260,8 +260,8 @@ def lightened(updates: list[UserUpdate], learn_every: int) -> list[UserUpdate]:
 
 def test_light_updates_leave_the_same_final_state_and_every_event_is_timed() -> None:
     updates = shopping(20)
-    params = ModelParams(warmup=4, k=5, rules={"buyer": "spend_30d > 0"}, learn_every=3)
-    light = lightened(updates, params.learn_every)
+    params = model_params(warmup=4, k=5, rules={"buyer": "spend_30d > 0"}, learn_every=3)
+    light = lightened(updates, params.segments.learn_every)
     assert sum(not u.full for u in light) > len(light) // 3
     expected = final_state(run(updates, params, batch_size=1))
     for batch_size in (1, 7, 1000):
@@ -275,14 +275,15 @@ def test_a_light_update_at_a_learn_point_is_a_wiring_error() -> None:
     updates = shopping()
     light = lightened(updates, learn_every=10)
     with pytest.raises(ValueError, match="learn_every"):
-        ModelsLogic(ModelParams(learn_every=3)).on_batch(light)
+        ModelsLogic(model_params(learn_every=3)).on_batch(light)
 
 
 def test_an_output_settled_at_once_is_marked_settled() -> None:
     """Unstamped input is ordered as it comes, so every output settles in its own batch. It
     must say so: after a crash it may meet a provisional output of its version that the killed
     run wrote, and only a settled output may replace that (`operators.sink_scripts`)."""
-    outs = user_outputs(run(shopping(), ModelParams(warmup=4, k=3), batch_size=10))
+    params = model_params(warmup=4, k=3, reorder_s=0.0)  # no reorder allowance to wait for
+    outs = user_outputs(run(shopping(), params, batch_size=10))
     assert outs and all(o.settled for o in outs)
     assert all(o.read_ats for o in outs)  # first sends: their latency is measured
 
@@ -292,7 +293,7 @@ def test_a_resume_keeps_the_outputs_waiting_to_be_settled() -> None:
     snapshot carries them and the points held, and the resumed step settles them as an
     uninterrupted one does."""
     updates = shopping()
-    params = ModelParams(warmup=4, k=4, reorder_s=1e9)
+    params = model_params(warmup=4, k=4, reorder_s=1e9)
 
     def feed(logic: ModelsLogic, start: int, stop: int) -> list[Out]:
         outs: list[Out] = []

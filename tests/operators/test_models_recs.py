@@ -5,23 +5,21 @@ from __future__ import annotations
 
 import pytest
 
-from operators.model_params import ModelParams
 from operators.models import ModelsLogic, ModelsState
 from state.cooccurrence import CoOccurrence
 from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid
-from state.rec_settings import RecSettings
 from state.recommender import CoocRecommender
 from state.segmentation import Joined
 from tests.operators.models_support import Users, run, shopping, user_outputs
+from tests.settings_support import model_params
 
 #: Recommendations from the fused list only (selection is tested in tests/state).
-FUSED_ONLY = RecSettings(hybrid_select=False)
 
 
 def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
     updates = shopping()
-    params = ModelParams(warmup=4, k=4, recs=FUSED_ONLY)
+    params = model_params(warmup=4, k=4, hybrid_select=False)
     outs = user_outputs(run(updates, params, batch_size=7))
     by_version = {(u.user_id, u.version): u for u in updates}
     for n, o in enumerate(outs):
@@ -43,7 +41,8 @@ def test_recs_are_k_distinct_unseen_unpurchased_items() -> None:
 
 def test_exclude_seen_off_allows_seen_but_never_purchased() -> None:
     updates = shopping()
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=6, exclude_seen=False), batch_size=50))
+    params = model_params(warmup=4, k=6, exclude_seen=False)
+    outs = user_outputs(run(updates, params, batch_size=50))
     u1 = next(o for o in reversed(outs) if o.user_id == "u1")
     ids = {r.item_id for r in u1.recs}
     assert ids & set(updates[-1].history)
@@ -54,7 +53,7 @@ def test_user_without_history_gets_the_fallback_chain() -> None:
     users = Users()
     updates = [users.event("a", "x"), users.event("b", "x"), users.event("b", "y")]
     updates += [users.event("c", "z"), users.event("new", None, kind="page_view")]
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3), batch_size=5))
+    outs = user_outputs(run(updates, model_params(warmup=4, k=3), batch_size=5))
     new = next(o for o in outs if o.user_id == "new")
     # by default (no segment known yet): popularity, x 2, then y and z 1 (ties by id)
     assert [(r.item_id, r.source, r.score) for r in new.recs] == [
@@ -62,7 +61,7 @@ def test_user_without_history_gets_the_fallback_chain() -> None:
         ("y", "mostpop", 1.0),
         ("z", "mostpop", 1.0),
     ]
-    trending_first = ModelParams(warmup=4, k=3, recs=RecSettings(hybrid_fallback=("trending",)))
+    trending_first = model_params(warmup=4, k=3, hybrid_fallback=("trending",))
     outs = user_outputs(run(updates, trending_first, batch_size=5))
     new = next(o for o in outs if o.user_id == "new")
     assert [(r.item_id, r.source) for r in new.recs] == [
@@ -79,7 +78,8 @@ def test_cooc_scores_match_the_model_and_fill_from_popular_items() -> None:
     users = Users()
     updates = [users.event("a", "p"), users.event("a", "q")]
     updates += [users.event("c", "r"), users.event("c", "r2"), users.event("b", "p")]
-    outs = user_outputs(run(updates, ModelParams(warmup=4, k=3, recs=FUSED_ONLY), batch_size=5))
+    params = model_params(warmup=4, k=3, hybrid_select=False)
+    outs = user_outputs(run(updates, params, batch_size=5))
     b = next(o for o in outs if o.user_id == "b")
     # q co-occurs with p once: the only candidate, rank 1 of co-occurrence; the fused score
     # is its reciprocal rank weight / (c + 1) (ISGD and category have no opinion yet)
@@ -92,7 +92,7 @@ def test_cooc_scores_match_the_model_and_fill_from_popular_items() -> None:
 
 def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
     updates = shopping()
-    logic = ModelsLogic(ModelParams())
+    logic = ModelsLogic(model_params())
     logic.on_batch(updates)
     by_hand = CoOccurrence()
     weights = {"purchase": 3, "add_to_cart": 2, "product_view": 1, "page_view": 1}
@@ -110,7 +110,7 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
 
 def test_users_join_segment_trending_at_their_learn_points() -> None:
     updates = shopping()
-    params = ModelParams(warmup=4, k=3)
+    params = model_params(warmup=4, k=3, reorder_s=0.0)  # a learn point is applied at once
     logic = ModelsLogic(params)
     logic.on_batch(updates)
     hybrid = logic.state.recs.models["hybrid"]
@@ -124,6 +124,6 @@ def test_users_join_segment_trending_at_their_learn_points() -> None:
             u.user_id, u.version, u.event.ts, u.event.type, u.features, u.device
         ):
             if isinstance(news, Joined):
-                assert (u.version - 1) % params.learn_every == 0  # a learn point
+                assert (u.version - 1) % params.segments.learn_every == 0  # a learn point
                 joined[news.user_id] = news.segment
     assert joined and dict(segment.segment_of) == joined

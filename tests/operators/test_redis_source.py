@@ -22,6 +22,9 @@ from operators.records import RawRecord
 from operators.redis_source import RedisStreamSource, backoff_s
 from operators.routing import partition_for, stream_key
 from tests.conftest import RedisServer, free_port
+from tests.settings_support import payload_limits
+
+LIMITS = payload_limits()
 
 
 @pytest.fixture(autouse=True)
@@ -64,7 +67,7 @@ def run_all(source: RedisStreamSource) -> list[RawRecord]:
 
 def test_flow_reads_every_entry_once_in_order_per_partition(r: redis.Redis, redis_url: str) -> None:
     added = publish(r, 2_500)
-    source = RedisStreamSource(redis_url, batch_size=100, stop_when_drained=True)
+    source = RedisStreamSource(redis_url, batch_size=100, stop_when_drained=True, limits=LIMITS)
     out = run_all(source)
     entries_read = [rec for rec in out if not is_announcement(rec)]
     assert len(entries_read) == 2_500
@@ -84,14 +87,16 @@ def test_flow_reads_every_entry_once_in_order_per_partition(r: redis.Redis, redi
 
 def test_entry_without_payload_becomes_an_empty_record(r: redis.Redis, redis_url: str) -> None:
     entry_id = xadd(r, stream_key("tailor", 0), {b"other": b"x"})
-    out = run_source(RedisStreamSource(redis_url, partitions=1, stop_when_drained=True))
+    out = run_source(
+        RedisStreamSource(redis_url, partitions=1, stop_when_drained=True, limits=LIMITS)
+    )
     assert [(rec.payload, rec.offset) for rec in out] == [(b"", entry_id)]
 
 
 def test_partition_resumes_after_its_snapshot(r: redis.Redis, redis_url: str) -> None:
     key = stream_key("tailor", 1)
     ids = [xadd(r, key, {b"payload": f"p{i}".encode()}) for i in range(10)]
-    source = RedisStreamSource(redis_url, batch_size=4, stop_when_drained=True)
+    source = RedisStreamSource(redis_url, batch_size=4, stop_when_drained=True, limits=LIMITS)
     assert source.list_parts() == [stream_key("tailor", p) for p in range(4)]
 
     first = source.build_part("inp", key, None)
@@ -118,7 +123,9 @@ def test_second_run_with_recovery_reads_only_new_entries(
 ) -> None:
     init_db_dir(tmp_path, 1)
     recovery = RecoveryConfig(str(tmp_path))
-    source = RedisStreamSource(redis_url, partitions=2, batch_size=7, stop_when_drained=True)
+    source = RedisStreamSource(
+        redis_url, partitions=2, batch_size=7, stop_when_drained=True, limits=LIMITS
+    )
 
     def run() -> list[RawRecord]:
         out: list[RawRecord] = []
@@ -140,7 +147,9 @@ def test_idle_partition_returns_nothing_and_asks_to_be_woken_later(
     r: redis.Redis, redis_url: str
 ) -> None:
     key = stream_key("tailor", 0)
-    part = RedisStreamSource(redis_url, poll_interval_s=30.0).build_part("inp", key, None)
+    part = RedisStreamSource(redis_url, poll_interval_s=30.0, limits=LIMITS).build_part(
+        "inp", key, None
+    )
     before = datetime.now(UTC)
     (idle,) = part.next_batch()  # the partition says once that it ran dry ...
     assert idle.stamp is not None and (idle.stamp.kind, idle.stamp.seq) == ("idle", 0)
@@ -157,7 +166,9 @@ def test_idle_partition_returns_nothing_and_asks_to_be_woken_later(
 
 def test_stop_request_ends_partitions(r: redis.Redis, redis_url: str) -> None:
     publish(r, 50)
-    part = RedisStreamSource(redis_url).build_part("inp", stream_key("tailor", 0), None)
+    part = RedisStreamSource(redis_url, limits=LIMITS).build_part(
+        "inp", stream_key("tailor", 0), None
+    )
     lifecycle.request_stop()
     with pytest.raises(StopIteration):
         part.next_batch()
@@ -168,7 +179,9 @@ def test_unreachable_redis_backs_off_instead_of_crashing() -> None:
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     labels = {"operation": "read", "kind": "ConnectionError"}
     before = REGISTRY.get_sample_value("tailor_redis_errors_total", labels) or 0.0
-    part = RedisStreamSource(url).build_part("inp", stream_key("tailor", 0), ("5-0", 2))
+    part = RedisStreamSource(url, limits=LIMITS).build_part(
+        "inp", stream_key("tailor", 0), ("5-0", 2)
+    )
     start = datetime.now(UTC)
     assert part.next_batch() == []
     first = part.next_awake()
@@ -194,7 +207,9 @@ def test_lag_counts_unread_entries_from_the_start(r: redis.Redis, redis_url: str
     key = stream_key("lag1", 0)
     for i in range(25):
         r.xadd(key, {b"payload": b"%d" % i})
-    part = RedisStreamSource(redis_url, prefix="lag1", batch_size=10, lag_interval_s=0.0)
+    part = RedisStreamSource(
+        redis_url, prefix="lag1", batch_size=10, lag_interval_s=0.0, limits=LIMITS
+    )
     reader = part.build_part("inp", key, None)
     seen = []
     for _ in range(3):
@@ -216,7 +231,7 @@ def test_lag_is_exact_for_a_stream_trimmed_before_the_worker_started(
         r.xadd(key, {b"payload": b"%d" % i})
     r.xtrim(key, maxlen=20, approximate=False)  # entries-added stays 50, 20 remain
     reader = RedisStreamSource(
-        redis_url, prefix="lag2", batch_size=8, lag_interval_s=0.0
+        redis_url, prefix="lag2", batch_size=8, lag_interval_s=0.0, limits=LIMITS
     ).build_part("inp", key, None)
     reader.next_batch()
     assert lag(key) == 12.0
@@ -230,7 +245,9 @@ def test_lag_of_a_resumed_partition_is_unknown_until_it_catches_up(
 ) -> None:
     key = stream_key("lag3", 0)
     ids = [xadd(r, key, {b"payload": b"%d" % i}) for i in range(30)]
-    source = RedisStreamSource(redis_url, prefix="lag3", batch_size=10, lag_interval_s=0.0)
+    source = RedisStreamSource(
+        redis_url, prefix="lag3", batch_size=10, lag_interval_s=0.0, limits=LIMITS
+    )
     reader = source.build_part("inp", key, ids[4])  # a snapshot from before batch stamps
     assert len(reader.next_batch()) == 10
     assert lag(key) is None  # 15 remain, but a plain XREAD cannot know without a scan
@@ -249,7 +266,7 @@ def test_lag_is_sampled_at_most_every_interval(r: redis.Redis, redis_url: str) -
     for i in range(30):
         r.xadd(key, {b"payload": b"%d" % i})
     reader = RedisStreamSource(
-        redis_url, prefix="lag4", batch_size=10, lag_interval_s=3600.0
+        redis_url, prefix="lag4", batch_size=10, lag_interval_s=3600.0, limits=LIMITS
     ).build_part("inp", key, None)
     reader.next_batch()
     reader.next_batch()
@@ -262,7 +279,9 @@ def test_redis_up_follows_the_reads() -> None:
     server.start()
     try:
         key = stream_key("up", 0)
-        part = RedisStreamSource(server.url, prefix="up").build_part("inp", key, None)
+        part = RedisStreamSource(server.url, prefix="up", limits=LIMITS).build_part(
+            "inp", key, None
+        )
         part.next_batch()
         assert REGISTRY.get_sample_value("tailor_redis_up", {"operation": "read"}) == 1.0
         server.stop()

@@ -20,6 +20,9 @@ from operators.payload_limits import PayloadLimits
 from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.replay_source import ReplaySource
+from tests.settings_support import payload_limits
+
+LIMITS = payload_limits()
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +53,7 @@ def run_all(source: ReplaySource, recovery: RecoveryConfig | None = None) -> lis
 def test_flow_replays_every_file_in_order(otto_csv: Path, tmp_path: Path) -> None:
     jsonl = tmp_path / "extra.jsonl"
     jsonl.write_bytes(b'{"a": 1}\nnot json\n')
-    everything = run_all(ReplaySource([otto_csv, jsonl], batch_size=100))
+    everything = run_all(ReplaySource([otto_csv, jsonl], batch_size=100, limits=LIMITS))
     out = [rec for rec in everything if not is_announcement(rec)]
     otto = [rec for rec in out if rec.origin == "file:train_events.csv"]
     assert [rec.payload for rec in otto] == list(read_payloads(otto_csv))
@@ -72,7 +75,7 @@ def test_same_file_names_get_distinct_partitions(otto_csv: Path, tmp_path: Path)
     (tmp_path / "otto").mkdir()
     copy = tmp_path / "otto" / "train_events.csv"
     shutil.copy(otto_csv, copy)
-    source = ReplaySource([otto_csv, copy], batch_size=500)
+    source = ReplaySource([otto_csv, copy], batch_size=500, limits=LIMITS)
     assert source.list_parts() == ["train_events.csv", "train_events.csv#2"]
     out = run_source(source)
     assert len(out) == 2 * 862
@@ -81,7 +84,7 @@ def test_same_file_names_get_distinct_partitions(otto_csv: Path, tmp_path: Path)
 
 def test_partition_resumes_after_the_records_already_emitted(otto_csv: Path) -> None:
     expected = list(read_payloads(otto_csv))
-    source = ReplaySource([otto_csv], batch_size=300)
+    source = ReplaySource([otto_csv], batch_size=300, limits=LIMITS)
     part = source.build_part("inp", "train_events.csv", (500, 2))
     first = part.next_batch()
     assert [rec.payload for rec in first] == expected[500:800]
@@ -99,12 +102,14 @@ def test_partition_resumes_after_the_records_already_emitted(otto_csv: Path) -> 
 def test_recovered_run_does_not_replay_a_finished_file(otto_csv: Path, tmp_path: Path) -> None:
     init_db_dir(tmp_path, 1)
     recovery = RecoveryConfig(str(tmp_path))
-    assert len(run_source(ReplaySource([otto_csv]), recovery)) == 862
-    assert run_source(ReplaySource([otto_csv]), recovery) == []
+    assert len(run_source(ReplaySource([otto_csv], limits=LIMITS), recovery)) == 862
+    assert run_source(ReplaySource([otto_csv], limits=LIMITS), recovery) == []
 
 
 def test_stop_request_ends_the_replay(otto_csv: Path) -> None:
-    part = ReplaySource([otto_csv], batch_size=10).build_part("inp", "train_events.csv", None)
+    part = ReplaySource([otto_csv], batch_size=10, limits=LIMITS).build_part(
+        "inp", "train_events.csv", None
+    )
     assert len(part.next_batch()) == 10
     lifecycle.request_stop()
     with pytest.raises(StopIteration):
@@ -114,7 +119,9 @@ def test_stop_request_ends_the_replay(otto_csv: Path) -> None:
 
 
 def test_a_snapshot_from_before_batch_stamps_resumes_by_record_count(otto_csv: Path) -> None:
-    part = ReplaySource([otto_csv], batch_size=10).build_part("inp", "train_events.csv", 850)
+    part = ReplaySource([otto_csv], batch_size=10, limits=LIMITS).build_part(
+        "inp", "train_events.csv", 850
+    )
     batch = part.next_batch()
     assert [rec.offset for rec in batch] == [str(i) for i in range(850, 860)]
     assert part.snapshot() == (860, 1)

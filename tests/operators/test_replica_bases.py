@@ -24,7 +24,9 @@ EPOCH = 3  # batches per epoch
 
 
 def own_copy(params: ModelParams, batch: list[ModelsIn]) -> Copy:
-    ((_key, copy),) = copies(1, params.remote_window, params.learn_every)((KEY, tuple(batch)))
+    ((_key, copy),) = copies(1, params.remote_window, params.segments.learn_every)(
+        (KEY, tuple(batch))
+    )
     return copy
 
 

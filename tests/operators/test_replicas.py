@@ -14,7 +14,6 @@ import random
 from prometheus_client import REGISTRY
 
 from operators.bases import BaseCut
-from operators.model_params import ModelParams
 from operators.models import ModelsIn, ModelsLogic, ModelsOut
 from operators.records import (
     Erasure,
@@ -30,9 +29,10 @@ from operators.routing import replica_keys, worker_of
 from state.segmentation import learn_point
 from state.snapshots import encode
 from tests.operators.models_support import Users
+from tests.settings_support import model_params
 
 WORKERS = 2
-PARAMS = ModelParams(warmup=20, learn_every=3, publish_every=5, origins=("p",), k=5)
+PARAMS = model_params(warmup=20, learn_every=3, publish_every=5, origins=("p",), k=5)
 
 
 def stamped_batches(n_users: int = 60, events: int = 900, size: int = 50) -> list[list[ModelsIn]]:
@@ -55,7 +55,7 @@ def run_replicas(batches: list[list[ModelsIn]]) -> tuple[list[ReplicaLogic], lis
     to its replica at once, the other's copy in the same round (arrival order varies)."""
     keys = replica_keys(WORKERS)
     key_of = replica_of(WORKERS)
-    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.learn_every)
+    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.segments.learn_every)
     replicas = [ReplicaLogic(PARAMS, None) for _ in keys]
     outs: list[list[ModelsOut]] = [[] for _ in keys]
     for n, batch in enumerate(batches):
@@ -87,7 +87,7 @@ def test_every_replica_holds_the_segment_model_of_one_models_step() -> None:
     batches = stamped_batches()
     one = one_models_step(batches).state.segments
     replicas, _ = run_replicas(batches)
-    assert one.segmenter.registry.learned > PARAMS.warmup  # segments exist
+    assert one.segmenter.registry.learned > PARAMS.segments.warmup  # segments exist
     for replica in replicas:
         segments = replica.models.state.segments
         assert segments.model_record(0.0) == one.model_record(0.0)
@@ -143,7 +143,7 @@ def test_each_replica_probes_its_self_test_on_its_own_users_only() -> None:
 
 def test_another_workers_copy_carries_only_what_learning_reads() -> None:
     batches = stamped_batches(events=300)
-    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.learn_every)
+    fan_out = copies(WORKERS, PARAMS.remote_window, PARAMS.segments.learn_every)
     items = tuple(batches[-1])
     own, other = fan_out((replica_keys(WORKERS)[0], items))
     assert own[1].own and own[1].items == items
@@ -156,7 +156,7 @@ def test_another_workers_copy_carries_only_what_learning_reads() -> None:
             update.event.item_id,
         )
         assert slim.previous == update.history[:-1][-PARAMS.remote_window :]
-        at_learn_point = learn_point(update.version, update.event.type, PARAMS.learn_every)
+        at_learn_point = learn_point(update.version, update.event.type, PARAMS.segments.learn_every)
         assert (slim.features is not None) == at_learn_point
     assert len(pickle.dumps(other[1])) < len(pickle.dumps(own[1])) / 2
 

@@ -20,6 +20,9 @@ from bytewax.testing import TestingSink, cluster_main
 
 from operators.redis_source import RedisStreamSource
 from operators.routing import partition_for, readers, replica_keys, stream_key, worker_of
+from tests.settings_support import payload_limits
+
+LIMITS = payload_limits()
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -121,7 +124,9 @@ def read_and_keyed_by(redis_url: str, partitions: int, workers: int) -> dict[str
     seen: list[tuple[str, int, int]] = []
     flow = Dataflow("partition_check")
     threads_of = op.input("threads", flow, _Source(threads))  # maps thread → worker index
-    source = RedisStreamSource(redis_url, "place", partitions, stop_when_drained=True)
+    source = RedisStreamSource(
+        redis_url, "place", partitions, stop_when_drained=True, limits=LIMITS
+    )
     read = op.filter_map(  # payloads only: a partition also announces idleness and its end
         "read_by",
         op.input("in", flow, source),

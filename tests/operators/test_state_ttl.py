@@ -7,8 +7,9 @@ from datetime import UTC, datetime
 from prometheus_client import REGISTRY
 
 from operators.records import Accepted
-from operators.user_state import UserStateLogic, UserStateParams
+from operators.user_state import UserStateLogic
 from state.event import Event
+from tests.settings_support import state_params
 
 
 class FakeClock:
@@ -31,7 +32,7 @@ def test_state_expires_after_ttl_of_inactivity_and_not_before() -> None:
     clock = FakeClock(1_000.0)
     active = gauge("tailor_active_users")
     expired = gauge("tailor_expired_users_total")
-    logic = UserStateLogic(UserStateParams(ttl_s=60.0), clock=clock)
+    logic = UserStateLogic(state_params(ttl_s=60.0), clock=clock)
     assert gauge("tailor_active_users") == active + 1
     logic.on_batch([view(1, 5.0)])
     assert logic.notify_at() == datetime.fromtimestamp(1_060.0, UTC)
@@ -49,7 +50,7 @@ def test_state_expires_after_ttl_of_inactivity_and_not_before() -> None:
 
 
 def test_no_ttl_means_no_wake_up() -> None:
-    logic = UserStateLogic(UserStateParams(ttl_s=0.0), clock=FakeClock(0.0))
+    logic = UserStateLogic(state_params(ttl_s=0.0), clock=FakeClock(0.0))
     logic.on_batch([view(1, 5.0)])
     assert logic.notify_at() is None
     assert logic.on_notify() == ([], False)

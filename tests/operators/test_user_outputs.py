@@ -7,7 +7,6 @@ import pickle
 from bytewax.operators import StatefulBatchLogic
 
 from operators.live_quality import QualityLogic, QualityParams, merged
-from operators.model_params import ModelParams
 from operators.models import ModelsLogic
 from operators.records import (
     Drafted,
@@ -20,9 +19,9 @@ from operators.records import (
 )
 from operators.user_outputs import UserOutputsLogic, UserOutputsParams, UserOutputsState
 from state import snapshots
-from state.rec_settings import RecSettings
 from state.rules import RuleSet
 from tests.operators.models_support import Users, shopping
+from tests.settings_support import model_params
 
 
 class Clock:
@@ -53,7 +52,7 @@ def drafted(items: tuple[str, ...], settled: bool = False, version: int = 1) -> 
 
 
 def logic(clock: Clock | None = None, ttl_s: float = 0.0) -> UserOutputsLogic:
-    params = UserOutputsParams(k=3, ttl_s=ttl_s)
+    params = UserOutputsParams({}, (), k=3, ttl_s=ttl_s)
     return UserOutputsLogic(params, RuleSet({}, ()), None, clock or Clock())
 
 
@@ -136,7 +135,7 @@ def test_the_snapshot_is_the_state_and_resumes() -> None:
     step = logic()
     step.on_batch([ForUser("u1", ((1.0, 10.0),), (), drafted(("x", "y")), 0)])
     snap = step.snapshot()
-    resumed = UserOutputsLogic(UserOutputsParams(k=3), RuleSet({}, ()), snap)
+    resumed = UserOutputsLogic(UserOutputsParams({}, (), k=3, ttl_s=0.0), RuleSet({}, ()), snap)
     assert resumed.state == step.state
     out, _ = resumed.on_batch([ForUser("u1", ((2.0, 11.0),), ((0, "y", 3),))])
     assert scores(list(out)) == [(3, "all", 2)]
@@ -150,7 +149,7 @@ def test_the_models_send_tests_in_learning_order_and_draft_after_learning() -> N
     full_b = users.event("u1", "b")
     light_c = users.event("u1", "c")
     light_c = UserUpdate(light_c.user_id, light_c.version, light_c.event, 3.0, light_c.history)
-    step = ModelsLogic(ModelParams(warmup=4, k=3, recs=RecSettings(hybrid_select=False)))
+    step = ModelsLogic(model_params(warmup=4, k=3, hybrid_select=False))
     out = list(step.on_batch([full_a, full_b, light_c])[0])
     (news,) = [o for o in out if isinstance(o, ForUser)]
     assert news.tests == ((0, "a", 0), (1, "b", 1), (2, "c", 2))
@@ -162,7 +161,9 @@ def test_the_models_send_tests_in_learning_order_and_draft_after_learning() -> N
 def test_the_models_state_keeps_nothing_per_user_for_outputs() -> None:
     """No provisional outputs, no last lists: a mostpop-served run leaves no user id in the
     models' snapshot but in the RFM sample (buyers only; these users never buy)."""
-    step = ModelsLogic(ModelParams(warmup=4, k=3, variant_models={"all": "mostpop"}))
+    # no reorder allowance: no learn point waits in the event-time order with its user's id
+    params = model_params(warmup=4, k=3, variant_models={"all": "mostpop"}, reorder_s=0.0)
+    step = ModelsLogic(params)
     updates = [u for u in shopping(20) if u.event.type != "purchase"]
     for start in range(0, len(updates), 7):
         step.on_batch(updates[start : start + 7])
@@ -186,12 +187,11 @@ def test_quality_adds_each_workers_batch_in_learning_order() -> None:
     folded = merged([Scores(((3, "all", 0),)), Scores(((1, "all", 1), (2, "all", 2)))])
     assert folded == [Scores(((3, "all", 0), (1, "all", 1), (2, "all", 2)))]
     assert merged([]) == [] and merged(folded) == folded
-    step = QualityLogic(QualityParams(window=2, k=3), None)
+    params = QualityParams({"all": "hybrid"}, window=2, k=3)
+    step = QualityLogic(params, None)
     (report,) = step.on_batch(folded)[0]
     # the window keeps seq 2 and 3 (rank 2, a miss), not 1 and 2 as arrival order would
     assert report.version == 3 and report.record["all"]["recall"] == 0.5
     assert report.record["all"]["mrr"] == 0.25
-    resumed = QualityLogic(
-        QualityParams(window=2, k=3), pickle.loads(pickle.dumps(step.snapshot()))
-    )
+    resumed = QualityLogic(params, pickle.loads(pickle.dumps(step.snapshot())))
     assert resumed.state.report() == report

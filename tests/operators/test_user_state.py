@@ -31,6 +31,7 @@ from state import snapshots
 from state.context import CONTEXT_FEATURES
 from state.event import Event, event_to_dict
 from state.user import FEATURE_NAMES
+from tests.settings_support import state_params
 
 
 def acc(event_id: str, user: str, ts: float, type_: str = "product_view", **kw: Any) -> Accepted:
@@ -73,7 +74,7 @@ def test_flow_drops_duplicates_dead_letters_late_events_and_counts_versions() ->
     users_before = metric("tailor_active_users")
     out: list[tuple[str, UserUpdate | DeadLetter]] = []
 
-    run_main(build_flow(items, out, UserStateParams()))
+    run_main(build_flow(items, out, state_params()))
 
     alice = by_user(out, "alice")
     assert [type(v).__name__ for v in alice] == [
@@ -115,7 +116,7 @@ def test_flow_drops_duplicates_dead_letters_late_events_and_counts_versions() ->
 
 
 def test_event_id_is_forgotten_after_the_dedup_horizon() -> None:
-    params = UserStateParams(dedup_horizon_s=100.0, allowed_lateness_s=300.0)
+    params = state_params(dedup_horizon_s=100.0, allowed_lateness_s=300.0)
     logic = UserStateLogic(params)
     first, _ = logic.on_batch([acc("x", "u", 0.0)])
     dup, _ = logic.on_batch([acc("x", "u", 50.0)])
@@ -128,7 +129,7 @@ def test_event_id_is_forgotten_after_the_dedup_horizon() -> None:
 
 
 def test_dedup_memory_is_bounded_by_the_horizon() -> None:
-    logic = UserStateLogic(UserStateParams(dedup_horizon_s=1000.0))
+    logic = UserStateLogic(state_params(dedup_horizon_s=1000.0))
     for i in range(5000):
         logic.on_batch([acc(f"e{i}", "u", float(i * 10))])
     assert logic.state.seen_ids == 100
@@ -141,7 +142,7 @@ def test_every_stamped_event_leaves_as_an_update_or_as_progress() -> None:
     def stamped(event_id: str, ts: float, **kw: Any) -> Accepted:
         return dataclasses.replace(acc(event_id, "u", ts, **kw), stamp=stamp)
 
-    logic = UserStateLogic(UserStateParams(allowed_lateness_s=100.0))
+    logic = UserStateLogic(state_params(allowed_lateness_s=100.0))
     out = list(
         logic.on_batch(
             [
@@ -170,7 +171,7 @@ def test_every_stamped_event_leaves_as_an_update_or_as_progress() -> None:
 
 
 def test_snapshot_is_an_immutable_copy_that_pickles_and_resumes() -> None:
-    params = UserStateParams()
+    params = state_params(ttl_s=0.0)  # kept for ever: no expiry timer
     logic = UserStateLogic(params)
     logic.on_batch([acc("e1", "u", 0.0, category=("a",))])
     snap = logic.snapshot()
@@ -197,12 +198,12 @@ def test_recovery_resumes_state_after_an_abort(tmp_path: Path) -> None:
         acc("e3", "u", 20.0),
     ]
     first: list[tuple[str, Any]] = []
-    run_main(build_flow(items, first, UserStateParams()), epoch_interval=timedelta(0),
+    run_main(build_flow(items, first, state_params()), epoch_interval=timedelta(0),
              recovery_config=recovery)  # fmt: skip
     assert [v.version for _, v in first] == [1, 2]
 
     second: list[tuple[str, Any]] = []
-    run_main(build_flow(items, second, UserStateParams()), epoch_interval=timedelta(0),
+    run_main(build_flow(items, second, state_params()), epoch_interval=timedelta(0),
              recovery_config=recovery)  # fmt: skip
     assert [(v.event.event_id, v.version) for _, v in second] == [("e3", 3)]
     assert second[0][1].features["session_events"] == 3.0
@@ -212,7 +213,7 @@ def test_recovery_resumes_state_after_an_abort(tmp_path: Path) -> None:
     ("lag", "text"), [(300.5, "300.5"), (12345.25, "12345.25"), (2e6, "2000000")]
 )
 def test_late_detail_is_plain_seconds(lag: float, text: str) -> None:
-    logic = UserStateLogic(UserStateParams())
+    logic = UserStateLogic(state_params())
     logic.on_batch([acc("a", "u", 3e6)])
     (letter,) = list(logic.on_batch([acc("b", "u", 3e6 - lag)])[0])
     assert isinstance(letter, DeadLetter)
@@ -221,7 +222,7 @@ def test_late_detail_is_plain_seconds(lag: float, text: str) -> None:
 
 
 def test_profile_is_filled_at_learn_points_and_at_the_last_accepted_update_only() -> None:
-    params = UserStateParams(learn_every=3)
+    params = state_params(learn_every=3)
     logic = UserStateLogic(params)
     batch = [acc(f"e{i}", "u", 100.0 * i, item_id=f"m{i}", device="mobile") for i in range(6)]
     batch += [acc("e2", "u", 700.0), acc("old", "u", 0.0)]  # duplicate, then late: both refused
@@ -248,11 +249,11 @@ def test_profile_is_filled_at_learn_points_and_at_the_last_accepted_update_only(
 
 def test_learn_every_must_be_positive() -> None:
     with pytest.raises(ValueError, match="learn_every"):
-        UserStateParams(learn_every=0)
+        state_params(learn_every=0)
 
 
 def test_an_opted_out_users_events_are_dropped_and_their_entries_handed_on_for_deletion() -> None:
-    logic = UserStateLogic(UserStateParams())
+    logic = UserStateLogic(state_params())
     logic.on_batch([acc("f1", "frank", 1000.0)])
     out, _ = logic.on_batch([Forget("frank", "opt_out", opt_out=True)])
     assert [type(item) for item in out] == [Erasure]
@@ -266,7 +267,7 @@ def test_an_opted_out_users_events_are_dropped_and_their_entries_handed_on_for_d
 
 def test_users_opted_out_when_the_worker_started_are_dropped_from_their_first_event() -> None:
     """The opt-out set is known before the control stream's replay of it reaches the user."""
-    params = UserStateParams(opted_out=frozenset({"frank"}))
+    params = state_params(opted_out=frozenset({"frank"}))
     event = dataclasses.replace(acc("f1", "frank", 1000.0), origin="t:events:0", offset="1-0")
     out, _ = UserStateLogic(params).on_batch([event])
     assert out == [InputDeletion("t:events:0", "1-0")]
@@ -277,9 +278,9 @@ def test_users_opted_out_when_the_worker_started_are_dropped_from_their_first_ev
 def test_a_state_resumed_from_before_the_opt_out_is_erased_at_its_first_batch() -> None:
     """The snapshot predates the opt-out, whose control entry may already be deleted: the
     start-up opt-out set erases the user before replayed events could re-create them."""
-    before = UserStateLogic(UserStateParams())
+    before = UserStateLogic(state_params())
     before.on_batch([acc("f1", "frank", 1000.0, item_id="m1")])
-    params = UserStateParams(opted_out=frozenset({"frank"}))
+    params = state_params(opted_out=frozenset({"frank"}))
     resumed = UserStateLogic(params, before.snapshot())
     replayed = dataclasses.replace(acc("f2", "frank", 1100.0), origin="t:events:0", offset="2-0")
     out, _ = resumed.on_batch([replayed])
@@ -298,7 +299,7 @@ def test_a_late_letter_points_at_its_input() -> None:
         )
     ]
     out: list[Any] = []
-    run_main(build_flow(placed, out, UserStateParams()))
+    run_main(build_flow(placed, out, state_params()))
     letters = [v for _, v in out if isinstance(v, DeadLetter)]
     assert sorted((d.origin, d.offset) for d in letters) == [
         ("t:events:0", "2-0"),

@@ -26,9 +26,10 @@ from state.event import (
     MAX_REFERRER_LENGTH,
     REASONS,
 )
+from tests.settings_support import validation_params
 
 NOW = 1_700_000_000.0
-PARAMS = ValidationParams()
+PARAMS = validation_params()
 GOOD: dict[str, Any] = {"event_id": "e1", "user_id": "u1", "type": "purchase", "ts": NOW}
 
 
@@ -147,7 +148,7 @@ def test_too_large_letter_keeps_a_prefix_the_size_and_the_sha1() -> None:
         70_002,
         hashlib.sha1(payload).hexdigest(),
     )
-    shorter = refused(payload, ValidationParams(prefix_bytes=10))
+    shorter = refused(payload, validation_params(too_large_prefix_bytes=10))
     assert shorter.payload == payload[:10]
 
 
@@ -168,10 +169,10 @@ def test_other_letters_hold_the_whole_payload_without_size_or_sha1() -> None:
 def test_bounds_are_inclusive_and_configurable() -> None:
     assert isinstance(check(orjson.dumps({**GOOD, "ts": NOW + 86_400})), Accepted)
     assert isinstance(check(orjson.dumps({**GOOD, "ts": 631_152_000})), Accepted)
-    tight = ValidationParams(max_payload_bytes=10, event_types=frozenset({"click"}))
+    tight = validation_params(max_payload_bytes=10, event_types=("click",))
     assert refused(orjson.dumps(GOOD), tight).reason == "too_large"
     small = orjson.dumps({**GOOD, "type": "x"})
-    assert refused(small, ValidationParams(max_payload_bytes=len(small))).reason == "unknown_type"
+    assert refused(small, validation_params(max_payload_bytes=len(small))).reason == "unknown_type"
 
 
 def test_refusals_are_counted_under_bounded_labels() -> None:
@@ -254,7 +255,7 @@ def test_operator_splits_oks_and_errs_in_a_flow() -> None:
     errs: list[DeadLetter] = []
     flow = Dataflow("validate-test")
     inp = op.input("inp", flow, TestingSource(records))
-    out = validate("validate", inp, PARAMS, now=lambda: NOW)
+    out = validate("validate", inp, PARAMS.settings, now=lambda: NOW)
     op.output("oks", out.oks, TestingSink(oks))
     op.output("errs", out.errs, TestingSink(errs))
     run_main(flow)
@@ -274,7 +275,9 @@ def test_every_stamped_record_leaves_as_an_event_or_as_progress() -> None:
     errs: list[DeadLetter] = []
     progress: list[Progress] = []
     flow = Dataflow("validate-progress")
-    out = validate("validate", op.input("inp", flow, TestingSource(records)), PARAMS, lambda: NOW)
+    out = validate(
+        "validate", op.input("inp", flow, TestingSource(records)), PARAMS.settings, lambda: NOW
+    )
     op.output("oks", out.oks, TestingSink(oks))
     op.output("errs", out.errs, TestingSink(errs))
     op.output("progress", out.progress, TestingSink(progress))

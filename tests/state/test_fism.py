@@ -11,8 +11,9 @@ import pytest
 from flows.evaluate import load_interactions, replay
 from state.fism import FISM
 from state.fism_recommender import FISMRecommender
-from state.rec_settings import RecSettings, build, restore
+from state.rec_settings import build, restore
 from state.recommender import Interaction, MostPopular, Recommender
+from tests.settings_support import rec_settings
 
 
 def test_one_positive_step_equals_the_hand_computation() -> None:
@@ -66,7 +67,7 @@ def stream(users: int) -> list[Interaction]:
 
 
 def learned(model_name: str, users: int) -> Recommender:
-    model = build(model_name, RecSettings(seed=3))
+    model = build(model_name, rec_settings(seed=3))
     history: list[str] = []
     for event in stream(users):
         model.learn_one(event, history[-5:])
@@ -81,7 +82,7 @@ def test_the_model_holds_nothing_per_user_however_many_users_it_learned() -> Non
 
 
 def test_two_users_with_the_same_history_get_the_same_list() -> None:
-    model = build("isgd", RecSettings(seed=3))
+    model = build("isgd", rec_settings(seed=3))
     for n, event in enumerate(stream(50)):
         model.learn_one(event, [f"i{(n * 3) % 23}"])
     model.learn_one(Interaction("ann", "i1", 1.0), ["i2"])  # ann has a past, bob none
@@ -124,7 +125,7 @@ def test_without_history_the_biases_rank_and_without_biases_nothing() -> None:
 
 
 def test_the_settings_reach_the_model() -> None:
-    settings = RecSettings.from_table({"isgd_alpha": 0.25, "isgd_history": 7}, seed=1)
+    settings = rec_settings(isgd_alpha=0.25, isgd_history=7, seed=1)
     recommender = build("isgd", settings)
     assert isinstance(recommender, FISMRecommender)
     assert recommender.model.alpha == 0.25 and recommender.model.history == 7
@@ -146,7 +147,7 @@ def test_quality_on_a_movielens_replay_stays_above_a_floor(data_dir: Path) -> No
     0.197 for FISM: the floor is one ISGD met."""
     ratings = data_dir / "movielens-latest-small" / "ratings.csv"
     interactions = load_interactions([ratings], "movielens")[:20_000]
-    fism = replay(build("isgd", RecSettings()), interactions, k=10, history_len=20).totals()
+    fism = replay(build("isgd", rec_settings()), interactions, k=10, history_len=20).totals()
     popular = replay(MostPopular(), interactions, k=10, history_len=20).totals()
     assert fism["recall"] > 1.4 * popular["recall"]
 

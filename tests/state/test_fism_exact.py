@@ -15,8 +15,9 @@ from flows.evaluate import load_interactions, push_history
 from state import snapshots
 from state.fism import FISM
 from state.fism_recommender import FISMRecommender
-from state.rec_settings import RecSettings, build, restore
+from state.rec_settings import build, restore
 from state.recommender import BatchLearner, Interaction, learn_batch
+from tests.settings_support import rec_settings
 from tests.state import fism_support
 
 Event = tuple[str, list[str], set[str]]
@@ -158,7 +159,7 @@ def test_snapshots_keep_their_format_both_ways(movielens: list[Event]) -> None:
 
 def test_the_hybrids_replica_batches_go_through_learn_many(movielens: list[Event]) -> None:
     """`learn_batch` (a replica's remote events) takes FISM's batch path, with its result."""
-    recommender = build("isgd", RecSettings(seed=11))
+    recommender = build("isgd", rec_settings(seed=11))
     assert isinstance(recommender, FISMRecommender) and isinstance(recommender, BatchLearner)
     events = movielens[:3000]
     interactions = [Interaction("u", item, float(n)) for n, (item, _, _) in enumerate(events)]

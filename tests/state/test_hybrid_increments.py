@@ -14,8 +14,9 @@ from flows.evaluate import load_interactions
 from state import increments
 from state.group_trending import CategoryPopular
 from state.hybrid import Hybrid
-from state.rec_settings import RecSettings, build, restore
+from state.rec_settings import build, restore
 from state.recommender import Interaction
+from tests.settings_support import rec_settings
 from tests.state.increment_support import same
 
 
@@ -37,7 +38,7 @@ def stored(data: Any) -> Any:
 
 
 def test_the_hybrid_writes_its_parts_as_bases_plus_changes(movielens: list[Interaction]) -> None:
-    hybrid = build("hybrid", RecSettings())
+    hybrid = build("hybrid", rec_settings())
     assert isinstance(hybrid, Hybrid)
     learned(hybrid, movielens[:4000])
     whole = hybrid.to_snapshot()  # outside a replica's writing: every part whole, as before

@@ -10,12 +10,12 @@ import pytest
 
 from state.hybrid import Hybrid
 from state.live_recs import LiveRecs
-from state.rec_settings import RecSettings
 from state.recommender import CoocRecommender, Interaction
 from state.variants import Variants
+from tests.settings_support import rec_settings
 
 #: Without selection, so a test knows which list is served (selection has its own test).
-FUSED_ONLY = RecSettings(hybrid_select=False)
+FUSED_ONLY = rec_settings(hybrid_select=False)
 
 
 def learn(
@@ -88,11 +88,11 @@ def test_forget_drops_the_users_co_occurrences() -> None:
 
 def test_bad_variant_settings_are_refused() -> None:
     with pytest.raises(ValueError, match="need a model each"):
-        LiveRecs.build(shares={"a": 0.5, "b": 0.5}, models={"a": "hybrid"})
+        LiveRecs.build(FUSED_ONLY, shares={"a": 0.5, "b": 0.5}, models={"a": "hybrid"})
     with pytest.raises(ValueError, match="unknown recommenders"):
-        LiveRecs.build(shares={"a": 1.0}, models={"a": "magic"})
+        LiveRecs.build(FUSED_ONLY, shares={"a": 1.0}, models={"a": "magic"})
     with pytest.raises(ValueError, match="sum"):
-        LiveRecs.build(shares={"a": 0.4}, models={"a": "hybrid"})
+        LiveRecs.build(FUSED_ONLY, shares={"a": 0.4}, models={"a": "hybrid"})
 
 
 def test_pickles_and_serves_the_same_after() -> None:
@@ -154,7 +154,7 @@ def test_cold_users_get_their_segments_trending_first_with_its_reason() -> None:
 
 def test_category_taste_re_ranks_co_occurrence_and_says_so() -> None:
     recs = LiveRecs.build(
-        settings=RecSettings(hybrid_select=False, hybrid_weights={"cooc": 1.0, "category": 2.0}),
+        settings=rec_settings(hybrid_select=False, hybrid_weights={"cooc": 1.0, "category": 2.0}),
         k=2,
     )
     for user in ["v1", "v2"]:  # a pairs with both x (comedy) and y (drama), x more often

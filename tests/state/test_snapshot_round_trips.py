@@ -21,7 +21,7 @@ from state.isgd import ISGD
 from state.live_quality import LiveQuality
 from state.live_recs import LiveRecs
 from state.prequential import Prequential
-from state.rec_settings import MODELS, RecSettings, build, restore
+from state.rec_settings import MODELS, build, restore
 from state.recommender import Interaction, Recommender
 from state.rfm_tiers import RFMTiers
 from state.segment_quality import CentreDrift, StreamingSilhouette
@@ -30,6 +30,7 @@ from state.segmenter import Segmenter
 from state.trending import Trending
 from state.user import FEATURE_NAMES, UserState
 from state.variants import Variants
+from tests.settings_support import rec_settings
 
 T = TypeVar("T")
 
@@ -106,7 +107,7 @@ def answers(model: Recommender, histories: dict[str, list[str]]) -> list[Any]:
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_every_model_answers_alike_after_a_round_trip_and_further_learning(name: str) -> None:
-    model = build(name, RecSettings(k=5, hybrid_warm_probes=50, hybrid_probe_every=3))
+    model = build(name, rec_settings(k=5, hybrid_warm_probes=50, hybrid_probe_every=3))
     histories: dict[str, list[str]] = {}
     learn(model, interactions(400, seed=1), histories)
     for part in _segment_parts(model):
@@ -167,7 +168,7 @@ def test_live_recs_with_variants_and_rules() -> None:
         k=4,
         shares={"a": 0.5, "b": 0.5},
         models={"a": "hybrid", "b": "cooc"},
-        settings=RecSettings(k=4),
+        settings=rec_settings(k=4),
         max_per_category=2,
     )
     recs.block("i3")

@@ -11,12 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from operators.model_params import ModelParams
 from operators.models import ModelsLogic, ModelsState
-from operators.user_state import UserStateLogic, UserStateParams
+from operators.user_state import UserStateLogic
 from state import snapshots
 from state.recommender import Interaction
 from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
+from tests.settings_support import model_params, state_params
 
 
 def test_an_envelope_carries_the_format_and_the_kind() -> None:
@@ -33,8 +33,8 @@ def test_the_steps_snapshot_envelopes_of_plain_data() -> None:
     """What Bytewax stores for the models and user steps: envelopes whose data loads no
     class but builtins and numpy's (a River model travels as bytes of its own), so our
     classes can change without breaking the stores written before."""
-    models = ModelsLogic(ModelParams()).snapshot()
-    user = UserStateLogic(UserStateParams()).snapshot()
+    models = ModelsLogic(model_params()).snapshot()
+    user = UserStateLogic(state_params()).snapshot()
     assert snapshots.header(models) == (FORMAT, "models")
     assert snapshots.header(user) == (FORMAT, "user")
     for blob in (models, user):
@@ -58,11 +58,11 @@ class Recording(pickle.Unpickler):
 
 def test_a_bare_pickle_from_the_previous_release_is_refused() -> None:
     """The previous release stored `pickle.dumps(ModelsState)` itself."""
-    bare = pickle.dumps(ModelsState.fresh(ModelParams()), protocol=pickle.HIGHEST_PROTOCOL)
+    bare = pickle.dumps(ModelsState.fresh(model_params()), protocol=pickle.HIGHEST_PROTOCOL)
     with pytest.raises(SnapshotFormatError, match="without a format version"):
         snapshots.decode(bare, "models")
     with pytest.raises(SnapshotFormatError, match="without a format version"):
-        ModelsLogic(ModelParams(), bare)
+        ModelsLogic(model_params(), bare)
     assert "release before snapshot format 1" in (snapshots.problem(bare) or "")
 
 
@@ -84,7 +84,7 @@ def test_migrate_is_where_older_formats_become_the_current_one() -> None:
 def test_a_format_1_models_snapshot_resumes() -> None:
     """What the release before format 2 wrote: every part whole, each trending with its
     top cache. It must resume to the same models (format 2 only adds references)."""
-    logic = ModelsLogic(ModelParams())
+    logic = ModelsLogic(model_params())
     recs = logic.state.recs
     for n in range(300):
         recs.learn(Interaction(f"u{n % 17}", f"i{n % 41}", float(n), 1, ("c",)), (), frozenset())
