@@ -46,6 +46,12 @@ FREE_TABLES: frozenset[tuple[str, ...]] = frozenset(
         ("recs", "event_weights"),
     }
 )
+#: Free tables a user sets as a whole: their entries replace the shipped ones (variants'
+#: shares must add up to 1 over the user's variants alone; a user's rules are their rules).
+#: The other free tables are laid over the shipped entries key by key.
+REPLACED_TABLES: frozenset[tuple[str, ...]] = frozenset(
+    {("recs", "variant_shares"), ("recs", "variant_models"), ("segments", "rules")}
+)
 #: Numeric keys that must be strictly positive; anything else would stall or divide by zero.
 POSITIVE: frozenset[tuple[str, ...]] = frozenset(
     {
@@ -98,10 +104,15 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
     as the settings tree (`flows.settings`)."""
     env = os.environ if env is None else env
     values = _read_toml(DEFAULTS_PATH)
+    replaced: set[tuple[str, ...]] = set()
     if path is not None:
-        _merge(values, _read_toml(path), ())
-    for dotted, raw in _env_overrides(values, env):
-        _merge(values, _nest(dotted, raw), ())
+        layer = _read_toml(path)
+        _replace_tables(values, [layer], replaced)
+        _merge(values, layer, ())
+    overrides = [_nest(dotted, raw) for dotted, raw in _env_overrides(values, env)]
+    _replace_tables(values, overrides, replaced)
+    for layer in overrides:
+        _merge(values, layer, ())
     if env.get("REDIS_URL") and not _env_sets(env, ("redis", "url")):
         values["redis"]["url"] = env["REDIS_URL"]
     _check_values(values)
@@ -113,6 +124,21 @@ def shipped() -> Settings:
     """The shipped defaults alone: defaults.toml, no user file, no environment (immutable, so
     one tree serves every caller)."""
     return load_config(env={})
+
+
+def _replace_tables(
+    values: dict[str, Any], layers: list[dict[str, Any]], replaced: set[tuple[str, ...]]
+) -> None:
+    """Empty the `REPLACED_TABLES` a layer (the user's file, or the environment as a whole)
+    sets, unless an earlier layer did: the user's entries replace the shipped ones instead
+    of joining them, and the environment adds to the file's."""
+    for path in REPLACED_TABLES - replaced:
+        section, table = path
+        if any(
+            isinstance(layer.get(section), dict) and table in layer[section] for layer in layers
+        ):
+            values[section][table] = {}
+            replaced.add(path)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:

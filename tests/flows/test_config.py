@@ -9,7 +9,7 @@ import pytest
 
 from flows.cli import main
 from flows.config import ConfigError, load_config
-from flows.worker import build_source
+from flows.worker import build_source, model_params, quality_params
 from operators.payload_limits import PayloadLimits
 from operators.redis_source import RedisStreamSource
 from operators.replay_source import ReplaySource
@@ -71,6 +71,29 @@ def test_free_tables_take_new_keys_from_file_and_environment(tmp_path: Path) -> 
     assert config.segments.rules["vip"] == "spend_30d > 1000"
     assert config.segments.rules["night_owl"] == "x > 1"
     assert config.segments.params["n_clusters"] == 9
+    assert set(config.segments.rules) == {"vip", "night_owl"}  # the shipped rules: replaced
+
+
+def test_the_readmes_ab_test_replaces_the_shipped_variant(tmp_path: Path) -> None:
+    """Variant shares must add up to 1 over the user's variants: the README's A/B example
+    replaces the shipped `all = 1.0` (merged, it added up to 2 and stopped start-up)."""
+    path = write(
+        tmp_path,
+        "[recs.variant_shares]\ncontrol = 0.5\ntreatment = 0.5\n\n"
+        '[recs.variant_models]\ncontrol = "trending"\ntreatment = "hybrid"\n',
+    )
+    config = load_config(path, {})
+    assert dict(config.recs.variant_shares) == {"control": 0.5, "treatment": 0.5}
+    assert dict(config.recs.variant_models) == {"control": "trending", "treatment": "hybrid"}
+    assert quality_params(model_params(config)).assigned == {
+        "control": "trending",
+        "treatment": "hybrid",
+    }
+    by_env = load_config(None, {"TAILOR_RECS_VARIANT_SHARES_A": "1.0"})
+    assert dict(by_env.recs.variant_shares) == {"a": 1.0}
+    shipped = dict(load_config(None, {}).recs.event_weights)
+    clicked = load_config(None, {"TAILOR_RECS_EVENT_WEIGHTS_CLICK": "1.0"})
+    assert dict(clicked.recs.event_weights) == shipped | {"click": 1.0}  # laid over, key by key
 
 
 def test_environment_lists_are_read_as_toml() -> None:
