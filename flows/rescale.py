@@ -39,14 +39,17 @@ from bytewax.run import cli_main
 
 from flows.config import ConfigError
 from flows.recovery import partition_files
+from operators.aging import dealt_keys
 from operators.bases import StoredBases
 from operators.models import ModelsState
 from operators.routing import replica_keys, worker_of
 from state import increments, snapshots
+from state.aging import redistribute
 
 __all__ = [
     "BASES_STEP",
     "REPLICA_STEP",
+    "SWEEP_STEP",
     "Rescale",
     "base_loader",
     "drop_unfinished",
@@ -62,6 +65,8 @@ __all__ = [
 REPLICA_STEP = "tailor.models.replica"
 #: The step holding the replicas' model bases (`operators.bases`).
 BASES_STEP = "tailor.models.bases"
+#: The aging sweep's step (`operators.aging`): one per worker too, keyed like the replicas.
+SWEEP_STEP = "tailor.aging.sweep"
 #: The key every worker count's replica set has (`replica_keys(n)` starts its search there).
 SOURCE_KEY = "replica:0"
 
@@ -217,6 +222,28 @@ def rescaled(
     return plan, len(settles)
 
 
+def sweep_plan(rows: Mapping[str, bytes], workers: int) -> Plan:
+    """The aging sweeps' snapshots for `workers` workers: each user and partition goes to the
+    sweep of the worker that reads the partition now (`state.aging.redistribute`), a batch
+    still held with it; sweeps no longer used are discarded."""
+    decoded = [snapshots.decode(blob, "sweep") for blob in rows.values()]
+    origins = sorted({o for d in decoded for o in d["sweep"]["partitions"] if o})
+    dealt, keys = dealt_keys(origins, workers), replica_keys(workers)
+
+    def key_of(origin: str) -> str:
+        return dealt.get(origin, keys[0])
+
+    held: dict[str, list[object]] = {}
+    for d in decoded:
+        for batch in d["held"]:
+            held.setdefault(key_of(batch[0][0]), []).append(batch)
+    new = redistribute((d["sweep"] for d in decoded), key_of)
+    plan: Plan = {key: None for key in rows if key not in new}
+    for key, sweep in new.items():
+        plan[key] = snapshots.encode("sweep", {"sweep": sweep, "held": held.get(key, [])})
+    return plan
+
+
 class _Adopt(StatefulBatchLogic[bytes | None, None, bytes]):
     """A replica key's state replaced by what the plan says (None: discarded)."""
 
@@ -269,13 +296,27 @@ def _models(step_id: str, up: KeyedStream[bytes | None]) -> Stream[None]:
     return op.key_rm("unkey", op.stateful_batch("replica", up, _Adopt))
 
 
-def rewrite_flow(plan: Plan) -> Dataflow:
-    """The one-step flow that writes `plan` into a store as the worker's replica step."""
+@operator
+def _aging(step_id: str, up: KeyedStream[bytes | None]) -> Stream[None]:
+    """Named like the worker's aging step, so the inner step's id is `SWEEP_STEP`."""
+    return op.key_rm("unkey", op.stateful_batch("sweep", up, _Adopt))
+
+
+def rewrite_flow(plan: Plan, sweeps: Plan | None = None) -> Dataflow:
+    """The flow that writes `plan` into a store as the worker's replica step (and `sweeps`
+    as its aging step)."""
     flow_id, models_id, _step = REPLICA_STEP.split(".")
     flow = Dataflow(flow_id)
     items = op.input("rescale_plan", flow, _PlanSource(plan))
     keyed = op.map_value("value", op.key_on("key", items, lambda kv: kv[0]), lambda kv: kv[1])
     done = _models(models_id, keyed)
+    if sweeps:
+        aging_id = SWEEP_STEP.split(".")[1]
+        rows = op.input("sweep_plan", flow, _PlanSource(sweeps))
+        by_key = op.map_value(
+            "sweep_value", op.key_on("sweep_key", rows, lambda kv: kv[0]), lambda kv: kv[1]
+        )
+        done = op.merge("both", done, _aging(aging_id, by_key))
     op.output("nowhere", done, _NoSink())
     return flow
 
@@ -291,8 +332,10 @@ def rescale_store(store: Path, workers: int) -> Rescale | None:
     if not rows:
         return None
     plan, settles = rescaled(rows, workers, base_loader(store))
+    sweeps = sweep_plan(step_rows(store, SWEEP_STEP, epoch), workers)
     drop_unfinished(store, epoch)  # done at every start too (`flows.store`): never skip it
-    cli_main(rewrite_flow(plan), workers_per_process=workers, recovery_config=RecoveryConfig(store))
+    flow = rewrite_flow(plan, sweeps)
+    cli_main(flow, workers_per_process=workers, recovery_config=RecoveryConfig(store))
     gc.collect()  # Bytewax's connections to the store close when its objects go
     _delete_step(store, BASES_STEP)  # the new snapshots hold the models whole
     return Rescale(before, workers, workers, settles)

@@ -33,8 +33,8 @@ RESERVED_FIELDS = (
 #       its version: it may replace a stored output of the same version, a correction),
 #       else "0", 9 aged_to: 0 for an event's output, else the aging boundary the output is
 #       as of (`UserOutput.aged_to`), 10.. hash field/value pairs (JSON).
-# Writes are ordered by (version, aged_to): an aged output follows the outputs of its version,
-# leaves the recommendations key as it is, and is written only when it changes the segments.
+# Writes are ordered by (version, aged_to): an aged output follows the outputs of its version
+# and leaves the recommendations key as it is.
 # Returns false when nothing was written: the stored (version, aged_to) is newer, or the same
 # and this output is not settled, or the same and its segments (cluster, RFM, rules) do not
 # differ.
@@ -154,9 +154,6 @@ end
 local correction = stored ~= false and tonumber(stored) == tonumber(version)
                    and stored_aged == aged
 if correction and not segments_changed then return false end
--- An aged profile is written when its segments change: daily aging would otherwise rewrite
--- and announce every profile every day for a recency that readers can work out.
-if aged > 0 and not segments_changed then return false end
 
 local touched = {}
 for _, id in ipairs(before) do

@@ -76,6 +76,9 @@ class UserOutputsState:
     shown: tuple[str, tuple[str, ...]] | None = None
     #: The last output not yet settled.
     provisional: UserOutput | None = None
+    #: The segments of the last settled output: (version, segment, RFM tier, rule segments).
+    #: An aged profile that changes none of them is not sent (`_age`).
+    settled: tuple[int, str, str, tuple[str, ...]] | None = None
 
     def empty(self) -> bool:
         return self.shown is None and self.provisional is None
@@ -86,6 +89,7 @@ class UserOutputsState:
         return {
             "shown": self.shown,
             "provisional": None if provisional is None else astuple(provisional),
+            "settled": self.settled,
         }
 
     @classmethod
@@ -97,7 +101,11 @@ class UserOutputsState:
             found = dict(zip(names, values, strict=True))
             recs = tuple(Recommendation(*r) for r in found["recs"])
             provisional = UserOutput(**found | {"recs": recs})
-        return cls(shown=data["shown"], provisional=provisional)
+        settled = data["settled"]
+        if settled is not None:
+            version, segment, rfm, rules = settled
+            settled = (version, segment, rfm, tuple(rules))
+        return cls(shown=data["shown"], provisional=provisional, settled=settled)
 
 
 UserOutputsIn = ForUser | Erasure
@@ -164,17 +172,31 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
                 output = user_output(news.draft, self.rules, self._waiting)
                 self._waiting = []
                 self.state.provisional = None if output.settled else output
+                if output.settled:
+                    self.state.settled = _segments(output)
                 self.state.shown = (news.draft.variant, tuple(r.item_id for r in output.recs))
                 out.append(output)
         for settlement in news.settlements:
             self._settle(settlement, out)
-        for aged in news.aged:  # supersedes the output of its version, settled or not
-            if (
-                self.state.provisional is not None
-                and self.state.provisional.version <= aged.version
-            ):
-                self.state.provisional = None
-            out.append(aged_output(news.user_id, aged, self.rules))
+        for aged in news.aged:
+            self._age(aged_output(news.user_id, aged, self.rules), out)
+
+    def _age(self, output: UserOutput, out: list[UserOutputsOut]) -> None:
+        """Send an aged profile when it moves the user between segments.
+
+        Daily aging would otherwise rewrite and announce every profile every day. The
+        comparison is with the last *settled* output's segments, never with what Redis holds:
+        settlements and aged profiles reach this step in event-time order, so the outputs
+        sent, and the profile a replay leaves, do not depend on how batches were cut."""
+        provisional, settled = self.state.provisional, self.state.settled
+        if provisional is not None and provisional.version > output.version:
+            return  # a newer event's output went out already
+        if settled is not None and (
+            settled[0] > output.version or settled[1:] == _segments(output)[1:]
+        ):
+            return
+        self.state.settled = _segments(output)
+        out.append(output)
 
     def _test(self, item: str, seq: int, scored: list[Scored]) -> None:
         """Score an interaction against the list last sent (none known: not scored)."""
@@ -197,7 +219,9 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         self.state.provisional = None
         if (sent.segment, sent.segment_name, sent.rfm_segment) != (segment, name, rfm or ""):
             SEGMENT_CORRECTIONS.inc()
-        out.append(corrected(sent, s, self.rules))
+        output = corrected(sent, s, self.rules)
+        self.state.settled = _segments(output)
+        out.append(output)
 
     def notify_at(self) -> datetime | None:
         """When this user is forgotten (wall clock); re-armed only when it moved by a tenth
@@ -221,6 +245,12 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
         copy, cheaper than `deepcopy`."""
         return snapshots.encode("user_outputs", self.state.to_snapshot())
+
+
+def _segments(output: UserOutput) -> tuple[int, str, str, tuple[str, ...]]:
+    """What an aged profile must change to be sent: cluster segment, RFM tier, rules."""
+    rules = tuple(sorted(output.rule_segments))
+    return (output.version, output.segment, output.rfm_segment, rules)
 
 
 @operator

@@ -66,8 +66,8 @@ class AgingSweep:
         self.reorder_s = reorder_s
         self.ttl_s = ttl_s
         self.clock = clock
-        #: user -> (newest event time, processing time last seen)
-        self.users: dict[str, tuple[float, float]] = {}
+        #: user -> (newest event time, processing time last seen, partition of that event)
+        self.users: dict[str, tuple[float, float, str]] = {}
         #: partition -> [watermark, status]
         self.partitions: dict[str, list[Any]] = {o: [-math.inf, ACTIVE] for o in origins}
         self.boundary = -math.inf  # the last boundary crossed
@@ -77,7 +77,7 @@ class AgingSweep:
     ) -> list[tuple[str, float]]:
         """A source batch seen whole: its partition, kind, newest event time and the (user,
         event time) of its events. Returns the (user, boundary) pairs now due, by user."""
-        seen = self._see(users)
+        seen = self._see(origin, users)
         part = self.partitions.setdefault(origin, [-math.inf, ACTIVE])
         part[1] = kind
         if kind == ACTIVE and newest is not None:
@@ -87,7 +87,7 @@ class AgingSweep:
     def unstamped(self, user: str, ts: float) -> list[tuple[str, float]]:
         """An event with no place in a partition's batches (in-memory test sources): the
         clock follows the newest such event."""
-        seen = self._see([(user, ts)])
+        seen = self._see("", [(user, ts)])
         part = self.partitions.setdefault("", [-math.inf, ACTIVE])
         part[0] = max(part[0], ts - self.reorder_s)
         return self._due(seen)
@@ -103,12 +103,12 @@ class AgingSweep:
             marks = [mark for mark, _ in self.partitions.values()]
         return min(marks) if marks else -math.inf
 
-    def _see(self, users: Iterable[tuple[str, float]]) -> list[str]:
+    def _see(self, origin: str, users: Iterable[tuple[str, float]]) -> list[str]:
         now = self.clock()
         seen = []
         for user, ts in users:
-            newest = self.users.get(user, (-math.inf, 0.0))[0]
-            self.users[user] = (max(newest, ts), now)
+            newest = self.users.get(user, (-math.inf, 0.0, origin))[0]
+            self.users[user] = (max(newest, ts), now, origin)
             seen.append(user)
         return seen
 
@@ -123,14 +123,14 @@ class AgingSweep:
         return [(user, self.boundary) for user in sorted(behind)]
 
     @staticmethod
-    def _older(users: Mapping[str, tuple[float, float]], boundary: float) -> list[str]:
-        return [user for user, (newest, _) in users.items() if newest < boundary]
+    def _older(users: Mapping[str, tuple[float, float, str]], boundary: float) -> list[str]:
+        return [user for user, (newest, *_) in users.items() if newest < boundary]
 
     def _expire(self) -> None:
         if self.ttl_s <= 0:
             return
         horizon = self.clock() - self.ttl_s
-        for user in [u for u, (_, last) in self.users.items() if last < horizon]:
+        for user in [u for u, (_, last, _o) in self.users.items() if last < horizon]:
             del self.users[user]
 
     def to_snapshot(self) -> dict[str, Any]:
@@ -151,7 +151,33 @@ class AgingSweep:
         clock: Callable[[], float] = time.time,
     ) -> AgingSweep:
         made = cls(every_s, reorder_s, ttl_s, clock)
-        made.users = {user: (entry[0], entry[1]) for user, entry in data["users"].items()}
+        made.users = {user: (e[0], e[1], e[2]) for user, e in data["users"].items()}
         made.partitions = {origin: list(part) for origin, part in data["partitions"].items()}
         made.boundary = data["boundary"]
         return made
+
+
+def redistribute(
+    sweeps: Iterable[Mapping[str, Any]], key_of: Callable[[str], str]
+) -> dict[str, dict[str, Any]]:
+    """Sweeps' snapshots for another worker count (`flows.rescale`): every user and partition
+    goes to the sweep of the worker that reads the partition now (`key_of(origin)`); each
+    new sweep starts from the earliest boundary any old one crossed, so no boundary is
+    skipped (one crossed twice re-sends what the sink already holds, which it ignores)."""
+    sweeps = list(sweeps)
+    boundary = min((s["boundary"] for s in sweeps), default=-math.inf)
+    out: dict[str, dict[str, Any]] = {}
+
+    def part(origin: str) -> dict[str, Any]:
+        return out.setdefault(key_of(origin), {"users": {}, "partitions": {}, "boundary": boundary})
+
+    for sweep in sweeps:
+        for origin, (mark, status) in sweep["partitions"].items():
+            known = part(origin)["partitions"].get(origin)
+            if known is None or mark > known[0]:
+                part(origin)["partitions"][origin] = (mark, status)
+        for user, (newest, seen, origin) in sweep["users"].items():
+            users = part(origin)["users"]
+            if user not in users or newest > users[user][0]:
+                users[user] = (newest, seen, origin)
+    return out

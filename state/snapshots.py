@@ -44,7 +44,8 @@ __all__ = [
 #: teach `migrate` to turn the previous format into the new one. Format 2: the models'
 #: large parts may be references to bases plus changes (`state.increments`), which a
 #: release of format 1 must refuse rather than misread. Format 3: a user's state holds its
-#: context mix. Format 4: a user's state holds its last event's type and time.
+#: context mix. Format 4: a user's state holds its last event's type and time; a user's
+#: outputs, their output's `aged_to` and the last settled segments.
 FORMAT = 4
 #: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
 MAGIC = b"\x00tailor-snapshot\x00"
@@ -125,4 +126,10 @@ def migrate(version: int, kind: str, data: Any) -> Any:
         # 3 -> 4: users gain their last event (aged outputs show it); unknown until the
         # user's next event, so an aged output before it shows none.
         data = {**data, "last_event": None}
+    if version < 4 and kind == "user_outputs" and "settled" not in data:
+        # 3 -> 4: outputs gain `aged_to` (0: an event's) and the last settled segments (none
+        # known: the user's first aged profile is sent whatever it changes).
+        provisional = data["provisional"]
+        aged = None if provisional is None else (*provisional, 0.0)
+        data = {**data, "provisional": aged, "settled": None}
     return data

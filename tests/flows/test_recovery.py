@@ -193,18 +193,19 @@ def dead_letters(r: redis.Redis) -> list[dict[bytes, bytes]]:
     return sorted(letters, key=lambda f: sorted(f.items()))
 
 
-def notice_keys(r: redis.Redis) -> Counter[tuple[str, int, bool]]:
-    """How many stored notices carry each (user_id, version, correction)."""
+def notice_keys(r: redis.Redis) -> Counter[tuple[str, int, float, bool]]:
+    """How many stored notices carry each (user_id, version, aged_to, correction): a notice's
+    identity (README, Notices; aged_to is 0 on an event's)."""
     entries = cast(list[tuple[bytes, dict[bytes, bytes]]], r.xrange(updates_stream(PREFIX)))
-    keys: Counter[tuple[str, int, bool]] = Counter()
+    keys: Counter[tuple[str, int, float, bool]] = Counter()
     for _, fields in entries:
-        notice = orjson.loads(fields[b"notice"])
-        keys[(notice["user_id"], notice["version"], notice.get("correction", False))] += 1
+        n = orjson.loads(fields[b"notice"])
+        keys[(n["user_id"], n["version"], n.get("aged_to", 0.0), n.get("correction", False))] += 1
     return keys
 
 
-def repeated_notices(r: redis.Redis) -> list[tuple[str, int, bool]]:
-    """The (user_id, version, correction) keys that more than one stored notice carries."""
+def repeated_notices(r: redis.Redis) -> list[tuple[str, int, float, bool]]:
+    """The notice identities that more than one stored notice carries."""
     return [key for key, count in notice_keys(r).items() if count > 1]
 
 
@@ -229,7 +230,7 @@ def reference_run(
     publish(client, data_dir)
     tailor(url, config, "run", "--until-drained")
     assert not repeated_notices(client)  # a correction is told apart from its first notice
-    corrections = sum(1 for _, _, correction in notice_keys(client) if correction)
+    corrections = sum(1 for *_, correction in notice_keys(client) if correction)
     found = Reference(snapshot_state(client, PREFIX), dead_letters(client), corrections)
     client.flushall()
     client.close()

@@ -33,7 +33,13 @@ from bytewax.testing import TestingSink, TestingSource
 
 from flows.config import load_config
 from flows.recovery import ensure_store, partition_files
-from flows.rescale import REPLICA_STEP, replica_models, resume_epoch, written_workers
+from flows.rescale import (
+    REPLICA_STEP,
+    SWEEP_STEP,
+    replica_models,
+    resume_epoch,
+    written_workers,
+)
 from flows.store import take_for_run
 from flows.worker import build_flow
 from operators.models import ModelsState
@@ -165,8 +171,9 @@ def test_a_store_resumes_with_another_worker_count(
     }
 
 
-def test_the_replica_step_id_is_the_workers(tmp_path: Path) -> None:
-    """The rescale writes rows under `REPLICA_STEP`: the worker's replica step must be it."""
+def test_the_replica_and_sweep_step_ids_are_the_workers(tmp_path: Path) -> None:
+    """The rescale writes rows under `REPLICA_STEP` and `SWEEP_STEP`: the worker's steps must
+    be those."""
     config = load_config(env={}).with_value("cluster", "workers_per_process", 2)
     flow = build_flow(config, TestingSource([]), TestingSink([]), TestingSink([]))
     ids: list[str] = []
@@ -175,7 +182,7 @@ def test_the_replica_step_id_is_the_workers(tmp_path: Path) -> None:
         step = todo.pop()
         ids.append(step.step_id)
         todo += getattr(step, "substeps", [])
-    assert REPLICA_STEP in ids
+    assert REPLICA_STEP in ids and SWEEP_STEP in ids
 
 
 def test_a_store_another_process_holds_is_refused_not_rescaled(

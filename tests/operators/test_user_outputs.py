@@ -9,6 +9,7 @@ from bytewax.operators import StatefulBatchLogic
 from operators.live_quality import QualityLogic, QualityParams, merged
 from operators.models import ModelsLogic
 from operators.records import (
+    AgedDraft,
     Drafted,
     Erasure,
     ForUser,
@@ -195,3 +196,47 @@ def test_quality_adds_each_workers_batch_in_learning_order() -> None:
     assert report.record["all"]["mrr"] == 0.25
     resumed = QualityLogic(params, pickle.loads(pickle.dumps(step.snapshot())))
     assert resumed.state.report() == report
+
+
+def aged_news(version: int, at: float, segment: str, rfm: str | None = None) -> ForUser:
+    profile = {
+        "features": {"recency_days": at / 86400.0},
+        "device": None,
+        "referrer": None,
+        "top_categories": [],
+        "last_event_type": "a",
+        "last_event_ts": 10.0,
+    }
+    return ForUser("u1", aged=(AgedDraft(version, at, profile, segment, "Fans", rfm),))
+
+
+def test_an_aged_profile_goes_out_only_when_it_moves_the_user_between_segments() -> None:
+    """Compared with the last settled output's segments, not with Redis: what goes out does
+    not depend on what the sink happened to hold."""
+    step = logic()
+    out, _ = step.on_batch([ForUser("u1", ((1.0, 10.0),), (), drafted(("x",), True, 3), 0)])
+    assert [o.version for o in out if isinstance(o, UserOutput)] == [3]
+    out, _ = step.on_batch([aged_news(3, 86400.0, "cluster:1")])  # as the event left them
+    assert not [o for o in out if isinstance(o, UserOutput)]
+    out, _ = step.on_batch([aged_news(3, 2 * 86400.0, "cluster:1", "at_risk")])
+    sent = [o for o in out if isinstance(o, UserOutput)]
+    assert [(o.version, o.aged_to, o.rfm_segment, o.recs) for o in sent] == [
+        (3, 2 * 86400.0, "at_risk", ())
+    ]
+    out, _ = step.on_batch([aged_news(3, 3 * 86400.0, "cluster:1", "at_risk")])
+    assert not [o for o in out if isinstance(o, UserOutput)]  # the same as the last sent
+    step.on_batch([ForUser("u1", ((1.0, 20.0),), (), drafted(("y",), True, 4), 0)])
+    out, _ = step.on_batch([aged_news(3, 4 * 86400.0, "cluster:2", "lost")])
+    assert not [o for o in out if isinstance(o, UserOutput)]  # older than the event sent
+
+
+def test_a_format_3_outputs_snapshot_resumes_with_aged_to_and_no_settled_segments() -> None:
+    """Format 4 adds `UserOutput.aged_to` and the last settled segments to a user's outputs
+    state: a format-3 one (a provisional output without aged_to) resumes."""
+    step = logic()
+    step.on_batch([ForUser("u1", ((1.0, 10.0),), (), drafted(("x",), False, 2), 0)])
+    data = step.state.to_snapshot()
+    old = {"shown": data["shown"], "provisional": data["provisional"][:-1]}
+    blob = snapshots.MAGIC + (3).to_bytes(2, "big") + b"user_outputs\x00" + pickle.dumps(old)
+    back = UserOutputsState.from_snapshot(snapshots.decode(blob, "user_outputs"))
+    assert back.provisional == step.state.provisional and back.settled is None
