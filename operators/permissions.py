@@ -145,6 +145,7 @@ def _script_needs(
         _need("SCARD", blocklist, names=(blocklist,)),
         _need("SISMEMBER", blocklist, "", names=(blocklist,)),
         _need("HGETALL", user, names=(user,)),
+        _need("HMGET", user, "version", "aged_to", names=(user,)),
         _need("HDEL", user, "", names=(user,)),
         _need("GET", recs, names=(recs,)),
         _need("SET", recs, "", names=(recs,)),
