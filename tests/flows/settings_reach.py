@@ -293,7 +293,8 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("recs", "variant_shares"): Reach(
         {"all": 0.5, "b": 0.5},
         lambda c: live(c).variants.shares,
-        also={"recs.variant_models.b": "cooc"},
+        # a user's variants replace the shipped ones: each needs its model here
+        also={"recs.variant_models.all": "hybrid", "recs.variant_models.b": "cooc"},
     ),
     ("recs", "variant_models"): Reach(
         {"all": "cooc"},
