@@ -27,10 +27,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from state.crossing import crossing
 from state.event import PURCHASE
 from state.event_order import EventTimeOrder, Held, Stamp
 from state.rfm_tiers import RFMTiers
+from state.segment_news import (
+    AgedSettled,
+    Joined,
+    News,
+    Published,
+    SegmentInfo,
+    SegmentModel,
+    Settled,
+)
 from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
@@ -60,76 +68,6 @@ def learn_point(version: int, event_type: str, learn_every: int) -> bool:
     n·learn_every)-th, ... and every purchase. The user-state step makes exactly these updates
     (and each batch's last) full, and a replica's copy keeps features only at these."""
     return (version - 1) % learn_every == 0 or event_type == PURCHASE
-
-
-@crossing
-@dataclass(frozen=True, slots=True)
-class SegmentInfo:
-    """What a cluster segment means (published when its readable name changes), so
-    consumers can read segment ids."""
-
-    segment: str
-    name: str
-    centroid: dict[str, float]
-    version: int
-    changed_at: float = 0.0  # event time of the learn point that (re)named it
-
-
-@crossing
-@dataclass(frozen=True, slots=True)
-class SegmentModel:
-    """The whole segment model as consumers see it (settings, segments, quality), JSON-ready.
-
-    `version` is the number of users learned when it was taken: later records replace it.
-    """
-
-    version: int
-    record: dict[str, Any]
-
-
-Published = SegmentInfo | SegmentModel
-
-
-@dataclass(frozen=True, slots=True)
-class Settled:
-    """A user's segments at the place of their update `version` in event-time order."""
-
-    user_id: str
-    version: int
-    segment: str
-    segment_name: str
-    rfm_segment: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Joined:
-    """A user's cluster segment at one of their clusterer learn points.
-
-    Per-segment trending counts a user's events in this segment. Learn points sit at places
-    fixed by the data (a user's 1st, (1 + n·learn_every)-th update, in event-time order), so
-    what a segment's trending holds never depends on batching; the segment of an output is
-    worked out where the output is drafted, at the end of a batch, which does.
-    """
-
-    user_id: str
-    segment: str
-
-
-@dataclass(frozen=True, slots=True)
-class AgedSettled:
-    """A user's profile aged to `at` with its segments at `at`'s place in event-time order."""
-
-    user_id: str
-    version: int
-    at: float
-    profile: Mapping[str, Any]
-    segment: str
-    segment_name: str
-    rfm_segment: str | None
-
-
-#: What the segment model hands the models step.
-News = Published | Settled | Joined | AgedSettled
 
 
 @dataclass(frozen=True, slots=True)
