@@ -11,7 +11,8 @@ segment:
 
 - live cluster segments and the smallest one's share of users;
 - the silhouette of the stored segments on the clusterer's own encoding of the stored
-  features (each feature's transform, standardised over these users, devices one-hot),
+  features aged to the end (`flows.resegment.read_profiles`: each feature's transform,
+  standardised over these users, devices one-hot),
   against batch k-means's (scikit-learn `KMeans(n_init=10)`, as many clusters as live
   segments) on the same matrix, and the adjusted Rand index between the two (and between
   batch k-means and itself with another seed: how firm the reference is);
@@ -43,7 +44,7 @@ from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from benchmarks.throughput import start_server
 from flows.config import Config, load_config
-from flows.resegment import encode, render, resegment
+from flows.resegment import read_profiles, render, resegment
 from flows.worker import build_redis_flow, model_params
 from state.batch_rfm import Values, batch_cuts, batch_tier
 
@@ -127,7 +128,7 @@ def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     segmented = [u for u in users if u.get("segment")]
     labels = [u["segment"] for u in segmented]
     live = sorted(set(labels))
-    matrix = encode(model_params(config), segmented)
+    matrix = read_profiles(client, PREFIX, model_params(config)).matrix  # aged alike
     batch = KMeans(n_clusters=len(live), n_init=10, random_state=SEED).fit_predict(matrix)
     again = KMeans(n_clusters=len(live), n_init=10, random_state=SEED + 1).fit_predict(matrix)
     agree, customers = rfm_agreement(users)

@@ -72,6 +72,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("segments", "warmup"),
         ("segments", "rename_distance"),
         ("segments", "publish_every"),
+        ("segments", "sample_size"),
         ("recs", "k"),
         ("recs", "cooc_max_neighbors"),
         ("recs", "cooc_window"),
@@ -270,6 +271,10 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError("state.ttl_s: must be 0 (never expire) or more")
     if values["state"]["age_every_s"] < 0:
         raise ConfigError("state.age_every_s: must be 0 (never age) or more")
+    if values["segments"]["refit_every_s"] < 0:
+        raise ConfigError("segments.refit_every_s: must be 0 (never re-fit) or more")
+    if not 0 <= values["segments"]["min_share"] < 1:
+        raise ConfigError("segments.min_share: must be at least 0 and below 1")
     if values["state"]["allowed_lateness_s"] < 0:
         raise ConfigError("state.allowed_lateness_s: must be 0 or more")
     if not 0 <= values["metrics"]["port"] < 65536:

@@ -2,9 +2,10 @@
 
 The online clusterer sees each user once per learn point and follows the most recent users;
 a batch clustering of everyone as they stand now is the check a marketer trusts. This reads
-every profile in Redis (as an application would), encodes it exactly as the online clusterer
-does (each feature's transform, standardised over these users, devices one-hot) and runs the
-seeds' batch methods with scikit-learn:
+every profile in Redis (as an application would), ages it to the newest moment any profile is
+as of (`aged_alike`), encodes it exactly as the online clusterer does (each feature's
+transform, standardised over these users, devices one-hot) and runs the seeds' batch methods
+with scikit-learn:
 
 - k-means (``n_init=10``) for k from 2 to 10, each scored by silhouette, Davies-Bouldin and
   stability under resampling (k-means fitted on two random halves, the ARI of their labels on
@@ -25,6 +26,7 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,7 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouett
 from flows.lookup import text
 from operators.keys import resegment_key, segments_key, user_key
 from operators.model_params import ModelParams
+from state.profile_sample import age_profile
 from state.segmenter import TRANSFORMS, default_transforms
 
 __all__ = ["KScore", "Profiles", "Resegmented", "encode", "read_profiles", "render", "resegment"]
@@ -113,8 +116,24 @@ def read_profiles(client: redis.Redis, prefix: str, params: ModelParams) -> Prof
             stored.append(raw)
     infos = client.hgetall(segments_key(prefix))
     names = {text(k): orjson.loads(v).get("name", "") for k, v in infos.items()}
-    matrix = encode(params, stored) if stored else np.zeros((0, len(params.features)))
+    aged = aged_alike(stored, params.horizons)
+    matrix = encode(params, aged) if stored else np.zeros((0, len(params.features)))
     return Profiles(users, segments, names, list(params.features), matrix)
+
+
+def aged_alike(stored: list[dict[str, Any]], horizons: Mapping[str, float]) -> list[dict[str, Any]]:
+    """Every profile as it stands at the newest moment any profile is as of (its `aged_to`,
+    else its last event): the worker writes an aged profile only when its segments change,
+    so stored profiles are as of different days, while the segments they are in are as of
+    the last boundary. Batch clusters the users as they are now, as the segments do."""
+    if not stored:
+        return []
+    as_of = [float(p.get("aged_to") or p.get("last_event_ts") or 0.0) for p in stored]
+    now = max(as_of)
+    return [
+        {**p, "features": age_profile(p["features"], now - at, horizons)}
+        for p, at in zip(stored, as_of, strict=True)
+    ]
 
 
 def _sample(n: int, size: int) -> np.ndarray:

@@ -33,7 +33,8 @@ class SegmentRow:
     size: int
     defining: str
     last_change: str
-    #: "live", or for a cluster segment nobody is in now "empty: <why>" (not a live segment)
+    #: "live"; for a cluster segment nobody is in now "empty: <why>", and for one a re-fit
+    #: merged into the others "retired: <what happens>" (neither is a live segment)
     status: str = "live"
 
 
@@ -75,6 +76,7 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
     infos = {text(k): orjson.loads(v) for k, v in client.hgetall(segments_key(prefix)).items()}
     sizes = _sizes(client, prefix)
     clusters = model.get("segments", {})
+    retired = set(model.get("retired", ()))
     rows = []
     for segment in sorted(set(clusters) | set(infos), key=_order):
         described = clusters.get(segment, {})
@@ -87,7 +89,7 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
                 size=size,
                 defining=_defining(described.get("zscores", {})),
                 last_change=_when(info.get("changed_at")),
-                status="live" if size else _empty(described),
+                status=_retired(size) if segment in retired else _status(size, described),
             )
         )
     rows += [
@@ -96,6 +98,17 @@ def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
         if segment not in clusters and segment not in infos
     ]
     return rows
+
+
+def _status(size: int, described: dict[str, Any]) -> str:
+    return "live" if size else _empty(described)
+
+
+def _retired(size: int) -> str:
+    """A segment a re-fit merged into its neighbours (`state.segment_refit`)."""
+    if size:
+        return f"retired at a re-fit: its {size} users move at their next update or aging"
+    return "retired at a re-fit: merged into the nearest segments"
 
 
 def _empty(described: dict[str, Any]) -> str:
@@ -134,7 +147,7 @@ def render_table(rows: list[SegmentRow]) -> list[str]:
 
     lines = [line(header), *(line(row) for row in cells[: len(live)])]
     if empty:
-        lines.append("not live (no members):")
+        lines.append("not live:")
         lines += [line(row) for row in cells[len(live) :]]
     return lines
 

@@ -156,6 +156,9 @@ class SegmentsSettings:
     reorder_s: float
     rename_distance: float
     publish_every: int
+    refit_every_s: float
+    sample_size: int
+    min_share: float
     features: Table[str]
     params: Table[Any]
     rules: Table[str]

@@ -60,8 +60,8 @@ from operators.user_state import UserStateParams, user_state
 from operators.validate import validate
 from state.rules import RuleError, RuleSet
 from state.segmenter import Segmenter
+from state.user import feature_horizons, profile_feature_names
 from state.user import feature_names as state_feature_names
-from state.user import profile_feature_names
 
 
 def payload_limits(config: Config) -> PayloadLimits:
@@ -98,6 +98,9 @@ def unchecked_model_params(config: Config) -> ModelParams:
         recs=config.recs,
         features=tuple(config.segments.features) or feature_names(config),
         profile_features=profile_features(config),
+        horizons=feature_horizons(
+            config.state.windows_s, config.state.session_gap_s, config.state.rfm_window_s
+        ),
     )
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from flows.settings import RecsSettings, SegmentsSettings
@@ -34,6 +34,8 @@ class ModelParams:
     recs: RecsSettings
     features: tuple[str, ...]  # what the clusterer sees
     profile_features: tuple[str, ...]  # every profile feature (rules may name any)
+    #: Feature → the age past which it reads 0 (`state.user.feature_horizons`, from `[state]`).
+    horizons: Mapping[str, float] = field(default_factory=dict)
     #: Cadences of the segment quality checks: internal, no setting.
     drift_every: int = 250
     rfm_sample_size: int = 4096

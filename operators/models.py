@@ -110,6 +110,7 @@ class ModelsState:
             transforms=params.transforms,
             warmup=seg.warmup,
             rename_distance=seg.rename_distance,
+            sample_size=seg.sample_size,
         )
         segments = Segmentation(
             segmenter,
@@ -120,6 +121,9 @@ class ModelsState:
             drift_every=params.drift_every,
             reorder_s=seg.reorder_s,
             origins=params.origins,
+            refit_every_s=seg.refit_every_s,
+            min_share=seg.min_share,
+            horizons=dict(params.horizons),
         )
         recs = LiveRecs.build(
             k=rec.k,

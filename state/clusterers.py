@@ -30,7 +30,10 @@ __all__ = [
     "OrderedKMeans",
     "OrderedSTREAMKMeans",
     "WarmKMeans",
+    "best_lloyd",
     "build_clusterer",
+    "lloyd",
+    "squared_distances",
 ]
 
 #: Defaults per clusterer, measured on synthetic personas (5 known segments; sweeps: 20,000
@@ -239,17 +242,17 @@ def _plus_plus(data: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray
     return np.array(centres)
 
 
-def _squared_distances(data: np.ndarray, centres: np.ndarray) -> np.ndarray:
+def squared_distances(data: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Point-to-centre squared distances, (n, k), without an (n, k, d) intermediate."""
     cross = data @ centres.T
     squared = (data**2).sum(axis=1)[:, None] - 2 * cross + (centres**2).sum(axis=1)[None, :]
     return np.maximum(squared, 0.0)
 
 
-def _lloyd(data: np.ndarray, centres: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, float]:
+def lloyd(data: np.ndarray, centres: np.ndarray, iterations: int = 50) -> tuple[np.ndarray, float]:
     """Batch k-means from `centres`; an emptied cluster keeps its centre. Returns the inertia."""
     for _ in range(iterations):
-        labels = _squared_distances(data, centres).argmin(axis=1)
+        labels = squared_distances(data, centres).argmin(axis=1)
         moved = centres.copy()
         for c in range(len(centres)):
             members = data[labels == c]
@@ -258,12 +261,12 @@ def _lloyd(data: np.ndarray, centres: np.ndarray, iterations: int = 50) -> tuple
         if np.allclose(moved, centres):
             break
         centres = moved
-    return centres, float(_squared_distances(data, centres).min(axis=1).sum())
+    return centres, float(squared_distances(data, centres).min(axis=1).sum())
 
 
 def best_lloyd(data: np.ndarray, k: int, restarts: int, rng: np.random.Generator) -> np.ndarray:
     """The lowest-inertia centres of `restarts` k-means++ + Lloyd runs (scikit-learn's n_init)."""
-    runs = [_lloyd(data, _plus_plus(data, k, rng)) for _ in range(max(1, restarts))]
+    runs = [lloyd(data, _plus_plus(data, k, rng)) for _ in range(max(1, restarts))]
     return min(runs, key=lambda run: run[1])[0]
 
 

@@ -16,7 +16,10 @@ with a different number of workers (whose arrival order differs a little). So:
   finding its feet); when the warm-up ends, the clusterer's centres become the first anchors
   and are numbered by their position along a seeded direction, so two runs that found the
   same structure in a different order give the same numbers. Later segments get the next
-  free numbers.
+  free numbers;
+* a re-fit (`state.segment_refit`) replaces the anchors with batch centres (`reseed`): each
+  segment keeps its number for the centre nearest its anchor, a centre left over is a new
+  segment, and a segment left over is *retired*: its number is never handed out again.
 
 >>> reg = SegmentRegistry(warmup=2, seed=1)
 >>> centres = {3: [5.0, 5.0], 7: [0.0, 0.0]}
@@ -75,6 +78,7 @@ class SegmentRegistry:
         self._cache: dict[int, int] = {}
         self._token: object = None
         self.learned = 0
+        self.retired: set[int] = set()
 
     @property
     def ready(self) -> bool:
@@ -167,8 +171,51 @@ class SegmentRegistry:
         candidates = [s for s in self.anchors if s not in exclude] or list(self.anchors)
         return min(candidates, key=lambda s: (_distance2(centre, self.anchors[s]), s))
 
+    def reseed(self, centres: Sequence[Vector]) -> list[int]:
+        """Anchors := `centres` (a re-fit), matched to the segments closest pair first, one
+        to one; returns the segments retired. Members counts stay, so the anchors keep their
+        slow rate and the next points nudge the re-fitted centres rather than replace them."""
+        pairs = sorted(
+            (_distance2(centre, anchor), segment, i)
+            for segment, anchor in self.anchors.items()
+            for i, centre in enumerate(centres)
+        )
+        taken: dict[int, int] = {}
+        for _d, segment, i in pairs:
+            if segment not in taken and i not in taken.values():
+                taken[segment] = i
+        retired = sorted(set(self.anchors) - set(taken))
+        self.retired.update(retired)
+        self.anchors = {segment: list(centres[i]) for segment, i in sorted(taken.items())}
+        self.members = {segment: self.members[segment] for segment in self.anchors}
+        for i, centre in enumerate(centres):
+            if i not in taken.values():
+                self._new(centre)
+                self.members[max(self.anchors)] = max(1, round(1 / (4 * self.smoothing)))
+        return retired
+
+    def bind(self, raw_ids: Sequence[int]) -> dict[int, int]:
+        """Raw ids → segments after a `reseed`, one to one: a raw id keeps a segment still
+        live, the others take the free segments in order. Returns the binding (raw ids left
+        without a segment are not in it: the clusterer should drop those centres), which
+        becomes the cache; `next_raw` numbers follow for segments left without a raw id."""
+        bound: dict[int, int] = {}
+        for raw in sorted(raw_ids):
+            segment = self._cache.get(raw)
+            if segment in self.anchors and segment not in bound.values():
+                bound[raw] = segment
+        free = [s for s in sorted(self.anchors) if s not in bound.values()]
+        spare = [raw for raw in sorted(raw_ids) if raw not in bound]
+        next_raw = max(raw_ids, default=-1) + 1
+        for segment in free:
+            raw = spare.pop(0) if spare else next_raw
+            next_raw += raw == next_raw
+            bound[raw] = segment
+        self._cache = dict(sorted(bound.items()))
+        return dict(self._cache)
+
     def _new(self, centre: Vector) -> int:
-        segment = max(self.anchors, default=-1) + 1
+        segment = max((*self.anchors, *self.retired), default=-1) + 1
         self.anchors[segment] = list(centre)
         self.members[segment] = 0
         return segment
@@ -206,6 +253,7 @@ class SegmentRegistry:
             "members": dict(self.members),
             "cache": dict(self._cache),
             "learned": self.learned,
+            "retired": sorted(self.retired),
         }
 
     @classmethod
@@ -216,4 +264,5 @@ class SegmentRegistry:
         made._cache = dict(data["cache"])
         made._token = token
         made.learned = data["learned"]
+        made.retired = set(data["retired"])
         return made

@@ -4,7 +4,10 @@
 learns from a user's profile at learn points (their 1st, 11th, 21st ... event, and every
 purchase for RFM), assigns users to segments cheaply (nearest anchor, RFM tier), and says
 what to publish: a `SegmentInfo` when a segment's readable name changes, a `SegmentModel` of
-the whole model every `publish_every` learned users, at the end of the warm-up and on drift.
+the whole model every `publish_every` learned users, at the end of the warm-up, on drift and
+after a re-fit. Every `refit_every_s` of event time the segments are re-fitted from batch
+k-means on a sample of users (`Segmenter.refit`), at the first learn point past the boundary:
+a place in event-time order, so every replica re-fits at the same point.
 
 Learn points are applied in **event-time order**, the same whichever worker or partition
 brought them (`state.event_order`): online k-means depends on the order it sees points in, and
@@ -85,6 +88,18 @@ class _Point:
     aged: Mapping[str, Any] | None = None  # an aged profile's (`observe_aged`)
 
 
+#: What a snapshot keeps of the configuration (a resume goes on as it ran).
+_SETTINGS = (
+    "learn_every",
+    "publish_every",
+    "drift_every",
+    "reorder_s",
+    "origins",
+    "refit_every_s",
+    "min_share",
+    "horizons",
+)
+
 #: Learn points sort before the settle point of the same update: settled after that event;
 #: an aged profile of the same version after both.
 _LEARN, _SETTLE, _AGED = 0, 1, 2
@@ -106,6 +121,10 @@ class Segmentation:
     info_version: int = 0
     last_drift: DriftReading | None = None
     origins: tuple[str, ...] = ()  # the source partitions to wait for (`state.event_order`)
+    refit_every_s: float = 0.0  # 0: never
+    min_share: float = 0.0  # a re-fit's smallest segment (share of the sample)
+    horizons: Mapping[str, float] = field(default_factory=dict)  # `state.user.feature_horizons`
+    next_refit: float | None = None  # event time of the next re-fit boundary
     order: EventTimeOrder[_Point] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -188,17 +207,42 @@ class Segmentation:
             p.features.get("spend_total", 0.0),
             now=p.ts,
         )
+        refitted = self._refit_due(p.ts)
         if not p.cluster:
+            self.segmenter.sample(p.features, p.device, p.user_id, p.ts)
+            if refitted:
+                self._publish_renamed(p.ts, out)
+                out.append(self.model_record(p.ts))
             return
-        segment = self.segmenter.learn_segment(p.features, p.device)
+        segment = self.segmenter.learn_segment(p.features, p.device, p.user_id, p.ts)
         if segment is not None:
             out.append(Joined(p.user_id, cluster_segment(segment)))
         self._publish_renamed(p.ts, out)
         drifted = self._watch_quality(segment)
         registry = self.segmenter.registry
         learned = registry.learned
-        if learned % self.publish_every == 0 or learned == registry.warmup or drifted:
+        due = learned % self.publish_every == 0 or learned == registry.warmup
+        if due or drifted or refitted:
             out.append(self.model_record(p.ts))
+
+    def _refit_due(self, ts: float) -> bool:
+        """Re-fit at the first learn point at or past the next boundary; True if it did."""
+        every = self.refit_every_s
+        if every <= 0:
+            return False
+        if self.next_refit is None:
+            self.next_refit = (ts // every + 1) * every
+            return False
+        if ts < self.next_refit:
+            return False
+        boundary = ts // every * every
+        self.next_refit = boundary + every
+        retired = self.segmenter.refit(boundary, self.horizons, self.min_share)
+        if retired is None:
+            return False
+        for number in retired:
+            self.names.pop(cluster_segment(number), None)
+        return True
 
     def assign(
         self, features: Mapping[str, float], device: str | None
@@ -214,8 +258,9 @@ class Segmentation:
         return segment, self.names.get(segment, ""), tier
 
     def forget(self, user_id: str) -> None:
-        """Erasure: the user leaves the RFM sample and the event-time order."""
+        """Erasure: the user leaves the RFM and profile samples and the event-time order."""
         self.rfm.forget(user_id)
+        self.segmenter.forget(user_id)
         self.order.discard(lambda p: p.user_id == user_id)
 
     def take_settles(self) -> list[Held[_Point]]:
@@ -271,6 +316,8 @@ class Segmentation:
             "devices": list(segmenter.devices),
             "warmup": registry.warmup,
             "ready": registry.ready,
+            "refits": segmenter.refits,
+            "retired": [cluster_segment(n) for n in sorted(registry.retired)],
             "segments": segments,
             "quality": self.quality(),
             "rfm": self._rfm_record(),
@@ -301,7 +348,7 @@ class Segmentation:
     def to_snapshot(self) -> dict[str, Any]:
         """Every part's snapshot, settings, published names, and the points held for their
         place in event-time order (each as a tuple of its fields)."""
-        settings = ("learn_every", "publish_every", "drift_every", "reorder_s", "origins")
+        settings = _SETTINGS
         drift = None if self.last_drift is None else tuple(self.last_drift)
         return {name: getattr(self, name) for name in settings} | {
             "segmenter": self.segmenter.to_snapshot(),
@@ -311,12 +358,13 @@ class Segmentation:
             "names": dict(self.names),
             "info_version": self.info_version,
             "last_drift": drift,
+            "next_refit": self.next_refit,
             "order": self.order.to_snapshot(_point_data),
         }
 
     @classmethod
     def from_snapshot(cls, data: Mapping[str, Any]) -> Segmentation:
-        settings = ("learn_every", "publish_every", "drift_every", "reorder_s", "origins")
+        settings = _SETTINGS
         drift = data["last_drift"]
         made = cls(
             Segmenter.from_snapshot(data["segmenter"]),
@@ -326,6 +374,7 @@ class Segmentation:
             names=dict(data["names"]),
             info_version=data["info_version"],
             last_drift=None if drift is None else DriftReading(*drift),
+            next_refit=data["next_refit"],
             **{name: data[name] for name in settings},
         )
         made.order = EventTimeOrder.from_snapshot(data["order"], _point)

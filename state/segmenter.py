@@ -1,7 +1,10 @@
 """Behavioural segments: an online River clusterer over a user's numeric features.
 
 Features are heavy-tailed (spend, view counts), so each is compressed with a signed log1p and
-then standardised online with `preprocessing.StandardScaler`; the device is one-hot encoded.
+then standardised over a sample of users, each with their latest learn point
+(`state.profile_sample`: over users, as a batch segmentation standardises, not over learn
+points); the device is one-hot encoded. `refit` re-seeds the clusterer from batch k-means on
+that sample (`state.segment_refit`).
 Every call feeds the SAME fixed set of dimensions, because River's KMeans invents random centre
 values for a name it meets for the first time and CluStream raises on one.
 
@@ -21,17 +24,21 @@ stable numbers over the clusterer's raw ids, each with a readable, unique name
 
 from __future__ import annotations
 
+import collections
 import copy
 import math
 import pickle
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 from river import preprocessing
 
-from state.clusterers import CLUSTERER_DEFAULTS, build_clusterer
-from state.context import CONTEXT_FEATURES
+from state.clusterers import CLUSTERER_DEFAULTS, OrderedKMeans, build_clusterer
+from state.feature_encoding import TRANSFORMS, default_transforms
+from state.profile_sample import ProfileSample, age_profile
 from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
+from state.segment_refit import refit_centres
 from state.segment_registry import SegmentRegistry
 from state.user import FEATURE_NAMES
 
@@ -44,38 +51,6 @@ OTHER_DEVICE = "other"
 #: A device joins the name when the cluster is mostly that device and clearly more than average.
 DEVICE_SHARE = 0.5
 DEVICE_LIFT = 0.15
-
-
-def _compress(value: float) -> float:
-    """Signed log1p: tames heavy tails; non-finite values count as 0."""
-    if not math.isfinite(value):
-        return 0.0
-    return math.copysign(math.log1p(abs(value)), value)
-
-
-def _expand(value: float) -> float:
-    return math.copysign(math.expm1(abs(value)), value)
-
-
-def _finite(value: float) -> float:
-    return value if math.isfinite(value) else 0.0
-
-
-#: How a feature is encoded before online standardisation, by name (config
-#: `segments.features`): "log" for counts, durations and money (heavy tails), "standard" for
-#: bounded values such as rates. Each entry is (forward, inverse).
-TRANSFORMS: dict[str, tuple[Callable[[float], float], Callable[[float], float]]] = {
-    "log": (_compress, _expand),
-    "standard": (_finite, _finite),
-}
-#: Features that are already bounded and read better without the log: rates, shares and
-#: the context mix's cyclical coordinates (`state.context`).
-_STANDARD_BY_DEFAULT = frozenset({"bounce_rate", *CONTEXT_FEATURES})
-
-
-def default_transforms(features: Sequence[str]) -> dict[str, str]:
-    """ "log" for every feature except known bounded ones: what the config's empty table means."""
-    return {f: "standard" if f in _STANDARD_BY_DEFAULT else "log" for f in features}
 
 
 class Segmenter:
@@ -99,6 +74,8 @@ class Segmenter:
         Learned users before segments exist (`state.segment_registry`).
     rename_distance
         How far a segment must move before its name is reconsidered (`state.segment_names`).
+    sample_size
+        Users the scaler and the re-fits are over (`state.profile_sample`).
     """
 
     def __init__(
@@ -111,6 +88,7 @@ class Segmenter:
         transforms: Mapping[str, str] | None = None,
         warmup: int = 300,
         rename_distance: float = 1.0,
+        sample_size: int = 4096,
     ) -> None:
         self.clusterer = clusterer
         self.params = dict(params or {})
@@ -130,7 +108,13 @@ class Segmenter:
         self._device_keys = {d: f"device={d}" for d in (*self.devices, OTHER_DEVICE)}
         self._model = build_clusterer(clusterer, self._with_warmup(warmup), seed)
         self._probe()
-        self._scaler = preprocessing.StandardScaler()
+        self._scaler = ProfileSample(self.features, sample_size, seed)
+        #: The point-weighted scaler of a model from before the sample (snapshot format 4):
+        #: it standardises until the sample holds `warmup` users, so a resumed model keeps
+        #: meaning what it meant.
+        self._fallback: preprocessing.StandardScaler | None = None
+        self._points = 0  # learn points without a user, each sampled as a user of its own
+        self.refits = 0
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
         # Segments start once the clusterer has warmed up too (WarmKMeans seeds its centres
@@ -170,16 +154,28 @@ class Segmenter:
         return {name: fwd(float(features.get(name, 0.0) or 0.0)) for name, fwd in self._forward}
 
     def _vector(self, numeric: dict[str, float], device: str) -> dict[str, float]:
-        x = self._scaler.transform_one(numeric)
+        x = self._standardiser().transform_one(numeric)
         for d, key in self._device_keys.items():
             x[key] = 1.0 if d == device else 0.0
         return x
 
-    def _learn(self, features: Mapping[str, float], device: str | None) -> dict[str, float]:
+    def _standardiser(self) -> ProfileSample | preprocessing.StandardScaler:
+        return self._scaler if self._fallback is None else self._fallback
+
+    def _learn(
+        self, features: Mapping[str, float], device: str | None, user: str | None, ts: float
+    ) -> dict[str, float]:
         """Update scaler and device counts; the point in scaled space, ready for the model."""
         numeric = self._numeric(features)
         dev = self._device(device)
-        self._scaler.learn_one(numeric)
+        if user is None:
+            self._points += 1
+            user = f"\x00point:{self._points}"
+        self._scaler.learn_one(user, numeric, features, device, ts)
+        if self._fallback is not None:
+            self._fallback.learn_one(numeric)
+            if len(self._scaler) >= self.registry.warmup:
+                self._fallback = None
         self._device_counts[dev] += 1
         self._n += 1
         return self._vector(numeric, dev)
@@ -191,9 +187,15 @@ class Segmenter:
         self._model.learn_one(x)
         return int(self._model.predict_one(x))
 
-    def learn_predict(self, features: Mapping[str, float], device: str | None) -> int:
+    def learn_predict(
+        self,
+        features: Mapping[str, float],
+        device: str | None,
+        user: str | None = None,
+        ts: float = 0.0,
+    ) -> int:
         """Learn from one user's current features; the clusterer's own (raw) cluster id."""
-        return self._learn_raw(self._learn(features, device))
+        return self._learn_raw(self._learn(features, device, user, ts))
 
     def predict(self, features: Mapping[str, float], device: str | None) -> int:
         """The clusterer's raw cluster id without learning (0 before anything was learned)."""
@@ -202,13 +204,73 @@ class Segmenter:
         x = self._vector(self._numeric(features), self._device(device))
         return int(self._model.predict_one(x))
 
-    def learn_segment(self, features: Mapping[str, float], device: str | None) -> int | None:
-        """Learn from one user's features; their stable segment (None during the warm-up).
+    def sample(
+        self, features: Mapping[str, float], device: str | None, user: str, ts: float
+    ) -> None:
+        """A user's newer profile for the sample only (a learn point the clusterer skips:
+        an RFM purchase point), so the scaler and re-fits see users as they stand."""
+        self._scaler.learn_one(user, self._numeric(features), features, device, ts)
+
+    def forget(self, user: str) -> None:
+        """Erasure: the user leaves the sample."""
+        self._scaler.forget(user)
+
+    def refit(
+        self, now: float, horizons: Mapping[str, float], min_share: float
+    ) -> list[int] | None:
+        """Re-seed the segments from batch k-means on the sampled users' profiles aged to
+        `now` (`state.segment_refit`); returns the segments retired, None when there was no
+        re-fit: only River's KMeans can take new centres (the others rebuild theirs), and
+        none happens before the warm-up is over or while the sample holds fewer users than
+        clusters."""
+        if not isinstance(self._model, OrderedKMeans) or not self.registry.ready:
+            return None
+        centres_by_raw, k = self._model.centers, int(self._model.n_clusters)
+        profiles = self._scaler.profiles()
+        if len(profiles) < k or self._fallback is not None:
+            return None
+        dims = self._dims()
+        aged = (age_profile(p.features, now - p.ts, horizons) for p in profiles)
+        vectors = [
+            self._vector(self._numeric(f), self._device(p.device))
+            for f, p in zip(aged, profiles, strict=True)
+        ]
+        points = np.array([[x[d] for d in dims] for x in vectors], dtype=float)
+        self.refits += 1
+        restarts = int(getattr(self._model, "restarts", 10))
+        centres = refit_centres(points, k, min_share, restarts, self.seed + self.refits)
+        retired = self.registry.reseed(centres.tolist())
+        self._bind(centres_by_raw)
+        for segment in retired:
+            self.namer.forget(segment)
+        for segment in sorted(self.registry.anchors):
+            self._rename(segment)
+        return retired
+
+    def _bind(self, centres: dict[int, Any]) -> None:
+        """River's centres := the anchors, one raw id per segment (spare ones dropped)."""
+        binding = self.registry.bind(sorted(centres))
+        factory = next(iter(centres.values())).default_factory
+        for raw in [raw for raw in centres if raw not in binding]:
+            del centres[raw]
+        for raw, segment in binding.items():
+            anchor = dict(zip(self._dims(), self.registry.anchors[segment], strict=True))
+            centres[raw] = collections.defaultdict(factory, anchor)
+
+    def learn_segment(
+        self,
+        features: Mapping[str, float],
+        device: str | None,
+        user: str | None = None,
+        ts: float = 0.0,
+    ) -> int | None:
+        """Learn from one user's features (at event time `ts`); their stable segment (None
+        during the warm-up). A point without a `user` is sampled as a user of its own.
 
         Names are refreshed for the segment that moved, so `names` always covers every
         segment handed out.
         """
-        x = self._learn(features, device)
+        x = self._learn(features, device, user, ts)
         raw = self._learn_raw(x)
         dims = self._dims()
         point = self.last_point = [x[k] for k in dims]
@@ -261,10 +323,11 @@ class Segmenter:
         """Anchor in feature units (transform and scaling undone) plus device shares."""
         centre = self._anchor(segment)
         out: dict[str, float] = {}
+        scaler = self._standardiser()
         for name in self.features:
             if name in centre:
-                std = math.sqrt(self._scaler.vars.get(name, 0.0))
-                encoded = centre[name] * std + self._scaler.means.get(name, 0.0)
+                std = math.sqrt(scaler.vars.get(name, 0.0))
+                encoded = centre[name] * std + scaler.means.get(name, 0.0)
                 inverse = TRANSFORMS[self.transforms[name]][1]
                 out[name] = round(inverse(encoded), 6) + 0.0  # no -0.0 in output
         for key in self._device_keys.values():
@@ -315,10 +378,13 @@ class Segmenter:
         token (the clusterer's centres object, compared to know when they were rebuilt)
         travels in the same pickle, so it is the same object after a resume."""
         token = self.registry._token
-        river = pickle.dumps((self._model, self._scaler, token), pickle.HIGHEST_PROTOCOL)
+        river = pickle.dumps((self._model, self._fallback, token), pickle.HIGHEST_PROTOCOL)
         settings = ("clusterer", "params", "features", "devices", "seed", "transforms")
         return {name: getattr(self, name) for name in settings} | {
             "river": river,
+            "sample": self._scaler.to_snapshot(),
+            "points": self._points,
+            "refits": self.refits,
             "device_counts": dict(self._device_counts),
             "n": self._n,
             "registry": self.registry.to_snapshot(),
@@ -338,7 +404,10 @@ class Segmenter:
             transforms=data["transforms"],
             warmup=registry["warmup"],
         )
-        made._model, made._scaler, token = pickle.loads(data["river"])  # our own store
+        made._model, made._fallback, token = pickle.loads(data["river"])  # our own store
+        if data["sample"] is not None:  # None: a format-4 model, its scaler the fallback
+            made._scaler = ProfileSample.from_snapshot(data["sample"])
+        made._points, made.refits = data["points"], data["refits"]
         made._device_counts = dict(data["device_counts"])
         made._n = data["n"]
         made.registry = SegmentRegistry.from_snapshot(registry, token)

@@ -28,6 +28,7 @@ import struct
 from typing import Any
 
 from state.context import ContextMix
+from state.user import feature_horizons
 
 __all__ = [
     "FORMAT",
@@ -45,8 +46,9 @@ __all__ = [
 #: large parts may be references to bases plus changes (`state.increments`), which a
 #: release of format 1 must refuse rather than misread. Format 3: a user's state holds its
 #: context mix. Format 4: a user's state holds its last event's type and time; a user's
-#: outputs, their output's `aged_to` and the last settled segments.
-FORMAT = 4
+#: outputs, their output's `aged_to` and the last settled segments. Format 5: the segment
+#: model keeps a sample of users' profiles (its scaler) and re-fits.
+FORMAT = 5
 #: Every envelope starts with these bytes (a pickle starts with b"\x80", never with NUL).
 MAGIC = b"\x00tailor-snapshot\x00"
 _VERSION = struct.Struct(">H")
@@ -132,4 +134,18 @@ def migrate(version: int, kind: str, data: Any) -> Any:
         provisional = data["provisional"]
         aged = None if provisional is None else (*provisional, 0.0)
         data = {**data, "provisional": aged, "settled": None}
+    if version < 5 and kind == "models" and "next_refit" not in data["segments"]:
+        data = {**data, "segments": _segments_to_5(data["segments"])}
     return data
+
+
+def _segments_to_5(segments: dict[str, Any]) -> dict[str, Any]:
+    """4 -> 5: the segment model gains re-fits, as shipped (weekly, 1% floor, the default
+    windows' horizons), and its segmenter a profile sample, empty: the old point-weighted
+    scaler standardises until the sample holds `warmup` users (`Segmenter`), so the
+    resumed model keeps meaning what it meant."""
+    segmenter = segments["segmenter"]
+    registry = {**segmenter["registry"], "retired": []}
+    segmenter = {**segmenter, "sample": None, "points": 0, "refits": 0, "registry": registry}
+    refits = {"refit_every_s": 604800.0, "min_share": 0.01, "horizons": feature_horizons()}
+    return {**segments, **refits, "next_refit": None, "segmenter": segmenter}

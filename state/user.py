@@ -33,6 +33,7 @@ __all__ = [
     "DEFAULT_WINDOWS_S",
     "FEATURE_NAMES",
     "UserState",
+    "feature_horizons",
     "feature_names",
     "profile_feature_names",
 ]
@@ -69,6 +70,20 @@ def profile_feature_names(windows_s: Iterable[float] = DEFAULT_WINDOWS_S) -> tup
 
 #: The numeric features every profile carries, in order, with the default windows.
 FEATURE_NAMES: tuple[str, ...] = feature_names()
+
+
+def feature_horizons(
+    windows_s: Iterable[float] = DEFAULT_WINDOWS_S,
+    session_gap_s: float = 1800.0,
+    rfm_window_s: float = 30 * 86400.0,
+) -> dict[str, float]:
+    """Feature → the age (seconds) past which it reads 0 with no new event: the open
+    session's, each view window's and the RFM window's counts (`profile_sample.age_profile`
+    ages a profile from these, where `aged_features` has the user's whole state)."""
+    horizons = dict.fromkeys(("session_duration", "session_events", "product_views"), session_gap_s)
+    horizons.update((f"views_{window_name(w)}", float(w)) for w in windows_s)
+    horizons.update(purchases_30d=rfm_window_s, spend_30d=rfm_window_s)
+    return horizons
 
 
 class UserState:

@@ -1,6 +1,7 @@
 """Prototype for re-seeding the online clusterer from batch k-means (issue 23's ARI target).
 
     python -m benchmarks.prototypes.refit [--data online-retail|cdnow] [--every-days 7]
+        [--population] [--rescale] [--schedules none,sample,sample-unaged,exact]
 
 A dataset's events (the worker's own adapter) are replayed in time order into one
 `UserState` per user; the default `Segmenter` learns at the models step's learn points (a
@@ -12,8 +13,11 @@ k-means centres, matched one to one to the current segments so ids stay):
 - sample: from a bottom-k sample of 4,096 users' profiles at their last learn point, aged to
   the boundary where a profile can be without its events (recency, and windows known empty);
   deterministic in the event-time order (what an in-worker refit could use);
+- sample-unaged: the same sample, each profile as it was at its learn point;
 - exact: from every user's profile aged exactly to the boundary (what a batch job over an
   aged Redis gives, `tailor resegment --reseed` from cron).
+
+`--schedules none,sample` runs only those.
 
 At the end, every user's profile aged to the last boundary is assigned by the online model
 and clustered by batch k-means on the same encoding (standardised over the users, as
@@ -181,6 +185,9 @@ def run(stream: list[Event], schedule: str, every: float) -> dict[str, Any]:
                 kept = sorted(sample, key=rank)[:SAMPLE]
                 aged = [aged_from_point(*sample[u], boundary) for u in kept]
                 reseed(seg, aged, k)
+            elif schedule == "sample-unaged":
+                kept = sorted(sample, key=rank)[:SAMPLE]
+                reseed(seg, [sample[u][0] for u in kept], k)
             spent += time.perf_counter() - started
             boundary += every
         state = users.setdefault(e.user_id, UserState())
@@ -218,6 +225,7 @@ def main() -> None:
     parser.add_argument(
         "--population", action="store_true", help="standardise over users' latest profiles"
     )
+    parser.add_argument("--schedules", default="none,sample,exact")
     args = parser.parse_args()
     global RESCALE, POPULATION
     RESCALE = args.rescale
@@ -229,7 +237,7 @@ def main() -> None:
         "| re-seeding |"
     )
     print("|---|---|---|---|---|---|")
-    for schedule in ("none", "sample", "exact"):
+    for schedule in args.schedules.split(","):
         r = run(stream, schedule, args.every_days * DAY)
         print(
             f"| {schedule} | {r['ari']:.3f} | {r['silhouette_online']:.3f} / "

@@ -24,6 +24,7 @@ from flows.worker import (
     build_source,
     model_params,
     quality_params,
+    unchecked_model_params,
     user_outputs_params,
     user_state_params,
 )
@@ -216,9 +217,21 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("validation", "event_types"): Reach(
         ["page_view"], lambda c: verdict(c, event(type_="click")), "unknown_type"
     ),
-    ("state", "session_gap_s"): Reach(600.0, lambda c: user(c).session_gap_s),
-    ("state", "windows_s"): Reach([60, 3600], lambda c: tuple(user(c).windows_s)),
-    ("state", "rfm_window_s"): Reach(86400.0, lambda c: user(c).rfm_window_s),
+    ("state", "session_gap_s"): Reach(
+        600.0,
+        lambda c: (user(c).session_gap_s, models(c).segments.horizons["session_events"]),
+        (600.0, 600.0),
+    ),
+    ("state", "windows_s"): Reach(
+        [60, 3600],
+        lambda c: (tuple(user(c).windows_s), unchecked_model_params(c).horizons.get("views_1m")),
+        ((60, 3600), 60.0),
+    ),
+    ("state", "rfm_window_s"): Reach(
+        86400.0,
+        lambda c: (user(c).rfm_window_s, models(c).segments.horizons["spend_30d"]),
+        (86400.0, 86400.0),
+    ),
     ("state", "interest_halflife_s"): Reach(3600.0, lambda c: user(c).interest_halflife_s),
     ("state", "top_categories"): Reach(3, lambda c: user(c).top_categories),
     ("state", "history_len"): Reach(7, lambda c: user(c).history_len),
@@ -251,6 +264,9 @@ REACH: dict[tuple[str, ...], Reach] = {
     ),
     ("segments", "rename_distance"): Reach(2.0, lambda c: segmenter(c).namer.rename_distance),
     ("segments", "publish_every"): Reach(50, lambda c: models(c).segments.publish_every),
+    ("segments", "refit_every_s"): Reach(86400.0, lambda c: models(c).segments.refit_every_s),
+    ("segments", "sample_size"): Reach(100, lambda c: segmenter(c)._scaler.size),
+    ("segments", "min_share"): Reach(0.05, lambda c: models(c).segments.min_share),
     ("segments", "features"): Reach(
         {"spend_30d": "standard", "views_24h": "log"}, lambda c: segmenter(c).transforms
     ),

@@ -74,7 +74,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "1712e711ef743854efbf54d26774239e06fdb150176a8a7aa5b983ec3f339887",
+        "b14f186b869f0d5b6b4959dbebc52cf3208fa205f8110f566e1f2b8e18f449e8",
     )
     assert whole == (
         5802,
@@ -87,5 +87,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "e21a6120c69f68ea1bb60d650adfe25e03090993620565815d951e085a10263c",
+        "6160cad0b080a9db900a5af4f157ac684591021db062d0b14985b9812b358d84",
     )

@@ -10,7 +10,7 @@ import orjson
 import redis
 
 from flows.config import load_config
-from flows.resegment import KS, STABLE, resegment
+from flows.resegment import KS, STABLE, aged_alike, resegment
 from flows.worker import model_params
 from operators.keys import resegment_key, user_key
 from tests.flows.cli_support import png_size, run_cli
@@ -67,3 +67,21 @@ def test_resegment_compares_batch_clusters_with_the_live_segments(
     printed = tailor(redis_url, tmp_path, "resegment", "--json")
     assert printed.returncode == 0, printed.stderr[-3000:]
     assert orjson.loads(printed.stdout)["agreement"] == kept["agreement"]
+
+
+def test_stored_profiles_are_compared_as_they_stand_at_the_newest_moment() -> None:
+    """The worker writes an aged profile only when its segments change, so stored profiles
+    are as of different days; batch must see each user as of the same moment."""
+    from state.user import feature_horizons
+
+    day = 86400.0
+    fresh = {"features": {"recency_days": 0.0, "views_24h": 4.0}, "last_event_ts": 100 * day}
+    lapsed = {
+        "features": {"recency_days": 3.0, "views_24h": 0.0, "purchases_30d": 2.0},
+        "last_event_ts": 50 * day,
+        "aged_to": 60 * day,
+    }
+    aged = aged_alike([fresh, lapsed], feature_horizons())
+    assert aged[0]["features"] == fresh["features"]
+    assert aged[1]["features"] == {"recency_days": 43.0, "views_24h": 0.0, "purchases_30d": 0.0}
+    assert aged[1]["aged_to"] == 60 * day  # the rest of the profile as stored

@@ -46,9 +46,16 @@ def test_profile_fields_and_segments() -> None:
     user_outs = user_outputs(outs)
     assert infos, "the first time a cluster is named, its SegmentInfo is emitted"
     assert [o.segment for o in user_outs[:3]] == ["", "", ""]  # warm-up: no cluster yet
-    for o in user_outs[4:]:  # the newest info before an output names the output's segment alike
+    for o in user_outs[4:]:
+        # the newest info at the output's place in event time names its segment alike (an
+        # output settled at its place keeps the name of then, though a rename came out with it)
         before = outs[: outs.index(o)]
-        info = [i for i in before if isinstance(i, SegmentInfo) and i.segment == o.segment][-1]
+        at = o.updated_at
+        info = [
+            i
+            for i in before
+            if isinstance(i, SegmentInfo) and i.segment == o.segment and i.changed_at <= at
+        ][-1]
         assert info.name == o.segment_name
     assert set(infos[0].centroid) >= set(DEFAULT_FEATURES)
     assert [i.version for i in infos] == list(range(1, len(infos) + 1))

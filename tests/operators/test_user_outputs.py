@@ -161,7 +161,8 @@ def test_the_models_send_tests_in_learning_order_and_draft_after_learning() -> N
 
 def test_the_models_state_keeps_nothing_per_user_for_outputs() -> None:
     """No provisional outputs, no last lists: a mostpop-served run leaves no user id in the
-    models' snapshot but in the RFM sample (buyers only; these users never buy)."""
+    models' snapshot but in the bounded samples of users the segments are fitted over (the
+    RFM tiers': buyers only, and these users never buy; the segmenter's profiles)."""
     # no reorder allowance: no learn point waits in the event-time order with its user's id
     params = model_params(warmup=4, k=3, variant_models={"all": "mostpop"}, reorder_s=0.0)
     step = ModelsLogic(params)
@@ -170,7 +171,10 @@ def test_the_models_state_keeps_nothing_per_user_for_outputs() -> None:
         step.on_batch(updates[start : start + 7])
     assert not hasattr(step.state, "provisional") and not hasattr(step.state.recs, "shown")
     users = {f"u{n}" for n in range(20)}
-    assert not strings(snapshots.decode(step.snapshot(), "models")) & users
+    data = snapshots.decode(step.snapshot(), "models")
+    sampled = data["segments"]["segmenter"].pop("sample")
+    assert set(sampled["members"]) == users  # fewer than the sample's size: every one
+    assert not strings(data) & users
 
 
 def strings(data: object) -> set[str]:

@@ -21,7 +21,7 @@ from tests.settings_support import model_params, state_params
 
 def test_an_envelope_carries_the_format_and_the_kind() -> None:
     blob = snapshots.encode("models", {"counts": np.arange(3), "ids": ["a", "b"]})
-    assert FORMAT == 4
+    assert FORMAT == 5
     assert blob.startswith(MAGIC + struct.pack(">H", FORMAT) + b"models\x00")
     assert snapshots.header(blob) == (FORMAT, "models")
     assert snapshots.problem(blob) is None
@@ -136,3 +136,41 @@ def test_a_format_3_user_snapshot_resumes_without_a_last_event() -> None:
     assert resumed.last_event is None and resumed.features() == user.features()
     resumed.update(Event("2", "u", "page_view", 1_700_000_100.0))
     assert resumed.last_event == ("page_view", 1_700_000_100.0)
+
+
+def test_a_format_4_segment_model_resumes_on_its_old_scaler_until_the_sample_fills() -> None:
+    """Format 5 standardises over a sample of users and re-fits. A format-4 model (River's
+    point-weighted scaler, no sample) resumes assigning exactly as it did, and hands over to
+    the sample once it holds `warmup` users."""
+    from river import preprocessing
+
+    from state.segmenter import Segmenter
+
+    segmenter = Segmenter(features=("spend_30d", "views_24h"), warmup=20, params={"n_clusters": 2})
+    old_scaler = preprocessing.StandardScaler()
+    for n in range(40):
+        features = {"spend_30d": 900.0 * (n % 2) + n, "views_24h": float(n % 7)}
+        segmenter.learn_segment(features, None, f"u{n}", float(n))
+        old_scaler.learn_one(segmenter._numeric(features))
+    logic = ModelsLogic(model_params())
+    logic.state.segments.segmenter = segmenter
+    data = logic.state.to_snapshot()
+    seg = data["segments"]
+    for key in ("refit_every_s", "min_share", "horizons", "next_refit"):
+        del seg[key]
+    model, _fallback, token = pickle.loads(seg["segmenter"]["river"])
+    seg["segmenter"]["river"] = pickle.dumps((model, old_scaler, token))
+    for key in ("sample", "points", "refits"):
+        del seg["segmenter"][key]
+    del seg["segmenter"]["registry"]["retired"]
+    blob = MAGIC + struct.pack(">H", 4) + b"models\x00" + pickle.dumps(data)
+
+    resumed = ModelsState.from_snapshot(snapshots.decode(blob, "models")).segments
+    probe = {"spend_30d": 450.0, "views_24h": 3.0}
+    scaled = old_scaler.transform_one(resumed.segmenter._numeric(probe))
+    point = [scaled["spend_30d"], scaled["views_24h"], 0.0, 0.0, 0.0, 1.0]
+    assert resumed.segmenter.segment(probe, None) == resumed.segmenter.registry.nearest(point)
+    assert resumed.refit_every_s == 604800.0 and resumed.segmenter.registry.retired == set()
+    for n in range(20):
+        resumed.segmenter.learn_segment({"spend_30d": float(n)}, None, f"v{n}", 100.0 + n)
+    assert resumed.segmenter._fallback is None and len(resumed.segmenter._scaler) == 20
