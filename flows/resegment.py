@@ -41,6 +41,7 @@ from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouett
 from flows.lookup import text
 from operators.keys import resegment_key, segments_key, user_key
 from operators.model_params import ModelParams
+from state.feature_encoding import Z_CLIP
 from state.profile_sample import age_profile
 from state.segmenter import TRANSFORMS, default_transforms
 
@@ -87,8 +88,8 @@ class Resegmented:
 
 
 def encode(params: ModelParams, profiles: list[dict[str, Any]]) -> np.ndarray:
-    """The clusterer's encoding of stored profiles, standardised over them, devices one-hot
-    (unscaled), as the online segmenter sees a profile."""
+    """The clusterer's encoding of stored profiles, standardised over them and clipped to
+    ±`Z_CLIP`, devices one-hot (unscaled), as the online segmenter sees a profile."""
     transforms = {**default_transforms(params.features), **(params.transforms or {})}
     columns = [
         [TRANSFORMS[transforms[name]][0](float(p["features"].get(name, 0.0))) for p in profiles]
@@ -97,6 +98,7 @@ def encode(params: ModelParams, profiles: list[dict[str, Any]]) -> np.ndarray:
     matrix = np.array(columns, dtype=float).T.reshape(len(profiles), len(params.features))
     std = matrix.std(axis=0)
     matrix = (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1.0)
+    matrix = np.clip(matrix, -Z_CLIP, Z_CLIP)
     devices = [
         [1.0 if p.get("device") == d else 0.0 for d in params.segments.devices] for p in profiles
     ]

@@ -11,7 +11,8 @@ and variances are over those users. Membership does not depend on arrival order,
 sample is bounded, so every replica of the models holds the same one.
 
 The same profiles, aged to a boundary (`age_profile`: what the profile would read then with no
-new event), are what a re-fit clusters (`state.segment_refit`).
+new event), are what a re-fit clusters (`state.segment_refit`); from the first re-fit on, the
+moments are those of the aged profiles, fixed until the next (`fix`).
 
 >>> sample = ProfileSample(("spend",), size=2)
 >>> for user, spend in (("a", 1.0), ("b", 3.0), ("a", 5.0)):
@@ -30,6 +31,8 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from state.session import Session
 
 __all__ = ["ProfileSample", "SampledProfile", "age_profile"]
 
@@ -56,13 +59,16 @@ def age_profile(
     cap_days: float = 365.0,
 ) -> dict[str, float]:
     """A profile as it would read `age_s` seconds after it was taken, from the profile alone:
-    recency grows (to `cap_days`), and a feature whose `horizons` entry is shorter than the
-    age reads 0 (a view window, the purchases of the RFM window, the open session). Exact for
-    recency and for windows the age has left behind, approximate inside a window (only the
-    user's state knows when its events were: `UserState.aged_features` is the exact form)."""
+    recency grows (to `cap_days`), the open session closes once the age passes its horizon
+    (`Session.closed`), and a feature whose `horizons` entry is shorter than the age reads 0
+    (a view window, the purchases of the RFM window). Exact for recency, the session and
+    windows the age has left behind, approximate inside a window (only the user's state
+    knows when its events were: `UserState.aged_features` is the exact form)."""
     out = dict(features)
     if age_s <= 0:
         return out
+    if age_s > horizons.get("session_events", math.inf):
+        out = Session.closed(out)
     if "recency_days" in out:
         out["recency_days"] = min(cap_days, out["recency_days"] + age_s / DAY_S)
     for name, horizon in horizons.items():
@@ -96,8 +102,31 @@ class ProfileSample:
         self._sums = dict.fromkeys(self.features, 0.0)
         self._squares = dict.fromkeys(self.features, 0.0)
         self._changes = 0
-        self.means: dict[str, float] = dict.fromkeys(self.features, 0.0)
-        self.vars: dict[str, float] = dict.fromkeys(self.features, 0.0)
+        self._means: dict[str, float] = dict.fromkeys(self.features, 0.0)
+        self._vars: dict[str, float] = dict.fromkeys(self.features, 0.0)
+        #: Moments fixed by `fix` (over the profiles aged to a re-fit), used instead of the
+        #: running ones from then on.
+        self.fixed: tuple[dict[str, float], dict[str, float]] | None = None
+
+    @property
+    def means(self) -> dict[str, float]:
+        return self._means if self.fixed is None else self.fixed[0]
+
+    @property
+    def vars(self) -> dict[str, float]:
+        return self._vars if self.fixed is None else self.fixed[1]
+
+    def fix(self, encoded: Sequence[Mapping[str, float]]) -> None:
+        """Standardise from now on over `encoded` (the sampled profiles aged to a re-fit's
+        moment): users as they stand then, as batch sees them, not as of their learn points
+        (on Online Retail every learn point is a purchase, so recency there is always 0)."""
+        means, variances = {}, {}
+        for f in self.features:
+            column = [e[f] for e in encoded]
+            mean = math.fsum(column) / len(column)
+            means[f] = mean
+            variances[f] = math.fsum((v - mean) ** 2 for v in column) / len(column)
+        self.fixed = (means, variances)
 
     def __len__(self) -> int:
         return len(self._members)
@@ -159,8 +188,8 @@ class ProfileSample:
         n = len(self._members)
         for f in self.features:
             mean = self._sums[f] / n if n else 0.0
-            self.means[f] = mean
-            self.vars[f] = max(0.0, self._squares[f] / n - mean * mean) if n else 0.0
+            self._means[f] = mean
+            self._vars[f] = max(0.0, self._squares[f] / n - mean * mean) if n else 0.0
 
     def _exact(self) -> None:
         encoded = [p.encoded for _h, p in self._members.values()]
@@ -193,6 +222,7 @@ class ProfileSample:
             "sums": dict(self._sums),
             "squares": dict(self._squares),
             "changes": self._changes,
+            "fixed": self.fixed,
         }
 
     @classmethod
@@ -205,4 +235,5 @@ class ProfileSample:
         made._sums, made._squares = dict(data["sums"]), dict(data["squares"])
         made._changes = data["changes"] - 1  # `_refresh` counts one
         made._refresh()
+        made.fixed = data["fixed"]
         return made

@@ -35,7 +35,7 @@ import numpy as np
 from river import preprocessing
 
 from state.clusterers import CLUSTERER_DEFAULTS, OrderedKMeans, build_clusterer
-from state.feature_encoding import TRANSFORMS, default_transforms
+from state.feature_encoding import TRANSFORMS, clip_z, default_transforms
 from state.profile_sample import ProfileSample, age_profile
 from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
 from state.segment_refit import refit_centres
@@ -154,7 +154,7 @@ class Segmenter:
         return {name: fwd(float(features.get(name, 0.0) or 0.0)) for name, fwd in self._forward}
 
     def _vector(self, numeric: dict[str, float], device: str) -> dict[str, float]:
-        x = self._standardiser().transform_one(numeric)
+        x = {f: clip_z(v) for f, v in self._standardiser().transform_one(numeric).items()}
         for d, key in self._device_keys.items():
             x[key] = 1.0 if d == device else 0.0
         return x
@@ -230,10 +230,10 @@ class Segmenter:
         if len(profiles) < k or self._fallback is not None:
             return None
         dims = self._dims()
-        aged = (age_profile(p.features, now - p.ts, horizons) for p in profiles)
+        aged = [self._numeric(age_profile(p.features, now - p.ts, horizons)) for p in profiles]
+        self._scaler.fix(aged)
         vectors = [
-            self._vector(self._numeric(f), self._device(p.device))
-            for f, p in zip(aged, profiles, strict=True)
+            self._vector(n, self._device(p.device)) for n, p in zip(aged, profiles, strict=True)
         ]
         points = np.array([[x[d] for d in dims] for x in vectors], dtype=float)
         self.refits += 1

@@ -14,7 +14,7 @@ gives the same sessions in a second as it did live.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from river import stats
@@ -109,6 +109,26 @@ class Session:
     def bounce_rate(self) -> float:
         """Share of completed sessions with exactly one event; the open one is not judged yet."""
         return self.bounces / self.completed if self.completed else 0.0
+
+    @staticmethod
+    def closed(features: Mapping[str, float]) -> dict[str, float]:
+        """Session features (`aged`'s names) with the open session closed, from the features
+        alone: `session_count` counts the open session, so `session_count - 1` completed
+        ones make the averages. What `aged` gives past the gap, for a profile without its
+        state (`state.profile_sample.age_profile`)."""
+        out = dict(features)
+        events = out.get("session_events", 0.0)
+        if events <= 0:
+            return out
+        completed = max(0.0, out.get("session_count", 1.0) - 1.0)
+        done = completed + 1.0
+        out["avg_session_duration"] = (
+            completed * out.get("avg_session_duration", 0.0) + out.get("session_duration", 0.0)
+        ) / done
+        out["avg_session_events"] = (completed * out.get("avg_session_events", 0.0) + events) / done
+        out["bounce_rate"] = (completed * out.get("bounce_rate", 0.0) + (events == 1)) / done
+        out.update(session_duration=0.0, session_events=0.0, product_views=0.0)
+        return out
 
     def aged(self, now: float) -> dict[str, float]:
         """The session features as they stand at `now` (not before the newest event): the

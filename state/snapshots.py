@@ -145,7 +145,7 @@ def _segments_to_5(segments: dict[str, Any]) -> dict[str, Any]:
     scaler standardises until the sample holds `warmup` users (`Segmenter`), so the
     resumed model keeps meaning what it meant."""
     segmenter = segments["segmenter"]
-    registry = {**segmenter["registry"], "retired": []}
+    registry = {**segmenter["registry"], "retired": [], "held": False}
     segmenter = {**segmenter, "sample": None, "points": 0, "refits": 0, "registry": registry}
     refits = {"refit_every_s": 604800.0, "min_share": 0.01, "horizons": feature_horizons()}
     return {**segments, **refits, "next_refit": None, "segmenter": segmenter}

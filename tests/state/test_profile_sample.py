@@ -84,3 +84,19 @@ def test_an_aged_profile_from_a_learn_point_matches_the_users_own_aging_where_ex
         assert aged[name] == pytest.approx(exact[name]), name
     assert aged["purchases_total"] == exact["purchases_total"] == 1.0
     assert age_profile({"recency_days": 364.0}, 5 * 86400.0, {}) == {"recency_days": 365.0}
+
+
+def test_a_session_closed_from_the_features_alone_is_what_the_state_gives_past_the_gap() -> None:
+    from state.session import Session
+
+    user = UserState()
+    times = [0.0, 60.0, 5000.0, 5030.0, 5100.0, 20000.0]  # sessions of 2, 3 and 1 events
+    for n, at in enumerate(times):
+        user.update(Event(str(n), "u", "page_view", 1_700_000_000.0 + at, item_id="a"))
+    later = 1_700_000_000.0 + 30000.0
+    features = user.features()
+    exact = user.session.aged(later)
+    closed = Session.closed(features)
+    for name, value in exact.items():
+        assert closed[name] == pytest.approx(value), name
+    assert closed["bounce_rate"] == pytest.approx(1 / 3)

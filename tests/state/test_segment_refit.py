@@ -120,3 +120,42 @@ def test_an_erased_user_leaves_the_sample() -> None:
     assert "u5" in seg.segmenter._scaler
     seg.forget("u5")
     assert "u5" not in seg.segmenter._scaler
+
+
+def test_after_a_refit_the_anchors_hold_still_until_the_next() -> None:
+    """Learn points are profiles taken at events (the recently active users): letting them
+    move the re-fitted anchors pulls the batch answer back towards those users."""
+    stream = drifting(1500)
+    seg = learned(stream[:1000])
+    moving = {s: list(a) for s, a in seg.registry.anchors.items()}
+    for ts, (user, features) in enumerate(stream[1000:1100], start=1000):
+        seg.learn_segment(features, None, user, float(ts))
+    assert seg.registry.anchors != moving  # before any re-fit, anchors follow the points
+    seg.refit(1100.0, {}, 0.0)
+    held = {s: list(a) for s, a in seg.registry.anchors.items()}
+    members = dict(seg.registry.members)
+    for ts, (user, features) in enumerate(stream[1100:], start=1100):
+        seg.learn_segment(features, None, user, float(ts))
+    assert seg.registry.anchors == held
+    assert sum(seg.registry.members.values()) == sum(members.values()) + 400
+
+
+def test_a_refit_standardises_over_the_sampled_users_aged_to_its_moment() -> None:
+    """From the first re-fit on, the moments are those of the sample aged to the re-fit: on
+    a shop where every learn point is a purchase, recency at learn points is always 0, and
+    only aged profiles give it a spread."""
+    day = 86400.0
+    seg = Segmenter(features=("recency_days", "spend_30d"), params={"n_clusters": 2}, warmup=20)
+    for n in range(60):
+        features = {"recency_days": 0.0, "spend_30d": float(10 + n % 3)}
+        seg.learn_segment(features, None, f"u{n}", n * day)
+    assert seg._scaler.vars["recency_days"] == 0.0
+    seg.refit(60 * day, {"spend_30d": 30 * day}, 0.0)
+    ages = [60 - n for n in range(60)]
+    encoded = [math.log1p(float(a)) for a in ages]
+    mean = sum(encoded) / len(encoded)
+    assert math.isclose(seg._scaler.means["recency_days"], mean, rel_tol=1e-12)
+    assert seg._scaler.vars["recency_days"] > 0.5
+    # a month on, the 30-day spend of the users who bought more than 30 days ago reads 0
+    spend = [0.0 if a > 30 else math.log1p(10 + n % 3) for n, a in enumerate(ages)]
+    assert math.isclose(seg._scaler.means["spend_30d"], sum(spend) / 60, rel_tol=1e-12)

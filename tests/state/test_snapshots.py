@@ -162,7 +162,7 @@ def test_a_format_4_segment_model_resumes_on_its_old_scaler_until_the_sample_fil
     seg["segmenter"]["river"] = pickle.dumps((model, old_scaler, token))
     for key in ("sample", "points", "refits"):
         del seg["segmenter"][key]
-    del seg["segmenter"]["registry"]["retired"]
+    del seg["segmenter"]["registry"]["retired"], seg["segmenter"]["registry"]["held"]
     blob = MAGIC + struct.pack(">H", 4) + b"models\x00" + pickle.dumps(data)
 
     resumed = ModelsState.from_snapshot(snapshots.decode(blob, "models")).segments
