@@ -2,6 +2,7 @@
 
     flock /work/wt/measure.lock python -m benchmarks.real_segments [--data online-retail]
         [--compare "segments.params.n_clusters=6;segments.params.halflife=0.5" ...] [--json]
+        [--plot FILE]
 
 Replays a whole dataset (`online-retail`: UCI Online Retail, 4,338 customers; `cdnow`: 23,570
 customers) through the real worker (`source.kind = "replay"`, the dataset's adapter, the
@@ -118,8 +119,8 @@ def silhouette(matrix: np.ndarray, labels: list[Any]) -> float:
     return float(silhouette_score(matrix, labels, sample_size=sample, random_state=SEED))
 
 
-def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
-    """Replay, then score what Redis holds."""
+def measure(config: Config, client: redis.Redis, plot: Path | None = None) -> dict[str, Any]:
+    """Replay, then score what Redis holds (`plot`: also draw `tailor resegment --plot`)."""
     client.flushall()
     started = time.perf_counter()
     run_main(build_redis_flow(config))
@@ -132,7 +133,7 @@ def measure(config: Config, client: redis.Redis) -> dict[str, Any]:
     batch = KMeans(n_clusters=len(live), n_init=10, random_state=SEED).fit_predict(matrix)
     again = KMeans(n_clusters=len(live), n_init=10, random_state=SEED + 1).fit_predict(matrix)
     agree, customers = rfm_agreement(users)
-    checked = resegment(client, PREFIX, model_params(config))
+    checked = resegment(client, PREFIX, model_params(config), plot=plot)
     return {
         "resegment": render(checked) if checked is not None else [],
         "seconds": seconds,
@@ -159,16 +160,17 @@ def main() -> None:
         help="another configuration: section.key=value settings separated by ';'",
     )
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--plot", type=Path, help="draw the first row's resegment plot here")
     args = parser.parse_args()
     runs = [[], *([s for s in c.split(";") if s] for c in args.compare)]
     server, url = start_server()
     client = redis.Redis.from_url(url)
     rows = []
     try:
-        for settings in runs:
-            rows.append(
-                {"settings": settings, **measure(configured(url, args.data, settings), client)}
-            )
+        for n, settings in enumerate(runs):
+            plot = args.plot if n == 0 else None
+            config = configured(url, args.data, settings)
+            rows.append({"settings": settings, **measure(config, client, plot)})
     finally:
         server.terminate()
     if args.json:

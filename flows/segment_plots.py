@@ -14,6 +14,7 @@ Agg canvas (no screen needed), seeded, as PNG.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -30,10 +31,13 @@ SEED = 42
 MAX_POINTS = 20_000
 
 
-def _scatter(ax: Axes, xy: np.ndarray, labels: Sequence[str], title: str) -> None:
-    for index, label in enumerate(sorted(set(labels))):
+def _scatter(
+    ax: Axes, xy: np.ndarray, labels: Sequence[str], title: str, colours: dict[str, int]
+) -> None:
+    for label in sorted(set(labels)):
         mask = np.array([value == label for value in labels])
-        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, color=f"C{index % 10}", label=label)
+        colour = f"C{colours[label] % 10}"
+        ax.scatter(xy[mask, 0], xy[mask, 1], s=6, alpha=0.6, color=colour, label=label)
     ax.set_title(title)
     ax.set_xlabel("principal component 1")
     ax.set_ylabel("principal component 2")
@@ -58,8 +62,11 @@ def plot_resegment(
     fig = Figure(figsize=(20, 7))  # no pyplot: no global state, no screen, Agg on save
     axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1, 1, 1.1]})
     kept = [int(i) for i in rows]
-    _scatter(axes[0], xy, [readable[i] for i in kept], "live segments")
-    _scatter(axes[1], xy, [f"batch:{batch[i]}" for i in kept], "batch k-means")
+    clusters = [f"batch:{b}" for b in batch]
+    colours = {label: n for n, label in enumerate(sorted(set(readable)))}
+    colours |= _matched(readable, clusters, colours)
+    _scatter(axes[0], xy, [readable[i] for i in kept], "live segments", colours)
+    _scatter(axes[1], xy, [clusters[i] for i in kept], "batch k-means", colours)
     segments = sorted(set(live))
     means = np.array(
         [matrix[np.array(live) == s][:, : len(features)].mean(axis=0) for s in segments]
@@ -70,6 +77,21 @@ def plot_resegment(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
     return path
+
+
+def _matched(live: Sequence[str], batch: Sequence[str], colours: dict[str, int]) -> dict[str, int]:
+    """Each batch cluster takes the colour of the live segment it shares most users with
+    (one to one, largest overlap first), so agreeing panels look alike; the rest take
+    colours no live segment has."""
+    overlap = Counter(zip(batch, live, strict=True))
+    matched: dict[str, int] = {}
+    used: set[str] = set()
+    for (cluster, segment), _n in sorted(overlap.items(), key=lambda kv: (-kv[1], kv[0])):
+        if cluster not in matched and segment not in used:
+            matched[cluster] = colours[segment]
+            used.add(segment)
+    spare = iter(range(len(colours), len(colours) + len(set(batch))))
+    return {c: matched[c] if c in matched else next(spare) for c in sorted(set(batch))}
 
 
 def _heat(fig: Figure, ax: Axes, rows: list[str], columns: list[str], values: np.ndarray) -> None:

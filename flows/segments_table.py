@@ -164,6 +164,8 @@ def quality_line(client: redis.Redis, prefix: str) -> str:
         parts.append(f"silhouette {quality['silhouette']:.2f}")
     if "drift" in quality:
         parts.append(f"drift {quality['drift']:.2f}σ ({quality.get('drift_events', 0)} events)")
+    if model.get("refits"):
+        parts.append(f"re-fitted {model['refits']} times")
     if churn:
         parts.append(f"moves this hour {churn.get('moves', '0')}")
     return ", ".join(parts)

@@ -85,5 +85,8 @@ def test_a_segment_a_refit_retired_is_shown_apart_even_while_it_drains(r: redis.
     rows = {x.segment: x for x in read_rows(r, P)}
     assert rows["cluster:7"].status.startswith("retired at a re-fit")
     assert "3 users" in rows["cluster:7"].status and rows["cluster:2"].status == "live"
+    record["refits"] = 4
+    r.hset(f"{P}:segments:model", "record", orjson.dumps(record))
+    assert ", re-fitted 4 times, " in quality_line(r, P)
     lines = render_table(list(rows.values()))
     assert lines[lines.index("not live:") + 1].startswith("cluster:7")
