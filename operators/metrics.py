@@ -99,6 +99,10 @@ SEGMENT_DRIFT = Gauge(
 SEGMENT_DRIFT_EVENTS = Counter(
     "tailor_segment_drift_events", "Times the segment structure moved past the drift threshold."
 )
+SEGMENT_REFITS = Counter(
+    "tailor_segment_refits",
+    "Times the segments were re-fitted from batch k-means on the sample of users.",
+)
 SEGMENT_CORRECTIONS = Counter(
     "tailor_segment_corrections",
     "User outputs re-sent because their segments settled, in event-time order, otherwise "

@@ -49,6 +49,7 @@ from operators.metrics import (
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
     SEGMENT_LATE,
+    SEGMENT_REFITS,
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
@@ -180,6 +181,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         else:
             self.state = resume_state if resume_state is not None else ModelsState.fresh(params)
         self._drift_events_reported = self.state.segments.drift.events  # counted before
+        self._refits_reported = self.state.segments.segmenter.refits
         self._late_reported = self.state.segments.order.late
         #: Sends segment news (one replica of several does: `operators.replicas`).
         self.publishes = True
@@ -372,6 +374,9 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
             SEGMENT_DRIFT_EVENTS.inc(segments.drift.events - self._drift_events_reported)
             self._drift_events_reported = segments.drift.events
         SEGMENTS_LEARNED.set(segments.segmenter.registry.learned)
+        if segments.segmenter.refits > self._refits_reported:
+            SEGMENT_REFITS.inc(segments.segmenter.refits - self._refits_reported)
+            self._refits_reported = segments.segmenter.refits
 
     def _recommend(self, u: UserUpdate) -> tuple[str, tuple[Recommendation, ...]]:
         """Variant and recommendations at the user's last update, from the models as they

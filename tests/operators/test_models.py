@@ -318,3 +318,19 @@ def test_a_resume_keeps_the_outputs_waiting_to_be_settled() -> None:
     outs += feed(resumed, 32, len(updates)) + list(resumed.on_eof()[0])
     assert outs == outs_whole
     assert any(isinstance(o, ForUser) and o.settlements for o in outs[-5:])
+
+
+def test_refits_are_published_and_counted() -> None:
+    """Each re-fit publishes the segment model as a new version with its count of re-fits,
+    and `tailor_segment_refits_total` counts them."""
+    from prometheus_client import REGISTRY
+
+    before = REGISTRY.get_sample_value("tailor_segment_refits_total") or 0.0
+    updates = shopping(30)
+    span = updates[-1].event.ts - updates[0].event.ts
+    outs = run(updates, model_params(warmup=4, k=3, refit_every_s=span / 8), batch_size=10)
+    models = [o for o in outs if isinstance(o, SegmentModel)]
+    refits = [m.record["refits"] for m in models]
+    assert refits[-1] >= 3 and refits == sorted(refits)
+    after = REGISTRY.get_sample_value("tailor_segment_refits_total") or 0.0
+    assert after - before == refits[-1]
