@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
@@ -48,6 +48,8 @@ from operators.stream_read import BoundedStreamReader, StreamInfo, StreamRead
 START_ID = "0-0"
 BACKOFF_BASE_S = 0.1
 BACKOFF_CAP_S = 5.0
+#: redis-py's capped exponential backoff, without jitter: one reader per partition.
+_BACKOFF = ExponentialBackoff(cap=BACKOFF_CAP_S, base=BACKOFF_BASE_S)
 LAG_INTERVAL_S = 5.0
 _WHOLE: tuple[None, None] = (None, None)
 
@@ -75,7 +77,7 @@ def backoff_s(failures: int) -> float:
     >>> [backoff_s(n) for n in (1, 2, 3, 7, 50)]
     [0.1, 0.2, 0.4, 5.0, 5.0]
     """
-    return min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** min(failures - 1, 32))
+    return _BACKOFF.compute(min(failures - 1, 32))
 
 
 class LagCounter:

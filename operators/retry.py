@@ -71,7 +71,9 @@ class RetryPolicy:
     """How often and how patiently to retry: capped exponential backoff with full jitter.
 
     Full jitter (a uniform draw below the exponential bound) spreads workers that failed
-    together, so they don't hammer a recovering server in lockstep.
+    together, so they don't hammer a recovering server in lockstep. Not redis-py's
+    `FullJitterBackoff`: that draws from the global `random`, this from a generator the
+    caller seeds, so a test can tell the waits in advance.
     """
 
     max_attempts: int = 8
