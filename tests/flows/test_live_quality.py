@@ -74,7 +74,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "b14f186b869f0d5b6b4959dbebc52cf3208fa205f8110f566e1f2b8e18f449e8",
+        "77359d7f1f515948de2187e8ba65936b4bea4dc14c2f339990c048f655ea5a11",
     )
     assert whole == (
         5802,
@@ -87,5 +87,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "6160cad0b080a9db900a5af4f157ac684591021db062d0b14985b9812b358d84",
+        "2762923e4da7338cec5551befc7246af38927075dc9bada28cd21fbec94f576f",
     )

@@ -83,7 +83,9 @@ def test_two_workers_give_every_user_the_segments_one_worker_gives(
     assert len(users_two) == 400
     assert users_one == users_two  # every user: same segment, name, RFM tier and rules
     in_use = {fields[0] for fields in users_two.values() if fields[0]}
-    assert len(in_use) >= 3 and in_use <= set(two["segments"])  # type: ignore[arg-type]
+    # a segment a re-fit retired keeps its users until their next update (aging is off here)
+    known = {*two["segments"], *two["retired"]}  # type: ignore[misc]
+    assert len(in_use) >= 3 and in_use <= known
     assert any(fields[3] for fields in users_two.values())  # the rule matched someone
     names = [s["name"] for s in two["segments"].values()]  # type: ignore[union-attr]
     assert len(set(names)) == len(names)
