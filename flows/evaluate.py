@@ -66,8 +66,8 @@ def settings_of(config: Config) -> RecSettings:
     return RecSettings.of(config.recs, config.segments.seed)
 
 
-#: Replay cost of each model relative to popularity, measured on MovieLens (µs per event:
-#: hybrid ~350, co-occurrence and ISGD ~110, the rest under 40): the scheduling order.
+#: Replay cost of each model relative to popularity (the µs/event of its MovieLens replay):
+#: the scheduling order, the costliest first; unlisted models count 1.
 RELATIVE_COST = {"hybrid": 40, "cooc": 12, "isgd": 12, "category": 4}
 
 

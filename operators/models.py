@@ -10,7 +10,7 @@ Batch boundaries must not change what ends up in Redis: a file replay, a live st
 resume after a crash all cut the same events into different batches. So the models learn at
 positions fixed by the data, never by the batching: co-occurrence and trending from every
 event, the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update (a busy user's
-every click would otherwise drag the centres along one trajectory, at ~40 µs a step; the
+every click would otherwise drag the centres along one trajectory, at a step's cost; the
 user-state step, given the same `learn_every`, makes these updates full). A user's output is
 computed at the position of their last FULL update in the batch, from the models exactly as
 they stood after that event; a light update after it means a later full one is on its way

@@ -5,9 +5,8 @@ a customer who never comes back stays a "champion" for ever. Flink would arm a p
 event-time timer; the boundaries that matter here are not the user's own (an RFM tier moves
 when everyone else's values move the quintile cut points), so a worker sweeps every user it
 holds each time the event-time clock crosses a boundary of a fixed grid (`every_s`, a UTC
-day by default). Measured against a batch RFM at the end of a replay, a daily sweep gets the
-tiers of 99.2-99.6% of CDNOW and Online Retail customers right, per-user timers 76-93%
-(docs/design/segments-that-age.md).
+day by default): per-user timers miss those moves. The comparison of sweeps and timers is in
+docs/design/segments-that-age.md; why daily: docs/decisions/0011-segments-age-daily.md.
 
 The clock is a watermark over the source partitions this worker reads: each partition's
 newest event time (of the batches seen whole) minus `reorder_s`, the minimum over active

@@ -1,8 +1,8 @@
 """River's online clusterers, made usable for segmentation: tuned defaults, seeds, fixes.
 
 Every clusterer Tailor offers is built here, so the choice (config `segments.clusterer`),
-its defaults and any fix live in one place. Defaults are measured on synthetic personas with
-known segments (`python -m benchmarks.segments`): River's own defaults collapse. Three River
+its defaults and any fix live in one place. River's own defaults merge known segments, so each
+clusterer has tuned ones (docs/decisions/0022-clusterer-defaults.md). Three River
 classes iterate Python sets, so the same replay gave different segments from one process to
 the next (PYTHONHASHSEED); they are replaced by order-preserving subclasses. River's KMeans
 also starts so badly that it merges real segments; `WarmKMeans` starts it from k-means++.
@@ -36,32 +36,21 @@ __all__ = [
     "squared_distances",
 ]
 
-#: Defaults per clusterer, measured on synthetic personas (5 known segments; sweeps: 20,000
-#: events x 3 seeds; "ARI" = fresh users re-predicted, "µs" = one Segmenter.learn_predict, both
-#: from `python -m benchmarks.segments --n 50000 --seeds 3`, where batch k-means scores 0.971).
-#: User params are merged over these. n_clusters is 5: best on the personas (batch k-means
-#: k=4 0.88, k=5 0.97, k=6 0.83: a spare centre splits a real segment), and on profiles replayed
-#: from real data (online-retail, CDNOW, MovieLens) no k from 2 to 10 has a clearly better
-#: silhouette while batch k-means stays reproducible across seeds up to k=6 (ARI >= 0.98).
+#: Defaults per clusterer; user params are merged over these. Chosen on synthetic personas
+#: with known segments and checked on real profiles: docs/decisions/0022-clusterer-defaults.md.
 CLUSTERER_DEFAULTS: dict[str, dict[str, Any]] = {
-    # ARI 0.970 (= batch), 24 µs (p99 42; the k-means++ step once, ~6 ms). Sweet spot:
-    # halflife 0.02-0.2 (all 0.967), 0.05 re-segments drifted users within 100-200 events, 0.5
-    # is noisy (0.959, streaming 0.85); restarts 10 (5: 1 seed in 12 stuck at 0.81); warmup
-    # >= 300: 30/30 short streams >= 0.96, while 100 and 200 leave 2 and 1 of 30 at ~0.75.
+    # Five centres, moved by `halflife` of the way to each point they win, started by the
+    # best of `restarts` k-means++ runs over the first `warmup` points (`WarmKMeans`).
     # Segmenter passes its own `warmup`, which wins over this one.
     "KMeans": {"n_clusters": 5, "halflife": 0.05, "sigma": 0.5, "warmup": 500, "restarts": 10},
-    # ARI 0.875, 28 µs (p99 0.9 ms: a chunk every 100 events). River's algorithm: each chunk
-    # restarts from the same random centres, so two personas merge whatever the setting: 0.873
-    # at chunk 100-1000, halflife 0.3-0.5, sigma 0.3-0.5; sigma 1 -> 0.43-0.63. Never adapts.
+    # River's algorithm: each chunk restarts from the same random centres, so two segments can
+    # merge whatever the setting; it never adapts.
     "STREAMKMeans": {"n_clusters": 5, "chunk_size": 100, "halflife": 0.5, "sigma": 0.5},
-    # ARI 0.932, 290 µs. Sweet spot is narrow: threshold 2.0; 1.75 -> 0.84, 2.25 -> 0.87,
-    # 2.5 -> 0.88, 3 -> 0.71; minimum_weight 3 drops noise micro-clusters (0.907 -> 0.912 at
-    # 20k, and cheaper); fading 0.05 -> 0.80. Renumbers ids on re-clustering (streaming 0.86,
-    # stable segments only 0.78).
+    # Works only in a narrow band of thresholds; minimum_weight drops noise micro-clusters.
+    # Renumbers its ids when it re-clusters.
     "DBSTREAM": {"clustering_threshold": 2.0, "minimum_weight": 3.0},
-    # ARI 0.868, 632 µs (p99 4.8 ms). The macro step is River's random-start k-means over the
-    # micro-clusters, so personas merge; ids renumber at every rebuild (streaming ARI 0.20).
-    # micro_cluster_r_factor 8; River's 2 costs 3.2 ms/event for the same ARI.
+    # The macro step is random-start k-means over the micro-clusters, so segments can merge,
+    # and ids renumber at every rebuild. micro_cluster_r_factor 8: River's 2 is much slower.
     "CluStream": {
         "n_macro_clusters": 5,
         "micro_cluster_r_factor": 8,
@@ -69,10 +58,9 @@ CLUSTERER_DEFAULTS: dict[str, dict[str, Any]] = {
         "time_window": 10000,
         "sigma": 0.5,
     },
-    # ARI 0.926 (0.84-0.97 by seed), 156 µs. Broken in river 0.26.1 (radius formula, river
-    # #2004; clustering and ids, #2006/#1555; fixed after the release); kept selectable. Only
-    # a narrow band works: epsilon 4 -> 0.92, 5 -> 0.91, 6+ -> one cluster, 0.5 -> 0.44,
-    # 2 -> 0.16 at 7 ms/event; River's default is 0.02.
+    # Broken in river 0.26.1 (radius formula, river #2004; clustering and ids, #2006/#1555;
+    # fixed after the release); kept selectable. Only a narrow band of epsilon works, far
+    # from River's default 0.02.
     "DenStream": {"epsilon": 4.0},
 }
 #: Clusterers that take a `seed` (STREAMKMeans passes it on to its inner KMeans).
@@ -114,7 +102,7 @@ class OrderedSTREAMKMeans(cluster.STREAMKMeans):
     """River's STREAMKMeans, with `OrderedKMeans` for the per-chunk and the global k-means.
 
     River builds plain `cluster.KMeans` inside, so it inherits the set-order problem: the same
-    replay under two PYTHONHASHSEEDs gave different segments (measured on 2,000 personas).
+    replay under two PYTHONHASHSEEDs gave different segments.
     Same algorithm otherwise: each chunk of `chunk_size` points is clustered by a fresh
     k-means, whose centres then update the global k-means.
 
@@ -148,7 +136,7 @@ class OrderedCluStream(cluster.CluStream):
     """River's CluStream, with the macro-clusters rebuilt by `OrderedKMeans`.
 
     River runs a plain `cluster.KMeans` over the micro-cluster centres every `time_gap`
-    points, so macro-cluster ids depended on PYTHONHASHSEED (measured on 2,000 personas).
+    points, so macro-cluster ids depended on PYTHONHASHSEED.
     The micro-cluster part is order-safe; only the macro step is redone, from the same
     centres with the same seed (River's own k-means result is dropped; it runs over
     `max_micro_clusters` points once per `time_gap` events, so the waste is negligible).
@@ -174,12 +162,12 @@ class WarmKMeans(OrderedKMeans):
     """Sequential k-means that starts from k-means++ on its first `warmup` points.
 
     River's KMeans starts from random centres near the origin and moves only the nearest one
-    per point, so the first centres to win keep winning: on the personas most runs ended with
-    2-3 live centres (others never won a point) and two personas merged, ARI ~0.87 for every
-    halflife/sigma tried. Here the first `warmup` points are learned as River does (so early
-    predictions exist) and kept; then the centres are replaced by the best of `restarts`
-    k-means++ + Lloyd runs on them (seeded numpy, once, a few ms), and learning continues
-    with River's rule (`centre += halflife * (x - centre)`). `warmup=0` is River's KMeans.
+    per point, so the first centres to win keep winning: some centres never win a point and
+    real segments merge, whatever the halflife and sigma (decision 0022). Here the first
+    `warmup` points are learned as River does (so early predictions exist) and kept; then the
+    centres are replaced by the best of `restarts` k-means++ + Lloyd runs on them (seeded
+    numpy, once, a few ms), and learning continues with River's rule
+    (`centre += halflife * (x - centre)`). `warmup=0` is River's KMeans.
 
     >>> km = WarmKMeans(n_clusters=2, halflife=0.1, warmup=4, seed=1)
     >>> for v in (0.0, 5.0, 0.2, 5.2):

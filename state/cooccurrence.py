@@ -291,8 +291,8 @@ class CoOccurrence:
         return weights
 
     def __getstate__(self) -> dict[str, Any]:
-        """Pickled as its snapshot: a few packed arrays, not two small arrays per item (the
-        one-by-one pickle of ten thousand rows took ~190 ms on MovieLens)."""
+        """Pickled as its snapshot: a few packed arrays, not two small arrays per item, which
+        pickle one by one (decision 0007)."""
         return self.to_snapshot()
 
     def __setstate__(self, state: Mapping[str, Any]) -> None:

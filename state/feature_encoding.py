@@ -22,10 +22,10 @@ from state.context import CONTEXT_FEATURES
 __all__ = ["TRANSFORMS", "Z_CLIP", "clip_z", "default_transforms"]
 
 #: Standardised values are clipped to this many standard deviations (winsorised). A feature
-#: that is 0 for nearly every user puts the few others tens of deviations out (Online
-#: Retail: the open session's duration at the end of the replay, +47σ for 5 users in 4,338),
-#: and batch k-means then spends a cluster on them; at ±5σ it does not, and its segments are
-#: the same from seed to seed (docs/decisions/0012-segments-refit-weekly.md).
+#: that is 0 for nearly every user (the open session's duration at the end of a replay) puts
+#: the few others tens of deviations out, and batch k-means then spends a cluster on them; at
+#: ±5σ it does not, and its segments are the same from seed to seed
+#: (docs/decisions/0012-segments-refit-weekly.md).
 Z_CLIP = 5.0
 
 

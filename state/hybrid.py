@@ -1,35 +1,28 @@
 """A hybrid recommender: one model proposes, several re-rank, the best list is served.
 
-Blending raw scores across models fails because their scales have nothing in common (a
-co-occurrence probability, a dot product of latent factors, a decayed count): a z-score blend
-diluted co-occurrence, and fusing each model's own top list added almost nothing. What works is to
-let the strongest model propose a pool of candidates (co-occurrence's top `depth`) and every
-weighted component *rank that pool* by its own score (ISGD's u·i, the match of an item's
-categories with the user's taste, ...); an item earns ``weight / (c + rank)`` from each
-ranking (reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with per-model
-weights). The other models cannot push in items the proposer never saw, so they refine its
-order instead of diluting it: MovieLens Recall@10 0.1142 (co-occurrence alone) → 0.1207.
+Raw scores of different models do not share a scale (a co-occurrence probability, a dot
+product of latent factors, a decayed count), so they are not blended. The strongest model
+proposes a pool of candidates (co-occurrence's top `depth`) and every weighted component
+*ranks that pool* by its own score; an item earns ``weight / (c + rank)`` from each ranking
+(reciprocal rank fusion, Cormack, Clarke & Büttcher, SIGIR 2009, with per-model weights). The
+other models cannot push in items the proposer never saw, so they refine its order instead of
+diluting it.
 
-No fixed blend is best everywhere (on Online Retail co-occurrence alone beats any re-ranking;
-on a small OTTO sample popularity beats everything). With ``select=True`` the hybrid tests
-itself as it learns: at the first `warm_probes` interactions (that are not repeats) and
-then at every `probe_every`-th, before learning it, it computes every list it could serve
-for that user (the fused one and each component's own top `k`, filled from the fallback
-chain as serving fills them, excluding what serving would: the `exclude` given to
-`learn_one`) and records the item's NDCG@k gain in each, pair by pair, with exponentially
-decayed weight (`halflife` probes). It serves the first list, in order of preference (the
-fallback chain's head, the fused list, the components' own lists), that no other list beat
-significantly on the same probes (paired t-tests, see `leader`). So a young stream gets
-popularity, which needs no evidence, and a personal list only once it has proved better; from
-then on popularity is no longer the default, and comes back only by beating the others.
-Probes are counted in learning order, not at serving time, so what is served never depends
-on how the stream was cut into batches; and serving computes only the leader's list.
+No fixed blend is best on every dataset, so with ``select=True`` the hybrid tests itself as it
+learns: at the first `warm_probes` interactions (that are not repeats) and then at every
+`probe_every`-th, before learning it, it computes every list it could serve for that user (the
+fused one and each component's own top `k`, filled from the fallback chain and excluding what
+serving would) and records the item's NDCG@k gain in each, pair by pair, with exponentially
+decayed weight (`halflife` probes). It serves the first list in order of preference that no
+other list beat significantly (`leader`): a young stream gets popularity, which needs no
+evidence, and a personal list once it has proved better. Probes are counted in learning order,
+so what is served never depends on how the stream was cut into batches; serving computes only
+the leader's list.
 
 Cold start: a user with no history gets the first non-empty list of `fallback` (all-time
 popularity, trending in the user's segment, trending overall), and a short list is filled from
-it in the configured order (ordering it by each list's hits on the probes chose worse fillers
-on Online Retail); a later list is still served before an earlier one when it beats it on the
-probes (`leader`). Each recommendation carries the component that contributed most to it.
+it in the configured order. Each recommendation carries the component that contributed most
+to it. Why this design: docs/decisions/0020-hybrid-self-test.md.
 
 >>> from state.recommender import Interaction, MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
@@ -311,13 +304,12 @@ class Hybrid:
         """The list `select` serves now: the first in `preference` that no other list beat
         significantly on the probes (a cycle of noise, where each is beaten: the fused list).
 
-        Popularity comes first: it needs no evidence, so a young stream (or one where the
-        personal models have nothing to say) gets it; the fused list takes over once it beats
-        popularity, a component's own list only when it beats the fused one. Once a personal
-        list has led, the chain moves to the end of `preference`, so noise cannot hand
-        popularity back. Comparisons are paired t-tests on the item's NDCG@k gain in the two
-        lists (`t_stat`), which see every move inside the top k, not only items crossing the
-        k-th place (the measurements behind each choice: the README, "The hybrid tests itself").
+        Popularity comes first because it needs no evidence; the fused list takes over once
+        it beats popularity, a component's own list only when it beats the fused one. Once a
+        personal list has led, the chain moves to the end of `preference`, so noise cannot
+        hand popularity back. Comparisons are paired t-tests on the item's NDCG@k gain in the
+        two lists (`t_stat`), which see every move inside the top k. Why:
+        docs/decisions/0020-hybrid-self-test.md.
         """
         for name in self.preference():
             if not self.beaten(name):

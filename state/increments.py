@@ -1,8 +1,8 @@
 """Snapshots that cost what changed: a large model is stored as a base plus its changes.
 
 Bytewax snapshots a key whole at every epoch end in which it was touched, so a replica of the
-models wrote its whole co-occurrence, FISM item table and popularity every epoch (25 MB and
-64 ms at 100,000 items), however little of it the epoch changed. An `Incremental` component
+models wrote its whole co-occurrence, FISM item table and popularity every epoch, however
+little of it the epoch changed (docs/decisions/0009-model-bases.md). An `Incremental` component
 instead has a *base* (its whole `to_snapshot`, taken now and then and stored under a key of
 its own, which Bytewax then leaves alone) and, in each epoch's snapshot of the replica, only
 the *changes* since that base (docs/design/scale-out.md, section 6 and step 6).

@@ -85,24 +85,12 @@ class ISGD:
         first sight (on a learn, the user before the item): the same events in the same
         order always give the same factors.
 
-    Memory (64-bit CPython, tracemalloc, 10 factors, MovieLens latest-small: 9,724 items,
-    610 users, 100,836 events; id strings are the caller's and not counted):
+    Memory, 10 factors: per item 8·n_factors bytes in the factor array (up to twice that
+    right after a doubling) and the bias, plus ≈ 130 bytes of bookkeeping; per user ≈ 450
+    bytes plus ≈ 57 bytes per distinct item interacted with (skipped as its negatives).
 
-    * per item: 8·n_factors bytes in the factor array (up to twice that right after a
-      doubling) plus ≈ 130 bytes of bookkeeping (id -> row dict entry, row -> id list slot,
-      recency-queue entry): 267 bytes/item measured with the array at 16,384 rows;
-    * per user: ≈ 450 bytes (the vector as a numpy array, 112 + 8·n_factors; two dict
-      entries; its interaction set, 216 bytes empty) plus ≈ 57 bytes per distinct item the
-      user interacted with (the set of rows that must be skipped as its negatives).
-
-    The bias adds 8 bytes per item.
-
-    Measured on that replay (top-10 before each learn, the user's items excluded, every event
-    counted): Recall@10 0.034 with the defaults, 0.037 with `negatives=4`, 0.069 with
-    `learning_rate=0.3, negatives=8` taken one after the other, 0.067 taken as one mini-batch
-    (what `learn_one` does: 107 instead of 141 µs per event with top-10), 0.076 with
-    `bias_learning_rate=0.03` too; MostPop 0.048. The defaults stay the paper's (Tailor's
-    settings are in `state.rec_settings`).
+    The defaults are the paper's; Tailor's settings (`state.rec_settings`) and why:
+    docs/decisions/0021-isgd-fism-settings.md.
     """
 
     def __init__(

@@ -1,9 +1,9 @@
 """Every item's co-occurrence neighbours packed in one pool, learned by a compiled step (numba).
 
 Why packed: one object per item row (a dict of slots and two arrays) meant tens of thousands
-of objects the garbage collector walks (full collections of 74-93 ms on MovieLens), a
-snapshot that gathers ten thousand small arrays (22 ms an epoch), and learning in Python,
-which every model replica pays again for every other worker's events. Here a row's neighbour
+of objects the garbage collector walks, a snapshot that gathers ten thousand small arrays
+every epoch, and learning in Python, which every model replica pays again for every other
+worker's events (figures: docs/decisions/0007-packed-cooccurrence.md). Here a row's neighbour
 rows and counts are a region of two big arrays (`offset`, `size`, `capacity` per row); a row
 that outgrows its region moves to one twice as large at the end of the pool, and the holes
 left behind go whenever the pool runs out of room (every region is copied into new arrays
@@ -11,7 +11,7 @@ twice as long as the regions take).
 
 Why compiled: learning an event is ~20 small updates, each a short scan of a region; one
 numba call learns an event, or a remote batch of them (`state.neighbour_kernels`), instead
-of ~20 dict and array operations in Python (`benchmarks/cooc_store.py`).
+of ~20 dict and array operations in Python (decision 0007).
 
 The semantics are those of the per-row objects, exactly (`tests/state/cooc_reference.py`):
 slots in order of first pairing, a removed neighbour's slot filled by the last one, and a row

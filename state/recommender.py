@@ -264,7 +264,7 @@ class ISGDRecommender:
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
         # Positive-only feedback is binary in ISGD: an event type's weight is not a step
-        # count (three steps per purchase cut Online Retail Recall@10 from 0.085 to 0.073).
+        # count (docs/decisions/0021-isgd-fism-settings.md).
         self.model.learn_one(event.user, event.item)
 
     def recommend(

@@ -28,15 +28,14 @@ Why a sample of customers and not a streaming quantile of the learned values (PÂ
 `stats.Quantile`): quintiles are over customers at one moment, and the customers that matter
 most for recency are the lapsed ones, who send no events. A quantile of the values seen at each
 update weights customers by activity, never sees a lapsed customer's recency grow, and learns
-recency 0 at every purchase. Measured on CDNOW and Online Retail replayed in time order: exact
-quantiles of the per-purchase values give the standard tiers to 49% / 20% of customers, and PÂ²
-on those values (cumulative totals drift upward as the stream ages) matches even its own
-sample's batch tiers for only 76% / 83%. So this keeps a uniform sample of customers, each with
-their latest values: the `sample_size` customers whose salted 64-bit hash of the id is
-smallest (a bottom-k sample, Cohen & Kaplan 2007). Membership does not depend on arrival order,
-a sampled customer counts once however active, and the values sit in sorted lists, so the cut
-points are exact quantiles of the sample at every moment, independent of batching. Recency is
-kept as the last purchase time, and read against the clock (the newest `now` learned).
+recency 0 at every purchase; on real data it gets most tiers wrong
+(docs/decisions/0024-rfm-tiers-from-a-customer-sample.md). So this keeps a uniform sample of
+customers, each with their latest values: the `sample_size` customers whose salted 64-bit
+hash of the id is smallest (a bottom-k sample, Cohen & Kaplan 2007). Membership does not
+depend on arrival order, a sampled customer counts once however active, and the values sit in
+sorted lists, so the cut points are exact quantiles of the sample at every moment,
+independent of batching. Recency is kept as the last purchase time, and read against the
+clock (the newest `now` learned).
 
 >>> tiers = RFMTiers(min_customers=5)
 >>> day = 86400.0
@@ -191,8 +190,7 @@ class RFMTiers:
     ----------
     sample_size
         Customers kept (bottom-k by hashed id); about 80 bytes each when pickled. Quantile
-        ranks are off by about `sqrt(q(1-q)/sample_size)`, 0.7% at 4096: measured over seeds
-        0-2, that changes 0.5-1.3% of CDNOW's tiers (1024: 2.7-3.2%; 16384: 0.2-0.4%).
+        ranks are off by about `sqrt(q(1-q)/sample_size)`, 0.7% at 4096 (decision 0024).
     cap_days
         Recency is capped here, as `state.rfm.RFM` caps it.
     min_customers

@@ -42,8 +42,9 @@ __all__ = ["CentreDrift", "DriftReading", "StreamingSilhouette", "silhouette"]
 
 
 #: Multiply-adds per matrix product. OpenBLAS runs a product above about 262k of them on all
-#: cores, and on a busy 2-core worker that made the 500-point pass 5-10x slower (measured), so
-#: the rows go through in blocks that each stay single-threaded, which also bounds the memory.
+#: cores, which on a busy worker competes with its other threads and slows the pass several
+#: times over, so the rows go through in blocks that each stay single-threaded, which also
+#: bounds the memory.
 _BLOCK_WORK = 200_000
 
 

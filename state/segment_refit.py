@@ -2,12 +2,12 @@
 
 Online k-means follows the most recent learn points; over weeks its centres drift away from
 where the users as a whole stand, and the segments stop agreeing with a batch segmentation
-of the same users (Online Retail: ARI 0.04 without re-fits). A re-fit runs batch k-means
+of the same users. A re-fit runs batch k-means
 (k-means++ and Lloyd, the best of `restarts`, seeded: `state.clusterers.best_lloyd`) on the
 sampled users' profiles aged to the re-fit's moment, and the segments take its centres
 (`SegmentRegistry.reseed` keeps each segment's number for the centre nearest its anchor).
-With the scaler over the same users (`state.profile_sample`), weekly re-fits give ARI 0.71
-against batch k-means at the end of the replay (docs/design/reseeding.md).
+The scaler standardises over the same users (`state.profile_sample`). Why weekly re-fits on
+a sample: docs/decisions/0012-segments-refit-weekly.md (the prototype: docs/design/reseeding.md).
 
 A centre that holds fewer than `min_share` of the sample is dropped, its users are left out of
 the fit, and Lloyd runs again from the other centres: a handful of outliers (Online Retail's

@@ -22,7 +22,7 @@ with a different number of workers (whose arrival order differs a little). So:
   segment, and a segment left over is *retired*: its number is never handed out again. From
   then on the anchors hold still between re-fits (`held`): learn points are profiles taken at
   events, the recently active ones, and would pull the batch answer back towards them
-  (Online Retail: ARI against batch k-means 0.57 at the end with moving anchors, 0.98 held).
+  (docs/decisions/0012-segments-refit-weekly.md).
 
 >>> reg = SegmentRegistry(warmup=2, seed=1)
 >>> centres = {3: [5.0, 5.0], 7: [0.0, 0.0]}

@@ -16,7 +16,7 @@ format 1) or from a newer release cannot be read: `decode` raises `SnapshotForma
 
 >>> blob = encode("models", {"n": 3})
 >>> blob.startswith(MAGIC), header(blob), decode(blob, "models")
-(True, (4, 'models'), {'n': 3})
+(True, (5, 'models'), {'n': 3})
 >>> problem(b"\\x80\\x05K\\x03.")  # a bare pickle: what the release before wrote
 'a snapshot without a format version (from a release before snapshot format 1)'
 """

@@ -114,7 +114,7 @@ def _walk(
     """(-score, id) of the best candidates not in `exclude`, best first, until `k` are
     kept and the next score is lower (so ties at the k-th place are all there); and the
     lowest score among `rows`. Walking in score order turns only those into ids, not
-    every candidate taken (on MovieLens ~60 of 116)."""
+    every candidate taken."""
     order = np.argsort(-scores, kind="stable")
     ranked = scores[order].tolist()
     kept: list[tuple[float, str]] = []

@@ -183,7 +183,7 @@ class Trending:
         picked = _first(self._cache, k, exclude)
         if len(picked) < k and len(self._cache) < len(self._ids):
             # Exclusions ate the cache (a heavy user): grow it to cover them, once, rather
-            # than rank the whole catalogue on every call (266 ms at 1M items, measured).
+            # than rank the whole catalogue on every call.
             self.cache_size = min(max(2 * self.cache_size, k + len(exclude)), MAX_CACHE)
             self.refresh()
             picked = _first(self._cache, k, exclude)
