@@ -317,7 +317,7 @@ class Hybrid:
         list has led, the chain moves to the end of `preference`, so noise cannot hand
         popularity back. Comparisons are paired t-tests on the item's NDCG@k gain in the two
         lists (`t_stat`), which see every move inside the top k, not only items crossing the
-        k-th place (the measurements behind each choice: the README, "The hybrid tests itself").
+        k-th place (the measurements behind each choice: docs/decisions/0015-hybrid-self-test.md).
         """
         for name in self.preference():
             if not self.beaten(name):

@@ -120,15 +120,16 @@ def test_the_fism_settings_are_the_ones_decision_0005_chose() -> None:
 def test_the_cooccurrence_settings_are_the_benchmarked_ones() -> None:
     """docs/benchmarks.md, "Packed co-occurrence": measured with "the default `[recs]`
     co-occurrence settings (300 neighbours, window 10, alpha 0.25)" (how alpha was chosen:
-    README, Recommendations, "How `cooc_alpha` was chosen")."""
+    docs/decisions/0013-cooc-alpha.md)."""
     model = cooc(shipped())
     assert (model.max_neighbors, model.window, model.alpha) == (300, 10, 0.25)
 
 
 def test_the_hybrid_settings_are_the_recorded_ones() -> None:
     """docs/benchmarks.md (catalogue size): the self-test probes "one event in 20 after the
-    first 5,000"; README, Recommendations: co-occurrence's top 50 re-ranked with c = 20, ISGD
-    weight 0.5 and the category match 0.5 (co-occurrence 1.0), chosen by replay on MovieLens."""
+    first 5,000"; docs/decisions/0014-hybrid-reranks-cooccurrence.md: co-occurrence's top 50
+    re-ranked with c = 20, ISGD weight 0.5 and the category match 0.5 (co-occurrence 1.0),
+    chosen by replay on MovieLens."""
     model = hybrid(shipped())
     assert (model.probe_every, model.warm_probes) == (20, 5000)
     assert (model.depth, model.c) == (50, 20.0)
