@@ -1,6 +1,6 @@
 """`tailor evaluate`: prequential (test-then-train) replay of a dataset through recommenders.
 
-The protocol (Vinagre, Jorge & Gama 2014), stated once here and in the README:
+The protocol (Vinagre, Jorge & Gama 2014), stated once here and in docs/benchmarks.md:
 
 * every event with an item is a positive interaction, whatever its type (a rating, a view, a
   purchase); events are taken in the adapter's order, which is event-time order;
@@ -209,7 +209,7 @@ def evaluate(
 
 
 def table(results: Sequence[Result], dataset: str, k: int = 10) -> str:
-    """The results as a Markdown table, the way the README records them."""
+    """The results as a Markdown table, the way docs/benchmarks.md records them."""
     lines = [
         f"{dataset}: Recall@{k}, NDCG@{k} and MRR over every scored interaction",
         f"| model | Recall@{k} | NDCG@{k} | MRR | coverage | µs/event | peak MB | scored |",

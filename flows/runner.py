@@ -63,7 +63,7 @@ def start_metrics(config: Config, fallback_to_any_port: bool = False) -> str | N
 
 #: Young-generation GC threshold for the worker (CPython's default is 700). The worker
 #: allocates a few small objects per event and keeps few cycles, so the default collects far
-#: too often (docs/decisions/0025-worker-gc-threshold.md). Older generations keep their
+#: too often (docs/decisions/0022-worker-gc-threshold.md). Older generations keep their
 #: defaults, so cyclic garbage is still reclaimed.
 GC_YOUNG_THRESHOLD = 50_000
 

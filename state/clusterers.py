@@ -2,7 +2,7 @@
 
 Every clusterer Tailor offers is built here, so the choice (config `segments.clusterer`),
 its defaults and any fix live in one place. River's own defaults merge known segments, so each
-clusterer has tuned ones (docs/decisions/0022-clusterer-defaults.md). Three River
+clusterer has tuned ones (docs/decisions/0016-clusterer-defaults.md). Three River
 classes iterate Python sets, so the same replay gave different segments from one process to
 the next (PYTHONHASHSEED); they are replaced by order-preserving subclasses. River's KMeans
 also starts so badly that it merges real segments; `WarmKMeans` starts it from k-means++.
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 #: Defaults per clusterer; user params are merged over these. Chosen on synthetic personas
-#: with known segments and checked on real profiles: docs/decisions/0022-clusterer-defaults.md.
+#: with known segments and checked on real profiles: docs/decisions/0016-clusterer-defaults.md.
 CLUSTERER_DEFAULTS: dict[str, dict[str, Any]] = {
     # Five centres, moved by `halflife` of the way to each point they win, started by the
     # best of `restarts` k-means++ runs over the first `warmup` points (`WarmKMeans`).
@@ -163,7 +163,7 @@ class WarmKMeans(OrderedKMeans):
 
     River's KMeans starts from random centres near the origin and moves only the nearest one
     per point, so the first centres to win keep winning: some centres never win a point and
-    real segments merge, whatever the halflife and sigma (decision 0022). Here the first
+    real segments merge, whatever the halflife and sigma (decision 0016). Here the first
     `warmup` points are learned as River does (so early predictions exist) and kept; then the
     centres are replaced by the best of `restarts` k-means++ + Lloyd runs on them (seeded
     numpy, once, a few ms), and learning continues with River's rule

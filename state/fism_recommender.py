@@ -26,7 +26,7 @@ class FISMRecommender:
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
         # Positive-only feedback is binary: an event type's weight is not a step count
-        # (docs/decisions/0021-isgd-fism-settings.md).
+        # (docs/decisions/0020-isgd-fism-settings.md).
         self.model.learn_one(event.item, history, exclude)
 
     def learn_many(

@@ -22,7 +22,7 @@ the leader's list.
 Cold start: a user with no history gets the first non-empty list of `fallback` (all-time
 popularity, trending in the user's segment, trending overall), and a short list is filled from
 it in the configured order. Each recommendation carries the component that contributed most
-to it. Why this design: docs/decisions/0020-hybrid-self-test.md.
+to it. Why this design: docs/decisions/0015-hybrid-self-test.md.
 
 >>> from state.recommender import Interaction, MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
@@ -309,7 +309,7 @@ class Hybrid:
         personal list has led, the chain moves to the end of `preference`, so noise cannot
         hand popularity back. Comparisons are paired t-tests on the item's NDCG@k gain in the
         two lists (`t_stat`), which see every move inside the top k. Why:
-        docs/decisions/0020-hybrid-self-test.md.
+        docs/decisions/0015-hybrid-self-test.md.
         """
         for name in self.preference():
             if not self.beaten(name):

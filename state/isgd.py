@@ -90,7 +90,7 @@ class ISGD:
     bytes plus ≈ 57 bytes per distinct item interacted with (skipped as its negatives).
 
     The defaults are the paper's; Tailor's settings (`state.rec_settings`) and why:
-    docs/decisions/0021-isgd-fism-settings.md.
+    docs/decisions/0020-isgd-fism-settings.md.
     """
 
     def __init__(

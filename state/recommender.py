@@ -264,7 +264,7 @@ class ISGDRecommender:
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
         # Positive-only feedback is binary in ISGD: an event type's weight is not a step
-        # count (docs/decisions/0021-isgd-fism-settings.md).
+        # count (docs/decisions/0020-isgd-fism-settings.md).
         self.model.learn_one(event.user, event.item)
 
     def recommend(

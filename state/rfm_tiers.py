@@ -29,7 +29,7 @@ Why a sample of customers and not a streaming quantile of the learned values (PÂ
 most for recency are the lapsed ones, who send no events. A quantile of the values seen at each
 update weights customers by activity, never sees a lapsed customer's recency grow, and learns
 recency 0 at every purchase; on real data it gets most tiers wrong
-(docs/decisions/0024-rfm-tiers-from-a-customer-sample.md). So this keeps a uniform sample of
+(docs/decisions/0017-rfm-quintiles-on-a-sample.md). So this keeps a uniform sample of
 customers, each with their latest values: the `sample_size` customers whose salted 64-bit
 hash of the id is smallest (a bottom-k sample, Cohen & Kaplan 2007). Membership does not
 depend on arrival order, a sampled customer counts once however active, and the values sit in
@@ -190,7 +190,7 @@ class RFMTiers:
     ----------
     sample_size
         Customers kept (bottom-k by hashed id); about 80 bytes each when pickled. Quantile
-        ranks are off by about `sqrt(q(1-q)/sample_size)`, 0.7% at 4096 (decision 0024).
+        ranks are off by about `sqrt(q(1-q)/sample_size)`, 0.7% at 4096 (decision 0017).
     cap_days
         Recency is capped here, as `state.rfm.RFM` caps it.
     min_customers

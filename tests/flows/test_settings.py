@@ -118,14 +118,14 @@ def test_the_fism_settings_are_the_ones_decision_0005_chose() -> None:
 
 
 def test_the_cooccurrence_settings_are_the_benchmarked_ones() -> None:
-    """docs/decisions/0023-recs-defaults.md: 300 neighbours, window 10, alpha 0.25 (also the
+    """docs/decisions/0021-recs-defaults.md: 300 neighbours, window 10, alpha 0.25 (also the
     settings docs/benchmarks.md, "Packed co-occurrence", was measured with)."""
     model = cooc(shipped())
     assert (model.max_neighbors, model.window, model.alpha) == (300, 10, 0.25)
 
 
 def test_the_hybrid_settings_are_the_recorded_ones() -> None:
-    """docs/decisions/0023-recs-defaults.md: the self-test probes one event in 20 after the
+    """docs/decisions/0021-recs-defaults.md: the self-test probes one event in 20 after the
     first 5,000; co-occurrence's top 50 re-ranked with c = 20, ISGD weight 0.5 and the
     category match 0.5 (co-occurrence 1.0), chosen by replay on MovieLens."""
     model = hybrid(shipped())
