@@ -27,6 +27,7 @@ __all__ = [
     "BatchStamper",
     "announcement_progress",
     "dead_letter_progress",
+    "dropped",
     "is_announcement",
 ]
 
@@ -80,6 +81,15 @@ def announcement_progress(record: RawRecord) -> Progress:
     return Progress(record.stamp)
 
 
+def dropped(stamp: Stamp | None, ts: float | None = None) -> Progress | None:
+    """What a step sends in place of a stamped record it drops (refused, duplicate, late,
+    erased, an aging tick with nothing to age): the one promise every step keeps, or the
+    models step's event-time order waits for the record for ever. `ts` moves the
+    partition's clock (an event's time); None moves none (a tick, a refused payload).
+    An unstamped record (a test's, a replica's own) needs nothing."""
+    return None if stamp is None else Progress(stamp, ts)
+
+
 def dead_letter_progress(letter: DeadLetter) -> Progress | None:
     """A refused record still counts towards its batch (it has no event time)."""
-    return None if letter.stamp is None else Progress(letter.stamp)
+    return dropped(letter.stamp)

@@ -37,6 +37,7 @@ from operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
 from operators.metrics import MODEL_CPU, MODEL_UPDATES
 from operators.model_params import ModelParams
 from operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
+from operators.progress import dropped
 from operators.records import Aged, Block, Erasure, Learned, Progress, UserUpdate
 from operators.routing import replica_keys, worker_of
 from state import increments
@@ -165,7 +166,7 @@ def _remote(item: ModelsIn, window: int, learn_every: int) -> RemoteIn | None:
     if isinstance(item, UserUpdate):
         return learned(item, window, learn_every)
     if isinstance(item, Aged):
-        return None if item.stamp is None else Progress(item.stamp)  # moves no clock
+        return dropped(item.stamp)  # moves no clock
     return item
 
 

@@ -33,6 +33,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from flows.settings import StateSettings
 from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
+from operators.progress import dropped
 from operators.records import (
     Accepted,
     Aged,
@@ -249,7 +250,7 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
         else (a newer event came first, an erased or unknown user) just the tick's progress."""
         state = self.state
         if state.version == 0 or state.opted_out or (state.watermark or 0.0) >= tick.at:
-            return None if tick.stamp is None else Progress(tick.stamp)  # moves no clock
+            return dropped(tick.stamp)  # moves no clock
         profile = _profile(state, state.aged_features(tick.at))
         return Aged(tick.user_id, state.version, tick.at, profile, state.device, tick.stamp)
 
