@@ -14,83 +14,14 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import redis
 
+from flows.cli_parser import build_parser
 from flows.config import Config, ConfigError, load_config
 from operators.adapter_checks import AdapterError
 from operators.redact import scrub
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tailor", description=__doc__)
-    parser.add_argument("--config", type=Path, help="TOML settings (defaults: flows/defaults.toml)")
-    commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run the long-lived worker")
-    run.add_argument("--replay", type=Path, nargs="*", default=[], help="read these files instead")
-    run.add_argument("--until-drained", action="store_true", help="stop once the input is drained")
-    demo = commands.add_parser("demo", help="feed the bundled sample through a worker")
-    demo.add_argument("--users", type=int, default=1500, help="users in the generated sample")
-    demo.add_argument("--follow", action="store_true", help="keep running after the sample")
-    demo.add_argument(
-        "--reset",
-        action="store_true",
-        help="on a prefix an earlier demo did not write: delete Tailor's keys there first",
-    )
-    produce = commands.add_parser("produce", help="publish a file of events to the streams")
-    produce.add_argument("file", type=Path)
-    produce.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
-    produce.add_argument("--limit", type=int, help="publish only the first N events")
-    produce.add_argument("--no-progress", action="store_true")
-    inspect = commands.add_parser("inspect", help="print a user's profile and recommendations")
-    inspect.add_argument("user")
-    segments = commands.add_parser("segments", help="print the segments: size, meaning, changes")
-    segments.add_argument("--json", action="store_true", help="machine-readable output")
-    segments.add_argument("--plot", type=Path, help="also draw sizes and z-scores into this PNG")
-    resegment = commands.add_parser(
-        "resegment", help="cluster the live profiles in batch and compare with the segments"
-    )
-    resegment.add_argument("--json", action="store_true", help="machine-readable output")
-    resegment.add_argument("--plot", type=Path, help="also draw the segments into this PNG")
-    forget = commands.add_parser("forget", help="erase a user everywhere (GDPR erasure)")
-    forget.add_argument("user")
-    forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
-    block = commands.add_parser("block", help="never recommend an item (again, with --unblock)")
-    block.add_argument("item")
-    block.add_argument("--unblock", action="store_true", help="recommend it again")
-    acl = commands.add_parser("acl", help="print the ACL SETUSER line of a least-privilege user")
-    acl.add_argument("--user", default="tailor", help="the Redis user name")
-    store = commands.add_parser(
-        "store", help="check, compact or rescale (to the [cluster] worker count) the recovery store"
-    )
-    store.add_argument("action", choices=["check", "compact", "rescale"])
-    evaluate = commands.add_parser("evaluate", help="prequential replay of recommenders")
-    evaluate.add_argument("data", type=Path, nargs="+", help="dataset files")
-    evaluate.add_argument("--adapter", help="jsonl, csv, movielens, otto, cdnow, online-retail")
-    evaluate.add_argument(
-        "--models",
-        default="mostpop,trending,cooc,isgd,hybrid",
-        help="comma-separated, of mostpop, trending, cooc, isgd, category, hybrid",
-    )
-    evaluate.add_argument("--k", type=int, default=10, help="list length scored")
-    evaluate.add_argument("--json", action="store_true", help="machine-readable output")
-    evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
-    evaluate.add_argument("--variants", help="A,B: an A/B test of two models on a 50/50 user split")
-    for sub in (
-        run,
-        demo,
-        produce,
-        inspect,
-        segments,
-        forget,
-        block,
-        store,
-        evaluate,
-    ):  # accept --config after the command too
-        sub.add_argument("--config", type=Path, default=argparse.SUPPRESS)
-    return parser
 
 
 def _require_url(config: Config) -> str:
@@ -348,7 +279,7 @@ def pin_hash_seed() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         pin_hash_seed()
-    args = _parser().parse_args(argv)
+    args = build_parser(__doc__ or "").parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     urls = [os.environ.get("REDIS_URL", ""), os.environ.get("TAILOR_REDIS_URL", "")]
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import signal
 import subprocess
@@ -111,3 +112,23 @@ def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis, tmp_pa
         if worker.poll() is None:
             worker.kill()
     assert all(r.hget(user_key("tailor", u), "version") == b"1" for u in users)
+
+
+def test_every_subcommand_help_has_a_description_an_example_and_redis_url() -> None:
+    """A user runs a subcommand from its `--help` alone: what it does, its arguments, an
+    example, and where Redis comes from."""
+    from flows.cli_parser import build_parser
+
+    parser = build_parser("tailor")
+    subcommands = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    assert set(subcommands) >= {"run", "demo", "produce", "inspect", "segments", "resegment"}
+    for name, sub in subcommands.items():
+        text = sub.format_help()
+        assert sub.description and len(sub.description) > 40, name
+        assert "example:\n  " in text and f"tailor {name}" in text.split("example:")[1], name
+        assert "REDIS_URL" in text, name
+        for action in sub._actions:
+            if action.dest not in ("help",):
+                assert action.help, f"{name} {action.dest}"
