@@ -56,9 +56,9 @@ from flows.config import load_config
 from flows.worker import model_params
 from operators.models import ModelsLogic, ModelsState
 from state import snapshots
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from state.hybrid import Hybrid
-from state.recommender import CoocRecommender
 
 #: Users whose component top-K is timed at the end of the stream.
 COMPONENT_USERS = 300

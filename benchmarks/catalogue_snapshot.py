@@ -26,12 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from operators.models import ModelsState
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from state.group_trending import CategoryPopular
 from state.hybrid import Hybrid
-from state.isgd import ISGD
-from state.recommender import CoocRecommender, ISGDRecommender, TrendingRecommender
-from state.trending import Trending
+from state.isgd import ISGD, ISGDRecommender
+from state.trending import Trending, TrendingRecommender
 
 __all__ = [
     "Change",

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from flows.config import shipped
 from flows.evaluate import load_interactions, push_history, settings_of
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 from state.recommender import Interaction
 from tests.state.cooc_reference import CoOccurrence as Reference
 
@@ -98,13 +98,13 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
     """Row name → [old, new]."""
     learned, histories = _events(load_interactions([data])[:events], history_len)
     old, new = _fresh()
-    new.learn_one([], "warm-up")  # the compiled step loads from its cache once
-    old.learn_one([], "warm-up")
+    new.add([], "warm-up")  # the compiled step loads from its cache once
+    old.add([], "warm-up")
     spent = [0.0, 0.0]
     for n, (previous, item, weight) in enumerate(learned):
         for side in (0, 1) if n % 2 else (1, 0):  # each first half the time
             started = time.perf_counter()
-            (old, new)[side].learn_one(previous, item, weight)
+            (old, new)[side].add(previous, item, weight)
             spent[side] += time.perf_counter() - started
     result = {"learn_one µs": [t / len(learned) * 1e6 for t in spent]}
 
@@ -116,10 +116,10 @@ def measure(data: Path, events: int, batch: int, history_len: int) -> dict[str, 
         for side in (0, 1) if start % (2 * batch) else (1, 0):
             started = time.perf_counter()
             if side:
-                batched[1].learn_many(previous, items, weights)
+                batched[1].add_many(previous, items, weights)
             else:  # the old model has no batch step: `learn_batch` loops `learn_one`
                 for event in chunk:
-                    batched[0].learn_one(*event)
+                    batched[0].add(*event)
             spent[side] += time.perf_counter() - started
     result[f"learn_many µs per event (batches of {batch})"] = [
         t / len(learned) * 1e6 for t in spent

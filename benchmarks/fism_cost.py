@@ -36,9 +36,9 @@ import numpy as np
 from flows.config import shipped
 from flows.evaluate import load_interactions, push_history, settings_of
 from state.fism import FISM
-from state.isgd import ISGD
+from state.isgd import ISGD, ISGDRecommender
 from state.rec_settings import RecSettings, build
-from state.recommender import Interaction, ISGDRecommender, Recommender
+from state.recommender import Interaction, Recommender
 from tests.state import fism_support
 
 DEFAULT_DATA = Path("../shared/data/movielens-latest-small/ratings.csv")

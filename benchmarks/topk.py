@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 from state.isgd import ISGD
 from state.trending import Trending
 
@@ -46,7 +46,7 @@ def _items(n: int, rng: np.random.Generator, size: int) -> list[str]:
 def isgd_us(n: int, k: int, exclude: set[str]) -> float:
     model = ISGD(n_factors=10, seed=1)
     for i in range(n):  # every item known, so the matvec covers the whole catalogue
-        model.learn_one(f"u{i % 1000}", f"i{i}")
+        model.add(f"u{i % 1000}", f"i{i}")
     return _timed(lambda: model.recommend("u1", k, exclude))
 
 
@@ -54,7 +54,7 @@ def cooc_us(n: int, k: int, exclude: set[str], rng: np.random.Generator) -> floa
     model = CoOccurrence(max_neighbors=300, window=10, alpha=0.25)
     history: list[str] = []
     for item in _items(n, rng, 200_000):
-        model.learn_one(history, item)
+        model.add(history, item)
         history = [*history[-9:], item]
     return _timed(lambda: model.recommend(history, k, exclude))
 
@@ -62,9 +62,9 @@ def cooc_us(n: int, k: int, exclude: set[str], rng: np.random.Generator) -> floa
 def trending_us(n: int, k: int, exclude: set[str], rng: np.random.Generator) -> float:
     model = Trending(halflife_s=86400.0)
     for t, item in enumerate(_items(n, rng, 200_000)):
-        model.learn_one(item, float(t))
+        model.add(item, float(t))
     for i in range(n):
-        model.learn_one(f"i{i}", 0.0)  # the whole catalogue has a score
+        model.add(f"i{i}", 0.0)  # the whole catalogue has a score
     return _timed(lambda: model.top(k, exclude))
 
 

@@ -1,21 +1,21 @@
-"""FISM (`state.fism`) behind the verbs every recommender shares (`state.recommender`), and
-the one extra a probe uses: the rank of the next item without building the list (`Ranker`)."""
+"""FISM (`state.fism`, the model's parameters and steps) as a `Recommender`, with the one
+extra a probe uses: the rank of the next item without building the list (`Ranker`)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 from state import increments
 from state.fism import FISM
-from state.recommender import Interaction, Scored
+from state.recommender import Interaction, Recommender, Scored
 
 __all__ = ["FISMRecommender"]
 
 
-class FISMRecommender:
-    """FISM behind the shared verbs (`state.recommender`): personal from the first history
-    item, and the item biases (popularity) for a user with none."""
+class FISMRecommender(Recommender):
+    """FISM as a `Recommender`: personal from the first history item, and the item biases
+    (popularity) for a user with none."""
 
     reason = "liked by people with your taste"
 
@@ -70,5 +70,7 @@ class FISMRecommender:
         return {"kind": type(self).__name__, "model": increments.part(self.model)}
 
     @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> FISMRecommender:
+    def from_snapshot(
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
         return cls(FISM.from_snapshot(data["model"]))

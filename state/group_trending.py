@@ -25,18 +25,18 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
 from itertools import chain, islice
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 
 from state import increments
-from state.recommender import Interaction, Scored
+from state.recommender import Interaction, Recommender, Scored
 from state.trending import Trending
 
 __all__ = ["CategoryPopular", "SegmentTrending"]
 
 
-class CategoryPopular:
+class CategoryPopular(Recommender):
     """Trending per category, recommended by the categories of the user's recent items.
 
     Parameters
@@ -75,7 +75,7 @@ class CategoryPopular:
             popular = self.popular.get(category)
             if popular is None:
                 popular = self.popular[category] = Trending(self.halflife_s, generation=self._gen)
-            popular.learn_one(event.item, event.ts, event.weight)
+            popular.add(event.item, event.ts, event.weight)
 
     def taste(self, history: Sequence[str]) -> dict[str, float]:
         """Category → weight from the user's recent items."""
@@ -147,7 +147,9 @@ class CategoryPopular:
         }
 
     @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> CategoryPopular:
+    def from_snapshot(
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
         data = increments.whole(data, cls)
         made = cls(data["halflife_s"], data["window"], data["max_categories"])
         made.categories = {item: tuple(c) for item, c in data["categories"].items()}
@@ -247,7 +249,7 @@ def _categories(changes: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
     return out
 
 
-class SegmentTrending:
+class SegmentTrending(Recommender):
     """Trending per user segment; users' segments as the segment model last gave them.
 
     `assign` is called by whoever knows segments (the live models step); a replay without
@@ -279,7 +281,7 @@ class SegmentTrending:
         trending = self.trending.get(segment)
         if trending is None:
             trending = self.trending[segment] = Trending(self.halflife_s)
-        trending.learn_one(event.item, event.ts, event.weight)
+        trending.add(event.item, event.ts, event.weight)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
@@ -313,7 +315,9 @@ class SegmentTrending:
         }
 
     @classmethod
-    def from_snapshot(cls, data: Mapping[str, Any]) -> SegmentTrending:
+    def from_snapshot(
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
         made = cls(data["halflife_s"], data["max_users"])
         made.segment_of = OrderedDict(zip(data["users"], data["segments"], strict=True))
         made.trending = {name: Trending.from_snapshot(t) for name, t in data["trending"].items()}

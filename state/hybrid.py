@@ -24,7 +24,8 @@ popularity, trending in the user's segment, trending overall), and a short list 
 it in the configured order. Each recommendation carries the component that contributed most
 to it. Why this design: docs/decisions/0015-hybrid-self-test.md.
 
->>> from state.recommender import Interaction, MostPopular
+>>> from state.recommender import Interaction
+>>> from state.trending import MostPopular
 >>> hybrid = Hybrid({"pop": MostPopular()}, {"pop": 1.0}, pool="pop")
 >>> hybrid.learn_one(Interaction("u1", "a", 0.0), ())
 >>> [(r.item, r.source) for r in hybrid.recommend_explained("u2", ("a",), 0.0, 1, set())]
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from state import increments
 from state.list_gain import filled_gain, gain_at, paired_t
@@ -66,7 +67,7 @@ class Explained:
     source: str
 
 
-class Hybrid:
+class Hybrid(Recommender):
     """A pool from `pool`, re-ranked by weighted reciprocal rank fusion over `weights`.
 
     Parameters
@@ -374,9 +375,12 @@ class Hybrid:
 
     @classmethod
     def from_snapshot(
-        cls, data: Mapping[str, Any], components: Mapping[str, Recommender]
-    ) -> Hybrid:
-        """`components` rebuilt by the caller from `data["components"]`."""
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
+        """`parts`: the components, rebuilt by the caller from `data["components"]`."""
+        if parts is None:
+            raise ValueError("a hybrid's snapshot needs its components rebuilt (`parts`)")
+        components = parts
         given = ("pool", "depth", "c", "fallback", "select", "probe_every", "warm_probes", "z", "k")
         made = cls(components, data["weights"], **{name: data[name] for name in given})
         made.decay = data["decay"]

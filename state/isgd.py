@@ -12,13 +12,13 @@ in microseconds per event, with no batch retraining. Learning only from 1s makes
 drift towards "everything scores 1"; the 2015 paper counters this by also pushing a few items
 towards 0 after each event: the items nobody has touched for the longest time (the front of a
 recency queue), because an item that stopped being interacted with is the safest guess for
-something users do not want now.
+something users do not want now. `ISGDRecommender` serves it as a `Recommender`.
 
 >>> model = ISGD(n_factors=4, negatives=2, seed=7)
 >>> events = [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "b"), ("bob", "c")]
 >>> for _ in range(30):
 ...     for user, item in events:
-...         model.learn_one(user, item)
+...         model.add(user, item)
 >>> model.n_users, model.n_items
 (2, 3)
 >>> [item for item, _ in model.recommend("ann", k=3, exclude=[])]  # ann's own items first
@@ -34,14 +34,15 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
+from state.recommender import Interaction, Recommender, Scored
 from state.top_k import top_k
 
-__all__ = ["ISGD"]
+__all__ = ["ISGD", "ISGDRecommender"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -132,7 +133,7 @@ class ISGD:
 
     # ------------------------------------------------------------------ learning
 
-    def learn_one(self, user: str, item: str) -> None:
+    def add(self, user: str, item: str) -> None:
         """One positive ISGD step for (user, item), then the recency negatives."""
         u = self._user(user)
         row = self._row(item)
@@ -364,3 +365,44 @@ class ISGD:
             for user, (start, end) in zip(data["users"], itertools.pairwise(bounds), strict=True)
         }
         return made
+
+
+class ISGDRecommender(Recommender):
+    """ISGD as a `Recommender`: personal, but blind for new users (the `isgd` model of
+    stores written before FISM replaced it, resumed as it was)."""
+
+    reason = "liked by people with your taste"
+
+    def __init__(self, model: ISGD) -> None:
+        self.model = model
+
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        # Positive-only feedback is binary in ISGD: an event type's weight is not a step
+        # count (docs/decisions/0020-isgd-fism-settings.md).
+        self.model.add(event.user, event.item)
+
+    def recommend(
+        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
+    ) -> list[Scored]:
+        return self.model.recommend(user, k, exclude)
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return self.model.score(user, items)
+
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """The user's factor vector and interaction set go."""
+        self.model.forget_user(user)
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "model": self.model.to_snapshot()}
+
+    @classmethod
+    def from_snapshot(
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
+        return cls(ISGD.from_snapshot(data["model"]))

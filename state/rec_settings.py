@@ -19,20 +19,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from state.fism import FISM
 from state.fism_recommender import FISMRecommender
 from state.group_trending import CategoryPopular, SegmentTrending
 from state.hybrid import Hybrid
-from state.recommender import (
-    CoocRecommender,
-    ISGDRecommender,
-    MostPopular,
-    Recommender,
-    TrendingRecommender,
-)
+from state.isgd import ISGDRecommender
+from state.recommender import Recommender
+from state.trending import MostPopular, TrendingRecommender
 
-__all__ = ["MODELS", "RecSettings", "build", "restore"]
+__all__ = ["KINDS", "MODELS", "RecSettings", "build", "restore"]
 
 #: The hybrid's self-test forgets half its evidence over this many interactions.
 SELECT_HALFLIFE = 50_000.0
@@ -163,25 +160,33 @@ def build(name: str, settings: RecSettings) -> Recommender:
     return factory(settings)
 
 
+#: Snapshot kind (the class name `to_snapshot` writes) → class: every model a store may hold.
+KINDS: dict[str, type[Recommender]] = {
+    cls.__name__: cls
+    for cls in (
+        MostPopular,
+        TrendingRecommender,
+        CoocRecommender,
+        FISMRecommender,
+        # the `isgd` recommender of stores written before FISM replaced it: resumed as it was
+        ISGDRecommender,
+        CategoryPopular,
+        SegmentTrending,
+        Hybrid,
+    )
+}
+
+
 def restore(data: Mapping[str, Any]) -> Recommender:
     """A model from its `to_snapshot()` data, by the class name it carries (a hybrid's
-    components and a co-occurrence model's fill first)."""
+    components and a co-occurrence model's fill first, handed to it as `parts`)."""
     kind = data["kind"]
-    if kind == "Hybrid":
-        components = {name: restore(part) for name, part in data["components"].items()}
-        return Hybrid.from_snapshot(data, components)
-    if kind == "CoocRecommender":
-        fill = None if data["fill"] is None else restore(data["fill"])
-        return CoocRecommender.from_snapshot(data, fill)
-    simple: dict[str, Callable[[Mapping[str, Any]], Recommender]] = {
-        "MostPopular": MostPopular.from_snapshot,
-        "TrendingRecommender": TrendingRecommender.from_snapshot,
-        "FISMRecommender": FISMRecommender.from_snapshot,
-        # the `isgd` recommender of stores written before FISM replaced it: resumed as it was
-        "ISGDRecommender": ISGDRecommender.from_snapshot,
-        "CategoryPopular": CategoryPopular.from_snapshot,
-        "SegmentTrending": SegmentTrending.from_snapshot,
-    }
-    if kind not in simple:
+    cls = KINDS.get(kind)
+    if cls is None:
         raise ValueError(f"a snapshot of an unknown recommender {kind!r}")
-    return simple[kind](data)
+    parts: dict[str, Recommender] = {}
+    if cls is Hybrid:
+        parts = {name: restore(part) for name, part in data["components"].items()}
+    elif cls is CoocRecommender and data["fill"] is not None:
+        parts = {"fill": restore(data["fill"])}
+    return cls.from_snapshot(data, parts)

@@ -7,12 +7,13 @@ real score at the newest time `now` is that sum times `2 ** ((t0 - now) / halfli
 exponent grows large, everything is renormalised to `t0 = now` so floats never overflow.
 
 Ranking the catalogue per user would cost a sort per user. Instead a sorted cache of the best
-`cache_size` items is kept up to date on every `learn_one`: all stored weights share the factor
+`cache_size` items is kept up to date on every `add`: all stored weights share the factor
 from `t0` to `now`, so the ranking only changes when one item's weight grows, and a growing item
 either moves inside the cache or displaces its last entry. The cache is therefore always the
 exact top list at the current point of the stream, whatever the batch boundaries were, which
 keeps replays byte-identical. `top` walks it past the excluded items. Event time, not the wall
-clock, drives decay.
+clock, drives decay. `TrendingRecommender` (and `MostPopular`, without decay) serve it as a
+`Recommender`: the same list for everyone.
 
 Items are rows in order of first sight (an id list, a row per id, a list of weights), so the
 snapshot is two flat sequences and the trending is `Incremental` (`state.increments`): the
@@ -24,9 +25,9 @@ and so renumbers the rows: changes since a mark before it are the whole snapshot
 `RENORM_EXPONENT` half-lives).
 
 >>> t = Trending(halflife_s=10.0)
->>> t.learn_one("a", 0.0)
->>> t.learn_one("b", 10.0)
->>> t.learn_one("b", 10.0)
+>>> t.add("a", 0.0)
+>>> t.add("b", 10.0)
+>>> t.add("b", 10.0)
 >>> t.top(2)
 [('b', 2.0), ('a', 0.5)]
 """
@@ -35,16 +36,18 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Collection, Mapping
+import math
+from collections.abc import Collection, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from state import increments
+from state.recommender import Interaction, Recommender, Scored
 
-__all__ = ["Trending", "gathered"]
+__all__ = ["MostPopular", "Trending", "TrendingRecommender", "gathered"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -81,7 +84,7 @@ class Trending:
         self._row: dict[str, int] = {}  # item → row
         self._ids: list[str] = []  # row → item, in order of first sight
         self._weights: list[float] = []  # row → stored weight (a list: numpy's element
-        # access would cost learn_one ~100 ns more, a third of what it costs)
+        # access would cost `add` ~100 ns more, a third of what it costs)
         self._t0: float | None = None
         self._now: float | None = None
         #: (-weight, item) of the best `cache_size` items, ascending = best first.
@@ -99,7 +102,7 @@ class Trending:
         self._renumbered = generation
         self._written = generation
 
-    def learn_one(self, item: str, ts: float, weight: float = 1.0) -> None:
+    def add(self, item: str, ts: float, weight: float = 1.0) -> None:
         """Add an interaction of `weight` with `item` at event time `ts` (any order of ts)."""
         if self._t0 is None:
             self._t0 = ts
@@ -328,6 +331,54 @@ class Trending:
             "items": [*whole["items"], *changes["items"]],
             "weights": weights,
         }
+
+
+class TrendingRecommender(Recommender):
+    """Decayed popularity in event time (`Trending`): the same list for everyone."""
+
+    reason = "trending now"
+
+    def __init__(self, halflife_s: float = 86400.0, cache_size: int = 200) -> None:
+        self.trending = Trending(halflife_s, cache_size)
+
+    def learn_one(
+        self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
+    ) -> None:
+        self.trending.add(event.item, event.ts, event.weight)
+
+    def recommend(
+        self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]
+    ) -> list[Scored]:
+        return self.trending.top(k, exclude)
+
+    def score(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[float]:
+        return [self.trending.score(item) for item in items]
+
+    def why(self, user: str, history: Sequence[str], items: Sequence[str]) -> list[str]:
+        return [self.reason] * len(items)
+
+    def forget(self, user: str, history: Sequence[str]) -> None:
+        """Nothing per user: decayed counts over everyone."""
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {"kind": type(self).__name__, "trending": increments.part(self.trending)}
+
+    @classmethod
+    def from_snapshot(
+        cls, data: Mapping[str, Any], parts: Mapping[str, Recommender] | None = None
+    ) -> Self:
+        made = cls.__new__(cls)
+        made.trending = Trending.from_snapshot(data["trending"])
+        return made
+
+
+class MostPopular(TrendingRecommender):
+    """All-time popularity (no decay): the baseline every streaming recommender is held to."""
+
+    reason = "popular"
+
+    def __init__(self, cache_size: int = 200) -> None:
+        super().__init__(math.inf, cache_size)
 
 
 def gathered(weights: list[float], rows: list[int]) -> list[float]:

@@ -3,7 +3,7 @@
     python -m benchmarks.prototypes.baseline [EVENTS]   # 1 then 2 processes, cluster mode
 
 Source → user history (keyed by user) → ONE step keyed "models": the real co-occurrence model
-(`state.cooccurrence.CoOccurrence`, the default settings: 300 neighbours, window 10,
+(`state.cooc_counts.CoOccurrence`, the default settings: 300 neighbours, window 10,
 alpha 0.25) learns every click and serves each changed user's top 10 at their last click of
 the user step's batch. Whatever the cluster size, the models key lives on one worker.
 """
@@ -15,7 +15,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
 from benchmarks.prototypes.common import Click, CountSink, events_wanted, main_for, user_step
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 
 K = 10
 
@@ -29,7 +29,7 @@ def serve(model: CoOccurrence, clicks: list[Click]) -> list[tuple[str, list[str]
     """Learn every click; a user's top K after their batch's last click (history excluded)."""
     out = []
     for c in clicks:
-        model.learn_one(c.previous, c.item)
+        model.add(c.previous, c.item)
         if c.last:
             history = (*c.previous, c.item)
             recs = model.recommend(history, K, exclude=set(history))

@@ -31,7 +31,7 @@ from benchmarks.prototypes.common import (
     workers_wanted,
 )
 from operators.routing import replica_keys, worker_of
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 
 
 @dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)
@@ -67,7 +67,7 @@ class Replica(StatefulBatchLogic[tuple[bool, Delta], tuple[str, list[str]], CoOc
         out = []
         for _own, delta in sorted(values, key=lambda v: not v[0]):  # its own first
             for previous, item in delta.learn:
-                self.model.learn_one(previous, item)
+                self.model.add(previous, item)
             for user, history in delta.serve:
                 recs = self.model.recommend(history, K, exclude=set(history))
                 out.append((user, [item for item, _ in recs]))

@@ -5,7 +5,7 @@
 Source → user history (keyed by user) → `scatter` (a flat_map): one message per shard a
 click touches, to `shard:<k>` (k = crc32(item) % SHARDS, 8 keys spread evenly over 1, 2 and
 4 workers by `common.balanced_keys`). A message carries the row updates that shard owns
-(row `item` += previous items, row `p` += item, both ways as `CoOccurrence.learn_one` does) and,
+(row `item` += previous items, row `p` += item, both ways as `CoOccurrence.add` does) and,
 at the user's last click of the batch, the user's recent items the shard owns, for serving.
 Each shard (`ShardRows`, one direction of `CoOccurrence` over the per-row `Neighbours` of
 its time, kept in `tests/state/cooc_reference.py`) learns, then scores from its rows: recency

@@ -33,13 +33,13 @@ from operators.records import Accepted, RawRecord
 from operators.user_outputs import UserOutputsParams
 from operators.user_state import UserStateLogic
 from operators.validate import ValidationParams, validate_record
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from state.event import Event
 from state.fism import FISM
 from state.fism_recommender import FISMRecommender
 from state.hybrid import Hybrid
 from state.live_recs import LiveRecs
-from state.recommender import CoocRecommender
 from state.segmenter import Segmenter
 from state.user import UserState
 

@@ -13,7 +13,8 @@ import pytest
 from flows.cli import main
 from flows.config import load_config
 from flows.evaluate import evaluate, load_interactions, parse_models, replay
-from state.recommender import Interaction, MostPopular
+from state.recommender import Interaction
+from state.trending import MostPopular
 from tests.settings_support import rec_settings
 
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from operators.models import ModelsLogic, ModelsState
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid
-from state.recommender import CoocRecommender
 from state.segmentation import Joined
 from tests.operators.models_support import Users, run, shopping, user_outputs
 from tests.settings_support import model_params
@@ -99,7 +99,7 @@ def test_cooc_in_the_step_equals_the_model_fed_by_hand() -> None:
     for u in updates:
         if u.event.item_id is not None:
             # purchases count 3, carts 2 (recs.event_weights defaults)
-            by_hand.learn_one(u.history[:-1], u.event.item_id, weights[u.event.type or ""])
+            by_hand.add(u.history[:-1], u.event.item_id, weights[u.event.type or ""])
     hybrid = logic.state.recs.models["hybrid"]
     assert isinstance(hybrid, Hybrid)
     cooc = hybrid.components["cooc"]

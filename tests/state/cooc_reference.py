@@ -160,7 +160,7 @@ class CoOccurrence:
         self._neighbours: list[Neighbours] = []
         self._counts: IntArray = np.zeros(64, np.int64)
 
-    def learn_one(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
+    def add(self, previous: Sequence[str], item: str, weight: int = 1) -> None:
         row = self._intern(item)
         self._counts[row] += weight
         known, intern, neighbours = (self._row, self._intern, self._neighbours)

@@ -16,8 +16,8 @@ import pytest
 import state.neighbour_kernels as kernels
 import state.neighbour_pool as pool_module
 from state import increments
-from state.cooccurrence import CoOccurrence
-from state.recommender import CoocRecommender
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
 from tests.state.increment_support import check_rounds, same
 from tests.state.test_cooc_packed_equal import SETTINGS, Event, replay
 
@@ -61,10 +61,10 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 def learning(model: CoOccurrence, events: list[Event], batched: bool) -> Callable[[], None]:
     def step() -> None:
         if batched:
-            model.learn_many([e[1] for e in events], [e[2] for e in events], [e[3] for e in events])
+            model.add_many([e[1] for e in events], [e[2] for e in events], [e[3] for e in events])
         else:
             for _, previous, item, weight in events:
-                model.learn_one(previous, item, weight)
+                model.add(previous, item, weight)
 
     return step
 
@@ -115,7 +115,7 @@ def test_every_step_patches_the_base_to_the_whole_snapshot(
     steps += [
         asserting(forget(users[::3]), writes, "clear"),  # items forgotten altogether
         asserting(lambda: model._pool._make_room(0), writes, "compact"),  # nothing changed
-        lambda: model.learn_one(["1", "2", "never-before-1"], "never-before-2", 3),
+        lambda: model.add(["1", "2", "never-before-1"], "never-before-2", 3),
         learning(model, events[:2_000], batched=True),  # after the subtractions
         asserting(lambda: model._pool._make_room(10_000), writes, "compact"),
     ]
@@ -174,10 +174,10 @@ def test_a_loaded_model_is_at_generation_0_with_every_stamp_0(
 
 def test_counts_past_32_bits_after_the_base_patch_to_64_bit_arrays() -> None:
     model = CoOccurrence()
-    model.learn_one(["a", "b"], "c")
+    model.add(["a", "b"], "c")
     base, mark = model.to_snapshot(), model.mark()
     assert base["rows"].dtype == np.int32
-    model.learn_one(["a"], "b", 2**31)
+    model.add(["a"], "b", 2**31)
     now = model.to_snapshot()
     assert now["rows"].dtype == np.int64
     same(CoOccurrence.patched(base, model.changes_since(mark)), now)
@@ -187,9 +187,9 @@ def test_an_event_longer_than_any_before_is_stamped_too() -> None:
     """A history longer than the compiled step's scratch makes it take a longer one, which
     carries the generation on."""
     model = CoOccurrence(max_neighbors=100, window=100)
-    model.learn_one(["a"], "b")
+    model.add(["a"], "b")
     base, mark = model.to_snapshot(), model.mark()
-    model.learn_one([str(n) for n in range(90)], "c")
+    model.add([str(n) for n in range(90)], "c")
     same(CoOccurrence.patched(base, model.changes_since(mark)), model.to_snapshot())
 
 

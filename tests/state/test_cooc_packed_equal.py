@@ -17,8 +17,10 @@ import pytest
 
 import state.neighbour_kernels as kernels
 import state.neighbour_pool as pool_module
-from state.cooccurrence import CoOccurrence
-from state.recommender import CoocRecommender, Interaction, MostPopular, learn_batch
+from state.cooc_counts import CoOccurrence
+from state.cooccurrence import CoocRecommender
+from state.recommender import Interaction, learn_batch
+from state.trending import MostPopular
 from tests.state import cooc_reference
 from tests.state.cooc_reference import CoOccurrence as Reference
 
@@ -114,7 +116,7 @@ def assert_snapshots_equal(new: dict[str, Any], old: dict[str, Any]) -> None:
 
 def learn_all(model: Model, events: list[Event]) -> None:
     for _, previous, item, weight in events:
-        model.learn_one(previous, item, weight)
+        model.add(previous, item, weight)
 
 
 @pytest.mark.parametrize("settings", SETTINGS)
@@ -159,18 +161,18 @@ def test_learn_many_equals_learn_one_in_a_loop(
     at = 0
     while at < len(events):  # uneven batches, as remote batches come
         batch = events[at : at + rng.choice([1, 2, 7, 50, 400, 3_000])]
-        batched.learn_many([e[1] for e in batch], [e[2] for e in batch], [e[3] for e in batch])
+        batched.add_many([e[1] for e in batch], [e[2] for e in batch], [e[3] for e in batch])
         at += len(batch)
     assert compactions
     assert_same(batched, old, histories)
-    batched.learn_many([], [], [])
+    batched.add_many([], [], [])
     assert_same(batched, old, histories)
 
 
 def test_the_adapter_learns_a_batch_through_learn_many(
     movielens: tuple[list[Event], dict[str, list[str]]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`learn_batch` (a replica's remote batch) reaches `CoOccurrence.learn_many`, and the
+    """`learn_batch` (a replica's remote batch) reaches `CoOccurrence.add_many`, and the
     fill still learns every event."""
     events, _ = movielens
     batch = events[:2_000]
@@ -183,10 +185,8 @@ def test_the_adapter_learns_a_batch_through_learn_many(
     for event, history in zip(interactions, previous, strict=True):
         one.learn_one(event, history)
     batched: list[int] = []
-    learn_many: Callable[..., None] = many.cooc.learn_many
-    monkeypatch.setattr(
-        many.cooc, "learn_many", lambda *args: batched.append(1) or learn_many(*args)
-    )
+    learn_many: Callable[..., None] = many.cooc.add_many
+    monkeypatch.setattr(many.cooc, "add_many", lambda *args: batched.append(1) or learn_many(*args))
     learn_batch(many, interactions, previous, [()] * len(batch))
     assert batched == [1]
     assert_snapshots_equal(many.to_snapshot()["cooc"], one.to_snapshot()["cooc"])

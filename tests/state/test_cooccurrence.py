@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 from state.trending import Trending
 
 
 def learn_sessions(model: CoOccurrence, sessions: list[list[str]]) -> None:
     for items in sessions:
         for i, item in enumerate(items):
-            model.learn_one(items[:i], item)
+            model.add(items[:i], item)
 
 
 def test_counts_equal_a_hand_computation() -> None:
@@ -75,22 +75,22 @@ def test_window_bounds_learning_and_scoring() -> None:
 
 def test_pruning_keeps_the_top_neighbours_deterministically() -> None:
     model = CoOccurrence(max_neighbors=2)
-    model.learn_one(["n3"], "hub")
-    model.learn_one(["n3"], "hub")
-    model.learn_one(["n1"], "hub")
-    model.learn_one(["n1"], "hub")
+    model.add(["n3"], "hub")
+    model.add(["n3"], "hub")
+    model.add(["n1"], "hub")
+    model.add(["n1"], "hub")
     for other in ["n2", "n0", "n4"]:
-        model.learn_one([other], "hub")
+        model.add([other], "hub")
     # five neighbours > 2 * cap → pruned to the top 2 by count (n1, n3 have 2), dict bounded
     assert model.neighbors("hub") == {"n1": 2.0, "n3": 2.0}
-    model.learn_one(["n5"], "hub")
-    model.learn_one(["n6"], "hub")
-    model.learn_one(["n7"], "hub")
+    model.add(["n5"], "hub")
+    model.add(["n6"], "hub")
+    model.add(["n7"], "hub")
     # 2 + 3 = 5 > 4 → prune again: n1, n3 kept; among count-1 ties nothing survives
     assert model.neighbors("hub") == {"n1": 2.0, "n3": 2.0}
     model2 = CoOccurrence(max_neighbors=2)
     for other in ["e", "d", "c", "b", "a"]:
-        model2.learn_one([other], "hub")
+        model2.add([other], "hub")
     assert model2.neighbors("hub") == {"a": 1.0, "b": 1.0}  # ties → smallest ids
 
 
@@ -99,7 +99,7 @@ def test_pickle_and_deepcopy_give_identical_recommendations() -> None:
     learn_sessions(model, [["a", "b", "c"], ["b", "c", "d"], ["a", "d"]])
     clone = pickle.loads(pickle.dumps(model))
     twin = copy.deepcopy(model)
-    twin.learn_one(["a"], "zzz")
+    twin.add(["a"], "zzz")
     assert clone.recommend(["a", "b"], 5, {"a"}) == model.recommend(["a", "b"], 5, {"a"})
     assert "zzz" not in dict(model.recommend(["a"], 5, {"a"}))
 
@@ -124,8 +124,8 @@ def test_cooc_beats_popularity_on_movielens_next_item(data_dir: Path) -> None:
     for seq in seqs.values():
         train = seq[:-1]
         for i, item in enumerate(train):
-            model.learn_one(train[max(0, i - 20) : i], item)
-            popular.learn_one(item, 0.0)
+            model.add(train[max(0, i - 20) : i], item)
+            popular.add(item, 0.0)
     hits_cooc = hits_pop = 0
     for seq in seqs.values():
         history, target = seq[:-1], seq[-1]
@@ -141,22 +141,22 @@ def test_alpha_recency_and_score_window_by_hand() -> None:
     # a: 3 times; b after a twice; c after a once; d alone once, then with b
     model = CoOccurrence(window=10, score_window=1, recency=0.5, alpha=0.0)
     for previous, item in [((), "a"), (("a",), "b"), ((), "a"), (("a",), "b")]:
-        model.learn_one(previous, item)
+        model.add(previous, item)
     for previous, item in [((), "a"), (("a",), "c"), ((), "d"), (("d",), "b")]:
-        model.learn_one(previous, item)
+        model.add(previous, item)
     # alpha 0: P(j | h) = cooc(h, j) / count(h); only the newest history item is scored
     assert model.recommend(["d", "a"], k=3) == [("b", 2 / 3), ("c", 1 / 3)]
     wider = CoOccurrence(window=10, score_window=2, recency=0.5, alpha=0.0)
     for previous, item in [((), "a"), (("a",), "b"), ((), "a"), (("a",), "c")]:
-        wider.learn_one(previous, item)
-    wider.learn_one((), "d")
-    wider.learn_one(("d",), "c")
+        wider.add(previous, item)
+    wider.add((), "d")
+    wider.add(("d",), "c")
     # history [d, a]: a weight 1 (age 0), d weight 0.5 (age 1)
     # b: 1 * 1/2; c: 1 * 1/2 + 0.5 * 1/1 = 1.0
     assert wider.recommend(["d", "a"], k=2) == [("c", 1.0), ("b", 0.5)]
     cosine = CoOccurrence(window=10)  # alpha 0.5: cooc / sqrt(count(h) * count(j))
     for previous, item in [((), "a"), (("a",), "b"), ((), "a")]:
-        cosine.learn_one(previous, item)
+        cosine.add(previous, item)
     assert cosine.recommend(["a"], k=1) == [("b", pytest.approx(1 / 2**0.5))]
 
 
@@ -170,7 +170,7 @@ def test_bad_parameters_are_refused() -> None:
 def test_explain_names_the_recent_item_that_contributed_most() -> None:
     model = CoOccurrence(window=10, alpha=0.0)
     for previous, item in [((), "a"), (("a",), "x"), ((), "b"), (("b",), "x"), (("b", "x"), "y")]:
-        model.learn_one(previous, item)
+        model.add(previous, item)
     # history [a, b]: x gets 1/2 * P(x | a) = 0.5 from a (age 1) and 1 * P(x | b) = 1 from b
     assert model.explain(["a", "b"], ["x"]) == ["b"]
     assert model.explain(["b", "a"], ["x"]) == ["a"]  # a newest now: weight 1 beats 1/2
@@ -178,7 +178,7 @@ def test_explain_names_the_recent_item_that_contributed_most() -> None:
 
 
 def test_sparse_scoring_path_equals_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import state.cooccurrence as module
+    import state.cooc_counts as module
 
     model = CoOccurrence(alpha=0.5)
     learn_sessions(model, [["a", "b", "c", "d"], ["b", "e", "f"], ["a", "f", "g"], ["c", "g"]])
@@ -191,9 +191,9 @@ def test_sparse_scoring_path_equals_the_dense_one(monkeypatch: pytest.MonkeyPatc
 def test_ties_beyond_the_first_candidates_still_go_to_the_smaller_id() -> None:
     model = CoOccurrence(max_neighbors=500)
     others = [f"i{n:03d}" for n in range(200)]
-    model.learn_one([], "hub")
+    model.add([], "hub")
     for other in reversed(others):  # all tied with count 1, learned in reverse id order
-        model.learn_one(["hub"], other)
+        model.add(["hub"], other)
     excluded = set(others[:150])  # exclusions eat the first candidates looked at
     recs = model.recommend(["hub"], 3, excluded)
     assert [item for item, _ in recs] == ["i150", "i151", "i152"]
@@ -201,9 +201,9 @@ def test_ties_beyond_the_first_candidates_still_go_to_the_smaller_id() -> None:
 
 def test_weighted_learning_counts_an_event_as_weight_interactions() -> None:
     weighted, repeated = CoOccurrence(), CoOccurrence()
-    weighted.learn_one(["a"], "b", weight=3)
+    weighted.add(["a"], "b", weight=3)
     for _ in range(3):
-        repeated.learn_one(["a"], "b")
+        repeated.add(["a"], "b")
     assert weighted.count("b") == 3 and weighted.cooc("a", "b") == weighted.cooc("b", "a") == 3
     assert weighted.recommend(["a"], 2, {"a"}) == repeated.recommend(["a"], 2, {"a"})
 
@@ -233,13 +233,13 @@ def test_a_snapshot_packs_32_bit_integers_and_a_64_bit_one_still_loads() -> None
     for state in (packed, wide):
         clone = CoOccurrence.from_snapshot(state)
         assert all(clone.neighbors(i) == model.neighbors(i) for i in "abcd")
-        clone.learn_one(["a"], "b")  # learning works on the restored arrays
+        clone.add(["a"], "b")  # learning works on the restored arrays
         assert clone.cooc("a", "b") == model.cooc("a", "b") + 1
 
 
 def test_counts_too_large_for_32_bits_are_kept_whole() -> None:
     model = CoOccurrence()
-    model.learn_one(["a"], "b", weight=2**31)
+    model.add(["a"], "b", weight=2**31)
     clone = pickle.loads(pickle.dumps(model))
     assert clone.cooc("a", "b") == 2**31
 
@@ -248,9 +248,9 @@ def test_an_item_only_ever_seen_in_a_history_is_not_scored() -> None:
     """`x` was paired as someone's previous item but never learned itself (count 0): dividing
     by its count would score it infinite and put it first."""
     model = CoOccurrence(alpha=0.5)
-    model.learn_one(["x"], "a")
-    model.learn_one(["b"], "a")
-    model.learn_one([], "b")
+    model.add(["x"], "a")
+    model.add(["b"], "a")
+    model.add([], "b")
     assert model.count("x") == 0 and model.cooc("a", "x") == 1
     got = model.recommend(["a"], k=5)
     assert [item for item, _ in got] == ["b"]

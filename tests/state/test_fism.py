@@ -12,7 +12,8 @@ from flows.evaluate import load_interactions, replay
 from state.fism import FISM
 from state.fism_recommender import FISMRecommender
 from state.rec_settings import build, restore
-from state.recommender import Interaction, MostPopular, Recommender
+from state.recommender import Interaction, Recommender
+from state.trending import MostPopular
 from tests.settings_support import rec_settings
 
 

@@ -270,10 +270,12 @@ def test_probes_score_every_list_as_the_definition_does() -> None:
     those of building every list in full, probe by probe."""
     import random
 
-    from state.cooccurrence import CoOccurrence
+    from state.cooc_counts import CoOccurrence
+    from state.cooccurrence import CoocRecommender
     from state.fism import FISM
     from state.fism_recommender import FISMRecommender
-    from state.recommender import CoocRecommender, MostPopular, Ranker, TrendingRecommender
+    from state.recommender import Ranker
+    from state.trending import MostPopular, TrendingRecommender
 
     def build(cls: type[Hybrid]) -> Hybrid:
         parts = {

@@ -10,7 +10,7 @@ def test_one_positive_step_equals_the_hand_computation() -> None:
     model = ISGD(n_factors=2, learning_rate=0.05, regularization=0.01)
     model.set_user_factors("u", [0.1, 0.2])
     model.set_item_factors("i", [0.3, -0.1])
-    model.learn_one("u", "i")
+    model.add("u", "i")
     # u·i = 0.03 - 0.02 = 0.01, err = 0.99
     # u += 0.05 * (0.99 * [0.3, -0.1] - 0.01 * [0.1, 0.2]) = 0.05 * [0.296, -0.101]
     # i += 0.05 * (0.99 * [0.1, 0.2] - 0.01 * [0.3, -0.1]) = 0.05 * [0.096, 0.199]  (old u)
@@ -23,7 +23,7 @@ def test_negative_step_follows_the_positive_one_with_target_zero() -> None:
     model.set_item_factors("j", [0.5, 0.5])  # queued first: the least recent item
     model.set_user_factors("u", [0.1, 0.2])
     model.set_item_factors("i", [0.3, -0.1])
-    model.learn_one("u", "i")
+    model.add("u", "i")
     u1 = [0.1148, 0.19495]  # after the positive step (previous test)
     err = 0.0 - (u1[0] * 0.5 + u1[1] * 0.5)
     u2 = [u1[f] + 0.05 * (err * 0.5 - 0.01 * u1[f]) for f in range(2)]
@@ -39,13 +39,13 @@ def test_the_item_bias_takes_its_step_from_the_same_error() -> None:
     model.set_item_factors("j", [0.5, 0.5])  # never interacted with: bias 0
     model.set_user_factors("u", [0.1, 0.2])
     model.set_item_factors("i", [0.3, -0.1])
-    model.learn_one("u", "i")
+    model.add("u", "i")
     # prediction u·i + b = 0.01 + 0 as before: the vectors move as in the plain step, and
     # b += 0.1 * (0.99 - 0.01 * 0) = 0.099
     assert model.user_factors("u") == pytest.approx([0.1148, 0.19495], abs=1e-12)
     assert model.item_bias("i") == pytest.approx(0.099, abs=1e-12)
     model.set_user_factors("v", [0.2, 0.1])
-    model.learn_one("v", "i")  # the bias is part of the prediction now
+    model.add("v", "i")  # the bias is part of the prediction now
     err = 1.0 - (0.2 * 0.3048 + 0.1 * -0.09005) - 0.099
     assert model.item_bias("i") == pytest.approx(0.099 + 0.1 * (err - 0.01 * 0.099))
     assert model.item_bias("j") == 0.0
@@ -61,37 +61,37 @@ def test_a_negative_step_pushes_the_bias_towards_zero() -> None:
     model.bias_learning_rate = 0.5
     model.set_item_factors("j", [0.0, 0.0])
     model.set_user_factors("p", [0.0, 0.0])  # zero vectors stay zero: only biases move
-    model.learn_one("p", "j")  # bias of j: 0.5 * (1 - 0) = 0.5 (zero vectors: u·j = 0)
+    model.add("p", "j")  # bias of j: 0.5 * (1 - 0) = 0.5 (zero vectors: u·j = 0)
     assert model.item_bias("j") == pytest.approx(0.5)
     model.set_user_factors("q", [0.0, 0.0])
-    model.learn_one("q", "k")  # j is the least recent item q has not touched: target 0
+    model.add("q", "k")  # j is the least recent item q has not touched: target 0
     assert model.item_bias("j") == pytest.approx(0.5 + 0.5 * (0.0 - 0.5))
 
 
 def test_negatives_are_the_least_recent_items_the_user_has_not_touched() -> None:
     model = ISGD(negatives=2)
-    model.learn_one("p", "a")
-    model.learn_one("p", "b")  # a is p's own item: no negative to take
+    model.add("p", "a")
+    model.add("p", "b")  # a is p's own item: no negative to take
     assert model.recency_queue() == ["a", "b"]
     before = {item: model.item_factors(item) for item in "ab"}
-    model.learn_one("q", "c")  # a and b from the front, then to the back in that order
+    model.add("q", "c")  # a and b from the front, then to the back in that order
     assert model.recency_queue() == ["c", "a", "b"]
     for item in "ab":
         assert not np.array_equal(model.item_factors(item), before[item])
     c_before = model.item_factors("c")
-    model.learn_one("q", "d")  # c is at the front but q touched it: skipped, stays
+    model.add("q", "d")  # c is at the front but q touched it: skipped, stays
     assert model.recency_queue() == ["c", "d", "a", "b"]
     assert np.array_equal(model.item_factors("c"), c_before)
-    model.learn_one("r", "e")  # r touched nothing else: c and d, the two least recent
+    model.add("r", "e")  # r touched nothing else: c and d, the two least recent
     assert model.recency_queue() == ["a", "b", "e", "c", "d"]
 
 
 def test_plain_isgd_only_moves_the_event_item_to_the_back() -> None:
     model = ISGD()
     for item in "abc":
-        model.learn_one("p", item)
+        model.add("p", item)
     before = model.item_factors("b")
-    model.learn_one("q", "a")
+    model.add("q", "a")
     assert model.recency_queue() == ["b", "c", "a"]
     assert np.array_equal(model.item_factors("b"), before)
 
@@ -152,7 +152,7 @@ def test_same_seed_and_events_give_identical_factors() -> None:
     models = [ISGD(negatives=3, seed=5), ISGD(negatives=3, seed=5), ISGD(negatives=3, seed=6)]
     for model in models:
         for user, item in events():
-            model.learn_one(user, item)
+            model.add(user, item)
     same, twin, other = models
     for user in ("u0", "u6"):
         assert np.array_equal(same.user_factors(user), twin.user_factors(user))
@@ -165,8 +165,8 @@ def test_same_seed_and_events_give_identical_factors() -> None:
 
 def test_forget_user_removes_the_user() -> None:
     model = ISGD(negatives=1)
-    model.learn_one("p", "a")
-    model.learn_one("q", "b")
+    model.add("p", "a")
+    model.add("q", "b")
     assert model.seen("p") == {"a"}
     assert model.forget_user("p") is True
     assert model.user_factors("p") is None
@@ -177,7 +177,7 @@ def test_forget_user_removes_the_user() -> None:
     assert model.forget_user("p") is False
     # a returning user starts over: a fresh vector and no remembered items, so "a" (the
     # least recent item) is no longer skipped as one of p's own
-    model.learn_one("p", "b")
+    model.add("p", "b")
     assert model.recency_queue() == ["b", "a"]
 
 

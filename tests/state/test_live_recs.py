@@ -8,9 +8,10 @@ from dataclasses import replace
 
 import pytest
 
+from state.cooccurrence import CoocRecommender
 from state.hybrid import Hybrid
 from state.live_recs import LiveRecs
-from state.recommender import CoocRecommender, Interaction
+from state.recommender import Interaction
 from state.variants import Variants
 from tests.settings_support import rec_settings
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from state import snapshots
-from state.cooccurrence import CoOccurrence
+from state.cooc_counts import CoOccurrence
 from state.event import Event
 from state.event_order import END, EventTimeOrder, Stamp
 from state.group_trending import SegmentTrending
@@ -138,9 +138,9 @@ def test_cooccurrence_trending_isgd_and_group_models_alone() -> None:
     cooc, trending, isgd = CoOccurrence(max_neighbors=3, window=4), Trending(600.0, 5), ISGD(4)
     isgd.negatives = 2
     for n, e in enumerate(events):
-        cooc.learn_one([x.item for x in events[max(0, n - 4) : n]], e.item, e.weight)
-        trending.learn_one(e.item, e.ts, e.weight)
-        isgd.learn_one(e.user, e.item)
+        cooc.add([x.item for x in events[max(0, n - 4) : n]], e.item, e.weight)
+        trending.add(e.item, e.ts, e.weight)
+        isgd.add(e.user, e.item)
     copies = (
         round_trip(cooc, CoOccurrence.from_snapshot),
         round_trip(trending, Trending.from_snapshot),
@@ -150,11 +150,11 @@ def test_cooccurrence_trending_isgd_and_group_models_alone() -> None:
     for model in (cooc, trending, isgd, *copies):
         for n, e in enumerate(more):
             if isinstance(model, CoOccurrence):
-                model.learn_one([x.item for x in more[max(0, n - 4) : n]], e.item, e.weight)
+                model.add([x.item for x in more[max(0, n - 4) : n]], e.item, e.weight)
             elif isinstance(model, Trending):
-                model.learn_one(e.item, e.ts, e.weight)
+                model.add(e.item, e.ts, e.weight)
             else:
-                model.learn_one(e.user, e.item)
+                model.add(e.user, e.item)
     assert copies[0].recommend(["i1", "i2"], 5) == cooc.recommend(["i1", "i2"], 5)
     assert copies[1].top(5) == trending.top(5) and copies[1].top(50) == trending.top(50)
     assert copies[2].recommend("u19", 5, ()) == isgd.recommend("u19", 5, ())

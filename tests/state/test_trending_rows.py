@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from flows.evaluate import load_interactions
-from state.recommender import Interaction, MostPopular, TrendingRecommender
-from state.trending import Trending
+from state.recommender import Interaction
+from state.trending import MostPopular, Trending, TrendingRecommender
 from tests.state import trending_reference
 from tests.state.increment_support import check_rounds, same
 from tests.state.older_marks import check_older_marks
@@ -57,8 +57,8 @@ def test_rankings_scores_and_snapshots_equal_the_dict_trending(
     renormalised = 0
     for n, (user, item, ts, weight) in enumerate(jittered(movielens, 3)):
         t0 = old._t0
-        new.learn_one(item, ts, weight)
-        old.learn_one(item, ts, weight)
+        new.add(item, ts, weight)
+        old.add(item, ts, weight)
         renormalised += t0 is not None and old._t0 != t0
         mine = seen.setdefault(user, set())
         mine.add(item)
@@ -89,7 +89,7 @@ def learning_steps(
 
     def step(start: int, stop: int) -> None:
         for _, item, ts, weight in events[start:stop]:
-            model.learn_one(item, ts, weight)
+            model.add(item, ts, weight)
         model.top(4, {item for _, item, _, _ in events[start:stop][:30]})  # may grow the cache
 
     return [partial(step, a, b) for a, b in pairwise(bounds)]
@@ -106,7 +106,7 @@ def test_a_base_patched_with_the_changes_is_the_snapshot(
     events = jittered(movielens, 5)
     model = Trending(halflife, cache_size=3)
     for _, item, ts, weight in events[:20_000]:
-        model.learn_one(item, ts, weight)
+        model.add(item, ts, weight)
     sizes = [1, 7, 300, 4000, 2, 2500, 40, 1, 3000, 800, 8000, 5, 6000] * 3
     kinds: list[str] = []
     changes_since = model.changes_since
@@ -132,7 +132,7 @@ def test_changes_since_older_marks_are_answered_from_the_stamps(
     events = jittered(movielens, 11)
     model = Trending(2 * DAY, cache_size=4)
     for _, item, ts, weight in events[:30_000]:
-        model.learn_one(item, ts, weight)
+        model.add(item, ts, weight)
     sizes = [3, 400, 1, 50, 2000, 9, 700, 5000, 20, 1500] * 3
     check_older_marks(model, learning_steps(model, events[30_000:], sizes))
 
@@ -143,7 +143,7 @@ def test_changes_after_little_learning_cost_what_changed(movielens: list[Interac
     events = jittered(movielens, 7)
     model = Trending(30 * DAY)
     for _, item, ts, weight in events[:80_000]:
-        model.learn_one(item, ts, weight)
+        model.add(item, ts, weight)
     whole = len(pickle.dumps(model.to_snapshot(), protocol=pickle.HIGHEST_PROTOCOL))
     largest = check_rounds(model, learning_steps(model, events[80_000:], [30, 30]), 1)
     assert largest * 20 < whole
@@ -152,13 +152,13 @@ def test_changes_after_little_learning_cost_what_changed(movielens: list[Interac
 def test_a_renormalisation_sends_the_whole_once_and_a_new_base_ends_it() -> None:
     t = Trending(halflife_s=1.0)
     for item in "abc":
-        t.learn_one(item, 0.0)
+        t.add(item, 0.0)
     base, mark = t.to_snapshot(), t.mark()
-    t.learn_one("b", 400.0)  # a and c forgotten: rows renumbered
+    t.add("b", 400.0)  # a and c forgotten: rows renumbered
     same(Trending.patched(base, t.changes_since(mark)), t.to_snapshot())
     assert "whole" in t.changes_since(mark) and t.to_snapshot()["items"] == ["b"]
     base, mark = t.to_snapshot(), t.mark()
-    t.learn_one("d", 400.5)
+    t.add("d", 400.5)
     changes = t.changes_since(mark)
     assert "whole" not in changes and changes["items"] == ["d"]
     same(Trending.patched(base, changes), t.to_snapshot())

@@ -46,7 +46,7 @@ class Trending:
         self._cache: list[tuple[float, str]] = []
         self._cached: set[str] = set()
 
-    def learn_one(self, item: str, ts: float, weight: float = 1.0) -> None:
+    def add(self, item: str, ts: float, weight: float = 1.0) -> None:
         """Add an interaction of `weight` with `item` at event time `ts` (any order of ts)."""
         if self._t0 is None:
             self._t0 = ts
