@@ -3,8 +3,8 @@
 One Lua script per user takes the user out of every segment set it is in (read from its own
 profile), deletes the profile and recommendations, and announces the erasure on pub/sub only
 (a stream entry would itself be data about the user). Past notices of the user are then
-deleted from the update stream. Like the other scripts, it builds keys from the prefix:
-single-instance Redis, not Redis Cluster.
+deleted from the update stream. Key names come from `operators.keys`; the sets of the
+memberships are named in the script from a segment key prefix and the stored profile's ids.
 """
 
 from __future__ import annotations
@@ -15,29 +15,28 @@ from typing import Any
 import orjson
 import redis
 
+from operators.sink_scripts import STORED_MEMBERSHIPS
+
 SCAN_CHUNK = 1000
 
-ERASE_SCRIPT = """
-local prefix, user, reason = ARGV[1], ARGV[2], ARGV[3]
-local segment = redis.call('HGET', KEYS[1], 'segment')
-if segment then
-  redis.call('SREM', prefix .. ':segment:' .. cjson.decode(segment), user)
-end
-local tier = redis.call('HGET', KEYS[1], 'rfm_segment')
-if tier and cjson.decode(tier) ~= '' then
-  redis.call('SREM', prefix .. ':segment:rfm:' .. cjson.decode(tier), user)
-end
-local rules = redis.call('HGET', KEYS[1], 'rule_segments')
-if rules then
-  for _, name in ipairs(cjson.decode(rules)) do
-    redis.call('SREM', prefix .. ':segment:rule:' .. name, user)
-  end
+# KEYS: 1 user hash, 2 recs key. ARGV: 1 user id, 2 reason, 3 segment key prefix
+# (`segment_key(prefix, "")`), 4 updates channel. The memberships are those the stored profile
+# holds (`STORED_MEMBERSHIPS`, the twin of `operators.keys.membership_ids`).
+ERASE_SCRIPT = (
+    STORED_MEMBERSHIPS
+    + """
+local user, reason, segment_prefix = ARGV[1], ARGV[2], ARGV[3]
+local flat = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+for _, id in ipairs(stored_memberships(fields)) do
+  redis.call('SREM', segment_prefix .. id, user)
 end
 local removed = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', prefix .. ':updates',
-  cjson.encode({user_id = user, erased = true, reason = reason}))
+redis.call('PUBLISH', ARGV[4], cjson.encode({user_id = user, erased = true, reason = reason}))
 return removed
 """
+)
 
 
 def stream_entries(client: redis.Redis, stream: str, field: bytes) -> Iterator[tuple[bytes, bytes]]:

@@ -70,8 +70,8 @@ def record_id_mode(client: redis.Redis, prefix: str, mode: str) -> None:
     """Record this worker's id mode (see the module docstring); say so when it changed.
 
     A change means the data already under the prefix is keyed by other ids (a new key
-    starts every user afresh, README, Operations, "Security and privacy"): worth a warning, not a refusal,
-    since rotating the key is a legitimate choice.
+    starts every user afresh, README, Operations, "Security and privacy"): worth a warning,
+    not a refusal, since rotating the key is a legitimate choice.
     """
     previous = recorded_id_mode(client, prefix)
     if previous is not None and previous != mode:

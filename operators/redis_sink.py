@@ -41,13 +41,18 @@ from prometheus_client import Histogram
 from operators.erasure import ERASE_SCRIPT, delete_mentions
 from operators.keys import (
     SEGMENT_HISTORY_MAXLEN,
+    blocklist_key,
+    churn_key,
     control_key,
+    is_event_stream,
+    membership_ids,
     model_key,
     quality_key,
     recs_key,
     segment_history_key,
     segment_key,
     segments_key,
+    updates_channel,
     updates_stream,
     user_key,
 )
@@ -123,6 +128,16 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
+        self._segment_prefix = segment_key(prefix, "")  # a set the script names from an id
+        self._channel = updates_channel(prefix)
+        # USER_SCRIPT's KEYS 3-7, the same for every user
+        self._user_keys = (
+            blocklist_key(prefix),
+            segments_key(prefix),
+            updates_stream(prefix),
+            model_key(prefix),
+            churn_key(prefix),
+        )
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
@@ -164,7 +179,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             user = erasure.user_id
             self._erase_script(
                 keys=[user_key(self._prefix, user), recs_key(self._prefix, user)],
-                args=[self._prefix, user, erasure.reason],
+                args=[user, erasure.reason, self._segment_prefix, self._channel],
                 client=pipe,
             )
         pipe.execute()
@@ -182,12 +197,19 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
+        prefix = self._prefix
         for out in users:
+            ids = membership_ids(out.segment, out.rfm_segment, out.rule_segments)
             self._user_script(
-                keys=[user_key(self._prefix, out.user_id), recs_key(self._prefix, out.user_id)],
+                keys=[
+                    user_key(prefix, out.user_id),
+                    recs_key(prefix, out.user_id),
+                    *self._user_keys,
+                    *(segment_key(prefix, id_) for id_ in ids),
+                ],
                 args=[
-                    self._prefix,
                     out.user_id,
+                    self._segment_prefix,
                     out.version,
                     recs_items(out),
                     notice_head(out),
@@ -195,6 +217,9 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     int(out.updated_at // 3600),
                     1 if out.settled else 0,
                     dumps(out.aged_to),
+                    self._channel,
+                    len(ids),
+                    *ids,
                     *hash_fields(out),
                 ],
                 client=pipe,
@@ -208,7 +233,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             }
             self._segment_script(
                 keys=[segments_key(self._prefix), segment_key(self._prefix, info.segment)],
-                args=[info.segment, info.version, dumps(value), dumps(info.segment)],
+                args=[
+                    info.segment,
+                    info.version,
+                    dumps(value),
+                    dumps(info.segment),
+                    user_key(self._prefix, ""),
+                ],
                 client=pipe,
             )
         if model is not None:
@@ -260,12 +291,9 @@ def input_entries(items: Iterable[SinkItem], prefix: str) -> dict[str, list[str]
     >>> input_entries(items, "t")
     {'t:events:1': ['5-0']}
     """
-    head = f"{prefix}:events:"
     doomed: dict[str, list[str]] = {}
     for item in items:
-        if not isinstance(item, InputDeletion) or not item.origin.startswith(head):
-            continue
-        if item.origin[len(head) :].isdigit():
+        if isinstance(item, InputDeletion) and is_event_stream(prefix, item.origin):
             doomed.setdefault(item.origin, []).append(item.offset)
     return doomed
 

@@ -9,7 +9,8 @@ from typing import Any, cast
 import orjson
 import redis
 
-from operators.control import ControlSource, control_key, request_forget
+from operators.control import ControlSource, request_forget
+from operators.keys import control_key
 from operators.records import RawRecord
 from tests.settings_support import payload_limits
 

@@ -8,11 +8,10 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from operators.control import control_key, request_forget
-from operators.keys import user_key
+from operators.control import request_forget
+from operators.keys import control_key, stream_key, user_key
 from operators.records import Erasure, InputDeletion
 from operators.redis_sink import _RedisSinkPartition
-from operators.routing import stream_key
 from tests.operators.sink_support import PREFIX, output, profile
 
 
