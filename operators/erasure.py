@@ -15,6 +15,8 @@ from typing import Any
 import orjson
 import redis
 
+from operators.keys import control_key, is_event_stream, updates_stream
+from operators.records import InputDeletion
 from operators.sink_scripts import STORED_MEMBERSHIPS
 
 SCAN_CHUNK = 1000
@@ -68,3 +70,50 @@ def delete_mentions(client: redis.Redis, stream: str, field: bytes, user_ids: It
     for start in range(0, len(doomed), SCAN_CHUNK):
         client.xdel(stream, *doomed[start : start + SCAN_CHUNK])
     return len(doomed)
+
+
+class InputEraser:
+    """What an erasure removes beyond the user's derived data: the user's past notices in the
+    update stream, with `delete_requests` the user's control entries, and an opted-out
+    user's raw input entries (`InputDeletion`).
+
+    Built by the flow (`flows.worker.build_sinks`), which knows whether recovery keeps the
+    requests (`operators.control`); the sink runs it right after the batch's erasure scripts,
+    in the same call: a request deleted before its erasure is written would be lost by a
+    crash, and a notice written after the scan would outlive the erasure.
+    """
+
+    def __init__(self, prefix: str, delete_requests: bool = True) -> None:
+        self.prefix = prefix
+        self.delete_requests = delete_requests
+
+    def entries(self, items: Iterable[object]) -> dict[str, list[str]]:
+        """The entry ids to delete per event stream of the prefix, from the deletions.
+
+        Deletions pointing anywhere else (a replayed file's name and line, another prefix's
+        stream) are ignored: only input read from this prefix's streams is deleted.
+
+        >>> items = [InputDeletion("t:events:1", "5-0"), InputDeletion("file:a.jsonl", "3")]
+        >>> InputEraser("t").entries(items)
+        {'t:events:1': ['5-0']}
+        """
+        doomed: dict[str, list[str]] = {}
+        for item in items:
+            if isinstance(item, InputDeletion) and is_event_stream(self.prefix, item.origin):
+                doomed.setdefault(item.origin, []).append(item.offset)
+        return doomed
+
+    def delete_entries(self, client: redis.Redis, doomed: dict[str, list[str]]) -> None:
+        """XDEL the entries: idempotent, so a retried batch or a recovery replay is harmless."""
+        pipe = client.pipeline(transaction=False)
+        for stream, entry_ids in doomed.items():
+            pipe.xdel(stream, *entry_ids)
+        pipe.execute()
+
+    def forget(self, client: redis.Redis, user_ids: Iterable[str]) -> None:
+        """Delete the notices about the users, then (`delete_requests`) their requests: an
+        opt-out stays in the opt-out set."""
+        gone = set(user_ids)
+        delete_mentions(client, updates_stream(self.prefix), b"notice", gone)
+        if self.delete_requests:
+            delete_mentions(client, control_key(self.prefix), b"payload", gone)
