@@ -26,7 +26,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key
+from operators.routing import partition_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.throughput import start_server

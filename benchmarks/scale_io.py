@@ -29,7 +29,8 @@ import redis
 from benchmarks.procstat import peak_rss_mb
 from flows.produce import produce
 from operators.adapters import read_payloads
-from operators.routing import readers, stream_key
+from operators.keys import stream_key
+from operators.routing import readers
 
 DATA = Path("/work/shared/data/movielens-latest-small/ratings.csv")
 DAY_S = 86400

@@ -57,7 +57,8 @@ from flows.runner import tune_gc
 from flows.sample import generate
 from flows.worker import build_redis_flow
 from operators import lifecycle, metrics
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key
+from operators.routing import partition_for
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-latest-small"
 PREFIX = "bench"

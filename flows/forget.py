@@ -22,9 +22,9 @@ import redis
 from flows.config import SECRET_ENV, ConfigError
 from operators.control import request_forget
 from operators.erasure import delete_mentions
-from operators.keys import deadletter_stream, meta_key
+from operators.keys import deadletter_stream, meta_key, stream_key
 from operators.pseudonym import PLAIN, id_mode, pseudonym, recorded_id_mode
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for
 
 log = logging.getLogger("tailor")
 

@@ -19,7 +19,8 @@ import redis
 
 from flows.progress import Progress
 from operators.adapters import checked_adapter, read_payloads
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key
+from operators.routing import partition_for
 
 #: Adapters whose output is one event per data line after a one-line header.
 _ONE_PER_LINE_AFTER_HEADER = frozenset({"csv", "movielens", "cdnow"})

@@ -28,6 +28,7 @@ from operators.aging import AgingParams, aging_sweep
 from operators.bases import BaseLoader
 from operators.control import ControlSource, opted_out_users, parse_command
 from operators.deadletter_sink import DeadLetterSink
+from operators.erasure import InputEraser
 from operators.live_quality import QualityParams
 from operators.model_params import ModelParams
 from operators.payload_limits import PayloadLimits
@@ -283,8 +284,9 @@ def build_sinks(config: Config) -> tuple[RedisSink, DeadLetterSink]:
         prefix,
         output.updates_maxlen,
         id_mode=id_mode(config.pseudonym_secret()),
-        # with recovery the control source deletes a request once its epoch is durable
-        delete_requests=not config.recovery.enabled,
+        # an erasure's inputs and notices; with recovery the control source deletes a
+        # request once its epoch is durable (operators.control), so the sink leaves it
+        inputs=InputEraser(prefix, delete_requests=not config.recovery.enabled),
         **retry,
     )
     dead = DeadLetterSink(url, prefix=prefix, maxlen=output.deadletter_maxlen, **retry)

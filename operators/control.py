@@ -2,7 +2,7 @@
 
 `tailor forget USER` appends ``{"op": "forget", "user_id": ...}`` to ``<prefix>:control``
 (and, with ``--opt-out``, adds the user to the set ``<prefix>:optout``, which every worker
-reads as it starts). Going through the dataflow, not
+reads as it starts; every key name is `operators.keys`'s). Going through the dataflow, not
 around it, means the erasure reaches the user's state on whichever worker holds it, in order
 with that user's events, and is covered by recovery like everything else.
 
@@ -18,10 +18,7 @@ from __future__ import annotations
 
 __all__ = [
     "ControlSource",
-    "blocklist_key",
-    "control_key",
     "opted_out_users",
-    "optout_key",
     "parse_command",
     "request_block",
     "request_forget",

@@ -3,8 +3,8 @@
 One Lua script per user takes the user out of every segment set it is in (read from its own
 profile), deletes the profile and recommendations, and announces the erasure on pub/sub only
 (a stream entry would itself be data about the user). Past notices of the user are then
-deleted from the update stream. Like the other scripts, it builds keys from the prefix:
-single-instance Redis, not Redis Cluster.
+deleted from the update stream. Key names come from `operators.keys`; the sets of the
+memberships are named in the script from a segment key prefix and the stored profile's ids.
 """
 
 from __future__ import annotations
@@ -15,29 +15,30 @@ from typing import Any
 import orjson
 import redis
 
+from operators.keys import control_key, is_event_stream, updates_stream
+from operators.records import InputDeletion
+from operators.sink_scripts import STORED_MEMBERSHIPS
+
 SCAN_CHUNK = 1000
 
-ERASE_SCRIPT = """
-local prefix, user, reason = ARGV[1], ARGV[2], ARGV[3]
-local segment = redis.call('HGET', KEYS[1], 'segment')
-if segment then
-  redis.call('SREM', prefix .. ':segment:' .. cjson.decode(segment), user)
-end
-local tier = redis.call('HGET', KEYS[1], 'rfm_segment')
-if tier and cjson.decode(tier) ~= '' then
-  redis.call('SREM', prefix .. ':segment:rfm:' .. cjson.decode(tier), user)
-end
-local rules = redis.call('HGET', KEYS[1], 'rule_segments')
-if rules then
-  for _, name in ipairs(cjson.decode(rules)) do
-    redis.call('SREM', prefix .. ':segment:rule:' .. name, user)
-  end
+# KEYS: 1 user hash, 2 recs key. ARGV: 1 user id, 2 reason, 3 segment key prefix
+# (`segment_key(prefix, "")`), 4 updates channel. The memberships are those the stored profile
+# holds (`STORED_MEMBERSHIPS`, the twin of `operators.keys.membership_ids`).
+ERASE_SCRIPT = (
+    STORED_MEMBERSHIPS
+    + """
+local user, reason, segment_prefix = ARGV[1], ARGV[2], ARGV[3]
+local flat = redis.call('HGETALL', KEYS[1])
+local fields = {}
+for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
+for _, id in ipairs(stored_memberships(fields)) do
+  redis.call('SREM', segment_prefix .. id, user)
 end
 local removed = redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('PUBLISH', prefix .. ':updates',
-  cjson.encode({user_id = user, erased = true, reason = reason}))
+redis.call('PUBLISH', ARGV[4], cjson.encode({user_id = user, erased = true, reason = reason}))
 return removed
 """
+)
 
 
 def stream_entries(client: redis.Redis, stream: str, field: bytes) -> Iterator[tuple[bytes, bytes]]:
@@ -69,3 +70,50 @@ def delete_mentions(client: redis.Redis, stream: str, field: bytes, user_ids: It
     for start in range(0, len(doomed), SCAN_CHUNK):
         client.xdel(stream, *doomed[start : start + SCAN_CHUNK])
     return len(doomed)
+
+
+class InputEraser:
+    """What an erasure removes beyond the user's derived data: the user's past notices in the
+    update stream, with `delete_requests` the user's control entries, and an opted-out
+    user's raw input entries (`InputDeletion`).
+
+    Built by the flow (`flows.worker.build_sinks`), which knows whether recovery keeps the
+    requests (`operators.control`); the sink runs it right after the batch's erasure scripts,
+    in the same call: a request deleted before its erasure is written would be lost by a
+    crash, and a notice written after the scan would outlive the erasure.
+    """
+
+    def __init__(self, prefix: str, delete_requests: bool = True) -> None:
+        self.prefix = prefix
+        self.delete_requests = delete_requests
+
+    def entries(self, items: Iterable[object]) -> dict[str, list[str]]:
+        """The entry ids to delete per event stream of the prefix, from the deletions.
+
+        Deletions pointing anywhere else (a replayed file's name and line, another prefix's
+        stream) are ignored: only input read from this prefix's streams is deleted.
+
+        >>> items = [InputDeletion("t:events:1", "5-0"), InputDeletion("file:a.jsonl", "3")]
+        >>> InputEraser("t").entries(items)
+        {'t:events:1': ['5-0']}
+        """
+        doomed: dict[str, list[str]] = {}
+        for item in items:
+            if isinstance(item, InputDeletion) and is_event_stream(self.prefix, item.origin):
+                doomed.setdefault(item.origin, []).append(item.offset)
+        return doomed
+
+    def delete_entries(self, client: redis.Redis, doomed: dict[str, list[str]]) -> None:
+        """XDEL the entries: idempotent, so a retried batch or a recovery replay is harmless."""
+        pipe = client.pipeline(transaction=False)
+        for stream, entry_ids in doomed.items():
+            pipe.xdel(stream, *entry_ids)
+        pipe.execute()
+
+    def forget(self, client: redis.Redis, user_ids: Iterable[str]) -> None:
+        """Delete the notices about the users, then (`delete_requests`) their requests: an
+        opt-out stays in the opt-out set."""
+        gone = set(user_ids)
+        delete_mentions(client, updates_stream(self.prefix), b"notice", gone)
+        if self.delete_requests:
+            delete_mentions(client, control_key(self.prefix), b"payload", gone)

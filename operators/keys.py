@@ -84,11 +84,30 @@ newer than the stored one is skipped: replays after a restart never move a user 
 
 from __future__ import annotations
 
-from operators.routing import stream_key
+from collections.abc import Iterable
 
 DEFAULT_PREFIX = "tailor"
 #: The field of `meta_key` holding how user ids are stored (`operators.pseudonym.id_mode`).
 META_IDS = "ids"
+
+
+def stream_key(prefix: str, partition: int) -> str:
+    """The Redis stream holding one input partition's events (`operators.routing`).
+
+    >>> stream_key("shop", 0)
+    'shop:events:0'
+    """
+    return f"{prefix}:events:{partition}"
+
+
+def is_event_stream(prefix: str, name: str) -> bool:
+    """`name` is one of the prefix's input partitions (not a replay file, another prefix).
+
+    >>> is_event_stream("t", "t:events:1"), is_event_stream("t", "file:a.jsonl")
+    (True, False)
+    """
+    head = stream_key(prefix, 0).removesuffix("0")
+    return name.startswith(head) and name[len(head) :].isdigit()
 
 
 def user_key(prefix: str, user_id: str) -> str:
@@ -109,6 +128,27 @@ def segment_key(prefix: str, segment_id: str) -> str:
 def rule_segment(name: str) -> str:
     """The segment id of a rule: profiles list bare rule names, memberships need ids."""
     return f"rule:{name}"
+
+
+def rfm_segment(tier: str) -> str:
+    """The segment id of an RFM tier (``champions`` → ``rfm:champions``)."""
+    return f"rfm:{tier}"
+
+
+def membership_ids(segment: str, rfm_tier: str, rules: Iterable[str]) -> list[str]:
+    """The segment ids a profile with these fields belongs to, in the order the sink writes
+    them: the cluster segment and the RFM tier unless empty, then each rule, sorted.
+
+    The one definition: `USER_SCRIPT` receives these for the new profile, and its Lua twin
+    (`sink_scripts.STORED_MEMBERSHIPS`) reads them back from a stored profile.
+
+    >>> membership_ids("cluster:2", "", ["b", "a", "b"])
+    ['cluster:2', 'rule:a', 'rule:b']
+    """
+    ids = [segment] if segment else []
+    if rfm_tier:
+        ids.append(rfm_segment(rfm_tier))
+    return ids + [rule_segment(name) for name in sorted(set(rules))]
 
 
 def segments_key(prefix: str) -> str:

@@ -38,11 +38,11 @@ from operators.keys import (
     recs_key,
     segment_key,
     segments_key,
+    stream_key,
     updates_channel,
     updates_stream,
     user_key,
 )
-from operators.routing import stream_key
 
 #: Stands for any script sha and any script: the probes are never run.
 _SHA = "0" * 40
@@ -110,7 +110,12 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     # operators.redis_sink: pipelines of scripts, loaded when the server lacks them
     needs.append(_need("SCRIPT", "EXISTS", _SHA, sub=True))
     needs.append(_need("SCRIPT", "LOAD", "return 0", sub=True))
+    # USER_SCRIPT's keys (operators.redis_sink), ERASE_SCRIPT's, SEGMENT_SCRIPT's
+    script = (user, recs, blocklist, segments_key(prefix), updates, model_key(prefix), churn)
+    needs.append(_need("EVALSHA", _SHA, "8", *script, segment, names=(*script, segment)))
     needs.append(_need("EVALSHA", _SHA, "2", user, recs, names=(user, recs)))
+    pair = (segments_key(prefix), segment)
+    needs.append(_need("EVALSHA", _SHA, "2", *pair, names=pair))
     for key in (segments_key(prefix), model_key(prefix), quality_key(prefix)):
         needs.append(_need("EVALSHA", _SHA, "1", key, names=(key,)))
     needs += _script_needs(prefix, user, recs, segment, blocklist, churn)

@@ -23,7 +23,6 @@ __all__ = [
     "SinkItem",
     "after_last_erasure",
     "hash_fields",
-    "input_entries",
     "newest_per_segment",
     "newest_per_user",
     "observe_many",
@@ -32,22 +31,25 @@ __all__ = [
 import bisect
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from prometheus_client import Histogram
 
-from operators.erasure import ERASE_SCRIPT, delete_mentions
+from operators.erasure import ERASE_SCRIPT, InputEraser
 from operators.keys import (
     SEGMENT_HISTORY_MAXLEN,
-    control_key,
+    blocklist_key,
+    churn_key,
+    membership_ids,
     model_key,
     quality_key,
     recs_key,
     segment_history_key,
     segment_key,
     segments_key,
+    updates_channel,
     updates_stream,
     user_key,
 )
@@ -116,13 +118,23 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         prefix: str,
         updates_maxlen: int,
         id_mode: str | None = None,
-        delete_requests: bool = True,
+        inputs: InputEraser | None = None,
     ) -> None:
         self._writer = writer
-        self._delete_requests = delete_requests
+        self._inputs = inputs if inputs is not None else InputEraser(prefix)
         self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
+        self._segment_prefix = segment_key(prefix, "")  # a set the script names from an id
+        self._channel = updates_channel(prefix)
+        # USER_SCRIPT's KEYS 3-7, the same for every user
+        self._user_keys = (
+            blocklist_key(prefix),
+            segments_key(prefix),
+            updates_stream(prefix),
+            model_key(prefix),
+            churn_key(prefix),
+        )
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
@@ -131,9 +143,9 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
     def write_batch(self, items: list[SinkItem]) -> None:
-        doomed = input_entries(items, self._prefix)
+        doomed = self._inputs.entries(items)
         if doomed:
-            self._writer.run("xdel", lambda: self._delete_inputs(doomed))
+            self._writer.run("xdel", lambda: self._inputs.delete_entries(self._client, doomed))
         erasures = [item for item in items if isinstance(item, Erasure)]
         if erasures:
             self._writer.run("erase", lambda: self._erase(erasures))
@@ -150,28 +162,19 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         results = self._writer.run("write", lambda: self._send(users, infos, model, report))
         self._observe(outputs, len(users), results[: len(users)])
 
-    def _delete_inputs(self, doomed: dict[str, list[str]]) -> None:
-        """XDEL the entries: idempotent, so a retried batch or a recovery replay is harmless."""
-        pipe = self._client.pipeline(transaction=False)
-        for stream, entry_ids in doomed.items():
-            pipe.xdel(stream, *entry_ids)
-        pipe.execute()
-
     def _erase(self, erasures: Sequence[Erasure]) -> None:
-        """Delete what Redis holds about each user, then their past notices."""
+        """Delete what Redis holds about each user, then what the inputs and notices hold
+        (`InputEraser`, which the flow configures)."""
         pipe = self._client.pipeline(transaction=False)
         for erasure in erasures:
             user = erasure.user_id
             self._erase_script(
                 keys=[user_key(self._prefix, user), recs_key(self._prefix, user)],
-                args=[self._prefix, user, erasure.reason],
+                args=[user, erasure.reason, self._segment_prefix, self._channel],
                 client=pipe,
             )
         pipe.execute()
-        gone = {erasure.user_id for erasure in erasures}
-        delete_mentions(self._client, updates_stream(self._prefix), b"notice", gone)
-        if self._delete_requests:  # the request is done; an opt-out stays in the opt-out set
-            delete_mentions(self._client, control_key(self._prefix), b"payload", gone)
+        self._inputs.forget(self._client, {erasure.user_id for erasure in erasures})
 
     def _send(
         self,
@@ -182,12 +185,19 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
+        prefix = self._prefix
         for out in users:
+            ids = membership_ids(out.segment, out.rfm_segment, out.rule_segments)
             self._user_script(
-                keys=[user_key(self._prefix, out.user_id), recs_key(self._prefix, out.user_id)],
+                keys=[
+                    user_key(prefix, out.user_id),
+                    recs_key(prefix, out.user_id),
+                    *self._user_keys,
+                    *(segment_key(prefix, id_) for id_ in ids),
+                ],
                 args=[
-                    self._prefix,
                     out.user_id,
+                    self._segment_prefix,
                     out.version,
                     recs_items(out),
                     notice_head(out),
@@ -195,6 +205,9 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     int(out.updated_at // 3600),
                     1 if out.settled else 0,
                     dumps(out.aged_to),
+                    self._channel,
+                    len(ids),
+                    *ids,
                     *hash_fields(out),
                 ],
                 client=pipe,
@@ -208,7 +221,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             }
             self._segment_script(
                 keys=[segments_key(self._prefix), segment_key(self._prefix, info.segment)],
-                args=[info.segment, info.version, dumps(value), dumps(info.segment)],
+                args=[
+                    info.segment,
+                    info.version,
+                    dumps(value),
+                    dumps(info.segment),
+                    user_key(self._prefix, ""),
+                ],
                 client=pipe,
             )
         if model is not None:
@@ -250,26 +269,6 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._client.close()
 
 
-def input_entries(items: Iterable[SinkItem], prefix: str) -> dict[str, list[str]]:
-    """The entry ids to delete per event stream of `prefix`, from the batch's deletions.
-
-    Deletions pointing anywhere else (a replayed file's name and line, another prefix's
-    stream) are ignored: the sink deletes only input it reads itself.
-
-    >>> items = [InputDeletion("t:events:1", "5-0"), InputDeletion("file:a.jsonl", "3")]
-    >>> input_entries(items, "t")
-    {'t:events:1': ['5-0']}
-    """
-    head = f"{prefix}:events:"
-    doomed: dict[str, list[str]] = {}
-    for item in items:
-        if not isinstance(item, InputDeletion) or not item.origin.startswith(head):
-            continue
-        if item.origin[len(head) :].isdigit():
-            doomed.setdefault(item.origin, []).append(item.offset)
-    return doomed
-
-
 def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
     """The items still to write once erasures ran: a user's outputs from before their last
     erasure in the batch are dropped (they describe someone who asked to be forgotten)."""
@@ -295,10 +294,8 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     `operators.retry.RetryingSinkSettings` (attempts, backoff, sleep, seed, socket timeout).
     `id_mode` (`operators.pseudonym.id_mode`), when given, is recorded in ``{prefix}:meta``
     as each worker starts, before it writes anything.
-    `delete_requests` deletes an erased user's control entries once the erasure is written:
-    right without recovery; with recovery the control source deletes them once the epoch
-    that applied them is durable (`operators.control.ControlSource`), since a crash before
-    that replays the epoch and needs the request again.
+    `inputs` (`operators.erasure.InputEraser`, by default deleting requests) erases what the
+    input streams and notices hold about an erased user, once the erasure is written.
     """
 
     def __init__(
@@ -307,14 +304,14 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         prefix: str = "tailor",
         updates_maxlen: int = 100_000,
         id_mode: str | None = None,
-        delete_requests: bool = True,
+        inputs: InputEraser | None = None,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
         self.id_mode = id_mode
-        self.delete_requests = delete_requests
+        self.inputs = inputs
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _RedisSinkPartition:
         return _RedisSinkPartition(
@@ -322,5 +319,5 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
             self.prefix,
             self.updates_maxlen,
             self.id_mode,
-            self.delete_requests,
+            self.inputs,
         )

@@ -37,12 +37,12 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
 from operators import lifecycle
+from operators.keys import stream_key
 from operators.metrics import REDIS_ERRORS, SOURCE_BATCH, SOURCE_LAG
 from operators.payload_limits import PayloadLimits
 from operators.progress import BatchStamper
 from operators.records import RawRecord
 from operators.retry import mark_redis_up
-from operators.routing import stream_key
 from operators.stream_read import BoundedStreamReader, StreamInfo, StreamRead
 
 START_ID = "0-0"

@@ -23,8 +23,8 @@ workers and cross every update).
 2
 >>> partition_for("u1", 4) == partition_for("u1", 4)
 True
->>> stream_key("tailor", 2)
-'tailor:events:2'
+
+Stream names are in `operators.keys` (`stream_key`).
 """
 
 from __future__ import annotations
@@ -85,15 +85,6 @@ def readers(partitions: int, workers: int) -> tuple[int, ...]:
     for rank, partition in enumerate(by_name):
         out[partition] = rank % workers
     return tuple(out)
-
-
-def stream_key(prefix: str, partition: int) -> str:
-    """The Redis stream holding one partition's events.
-
-    >>> stream_key("shop", 0)
-    'shop:events:0'
-    """
-    return f"{prefix}:events:{partition}"
 
 
 def _rotl(x: int, b: int) -> int:

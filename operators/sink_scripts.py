@@ -9,7 +9,7 @@ segment model. (The erasure script lives with erasure, in `operators.erasure`.)
 
 from __future__ import annotations
 
-__all__ = ["MODEL_SCRIPT", "RESERVED_FIELDS", "SEGMENT_SCRIPT", "USER_SCRIPT"]
+__all__ = ["MODEL_SCRIPT", "RESERVED_FIELDS", "SEGMENT_SCRIPT", "STORED_MEMBERSHIPS", "USER_SCRIPT"]
 
 #: Hash fields the sink owns; profile entries may not use these names.
 RESERVED_FIELDS = (
@@ -22,17 +22,21 @@ RESERVED_FIELDS = (
     "aged_to",
 )
 
-# Single-instance Redis only, not Redis Cluster: segment sets and the updates channel/stream
-# are named inside the script from the prefix instead of being declared in KEYS.
-# KEYS: 1 user hash, 2 recs key.
-# ARGV: 1 prefix, 2 user id, 3 version, 4 recs items (JSON objects, one per line; items in
-#       the blocklist set are dropped here, so no list written after a block holds the item,
-#       whenever the worker learns of it), 5 notice head (a JSON object
+# Every key comes from `operators.keys`, in KEYS, bar one kind: the set of a membership the
+# user leaves is named from ARGV[2] (`segment_key(prefix, "")`) and the id the stored profile
+# holds, since only the script sees the stored profile (exact whatever wrote it: a run cut
+# short after its last snapshot, another batching or worker count).
+# KEYS: 1 user hash, 2 recs key, 3 blocklist set, 4 segments hash, 5 updates stream,
+#       6 segment model hash, 7 churn hash, 8.. the sets of the new memberships (ARGV 12..).
+# ARGV: 1 user id, 2 segment key prefix, 3 version, 4 recs items (JSON objects, one per line;
+#       items in the blocklist set are dropped here, so no list written after a block holds
+#       the item, whenever the worker learns of it), 5 notice head (a JSON object
 #       without "changed" and the closing brace), 6 updates stream MAXLEN, 7 event-time hour
 #       of the write (epoch hours), 8 "1" when the output's segments are settled (final for
 #       its version: it may replace a stored output of the same version, a correction),
 #       else "0", 9 aged_to: 0 for an event's output, else the aging boundary the output is
-#       as of (`UserOutput.aged_to`), 10.. hash field/value pairs (JSON).
+#       as of (`UserOutput.aged_to`), 10 updates channel, 11 n, the number of new membership
+#       ids (`keys.membership_ids`), 12..11+n those ids, then hash field/value pairs (JSON).
 # Writes are ordered by (version, aged_to): an aged output follows the outputs of its version
 # and leaves the recommendations key as it is.
 # Returns false when nothing was written: the stored (version, aged_to) is newer, or the same
@@ -44,10 +48,41 @@ RESERVED_FIELDS = (
 # "correction" (true when it rewrote the version already stored). A version's first write
 # and its correction apply at most once each, so (user_id, version, correction) names a
 # notice exactly, replays included: what a subscriber deduplicates on.
-USER_SCRIPT = """
-local user_key, recs_key = KEYS[1], KEYS[2]
-local prefix, uid, version = ARGV[1], ARGV[2], ARGV[3]
-local blocklist = prefix .. ':blocklist'
+#: Lua: `stored_memberships(fields)`, the segment ids of a stored profile (field → JSON
+#: value): the twin of `operators.keys.membership_ids`, for the profile only Redis holds.
+STORED_MEMBERSHIPS = """
+local function stored_memberships(fields)
+  local ids = {}
+  if fields['segment'] then
+    local segment = cjson.decode(fields['segment'])
+    if type(segment) == 'string' and segment ~= '' then ids[#ids + 1] = segment end
+  end
+  if fields['rfm_segment'] then
+    local tier = cjson.decode(fields['rfm_segment'])
+    if type(tier) == 'string' and tier ~= '' then ids[#ids + 1] = 'rfm:' .. tier end
+  end
+  if fields['rule_segments'] then
+    for _, name in ipairs(cjson.decode(fields['rule_segments'])) do
+      ids[#ids + 1] = 'rule:' .. name
+    end
+  end
+  return ids
+end
+"""
+
+USER_SCRIPT = (
+    STORED_MEMBERSHIPS
+    + """
+local user_key, recs_key, blocklist, segments_hash = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local updates, model, churn = KEYS[5], KEYS[6], KEYS[7]
+local uid, segment_prefix, version = ARGV[1], ARGV[2], ARGV[3]
+local after, member_keys = {}, {}
+for i = 1, tonumber(ARGV[11]) do
+  after[i] = ARGV[11 + i]
+  member_keys[ARGV[11 + i]] = KEYS[7 + i]
+end
+local first = 12 + #after
+local function set_key(id) return member_keys[id] or (segment_prefix .. id) end
 local check = redis.call('SCARD', blocklist) > 0
 local entries = {}
 for entry in string.gmatch(ARGV[4], '[^\\n]+') do
@@ -71,7 +106,7 @@ local RESERVED = {version = true, updated_at = true, segment = true, segment_nam
 local old, new, names = {}, {}, {}
 local flat = redis.call('HGETALL', user_key)
 for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
-for i = 10, #ARGV, 2 do
+for i = first, #ARGV, 2 do
   new[ARGV[i]] = ARGV[i + 1]
   names[#names + 1] = ARGV[i]
 end
@@ -81,7 +116,7 @@ local renamed = nil
 if new['segment'] then
   local segment = cjson.decode(new['segment'])
   local info = type(segment) == 'string' and segment ~= ''
-               and redis.call('HGET', prefix .. ':segments', segment)
+               and redis.call('HGET', segments_hash, segment)
   if info then
     local ok, decoded = pcall(cjson.decode, info)
     if ok and type(decoded) == 'table' and type(decoded['name']) == 'string' then
@@ -94,30 +129,12 @@ if new['segment'] then
   end
 end
 
--- Segment ids the user belongs to: the cluster segment, 'rfm:<tier>' and 'rule:<name>' per rule.
-local function memberships(fields)
-  local ids = {}
-  if fields['segment'] then
-    local segment = cjson.decode(fields['segment'])
-    if type(segment) == 'string' and segment ~= '' then ids[#ids + 1] = segment end
-  end
-  if fields['rfm_segment'] then
-    local tier = cjson.decode(fields['rfm_segment'])
-    if type(tier) == 'string' and tier ~= '' then ids[#ids + 1] = 'rfm:' .. tier end
-  end
-  if fields['rule_segments'] then
-    for _, name in ipairs(cjson.decode(fields['rule_segments'])) do
-      ids[#ids + 1] = 'rule:' .. name
-    end
-  end
-  return ids
-end
 local function as_set(list)
   local set = {}
   for _, v in ipairs(list) do set[v] = true end
   return set
 end
-local before, after = memberships(old), memberships(new)
+local before = stored_memberships(old)
 local in_before, in_after = as_set(before), as_set(after)
 
 local profile_changed = false
@@ -158,18 +175,18 @@ if correction and not segments_changed then return false end
 local touched = {}
 for _, id in ipairs(before) do
   if not in_after[id] then
-    redis.call('SREM', prefix .. ':segment:' .. id, uid)
+    redis.call('SREM', set_key(id), uid)
     touched[#touched + 1] = id
   end
 end
 for _, id in ipairs(after) do
   if not in_before[id] then
-    redis.call('SADD', prefix .. ':segment:' .. id, uid)
+    redis.call('SADD', set_key(id), uid)
     touched[#touched + 1] = id
   end
 end
 if #stale > 0 then redis.call('HDEL', user_key, unpack(stale)) end
-redis.call('HSET', user_key, unpack(ARGV, 10))
+redis.call('HSET', user_key, unpack(ARGV, first))
 if renamed then redis.call('HSET', user_key, 'segment_name', renamed) end
 if aged == 0 then redis.call('SET', recs_key, '{"version":' .. version .. recs_suffix) end
 
@@ -177,15 +194,15 @@ local quoted = {}
 for i, part in ipairs(changed) do quoted[i] = '"' .. part .. '"' end
 local notice = ARGV[5] .. ',"changed":[' .. table.concat(quoted, ',') .. '],"correction":'
                .. (correction and 'true' or 'false') .. '}'
-redis.call('PUBLISH', prefix .. ':updates', notice)
-redis.call('XADD', prefix .. ':updates', 'MAXLEN', '~', ARGV[6], '*', 'notice', notice)
+redis.call('PUBLISH', ARGV[10], notice)
+redis.call('XADD', updates, 'MAXLEN', '~', ARGV[6], '*', 'notice', notice)
 
 local sizes = {}
 for _, id in ipairs(touched) do
-  local size = redis.call('SCARD', prefix .. ':segment:' .. id)
+  local size = redis.call('SCARD', set_key(id))
   sizes[#sizes + 1] = id
   sizes[#sizes + 1] = size
-  redis.call('HSET', prefix .. ':segments:model', 'size:' .. id, size)
+  redis.call('HSET', model, 'size:' .. id, size)
 end
 
 -- Churn: a user whose stored cluster segment changed, counted per event-time hour.
@@ -194,7 +211,6 @@ local old_segment = old['segment'] and cjson.decode(old['segment']) or ''
 local new_segment = new['segment'] and cjson.decode(new['segment']) or ''
 if old_segment ~= '' and new_segment ~= '' and old_segment ~= new_segment then
   moved = 1
-  local churn = prefix .. ':segments:churn'
   local hour = tonumber(ARGV[7])
   local current = tonumber(redis.call('HGET', churn, 'hour') or '-1')
   if hour == current then
@@ -209,6 +225,7 @@ if old_segment ~= '' and new_segment ~= '' and old_segment ~= new_segment then
 end
 return {changed, sizes, moved}
 """
+)
 
 # KEYS: 1 model key, 2 (optional) the segment history stream. ARGV: 1 version, 2 JSON
 # record, 3 the record's event time, 4 the history's MAXLEN. Newer versions only. With a
@@ -232,7 +249,8 @@ return 1
 """
 
 # KEYS: 1 segments hash, 2 the segment's member set. ARGV: 1 segment id, 2 version, 3 JSON
-# value, 4 the segment id as a user hash stores it (JSON). Same version guard. A new name is
+# value, 4 the segment id as a user hash stores it (JSON), 5 the user key prefix
+# (`user_key(prefix, "")`: a member's profile). Same version guard. A new name is
 # written into every member's profile too (`segment_name`), so a profile and the segment
 # table never disagree (USER_SCRIPT stores the hash's name): one HMGET and at most one
 # HSET per member, once per rename (names change only when a segment really moved).
@@ -247,11 +265,10 @@ if old then
   end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
-local prefix = string.sub(KEYS[2], 1, #KEYS[2] - #(':segment:' .. ARGV[1]))
 local name = cjson.encode(cjson.decode(ARGV[3])['name'])  -- encoded as USER_SCRIPT does
 local renamed = 0
 for _, uid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  local user_key = prefix .. ':user:' .. uid
+  local user_key = ARGV[5] .. uid
   local fields = redis.call('HMGET', user_key, 'segment', 'segment_name')
   if fields[1] == ARGV[4] and fields[2] ~= name then
     redis.call('HSET', user_key, 'segment_name', name)

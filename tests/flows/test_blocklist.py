@@ -14,7 +14,8 @@ from flows.block import block, without_item
 from flows.cli import main
 from flows.produce import produce
 from flows.sample import write_jsonl
-from operators.control import blocklist_key, parse_command
+from operators.control import parse_command
+from operators.keys import blocklist_key
 from operators.records import Block, RawRecord
 from tests.conftest import drain_worker
 

@@ -49,7 +49,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def publish(r: redis.Redis) -> None:
-    from operators.routing import partition_for, stream_key
+    from operators.keys import stream_key
+    from operators.routing import partition_for
 
     pipe = r.pipeline(transaction=False)
     for n in range(USERS):

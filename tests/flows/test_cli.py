@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from operators.keys import updates_channel, user_key
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key, updates_channel, user_key
+from operators.routing import partition_for
 
 
 def env_without_redis(**extra: str) -> dict[str, str]:

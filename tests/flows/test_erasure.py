@@ -16,8 +16,9 @@ import redis
 
 from flows.config import SECRET_ENV
 from flows.forget import forget
+from operators.keys import stream_key
 from operators.pseudonym import pseudonym
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "erase"

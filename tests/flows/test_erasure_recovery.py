@@ -18,8 +18,7 @@ import orjson
 import redis
 
 from flows.rescale import replica_models
-from operators.control import control_key
-from operators.keys import user_key
+from operators.keys import control_key, user_key
 from operators.models import ModelsState
 from operators.routing import replica_keys
 from tests.conftest import start_worker

@@ -10,8 +10,8 @@ from collections import Counter
 import orjson
 import redis
 
-from operators.keys import deadletter_stream, user_key
-from operators.routing import partition_for, stream_key
+from operators.keys import deadletter_stream, stream_key, user_key
+from operators.routing import partition_for
 from state.event import REASONS
 from tests.conftest import drain_worker
 from tests.flows.deadletter_support import as_lettered, held

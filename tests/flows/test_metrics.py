@@ -9,7 +9,8 @@ import orjson
 import redis
 from prometheus_client import REGISTRY, start_http_server
 
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key
+from operators.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "metrics"

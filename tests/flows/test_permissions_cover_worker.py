@@ -15,8 +15,8 @@ import redis
 
 from flows.produce import produce
 from operators.control import request_block, request_forget
+from operators.keys import stream_key
 from operators.permissions import worker_needs
-from operators.routing import stream_key
 from tests.conftest import drain_worker
 
 PREFIX = "cover"

@@ -16,10 +16,9 @@ import redis
 from flows.config import SECRET_ENV, ConfigError
 from flows.forget import forget
 from flows.sample import write_jsonl
-from operators.control import control_key
-from operators.keys import META_IDS, meta_key, user_key
+from operators.keys import META_IDS, control_key, meta_key, stream_key, user_key
 from operators.pseudonym import id_mode, pseudonym
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "private"

@@ -20,9 +20,10 @@ from flows.config import shipped
 from flows.produce import expected_total, produce, route
 from flows.progress import Progress
 from operators.adapters import read_payloads
+from operators.keys import stream_key
 from operators.records import Accepted, DeadLetter
 from operators.redis_source import RedisStreamSource
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for
 from operators.validate import validate
 from tests.settings_support import payload_limits
 

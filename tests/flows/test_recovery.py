@@ -29,8 +29,13 @@ import redis
 from flows.config import ConfigError, load_config
 from flows.recovery import describe, ensure_store, partition_files, recovery_settings
 from operators.adapters import read_payloads
-from operators.keys import deadletter_index, deadletter_stream, updates_channel, updates_stream
-from operators.routing import stream_key
+from operators.keys import (
+    deadletter_index,
+    deadletter_stream,
+    stream_key,
+    updates_channel,
+    updates_stream,
+)
 from tests.conftest import RedisServer, snapshot_state, start_worker
 
 PREFIX = "rec"

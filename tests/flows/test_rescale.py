@@ -42,8 +42,9 @@ from flows.rescale import (
 )
 from flows.store import take_for_run
 from flows.worker import build_flow
+from operators.keys import stream_key
 from operators.models import ModelsState
-from operators.routing import replica_keys, stream_key
+from operators.routing import replica_keys
 from state import snapshots
 from tests.conftest import RedisServer, start_worker
 from tests.flows.test_recovery import (

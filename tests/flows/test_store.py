@@ -19,8 +19,7 @@ import redis
 
 from flows.recovery import ensure_store, partition_files
 from flows.store import compact_store
-from operators.control import control_key
-from operators.keys import updates_stream
+from operators.keys import control_key, updates_stream
 from tests.conftest import free_port, snapshot_state, start_worker
 from tests.flows.store_support import (
     DEADLINE_S,

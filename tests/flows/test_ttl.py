@@ -14,8 +14,8 @@ from redis.client import PubSub
 from flows.config import load_config
 from flows.worker import build_redis_flow
 from operators import lifecycle
-from operators.keys import updates_channel
-from operators.routing import partition_for, stream_key
+from operators.keys import stream_key, updates_channel
+from operators.routing import partition_for
 
 PREFIX = "ttl"
 USERS = 300

@@ -9,7 +9,8 @@ from typing import Any, cast
 import orjson
 import redis
 
-from operators.control import ControlSource, control_key, request_forget
+from operators.control import ControlSource, request_forget
+from operators.keys import control_key
 from operators.records import RawRecord
 from tests.settings_support import payload_limits
 
@@ -75,7 +76,7 @@ def test_a_resumed_worker_deletes_everything_up_to_its_resume_position(
 
 
 def test_without_recovery_the_source_deletes_nothing(redis_url: str, r: redis.Redis) -> None:
-    """The sink deletes the request once the erasure is written (`delete_requests`)."""
+    """The sink deletes the request once the erasure is written (`InputEraser.delete_requests`)."""
     part = source(redis_url, durable=False).build_part("control", control_key(PREFIX), None)
     ids = forget_all(r, ["alice"])
     for _ in range(3):

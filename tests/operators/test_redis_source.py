@@ -17,10 +17,11 @@ from bytewax.testing import TestingSink, run_main
 from prometheus_client import REGISTRY
 
 from operators import lifecycle
+from operators.keys import stream_key
 from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.redis_source import RedisStreamSource, backoff_s
-from operators.routing import partition_for, stream_key
+from operators.routing import partition_for
 from tests.conftest import RedisServer, free_port
 from tests.settings_support import payload_limits
 

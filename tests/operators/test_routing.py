@@ -18,8 +18,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, cluster_main
 
+from operators.keys import stream_key
 from operators.redis_source import RedisStreamSource
-from operators.routing import partition_for, readers, replica_keys, stream_key, worker_of
+from operators.routing import partition_for, readers, replica_keys, worker_of
 from tests.settings_support import payload_limits
 
 LIMITS = payload_limits()

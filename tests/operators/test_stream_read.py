@@ -18,11 +18,11 @@ from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
 from operators import lifecycle
+from operators.keys import stream_key
 from operators.payload_limits import PayloadLimits
 from operators.progress import is_announcement
 from operators.records import RawRecord
 from operators.redis_source import RedisStreamSource, StreamState, _RedisStreamPartition
-from operators.routing import stream_key
 
 LIMITS = PayloadLimits(max_payload_bytes=50_000, prefix_bytes=100, batch_max_bytes=120_000)
 KEY = stream_key("tailor", 0)
