@@ -6,6 +6,8 @@ clusterer has tuned ones (docs/decisions/0016-clusterer-defaults.md). Three Rive
 classes iterate Python sets, so the same replay gave different segments from one process to
 the next (PYTHONHASHSEED); they are replaced by order-preserving subclasses. River's KMeans
 also starts so badly that it merges real segments; `WarmKMeans` starts it from k-means++.
+Every clusterer is a `river.base.Clusterer` (River's base class fixes `learn_one` and
+`predict_one`), the replacements by subclassing River's own classes, so none needs an adapter.
 
 >>> model = build_clusterer("KMeans", {"n_clusters": 2, "warmup": 4}, seed=1)
 >>> ids = [model.learn_predict_one({"spend": v}) for v in (0.0, 9.0, 0.5, 9.5, 0.2, 9.2)]
@@ -22,7 +24,7 @@ from collections.abc import Hashable, Mapping
 from typing import Any, cast
 
 import numpy as np
-from river import cluster
+from river import base, cluster
 
 __all__ = [
     "CLUSTERER_DEFAULTS",
@@ -275,6 +277,9 @@ def build_clusterer(name: str, params: Mapping[str, Any] | None, seed: int) -> A
     if name in _SEEDED:
         merged.setdefault("seed", seed)
     try:
-        return _REPLACEMENTS.get(name, getattr(cluster, name))(**merged)
+        model = _REPLACEMENTS.get(name, getattr(cluster, name))(**merged)
     except (TypeError, ValueError) as err:
         raise ValueError(f"bad params for clusterer {name}: {merged!r}: {err}") from err
+    if not isinstance(model, base.Clusterer):  # the verbs Segmenter calls
+        raise TypeError(f"{type(model).__name__} is not a river.base.Clusterer")
+    return model

@@ -221,3 +221,16 @@ def test_user_params_override_the_defaults_and_the_seed_is_injected() -> None:
     model = build_clusterer("KMeans", {"n_clusters": 3}, seed=9)
     assert (model.n_clusters, model.seed) == (3, 9)
     assert model.halflife == CLUSTERER_DEFAULTS["KMeans"]["halflife"]
+
+
+def test_every_offered_clusterer_is_a_river_clusterer() -> None:
+    """River's base class fixes the verbs the segmenter calls; Tailor's replacements keep it
+    by subclassing River's own classes."""
+    from river import base
+
+    from state.clusterers import CLUSTERER_DEFAULTS, build_clusterer
+
+    for name in CLUSTERER_DEFAULTS:
+        model = build_clusterer(name, {}, seed=1)
+        assert isinstance(model, base.Clusterer), name
+        assert callable(model.learn_one) and callable(model.predict_one)
