@@ -35,6 +35,7 @@ __all__ = [
     "best_lloyd",
     "build_clusterer",
     "lloyd",
+    "replace_centres",
     "squared_distances",
 ]
 
@@ -258,6 +259,17 @@ def best_lloyd(data: np.ndarray, k: int, restarts: int, rng: np.random.Generator
     """The lowest-inertia centres of `restarts` k-means++ + Lloyd runs (scikit-learn's n_init)."""
     runs = [lloyd(data, _plus_plus(data, k, rng)) for _ in range(max(1, restarts))]
     return min(runs, key=lambda run: run[1])[0]
+
+
+def replace_centres(model: OrderedKMeans, centres: Mapping[int, Mapping[str, float]]) -> None:
+    """River's KMeans centres := `centres`, by raw id (a re-fit); a raw id not in it is
+    dropped, so River never assigns it again. New dimensions draw as River's would."""
+    current = model.centers
+    draw = functools.partial(model._rng.gauss, model.mu, model.sigma)
+    for raw in [raw for raw in current if raw not in centres]:
+        del current[raw]
+    for raw, centre in centres.items():
+        current[raw] = collections.defaultdict(draw, centre)
 
 
 #: Our drop-in replacements for River classes that are not reproducible as shipped.

@@ -1,16 +1,11 @@
 """Behavioural segments: an online River clusterer over a user's numeric features.
 
-Features are heavy-tailed (spend, view counts), so each is compressed with a signed log1p and
-then standardised over a sample of users, each with their latest learn point
-(`state.profile_sample`: over users, as a batch segmentation standardises, not over learn
-points); the device is one-hot encoded. `refit` re-seeds the clusterer from batch k-means on
-that sample (`state.segment_refit`).
-Every call feeds the SAME fixed set of dimensions, because River's KMeans invents random centre
-values for a name it meets for the first time and CluStream raises on one.
-
-River's cluster ids are not stable (see `state.segment_registry`), so users get *segments*:
-stable numbers over the clusterer's raw ids, each with a readable, unique name
-(`state.segment_names`) computed from how the segment differs from the population.
+Features are encoded (`state.feature_encoding`), standardised over a sample of users
+(`state.profile_sample`), clipped, and the device one-hot; every call feeds the same fixed
+dimensions (River's KMeans invents random values for a new name, CluStream raises). `refit`
+re-seeds the segments from batch k-means on that sample (`state.segment_refit`). Users get
+stable *segments* over River's unstable raw ids (`state.segment_registry`), each with a
+readable, unique name (`state.segment_names`).
 
 >>> seg = Segmenter(features=("spend_30d",), params={"n_clusters": 2, "warmup": 20}, warmup=20)
 >>> users = [({"spend_30d": 500.0 + i}, "mobile") if i % 2 else ({"spend_30d": i % 5}, "desktop")
@@ -24,7 +19,6 @@ stable numbers over the clusterer's raw ids, each with a readable, unique name
 
 from __future__ import annotations
 
-import collections
 import copy
 import math
 import pickle
@@ -34,7 +28,7 @@ from typing import Any
 import numpy as np
 from river import preprocessing
 
-from state.clusterers import CLUSTERER_DEFAULTS, OrderedKMeans, build_clusterer
+from state.clusterers import CLUSTERER_DEFAULTS, OrderedKMeans, build_clusterer, replace_centres
 from state.feature_encoding import TRANSFORMS, clip_z, default_transforms
 from state.profile_sample import ProfileSample, age_profile
 from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
@@ -72,10 +66,8 @@ class Segmenter:
         Injected into clusterers that take one, and seeds the segment numbering.
     warmup
         Learned users before segments exist (`state.segment_registry`).
-    rename_distance
-        How far a segment must move before its name is reconsidered (`state.segment_names`).
-    sample_size
-        Users the scaler and the re-fits are over (`state.profile_sample`).
+    rename_distance, sample_size
+        See `state.segment_names` and `state.profile_sample`.
     """
 
     def __init__(
@@ -109,9 +101,7 @@ class Segmenter:
         self._model = build_clusterer(clusterer, self._with_warmup(warmup), seed)
         self._probe()
         self._scaler = ProfileSample(self.features, sample_size, seed)
-        #: The point-weighted scaler of a model from before the sample (snapshot format 4):
-        #: it standardises until the sample holds `warmup` users, so a resumed model keeps
-        #: meaning what it meant.
+        #: A format-4 model's own scaler, used until the sample holds `warmup` users.
         self._fallback: preprocessing.StandardScaler | None = None
         self._points = 0  # learn points without a user, each sampled as a user of its own
         self.refits = 0
@@ -225,37 +215,30 @@ class Segmenter:
         clusters."""
         if not isinstance(self._model, OrderedKMeans) or not self.registry.ready:
             return None
-        centres_by_raw, k = self._model.centers, int(self._model.n_clusters)
+        k = int(self._model.n_clusters)
         profiles = self._scaler.profiles()
         if len(profiles) < k or self._fallback is not None:
             return None
-        dims = self._dims()
         aged = [self._numeric(age_profile(p.features, now - p.ts, horizons)) for p in profiles]
         self._scaler.fix(aged)
-        vectors = [
-            self._vector(n, self._device(p.device)) for n, p in zip(aged, profiles, strict=True)
-        ]
+        dims = self._dims()
+        pairs = zip(aged, profiles, strict=True)
+        vectors = (self._vector(n, self._device(p.device)) for n, p in pairs)
         points = np.array([[x[d] for d in dims] for x in vectors], dtype=float)
         self.refits += 1
         restarts = int(getattr(self._model, "restarts", 10))
         centres = refit_centres(points, k, min_share, restarts, self.seed + self.refits)
         retired = self.registry.reseed(centres.tolist())
-        self._bind(centres_by_raw)
+        binding = self.registry.bind(sorted(self._model.centers))
+        anchors = {raw: self.registry.anchors[s] for raw, s in binding.items()}
+        replace_centres(
+            self._model, {r: dict(zip(dims, a, strict=True)) for r, a in anchors.items()}
+        )
         for segment in retired:
             self.namer.forget(segment)
         for segment in sorted(self.registry.anchors):
             self._rename(segment)
         return retired
-
-    def _bind(self, centres: dict[int, Any]) -> None:
-        """River's centres := the anchors, one raw id per segment (spare ones dropped)."""
-        binding = self.registry.bind(sorted(centres))
-        factory = next(iter(centres.values())).default_factory
-        for raw in [raw for raw in centres if raw not in binding]:
-            del centres[raw]
-        for raw, segment in binding.items():
-            anchor = dict(zip(self._dims(), self.registry.anchors[segment], strict=True))
-            centres[raw] = collections.defaultdict(factory, anchor)
 
     def learn_segment(
         self,
