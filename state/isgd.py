@@ -5,14 +5,10 @@ recommendation with positive-only feedback" (UMAP 2014, Algorithm 1), and the re
 negative feedback of Vinagre, Jorge & Gama, "Collaborative filtering with recency-based
 negative feedback" (ACM SAC 2015).
 
-Why this model: a stream of clicks or purchases has no ratings and no negatives, only "user u
-touched item i". ISGD treats every event as the target value 1 for the cell (u, i) of a
-user-item matrix and takes one SGD step on the two factor vectors, so the model is updated
-in microseconds per event, with no batch retraining. Learning only from 1s makes the factors
-drift towards "everything scores 1"; the 2015 paper counters this by also pushing a few items
-towards 0 after each event: the items nobody has touched for the longest time (the front of a
-recency queue), because an item that stopped being interacted with is the safest guess for
-something users do not want now. `ISGDRecommender` serves it as a `Recommender`.
+Why: a click stream has no ratings and no negatives, only "user u touched item i". ISGD takes
+one SGD step towards 1 on the cell (u, i) per event, in microseconds, with no retraining; so
+the factors do not drift to "everything scores 1", a few items nobody touched for longest (the
+front of a recency queue) are pushed towards 0 after each event. `ISGDRecommender` serves it.
 
 >>> model = ISGD(n_factors=4, negatives=2, seed=7)
 >>> events = [("ann", "a"), ("ann", "b"), ("bob", "a"), ("bob", "b"), ("bob", "c")]
@@ -76,11 +72,9 @@ class ISGD:
     init_std
         New vectors are drawn from N(0, init_std²), as in the paper.
     bias_learning_rate
-        Step size of a per-item bias b_i added to u·i (0: none, the paper's model). The bias
-        learns what every user shares, which is popularity (Koren, Bell & Volinsky, "Matrix
-        factorization techniques for recommender systems", IEEE Computer 2009): a new user,
-        who has no vector yet, gets the items with the largest bias instead of nothing, and
-        a young user's noisy vector is outweighed by it.
+        Step size of a per-item bias b_i added to u·i (0: none, the paper's model): it learns
+        popularity (Koren, Bell & Volinsky, IEEE Computer 2009), so a new user gets the
+        items with the largest bias instead of nothing.
     seed
         Seed of the one `numpy.random.default_rng` that draws every new vector, in order of
         first sight (on a learn, the user before the item): the same events in the same
@@ -379,9 +373,7 @@ class ISGDRecommender(Recommender):
     def learn_one(
         self, event: Interaction, history: Sequence[str], exclude: Collection[str] = ()
     ) -> None:
-        # Positive-only feedback is binary in ISGD: an event type's weight is not a step
-        # count (docs/decisions/0020-isgd-fism-settings.md).
-        self.model.add(event.user, event.item)
+        self.model.add(event.user, event.item)  # binary: weight is no step count (decision 0020)
 
     def recommend(
         self, user: str, history: Sequence[str], ts: float, k: int, exclude: Collection[str]

@@ -6,14 +6,10 @@ relative to a reference time `t0`: an event at `ts` adds `2 ** ((ts - t0) / half
 real score at the newest time `now` is that sum times `2 ** ((t0 - now) / halflife_s)`. When the
 exponent grows large, everything is renormalised to `t0 = now` so floats never overflow.
 
-Ranking the catalogue per user would cost a sort per user. Instead a sorted cache of the best
-`cache_size` items is kept up to date on every `add`: all stored weights share the factor
-from `t0` to `now`, so the ranking only changes when one item's weight grows, and a growing item
-either moves inside the cache or displaces its last entry. The cache is therefore always the
-exact top list at the current point of the stream, whatever the batch boundaries were, which
-keeps replays byte-identical. `top` walks it past the excluded items. Event time, not the wall
-clock, drives decay. `TrendingRecommender` (and `MostPopular`, without decay) serve it as a
-`Recommender`: the same list for everyone.
+A sorted cache of the best `cache_size` items is kept up to date on every `add` (all weights
+share the factor from `t0` to `now`, so only a growing item moves), so it is always the
+exact top list whatever the batch boundaries (replays stay byte-identical). `TrendingRecommender`
+(and `MostPopular`, without decay) serve it: the same list for everyone.
 
 Items are rows in order of first sight (an id list, a row per id, a list of weights), so the
 snapshot is two flat sequences and the trending is `Incremental` (`state.increments`): the
