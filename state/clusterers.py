@@ -18,9 +18,10 @@ Every clusterer is a `river.base.Clusterer` (River's base class fixes `learn_one
 from __future__ import annotations
 
 import collections
+import copy
 import functools
 import math
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from typing import Any, cast
 
 import numpy as np
@@ -35,6 +36,7 @@ __all__ = [
     "best_lloyd",
     "build_clusterer",
     "lloyd",
+    "probe",
     "replace_centres",
     "squared_distances",
 ]
@@ -259,6 +261,19 @@ def best_lloyd(data: np.ndarray, k: int, restarts: int, rng: np.random.Generator
     """The lowest-inertia centres of `restarts` k-means++ + Lloyd runs (scikit-learn's n_init)."""
     runs = [lloyd(data, _plus_plus(data, k, rng)) for _ in range(max(1, restarts))]
     return min(runs, key=lambda run: run[1])[0]
+
+
+def probe(model: Any, dims: Sequence[str], label: str) -> None:
+    """Fail at start-up, not on the first event, when the params make `model` unusable
+    (`label` names the clusterer and its params in the error)."""
+    trial = copy.deepcopy(model)
+    x = dict.fromkeys(dims, 0.0)
+    try:
+        for _ in range(2):
+            trial.learn_one(x)
+            trial.predict_one(x)
+    except Exception as err:
+        raise ValueError(f"{label} fails on a sample: {err!r}") from err
 
 
 def replace_centres(model: OrderedKMeans, centres: Mapping[int, Mapping[str, float]]) -> None:

@@ -128,6 +128,11 @@ class ProfileSample:
             variances[f] = math.fsum((v - mean) ** 2 for v in column) / len(column)
         self.fixed = (means, variances)
 
+    @property
+    def changes(self) -> int:
+        """Updates the sample took so far (a user added, evicted or updated)."""
+        return self._changes
+
     def __len__(self) -> int:
         return len(self._members)
 

@@ -28,7 +28,14 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["MAX_NAME_PARTS", "Z_THRESHOLD", "SegmentNamer", "describe", "feature_label"]
+__all__ = [
+    "MAX_NAME_PARTS",
+    "Z_THRESHOLD",
+    "SegmentNamer",
+    "describe",
+    "dominant_device",
+    "feature_label",
+]
 
 #: A feature joins a name when the anchor is this many standard deviations from the mean.
 Z_THRESHOLD = 0.5
@@ -74,6 +81,26 @@ def describe(z: Mapping[str, float], device: str | None, max_parts: int = MAX_NA
     if device:
         parts.append(device)
     return SEPARATOR.join(parts) if parts else TYPICAL
+
+
+#: A device joins the name when the cluster is mostly that device and clearly more than average.
+DEVICE_SHARE = 0.5
+DEVICE_LIFT = 0.15
+
+
+def dominant_device(shares: Mapping[str, float], population: Mapping[str, float]) -> str | None:
+    """The device a segment is mostly on, clearly more than users overall (`shares` and
+    `population`: device → share), or None.
+
+    >>> dominant_device({"mobile": 0.8, "desktop": 0.2}, {"mobile": 0.5, "desktop": 0.5})
+    'mobile'
+    """
+    best: tuple[float, str] | None = None
+    for device, share in shares.items():
+        strong = share >= DEVICE_SHARE and share - population.get(device, 0.0) >= DEVICE_LIFT
+        if strong and (best is None or share > best[0]):
+            best = (share, device)
+    return best[1] if best else None
 
 
 def _words(name: str) -> frozenset[str]:

@@ -19,7 +19,6 @@ readable, unique name (`state.segment_names`).
 
 from __future__ import annotations
 
-import copy
 import math
 import pickle
 from collections.abc import Mapping, Sequence
@@ -28,10 +27,16 @@ from typing import Any
 import numpy as np
 from river import preprocessing
 
-from state.clusterers import CLUSTERER_DEFAULTS, OrderedKMeans, build_clusterer, replace_centres
+from state.clusterers import (
+    CLUSTERER_DEFAULTS,
+    OrderedKMeans,
+    build_clusterer,
+    probe,
+    replace_centres,
+)
 from state.feature_encoding import TRANSFORMS, clip_z, default_transforms
 from state.profile_sample import ProfileSample, age_profile
-from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe
+from state.segment_names import MAX_NAME_PARTS, TYPICAL, SegmentNamer, describe, dominant_device
 from state.segment_refit import refit_centres
 from state.segment_registry import SegmentRegistry
 from state.user import FEATURE_NAMES
@@ -42,9 +47,6 @@ __all__ = ["DEFAULT_FEATURES", "TRANSFORMS", "Segmenter", "default_transforms"]
 DEFAULT_FEATURES: tuple[str, ...] = FEATURE_NAMES
 
 OTHER_DEVICE = "other"
-#: A device joins the name when the cluster is mostly that device and clearly more than average.
-DEVICE_SHARE = 0.5
-DEVICE_LIFT = 0.15
 
 
 class Segmenter:
@@ -66,8 +68,8 @@ class Segmenter:
         Injected into clusterers that take one, and seeds the segment numbering.
     warmup
         Learned users before segments exist (`state.segment_registry`).
-    rename_distance, sample_size
-        See `state.segment_names` and `state.profile_sample`.
+    rename_distance, sample_size, refit_min_changes
+        See `state.segment_names`, `state.profile_sample` and `refit`.
     """
 
     def __init__(
@@ -81,6 +83,7 @@ class Segmenter:
         warmup: int = 300,
         rename_distance: float = 1.0,
         sample_size: int = 4096,
+        refit_min_changes: int | None = None,
     ) -> None:
         self.clusterer = clusterer
         self.params = dict(params or {})
@@ -99,12 +102,16 @@ class Segmenter:
         self._forward = [(f, TRANSFORMS[self.transforms[f]][0]) for f in self.features]
         self._device_keys = {d: f"device={d}" for d in (*self.devices, OTHER_DEVICE)}
         self._model = build_clusterer(clusterer, self._with_warmup(warmup), seed)
-        self._probe()
+        label = f"clusterer {clusterer} with params {self.params!r}"
+        probe(self._model, (*self.features, *self._device_keys.values()), label)
         self._scaler = ProfileSample(self.features, sample_size, seed)
         #: A format-4 model's own scaler, used until the sample holds `warmup` users.
         self._fallback: preprocessing.StandardScaler | None = None
         self._points = 0  # learn points without a user, each sampled as a user of its own
         self.refits = 0
+        self._refit_changes = 0  # the sample's `changes` at the last re-fit
+        #: Sample changes a re-fit waits for (default: an eighth of the sample).
+        self.refit_min_changes = refit_min_changes or max(1, sample_size // 8)
         self._device_counts = dict.fromkeys(self._device_keys, 0)
         self._n = 0
         # Segments start once the clusterer has warmed up too (WarmKMeans seeds its centres
@@ -123,19 +130,6 @@ class Segmenter:
             return dict(self.params)
         k = int(self.params.get("n_clusters", defaults.get("n_clusters", 1)))
         return {"warmup": warmup if warmup >= k else 0, **self.params}  # too few: no warm start
-
-    def _probe(self) -> None:
-        """Fail at start-up, not on the first event, when params make the model unusable."""
-        trial = copy.deepcopy(self._model)
-        x = {**dict.fromkeys(self.features, 0.0), **dict.fromkeys(self._device_keys.values(), 0.0)}
-        try:
-            for _ in range(2):
-                trial.learn_one(x)
-                trial.predict_one(x)
-        except Exception as err:
-            raise ValueError(
-                f"clusterer {self.clusterer} with params {self.params!r} fails on a sample: {err!r}"
-            ) from err
 
     def _device(self, device: str | None) -> str:
         return device if device in self._device_keys else OTHER_DEVICE
@@ -208,17 +202,20 @@ class Segmenter:
     def refit(
         self, now: float, horizons: Mapping[str, float], min_share: float
     ) -> list[int] | None:
-        """Re-seed the segments from batch k-means on the sampled users' profiles aged to
-        `now` (`state.segment_refit`); returns the segments retired, None when there was no
-        re-fit: only River's KMeans can take new centres (the others rebuild theirs), and
-        none happens before the warm-up is over or while the sample holds fewer users than
-        clusters."""
+        """Re-seed the segments from batch k-means on the sample aged to `now`; the segments
+        retired, or None without a re-fit: not for River's other clusterers (they rebuild
+        their own centres), in the warm-up, nor before `refit_min_changes` sample changes
+        (a sparse backfill crosses many boundaries with little new: decision 0012)."""
         if not isinstance(self._model, OrderedKMeans) or not self.registry.ready:
             return None
         k = int(self._model.n_clusters)
-        profiles = self._scaler.profiles()
-        if len(profiles) < k or self._fallback is not None:
+        fresh = self._scaler.changes - self._refit_changes
+        if fresh < self.refit_min_changes or self._fallback is not None:
             return None
+        profiles = self._scaler.profiles()
+        if len(profiles) < k:
+            return None
+        self._refit_changes = self._scaler.changes
         aged = [self._numeric(age_profile(p.features, now - p.ts, horizons)) for p in profiles]
         self._scaler.fix(aged)
         dims = self._dims()
@@ -329,17 +326,10 @@ class Segmenter:
         if not centre:
             return TYPICAL
         z = {name: centre[name] for name in self.features}
-        return describe(z, self._dominant_device(centre), max_parts)
-
-    def _dominant_device(self, centre: Mapping[str, float]) -> str | None:
-        best: tuple[float, str] | None = None
-        for d, key in self._device_keys.items():
-            share = centre.get(key, 0.0)
-            population = self._device_counts[d] / self._n if self._n else 0.0
-            strong = share >= DEVICE_SHARE and share - population >= DEVICE_LIFT
-            if strong and (best is None or share > best[0]):
-                best = (share, d)
-        return best[1] if best else None
+        shares = {d: centre.get(key, 0.0) for d, key in self._device_keys.items()}
+        n = self._n or 1
+        population = {d: count / n for d, count in self._device_counts.items()}
+        return describe(z, dominant_device(shares, population), max_parts)
 
     def model_params(self) -> dict[str, Any]:
         """The clusterer's settings as used: its defaults with the configured params over them."""
@@ -368,6 +358,8 @@ class Segmenter:
             "sample": self._scaler.to_snapshot(),
             "points": self._points,
             "refits": self.refits,
+            "refit_changes": self._refit_changes,
+            "refit_min_changes": self.refit_min_changes,
             "device_counts": dict(self._device_counts),
             "n": self._n,
             "registry": self.registry.to_snapshot(),
@@ -386,11 +378,13 @@ class Segmenter:
             data["seed"],
             transforms=data["transforms"],
             warmup=registry["warmup"],
+            refit_min_changes=data["refit_min_changes"],
         )
         made._model, made._fallback, token = pickle.loads(data["river"])  # our own store
         if data["sample"] is not None:  # None: a format-4 model, its scaler the fallback
             made._scaler = ProfileSample.from_snapshot(data["sample"])
         made._points, made.refits = data["points"], data["refits"]
+        made._refit_changes = data["refit_changes"]
         made._device_counts = dict(data["device_counts"])
         made._n = data["n"]
         made.registry = SegmentRegistry.from_snapshot(registry, token)

@@ -146,6 +146,8 @@ def _segments_to_5(segments: dict[str, Any]) -> dict[str, Any]:
     resumed model keeps meaning what it meant."""
     segmenter = segments["segmenter"]
     registry = {**segmenter["registry"], "retired": [], "held": False}
-    segmenter = {**segmenter, "sample": None, "points": 0, "refits": 0, "registry": registry}
+    new = {"sample": None, "points": 0, "refits": 0, "refit_changes": 0, "registry": registry}
+    new["refit_min_changes"] = 4096 // 8  # the shipped sample's eighth
+    segmenter = {**segmenter, **new}
     refits = {"refit_every_s": 604800.0, "min_share": 0.01, "horizons": feature_horizons()}
     return {**segments, **refits, "next_refit": None, "segmenter": segmenter}

@@ -328,7 +328,8 @@ def test_refits_are_published_and_counted() -> None:
     before = REGISTRY.get_sample_value("tailor_segment_refits_total") or 0.0
     updates = shopping(30)
     span = updates[-1].event.ts - updates[0].event.ts
-    outs = run(updates, model_params(warmup=4, k=3, refit_every_s=span / 8), batch_size=10)
+    params = model_params(warmup=4, k=3, refit_every_s=span / 8, sample_size=8)
+    outs = run(updates, params, batch_size=10)
     models = [o for o in outs if isinstance(o, SegmentModel)]
     refits = [m.record["refits"] for m in models]
     assert refits[-1] >= 3 and refits == sorted(refits)

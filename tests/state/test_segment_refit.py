@@ -36,7 +36,9 @@ def drifting(n: int, seed: int = 0, tiny: bool = False) -> list[tuple[str, dict[
 
 
 def learned(stream: list[tuple[str, dict[str, float]]], k: int = 3) -> Segmenter:
-    seg = Segmenter(features=FEATURES, params={"n_clusters": k}, warmup=100, seed=3)
+    seg = Segmenter(
+        features=FEATURES, params={"n_clusters": k}, warmup=100, seed=3, refit_min_changes=1
+    )
     for ts, (user, features) in enumerate(stream):
         seg.learn_segment(features, None, user, float(ts))
     return seg
@@ -79,8 +81,14 @@ def test_a_segment_under_the_floor_is_retired_for_good() -> None:
     assert sorted(float(c[0]) for c in centres) == [0.05, 9.05]
 
 
-def refitting(refit_every_s: float) -> Segmentation:
-    segmenter = Segmenter(features=FEATURES, params={"n_clusters": 3}, warmup=100, seed=3)
+def refitting(refit_every_s: float, min_changes: int = 1) -> Segmentation:
+    segmenter = Segmenter(
+        features=FEATURES,
+        params={"n_clusters": 3},
+        warmup=100,
+        seed=3,
+        refit_min_changes=min_changes,
+    )
     return Segmentation(
         segmenter, refit_every_s=refit_every_s, publish_every=10_000, reorder_s=5.0, min_share=0.0
     )
@@ -145,7 +153,12 @@ def test_a_refit_standardises_over_the_sampled_users_aged_to_its_moment() -> Non
     a shop where every learn point is a purchase, recency at learn points is always 0, and
     only aged profiles give it a spread."""
     day = 86400.0
-    seg = Segmenter(features=("recency_days", "spend_30d"), params={"n_clusters": 2}, warmup=20)
+    seg = Segmenter(
+        features=("recency_days", "spend_30d"),
+        params={"n_clusters": 2},
+        warmup=20,
+        refit_min_changes=1,
+    )
     for n in range(60):
         features = {"recency_days": 0.0, "spend_30d": float(10 + n % 3)}
         seg.learn_segment(features, None, f"u{n}", n * day)
@@ -159,3 +172,16 @@ def test_a_refit_standardises_over_the_sampled_users_aged_to_its_moment() -> Non
     # a month on, the 30-day spend of the users who bought more than 30 days ago reads 0
     spend = [0.0 if a > 30 else math.log1p(10 + n % 3) for n, a in enumerate(ages)]
     assert math.isclose(seg._scaler.means["spend_30d"], sum(spend) / 60, rel_tol=1e-12)
+
+
+def test_a_refit_waits_until_enough_of_the_sample_changed() -> None:
+    """A sparse backfill crosses many boundaries with few new learn points: a boundary with
+    fewer than `refit_min_changes` sample changes since the last re-fit is passed over."""
+    stream = drifting(1500)
+    every = refitting(1000.0, min_changes=1)
+    feed(every, stream)
+    sparse = refitting(1000.0, min_changes=250)  # 100 points a boundary: at 3,000 s, 6,000 s ...
+    feed(sparse, stream)
+    assert every.segmenter.refits == 14
+    assert sparse.segmenter.refits == 4
+    assert Segmenter(sample_size=4096).refit_min_changes == 512  # the default: an eighth

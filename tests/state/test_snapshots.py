@@ -160,7 +160,7 @@ def test_a_format_4_segment_model_resumes_on_its_old_scaler_until_the_sample_fil
         del seg[key]
     model, _fallback, token = pickle.loads(seg["segmenter"]["river"])
     seg["segmenter"]["river"] = pickle.dumps((model, old_scaler, token))
-    for key in ("sample", "points", "refits"):
+    for key in ("sample", "points", "refits", "refit_changes", "refit_min_changes"):
         del seg["segmenter"][key]
     del seg["segmenter"]["registry"]["retired"], seg["segmenter"]["registry"]["held"]
     blob = MAGIC + struct.pack(">H", 4) + b"models\x00" + pickle.dumps(data)
