@@ -74,7 +74,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "77359d7f1f515948de2187e8ba65936b4bea4dc14c2f339990c048f655ea5a11",
+        "1bb0ef6e2aa81f7278c17c8b90d29d75ee8dda7e3e289b544735e84e5a8e8e6c",
     )
     assert whole == (
         5802,
@@ -87,5 +87,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "2762923e4da7338cec5551befc7246af38927075dc9bada28cd21fbec94f576f",
+        "ce14f5d07bc7fb5ffe9fa59bb2861034debe354f091cdb6a6b15afb5309489fd",
     )
