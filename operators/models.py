@@ -17,7 +17,7 @@ they stood after that event; a light update after it means a later full one is o
 (the user-state step makes the last update of each of its batches full), so a user's last
 update overall is full and what a user is left with depends only on the event order.
 A user joins a segment for per-segment trending at their clusterer learn points too
-(`state.segmentation.Joined`), not where an output is drafted (a batch end).
+(`state.segment_news.Joined`), not where an output is drafted (a batch end).
 Everything else is seeded or counting-only and all rankings break ties by id.
 
 The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`.
@@ -73,8 +73,9 @@ from state import snapshots
 from state.live_recs import LiveRecs
 from state.recommender import Interaction
 from state.rfm_tiers import RFMTiers
+from state.segment_news import AgedSettled, Joined, News, Published, Settled
 from state.segment_quality import StreamingSilhouette
-from state.segmentation import AgedSettled, Joined, News, Published, Segmentation, Settled
+from state.segmentation import Segmentation
 from state.segmenter import Segmenter
 
 __all__ = [

@@ -26,8 +26,8 @@ from state.live_quality import Scored
 from state.live_recs import Recommendation as Recommendation
 
 # The segment model's own records travel to the sink as they are.
-from state.segmentation import SegmentInfo as SegmentInfo
-from state.segmentation import SegmentModel as SegmentModel
+from state.segment_news import SegmentInfo as SegmentInfo
+from state.segment_news import SegmentModel as SegmentModel
 
 
 @crossing

@@ -37,7 +37,6 @@ from state.segment_news import (
     AgedSettled,
     Joined,
     News,
-    Published,
     SegmentInfo,
     SegmentModel,
     Settled,
@@ -45,18 +44,7 @@ from state.segment_news import (
 from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette
 from state.segmenter import Segmenter
 
-__all__ = [
-    "AgedSettled",
-    "Joined",
-    "News",
-    "Published",
-    "SegmentInfo",
-    "SegmentModel",
-    "Segmentation",
-    "Settled",
-    "cluster_segment",
-    "learn_point",
-]
+__all__ = ["Segmentation", "cluster_segment", "learn_point"]
 
 DIGITS = 6
 

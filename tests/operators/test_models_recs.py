@@ -10,7 +10,7 @@ from state.cooc_counts import CoOccurrence
 from state.cooccurrence import CoocRecommender
 from state.group_trending import SegmentTrending
 from state.hybrid import Hybrid
-from state.segmentation import Joined
+from state.segment_news import Joined
 from tests.operators.models_support import Users, run, shopping, user_outputs
 from tests.settings_support import model_params
 

@@ -8,8 +8,9 @@ import random
 
 import numpy as np
 
+from state.segment_news import SegmentModel
 from state.segment_refit import refit_centres
-from state.segmentation import Segmentation, SegmentModel
+from state.segmentation import Segmentation
 from state.segmenter import Segmenter
 
 FEATURES = ("spend_30d", "views_24h")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pickle
 import random
 
-from state.segmentation import Segmentation, SegmentInfo, SegmentModel
+from state.segment_news import SegmentInfo, SegmentModel
+from state.segmentation import Segmentation
 from state.segmenter import Segmenter
 from state.user import FEATURE_NAMES
 
