@@ -8,13 +8,14 @@ COPY pyproject.toml README.md ./
 COPY flows ./flows
 COPY operators ./operators
 COPY state ./state
+COPY tailor ./tailor
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim
 COPY --from=build /install /usr/local
 RUN useradd --create-home --uid 10001 tailor \
     && mkdir -p /etc/tailor /var/lib/tailor/.tailor \
-    && cp /usr/local/lib/python3.11/site-packages/flows/defaults.toml /etc/tailor/tailor.toml \
+    && cp /usr/local/lib/python3.11/site-packages/tailor/flows/defaults.toml /etc/tailor/tailor.toml \
     && chown -R tailor /var/lib/tailor
 USER tailor
 WORKDIR /var/lib/tailor

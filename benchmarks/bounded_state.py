@@ -26,8 +26,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from operators.keys import stream_key
-from operators.routing import partition_for
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.throughput import start_server
@@ -87,7 +87,7 @@ def main() -> None:
             "TAILOR_RECOVERY_DIR": tempfile.mkdtemp(),
         }
         worker = subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "run"],
+            [sys.executable, "-m", "tailor.flows.cli", "run"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -52,13 +52,13 @@ from benchmarks.catalogue_snapshot import (
     timed_pickle,
 )
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, Timings, synthesise
-from flows.config import load_config
-from flows.worker import model_params
-from operators.models import ModelsLogic, ModelsState
-from state import snapshots
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
-from state.hybrid import Hybrid
+from tailor.flows.config import load_config
+from tailor.flows.worker import model_params
+from tailor.operators.models import ModelsLogic, ModelsState
+from tailor.state import snapshots
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.hybrid import Hybrid
 
 #: Users whose component top-K is timed at the end of the stream.
 COMPONENT_USERS = 300

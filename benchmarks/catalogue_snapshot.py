@@ -1,11 +1,11 @@
 """The models' snapshot taken apart: bytes and pickling time per part, and what changed.
 
-`operators.models.ModelsLogic.snapshot` pickles the whole `ModelsState` at every epoch end. To
-design a snapshot that costs what changed, two things matter: which parts the bytes are in,
+`tailor.operators.models.ModelsLogic.snapshot` pickles the whole `ModelsState` at every epoch end.
+To design a snapshot that costs what changed, two things matter: which parts the bytes are in,
 and how much of each part a few seconds of traffic touch. The parts here follow the lines a
 partitioned or incremental snapshot could cut along: per item (co-occurrence rows, ISGD item
 factors, popularity scores), per user (ISGD user vectors and their touched items; the last list
-shown and the provisional outputs now live in `operators.user_outputs`), and small global
+shown and the provisional outputs now live in `tailor.operators.user_outputs`), and small global
 state (the self-test, variants and rules, segments).
 
 A part's *fingerprint* is a table of entries (an item's row, a user's vector, ...) with one
@@ -25,13 +25,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from operators.models import ModelsState
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
-from state.group_trending import CategoryPopular
-from state.hybrid import Hybrid
-from state.isgd import ISGD, ISGDRecommender
-from state.trending import Trending, TrendingRecommender
+from tailor.operators.models import ModelsState
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.group_trending import CategoryPopular
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.isgd import ISGD, ISGDRecommender
+from tailor.state.recs.trending import Trending, TrendingRecommender
 
 __all__ = [
     "Change",

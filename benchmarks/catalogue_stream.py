@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from state.hybrid import Hybrid
-from state.live_recs import LiveRecs
-from state.recommender import Interaction
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.live_recs import LiveRecs
 
 __all__ = ["EVENT_TYPES", "CatalogueSpec", "Feeder", "Stream", "Timings", "synthesise"]
 

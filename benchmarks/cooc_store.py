@@ -28,10 +28,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from flows.config import shipped
-from flows.evaluate import load_interactions, push_history, settings_of
-from state.cooc_counts import CoOccurrence
-from state.recommender import Interaction
+from tailor.flows.config import shipped
+from tailor.flows.evaluate import load_interactions, push_history, settings_of
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.cooc_counts import CoOccurrence
 from tests.state.cooc_reference import CoOccurrence as Reference
 
 DEFAULT_DATA = Path("../shared/data/movielens-latest-small/ratings.csv")

@@ -5,7 +5,7 @@
 Records are real: MovieLens latest-small's first `--events` events go through validation and
 the per-user state (`UserState`) as the worker does it; the samples are the last event, its
 `Accepted`, a light and a full `UserUpdate` (20 history items, features, categories), a
-`UserOutput` with 10 recommendations (built by `operators.outputs`), a `RawRecord`, a
+`UserOutput` with 10 recommendations (built by `tailor.operators.outputs`), a `RawRecord`, a
 `Progress`, a `DeadLetter`, and a `Stamp`. For each, `pickle.loads(pickle.dumps(x))` (the
 default protocol, as Bytewax does) is timed under each shape, all in one run, by swapping the
 pickling methods of the real classes:
@@ -15,7 +15,7 @@ pickling methods of the real classes:
   `setattr` loop on load);
 - `get/setstate`: the same pickle shape with a C `attrgetter` and a loop over cached names;
 - `rebuild`: `__reduce__` to a module function doing `object.__new__` and the `setattr` loop;
-- `reduce`: `__reduce__` to ``(cls, values)``, loaded by `__init__` (`state.crossing`, the
+- `reduce`: `__reduce__` to ``(cls, values)``, loaded by `__init__` (`tailor.state.crossing`, the
   choice);
 - `no slots`: the same records as frozen dataclasses without slots (clones of the classes),
   which pickle a `__dict__` in C, for reference (a `__dict__` per record is what it costs);
@@ -41,16 +41,16 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.scale_io import movielens_events
-from flows.config import load_config
-from flows.worker import user_state_params
-from operators import records
-from operators.outputs import user_output
-from operators.user_state import _full_update
-from state.crossing import values_getter
-from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
-from state.rules import RuleSet
+from tailor.flows.config import load_config
+from tailor.flows.worker import user_state_params
+from tailor.operators import records
+from tailor.operators.outputs import user_output
+from tailor.operators.user_state import _full_update
+from tailor.state.crossing import values_getter
+from tailor.state.profile.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
+from tailor.state.segments.rules import RuleSet
 
-#: Every record type `state.crossing` applies to (the records that cross processes).
+#: Every record type `tailor.state.crossing` applies to (the records that cross processes).
 CROSSING: tuple[type, ...] = (
     records.RawRecord,
     records.Accepted,

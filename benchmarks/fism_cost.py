@@ -33,12 +33,12 @@ from typing import Any
 
 import numpy as np
 
-from flows.config import shipped
-from flows.evaluate import load_interactions, push_history, settings_of
-from state.fism import FISM
-from state.isgd import ISGD, ISGDRecommender
-from state.rec_settings import RecSettings, build
-from state.recommender import Interaction, Recommender
+from tailor.flows.config import shipped
+from tailor.flows.evaluate import load_interactions, push_history, settings_of
+from tailor.state.recs.base import Interaction, Recommender
+from tailor.state.recs.fism import FISM
+from tailor.state.recs.isgd import ISGD, ISGDRecommender
+from tailor.state.recs.settings import RecSettings, build
 from tests.state import fism_support
 
 DEFAULT_DATA = Path("../shared/data/movielens-latest-small/ratings.csv")

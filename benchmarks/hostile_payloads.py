@@ -100,7 +100,7 @@ def run_worker(url: str) -> tuple[float, float, int]:
     }
     started = time.perf_counter()
     worker = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "run", "--until-drained"],
+        [sys.executable, "-m", "tailor.flows.cli", "run", "--until-drained"],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

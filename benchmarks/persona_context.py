@@ -5,8 +5,8 @@ keep (or improve) the segments it finds?
 
 Each persona (`benchmarks.personas`) gets a context of its own: a typical local hour and its
 spread, a weekend propensity, and channel shares (its device shares are the persona's own).
-Each user's context features come from the real `state.context.ContextMix` fed with synthetic
-events (as many as the user's sessions times events per session, 3 to 60), drawn from a
+Each user's context features come from the real `tailor.state.profile.context.ContextMix` fed with
+synthetic events (as many as the user's sessions times events per session, 3 to 60), drawn from a
 separate seeded generator, so the behavioural features are exactly `personas`' own. Then the
 default Segmenter learns the stream and re-predicts held-out users, once on the behavioural
 features (the default), once with the context mix added, and once with a context mix that is
@@ -28,10 +28,10 @@ from sklearn.metrics import adjusted_rand_score
 
 from benchmarks.personas import DEVICES, PERSONAS, PersonaPoint, personas
 from benchmarks.segment_scores import HELD_OUT_SEED_OFFSET, held_out_ari
-from state.context import CHANNELS, CONTEXT_FEATURES, ContextMix
-from state.event import Event
-from state.segmenter import TRANSFORMS, Segmenter, default_transforms
-from state.user import FEATURE_NAMES
+from tailor.state.profile.context import CHANNELS, CONTEXT_FEATURES, ContextMix
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import FEATURE_NAMES
+from tailor.state.segments.segmenter import TRANSFORMS, Segmenter, default_transforms
 
 MONDAY = 1_704_067_200.0  # 2024-01-01 00:00 UTC
 DAY = 86400.0

@@ -4,8 +4,8 @@ Real clickstreams come without ground truth, so the clusterers are scored on fiv
 marketer would recognise. Values are raw profile values (seconds, counts, money, days; the
 Segmenter takes the log itself), drawn with log-normal noise around each persona's typical
 value and kept internally consistent (views_1h <= views_24h <= views_7d, 30-day figures
-inside the lifetime ones, recency 365 for users who never bought, as `state.rfm` caps it).
-Personas overlap on purpose: researchers and bargain hunters browse alike, lapsed customers
+inside the lifetime ones, recency 365 for users who never bought, as `tailor.state.profile.rfm` caps
+it). Personas overlap on purpose: researchers and bargain hunters browse alike, lapsed customers
 and bargain hunters have similar session counts and lifetime spend, bouncers and lapsed
 customers are both idle now, and every persona uses every device, so it is not trivial:
 batch k-means on the Segmenter's transform scores ARI ~0.97, not 1.
@@ -30,12 +30,12 @@ import math
 import random
 from dataclasses import dataclass, replace
 
-from state.user import FEATURE_NAMES
+from tailor.state.profile.user import FEATURE_NAMES
 
 __all__ = ["DEVICES", "NAMES", "PERSONAS", "Persona", "PersonaPoint", "personas"]
 
 DEVICES: tuple[str, ...] = ("desktop", "mobile", "tablet")
-CAP_DAYS = 365.0  # `state.rfm.RFM.cap_days`: recency of users who never bought
+CAP_DAYS = 365.0  # `tailor.state.profile.rfm.RFM.cap_days`: recency of users who never bought
 
 
 @dataclass(frozen=True)

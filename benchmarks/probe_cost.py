@@ -2,12 +2,12 @@
 
     flock /work/wt/measure.lock python -m benchmarks.probe_cost [--events 40000] [--rounds 4]
 
-The default hybrid (`state.rec_settings.build("hybrid")`) learns the first `--events`
+The default hybrid (`tailor.state.recs.settings.build("hybrid")`) learns the first `--events`
 MovieLens ratings as `tailor evaluate` reads them (history of 20, history excluded), probing
 as the worker does (every testable interaction of the first 5,000, then one in 20). Each
 round runs it twice, alternating which goes first: once as shipped (a probe asks FISM where
-the next item ranks, `state.top_k.rank_in_top_k`), once with FISM's `rank` hidden, so probes
-build its list (`top_k`). Both must end with the same paired statistics (printed), so only
+the next item ranks, `tailor.state.recs.top_k.rank_in_top_k`), once with FISM's `rank` hidden, so
+probes build its list (`top_k`). Both must end with the same paired statistics (printed), so only
 the time differs.
 """
 
@@ -17,11 +17,11 @@ import argparse
 import time
 from pathlib import Path
 
-from flows.config import shipped
-from flows.evaluate import load_interactions, settings_of
-from state.fism_recommender import FISMRecommender
-from state.rec_settings import build
-from state.recommender import Interaction
+from tailor.flows.config import shipped
+from tailor.flows.evaluate import load_interactions, settings_of
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.fism_recommender import FISMRecommender
+from tailor.state.recs.settings import build
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-latest-small"
 

@@ -12,15 +12,15 @@ segment:
 
 - live cluster segments and the smallest one's share of users;
 - the silhouette of the stored segments on the clusterer's own encoding of the stored
-  features aged to the end (`flows.resegment.read_profiles`: each feature's transform,
+  features aged to the end (`tailor.flows.resegment.read_profiles`: each feature's transform,
   standardised over these users, devices one-hot),
   against batch k-means's (scikit-learn `KMeans(n_init=10)`, as many clusters as live
   segments) on the same matrix, and the adjusted Rand index between the two (and between
   batch k-means and itself with another seed: how firm the reference is);
-- `tailor resegment`'s tables on the same Redis (`flows.resegment`);
+- `tailor resegment`'s tables on the same Redis (`tailor.flows.resegment`);
 - for customers (users who bought): the share whose stored RFM tier equals a batch RFM
-  computed over all customers at the end of the replay (`state.batch_rfm`, recency measured
-  to the data's last event, as a marketer's batch job would).
+  computed over all customers at the end of the replay (`tailor.state.segments.batch_rfm`, recency
+  measured to the data's last event, as a marketer's batch job would).
 
 The first row is the default configuration; each `--compare` adds a row for the defaults with
 its settings over them (`section.key=value`, TOML values, `;` between settings,
@@ -44,10 +44,10 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
 from benchmarks.throughput import start_server
-from flows.config import Config, load_config
-from flows.resegment import read_profiles, render, resegment
-from flows.worker import build_redis_flow, model_params
-from state.batch_rfm import Values, batch_cuts, batch_tier
+from tailor.flows.config import Config, load_config
+from tailor.flows.resegment import read_profiles, render, resegment
+from tailor.flows.worker import build_redis_flow, model_params
+from tailor.state.segments.batch_rfm import Values, batch_cuts, batch_tier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 FILES = {

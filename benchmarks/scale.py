@@ -78,8 +78,8 @@ from benchmarks.scale_io import (
 )
 from benchmarks.scale_report import PROFILE_FIELDS, Profile, WorkerRun, compare, report
 from benchmarks.throughput import start_server
-from flows.config import load_config
-from operators.keys import deadletter_stream, quality_key, recs_key, updates_stream
+from tailor.flows.config import load_config
+from tailor.operators.redis.keys import deadletter_stream, quality_key, recs_key, updates_stream
 
 PREFIX = "tailor"
 

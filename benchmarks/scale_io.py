@@ -3,7 +3,7 @@
 The backlog is MovieLens latest-small (as `tailor produce` reads it, `--adapter movielens`)
 cycled: every cycle renames its users (`c<cycle>-<userId>`) and event ids and shifts its
 times by the data's span plus a day, so cycle c+1 follows cycle c in event time and is a new
-population of users. It is published with `flows.produce.produce` itself (routing, stream
+population of users. It is published with `tailor.flows.produce.produce` itself (routing, stream
 keys, pipelines of 1,000), from a JSONL file written once.
 
 The bare I/O path is the worker's shape without the worker: per partition XREAD COUNT 1000
@@ -27,10 +27,10 @@ import orjson
 import redis
 
 from benchmarks.procstat import peak_rss_mb
-from flows.produce import produce
-from operators.adapters import read_payloads
-from operators.keys import stream_key
-from operators.routing import readers
+from tailor.flows.produce import produce
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import readers
+from tailor.operators.replay.adapters import read_payloads
 
 DATA = Path("/work/shared/data/movielens-latest-small/ratings.csv")
 DAY_S = 86400
@@ -73,7 +73,7 @@ def publish_backlog(
     url: str, prefix: str, partitions: int, payloads: Sequence[bytes], workers: int = 1
 ) -> int:
     """Publish through `tailor produce`'s own code (from a JSONL file), routed for `workers`
-    workers (`operators.routing.partition_for`); returns the count."""
+    workers (`tailor.operators.redis.routing.partition_for`); returns the count."""
     with tempfile.TemporaryDirectory() as scratch:
         path = Path(scratch) / "backlog.jsonl"
         with path.open("wb") as fh:
@@ -177,7 +177,7 @@ def _bare_child(url: str, keys: list[str], go: Any, results: Any) -> None:
 
 def shares(keys: Sequence[str], processes: int) -> list[list[str]]:
     """Partition keys dealt to processes as Bytewax deals them to workers
-    (`operators.routing.readers`: in turn, in name order).
+    (`tailor.operators.redis.routing.readers`: in turn, in name order).
 
     >>> shares(["s:0", "s:1", "s:2", "s:3"], 2)
     [['s:0', 's:2'], ['s:1', 's:3']]

@@ -19,8 +19,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score
 
 from benchmarks.personas import DEVICES, PersonaPoint, personas
-from state.segmenter import Segmenter
-from state.user import FEATURE_NAMES
+from tailor.state.profile.user import FEATURE_NAMES
+from tailor.state.segments.segmenter import Segmenter
 
 __all__ = [
     "HELD_OUT",
@@ -106,7 +106,7 @@ def learn(
 
     The stream's own objects are frozen out of the garbage collector first: otherwise a full
     collection over the 50,000 generated users (~0.4 s) lands on whichever call trips it and
-    shows up as that model's max latency (the worker tunes its GC: `flows.runner.tune_gc`).
+    shows up as that model's max latency (the worker tunes its GC: `tailor.flows.runner.tune_gc`).
     """
     seg = Segmenter(clusterer, params=params, seed=seed)
     micros, preds = [], []

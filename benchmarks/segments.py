@@ -7,7 +7,7 @@ known personas with the adjusted Rand index (ARI: 1 = the personas exactly, 0 = 
 - µs/event: one `learn_predict` (log, online scaling, learn, predict), mean, p99 and max;
 - final ARI: fresh personas re-predicted without learning, after the whole stream (raw
   cluster ids); stable segments ARI: the same for the segments users get (`learn_segment`,
-  then `segment`: `state.segment_registry` numbering, nearest published anchor);
+  then `segment`: `tailor.state.segments.registry` numbering, nearest published anchor);
 - streaming ARI: the ids handed out while learning, the ones written to Redis (DBSTREAM and
   CluStream renumber their clusters when they rebuild them, which this column shows);
 - batch: scikit-learn `KMeans(n_init=10)` on the same signed-log1p + standardised + one-hot
@@ -49,8 +49,8 @@ from benchmarks.segment_scores import (
     learn,
     segments_ari,
 )
-from state.clusterers import CLUSTERER_DEFAULTS
-from state.segmenter import Segmenter
+from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
+from tailor.state.segments.segmenter import Segmenter
 
 CLUSTERERS: tuple[str, ...] = tuple(CLUSTERER_DEFAULTS)
 

@@ -11,8 +11,8 @@ snapshot interval), and at each epoch's end the snapshot Bytewax asks the replic
 
 - *whole*: `ModelsLogic.snapshot()` as the replica made it before bases (every component's
   whole `to_snapshot`);
-- *bases*: the same under `state.increments.writing` with the replica's bases
-  (`operators.bases.ReplicaBases`): references to the bases plus the changes since.
+- *bases*: the same under `tailor.state.increments.writing` with the replica's bases
+  (`tailor.operators.bases.ReplicaBases`): references to the bases plus the changes since.
 
 Both are timed on the same state, alternating which goes first, with the GC tuned as in the
 worker. After each epoch the replica takes the bases that are due (`ReplicaBases.due`, which
@@ -32,12 +32,12 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, synthesise
-from flows.config import load_config
-from flows.runner import tune_gc
-from flows.worker import model_params
-from operators.bases import ReplicaBases
-from operators.models import ModelsLogic
-from state import increments
+from tailor.flows.config import load_config
+from tailor.flows.runner import tune_gc
+from tailor.flows.worker import model_params
+from tailor.operators.bases import ReplicaBases
+from tailor.operators.models import ModelsLogic
+from tailor.state import increments
 
 
 def timed_ms(make: Any) -> tuple[float, Any]:

@@ -4,7 +4,7 @@
 
 *Before* is what the previous release stored: `pickle.dumps` of the state objects (the
 models step's whole `ModelsState`, each user's `UserState`). *After* is the envelope of
-plain data (`state.snapshots`, the components' `to_snapshot`), what `ModelsLogic.snapshot`
+plain data (`tailor.state.snapshots`, the components' `to_snapshot`), what `ModelsLogic.snapshot`
 and `UserStateLogic.snapshot` return now. Each is timed `--repeats` times, alternating, with
 the cyclic GC on as in the worker (a full collection set off by many small allocations is
 part of the pause); the median is reported, and loading back (`pickle.loads` before,
@@ -32,14 +32,14 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, synthesise
 from benchmarks.scale_io import movielens_events
-from flows.config import load_config
-from flows.worker import model_params, user_state_params
-from operators.models import ModelsLogic, ModelsState
-from operators.records import UserUpdate
-from operators.user_state import _full_update
-from state import snapshots
-from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
-from state.user import UserState
+from tailor.flows.config import load_config
+from tailor.flows.worker import model_params, user_state_params
+from tailor.operators.models import ModelsLogic, ModelsState
+from tailor.operators.records import UserUpdate
+from tailor.operators.user_state import _full_update
+from tailor.state import snapshots
+from tailor.state.profile.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
+from tailor.state.profile.user import UserState
 
 BATCH = 500
 

@@ -15,8 +15,8 @@ through the models step's recommenders; then every incremental part takes its ba
   commit imported as a package of its own), having learned the same stream.
 
 Then the whole models snapshot (`ModelsLogic.snapshot`'s encoding) is timed all whole and
-inside `state.increments.writing` with the bases known, and read back through
-`state.increments.reading` to check that every part is restored as it is.
+inside `tailor.state.increments.writing` with the bases known, and read back through
+`tailor.state.increments.reading` to check that every part is restored as it is.
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.catalogue_stream import CatalogueSpec, Feeder, synthesise
-from flows.config import load_config
-from flows.worker import model_params
-from operators.models import ModelsLogic, ModelsState
-from state import increments, snapshots
+from tailor.flows.config import load_config
+from tailor.flows.worker import model_params
+from tailor.operators.models import ModelsLogic, ModelsState
+from tailor.state import increments, snapshots
 from tests.state.increment_support import same
 
 ROOT = Path(__file__).resolve().parents[1]

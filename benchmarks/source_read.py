@@ -1,4 +1,4 @@
-"""The cost of a bounded source read (`operators.stream_read`) against a plain XREAD.
+"""The cost of a bounded source read (`tailor.operators.redis.stream_read`) against a plain XREAD.
 
 Both walk the same stream of `--reads` x `--entries` entries of ~`--bytes` bytes in batches of
 `--entries` and turn each batch into `RawRecord`s: the baseline as the partition did with XREAD
@@ -25,8 +25,8 @@ import redis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.hostile_payloads import start_server
-from operators.records import RawRecord
-from operators.redis_source import RedisStreamSource
+from tailor.operators.records import RawRecord
+from tailor.operators.redis.source import RedisStreamSource
 
 KEY = "bench:events:0"
 

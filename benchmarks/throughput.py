@@ -50,15 +50,15 @@ import orjson
 import redis
 from bytewax.testing import run_main
 
-from flows.config import Config, load_config
-from flows.demo import processed_events
-from flows.recovery import recovery_settings
-from flows.runner import tune_gc
-from flows.sample import generate
-from flows.worker import build_redis_flow
-from operators import lifecycle, metrics
-from operators.keys import stream_key
-from operators.routing import partition_for
+from tailor.flows.config import Config, load_config
+from tailor.flows.demo import processed_events
+from tailor.flows.recovery import recovery_settings
+from tailor.flows.runner import tune_gc
+from tailor.flows.sample import generate
+from tailor.flows.worker import build_redis_flow
+from tailor.operators import lifecycle, metrics
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "movielens-latest-small"
 PREFIX = "bench"

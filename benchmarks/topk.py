@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from state.cooc_counts import CoOccurrence
-from state.isgd import ISGD
-from state.trending import Trending
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.isgd import ISGD
+from tailor.state.recs.trending import Trending
 
 REPEATS = 200
 

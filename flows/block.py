@@ -13,8 +13,8 @@ from __future__ import annotations
 import orjson
 import redis
 
-from operators.control import request_block
-from operators.keys import recs_key
+from tailor.operators.redis.control import request_block
+from tailor.operators.redis.keys import recs_key
 
 __all__ = ["block", "without_item"]
 

@@ -18,10 +18,10 @@ from typing import Any
 
 import redis
 
-from flows.cli_parser import build_parser
-from flows.config import Config, ConfigError, load_config
-from operators.adapter_checks import AdapterError
-from operators.redact import scrub
+from tailor.flows.cli_parser import build_parser
+from tailor.flows.config import Config, ConfigError, load_config
+from tailor.operators.redis.redact import scrub
+from tailor.operators.replay.adapter_checks import AdapterError
 
 
 def _require_url(config: Config) -> str:
@@ -31,8 +31,8 @@ def _require_url(config: Config) -> str:
 
 
 def _cmd_run(config: Config, args: argparse.Namespace) -> int:
-    _require_url(config)  # then the worker waits for Redis and checks it (flows.preflight)
-    from flows.runner import run_worker
+    _require_url(config)  # then the worker waits for Redis and checks it (tailor.flows.preflight)
+    from tailor.flows.runner import run_worker
 
     if args.until_drained:
         config = replace(config, source=replace(config.source, stop_when_drained=True))
@@ -41,13 +41,13 @@ def _cmd_run(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(config: Config, args: argparse.Namespace) -> int:
-    from flows.demo import run_demo
+    from tailor.flows.demo import run_demo
 
     return run_demo(config, users=args.users, follow=args.follow, reset=args.reset)
 
 
 def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
-    from flows.produce import produce
+    from tailor.flows.produce import produce
 
     count = produce(
         _require_url(config),
@@ -66,8 +66,8 @@ def _cmd_produce(config: Config, args: argparse.Namespace) -> int:
 @contextmanager
 def _reader(config: Config) -> Iterator[tuple[redis.Redis, str]]:
     """A client and prefix to read results: the configured Redis, else the demo's data."""
-    from flows.demo import DEMO_PREFIX
-    from flows.embedded import DEMO_DB, EmbeddedRedis
+    from tailor.flows.demo import DEMO_PREFIX
+    from tailor.flows.embedded import DEMO_DB, EmbeddedRedis
 
     embedded = None
     url, prefix = config.redis_url, config.prefix
@@ -88,9 +88,9 @@ def _reader(config: Config) -> Iterator[tuple[redis.Redis, str]]:
 
 
 def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
-    from flows.forget import check_id_mode
-    from flows.lookup import read_user, render
-    from operators.pseudonym import pseudonym
+    from tailor.flows.forget import check_id_mode
+    from tailor.flows.lookup import read_user, render
+    from tailor.operators.pseudonym import pseudonym
 
     secret = config.pseudonym_secret()
     user = pseudonym(secret, args.user) if secret else args.user
@@ -106,14 +106,14 @@ def _cmd_inspect(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
-    from flows.segments_table import as_json, quality_line, read_rows, render_table
+    from tailor.flows.segments_table import as_json, quality_line, read_rows, render_table
 
     with _reader(config) as (client, prefix):
         rows = read_rows(client, prefix)
         quality = quality_line(client, prefix)
         if args.plot is not None and rows:
-            from flows.segment_plots import plot_segments
-            from flows.segments_table import read_history, read_model
+            from tailor.flows.segment_plots import plot_segments
+            from tailor.flows.segments_table import read_history, read_model
 
             model = read_model(client, prefix)
             segments = model.get("segments", {})
@@ -132,8 +132,8 @@ def _cmd_segments(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_resegment(config: Config, args: argparse.Namespace) -> int:
-    from flows.resegment import as_json, render, resegment
-    from flows.worker import model_params
+    from tailor.flows.resegment import as_json, render, resegment
+    from tailor.flows.worker import model_params
 
     params = model_params(config)
     with _reader(config) as (client, prefix):
@@ -150,7 +150,7 @@ def _cmd_resegment(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
-    from flows.forget import forget
+    from tailor.flows.forget import forget
 
     client = redis.Redis.from_url(_require_url(config))
     counts = forget(
@@ -171,7 +171,7 @@ def _cmd_forget(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_block(config: Config, args: argparse.Namespace) -> int:
-    from flows.block import block
+    from tailor.flows.block import block
 
     client = redis.Redis.from_url(_require_url(config))
     try:
@@ -188,7 +188,7 @@ def _cmd_block(config: Config, args: argparse.Namespace) -> int:
 def _cmd_acl(config: Config, args: argparse.Namespace) -> int:
     """What an operator pastes into redis-cli: the worker's permissions on this prefix, plus
     `scan` for the CLI commands; PASSWORD is theirs to fill in."""
-    from operators.permissions import acl_rules
+    from tailor.operators.redis.permissions import acl_rules
 
     print(
         " ".join(["ACL SETUSER", args.user, "on", ">PASSWORD", *acl_rules(config.prefix)]), "+scan"
@@ -197,7 +197,7 @@ def _cmd_acl(config: Config, args: argparse.Namespace) -> int:
 
 
 def _cmd_store(config: Config, args: argparse.Namespace) -> int:
-    from flows.store import store_command
+    from tailor.flows.store import store_command
 
     message, code = store_command(config, args.action)
     print(message, file=sys.stderr if code else sys.stdout)
@@ -209,7 +209,7 @@ def _cmd_evaluate(config: Config, args: argparse.Namespace) -> int:
 
     import orjson
 
-    from flows.evaluate import evaluate, load_interactions, parse_models, settings_of, table
+    from tailor.flows.evaluate import evaluate, load_interactions, parse_models, settings_of, table
 
     try:
         models = parse_models(args.models)
@@ -234,8 +234,8 @@ def _evaluate_variants(config: Config, args: argparse.Namespace, interactions: l
 
     import orjson
 
-    from flows.evaluate import parse_models
-    from flows.evaluate_variants import ab_replay, render
+    from tailor.flows.evaluate import parse_models
+    from tailor.flows.evaluate_variants import ab_replay, render
 
     try:
         pair = parse_models(args.variants)
@@ -273,7 +273,7 @@ def pin_hash_seed() -> None:
     if os.environ.get("PYTHONHASHSEED") == "0":
         return
     os.environ["PYTHONHASHSEED"] = "0"
-    os.execv(sys.executable, [sys.executable, "-m", "flows.cli", *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, "-m", "tailor.flows.cli", *sys.argv[1:]])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,7 +5,7 @@ type: a user file may only set keys that exist there, with a value of the same t
 typo fails at start-up with the key's name instead of being silently ignored. The tables of
 `FREE_TABLES` are free-form (clusterer parameters, rule segments, variants, ...), because their
 keys are the user's own. `load_config` returns the checked values as the settings tree of
-`flows.settings`, which the steps receive section by section.
+`tailor.flows.settings`, which the steps receive section by section.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 
 from redis.connection import parse_url
 
-from flows.settings import SECRET_ENV, ConfigError, Settings, settings_from
-from operators.redact import malformed_userinfo, redact_url
-from state.event import parse_ts
+from tailor.flows.settings import SECRET_ENV, ConfigError, Settings, settings_from
+from tailor.operators.redis.redact import malformed_userinfo, redact_url
+from tailor.state.profile.event import parse_ts
 
 __all__ = [
     "DEFAULTS_PATH",
@@ -102,7 +102,7 @@ Config = Settings
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Defaults, then the user's file, then the environment; each checked against the defaults,
-    as the settings tree (`flows.settings`)."""
+    as the settings tree (`tailor.flows.settings`)."""
     env = os.environ if env is None else env
     values = _read_toml(DEFAULTS_PATH)
     replaced: set[tuple[str, ...]] = set()

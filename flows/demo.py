@@ -5,7 +5,7 @@ event streams, runs a real worker over them while printing progress, and ends wi
 came out and where to look. It writes under the prefix "tailor-demo" unless the config
 names another, and clears Tailor's keys there first so a second run starts clean; on a Redis
 it shares, only a prefix it marked earlier or one it is told to `--reset`
-(`flows.demo_prefix`). The Redis URL it prints never shows the password.
+(`tailor.flows.demo_prefix`). The Redis URL it prints never shows the password.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ from pathlib import Path
 
 import redis
 
-from flows.config import Config
-from flows.demo_prefix import claim, glob_escape, prefix_state
-from flows.embedded import DEMO_DIR, EmbeddedRedis
-from flows.produce import produce
-from flows.progress import Progress
-from flows.runner import run_worker, start_metrics
-from flows.sample import write_jsonl
-from flows.segments_table import quality_line, read_rows, render_table
-from operators import metrics
-from operators.keys import deadletter_stream
+from tailor.flows.config import Config
+from tailor.flows.demo_prefix import claim, glob_escape, prefix_state
+from tailor.flows.embedded import DEMO_DIR, EmbeddedRedis
+from tailor.flows.produce import produce
+from tailor.flows.progress_bar import ProgressBar
+from tailor.flows.runner import run_worker, start_metrics
+from tailor.flows.sample import write_jsonl
+from tailor.flows.segments_table import quality_line, read_rows, render_table
+from tailor.operators import metrics
+from tailor.operators.redis.keys import deadletter_stream
 
 DEMO_PREFIX = "tailor-demo"
 
@@ -46,7 +46,7 @@ def processed_events() -> int:
 
 def _watch(total: int, done: threading.Event) -> None:
     """Print the worker's progress from its metrics until the run ends."""
-    bar = Progress("processing", total=total)
+    bar = ProgressBar("processing", total=total)
     while not done.wait(0.5):
         bar.update(processed_events())
     bar.update(processed_events())

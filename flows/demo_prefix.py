@@ -5,8 +5,8 @@ embedded Redis the demo owns the whole server. On a Redis named by `REDIS_URL` t
 hold someone else's data (a deployment's streams and profiles, or keys that merely share the
 prefix), so the demo marks a prefix it starts on with ``<prefix>:demo`` and clears a prefix
 only when that marker says an earlier demo wrote there, or when told to with ``--reset``.
-Even then it deletes only the keys of Tailor's key schema (`operators.keys`), never other keys
-under the prefix.
+Even then it deletes only the keys of Tailor's key schema (`tailor.operators.redis.keys`), never
+other keys under the prefix.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 
 import redis
 
-from operators.keys import demo_marker_key, schema_patterns
+from tailor.operators.redis.keys import demo_marker_key, schema_patterns
 
 #: Keys deleted per UNLINK: one round trip per batch, without one huge command.
 UNLINK_BATCH = 500

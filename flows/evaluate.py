@@ -29,12 +29,12 @@ from typing import Any
 
 import orjson
 
-from flows.config import Config, shipped
-from flows.progress import Progress
-from operators.adapters import read_payloads
-from state.prequential import Prequential
-from state.rec_settings import MODELS, RecSettings, build
-from state.recommender import Interaction, Recommender
+from tailor.flows.config import Config, shipped
+from tailor.flows.progress_bar import ProgressBar
+from tailor.operators.replay.adapters import read_payloads
+from tailor.state.recs.base import Interaction, Recommender
+from tailor.state.recs.prequential import Prequential
+from tailor.state.recs.settings import MODELS, RecSettings, build
 
 __all__ = [
     "MODELS",
@@ -152,7 +152,7 @@ def _run_one(name: str, config: Config, interactions: list[Interaction], k: int)
     catalogue = len({event.item for event in interactions})
     before = _peak_mb()
     model = build(name, settings_of(config))
-    with Progress(f"{name}", len(interactions)) as progress:
+    with ProgressBar(f"{name}", len(interactions)) as progress:
         started = time.perf_counter()
         quality = replay(model, interactions, k, config.state.history_len, progress.update)
         elapsed = time.perf_counter() - started

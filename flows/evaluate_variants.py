@@ -1,12 +1,12 @@
 """`tailor evaluate --variants A,B`: an A/B test of two recommenders, replayed.
 
 As in a live test, users are split by the same stable hash bucketing the worker uses
-(`state.variants`, 50/50), both recommenders learn from every interaction (they serve the same
-shop), and each scored interaction of a user is scored on the list of *that user's* variant,
-test-then-train (`flows.evaluate` states the protocol). The report gives each arm's Recall,
-NDCG and MRR and the difference (B − A) with a 95% normal-approximation interval
-(`state.prequential.difference_ci`), so a team can see what a live test would likely show
-before running one.
+(`tailor.state.recs.variants`, 50/50), both recommenders learn from every interaction (they serve
+the same shop), and each scored interaction of a user is scored on the list of *that user's*
+variant, test-then-train (`tailor.flows.evaluate` states the protocol). The report gives each arm's
+Recall, NDCG and MRR and the difference (B − A) with a 95% normal-approximation interval
+(`tailor.state.recs.prequential.difference_ci`), so a team can see what a live test would likely
+show before running one.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from flows.config import Config
-from flows.evaluate import push_history, settings_of
-from state.prequential import Hit, difference_ci, score_one
-from state.rec_settings import build
-from state.recommender import Interaction
-from state.variants import Variants
+from tailor.flows.config import Config
+from tailor.flows.evaluate import push_history, settings_of
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.prequential import Hit, difference_ci, score_one
+from tailor.state.recs.settings import build
+from tailor.state.recs.variants import Variants
 
 __all__ = ["ArmResult", "VariantsResult", "ab_replay", "render"]
 

@@ -9,7 +9,7 @@ linear in the streams' length: erasure is rare, and correctness beats speed here
 The user must be named as the worker stores them. With pseudonyms the worker stores the
 HMAC of the id, and a forget run without the worker's key would erase nothing it derived
 while reporting success; so the command compares its id mode with the one the worker
-recorded (`operators.pseudonym.recorded_id_mode`) and refuses, before deleting anything,
+recorded (`tailor.operators.pseudonym.recorded_id_mode`) and refuses, before deleting anything,
 when they differ.
 """
 
@@ -19,12 +19,12 @@ import logging
 
 import redis
 
-from flows.config import SECRET_ENV, ConfigError
-from operators.control import request_forget
-from operators.erasure import delete_mentions
-from operators.keys import deadletter_stream, meta_key, stream_key
-from operators.pseudonym import PLAIN, id_mode, pseudonym, recorded_id_mode
-from operators.routing import partition_for
+from tailor.flows.config import SECRET_ENV, ConfigError
+from tailor.operators.pseudonym import PLAIN, id_mode, pseudonym, recorded_id_mode
+from tailor.operators.redis.control import request_forget
+from tailor.operators.redis.erasure import delete_mentions
+from tailor.operators.redis.keys import deadletter_stream, meta_key, stream_key
+from tailor.operators.redis.routing import partition_for
 
 log = logging.getLogger("tailor")
 

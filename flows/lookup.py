@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import redis
 
-from operators.keys import recs_key, user_key
+from tailor.operators.redis.keys import recs_key, user_key
 
 
 def text(value: bytes | str) -> str:

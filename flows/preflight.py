@@ -1,8 +1,8 @@
 """Before the worker reads anything: wait for Redis, then check that it lets the worker work.
 
 A Redis that is down, stalled or still loading is waited for, with capped backoff and a log
-line when the wait starts, reminders, and one when Redis answers (`operators.outage`): a
-worker started before its Redis, or restarted during an outage, must neither crash nor
+line when the wait starts, reminders, and one when Redis answers (`tailor.operators.redis.outage`):
+a worker started before its Redis, or restarted during an outage, must neither crash nor
 restart-loop under a supervisor. A stop request (SIGTERM) ends the wait. Wrong credentials,
 a failed TLS handshake or a missing ACL permission never heal by waiting: each is a
 configuration error, said in one line, exit code 2.
@@ -16,11 +16,16 @@ from pathlib import Path
 
 import redis
 
-from flows.config import Config, ConfigError
-from flows.worker import replay_files
-from operators import lifecycle
-from operators.permissions import PING, Denial, Need, denials, describe, worker_needs
-from operators.retry import TRANSIENT_ERRORS, RetryPolicy, call_with_retry, no_retry_client
+from tailor.flows.config import Config, ConfigError
+from tailor.flows.worker import replay_files
+from tailor.operators import lifecycle
+from tailor.operators.redis.permissions import PING, Denial, Need, denials, describe, worker_needs
+from tailor.operators.redis.retry import (
+    TRANSIENT_ERRORS,
+    RetryPolicy,
+    call_with_retry,
+    no_retry_client,
+)
 
 #: Waits for ever (until a stop request), at most 5 s between attempts.
 STARTUP_POLICY = RetryPolicy(max_attempts=0, base_s=0.1, cap_s=5.0)

@@ -1,7 +1,7 @@
 """`tailor produce`: publish a dataset file to the partitioned Redis event streams.
 
-Each payload goes to the stream of its user (`operators.routing`), the same rule the worker's
-partitions assume, so one partition sees all of a user's events in order. XADDs are sent in
+Each payload goes to the stream of its user (`tailor.operators.redis.routing`), the same rule the
+worker's partitions assume, so one partition sees all of a user's events in order. XADDs are sent in
 non-transactional pipelines of `batch_size`: one round trip per batch, not per event.
 
 Delivery is at-least-once: redis-py retries a whole pipeline after a connection error, so an
@@ -17,10 +17,10 @@ from typing import Any
 import orjson
 import redis
 
-from flows.progress import Progress
-from operators.adapters import checked_adapter, read_payloads
-from operators.keys import stream_key
-from operators.routing import partition_for
+from tailor.flows.progress_bar import ProgressBar
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
+from tailor.operators.replay.adapters import checked_adapter, read_payloads
 
 #: Adapters whose output is one event per data line after a one-line header.
 _ONE_PER_LINE_AFTER_HEADER = frozenset({"csv", "movielens", "cdnow"})
@@ -87,7 +87,7 @@ def produce(
         total = expected_total(path, name)
         if limit is not None:
             total = limit if total is None else min(total, limit)
-        with Progress(f"produce {path.name}", total, enabled=progress) as bar:
+        with ProgressBar(f"produce {path.name}", total, enabled=progress) as bar:
             for payload in itertools.islice(read_payloads(path, name), limit):
                 fields: dict[Any, Any] = {b"payload": payload}
                 key = keys[route(payload, partitions, workers)]

@@ -7,8 +7,8 @@ the positions of that epoch, the state is the state of that epoch, so nothing is
 twice and nothing is lost. What was written to Redis after that epoch is written again; the
 sink is version-guarded and the models are batch-independent, so the replay writes the same
 bytes, sends no update notice twice, and writes no dead letter twice (the sink indexes them
-by input: `operators.deadletter_sink`); tested in tests/flows/test_recovery.py with bad input
-mixed in.
+by input: `tailor.operators.redis.deadletters`); tested in tests/flows/test_recovery.py with bad
+input mixed in.
 
 The store's partition count is fixed when it is created; an existing store is used as it is.
 """
@@ -25,7 +25,7 @@ from typing import Any
 
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
-from flows.config import Config, ConfigError
+from tailor.flows.config import Config, ConfigError
 
 __all__ = [
     "RecoveryRun",

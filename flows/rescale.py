@@ -3,15 +3,15 @@
 Bytewax moves per-key state by itself: the store's partition count is fixed, the worker count
 is not, and on a resume every key's snapshot goes to the worker its key now hashes to (each
 user's state, last list and live test; each source partition's position). What it cannot do
-is make model replicas: there is one per worker (`operators.replicas`, keys
+is make model replicas: there is one per worker (`tailor.operators.replicas`, keys
 `replica_keys(n)`), so a store written by M workers holds M of them and a run of N needs N.
 
 Every replica at an epoch's end has learned the same events (each worker's batch reaches
 every replica in the epoch it was read, and Bytewax snapshots a step only once all of an
 epoch's input is in), in different orders. So each new replica starts as a copy of
 `replica:0`, a key every worker count has. What replicas do not share is whose outputs each
-must still settle (the settle points of its own users, `state.segmentation`): those are
-pooled and each goes to the replica that owns the user under the new count. Replicas no
+must still settle (the settle points of its own users, `tailor.state.segments.segmentation`): those
+are pooled and each goes to the replica that owns the user under the new count. Replicas no
 longer used are discarded.
 
 The rows are written by Bytewax itself, so each lands in the partition Bytewax's own hash
@@ -37,14 +37,14 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from bytewax.recovery import RecoveryConfig
 from bytewax.run import cli_main
 
-from flows.config import ConfigError
-from flows.recovery import partition_files
-from operators.aging import dealt_keys
-from operators.bases import StoredBases
-from operators.models import ModelsState
-from operators.routing import replica_keys, worker_of
-from state import increments, snapshots
-from state.aging import redistribute
+from tailor.flows.config import ConfigError
+from tailor.flows.recovery import partition_files
+from tailor.operators.aging import dealt_keys
+from tailor.operators.bases import StoredBases
+from tailor.operators.models import ModelsState
+from tailor.operators.redis.routing import replica_keys, worker_of
+from tailor.state import increments, snapshots
+from tailor.state.segments.aging import redistribute
 
 __all__ = [
     "BASES_STEP",
@@ -61,11 +61,11 @@ __all__ = [
     "written_workers",
 ]
 
-#: The replica step's id in `flows.worker.build_flow` (checked by a test).
+#: The replica step's id in `tailor.flows.worker.build_flow` (checked by a test).
 REPLICA_STEP = "tailor.models.replica"
-#: The step holding the replicas' model bases (`operators.bases`).
+#: The step holding the replicas' model bases (`tailor.operators.bases`).
 BASES_STEP = "tailor.models.bases"
-#: The aging sweep's step (`operators.aging`): one per worker too, keyed like the replicas.
+#: The aging sweep's step (`tailor.operators.aging`): one per worker too, keyed like the replicas.
 SWEEP_STEP = "tailor.aging.sweep"
 #: The key every worker count's replica set has (`replica_keys(n)` starts its search there).
 SOURCE_KEY = "replica:0"
@@ -224,7 +224,8 @@ def rescaled(
 
 def sweep_plan(rows: Mapping[str, bytes], workers: int) -> Plan:
     """The aging sweeps' snapshots for `workers` workers: each user and partition goes to the
-    sweep of the worker that reads the partition now (`state.aging.redistribute`), a batch
+    sweep of the worker that reads the partition now (`tailor.state.segments.aging.redistribute`), a
+    batch
     still held with it; sweeps no longer used are discarded."""
     decoded = [snapshots.decode(blob, "sweep") for blob in rows.values()]
     origins = sorted({o for d in decoded for o in d["sweep"]["partitions"] if o})
@@ -333,7 +334,7 @@ def rescale_store(store: Path, workers: int) -> Rescale | None:
         return None
     plan, settles = rescaled(rows, workers, base_loader(store))
     sweeps = sweep_plan(step_rows(store, SWEEP_STEP, epoch), workers)
-    drop_unfinished(store, epoch)  # done at every start too (`flows.store`): never skip it
+    drop_unfinished(store, epoch)  # done at every start too (`tailor.flows.store`): never skip it
     flow = rewrite_flow(plan, sweeps)
     cli_main(flow, workers_per_process=workers, recovery_config=RecoveryConfig(store))
     gc.collect()  # Bytewax's connections to the store close when its objects go

@@ -16,8 +16,8 @@ with scikit-learn:
 
 and reports each method's agreement with the live segments (adjusted Rand index), the live
 segments against batch k-means as a table by segment name, and each batch k-means cluster's
-defining features. The result is kept in Redis (`operators.keys.resegment_key`). Ward and
-HDBSCAN hold all pairwise distances, so they (and every silhouette) run on a seeded sample of
+defining features. The result is kept in Redis (`tailor.operators.redis.keys.resegment_key`). Ward
+and HDBSCAN hold all pairwise distances, so they (and every silhouette) run on a seeded sample of
 `sample` users when there are more.
 """
 
@@ -38,12 +38,12 @@ from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, davies_bouldin_score, silhouette_score
 
-from flows.lookup import text
-from operators.keys import resegment_key, segments_key, user_key
-from operators.model_params import ModelParams
-from state.feature_encoding import Z_CLIP
-from state.profile_sample import age_profile
-from state.segmenter import TRANSFORMS, default_transforms
+from tailor.flows.lookup import text
+from tailor.operators.model_params import ModelParams
+from tailor.operators.redis.keys import resegment_key, segments_key, user_key
+from tailor.state.segments.feature_encoding import Z_CLIP
+from tailor.state.segments.profile_sample import age_profile
+from tailor.state.segments.segmenter import TRANSFORMS, default_transforms
 
 __all__ = ["KScore", "Profiles", "Resegmented", "encode", "read_profiles", "render", "resegment"]
 
@@ -223,7 +223,7 @@ def resegment(
 ) -> Resegmented | None:
     """Run the check on what Redis holds now and keep the result there; None without at
     least two live segments and `MIN_USERS` users in them (nothing to compare yet). With
-    `plot`, also draw it there (`flows.segment_plots`)."""
+    `plot`, also draw it there (`tailor.flows.segment_plots`)."""
     found = read_profiles(client, prefix, params)
     live = Counter(found.segments)
     if len(live) < 2 or len(found.users) < MIN_USERS:
@@ -256,7 +256,7 @@ def resegment(
     )
     client.set(resegment_key(prefix), as_json(result))
     if plot is not None:
-        from flows.segment_plots import plot_resegment  # matplotlib only when asked
+        from tailor.flows.segment_plots import plot_resegment  # matplotlib only when asked
 
         plot_resegment(matrix, found.segments, kmeans.tolist(), found.names, found.features, plot)
     return result

@@ -1,8 +1,8 @@
 """The last `tailor resegment` result as Prometheus gauges on the worker's endpoint.
 
 `tailor resegment` runs from cron (or by hand) and keeps its result in Redis
-(`operators.keys.resegment_key`); Prometheus scrapes the worker, so the worker's endpoint
-reads that result at each scrape and exposes it: how well each batch method agrees with the
+(`tailor.operators.redis.keys.resegment_key`); Prometheus scrapes the worker, so the worker's
+endpoint reads that result at each scrape and exposes it: how well each batch method agrees with the
 live segments, the suggested number of segments, how many users were checked and when. An
 alert on a falling agreement or an old timestamp is then a Prometheus rule like any other.
 Nothing is exposed before the first check, or while Redis does not answer (the worker's
@@ -19,7 +19,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from redis.exceptions import RedisError
 
-from operators.keys import resegment_key
+from tailor.operators.redis.keys import resegment_key
 
 __all__ = ["ResegmentCollector"]
 

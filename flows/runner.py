@@ -1,9 +1,9 @@
 """Running the worker: metrics endpoint, signals, and the Bytewax runtime.
 
 SIGTERM and SIGINT do not kill the dataflow mid-batch: they ask the sources to end their
-partitions (`operators.lifecycle`), so in-flight batches reach Redis and Bytewax finishes
+partitions (`tailor.operators.lifecycle`), so in-flight batches reach Redis and Bytewax finishes
 the run normally. Before the dataflow starts, the worker waits for Redis (SIGTERM ends that
-wait too) and checks its permissions (`flows.preflight`).
+wait too) and checks its permissions (`tailor.flows.preflight`).
 """
 
 from __future__ import annotations
@@ -20,15 +20,15 @@ import redis
 from bytewax.run import cli_main
 from prometheus_client import REGISTRY, start_http_server
 
-from flows.config import Config, ConfigError
-from flows.preflight import prepare_redis
-from flows.recovery import describe, recovery_settings
-from flows.rescale import base_loader
-from flows.resegment_metrics import ResegmentCollector
-from flows.store import release_after_run, take_for_run
-from flows.worker import build_redis_flow
-from operators import lifecycle
-from operators.routing import WorkerCountMismatch
+from tailor.flows.config import Config, ConfigError
+from tailor.flows.preflight import prepare_redis
+from tailor.flows.recovery import describe, recovery_settings
+from tailor.flows.rescale import base_loader
+from tailor.flows.resegment_metrics import ResegmentCollector
+from tailor.flows.store import release_after_run, take_for_run
+from tailor.flows.worker import build_redis_flow
+from tailor.operators import lifecycle
+from tailor.operators.redis.routing import WorkerCountMismatch
 
 log = logging.getLogger("tailor")
 
@@ -78,7 +78,7 @@ _RESEGMENT_EXPOSED: set[str] = set()
 
 
 def expose_resegment(config: Config) -> None:
-    """Serve the last `tailor resegment` result as gauges (`flows.resegment_metrics`), once
+    """Serve the last `tailor resegment` result as gauges (`tailor.flows.resegment_metrics`), once
     per prefix and process."""
     if not config.redis_url or config.prefix in _RESEGMENT_EXPOSED:
         return
@@ -95,9 +95,9 @@ def run_worker(
     Everything that can be wrong with the settings fails before the first event, and before
     waiting for Redis: no one should wait for Redis to learn that a rule is misspelt. With
     `recovery.enabled` the run snapshots to, and resumes from, the store in `recovery.dir`
-    (`flows.recovery`), so a killed worker restarts where its last snapshot left off. The
+    (`tailor.flows.recovery`), so a killed worker restarts where its last snapshot left off. The
     store is checked before Bytewax opens it, and compacted before it starts and after a
-    clean stop, unless another process uses it (`flows.store`).
+    clean stop, unless another process uses it (`tailor.flows.store`).
     """
     if serve_metrics:
         url = start_metrics(config)

@@ -1,7 +1,7 @@
 """`tailor segments`: what each segment is, how big, what defines it and when it last changed.
 
-Everything is read back from Redis (the key schema in `operators.keys`): the model record
-for names, z-scores and quality, the per-segment hash for the last change, the membership
+Everything is read back from Redis (the key schema in `tailor.operators.redis.keys`): the model
+record for names, z-scores and quality, the per-segment hash for the last change, the membership
 sets for sizes. Rule and RFM segments are listed with their sizes too.
 """
 
@@ -14,9 +14,15 @@ from typing import Any, cast
 import orjson
 import redis
 
-from flows.lookup import text
-from operators.keys import churn_key, model_key, segment_history_key, segment_key, segments_key
-from state.rfm_tiers import TIER_LABELS
+from tailor.flows.lookup import text
+from tailor.operators.redis.keys import (
+    churn_key,
+    model_key,
+    segment_history_key,
+    segment_key,
+    segments_key,
+)
+from tailor.state.segments.rfm_tiers import TIER_LABELS
 
 __all__ = ["SegmentRow", "read_history", "read_model", "read_rows", "render_table"]
 
@@ -105,7 +111,7 @@ def _status(size: int, described: dict[str, Any]) -> str:
 
 
 def _retired(size: int) -> str:
-    """A segment a re-fit merged into its neighbours (`state.segment_refit`)."""
+    """A segment a re-fit merged into its neighbours (`tailor.state.segments.refit`)."""
     if size:
         return f"retired at a re-fit: its {size} users move at their next update or aging"
     return "retired at a re-fit: merged into the nearest segments"

@@ -1,6 +1,6 @@
 """The settings tree: one frozen dataclass per section of `defaults.toml`, and `Settings` over them.
 
-`flows.config.load_config` validates the TOML and the environment and returns a `Settings`;
+`tailor.flows.config.load_config` validates the TOML and the environment and returns a `Settings`;
 each step receives the sections it reads whole. No field has a default: `defaults.toml` is the
 only place a default lives, and `settings_from` refuses values whose keys differ from the
 fields, so a key added to the file without a field (or the other way round) fails at start-up.
@@ -15,8 +15,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints
 
-from operators.redact import redact_url
-from state.event import parse_ts
+from tailor.operators.redis.redact import redact_url
+from tailor.state.profile.event import parse_ts
 
 __all__ = [
     "SECRET_ENV",
@@ -281,7 +281,7 @@ class Settings:
         """Bytewax workers in the whole cluster: processes (`cluster.addresses`, none is one)
         times `cluster.workers_per_process`. Routing to replicas depends on it, so
         `python -m bytewax.run -w/-a` users set the same here (or TAILOR_CLUSTER_*); the
-        flow checks it when it starts (`operators.routing.WorkerCountCheck`)."""
+        flow checks it when it starts (`tailor.operators.redis.routing.WorkerCountCheck`)."""
         return max(1, len(self.cluster.addresses)) * self.cluster.workers_per_process
 
     @property

@@ -38,10 +38,10 @@ from pathlib import Path
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import FixedPartitionedSource
 
-from flows.config import Config, ConfigError
-from flows.recovery import partition_files, store_path
-from flows.rescale import drop_unfinished, refuse_other_workers, rescale_store, resume_epoch
-from state import snapshots
+from tailor.flows.config import Config, ConfigError
+from tailor.flows.recovery import partition_files, store_path
+from tailor.flows.rescale import drop_unfinished, refuse_other_workers, rescale_store, resume_epoch
+from tailor.state import snapshots
 
 __all__ = [
     "Compaction",
@@ -308,7 +308,7 @@ def take_for_run(store: Path, flow: Dataflow, workers: int = 0) -> StoreLock:
 
 def _drop_unfinished_and_log(store: Path) -> None:
     """Snapshots of epochs the last run did not finish would load after a later crash if
-    the resumed run never rewrote their keys (`flows.rescale.drop_unfinished`)."""
+    the resumed run never rewrote their keys (`tailor.flows.rescale.drop_unfinished`)."""
     epoch = resume_epoch(store)
     dropped = drop_unfinished(store, epoch) if epoch is not None else 0
     if dropped:

@@ -4,7 +4,7 @@
 Bytewax's testing connectors and production passes the Redis ones (bytewax's `get_flow`
 pattern). `get_flow` is the factory for Bytewax's own runner and cluster mode:
 
-    TAILOR_CONFIG=tailor.toml python -m bytewax.run flows.worker:get_flow \
+    TAILOR_CONFIG=tailor.toml python -m bytewax.run tailor.flows.worker:get_flow \
         -i 0 -a "host1:2101;host2:2101"
 """
 
@@ -22,18 +22,14 @@ from bytewax.dataflow import Dataflow, Stream
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
-from flows.config import Config, ConfigError, load_config
-from operators.adapters import checked_adapter
-from operators.aging import AgingParams, aging_sweep
-from operators.bases import BaseLoader
-from operators.control import ControlSource, opted_out_users, parse_command
-from operators.deadletter_sink import DeadLetterSink
-from operators.erasure import InputEraser
-from operators.live_quality import QualityParams
-from operators.model_params import ModelParams
-from operators.payload_limits import PayloadLimits
-from operators.pseudonym import id_mode, pseudonymize
-from operators.records import (
+from tailor.flows.config import Config, ConfigError, load_config
+from tailor.operators.aging import AgingParams, aging_sweep
+from tailor.operators.bases import BaseLoader
+from tailor.operators.live_quality import QualityParams
+from tailor.operators.model_params import ModelParams
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.pseudonym import id_mode, pseudonymize
+from tailor.operators.records import (
     Accepted,
     Aged,
     Block,
@@ -50,23 +46,27 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from operators.redis_sink import RedisSink
-from operators.redis_source import RedisStreamSource
-from operators.replay_source import ReplaySource
-from operators.replicas import replicated_models
-from operators.retry import RetryPolicy, call_with_retry, no_retry_client
-from operators.routing import WorkerCountCheck
-from operators.user_outputs import UserOutputsParams, per_user_outputs
-from operators.user_state import UserStateParams, user_state
-from operators.validate import validate
-from state.rules import RuleError, RuleSet
-from state.segmenter import Segmenter
-from state.user import feature_horizons, profile_feature_names
-from state.user import feature_names as state_feature_names
+from tailor.operators.redis.control import ControlSource, opted_out_users, parse_command
+from tailor.operators.redis.deadletters import DeadLetterSink
+from tailor.operators.redis.erasure import InputEraser
+from tailor.operators.redis.retry import RetryPolicy, call_with_retry, no_retry_client
+from tailor.operators.redis.routing import WorkerCountCheck
+from tailor.operators.redis.sink import RedisSink
+from tailor.operators.redis.source import RedisStreamSource
+from tailor.operators.replay.adapters import checked_adapter
+from tailor.operators.replay.source import ReplaySource
+from tailor.operators.replicas import replicated_models
+from tailor.operators.user_outputs import UserOutputsParams, per_user_outputs
+from tailor.operators.user_state import UserStateParams, user_state
+from tailor.operators.validate import validate
+from tailor.state.profile.user import feature_horizons, profile_feature_names
+from tailor.state.profile.user import feature_names as state_feature_names
+from tailor.state.segments.rules import RuleError, RuleSet
+from tailor.state.segments.segmenter import Segmenter
 
 
 def payload_limits(config: Config) -> PayloadLimits:
-    """What a source may hold at once (`operators.payload_limits`)."""
+    """What a source may hold at once (`tailor.operators.payload_limits`)."""
     return PayloadLimits(
         max_payload_bytes=config.validation.max_payload_bytes,
         prefix_bytes=config.validation.too_large_prefix_bytes,
@@ -161,8 +161,8 @@ def build_flow(
     Erasure requests from `control` join the events before they are keyed by user, so a
     user's erasure is ordered with that user's events on whichever worker holds them.
     `opted_out` is the opt-out set as the worker starts (`UserStateParams.opted_out`).
-    `base_loader` (a run with a recovery store: `flows.rescale.base_loader`) snapshots the
-    models as bases plus changes (`operators.bases`); without it they are snapshotted whole.
+    `base_loader` (a run with a recovery store: `tailor.flows.rescale.base_loader`) snapshots the
+    models as bases plus changes (`tailor.operators.bases`); without it they are snapshotted whole.
     """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
@@ -223,7 +223,7 @@ def _stored_user_id(item: Accepted | Forget | Tick) -> str:
 
 
 def aging_params(config: Config, source: Source[RawRecord]) -> AgingParams:
-    """The sweep's grid and clock (`operators.aging`): it waits for the same disorder as the
+    """The sweep's grid and clock (`tailor.operators.aging`): it waits for the same disorder as the
     segment model's event-time order, and forgets users when the user-state step does."""
     return AgingParams(
         every_s=config.state.age_every_s,
@@ -277,7 +277,8 @@ def build_source(config: Config, replay_paths: Sequence[Path] = ()) -> Source[Ra
 def build_sinks(config: Config) -> tuple[RedisSink, DeadLetterSink]:
     """The Redis sinks: outputs and dead letters, retrying as `[output]` says."""
     url, prefix, output = config.redis_url, config.prefix, config.output
-    # Retrying for ever by default: a blocked sink is the worker's backpressure (operators.retry).
+    # Retrying for ever by default: a blocked sink is the worker's backpressure
+    # (tailor.operators.redis.retry).
     retry = {"max_attempts": output.write_max_attempts, "backoff_cap_s": output.write_backoff_cap_s}
     sink = RedisSink(
         url,
@@ -285,7 +286,7 @@ def build_sinks(config: Config) -> tuple[RedisSink, DeadLetterSink]:
         output.updates_maxlen,
         id_mode=id_mode(config.pseudonym_secret()),
         # an erasure's inputs and notices; with recovery the control source deletes a
-        # request once its epoch is durable (operators.control), so the sink leaves it
+        # request once its epoch is durable (tailor.operators.redis.control), so the sink leaves it
         inputs=InputEraser(prefix, delete_requests=not config.recovery.enabled),
         **retry,
     )
@@ -298,7 +299,8 @@ def build_control(config: Config, replay_paths: Sequence[Path] = ()) -> ControlS
     section = config.source
     return ControlSource(
         config.redis_url,
-        # with recovery, a request must outlive the epoch that applied it (operators.control)
+        # with recovery, a request must outlive the epoch that applied it
+        # (tailor.operators.redis.control)
         durable=config.recovery.enabled,
         prefix=config.prefix,
         batch_size=section.batch_size,
@@ -347,6 +349,6 @@ def read_opt_outs(config: Config) -> frozenset[str]:
 
 
 def get_flow() -> Dataflow:
-    """Factory for `python -m bytewax.run flows.worker:get_flow` (cluster mode)."""
+    """Factory for `python -m bytewax.run tailor.flows.worker:get_flow` (cluster mode)."""
     path = os.environ.get("TAILOR_CONFIG")
     return build_redis_flow(load_config(Path(path) if path else None))

@@ -3,14 +3,14 @@
 It sits on the events' path between validation and the user-state step, keyed by the worker
 that reads each source partition (`sweep_key`), so it crosses no process. It passes every
 record on and, when a source batch moves its worker's clock across an aging boundary
-(`state.aging.AgingSweep`), adds one `Tick` per user due, keyed by user like the events after
-it: a user's ticks reach the user-state step in order with their events, with no feedback
-edge and no loop through Redis.
+(`tailor.state.segments.aging.AgingSweep`), adds one `Tick` per user due, keyed by user like the
+events after it: a user's ticks reach the user-state step in order with their events, with no
+feedback edge and no loop through Redis.
 
 Ticks become records of the batch that moved the clock: that batch's records are passed on
 with a `Stamp` whose size counts the ticks too, so the models step's event-time order
-(`state.event_order`) counts each tick's result as it counts an event's, and places the aged
-profile at the boundary in the order the segment model learns in. A batch is held until
+(`tailor.state.segments.event_order`) counts each tick's result as it counts an event's, and places
+the aged profile at the boundary in the order the segment model learns in. A batch is held until
 every record of it has arrived (its accepted events and its refused ones come along two
 branches), which happens within the epoch it was read in. The clock waits for every
 partition this worker reads. A tick moves no clock downstream: its time is a boundary, not
@@ -31,11 +31,11 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.records import Accepted, Forget, Progress, Stamp, Tick
-from operators.routing import replica_keys, worker_of
-from state import snapshots
-from state.aging import ACTIVE, AgingSweep
-from state.event import Event
+from tailor.operators.records import Accepted, Forget, Progress, Stamp, Tick
+from tailor.operators.redis.routing import replica_keys, worker_of
+from tailor.state import snapshots
+from tailor.state.profile.event import Event
+from tailor.state.segments.aging import ACTIVE, AgingSweep
 
 __all__ = ["AgingParams", "SweepLogic", "aging_sweep", "dealt_keys"]
 
@@ -46,7 +46,7 @@ SweepOut = Accepted | Progress | Forget | Tick
 @dataclass(frozen=True)
 class AgingParams:
     """`state.age_every_s`, `segments.reorder_s`, `state.ttl_s`, the worker count, and the
-    stamping source's partitions (`flows.worker.stamped_origins`)."""
+    stamping source's partitions (`tailor.flows.worker.stamped_origins`)."""
 
     every_s: float
     reorder_s: float
@@ -58,7 +58,7 @@ class AgingParams:
 def dealt_keys(origins: Sequence[str], workers: int) -> dict[str, str]:
     """The sweep key of each partition: the replica key of the worker that reads it. Bytewax
     deals a source's partitions to workers in turn, in the sorted order of their names
-    (`operators.routing.readers`)."""
+    (`tailor.operators.redis.routing.readers`)."""
     keys = replica_keys(workers)
     return {origin: keys[rank % workers] for rank, origin in enumerate(sorted(origins))}
 
@@ -144,7 +144,7 @@ class SweepLogic(StatefulBatchLogic["SweepIn | ForgetHere", SweepOut, bytes]):
         return out
 
     def snapshot(self) -> bytes:
-        """Plain data in a versioned envelope (`state.snapshots`). Batches are whole within
+        """Plain data in a versioned envelope (`tailor.state.snapshots`). Batches are whole within
         the epoch they were read in, so `held` is empty at an epoch's end but for a batch
         still arriving; it is kept all the same."""
         held = [(list(key), [_record_data(r) for r in rs]) for key, rs in self.held.items()]

@@ -1,9 +1,9 @@
 """Model bases: the large, rarely rewritten part of a replica's snapshot, each under its own key.
 
 Bytewax snapshots a key whole at the end of every epoch in which it was touched, so the replica
-step wrote its whole models every epoch. With bases (`state.increments`), each large component
-(co-occurrence, FISM's item table, popularity) is written now and then as a *base*, a record
-the replica emits to the `bases` step under a key of its own, which Bytewax snapshots once
+step wrote its whole models every epoch. With bases (`tailor.state.increments`), each large
+component (co-occurrence, FISM's item table, popularity) is written now and then as a *base*, a
+record the replica emits to the `bases` step under a key of its own, which Bytewax snapshots once
 (the epoch it arrives) and then leaves alone; the replica's own snapshot holds a reference to
 each base and only the changes since. Both are written in the same epoch, and Bytewax commits
 an epoch for every step at once, so a resume finds the base that its replica snapshot names.
@@ -14,10 +14,10 @@ fresh start or a resume), then, one a batch, those whose changes at the last sna
 grown past `RECUT` times their base. A new base gets a new key (a serial number); the key it
 replaces is discarded in the same epoch (a tombstone), which a resume from an earlier epoch
 does not see. Base keys are chosen to be placed on the replica's own worker
-(`operators.routing.worker_of`), so a base never crosses a process.
+(`tailor.operators.redis.routing.worker_of`), so a base never crosses a process.
 
 At a resume the replica reads the bases its snapshot names through `ModelParams.base_loader`
-(`flows.store`: the newest row before the resume epoch, as Bytewax loads its own keys); the
+(`tailor.flows.store`: the newest row before the resume epoch, as Bytewax loads its own keys); the
 `bases` step's own copies are not kept in memory.
 """
 
@@ -31,10 +31,10 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from operators.routing import worker_of
-from state import snapshots
-from state.crossing import crossing
-from state.increments import Reference, Writing
+from tailor.operators.redis.routing import worker_of
+from tailor.state import snapshots
+from tailor.state.crossing import crossing
+from tailor.state.increments import Reference, Writing
 
 __all__ = ["RECUT", "BaseCut", "KeepBase", "ReplicaBases", "StoredBases", "base_key"]
 
@@ -105,7 +105,7 @@ class KeepBase(StatefulBatchLogic[bytes | None, None, bytes]):
 
 
 class StoredBases(Mapping[str, Mapping[str, Any]]):
-    """The bases a resuming replica names, read on demand (`state.increments.reading`)."""
+    """The bases a resuming replica names, read on demand (`tailor.state.increments.reading`)."""
 
     def __init__(self, loader: BaseLoader) -> None:
         self._loader = loader

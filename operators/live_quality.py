@@ -1,6 +1,6 @@
 """Live recommendation quality: the users' scored interactions gathered into one report.
 
-The tests run per user, in the user-keyed outputs step (`operators.user_outputs`), on
+The tests run per user, in the user-keyed outputs step (`tailor.operators.user_outputs`), on
 whichever worker holds the user. Quality is a window over everyone's interactions, so the
 ranks must meet somewhere; they do, per batch, not per event. A stateless `flat_map_batch`
 folds each worker's batch of `Scores` into one record (no exchange: it runs where the batch
@@ -28,10 +28,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import StatefulBatchLogic
 
-from operators.metrics import REC_MRR, REC_NDCG, REC_RECALL
-from operators.records import Scores
-from state import snapshots
-from state.live_quality import LiveQuality, QualityReport
+from tailor.operators.metrics import REC_MRR, REC_NDCG, REC_RECALL
+from tailor.operators.records import Scores
+from tailor.state import snapshots
+from tailor.state.recs.live_quality import LiveQuality, QualityReport
 
 __all__ = ["QUALITY_KEY", "QualityLogic", "QualityParams", "live_quality", "merged"]
 
@@ -42,7 +42,7 @@ QUALITY_KEY = "quality"
 @dataclass(frozen=True)
 class QualityParams:
     """The variants (variant → model name), `recs.quality_window` and `recs.k`
-    (`flows.worker.quality_params`)."""
+    (`tailor.flows.worker.quality_params`)."""
 
     assigned: Mapping[str, str]
     window: int
@@ -81,7 +81,7 @@ class QualityLogic(StatefulBatchLogic[Scores, QualityReport, bytes]):
         return [report], StatefulBatchLogic.RETAIN
 
     def snapshot(self) -> bytes:
-        """The windows as plain data in a versioned envelope (`state.snapshots`)."""
+        """The windows as plain data in a versioned envelope (`tailor.state.snapshots`)."""
         return snapshots.encode("quality", self.state.to_snapshot())
 
 

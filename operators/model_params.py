@@ -6,8 +6,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from flows.settings import RecsSettings, SegmentsSettings
-from state.rec_settings import RecSettings
+from tailor.flows.settings import RecsSettings, SegmentsSettings
+from tailor.state.recs.settings import RecSettings
 
 __all__ = ["RULE_CONTEXT_NAMES", "ModelParams"]
 
@@ -27,14 +27,15 @@ RULE_CONTEXT_NAMES: tuple[str, ...] = (
 class ModelParams:
     """Configuration of the models step (never learned state): the `[segments]` and `[recs]`
     sections whole, the feature names the `[state]` windows give, and what only the running
-    flow knows. `flows.worker.model_params` builds it from the settings tree; the settings
+    flow knows. `tailor.flows.worker.model_params` builds it from the settings tree; the settings
     have no defaults here, the fields that are no setting do."""
 
     segments: SegmentsSettings
     recs: RecsSettings
     features: tuple[str, ...]  # what the clusterer sees
     profile_features: tuple[str, ...]  # every profile feature (rules may name any)
-    #: Feature → the age past which it reads 0 (`state.user.feature_horizons`, from `[state]`).
+    #: Feature → the age past which it reads 0 (`tailor.state.profile.user.feature_horizons`, from
+    #: `[state]`).
     horizons: Mapping[str, float] = field(default_factory=dict)
     #: Cadences of the segment quality checks: internal, no setting.
     drift_every: int = 250
@@ -42,13 +43,13 @@ class ModelParams:
     origins: tuple[str, ...] = ()  # source partitions the event-time order waits for
     #: False when nothing keeps snapshots (recovery off): the replica then makes none.
     snapshots: bool = True
-    #: With recovery: reads a base the resumed replica names (`operators.bases`); None
+    #: With recovery: reads a base the resumed replica names (`tailor.operators.bases`); None
     #: snapshots the models whole, as the single-key models step does.
     base_loader: Callable[[str], bytes | None] | None = None
 
     @cached_property
     def rec_settings(self) -> RecSettings:
-        """The recommenders' settings (`state.rec_settings`), seeded by `segments.seed`."""
+        """The recommenders' settings (`tailor.state.recs.settings`), seeded by `segments.seed`."""
         return RecSettings.of(self.recs, self.segments.seed)
 
     @property

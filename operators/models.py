@@ -1,7 +1,7 @@
 """The models step: behavioural segments, rule segments and recommendations per changed user.
 
 The models are global (a clusterer over all users, item co-occurrence and trending over all
-events). Each worker holds a copy (`operators.replicas`): its `ModelsLogic` takes its own
+events). Each worker holds a copy (`tailor.operators.replicas`): its `ModelsLogic` takes its own
 worker's updates one Bytewax batch at a time, as the single models step did, and learns the
 other workers' batches as they arrive (`learn_remote`). A burst of events from one user costs
 one recommendation and one Redis write per batch, not one per event.
@@ -17,13 +17,14 @@ they stood after that event; a light update after it means a later full one is o
 (the user-state step makes the last update of each of its batches full), so a user's last
 update overall is full and what a user is left with depends only on the event order.
 A user joins a segment for per-segment trending at their clusterer learn points too
-(`state.segment_news.Joined`), not where an output is drafted (a batch end).
+(`tailor.state.segments.news.Joined`), not where an output is drafted (a batch end).
 Everything else is seeded or counting-only and all rankings break ties by id.
 
-The segment half (clusterer, names, RFM tiers, quality) is `state.segmentation.Segmentation`.
-It learns in one event-time order over all source partitions (`state.event_order`), the same
-with one worker or several. A user's output goes out at once with the segments as they stand
-(the *provisional* output); when the update's place in that order is final the segments are
+The segment half (clusterer, names, RFM tiers, quality) is
+`tailor.state.segments.segmentation.Segmentation`. It learns in one event-time order over all source
+partitions (`tailor.state.segments.event_order`), the same with one worker or several. A user's
+output goes out at once with the segments as they stand (the *provisional* output); when the
+update's place in that order is final the segments are
 *settled* there, and the output is sent again with them, the same version, `settled=True`. An
 output whose place was reached in its own batch goes out settled at once. The sink lets a
 settled output rewrite its version only to change the segments (a *correction*, announced as
@@ -31,7 +32,7 @@ one), never a provisional output: so a replay after a crash, whose batches and p
 segments differ from the killed run's, still leaves every version with its settled segments.
 So what a user is left with in Redis does not depend on how many workers ran.
 
-What belongs to one user lives after this step, keyed by user (`operators.user_outputs`).
+What belongs to one user lives after this step, keyed by user (`tailor.operators.user_outputs`).
 This step sends each user, per batch, one `ForUser` with what only the global models know, in
 order: each update's timing, each interaction to test (before the models learn it), the draft
 (variant, recommendations, segments) at its place, and settlements of earlier outputs.
@@ -45,7 +46,7 @@ from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
-from operators.metrics import (
+from tailor.operators.metrics import (
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
     SEGMENT_LATE,
@@ -53,9 +54,9 @@ from operators.metrics import (
     SEGMENT_SILHOUETTE,
     SEGMENTS_LEARNED,
 )
-from operators.model_params import ModelParams
-from operators.outputs import BatchNews, UserNews, features_of
-from operators.records import (
+from tailor.operators.model_params import ModelParams
+from tailor.operators.outputs import BatchNews, UserNews, features_of
+from tailor.operators.records import (
     Aged,
     AgedDraft,
     Block,
@@ -69,14 +70,14 @@ from operators.records import (
     SegmentModel,
     UserUpdate,
 )
-from state import snapshots
-from state.live_recs import LiveRecs
-from state.recommender import Interaction
-from state.rfm_tiers import RFMTiers
-from state.segment_news import AgedSettled, Joined, News, Published, Settled
-from state.segment_quality import StreamingSilhouette
-from state.segmentation import Segmentation
-from state.segmenter import Segmenter
+from tailor.state import snapshots
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.live_recs import LiveRecs
+from tailor.state.segments.news import AgedSettled, Joined, News, Published, Settled
+from tailor.state.segments.quality import StreamingSilhouette
+from tailor.state.segments.rfm_tiers import RFMTiers
+from tailor.state.segments.segmentation import Segmentation
+from tailor.state.segments.segmenter import Segmenter
 
 __all__ = [
     "ModelsIn",
@@ -86,7 +87,7 @@ __all__ = [
 ]
 
 ModelsOut = ForUser | SegmentInfo | SegmentModel | Erasure
-#: Another worker's batch as a replica learns it (`operators.replicas.Copy`).
+#: Another worker's batch as a replica learns it (`tailor.operators.replicas.Copy`).
 RemoteIn = Learned | Erasure | Block | Progress
 
 
@@ -139,7 +140,7 @@ class ModelsState:
         return cls(segments=segments, recs=recs)
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Plain data (`state.snapshots`), settings included: a resume goes on as it ran."""
+        """Plain data (`tailor.state.snapshots`), settings included: a resume goes on as it ran."""
         return {
             "segments": self.segments.to_snapshot(),
             "recs": self.recs.to_snapshot(),
@@ -184,7 +185,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self._drift_events_reported = self.state.segments.drift.events  # counted before
         self._refits_reported = self.state.segments.segmenter.refits
         self._late_reported = self.state.segments.order.late
-        #: Sends segment news (one replica of several does: `operators.replicas`).
+        #: Sends segment news (one replica of several does: `tailor.operators.replicas`).
         self.publishes = True
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
@@ -230,7 +231,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return out, StatefulBatchLogic.RETAIN
 
     def learn_remote(self, values: Sequence[RemoteIn]) -> list[ModelsOut]:
-        """Another replica's batch (`operators.replicas`): learn it, serve and test nobody.
+        """Another replica's batch (`tailor.operators.replicas`): learn it, serve and test nobody.
 
         The recommenders learn its interactions as one batch (`LiveRecs.learn_many`: cheap,
         which is what lets replicas scale), taken before an erasure that must see them; the
@@ -386,6 +387,6 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         return self.state.recs.recommend(u.user_id, u.history, u.purchased, u.event.ts)
 
     def snapshot(self) -> bytes:
-        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        """The state as plain data in a versioned envelope (`tailor.state.snapshots`): an immutable
         copy, several times cheaper than `deepcopy` (asked for at every epoch end)."""
         return snapshots.encode("models", self.state.to_snapshot())

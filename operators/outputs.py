@@ -3,8 +3,8 @@
 The models step drafts what only the global models know (variant, recommendations) at a
 user's last full update of a batch, from the recommenders as they stand right after that
 event, and fills in the segments at the end of the batch, once it knows whether the update's
-place in event-time order was reached (`operators.models`). The user-keyed outputs step
-(`operators.user_outputs`) turns the draft into a `UserOutput`: the profile from the update,
+place in event-time order was reached (`tailor.operators.models`). The user-keyed outputs step
+(`tailor.operators.user_outputs`) turns the draft into a `UserOutput`: the profile from the update,
 the rule segments, the latency samples. A settled correction re-derives what depends on the
 segments: the rule segments.
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from operators.records import (
+from tailor.operators.records import (
     AgedDraft,
     Drafted,
     Erasure,
@@ -25,7 +25,7 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from state.rules import RuleSet
+from tailor.state.segments.rules import RuleSet
 
 __all__ = ["BatchNews", "UserNews", "aged_output", "corrected", "features_of", "user_output"]
 

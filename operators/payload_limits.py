@@ -9,8 +9,8 @@ one. So the sources enforce two bounds themselves:
   a partition makes progress;
 - a payload longer than `max_payload_bytes` is kept as its first `prefix_bytes` bytes, its
   length and its SHA-1 (`Bounded`): enough to find and compare it, never the payload itself. The
-  Redis source cuts inside Redis (`operators.stream_read`), so such a payload never even
-  crosses the network; a file replay cuts each line as it is read.
+  Redis source cuts inside Redis (`tailor.operators.redis.stream_read`), so such a payload never
+  even crosses the network; a file replay cuts each line as it is read.
 
 >>> limits = PayloadLimits(max_payload_bytes=8, prefix_bytes=3, batch_max_bytes=100)
 >>> limits.bound(b"small")
@@ -32,7 +32,7 @@ Bounded = tuple[bytes, int | None, str | None]
 @dataclass(frozen=True)
 class PayloadLimits:
     """`validation.max_payload_bytes`, `validation.too_large_prefix_bytes` and
-    `source.batch_max_bytes`, as the sources apply them (`flows.worker.payload_limits`)."""
+    `source.batch_max_bytes`, as the sources apply them (`tailor.flows.worker.payload_limits`)."""
 
     max_payload_bytes: int
     prefix_bytes: int

@@ -1,8 +1,8 @@
 """Source progress that travels with the data, for the models step's event-time order.
 
 Bytewax has no in-band watermarks, so each source partition numbers its batches and stamps
-every record with (partition, batch number, batch size): `state.event_order` counts the
-records of a batch as they reach the models step, by whatever path, and knows the batch is
+every record with (partition, batch number, batch size): `tailor.state.segments.event_order` counts
+the records of a batch as they reach the models step, by whatever path, and knows the batch is
 complete when all are in. Every step on the way keeps one promise: a stamped record leaves
 either as itself (an event, an update) or as a `Progress` mark (refused, duplicate, late).
 
@@ -20,8 +20,8 @@ Stamp(origin='tailor:events:0', seq=0, size=3, kind='data')
 
 from __future__ import annotations
 
-from operators.records import DeadLetter, Progress, RawRecord, Stamp
-from state.event_order import DATA, END, IDLE
+from tailor.operators.records import DeadLetter, Progress, RawRecord, Stamp
+from tailor.state.segments.event_order import DATA, END, IDLE
 
 __all__ = [
     "BatchStamper",

@@ -34,8 +34,8 @@ import bytewax.operators as op
 import redis
 from bytewax.dataflow import Stream, operator
 
-from operators.keys import META_IDS, meta_key
-from operators.records import Accepted
+from tailor.operators.records import Accepted
+from tailor.operators.redis.keys import META_IDS, meta_key
 
 log = logging.getLogger("tailor")
 

@@ -14,20 +14,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from state.crossing import crossing
-from state.event import Event
-
-# A source batch's place in its partition, carried by every record derived from it.
-from state.event_order import Stamp as Stamp
+from tailor.state.crossing import crossing
+from tailor.state.profile.event import Event
 
 # The live recommenders' records travel to the sink as they are.
-from state.live_quality import QualityReport as QualityReport
-from state.live_quality import Scored
-from state.live_recs import Recommendation as Recommendation
+from tailor.state.recs.live_quality import QualityReport as QualityReport
+from tailor.state.recs.live_quality import Scored
+from tailor.state.recs.live_recs import Recommendation as Recommendation
+
+# A source batch's place in its partition, carried by every record derived from it.
+from tailor.state.segments.event_order import Stamp as Stamp
 
 # The segment model's own records travel to the sink as they are.
-from state.segment_news import SegmentInfo as SegmentInfo
-from state.segment_news import SegmentModel as SegmentModel
+from tailor.state.segments.news import SegmentInfo as SegmentInfo
+from tailor.state.segments.news import SegmentModel as SegmentModel
 
 
 @crossing
@@ -38,11 +38,11 @@ class RawRecord:
     `read_at` is the wall-clock time the worker read it: the start of the event-to-Redis
     latency measurement. `origin`/`offset` locate it (stream key and entry id, or file and
     line) so a dead letter can point back at its input. `stamp` places it in its partition's
-    sequence of batches (`state.event_order`); a record with an `IDLE`/`END` stamp is a
-    partition's announcement, not a payload.
+    sequence of batches (`tailor.state.segments.event_order`); a record with an `IDLE`/`END` stamp
+    is a partition's announcement, not a payload.
 
     `size` and `sha1` are set when the source kept only a prefix of a payload longer than
-    `validation.max_payload_bytes` (`operators.payload_limits`): the whole payload's length
+    `validation.max_payload_bytes` (`tailor.operators.payload_limits`): the whole payload's length
     and SHA-1 hex digest. Such a record is always refused as ``too_large``: its prefix may
     even parse, but it is not what the producer sent.
     """
@@ -62,7 +62,7 @@ class Accepted:
     """A valid event plus the time its payload was read (for latency), and where it was read
     (`origin`/`offset` as in `RawRecord`): an opted-out user's raw entry can be deleted, and a
     late event's dead letter points back at its input, which is also the letter's identity
-    (`operators.deadletter_sink`). Empty when unknown."""
+    (`tailor.operators.redis.deadletters`). Empty when unknown."""
 
     event: Event
     read_at: float
@@ -76,7 +76,8 @@ class Accepted:
 class Progress:
     """A stamped record that brings the models nothing to learn (refused, dropped, or a
     partition's announcement): it still counts towards its batch, so the event-time order
-    knows the batch is complete (`state.event_order`). `ts` is its event time if it had one."""
+    knows the batch is complete (`tailor.state.segments.event_order`). `ts` is its event time if it
+    had one."""
 
     stamp: Stamp
     ts: float | None = None
@@ -85,7 +86,8 @@ class Progress:
 @crossing
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A refused input: the raw payload and a machine-readable reason (`state.event.REASONS`).
+    """A refused input: the raw payload and a machine-readable reason
+    (`tailor.state.profile.event.REASONS`).
 
     A ``too_large`` letter keeps only a prefix of its payload, so a flood of huge inputs
     cannot fill the dead-letter stream: `size` is then the whole payload's length in bytes
@@ -152,7 +154,7 @@ class UserUpdate:
 @dataclass(frozen=True, slots=True)
 class Tick:
     """The stream's clock crossed `at` (an aging boundary) and the user's newest event is
-    older: re-evaluate the user as of `at` (`operators.aging`). Stamped as one more record of
+    older: re-evaluate the user as of `at` (`tailor.operators.aging`). Stamped as one more record of
     the source batch that moved the clock, so the models count it like an event."""
 
     user_id: str
@@ -178,12 +180,12 @@ class Aged:
 @crossing
 @dataclass(frozen=True, slots=True)
 class Learned:
-    """One update as another worker's model replica learns it (`operators.replicas`).
+    """One update as another worker's model replica learns it (`tailor.operators.replicas`).
 
     Only what learning reads: the item and its categories, the `previous` items the
     recommenders pair it with (cut to the longest window they use), and `features` only at
-    the segment model's learn points (`state.segmentation.learn_point`). A replica copy of a
-    whole `UserUpdate` (profile, 50-item history, purchases) cost ~5x as much to cross.
+    the segment model's learn points (`tailor.state.segments.segmentation.learn_point`). A replica
+    copy of a whole `UserUpdate` (profile, 50-item history, purchases) cost ~5x as much to cross.
     """
 
     user_id: str
@@ -327,6 +329,7 @@ class AgedDraft:
 @crossing
 @dataclass(frozen=True, slots=True)
 class Scores:
-    """Interactions scored against the list last sent to their user (`state.live_quality`)."""
+    """Interactions scored against the list last sent to their user
+    (`tailor.state.recs.live_quality`)."""
 
     scored: tuple[Scored, ...]

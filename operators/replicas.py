@@ -3,7 +3,7 @@ its own users (docs/design/scale-out.md, sections 7 and 8).
 
 The models step used to sit on one constant key, hence on one worker, however many ran. Now
 its input is keyed on `replica_keys(n)[w]`, where w is the worker that already holds the
-item's user (`operators.routing.worker_of`), so an update crosses no process there. Per
+item's user (`tailor.operators.redis.routing.worker_of`), so an update crosses no process there. Per
 Bytewax batch, `collect` packs its worker's items into one tuple; a `flat_map` sends one copy
 to every replica key (the broadcast Bytewax lacks: N-1 records cross per batch, not per
 update); `replica` (a second step, a DAG has no feedback edge) applies its OWN copy as the
@@ -14,8 +14,8 @@ own never wait (design section 5: delaying them costs quality).
 
 What every replica holds the same: every update and every `Progress` stamp reaches every
 replica, and the segment model learns in one event-time order over all partitions
-(`state.event_order`), so all replicas hold the one segmentation a single worker would.
-Only a user's own replica settles that user's outputs, and only the first replica publishes
+(`tailor.state.segments.event_order`), so all replicas hold the one segmentation a single worker
+would. Only a user's own replica settles that user's outputs, and only the first replica publishes
 segment news. The recommenders learn in arrival order, which differs per replica and per
 worker count: lists are not equal across worker counts.
 
@@ -33,17 +33,17 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
-from operators.metrics import MODEL_CPU, MODEL_UPDATES
-from operators.model_params import ModelParams
-from operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
-from operators.progress import dropped
-from operators.records import Aged, Block, Erasure, Learned, Progress, UserUpdate
-from operators.routing import replica_keys, worker_of
-from state import increments
-from state.crossing import crossing
-from state.rules import RuleSet
-from state.segmentation import learn_point
+from tailor.operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
+from tailor.operators.metrics import MODEL_CPU, MODEL_UPDATES
+from tailor.operators.model_params import ModelParams
+from tailor.operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
+from tailor.operators.progress import dropped
+from tailor.operators.records import Aged, Block, Erasure, Learned, Progress, UserUpdate
+from tailor.operators.redis.routing import replica_keys, worker_of
+from tailor.state import increments
+from tailor.state.crossing import crossing
+from tailor.state.segments.rules import RuleSet
+from tailor.state.segments.segmentation import learn_point
 
 __all__ = ["Copy", "RemoteIn", "ReplicaLogic", "learned", "models", "replicated_models"]
 
@@ -78,7 +78,7 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
     """One worker's copy of the models: its own batches first, as the one models step did.
 
     With recovery, its large components are snapshotted as bases plus changes
-    (`operators.bases`); without it, Bytewax still asks for a snapshot every epoch and throws
+    (`tailor.operators.bases`); without it, Bytewax still asks for a snapshot every epoch and throws
     it away, so none is made (`ModelParams.snapshots`).
     """
 
@@ -197,9 +197,10 @@ def replicated_models(
     """Segments and recommendations for every changed user, from one replica per worker.
 
     :arg up: Updates, erasures, progress marks and item blocks, unkeyed.
-    :arg workers: Bytewax workers in the cluster (`flows.settings.Settings.workers`, checked at
-        run time by `operators.routing.WorkerCountCheck`).
-    :returns: What `operators.models.models` returns, unkeyed: per changed user a `ForUser`
+    :arg workers: Bytewax workers in the cluster (`tailor.flows.settings.Settings.workers`, checked
+    at
+        run time by `tailor.operators.redis.routing.WorkerCountCheck`).
+    :returns: What `tailor.operators.models.models` returns, unkeyed: per changed user a `ForUser`
         from the user's own replica, and segment news from the first replica.
     """
     RuleSet(params.segments.rules, params.rule_names())
@@ -230,7 +231,7 @@ def models(step_id: str, up: KeyedStream[ModelsIn], params: ModelParams) -> Keye
     :arg params: Model configuration; bad rules or clusterer params raise here, at flow build
         time (`RuleError` / `ValueError`), not on the first event.
     :returns: Still under the constant key: a `ForUser` per changed user per batch (split by
-        the user's `Erasure`s, which follow in place) for `operators.user_outputs`, and
+        the user's `Erasure`s, which follow in place) for `tailor.operators.user_outputs`, and
         `SegmentInfo` / `SegmentModel` when the segment model publishes.
     """
     RuleSet(params.segments.rules, params.rule_names())

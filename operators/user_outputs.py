@@ -1,6 +1,6 @@
 """The per-user outputs step: after the models, keyed by user, expiring with the user.
 
-The models step (`operators.models`) is global; what belongs to one user lives here, with the
+The models step (`tailor.operators.models`) is global; what belongs to one user lives here, with the
 user's key, so it is spread over the workers and forgotten with the user:
 
 * the provisional output and its settlement: an output whose segments were not final goes out
@@ -12,7 +12,7 @@ user's key, so it is spread over the workers and forgotten with the user:
   send a user's tests and drafts in their learning order (`ForUser`), and draft a list right
   after learning the update it is drafted at, so a test never meets a list drafted from a
   model that already learned the tested item (test-then-train stays honest). The ranks go on
-  as `Scores` to the live-quality windows (`operators.live_quality`).
+  as `Scores` to the live-quality windows (`tailor.operators.live_quality`).
 
 A user is forgotten `ttl_s` of processing time after their last news (`notify_at`, as the
 user-state step does), and at once on an `Erasure`, which then goes on to the sink. A user who
@@ -36,10 +36,10 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from operators.live_quality import QualityParams, live_quality
-from operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
-from operators.outputs import aged_output, corrected, user_output
-from operators.records import (
+from tailor.operators.live_quality import QualityParams, live_quality
+from tailor.operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
+from tailor.operators.outputs import aged_output, corrected, user_output
+from tailor.operators.records import (
     Erasure,
     ForUser,
     Recommendation,
@@ -49,17 +49,17 @@ from operators.records import (
     Settlement,
     UserOutput,
 )
-from state import snapshots
-from state.live_quality import QualityReport, Scored
-from state.prequential import score_one
-from state.rules import RuleSet
+from tailor.state import snapshots
+from tailor.state.recs.live_quality import QualityReport, Scored
+from tailor.state.recs.prequential import score_one
+from tailor.state.segments.rules import RuleSet
 
 __all__ = ["UserOutputsLogic", "UserOutputsParams", "UserOutputsState", "per_user_outputs"]
 
 
 @dataclass(frozen=True)
 class UserOutputsParams:
-    """Configuration of the per-user outputs step (`flows.worker.user_outputs_params`)."""
+    """Configuration of the per-user outputs step (`tailor.flows.worker.user_outputs_params`)."""
 
     rules: Mapping[str, str]  # `segments.rules`
     rule_names: tuple[str, ...]  # every name a rule may use (`ModelParams.rule_names`)
@@ -84,7 +84,8 @@ class UserOutputsState:
         return self.shown is None and self.provisional is None
 
     def to_snapshot(self) -> dict[str, Any]:
-        """Plain data (`state.snapshots`): the list as (variant, items), the output's fields."""
+        """Plain data (`tailor.state.snapshots`): the list as (variant, items), the output's
+        fields."""
         provisional = self.provisional
         return {
             "shown": self.shown,
@@ -109,7 +110,7 @@ class UserOutputsState:
 
 
 UserOutputsIn = ForUser | Erasure
-#: What the models step sends on (`operators.models.ModelsOut`, not imported: no cycle).
+#: What the models step sends on (`tailor.operators.models.ModelsOut`, not imported: no cycle).
 ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel
 #: What the sink gets from here.
 Written = UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport
@@ -242,7 +243,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
-        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        """The state as plain data in a versioned envelope (`tailor.state.snapshots`): an immutable
         copy, cheaper than `deepcopy`."""
         return snapshots.encode("user_outputs", self.state.to_snapshot())
 

@@ -1,7 +1,8 @@
 """The per-user state step: dedup, Flink-style lateness, then one `UserUpdate` per event.
 
 Keyed by user id upstream (`op.key_on`), so one `UserStateLogic` holds one user's
-`UserState` and Bytewax snapshots it for recovery. Policies live here, state in `state.user`:
+`UserState` and Bytewax snapshots it for recovery. Policies live here, state in
+`tailor.state.profile.user`:
 
 * a repeated `event_id` within `dedup_horizon_s` of event time is dropped silently (sources are
   at-least-once; a replay after recovery re-delivers what the snapshot already counted);
@@ -31,10 +32,10 @@ import orjson
 from bytewax.dataflow import operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
-from flows.settings import StateSettings
-from operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
-from operators.progress import dropped
-from operators.records import (
+from tailor.flows.settings import StateSettings
+from tailor.operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
+from tailor.operators.progress import dropped
+from tailor.operators.records import (
     Accepted,
     Aged,
     DeadLetter,
@@ -46,10 +47,10 @@ from operators.records import (
     Tick,
     UserUpdate,
 )
-from state import snapshots
-from state.event import Event, event_to_dict
-from state.segmentation import learn_point
-from state.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
+from tailor.state import snapshots
+from tailor.state.profile.event import Event, event_to_dict
+from tailor.state.profile.user import DEFAULT_INTERACTION_TYPES, DEFAULT_VIEW_TYPES, UserState
+from tailor.state.segments.segmentation import learn_point
 
 __all__ = ["UserStateLogic", "UserStateParams", "user_state"]
 
@@ -61,7 +62,7 @@ ORIGIN = "user_state"
 @dataclass(frozen=True)
 class UserStateParams:
     """Configuration of the per-user state step: the `[state]` section whole, plus what the
-    step needs from elsewhere (`flows.worker.user_state_params` builds it)."""
+    step needs from elsewhere (`tailor.flows.worker.user_state_params` builds it)."""
 
     settings: StateSettings
     #: `segments.learn_every` (`ModelParams.segments`): the models step learns the clusterer
@@ -189,8 +190,9 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
 
         A fresh state just becomes an opt-out's tombstone. A state resumed from a snapshot
         taken before the opt-out holds data: it is erased now, since the control entry that
-        asked for it may be gone (deleted once the erasure is done: `operators.control`), and
-        the events replayed after the snapshot must not re-create the user.
+        asked for it may be gone (deleted once the erasure is done:
+        `tailor.operators.redis.control`), and the events replayed after the snapshot must not
+        re-create the user.
         """
         if self.state.opted_out or user not in self.params.opted_out:
             return []
@@ -277,7 +279,7 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
         return [], StatefulBatchLogic.DISCARD
 
     def snapshot(self) -> bytes:
-        """The state as plain data in a versioned envelope (`state.snapshots`): an immutable
+        """The state as plain data in a versioned envelope (`tailor.state.snapshots`): an immutable
         copy (Bytewax stores it later, while `on_batch` keeps mutating the live one), and
         cheaper than `deepcopy`, which Bytewax would pickle again. The settings are not in
         it: a resume takes them from the configuration."""
@@ -308,7 +310,7 @@ def _seconds(value: float) -> str:
 
 def _profile(state: UserState, features: dict[str, float]) -> dict[str, object]:
     """What the sink stores of an aged user besides the reserved fields, as an event's
-    output has it (`operators.outputs`): the last event's type and time stay the last
+    output has it (`tailor.operators.outputs`): the last event's type and time stay the last
     event's."""
     return {
         "features": features,

@@ -1,7 +1,7 @@
 """Validation: every raw payload becomes an accepted event or a dead letter with a reason.
 
 (A partition's idle/end announcement is no payload: it passes as `Progress`, as does each
-refused record, so the models step can count the batches complete, `operators.progress`.)
+refused record, so the models step can count the batches complete, `tailor.operators.progress`.)
 
 Nothing raises and nothing is dropped: a worker that crashed on one hostile payload would
 crash again on the same payload after every recovery, so refusals are data, split off into
@@ -9,15 +9,15 @@ their own stream (as Bytewax's Kafka operators split `oks` from `errs`).
 
 Checks run cheapest first, and the size check comes before any decoding so an oversized
 payload costs nothing: too_large, not_utf8 / malformed_json, not_object, the schema
-(`state.event.event_from_dict`), then the event-time bounds ts_future / ts_past.
+(`tailor.state.profile.event.event_from_dict`), then the event-time bounds ts_future / ts_past.
 
 A ``too_large`` letter keeps only the payload's first `too_large_prefix_bytes` bytes, with its
 whole length and SHA-1: copying a flood of huge payloads into the dead-letter stream would move
 the memory problem into Redis. (The sources have usually cut such a payload already,
-`operators.payload_limits`; a record they cut is refused even if its prefix would parse.)
+`tailor.operators.payload_limits`; a record they cut is refused even if its prefix would parse.)
 
->>> from flows.config import load_config
->>> from operators.records import RawRecord
+>>> from tailor.flows.config import load_config
+>>> from tailor.operators.records import RawRecord
 >>> params = ValidationParams.of(load_config(env={}).validation)
 >>> payload = b'{"event_id":"e1","user_id":"u1","type":"click","ts":1700000000}'
 >>> rec = RawRecord(payload, "s", "1-0", 0.0)
@@ -40,12 +40,12 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import BranchOut
 from prometheus_client import Counter
 
-from flows.settings import ValidationSettings
-from operators.metrics import DEAD_LETTERS, EVENTS
-from operators.payload_limits import sha1_hex
-from operators.progress import announcement_progress, dead_letter_progress, is_announcement
-from operators.records import Accepted, DeadLetter, Progress, RawRecord
-from state.event import Event, Invalid, event_from_dict, parse_ts
+from tailor.flows.settings import ValidationSettings
+from tailor.operators.metrics import DEAD_LETTERS, EVENTS
+from tailor.operators.payload_limits import sha1_hex
+from tailor.operators.progress import announcement_progress, dead_letter_progress, is_announcement
+from tailor.operators.records import Accepted, DeadLetter, Progress, RawRecord
+from tailor.state.profile.event import Event, Invalid, event_from_dict, parse_ts
 
 _DETAIL_CHARS = 120
 #: Detail prefix of a refusal caused by an exception inside the schema check (a bug, counted
@@ -147,7 +147,8 @@ def _check(obj: dict[str, Any], params: ValidationParams) -> Event | Invalid:
 def validate_record(
     record: RawRecord, params: ValidationParams, now: float
 ) -> Accepted | DeadLetter:
-    """Accept `record` as an event or refuse it with a reason from `state.event.REASONS`.
+    """Accept `record` as an event or refuse it with a reason from
+    `tailor.state.profile.event.REASONS`.
 
     `now` is wall-clock time, used only for the future bound: an event stamped a day ahead is
     a broken producer clock, not data.

@@ -12,7 +12,7 @@ builds an empty instance. That cost ~4x a plain dataclass and ~9x a tuple per cr
 C-level `operator.attrgetter`, the load one call of the generated `__init__`. The type keeps
 its API (frozen, slots, typed, same constructor). The `__setstate__` that `dataclass` added
 stays, so a pickle written the other way (``NEWOBJ`` + a state list) still loads; recovery
-snapshots no longer hold records (`state.snapshots`). The records have no `__post_init__`:
+snapshots no longer hold records (`tailor.state.snapshots`). The records have no `__post_init__`:
 loading re-runs `__init__`, which must stay a plain assignment of fields for this to be exact.
 """
 
@@ -50,6 +50,6 @@ def crossing(cls: T) -> T:
         return (cls, get(self))
 
     __reduce__.__qualname__ = f"{cls.__qualname__}.__reduce__"
-    __reduce__.__doc__ = "Pickle as the constructor call (`state.crossing`)."
+    __reduce__.__doc__ = "Pickle as the constructor call (`tailor.state.crossing`)."
     cls.__reduce__ = __reduce__  # type: ignore[assignment]
     return cls

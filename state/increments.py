@@ -23,7 +23,7 @@ Parents do not know about bases: in their `to_snapshot` they call `part(child)` 
 called `child.to_snapshot()`, and an incremental class's `from_snapshot` starts with
 `data = whole(data, cls)`. Outside a `Writing` / `reading` context both are the identity
 (`part` is the child's whole snapshot), so every component still pickles, copies and tests as
-before; the replica step (`operators.models`) opens the contexts around its snapshot and its
+before; the replica step (`tailor.operators.models`) opens the contexts around its snapshot and its
 resume.
 
 >>> class Counter:
@@ -93,7 +93,7 @@ class Writing:
     `part` is called for each incremental component in traversal order, which names it
     (`"<n>.<class>"`, stable for one configuration). A part with a base is written as a
     reference to it with its changes; a part without one is written whole and remembered in
-    `pending`, so the replica can take its base during the next epoch (`operators.models`).
+    `pending`, so the replica can take its base during the next epoch (`tailor.operators.models`).
     """
 
     references: dict[str, Reference] = field(default_factory=dict)

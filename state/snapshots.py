@@ -12,7 +12,7 @@ that data (numpy arrays travel as buffers, which JSON or msgpack would not do as
 A store from before the envelope (a bare pickle of the state objects: the release before
 format 1) or from a newer release cannot be read: `decode` raises `SnapshotFormatError`, and
 `tailor run` / `tailor store check` refuse such a store before Bytewax opens it
-(`flows.store`), with one line that says what to do.
+(`tailor.flows.store`), with one line that says what to do.
 
 >>> blob = encode("models", {"n": 3})
 >>> blob.startswith(MAGIC), header(blob), decode(blob, "models")
@@ -27,8 +27,8 @@ import pickle
 import struct
 from typing import Any
 
-from state.context import ContextMix
-from state.user import feature_horizons
+from tailor.state.profile.context import ContextMix
+from tailor.state.profile.user import feature_horizons
 
 __all__ = [
     "FORMAT",
@@ -43,7 +43,7 @@ __all__ = [
 
 #: The current snapshot format. Bump it when what a `to_snapshot` stores changes, and
 #: teach `migrate` to turn the previous format into the new one. Format 2: the models'
-#: large parts may be references to bases plus changes (`state.increments`), which a
+#: large parts may be references to bases plus changes (`tailor.state.increments`), which a
 #: release of format 1 must refuse rather than misread. Format 3: a user's state holds its
 #: context mix. Format 4: a user's state holds its last event's type and time; a user's
 #: outputs, their output's `aged_to` and the last settled segments. Format 5: the segment
@@ -121,8 +121,8 @@ def migrate(version: int, kind: str, data: Any) -> Any:
     # 1 -> 2: format 1 data is format 2 data without references to bases; a trending's
     # stored top cache is rebuilt on load (`Trending.from_snapshot` ignores it).
     if version < 3 and kind == "user" and "mix" not in data:
-        # 2 -> 3: users gain the context mix (`state.context`); one resumed from an older
-        # store starts it empty, so its shares count the events from the resume on.
+        # 2 -> 3: users gain the context mix (`tailor.state.profile.context`); one resumed from an
+        # older store starts it empty, so its shares count the events from the resume on.
         data = {**data, "mix": ContextMix().to_snapshot()}
     if version < 4 and kind == "user" and "last_event" not in data:
         # 3 -> 4: users gain their last event (aged outputs show it); unknown until the

@@ -150,8 +150,8 @@ def drain_worker(redis_url: str, prefix: str, partitions: int, **settings: Any) 
     """
     from bytewax.testing import cluster_main, run_main
 
-    from flows.config import load_config
-    from flows.worker import build_redis_flow
+    from tailor.flows.config import load_config
+    from tailor.flows.worker import build_redis_flow
 
     config = load_config(env={})
     overrides = {
@@ -178,7 +178,7 @@ def start_worker(redis_url: str, config: Path, log: Path, *args: str) -> subproc
     file so a full pipe never blocks it."""
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "run", *args],
+            [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), "run", *args],
             env={**os.environ, "REDIS_URL": redis_url, "PYTHONHASHSEED": "0"},
             stdout=out,
             stderr=out,

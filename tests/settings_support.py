@@ -7,14 +7,14 @@ from __future__ import annotations
 from dataclasses import fields, replace
 from typing import Any
 
-from flows import worker
-from flows.config import shipped
-from flows.settings import Settings, section_types
-from operators.model_params import ModelParams
-from operators.payload_limits import PayloadLimits
-from operators.user_state import UserStateParams
-from operators.validate import ValidationParams
-from state.rec_settings import RecSettings
+from tailor.flows import worker
+from tailor.flows.config import shipped
+from tailor.flows.settings import Settings, section_types
+from tailor.operators.model_params import ModelParams
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.user_state import UserStateParams
+from tailor.operators.validate import ValidationParams
+from tailor.state.recs.settings import RecSettings
 
 #: Setting name → its section, for the names only one section has.
 _OWNERS: dict[str, list[str]] = {}

@@ -4,8 +4,8 @@ again, and how close to a batch RFM does each schedule keep the stored tiers?
     python -m benchmarks.prototypes.aging [--data cdnow|online-retail]
 
 The purchases of a dataset (the worker's own adapter) are replayed in time order into the
-streaming tiers (`state.rfm_tiers.RFMTiers`, learned at every purchase as the models step
-does). A customer's *stored* tier is re-evaluated (with the cut points and clock of that
+streaming tiers (`tailor.state.segments.rfm_tiers.RFMTiers`, learned at every purchase as the models
+step does). A customer's *stored* tier is re-evaluated (with the cut points and clock of that
 moment) at each of their purchases, as today, and at the *ticks* a schedule asks for, in
 event time, interleaved with the stream:
 
@@ -18,8 +18,8 @@ event time, interleaved with the stream:
   day (a week).
 
 At the end each stored tier is compared with a batch RFM over all customers at that moment
-(`state.batch_rfm`). Evaluations per customer are the CPU aging costs; tier changes per
-customer are the writes (and notices) it costs.
+(`tailor.state.segments.batch_rfm`). Evaluations per customer are the CPU aging costs; tier changes
+per customer are the writes (and notices) it costs.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import orjson
 
-from operators.adapters import read_cdnow, read_online_retail
-from state.batch_rfm import batch_cuts, batch_tier
-from state.rfm_tiers import RFMTiers
+from tailor.operators.replay.adapters import read_cdnow, read_online_retail
+from tailor.state.segments.batch_rfm import batch_cuts, batch_tier
+from tailor.state.segments.rfm_tiers import RFMTiers
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DAY = 86400.0

@@ -3,7 +3,7 @@
     python -m benchmarks.prototypes.baseline [EVENTS]   # 1 then 2 processes, cluster mode
 
 Source → user history (keyed by user) → ONE step keyed "models": the real co-occurrence model
-(`state.cooc_counts.CoOccurrence`, the default settings: 300 neighbours, window 10,
+(`tailor.state.recs.cooc_counts.CoOccurrence`, the default settings: 300 neighbours, window 10,
 alpha 0.25) learns every click and serves each changed user's top 10 at their last click of
 the user step's batch. Whatever the cluster size, the models key lives on one worker.
 """
@@ -15,7 +15,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.operators import StatefulBatchLogic
 
 from benchmarks.prototypes.common import Click, CountSink, events_wanted, main_for, user_step
-from state.cooc_counts import CoOccurrence
+from tailor.state.recs.cooc_counts import CoOccurrence
 
 K = 10
 

@@ -8,7 +8,8 @@ Every prototype is a Bytewax flow module with a `get_flow()` factory, run in clu
   crc32(user) % n == i, a different hash than Bytewax's: about half the events cross processes
   at the first keyed step, as production's user-partitioned streams do;
 * the per-user step (`user_step`): each user's recent distinct items, keyed by user;
-* `worker_of` and `replica_keys` (`operators.routing`): the worker Bytewax 0.21 routes a state
+* `worker_of` and `replica_keys` (`tailor.operators.redis.routing`): the worker Bytewax 0.21 routes
+a state
   key to, and one key per worker; `balanced_keys`
   picks shard or replica keys that split evenly over 1, 2 and 4 workers
   (`python -m benchmarks.prototypes.common` checks `worker_of` against a real keyed step);
@@ -38,7 +39,7 @@ from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.operators import StatefulBatchLogic
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
-from operators.routing import worker_of
+from tailor.operators.redis.routing import worker_of
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "movielens-latest-small"
 if not DATA.exists():  # the worktree sits one level deeper than the main checkout
@@ -58,7 +59,8 @@ class Click:
     last: bool = False  # the user's last click of this batch: where they are served
 
 
-# --- routing: Bytewax 0.21's key → worker (operators.routing) ---------------------------------
+# --- routing: Bytewax 0.21's key → worker (tailor.operators.redis.routing)
+# ---------------------------------
 
 
 def balanced_keys(prefix: str, count: int, worker_counts: Iterable[int] = (1, 2, 4)) -> list[str]:

@@ -5,9 +5,10 @@
 Two processes, one worker each. Every worker's `DynamicSource` partition emits ITEMS/2 items
 (a tuple of a user id and ten item ids, the size of a scatter message) in batches of BATCH,
 tagged with the worker that read them; a keyed step counts them. Keyed `local`, an item's
-key is the replica key of its own worker (`operators.routing.replica_keys`), so it never leaves the
-process; keyed `cross`, the other worker's, so every item crosses. The difference in time per
-item between the two runs is the exchange cost per item (pickling, the socket, unpickling).
+key is the replica key of its own worker (`tailor.operators.redis.routing.replica_keys`), so it
+never leaves the process; keyed `cross`, the other worker's, so every item crosses. The difference
+in time per item between the two runs is the exchange cost per item (pickling, the socket,
+unpickling).
 
 `--types` then sends a click (user, item, time, 20 recent items, a flag) across as a plain
 tuple, a plain dataclass, a frozen slots dataclass and a NamedTuple, and prints the CPU µs
@@ -34,7 +35,7 @@ from benchmarks.prototypes.common import (
     cpu_per_event,
     run_cluster,
 )
-from operators.routing import replica_keys
+from tailor.operators.redis.routing import replica_keys
 
 Item = tuple[int, str, tuple[str, ...]]
 

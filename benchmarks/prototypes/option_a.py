@@ -3,10 +3,11 @@
     python -m benchmarks.prototypes.option_a [EVENTS]   # 1 then 2 processes, cluster mode
 
 Source → user history (keyed by user) → `collect`, keyed `replica:<w>` where w is the worker
-that already holds the user (`operators.routing.worker_of`), so no click crosses a process here. Per
-Bytewax batch, `collect` turns its worker's clicks into one delta (the interactions to learn)
-plus the serve requests. A flat_map addresses one copy of the delta to every replica key (the
-broadcast Bytewax lacks: N-1 items cross per batch, not per click); `replica` (keyed
+that already holds the user (`tailor.operators.redis.routing.worker_of`), so no click crosses a
+process here. Per Bytewax batch, `collect` turns its worker's clicks into one delta (the
+interactions to learn) plus the serve requests. A flat_map addresses one copy of the delta to every
+replica key (the broadcast Bytewax lacks: N-1 items cross per batch, not per click); `replica`
+(keyed
 `replica:<w>` again, a second step because a DAG has no feedback edge) applies every delta it
 receives, its own first, and serves its own users from its copy. Remote deltas arrive a
 batch or so late: the replicas are stale by that much, and learning is done N times over.
@@ -30,8 +31,8 @@ from benchmarks.prototypes.common import (
     user_step,
     workers_wanted,
 )
-from operators.routing import replica_keys, worker_of
-from state.cooc_counts import CoOccurrence
+from tailor.operators.redis.routing import replica_keys, worker_of
+from tailor.state.recs.cooc_counts import CoOccurrence
 
 
 @dataclass  # plain: a frozen slots dataclass costs ~3x more to cross processes (exchange.py)

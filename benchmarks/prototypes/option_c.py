@@ -38,7 +38,7 @@ from benchmarks.prototypes.common import (
     workers_wanted,
 )
 from benchmarks.prototypes.option_b import DEPTH, SHARD_KEYS, Partial, ShardRows, ToShard, scatter
-from operators.routing import replica_keys, worker_of
+from tailor.operators.redis.routing import replica_keys, worker_of
 
 ALPHA = 0.25
 

@@ -38,11 +38,11 @@ import orjson
 from sklearn.cluster import KMeans
 from sklearn.metrics import adjusted_rand_score, silhouette_score
 
-from operators.adapters import read_cdnow, read_online_retail
-from state.event import Event, event_from_dict
-from state.segmentation import learn_point
-from state.segmenter import TRANSFORMS, Segmenter
-from state.user import UserState
+from tailor.operators.replay.adapters import read_cdnow, read_online_retail
+from tailor.state.profile.event import Event, event_from_dict
+from tailor.state.profile.user import UserState
+from tailor.state.segments.segmentation import learn_point
+from tailor.state.segments.segmenter import TRANSFORMS, Segmenter
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 DAY = 86400.0

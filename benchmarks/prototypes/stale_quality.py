@@ -2,9 +2,9 @@
 
     python -m benchmarks.prototypes.stale_quality [--model hybrid] [--every 1000,10000]
 
-A prequential replay (`flows.evaluate.replay`: test then train, history excluded) of
+A prequential replay (`tailor.flows.evaluate.replay`: test then train, history excluded) of
 MovieLens latest-small in time order through `Replicated`: N replicas of the model (`build`
-from `state.rec_settings`, default settings), user u served by replica crc32(u) % N. A
+from `tailor.state.recs.settings`, default settings), user u served by replica crc32(u) % N. A
 replica learns its own users' interactions at once and the others' only at a merge, every M
 interactions, replayed in order (for counts this is the merged delta exactly; for ISGD's
 factors it stands in for summed updates). `--shared cooc` keeps the named hybrid components
@@ -28,11 +28,11 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from benchmarks.prototypes.common import DATA
-from flows.config import shipped
-from flows.evaluate import replay, settings_of
-from state.hybrid import Hybrid
-from state.rec_settings import build
-from state.recommender import Interaction, Recommender, Scored
+from tailor.flows.config import shipped
+from tailor.flows.evaluate import replay, settings_of
+from tailor.state.recs.base import Interaction, Recommender, Scored
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.settings import build
 
 Pending = tuple[Interaction, tuple[str, ...], frozenset[str]]
 

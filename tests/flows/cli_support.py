@@ -15,13 +15,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 def run_cli(
     redis_url: str, prefix: str, cwd: Path, *args: str, **env_extra: str
 ) -> subprocess.CompletedProcess[str]:
-    """`python -m flows.cli ARGS` in `cwd` against `redis_url` under `prefix`, with no other
+    """`python -m tailor.flows.cli ARGS` in `cwd` against `redis_url` under `prefix`, with no other
     TAILOR_ setting from the test's environment, no metrics port, recovery under `cwd`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
     env.update(REDIS_URL=redis_url, TAILOR_REDIS_PREFIX=prefix, TAILOR_METRICS_PORT="0")
     env.update(TAILOR_RECOVERY_DIR=str(cwd / "recovery"), **env_extra)
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "tailor.flows.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

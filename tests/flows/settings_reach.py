@@ -1,5 +1,5 @@
 """What the flow builds from each setting, for `test_settings.py`: a changed value of every key
-of `flows/defaults.toml` and where the flow, built as `flows.worker` builds it, holds it."""
+of `flows/defaults.toml` and where the flow, built as `tailor.flows.worker` builds it, holds it."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from unittest import mock
 
 import orjson
 
-from flows.config import DEFAULTS_PATH, FREE_TABLES, Settings
-from flows.recovery import partition_files, recovery_settings, store_path
-from flows.runner import cluster_settings, start_metrics
-from flows.worker import (
+from tailor.flows.config import DEFAULTS_PATH, FREE_TABLES, Settings
+from tailor.flows.recovery import partition_files, recovery_settings, store_path
+from tailor.flows.runner import cluster_settings, start_metrics
+from tailor.flows.worker import (
     aging_params,
     build_control,
     build_sinks,
@@ -28,20 +28,20 @@ from flows.worker import (
     user_outputs_params,
     user_state_params,
 )
-from operators.models import ModelsState
-from operators.records import Accepted, RawRecord
-from operators.user_outputs import UserOutputsParams
-from operators.user_state import UserStateLogic
-from operators.validate import ValidationParams, validate_record
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
-from state.event import Event
-from state.fism import FISM
-from state.fism_recommender import FISMRecommender
-from state.hybrid import Hybrid
-from state.live_recs import LiveRecs
-from state.segmenter import Segmenter
-from state.user import UserState
+from tailor.operators.models import ModelsState
+from tailor.operators.records import Accepted, RawRecord
+from tailor.operators.user_outputs import UserOutputsParams
+from tailor.operators.user_state import UserStateLogic
+from tailor.operators.validate import ValidationParams, validate_record
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import UserState
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.fism import FISM
+from tailor.state.recs.fism_recommender import FISMRecommender
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.live_recs import LiveRecs
+from tailor.state.segments.segmenter import Segmenter
 
 DEFAULTS: dict[str, Any] = tomllib.loads(DEFAULTS_PATH.read_text())
 NOW = 1_700_000_000.0
@@ -136,7 +136,7 @@ def late(config: Settings) -> str:
 def metrics_url(config: Settings) -> str | None:
     """The endpoint the runner would serve (the server itself not started)."""
     serve = lambda port: (SimpleNamespace(server_port=port), None)  # noqa: E731
-    with mock.patch("flows.runner.start_http_server", side_effect=serve):
+    with mock.patch("tailor.flows.runner.start_http_server", side_effect=serve):
         return start_metrics(config)
 
 

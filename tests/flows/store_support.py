@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from flows.recovery import partition_files
+from tailor.flows.recovery import partition_files
 from tests.flows.test_erasure import write_events
 
 PREFIX = "store"
@@ -52,7 +52,7 @@ def write_config(tmp_path: Path, name: str, **sections: dict[str, Any]) -> Path:
 
 def tailor(redis_url: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env={**os.environ, "REDIS_URL": redis_url},
         capture_output=True,
         text=True,

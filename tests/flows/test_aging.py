@@ -1,7 +1,7 @@
 """Segments that age, through the real worker: customers who stop buying end up lapsed.
 
 A profile, its RFM tier and its segment are re-evaluated as the stream's event-time clock
-crosses each aging boundary (`operators.aging`), so a customer's stored recency keeps growing
+crosses each aging boundary (`tailor.operators.aging`), so a customer's stored recency keeps growing
 after their last purchase and their tier follows, while their recommendations stay as their
 last event left them.
 """
@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 import redis
 
-from flows.produce import produce
+from tailor.flows.produce import produce
 from tests.conftest import drain_worker
 
 DAY = 86400.0

@@ -12,9 +12,9 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from operators.keys import deadletter_stream, stream_key, user_key
-from operators.routing import partition_for
-from state.event import REASONS
+from tailor.operators.redis.keys import deadletter_stream, stream_key, user_key
+from tailor.operators.redis.routing import partition_for
+from tailor.state.profile.event import REASONS
 from tests.conftest import drain_worker
 from tests.flows.deadletter_support import as_lettered, held
 

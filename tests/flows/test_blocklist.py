@@ -10,13 +10,13 @@ import orjson
 import pytest
 import redis
 
-from flows.block import block, without_item
-from flows.cli import main
-from flows.produce import produce
-from flows.sample import write_jsonl
-from operators.control import parse_command
-from operators.keys import blocklist_key
-from operators.records import Block, RawRecord
+from tailor.flows.block import block, without_item
+from tailor.flows.cli import main
+from tailor.flows.produce import produce
+from tailor.flows.sample import write_jsonl
+from tailor.operators.records import Block, RawRecord
+from tailor.operators.redis.control import parse_command
+from tailor.operators.redis.keys import blocklist_key
 from tests.conftest import drain_worker
 
 PARTITIONS = 2

@@ -49,8 +49,8 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def publish(r: redis.Redis) -> None:
-    from operators.keys import stream_key
-    from operators.routing import partition_for
+    from tailor.operators.redis.keys import stream_key
+    from tailor.operators.redis.routing import partition_for
 
     pipe = r.pipeline(transaction=False)
     for n in range(USERS):
@@ -80,7 +80,7 @@ def test_one_visit_users_leave_memory_after_the_ttl(
         "TAILOR_RECOVERY_DIR": str(tmp_path / "recovery"),
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run"],
+        [sys.executable, "-m", "tailor.flows.cli", "run"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

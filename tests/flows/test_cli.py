@@ -12,8 +12,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from operators.keys import stream_key, updates_channel, user_key
-from operators.routing import partition_for
+from tailor.operators.redis.keys import stream_key, updates_channel, user_key
+from tailor.operators.redis.routing import partition_for
 
 
 def env_without_redis(**extra: str) -> dict[str, str]:
@@ -21,9 +21,29 @@ def env_without_redis(**extra: str) -> dict[str, str]:
     return {**env, "TAILOR_METRICS_PORT": "0", **extra}
 
 
+def shadow_modules(directory: Path) -> None:
+    """A user's own `state.py`, `flows.py` and `operators.py`, which fail when imported."""
+    for name in ("state", "flows", "operators"):
+        (directory / f"{name}.py").write_text(f'raise ImportError("the user\'s own {name}.py")\n')
+
+
+def test_a_users_state_py_shadows_nothing(tmp_path: Path) -> None:
+    """Tailor installs inside one `tailor` package: a user's `state.py` in the directory the
+    worker starts from (first on `sys.path` for `python -m` and `bytewax.run`) is not ours."""
+    shadow_modules(tmp_path)
+    code = "import tailor.flows.worker, tailor.flows.cli; import state"
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    # Tailor's modules imported; then the user's own state.py was the one `import state` found
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines()[-1] == "ImportError: the user's own state.py"
+
+
 def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
+    shadow_modules(tmp_path)  # and the CLI runs from a directory holding a user's state.py
     demo = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "demo", "--users", "150"],
+        [sys.executable, "-m", "tailor.flows.cli", "demo", "--users", "150"],
         cwd=tmp_path,
         env=env_without_redis(TAILOR_SEGMENTS_WARMUP="100"),  # 150 users: a shorter warm-up
         capture_output=True,
@@ -36,7 +56,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     assert "where to look" in demo.stdout
     assert (tmp_path / ".tailor" / "demo.db").exists()
     inspect = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "inspect", "user-00042"],
+        [sys.executable, "-m", "tailor.flows.cli", "inspect", "user-00042"],
         cwd=tmp_path,
         env=env_without_redis(),
         capture_output=True,
@@ -47,7 +67,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
     found = orjson.loads(inspect.stdout)
     assert found["profile"]["segment"].startswith("cluster:")
     segments = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "segments", "--json"],
+        [sys.executable, "-m", "tailor.flows.cli", "segments", "--json"],
         cwd=tmp_path,
         env=env_without_redis(),
         capture_output=True,
@@ -66,7 +86,7 @@ def test_demo_on_embedded_redis_then_inspect(tmp_path: Path) -> None:
 
 def test_inspect_unknown_user_exits_1(redis_url: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "inspect", "nobody"],
+        [sys.executable, "-m", "tailor.flows.cli", "inspect", "nobody"],
         env={**env_without_redis(), "REDIS_URL": redis_url},
         capture_output=True,
         text=True,
@@ -82,7 +102,7 @@ def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis, tmp_pa
     pubsub.subscribe(updates_channel("tailor"))
     assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
     worker = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "run"],
+        [sys.executable, "-m", "tailor.flows.cli", "run"],
         env={
             **env_without_redis(TAILOR_RECOVERY_DIR=str(tmp_path / "recovery")),
             "REDIS_URL": redis_url,
@@ -117,7 +137,7 @@ def test_sigterm_drains_and_exits_cleanly(redis_url: str, r: redis.Redis, tmp_pa
 def test_every_subcommand_help_has_a_description_an_example_and_redis_url() -> None:
     """A user runs a subcommand from its `--help` alone: what it does, its arguments, an
     example, and where Redis comes from."""
-    from flows.cli_parser import build_parser
+    from tailor.flows.cli_parser import build_parser
 
     parser = build_parser("tailor")
     subcommands = next(

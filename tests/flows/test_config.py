@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from flows.cli import main
-from flows.config import ConfigError, load_config
-from flows.worker import build_source, model_params, quality_params
-from operators.payload_limits import PayloadLimits
-from operators.redis_source import RedisStreamSource
-from operators.replay_source import ReplaySource
-from operators.validate import ValidationParams
+from tailor.flows.cli import main
+from tailor.flows.config import ConfigError, load_config
+from tailor.flows.worker import build_source, model_params, quality_params
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.redis.source import RedisStreamSource
+from tailor.operators.replay.source import ReplaySource
+from tailor.operators.validate import ValidationParams
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -176,10 +176,10 @@ def test_a_taken_metrics_port_stops_run_with_exit_2(
 
 def test_the_shipped_clusterer_settings_are_the_measured_ones() -> None:
     """defaults.toml departs from none of the clusterer defaults that benchmarks/segments.py
-    chose (state/clusterers.py): the worker runs exactly those (k = 5, halflife 0.05)."""
-    from flows.worker import model_params
-    from operators.models import ModelsLogic
-    from state.clusterers import CLUSTERER_DEFAULTS
+    chose (state/segments/clusterers.py): the worker runs exactly those (k = 5, halflife 0.05)."""
+    from tailor.flows.worker import model_params
+    from tailor.operators.models import ModelsLogic
+    from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
 
     config = load_config(env={})
     assert config.segments.params == {}
@@ -196,7 +196,7 @@ def test_rules_and_the_clusterer_may_use_the_context_mix() -> None:
     """The context features are profile features: a rule may name them, and
     `[segments.features]` may give them to the clusterer (by default it sees the behavioural
     features only); a name that is no feature still stops start-up."""
-    from flows.worker import model_params
+    from tailor.flows.worker import model_params
 
     config = load_config(env={}).with_value(
         "segments", "rules", {"evening_mobile": "mobile_share > 0.5 and hour_cos < 0"}

@@ -15,8 +15,8 @@ import orjson
 import pytest
 import redis
 
-from flows.demo_prefix import claim, is_tailor_key, keys_under
-from operators.keys import demo_marker_key
+from tailor.flows.demo_prefix import claim, is_tailor_key, keys_under
+from tailor.operators.redis.keys import demo_marker_key
 from tests.conftest import RedisServer
 from tests.flows.cli_support import run_cli
 
@@ -144,7 +144,7 @@ def test_a_configuration_error_never_quotes_the_password(
 ) -> None:
     """The last net: a message that quotes the URL in a form `redact_url` cannot see (here a
     type error quoting a TOML array) is scrubbed where the CLI prints it."""
-    from flows.cli import main
+    from tailor.flows.cli import main
 
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("TAILOR_REDIS_URL", f'["redis://:{PASSWORD}@127.0.0.1:6379/0"]')

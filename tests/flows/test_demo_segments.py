@@ -8,9 +8,9 @@ from pathlib import Path
 import orjson
 import redis
 
-from flows.segments_table import read_history, read_rows
-from operators.keys import segments_key, user_key
-from state.segment_names import SEPARATOR
+from tailor.flows.segments_table import read_history, read_rows
+from tailor.operators.redis.keys import segments_key, user_key
+from tailor.state.segments.names import SEPARATOR
 from tests.flows.cli_support import png_size, run_cli
 
 PREFIX = "seg-demo"

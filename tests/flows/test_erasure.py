@@ -14,11 +14,11 @@ import orjson
 import pytest
 import redis
 
-from flows.config import SECRET_ENV
-from flows.forget import forget
-from operators.keys import stream_key
-from operators.pseudonym import pseudonym
-from operators.routing import partition_for
+from tailor.flows.config import SECRET_ENV
+from tailor.flows.forget import forget
+from tailor.operators.pseudonym import pseudonym
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "erase"
@@ -27,7 +27,7 @@ BASE_TS = 1_700_000_000
 
 def tailor(redis_url: str, config: Path, *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env={**os.environ, "REDIS_URL": redis_url},
         capture_output=True,
         text=True,

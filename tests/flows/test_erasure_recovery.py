@@ -1,6 +1,6 @@
 """An erasure survives a crash: a worker killed after it applied `tailor forget` and before
 the epoch that applied it was snapshotted resumes with the user's state from before the
-erasure, and must find the request again (`operators.control.ControlSource`).
+erasure, and must find the request again (`tailor.operators.redis.control.ControlSource`).
 
 Real `tailor` commands in subprocesses, real Redis, a real recovery store. The kill lands
 inside an epoch by construction, not by timing: the snapshot interval is far longer than the
@@ -17,10 +17,10 @@ from pathlib import Path
 import orjson
 import redis
 
-from flows.rescale import replica_models
-from operators.keys import control_key, user_key
-from operators.models import ModelsState
-from operators.routing import replica_keys
+from tailor.flows.rescale import replica_models
+from tailor.operators.models import ModelsState
+from tailor.operators.redis.keys import control_key, user_key
+from tailor.operators.redis.routing import replica_keys
 from tests.conftest import start_worker
 from tests.flows.test_store import (
     DEADLINE_S,

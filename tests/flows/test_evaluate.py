@@ -10,11 +10,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.cli import main
-from flows.config import load_config
-from flows.evaluate import evaluate, load_interactions, parse_models, replay
-from state.recommender import Interaction
-from state.trending import MostPopular
+from tailor.flows.cli import main
+from tailor.flows.config import load_config
+from tailor.flows.evaluate import evaluate, load_interactions, parse_models, replay
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.trending import MostPopular
 from tests.settings_support import rec_settings
 
 
@@ -162,7 +162,7 @@ def test_cli_prints_json_for_machines(
 def test_variants_split_users_and_report_the_difference(
     movielens_slice: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from flows.evaluate_variants import ab_replay
+    from tailor.flows.evaluate_variants import ab_replay
 
     interactions = load_interactions([movielens_slice], "movielens")
     result = ab_replay(load_config(env={}), interactions, ("mostpop", "cooc"))

@@ -1,9 +1,10 @@
 """Live recommendation quality through the real worker: a MovieLens slice replayed, the record
 in `<prefix>:quality:recs` pinned to the figures the single models step gave before the
-per-user outputs moved to their own step (`operators.user_outputs`, `operators.live_quality`),
-re-pinned when the `isgd` component became FISM (its re-ranking changed which items were
-served along the way, not the final lists: the Redis digests stayed), and re-pinned when
-profiles began to age (`operators.aging`: the quality figures stayed, the profiles and
+per-user outputs moved to their own step (`tailor.operators.user_outputs`,
+`tailor.operators.live_quality`), re-pinned when the `isgd` component became FISM (its re-ranking
+changed which items were served along the way, not the final lists: the Redis digests stayed), and
+re-pinned when profiles began to age (`tailor.operators.aging`: the quality figures stayed, the
+profiles and
 notices gained aged writes)."""
 
 from __future__ import annotations

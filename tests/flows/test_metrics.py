@@ -9,8 +9,8 @@ import orjson
 import redis
 from prometheus_client import REGISTRY, start_http_server
 
-from operators.keys import stream_key
-from operators.routing import partition_for
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "metrics"

@@ -1,10 +1,10 @@
 """Segment ids are global: two Bytewax workers give every user the segments one worker gives.
 
-Each worker holds a replica of the models (`operators.replicas`) that observes every
+Each worker holds a replica of the models (`tailor.operators.replicas`) that observes every
 update, its own worker's and the other's. Two workers change the order in which updates reach
 each replica, and online k-means depends on order; so the segment model learns in one
-event-time order over the source partitions (`state.event_order`) and settles each user's
-segments at their place in it. This checks the result is exact: the same model record (from
+event-time order over the source partitions (`tailor.state.segments.event_order`) and settles each
+user's segments at their place in it. This checks the result is exact: the same model record (from
 the first replica), and the same segments for every user (from the user's own replica).
 """
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 import redis
 
-from flows.produce import produce
-from flows.sample import write_jsonl
+from tailor.flows.produce import produce
+from tailor.flows.sample import write_jsonl
 from tests.conftest import drain_worker
 
 PARTITIONS = 4
@@ -58,8 +58,9 @@ def run_with(
         PARTITIONS,
         recovery__enabled=False,
         cluster__workers_per_process=workers,
-        # each worker ages its users by the clock of the partitions it reads (operators.aging):
-        # off here, where every stored field must match; on in the test of aging below
+        # each worker ages its users by the clock of the partitions it reads
+        # (tailor.operators.aging): off here, where every stored field must match; on in the test of
+        # aging below
         state__age_every_s=age_every_s,
         segments__publish_every=1,  # the last record describes the final model
         segments__rules={"big_spender": "spend_total > 100 and segment != ''"},

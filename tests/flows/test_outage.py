@@ -25,11 +25,11 @@ import redis
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
-from flows.config import Config, load_config
-from flows.produce import produce
-from flows.worker import build_redis_flow
-from operators import lifecycle
-from operators.keys import recs_key, updates_stream, user_key
+from tailor.flows.config import Config, load_config
+from tailor.flows.produce import produce
+from tailor.flows.worker import build_redis_flow
+from tailor.operators import lifecycle
+from tailor.operators.redis.keys import recs_key, updates_stream, user_key
 from tests.conftest import RedisServer
 
 EVENTS = 4_000

@@ -2,7 +2,7 @@
 
 A worker drains events with a bad one among them, a block and an opt-out, while ``MONITOR``
 records every command it sends, including those its Lua scripts run. Each must be among
-`operators.permissions.worker_needs`, or a least-privilege user would pass the start-up
+`tailor.operators.redis.permissions.worker_needs`, or a least-privilege user would pass the start-up
 check and then fail mid-run with NOPERM.
 """
 
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import redis
 
-from flows.produce import produce
-from operators.control import request_block, request_forget
-from operators.keys import stream_key
-from operators.permissions import worker_needs
+from tailor.flows.produce import produce
+from tailor.operators.redis.control import request_block, request_forget
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.permissions import worker_needs
 from tests.conftest import drain_worker
 
 PREFIX = "cover"

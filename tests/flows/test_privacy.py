@@ -13,12 +13,12 @@ import orjson
 import pytest
 import redis
 
-from flows.config import SECRET_ENV, ConfigError
-from flows.forget import forget
-from flows.sample import write_jsonl
-from operators.keys import META_IDS, control_key, meta_key, stream_key, user_key
-from operators.pseudonym import id_mode, pseudonym
-from operators.routing import partition_for
+from tailor.flows.config import SECRET_ENV, ConfigError
+from tailor.flows.forget import forget
+from tailor.flows.sample import write_jsonl
+from tailor.operators.pseudonym import id_mode, pseudonym
+from tailor.operators.redis.keys import META_IDS, control_key, meta_key, stream_key, user_key
+from tailor.operators.redis.routing import partition_for
 from tests.conftest import drain_worker
 
 PREFIX = "private"
@@ -27,7 +27,7 @@ SECRET = "not-a-real-secret"
 
 def tailor(env: dict[str, str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
@@ -43,7 +43,7 @@ def tailor_as_operator(
     (unless `env` gives it), whatever this test process's environment holds."""
     own = {k: v for k, v in os.environ.items() if k != SECRET_ENV}
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env={**own, "REDIS_URL": redis_url, **env},
         capture_output=True,
         text=True,
@@ -107,7 +107,15 @@ def test_pseudonymize_without_a_secret_is_a_config_error(redis_url: str, tmp_pat
     env = {"REDIS_URL": redis_url}
     os_env = {k: v for k, v in os.environ.items() if k != "TAILOR_PSEUDONYM_SECRET"}
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), "run", "--until-drained"],
+        [
+            sys.executable,
+            "-m",
+            "tailor.flows.cli",
+            "--config",
+            str(config),
+            "run",
+            "--until-drained",
+        ],
         env={**os_env, **env},
         capture_output=True,
         text=True,

@@ -16,15 +16,15 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, run_main
 
-from flows.config import shipped
-from flows.produce import expected_total, produce, route
-from flows.progress import Progress
-from operators.adapters import read_payloads
-from operators.keys import stream_key
-from operators.records import Accepted, DeadLetter
-from operators.redis_source import RedisStreamSource
-from operators.routing import partition_for
-from operators.validate import validate
+from tailor.flows.config import shipped
+from tailor.flows.produce import expected_total, produce, route
+from tailor.flows.progress_bar import ProgressBar
+from tailor.operators.records import Accepted, DeadLetter
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
+from tailor.operators.redis.source import RedisStreamSource
+from tailor.operators.replay.adapters import read_payloads
+from tailor.operators.validate import validate
 from tests.settings_support import payload_limits
 
 
@@ -112,7 +112,7 @@ class FakeTty(io.StringIO):
 
 def test_progress_draws_on_a_terminal_only() -> None:
     tty = FakeTty()
-    with Progress("events", total=10, stream=tty, min_interval_s=0.0) as bar:
+    with ProgressBar("events", total=10, stream=tty, min_interval_s=0.0) as bar:
         bar.update(5)
         bar.update(10)
     text = tty.getvalue()
@@ -120,19 +120,19 @@ def test_progress_draws_on_a_terminal_only() -> None:
     assert "\revents 10/10 100.0%" in text and text.endswith("\n")
 
     pipe = io.StringIO()
-    with Progress("events", total=10, stream=pipe, min_interval_s=0.0) as bar:
+    with ProgressBar("events", total=10, stream=pipe, min_interval_s=0.0) as bar:
         bar.update(10)
     assert pipe.getvalue() == ""
 
     disabled = FakeTty()
-    with Progress("events", stream=disabled, enabled=False) as bar:
+    with ProgressBar("events", stream=disabled, enabled=False) as bar:
         bar.update(3)
     assert disabled.getvalue() == ""
 
 
 def tailor(redis_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", *args],
+        [sys.executable, "-m", "tailor.flows.cli", *args],
         env={**os.environ, "REDIS_URL": redis_url, "TAILOR_METRICS_PORT": "0"},
         capture_output=True,
         text=True,

@@ -2,7 +2,7 @@
 with SIGTERM, then restarted on the same recovery store, leaves Redis byte for byte as one
 uninterrupted run does, and every profile counts each of its user's events exactly once.
 What is written once per input stays so: each bad entry has one dead letter, and no update
-notice repeats (`operators.deadletter_sink`, `operators.sink_scripts`).
+notice repeats (`tailor.operators.redis.deadletters`, `tailor.operators.redis.scripts`).
 
 Real MovieLens ratings with bad entries mixed in (broken JSON, not UTF-8, a missing field,
 an unknown type, late events) through one stream partition (one input order), real Redis, the
@@ -26,16 +26,16 @@ import orjson
 import pytest
 import redis
 
-from flows.config import ConfigError, load_config
-from flows.recovery import describe, ensure_store, partition_files, recovery_settings
-from operators.adapters import read_payloads
-from operators.keys import (
+from tailor.flows.config import ConfigError, load_config
+from tailor.flows.recovery import describe, ensure_store, partition_files, recovery_settings
+from tailor.operators.redis.keys import (
     deadletter_index,
     deadletter_stream,
     stream_key,
     updates_channel,
     updates_stream,
 )
+from tailor.operators.replay.adapters import read_payloads
 from tests.conftest import RedisServer, snapshot_state, start_worker
 
 PREFIX = "rec"
@@ -73,7 +73,7 @@ def env(redis_url: str) -> dict[str, str]:
 
 def tailor(redis_url: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env=env(redis_url),
         capture_output=True,
         text=True,

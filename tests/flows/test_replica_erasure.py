@@ -10,9 +10,9 @@ from pathlib import Path
 
 import redis
 
-from flows.recovery import partition_files
-from operators.keys import user_key
-from operators.routing import replica_keys
+from tailor.flows.recovery import partition_files
+from tailor.operators.redis.keys import user_key
+from tailor.operators.redis.routing import replica_keys
 from tests.flows.test_erasure_recovery import BASE_TS, first_events
 from tests.flows.test_store import PREFIX, ok, produce, store_dir, tailor, write_config
 

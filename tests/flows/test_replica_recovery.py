@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from flows.recovery import partition_files
+from tailor.flows.recovery import partition_files
 from tests.conftest import RedisServer
 from tests.flows.test_recovery import (
     PREFIX,

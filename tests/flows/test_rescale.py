@@ -31,21 +31,21 @@ import redis
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource
 
-from flows.config import load_config
-from flows.recovery import ensure_store, partition_files
-from flows.rescale import (
+from tailor.flows.config import load_config
+from tailor.flows.recovery import ensure_store, partition_files
+from tailor.flows.rescale import (
     REPLICA_STEP,
     SWEEP_STEP,
     replica_models,
     resume_epoch,
     written_workers,
 )
-from flows.store import take_for_run
-from flows.worker import build_flow
-from operators.keys import stream_key
-from operators.models import ModelsState
-from operators.routing import replica_keys
-from state import snapshots
+from tailor.flows.store import take_for_run
+from tailor.flows.worker import build_flow
+from tailor.operators.models import ModelsState
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import replica_keys
+from tailor.state import snapshots
 from tests.conftest import RedisServer, start_worker
 from tests.flows.test_recovery import (
     PREFIX,
@@ -199,7 +199,15 @@ def test_a_store_another_process_holds_is_refused_not_rescaled(
     try:
         config = write_config(tmp_path / "two.toml", tmp_path / "store", 2)
         done = subprocess.run(
-            [sys.executable, "-m", "flows.cli", "--config", str(config), "run", "--until-drained"],
+            [
+                sys.executable,
+                "-m",
+                "tailor.flows.cli",
+                "--config",
+                str(config),
+                "run",
+                "--until-drained",
+            ],
             env=env(redis_url),
             capture_output=True,
             text=True,

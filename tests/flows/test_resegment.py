@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 import redis
 
-from flows.config import load_config
-from flows.resegment import KS, STABLE, aged_alike, resegment
-from flows.worker import model_params
-from operators.keys import resegment_key, user_key
+from tailor.flows.config import load_config
+from tailor.flows.resegment import KS, STABLE, aged_alike, resegment
+from tailor.flows.worker import model_params
+from tailor.operators.redis.keys import resegment_key, user_key
 from tests.flows.cli_support import png_size, run_cli
 
 PREFIX = "reseg"
@@ -72,7 +72,7 @@ def test_resegment_compares_batch_clusters_with_the_live_segments(
 def test_stored_profiles_are_compared_as_they_stand_at_the_newest_moment() -> None:
     """The worker writes an aged profile only when its segments change, so stored profiles
     are as of different days; batch must see each user as of the same moment."""
-    from state.user import feature_horizons
+    from tailor.state.profile.user import feature_horizons
 
     day = 86400.0
     fresh = {"features": {"recency_days": 0.0, "views_24h": 4.0}, "last_event_ts": 100 * day}

@@ -5,11 +5,11 @@ from __future__ import annotations
 import redis
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 
-from flows.config import load_config
-from flows.resegment import KScore, Resegmented, as_json
-from flows.resegment_metrics import ResegmentCollector
-from flows.runner import expose_resegment
-from operators.keys import resegment_key
+from tailor.flows.config import load_config
+from tailor.flows.resegment import KScore, Resegmented, as_json
+from tailor.flows.resegment_metrics import ResegmentCollector
+from tailor.flows.runner import expose_resegment
+from tailor.operators.redis.keys import resegment_key
 from tests.conftest import free_port
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from flows.sample import generate, write_jsonl
-from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
+from tailor.flows.sample import generate, write_jsonl
+from tailor.state.profile.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
 
 
 def test_every_sample_event_is_valid_and_time_ordered() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flows.segment_plots import _matched
+from tailor.flows.segment_plots import _matched
 
 
 def test_a_batch_cluster_takes_the_colour_of_the_live_segment_it_shares_most_users_with() -> None:

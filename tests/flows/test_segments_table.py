@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import redis
 
-from flows.segments_table import quality_line, read_rows, render_table
+from tailor.flows.segments_table import quality_line, read_rows, render_table
 
 P = "tbl"
 

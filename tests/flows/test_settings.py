@@ -15,16 +15,16 @@ from typing import Any, get_args, get_origin, get_type_hints
 import orjson
 import pytest
 
-from flows.config import FREE_TABLES, load_config, shipped
-from flows.settings import Table, frozen, section_types, settings_from
-from flows.worker import build_source
-from operators.live_quality import QualityParams
-from operators.model_params import ModelParams
-from operators.payload_limits import PayloadLimits
-from operators.user_outputs import UserOutputsParams
-from operators.user_state import UserStateParams
-from operators.validate import ValidationParams
-from state.rec_settings import RecSettings
+from tailor.flows.config import FREE_TABLES, load_config, shipped
+from tailor.flows.settings import Table, frozen, section_types, settings_from
+from tailor.flows.worker import build_source
+from tailor.operators.live_quality import QualityParams
+from tailor.operators.model_params import ModelParams
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.user_outputs import UserOutputsParams
+from tailor.operators.user_state import UserStateParams
+from tailor.operators.validate import ValidationParams
+from tailor.state.recs.settings import RecSettings
 from tests.flows.settings_reach import (
     DEFAULTS,
     EVENTS,

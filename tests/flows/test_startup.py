@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from flows.produce import produce
+from tailor.flows.produce import produce
 from tests.conftest import RedisServer
 
 PREFIX = "boot"
@@ -40,7 +40,7 @@ class Worker:
         self.log = folder / "worker.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "flows.cli", "--config", str(config), "run", *args],
+                [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), "run", *args],
                 env={**os.environ, "REDIS_URL": url},
                 stdout=subprocess.DEVNULL,
                 stderr=log,

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 import redis
 
-from flows.recovery import ensure_store, partition_files
-from flows.store import compact_store
-from operators.keys import control_key, updates_stream
+from tailor.flows.recovery import ensure_store, partition_files
+from tailor.flows.store import compact_store
+from tailor.operators.redis.keys import control_key, updates_stream
 from tests.conftest import free_port, snapshot_state, start_worker
 from tests.flows.store_support import (
     DEADLINE_S,
@@ -37,7 +37,7 @@ from tests.flows.store_support import (
 from tests.flows.test_erasure import shopping
 
 #: The default hybrid's parts snapshotted as bases (co-occurrence, FISM, category popularity,
-#: trending, most popular), each one key of the `bases` step (`operators.bases`).
+#: trending, most popular), each one key of the `bases` step (`tailor.operators.bases`).
 BASES = 5
 
 

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import redis
 
-from flows.recovery import partition_files
-from state import snapshots
-from state.user import UserState
+from tailor.flows.recovery import partition_files
+from tailor.state import snapshots
+from tailor.state.profile.user import UserState
 from tests.flows.store_support import (
     PREFIX,
     held_open,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from operators.permissions import acl_rules
+from tailor.operators.redis.permissions import acl_rules
 from tests.conftest import free_port, system_redis_server
 
 USER, PASSWORD = "tailor", "correct-horse-battery"
@@ -172,7 +172,7 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
 
 def tailor(url: str, config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env={**os.environ, "REDIS_URL": url},
         capture_output=True,
         text=True,

@@ -11,11 +11,11 @@ from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 from redis.client import PubSub
 
-from flows.config import load_config
-from flows.worker import build_redis_flow
-from operators import lifecycle
-from operators.keys import stream_key, updates_channel
-from operators.routing import partition_for
+from tailor.flows.config import load_config
+from tailor.flows.worker import build_redis_flow
+from tailor.operators import lifecycle
+from tailor.operators.redis.keys import stream_key, updates_channel
+from tailor.operators.redis.routing import partition_for
 
 PREFIX = "ttl"
 USERS = 300

@@ -14,10 +14,10 @@ import pytest
 import redis
 from bytewax.testing import cluster_main
 
-from flows.config import load_config
-from flows.runner import worker_count_mismatch
-from flows.worker import build_redis_flow
-from operators.routing import WorkerCountMismatch
+from tailor.flows.config import load_config
+from tailor.flows.runner import worker_count_mismatch
+from tailor.flows.worker import build_redis_flow
+from tailor.operators.redis.routing import WorkerCountMismatch
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,7 +39,7 @@ def test_bytewax_run_with_another_worker_count_stops_with_one_line(
     )
     env = {**os.environ, "REDIS_URL": redis_url, "TAILOR_CONFIG": str(config)}
     run = subprocess.run(
-        [sys.executable, "-m", "bytewax.run", "flows.worker:get_flow", "-w", "2"],
+        [sys.executable, "-m", "bytewax.run", "tailor.flows.worker:get_flow", "-w", "2"],
         cwd=ROOT,
         env=env,
         capture_output=True,

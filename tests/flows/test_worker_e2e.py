@@ -20,7 +20,13 @@ import orjson
 import pytest
 import redis
 
-from operators.keys import recs_key, segment_key, updates_channel, updates_stream, user_key
+from tailor.operators.redis.keys import (
+    recs_key,
+    segment_key,
+    updates_channel,
+    updates_stream,
+    user_key,
+)
 from tests.conftest import snapshot_state
 
 PREFIX = "e2e"
@@ -30,7 +36,7 @@ K = 10
 def tailor(redis_url: str, config: Path, *args: str, timeout: float = 600, **extra_env: str) -> str:
     env = {**os.environ, "REDIS_URL": redis_url, **extra_env}
     done = subprocess.run(
-        [sys.executable, "-m", "flows.cli", "--config", str(config), *args],
+        [sys.executable, "-m", "tailor.flows.cli", "--config", str(config), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -155,7 +161,7 @@ def events_by_user(path: Path, limit: int | None = None) -> dict[str, list[dict[
     """The canonical events a dataset file gives, per user (from the adapter `produce` uses)."""
     from itertools import islice
 
-    from operators.adapters import read_payloads
+    from tailor.operators.replay.adapters import read_payloads
 
     users: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for payload in islice(read_payloads(path), limit):
@@ -233,7 +239,7 @@ def test_replay_of_the_sample_matches_produce_then_run(
 ) -> None:
     """A replay gives byte-identical Redis state every time, and so does streaming the same
     file through one partition (one partition = one order, as with a Kafka partition)."""
-    from flows.sample import write_jsonl
+    from tailor.flows.sample import write_jsonl
 
     sample = tmp_path / "sample.jsonl"
     write_jsonl(sample, users=150, seed=11)

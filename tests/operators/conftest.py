@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from operators.redis_sink import RedisSink, _RedisSinkPartition
+from tailor.operators.redis.sink import RedisSink, _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, no_sleep
 
 

@@ -9,9 +9,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from flows.worker import quality_params
-from operators.model_params import ModelParams
-from operators.records import (
+from tailor.flows.worker import quality_params
+from tailor.operators.model_params import ModelParams
+from tailor.operators.records import (
     Erasure,
     QualityReport,
     SegmentInfo,
@@ -19,10 +19,10 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from operators.replicas import models
-from operators.user_outputs import UserOutputsParams, per_user_outputs
-from state.event import Event
-from state.segmenter import DEFAULT_FEATURES
+from tailor.operators.replicas import models
+from tailor.operators.user_outputs import UserOutputsParams, per_user_outputs
+from tailor.state.profile.event import Event
+from tailor.state.segments.segmenter import DEFAULT_FEATURES
 
 Out = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
 

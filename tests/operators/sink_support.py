@@ -8,8 +8,8 @@ import orjson
 import redis
 from prometheus_client import REGISTRY
 
-from operators.keys import segment_key, updates_stream, user_key
-from operators.records import Recommendation, UserOutput
+from tailor.operators.records import Recommendation, UserOutput
+from tailor.operators.redis.keys import segment_key, updates_stream, user_key
 
 PREFIX = "t"
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from operators.adapter_checks import EXPECTS
-from operators.adapters import ADAPTERS, AdapterError, read_payloads
+from tailor.operators.replay.adapter_checks import EXPECTS
+from tailor.operators.replay.adapters import ADAPTERS, AdapterError, read_payloads
 
 RATINGS = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
 MOVIES = "movieId,title,genres\n1,Toy Story (1995),Adventure|Animation\n2,Jumanji (1995),Fantasy\n"

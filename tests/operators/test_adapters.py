@@ -9,8 +9,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from operators.adapters import ADAPTERS, detect_adapter, read_payloads
-from state.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
+from tailor.operators.replay.adapters import ADAPTERS, detect_adapter, read_payloads
+from tailor.state.profile.event import DEFAULT_EVENT_TYPES, Event, event_from_dict
 
 
 def events(path: Path, adapter: str | None = None) -> list[Event]:

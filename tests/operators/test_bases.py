@@ -1,5 +1,5 @@
-"""Model bases (`operators.bases`, `state.increments`): when a replica takes a base, what its
-snapshot then names, and that a resume from a base plus changes gives the state back."""
+"""Model bases (`tailor.operators.bases`, `tailor.state.increments`): when a replica takes a base,
+what its snapshot then names, and that a resume from a base plus changes gives the state back."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from operators.bases import RECUT, BaseCut, KeepBase, ReplicaBases, StoredBases, base_key
-from operators.routing import worker_of
-from state import increments, snapshots
+from tailor.operators.bases import RECUT, BaseCut, KeepBase, ReplicaBases, StoredBases, base_key
+from tailor.operators.redis.routing import worker_of
+from tailor.state import increments, snapshots
 
 
 class Rows:

@@ -9,9 +9,9 @@ from typing import Any, cast
 import orjson
 import redis
 
-from operators.control import ControlSource, request_forget
-from operators.keys import control_key
-from operators.records import RawRecord
+from tailor.operators.records import RawRecord
+from tailor.operators.redis.control import ControlSource, request_forget
+from tailor.operators.redis.keys import control_key
 from tests.settings_support import payload_limits
 
 LIMITS = payload_limits()

@@ -17,10 +17,10 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from operators.deadletter_sink import DeadLetterSink, _DeadLetterPartition, identity
-from operators.erasure import delete_mentions
-from operators.keys import deadletter_index, deadletter_stream
-from operators.records import DeadLetter
+from tailor.operators.records import DeadLetter
+from tailor.operators.redis.deadletters import DeadLetterSink, _DeadLetterPartition, identity
+from tailor.operators.redis.erasure import delete_mentions
+from tailor.operators.redis.keys import deadletter_index, deadletter_stream
 from tests.conftest import RedisServer, free_port
 
 PREFIX = "t"

@@ -8,14 +8,14 @@ import pytest
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource
 
-from operators.models import ModelsLogic
-from operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
-from operators.redis_sink import RESERVED_FIELDS
-from operators.replicas import models
-from state.clusterers import CLUSTERER_DEFAULTS
-from state.rfm_tiers import TIERS
-from state.rules import RuleError
-from state.segmenter import DEFAULT_FEATURES
+from tailor.operators.models import ModelsLogic
+from tailor.operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
+from tailor.operators.redis.sink import RESERVED_FIELDS
+from tailor.operators.replicas import models
+from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
+from tailor.state.segments.rfm_tiers import TIERS
+from tailor.state.segments.rules import RuleError
+from tailor.state.segments.segmenter import DEFAULT_FEATURES
 from tests.operators.models_support import Out, Users, run, shopping, user_outputs
 from tests.settings_support import model_params
 
@@ -288,7 +288,7 @@ def test_a_light_update_at_a_learn_point_is_a_wiring_error() -> None:
 def test_an_output_settled_at_once_is_marked_settled() -> None:
     """Unstamped input is ordered as it comes, so every output settles in its own batch. It
     must say so: after a crash it may meet a provisional output of its version that the killed
-    run wrote, and only a settled output may replace that (`operators.sink_scripts`)."""
+    run wrote, and only a settled output may replace that (`tailor.operators.redis.scripts`)."""
     params = model_params(warmup=4, k=3, reorder_s=0.0)  # no reorder allowance to wait for
     outs = user_outputs(run(shopping(), params, batch_size=10))
     assert outs and all(o.settled for o in outs)

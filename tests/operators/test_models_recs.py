@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from operators.models import ModelsLogic, ModelsState
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
-from state.group_trending import SegmentTrending
-from state.hybrid import Hybrid
-from state.segment_news import Joined
+from tailor.operators.models import ModelsLogic, ModelsState
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.group_trending import SegmentTrending
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.segments.news import Joined
 from tests.operators.models_support import Users, run, shopping, user_outputs
 from tests.settings_support import model_params
 

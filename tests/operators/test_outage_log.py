@@ -8,8 +8,8 @@ import logging
 import pytest
 import redis
 
-from operators.outage import REMINDER_INTERVAL_S, OutageLog, outage_log
-from operators.retry import mark_redis_up
+from tailor.operators.redis.outage import REMINDER_INTERVAL_S, OutageLog, outage_log
+from tailor.operators.redis.retry import mark_redis_up
 
 
 class FakeClock:

@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 import pytest
 import redis
 
-from flows.cli import main
-from flows.config import ConfigError
-from flows.preflight import check_redis
-from operators.permissions import acl_rules, denials, describe, worker_needs
+from tailor.flows.cli import main
+from tailor.flows.config import ConfigError
+from tailor.flows.preflight import check_redis
+from tailor.operators.redis.permissions import acl_rules, denials, describe, worker_needs
 from tests.conftest import RedisServer
 
 PREFIX = "boot"

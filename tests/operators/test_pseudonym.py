@@ -9,9 +9,9 @@ import bytewax.operators as op
 from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSink, TestingSource, run_main
 
-from operators.pseudonym import pseudonym, pseudonymize
-from operators.records import Accepted
-from state.event import Event
+from tailor.operators.pseudonym import pseudonym, pseudonymize
+from tailor.operators.records import Accepted
+from tailor.state.profile.event import Event
 
 
 def test_pseudonym_is_the_documented_hmac() -> None:

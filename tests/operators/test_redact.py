@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from flows.config import ConfigError, load_config
-from operators.redact import redact_url, scrub, url_secrets
+from tailor.flows.config import ConfigError, load_config
+from tailor.operators.redis.redact import redact_url, scrub, url_secrets
 
 
 @pytest.mark.parametrize(

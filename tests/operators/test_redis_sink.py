@@ -16,7 +16,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry, Histogram
 
-from operators.keys import (
+from tailor.operators.records import QualityReport, SegmentInfo, UserOutput
+from tailor.operators.redis.keys import (
     churn_key,
     model_key,
     recs_key,
@@ -26,8 +27,7 @@ from operators.keys import (
     updates_stream,
     user_key,
 )
-from operators.records import QualityReport, SegmentInfo, UserOutput
-from operators.redis_sink import RedisSink, SinkItem, _RedisSinkPartition, observe_many
+from tailor.operators.redis.sink import RedisSink, SinkItem, _RedisSinkPartition, observe_many
 from tests.operators.sink_support import (
     PREFIX,
     hash_json,

@@ -1,6 +1,6 @@
 """RedisSink and aged outputs: writes ordered by (version, aged_to), recommendations kept.
 
-An aged output (`operators.aging`) re-states a user's profile and segments as of a later
+An aged output (`tailor.operators.aging`) re-states a user's profile and segments as of a later
 boundary with no new event: it keeps its version, must follow every output of that version
 (a late settled correction of the event's output included), must never undo a newer event's
 output, and leaves the stored recommendation list alone.
@@ -13,9 +13,9 @@ import dataclasses
 import orjson
 import redis
 
-from operators.keys import recs_key
-from operators.records import UserOutput
-from operators.redis_sink import _RedisSinkPartition
+from tailor.operators.records import UserOutput
+from tailor.operators.redis.keys import recs_key
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, members, notices, output, profile
 
 DAY = 86400.0

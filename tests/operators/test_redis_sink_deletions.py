@@ -8,11 +8,11 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from operators.control import request_forget
-from operators.erasure import InputEraser
-from operators.keys import control_key, stream_key, user_key
-from operators.records import Erasure, InputDeletion
-from operators.redis_sink import _RedisSinkPartition
+from tailor.operators.records import Erasure, InputDeletion
+from tailor.operators.redis.control import request_forget
+from tailor.operators.redis.erasure import InputEraser
+from tailor.operators.redis.keys import control_key, stream_key, user_key
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, output, profile
 
 
@@ -43,7 +43,7 @@ def test_the_erasure_deletes_the_request_only_without_recovery(
     make_partition: Callable[..., _RedisSinkPartition], r: redis.Redis, delete_requests: bool
 ) -> None:
     """With recovery the request must outlive the epoch that applied it: the control source
-    deletes it once that epoch is durable (`operators.control.ControlSource`)."""
+    deletes it once that epoch is durable (`tailor.operators.redis.control.ControlSource`)."""
     sink = make_partition(inputs=InputEraser(PREFIX, delete_requests=delete_requests))
     sink.write_batch([output("u1", 1), output("u2", 1)])
     request_forget(r, PREFIX, "u1", opt_out=False)

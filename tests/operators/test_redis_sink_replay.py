@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from operators.keys import updates_channel, updates_stream
-from operators.records import UserOutput
-from operators.redis_sink import _RedisSinkPartition
+from tailor.operators.records import UserOutput
+from tailor.operators.redis.keys import updates_channel, updates_stream
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, members, notices, output, profile, state
 
 

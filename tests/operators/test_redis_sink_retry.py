@@ -10,15 +10,15 @@ import orjson
 import pytest
 import redis
 
-from operators import lifecycle
-from operators.keys import (
+from tailor.operators import lifecycle
+from tailor.operators.metrics import REDIS_UP
+from tailor.operators.redis.keys import (
     segment_key,
     updates_stream,
     user_key,
 )
-from operators.metrics import REDIS_UP
-from operators.redis_sink import _RedisSinkPartition
-from operators.retry import RetryPolicy
+from tailor.operators.redis.retry import RetryPolicy
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.conftest import RedisServer, free_port
 from tests.operators.sink_support import (
     PREFIX,

@@ -16,12 +16,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
 from prometheus_client import REGISTRY
 
-from operators import lifecycle
-from operators.keys import stream_key
-from operators.progress import is_announcement
-from operators.records import RawRecord
-from operators.redis_source import RedisStreamSource, backoff_s
-from operators.routing import partition_for
+from tailor.operators import lifecycle
+from tailor.operators.progress import is_announcement
+from tailor.operators.records import RawRecord
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for
+from tailor.operators.redis.source import RedisStreamSource, backoff_s
 from tests.conftest import RedisServer, free_port
 from tests.settings_support import payload_limits
 

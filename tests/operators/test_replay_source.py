@@ -14,12 +14,12 @@ from bytewax.dataflow import Dataflow
 from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, run_main
 
-from operators import lifecycle
-from operators.adapters import read_payloads
-from operators.payload_limits import PayloadLimits
-from operators.progress import is_announcement
-from operators.records import RawRecord
-from operators.replay_source import ReplaySource
+from tailor.operators import lifecycle
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.progress import is_announcement
+from tailor.operators.records import RawRecord
+from tailor.operators.replay.adapters import read_payloads
+from tailor.operators.replay.source import ReplaySource
 from tests.settings_support import payload_limits
 
 LIMITS = payload_limits()

@@ -1,4 +1,5 @@
-"""A replica snapshotted as bases plus changes (`operators.bases`) resumes to the state it had.
+"""A replica snapshotted as bases plus changes (`tailor.operators.bases`) resumes to the state it
+had.
 
 Driven without a flow, as Bytewax would: batches into `ReplicaLogic`, the bases it emits kept
 in a dict as the `bases` step's rows (a tombstone deletes), and an epoch end every few
@@ -11,11 +12,11 @@ import dataclasses
 import pickle
 from typing import Any
 
-from operators.bases import BaseCut
-from operators.model_params import ModelParams
-from operators.models import ModelsIn
-from operators.replicas import Copy, ReplicaLogic, copies
-from operators.routing import replica_keys
+from tailor.operators.bases import BaseCut
+from tailor.operators.model_params import ModelParams
+from tailor.operators.models import ModelsIn
+from tailor.operators.redis.routing import replica_keys
+from tailor.operators.replicas import Copy, ReplicaLogic, copies
 from tests.operators.test_replicas import PARAMS, stamped_batches
 from tests.state.increment_support import same
 

@@ -1,4 +1,4 @@
-"""Replicas of the models (`operators.replicas`), driven without a flow as Bytewax would with
+"""Replicas of the models (`tailor.operators.replicas`), driven without a flow as Bytewax would with
 two workers: each replica takes its own worker's batches and a copy of the other's.
 
 Every replica must hold the segment model one models step holds (it learns in one
@@ -13,9 +13,9 @@ import random
 
 from prometheus_client import REGISTRY
 
-from operators.bases import BaseCut
-from operators.models import ModelsIn, ModelsLogic, ModelsOut
-from operators.records import (
+from tailor.operators.bases import BaseCut
+from tailor.operators.models import ModelsIn, ModelsLogic, ModelsOut
+from tailor.operators.records import (
     Erasure,
     ForUser,
     Learned,
@@ -24,10 +24,10 @@ from operators.records import (
     Stamp,
     UserUpdate,
 )
-from operators.replicas import Copy, ReplicaLogic, copies, replica_of
-from operators.routing import replica_keys, worker_of
-from state.segmentation import learn_point
-from state.snapshots import encode
+from tailor.operators.redis.routing import replica_keys, worker_of
+from tailor.operators.replicas import Copy, ReplicaLogic, copies, replica_of
+from tailor.state.segments.segmentation import learn_point
+from tailor.state.snapshots import encode
 from tests.operators.models_support import Users
 from tests.settings_support import model_params
 

@@ -18,9 +18,9 @@ from bytewax.dataflow import Dataflow
 from bytewax.inputs import DynamicSource, StatelessSourcePartition
 from bytewax.testing import TestingSink, cluster_main
 
-from operators.keys import stream_key
-from operators.redis_source import RedisStreamSource
-from operators.routing import partition_for, readers, replica_keys, worker_of
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.routing import partition_for, readers, replica_keys, worker_of
+from tailor.operators.redis.source import RedisStreamSource
 from tests.settings_support import payload_limits
 
 LIMITS = payload_limits()
@@ -39,7 +39,7 @@ def test_same_partitions_in_another_process_with_another_hash_seed() -> None:
     users = [f"user-{i}" for i in range(200)]
     here = [partition_for(u, 7) for u in users]
     code = (
-        "from operators.routing import partition_for;"
+        "from tailor.operators.redis.routing import partition_for;"
         "print([partition_for(f'user-{i}', 7) for i in range(200)])"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import orjson
 import redis
 
-from operators.keys import segment_history_key
-from operators.records import SegmentModel
-from operators.redis_sink import _RedisSinkPartition
+from tailor.operators.records import SegmentModel
+from tailor.operators.redis.keys import segment_history_key
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, output
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import redis
 
-from operators.keys import segment_key
-from operators.records import SegmentInfo
-from operators.redis_sink import _RedisSinkPartition
+from tailor.operators.records import SegmentInfo
+from tailor.operators.redis.keys import segment_key
+from tailor.operators.redis.sink import _RedisSinkPartition
 from tests.operators.sink_support import PREFIX, output, profile
 
 

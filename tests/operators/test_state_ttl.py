@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 from prometheus_client import REGISTRY
 
-from operators.records import Accepted
-from operators.user_state import UserStateLogic
-from state.event import Event
+from tailor.operators.records import Accepted
+from tailor.operators.user_state import UserStateLogic
+from tailor.state.profile.event import Event
 from tests.settings_support import state_params
 
 

@@ -17,12 +17,12 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import run_main
 from prometheus_client import REGISTRY
 
-from operators import lifecycle
-from operators.keys import stream_key
-from operators.payload_limits import PayloadLimits
-from operators.progress import is_announcement
-from operators.records import RawRecord
-from operators.redis_source import RedisStreamSource, StreamState, _RedisStreamPartition
+from tailor.operators import lifecycle
+from tailor.operators.payload_limits import PayloadLimits
+from tailor.operators.progress import is_announcement
+from tailor.operators.records import RawRecord
+from tailor.operators.redis.keys import stream_key
+from tailor.operators.redis.source import RedisStreamSource, StreamState, _RedisStreamPartition
 
 LIMITS = PayloadLimits(max_payload_bytes=50_000, prefix_bytes=100, batch_max_bytes=120_000)
 KEY = stream_key("tailor", 0)

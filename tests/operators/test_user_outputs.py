@@ -6,9 +6,9 @@ import pickle
 
 from bytewax.operators import StatefulBatchLogic
 
-from operators.live_quality import QualityLogic, QualityParams, merged
-from operators.models import ModelsLogic
-from operators.records import (
+from tailor.operators.live_quality import QualityLogic, QualityParams, merged
+from tailor.operators.models import ModelsLogic
+from tailor.operators.records import (
     AgedDraft,
     Drafted,
     Erasure,
@@ -18,9 +18,9 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from operators.user_outputs import UserOutputsLogic, UserOutputsParams, UserOutputsState
-from state import snapshots
-from state.rules import RuleSet
+from tailor.operators.user_outputs import UserOutputsLogic, UserOutputsParams, UserOutputsState
+from tailor.state import snapshots
+from tailor.state.segments.rules import RuleSet
 from tests.operators.models_support import Users, shopping
 from tests.settings_support import model_params
 

@@ -16,7 +16,7 @@ from bytewax.recovery import RecoveryConfig, init_db_dir
 from bytewax.testing import TestingSink, TestingSource, run_main
 from prometheus_client import REGISTRY
 
-from operators.records import (
+from tailor.operators.records import (
     Accepted,
     DeadLetter,
     Erasure,
@@ -26,11 +26,11 @@ from operators.records import (
     Stamp,
     UserUpdate,
 )
-from operators.user_state import UserStateLogic, UserStateParams, user_state
-from state import snapshots
-from state.context import CONTEXT_FEATURES
-from state.event import Event, event_to_dict
-from state.user import FEATURE_NAMES
+from tailor.operators.user_state import UserStateLogic, UserStateParams, user_state
+from tailor.state import snapshots
+from tailor.state.profile.context import CONTEXT_FEATURES
+from tailor.state.profile.event import Event, event_to_dict
+from tailor.state.profile.user import FEATURE_NAMES
 from tests.settings_support import state_params
 
 

@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import REGISTRY
 
-from operators.records import Accepted, DeadLetter, Progress, RawRecord, Stamp
-from operators.validate import INTERNAL_ERROR, ValidationParams, validate, validate_record
-from state.event import (
+from tailor.operators.records import Accepted, DeadLetter, Progress, RawRecord, Stamp
+from tailor.operators.validate import INTERNAL_ERROR, ValidationParams, validate, validate_record
+from tailor.state.profile.event import (
     MAX_CATEGORIES,
     MAX_CATEGORY_LENGTH,
     MAX_ID_LENGTH,

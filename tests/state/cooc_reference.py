@@ -1,7 +1,8 @@
-"""The co-occurrence model as it was before its neighbours were packed (`state.neighbour_pool`):
+"""The co-occurrence model as it was before its neighbours were packed
+(`tailor.state.recs.neighbour_pool`):
 one `Neighbours` object per item row, learning in Python. Kept verbatim (docstrings aside, and
 with the later fix for items of count 0 that `CoOccurrence._scores` has too; the ranking of
-candidates, which packing did not touch, is `state.top_k`'s) as
+candidates, which packing did not touch, is `tailor.state.recs.top_k`'s) as
 the reference the packed model must equal output for output (`test_cooc_packed_equal.py`)
 and as the "old" side of `benchmarks/cooc_store.py`.
 """
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from state.top_k import top_candidates
+from tailor.state.recs.top_k import top_candidates
 
 __all__ = ["CoOccurrence", "Neighbours"]
 

@@ -1,6 +1,7 @@
-"""FISM as it was before its bookkeeping was compiled (state/fism.py and state/fism_kernel.py
+"""FISM as it was before its bookkeeping was compiled (state/recs/fism.py and
+state/recs/fism_kernel.py
 before decision 0008), verbatim but for this docstring, the imports and its top-k (unchanged
-by the compiling, so `state.top_k`'s): the reference the
+by the compiling, so `tailor.state.recs.top_k`'s): the reference the
 compiled bookkeeping must equal bit for bit (tests/state/test_fism_exact.py). Python's
 `OrderedDict` recency queue and negatives scan, one `sgd_step` call per event."""
 
@@ -14,7 +15,7 @@ import numba
 import numpy as np
 import numpy.typing as npt
 
-from state.top_k import top_k
+from tailor.state.recs.top_k import top_k
 
 __all__ = ["FISM"]
 

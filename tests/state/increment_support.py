@@ -1,4 +1,5 @@
-"""Checks for `state.increments`: a base patched with the changes equals the whole snapshot."""
+"""Checks for `tailor.state.increments`: a base patched with the changes equals the whole
+snapshot."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from state.increments import Incremental
+from tailor.state.increments import Incremental
 
 
 def same(a: Any, b: Any, path: str = "") -> None:

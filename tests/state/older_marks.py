@@ -1,4 +1,4 @@
-"""A check of `state.increments` beyond `check_rounds`: changes since an *older* mark, one
+"""A check of `tailor.state.increments` beyond `check_rounds`: changes since an *older* mark, one
 taken before newer ones (a replica's snapshot still names the old base while a new one is
 being cut), must be answered too, from what the marks in between stamped."""
 
@@ -8,7 +8,7 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from state.increments import Incremental
+from tailor.state.increments import Incremental
 from tests.state.increment_support import same
 
 

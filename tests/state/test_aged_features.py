@@ -10,8 +10,8 @@ from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from state.event import Event
-from state.user import UserState
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import UserState
 from tests.state.test_features_exact import (
     DAY,
     GAP,

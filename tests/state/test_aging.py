@@ -1,8 +1,9 @@
-"""The aging sweep's clock and users (`state.aging`): who is due, when, and after a rescale."""
+"""The aging sweep's clock and users (`tailor.state.segments.aging`): who is due, when, and after a
+rescale."""
 
 from __future__ import annotations
 
-from state.aging import AgingSweep, redistribute
+from tailor.state.segments.aging import AgingSweep, redistribute
 
 DAY = 86400.0
 

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flows.evaluate import load_interactions
-from state.group_trending import CategoryPopular
-from state.recommender import Interaction
+from tailor.flows.evaluate import load_interactions
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.group_trending import CategoryPopular
 from tests.state.increment_support import check_rounds
 from tests.state.older_marks import check_older_marks
 

@@ -2,7 +2,7 @@
 
 Online Retail holds an order of 80,995 units (later cancelled) and negative prices; CDNOW
 holds $0 orders. Each is taken through the worker's own adapter and validation
-(`state.event.event_from_dict`) into per-user state, as a replay would."""
+(`tailor.state.profile.event.event_from_dict`) into per-user state, as a replay would."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ import numpy as np
 import orjson
 import pytest
 
-from operators.adapters import read_cdnow, read_online_retail
-from state.event import Event, Invalid, event_from_dict
-from state.segmenter import TRANSFORMS
-from state.user import UserState
+from tailor.operators.replay.adapters import read_cdnow, read_online_retail
+from tailor.state.profile.event import Event, Invalid, event_from_dict
+from tailor.state.profile.user import UserState
+from tailor.state.segments.segmenter import TRANSFORMS
 
 TYPES = frozenset({"purchase", "page_view"})
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from river import cluster
 
-from state.clusterers import (
+from tailor.state.segments.clusterers import (
     CLUSTERER_DEFAULTS,
     OrderedCluStream,
     OrderedKMeans,
@@ -30,8 +30,8 @@ CLUSTERERS = tuple(CLUSTERER_DEFAULTS)
 REPLAY = """
 import json
 from benchmarks.personas import personas
-from state.clusterers import CLUSTERER_DEFAULTS
-from state.segmenter import Segmenter
+from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
+from tailor.state.segments.segmenter import Segmenter
 
 out = {}
 for name in CLUSTERER_DEFAULTS:
@@ -117,7 +117,7 @@ def river_replays() -> Replays:
 @pytest.mark.parametrize("name", ["KMeans", "STREAMKMeans", "CluStream"])
 def test_rivers_own_classes_do_depend_on_the_hash_seed(name: str, river_replays: Replays) -> None:
     """Why the replacements exist. If this starts failing, River fixed its set-order iteration
-    and the replacement for `name` in `state.clusterers` can go."""
+    and the replacement for `name` in `tailor.state.segments.clusterers` can go."""
     first, second = river_replays
     assert first[name] != second[name]
 
@@ -228,7 +228,7 @@ def test_every_offered_clusterer_is_a_river_clusterer() -> None:
     by subclassing River's own classes."""
     from river import base
 
-    from state.clusterers import CLUSTERER_DEFAULTS, build_clusterer
+    from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS, build_clusterer
 
     for name in CLUSTERER_DEFAULTS:
         model = build_clusterer(name, {}, seed=1)

@@ -1,4 +1,4 @@
-"""`CoOccurrence` as an `Incremental` (`state.increments`): a base patched with the changes
+"""`CoOccurrence` as an `Incremental` (`tailor.state.increments`): a base patched with the changes
 since equals the whole snapshot after every kind of write, on real MovieLens ratings. Small
 caps and small first pools make rows get pruned, move and the pool compact within the replay
 (`tests.state.test_cooc_packed_equal`), and each kind is asserted to have happened."""
@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-import state.neighbour_kernels as kernels
-import state.neighbour_pool as pool_module
-from state import increments
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
+import tailor.state.recs.neighbour_kernels as kernels
+import tailor.state.recs.neighbour_pool as pool_module
+from tailor.state import increments
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
 from tests.state.increment_support import check_rounds, same
 from tests.state.test_cooc_packed_equal import SETTINGS, Event, replay
 

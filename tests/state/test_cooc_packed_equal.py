@@ -1,5 +1,5 @@
-"""The packed co-occurrence model (`state.neighbour_pool`) against the per-row objects it
-replaced (`tests.state.cooc_reference`), on real MovieLens ratings: every output equal, not
+"""The packed co-occurrence model (`tailor.state.recs.neighbour_pool`) against the per-row objects
+it replaced (`tests.state.cooc_reference`), on real MovieLens ratings: every output equal, not
 close. Small caps and a small first pool make rows pass the cap, move and get compacted many
 times within a few tens of thousands of ratings."""
 
@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-import state.neighbour_kernels as kernels
-import state.neighbour_pool as pool_module
-from state.cooc_counts import CoOccurrence
-from state.cooccurrence import CoocRecommender
-from state.recommender import Interaction, learn_batch
-from state.trending import MostPopular
+import tailor.state.recs.neighbour_kernels as kernels
+import tailor.state.recs.neighbour_pool as pool_module
+from tailor.state.recs.base import Interaction, learn_batch
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.trending import MostPopular
 from tests.state import cooc_reference
 from tests.state.cooc_reference import CoOccurrence as Reference
 

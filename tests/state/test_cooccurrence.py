@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from state.cooc_counts import CoOccurrence
-from state.trending import Trending
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.trending import Trending
 
 
 def learn_sessions(model: CoOccurrence, sessions: list[list[str]]) -> None:
@@ -178,7 +178,7 @@ def test_explain_names_the_recent_item_that_contributed_most() -> None:
 
 
 def test_sparse_scoring_path_equals_the_dense_one(monkeypatch: pytest.MonkeyPatch) -> None:
-    import state.cooc_counts as module
+    import tailor.state.recs.cooc_counts as module
 
     model = CoOccurrence(alpha=0.5)
     learn_sessions(model, [["a", "b", "c", "d"], ["b", "e", "f"], ["a", "f", "g"], ["c", "g"]])

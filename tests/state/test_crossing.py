@@ -1,6 +1,7 @@
-"""Records that cross processes pickle as a constructor call (`state.crossing`), round-trip
+"""Records that cross processes pickle as a constructor call (`tailor.state.crossing`), round-trip
 equal (nested ones too). (Pickles of records written before `crossing` are no longer read:
-recovery snapshots hold plain data since format 1, `state.snapshots`, and `Event` has gained a
+recovery snapshots hold plain data since format 1, `tailor.state.snapshots`, and `Event` has gained
+a
 field since.)"""
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from dataclasses import dataclass, fields
 
 import pytest
 
-from operators import records
-from operators.records import (
+from tailor.operators import records
+from tailor.operators.records import (
     Accepted,
     Block,
     DeadLetter,
@@ -28,8 +29,8 @@ from operators.records import (
     UserOutput,
     UserUpdate,
 )
-from state.crossing import crossing
-from state.event import Event
+from tailor.state.crossing import crossing
+from tailor.state.profile.event import Event
 
 EVENT = Event(
     "e1",
@@ -110,7 +111,7 @@ def test_pickles_as_constructor_call(record: object) -> None:
 
 
 def test_every_frozen_record_crosses_cheaply() -> None:
-    """A record type added to `operators.records` later gets the cheap shape too."""
+    """A record type added to `tailor.operators.records` later gets the cheap shape too."""
     for value in vars(records).values():
         params = getattr(value, "__dataclass_params__", None)
         if isinstance(value, type) and params is not None and params.frozen:

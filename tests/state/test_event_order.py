@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from state.event_order import END, IDLE, EventTimeOrder, Stamp
+from tailor.state.segments.event_order import END, IDLE, EventTimeOrder, Stamp
 
 Record = tuple[Stamp, float | None, list[tuple[tuple[str, int], str]]]
 
@@ -186,7 +186,7 @@ def test_pickles_mid_stream() -> None:
 def test_items_taken_from_one_order_are_released_by_another_in_their_place() -> None:
     """Two orders over the same records, one also holding its own items (a replica's settle
     points); halfway those are taken out and put into the other, which must then release
-    everything exactly where one order holding all of it would (`flows.rescale`)."""
+    everything exactly where one order holding all of it would (`tailor.flows.rescale`)."""
     records = partitioned_stream(seed=4)
     origins = ("p0", "p1", "p2")
     everything = replay(records, origins, reorder_s=20.0)

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from state.context import CONTEXT_FEATURES
-from state.event import Event
-from state.user import FEATURE_NAMES, UserState
+from tailor.state.profile.context import CONTEXT_FEATURES
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import FEATURE_NAMES, UserState
 
 GAP = 1800.0
 DAY = 86400.0

@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.evaluate import load_interactions, replay
-from state.fism import FISM
-from state.fism_recommender import FISMRecommender
-from state.rec_settings import build, restore
-from state.recommender import Interaction, Recommender
-from state.trending import MostPopular
+from tailor.flows.evaluate import load_interactions, replay
+from tailor.state.recs.base import Interaction, Recommender
+from tailor.state.recs.fism import FISM
+from tailor.state.recs.fism_recommender import FISMRecommender
+from tailor.state.recs.settings import build, restore
+from tailor.state.recs.trending import MostPopular
 from tests.settings_support import rec_settings
 
 

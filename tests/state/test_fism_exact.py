@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.evaluate import load_interactions, push_history
-from state import snapshots
-from state.fism import FISM
-from state.fism_recommender import FISMRecommender
-from state.rec_settings import build, restore
-from state.recommender import BatchLearner, Interaction, learn_batch
+from tailor.flows.evaluate import load_interactions, push_history
+from tailor.state import snapshots
+from tailor.state.recs.base import BatchLearner, Interaction, learn_batch
+from tailor.state.recs.fism import FISM
+from tailor.state.recs.fism_recommender import FISMRecommender
+from tailor.state.recs.settings import build, restore
 from tests.settings_support import rec_settings
 from tests.state import fism_support
 

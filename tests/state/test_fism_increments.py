@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flows.evaluate import load_interactions, push_history
-from state.fism import FISM
+from tailor.flows.evaluate import load_interactions, push_history
+from tailor.state.recs.fism import FISM
 from tests.state.increment_support import check_rounds
 from tests.state.older_marks import check_older_marks
 from tests.state.test_fism_exact import SETTINGS

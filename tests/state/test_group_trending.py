@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from state.group_trending import CategoryPopular, SegmentTrending
-from state.recommender import Interaction
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.group_trending import CategoryPopular, SegmentTrending
 
 
 def touch(model: CategoryPopular | SegmentTrending, user: str, item: str, *cats: str) -> None:

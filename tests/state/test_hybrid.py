@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from state.hybrid import FUSED, Hybrid
-from state.recommender import Interaction, Scored
+from tailor.state.recs.base import Interaction, Scored
+from tailor.state.recs.hybrid import FUSED, Hybrid
 
 
 class Fixed:
@@ -270,12 +270,12 @@ def test_probes_score_every_list_as_the_definition_does() -> None:
     those of building every list in full, probe by probe."""
     import random
 
-    from state.cooc_counts import CoOccurrence
-    from state.cooccurrence import CoocRecommender
-    from state.fism import FISM
-    from state.fism_recommender import FISMRecommender
-    from state.recommender import Ranker
-    from state.trending import MostPopular, TrendingRecommender
+    from tailor.state.recs.base import Ranker
+    from tailor.state.recs.cooc_counts import CoOccurrence
+    from tailor.state.recs.cooccurrence import CoocRecommender
+    from tailor.state.recs.fism import FISM
+    from tailor.state.recs.fism_recommender import FISMRecommender
+    from tailor.state.recs.trending import MostPopular, TrendingRecommender
 
     def build(cls: type[Hybrid]) -> Hybrid:
         parts = {

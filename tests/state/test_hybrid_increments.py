@@ -1,4 +1,4 @@
-"""The hybrid's parts written as bases plus changes (`state.increments.writing`) and read
+"""The hybrid's parts written as bases plus changes (`tailor.state.increments.writing`) and read
 back through their bases (`reading`): the restored hybrid is the hybrid, and a component that
 is itself incremental (`CategoryPopular`) keeps its kind for `restore`."""
 
@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 
-from flows.evaluate import load_interactions
-from state import increments
-from state.group_trending import CategoryPopular
-from state.hybrid import Hybrid
-from state.rec_settings import build, restore
-from state.recommender import Interaction
+from tailor.flows.evaluate import load_interactions
+from tailor.state import increments
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.group_trending import CategoryPopular
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.settings import build, restore
 from tests.settings_support import rec_settings
 from tests.state.increment_support import same
 

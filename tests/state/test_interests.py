@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from state.event import Event
-from state.interests import Interests
+from tailor.state.profile.event import Event
+from tailor.state.profile.interests import Interests
 
 H = 1000.0
 

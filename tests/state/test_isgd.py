@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from state.isgd import ISGD
+from tailor.state.recs.isgd import ISGD
 
 
 def test_one_positive_step_equals_the_hand_computation() -> None:

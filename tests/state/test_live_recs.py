@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import pytest
 
-from state.cooccurrence import CoocRecommender
-from state.hybrid import Hybrid
-from state.live_recs import LiveRecs
-from state.recommender import Interaction
-from state.variants import Variants
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.cooccurrence import CoocRecommender
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.live_recs import LiveRecs
+from tailor.state.recs.variants import Variants
 from tests.settings_support import rec_settings
 
 #: Without selection, so a test knows which list is served (selection has its own test).

@@ -1,5 +1,5 @@
-"""`state.neighbour_changes` on a `NeighbourPool` written directly: each kind of write on its
-own after a mark (within `CoOccurrence` some writes only ever follow others that stamp the
+"""`tailor.state.recs.neighbour_changes` on a `NeighbourPool` written directly: each kind of write
+on its own after a mark (within `CoOccurrence` some writes only ever follow others that stamp the
 same row in the same generation, so only here can a missing stamp show)."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from state.neighbour_changes import changes, packed_type, patch
-from state.neighbour_pool import NeighbourPool, flat_events
+from tailor.state.recs.neighbour_changes import changes, packed_type, patch
+from tailor.state.recs.neighbour_pool import NeighbourPool, flat_events
 
 N_ROWS = 12
 

@@ -24,7 +24,7 @@ from benchmarks.segment_scores import (
     recovery,
     rolling,
 )
-from state.clusterers import CLUSTERER_DEFAULTS
+from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
 
 SEEDS = (0, 1, 2)
 DEFAULT = "KMeans"  # Segmenter's default clusterer

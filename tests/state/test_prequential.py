@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from state.prequential import Hit, Prequential, difference_ci, score_one
+from tailor.state.recs.prequential import Hit, Prequential, difference_ci, score_one
 
 # k = 3 throughout the hand-made stream. Each entry: (item the user chose, list recommended).
 STREAM: list[tuple[str, list[str]]] = [

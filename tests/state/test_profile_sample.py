@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from state.event import Event
-from state.profile_sample import ProfileSample, age_profile
-from state.user import UserState, feature_horizons
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import UserState, feature_horizons
+from tailor.state.segments.profile_sample import ProfileSample, age_profile
 
 
 def _fed(order: list[tuple[str, float]], size: int) -> ProfileSample:
@@ -87,7 +87,7 @@ def test_an_aged_profile_from_a_learn_point_matches_the_users_own_aging_where_ex
 
 
 def test_a_session_closed_from_the_features_alone_is_what_the_state_gives_past_the_gap() -> None:
-    from state.session import Session
+    from tailor.state.profile.session import Session
 
     user = UserState()
     times = [0.0, 60.0, 5000.0, 5030.0, 5100.0, 20000.0]  # sessions of 2, 3 and 1 events

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from state.hybrid import Hybrid
-from state.rec_settings import MODELS, RecSettings, build
-from state.recommender import Interaction
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.hybrid import Hybrid
+from tailor.state.recs.settings import MODELS, RecSettings, build
 from tests.settings_support import changed, rec_settings
 
 

@@ -6,9 +6,9 @@ from collections.abc import Collection, Sequence
 
 import pytest
 
-from flows.config import load_config
-from state.rec_settings import KINDS, MODELS, RecSettings, build, restore
-from state.recommender import Interaction, Recommender, Scored
+from tailor.flows.config import load_config
+from tailor.state.recs.base import Interaction, Recommender, Scored
+from tailor.state.recs.settings import KINDS, MODELS, RecSettings, build, restore
 
 #: The kinds stores written by the release before the base class hold (`to_snapshot`).
 RELEASED_KINDS = {

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from state.event import Event
-from state.rfm import RFM
+from tailor.state.profile.event import Event
+from tailor.state.profile.rfm import RFM
 
 DAY = 86400.0
 

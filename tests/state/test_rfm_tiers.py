@@ -4,8 +4,9 @@ The batch reference is the textbook computation: every customer's final recency 
 the last purchase to the end of the data, capped at 365), purchase count and spend; quintile
 cut points over all customers by `np.quantile(..., method="inverted_cdf")`; the same score rule
 and the same map. The streaming side replays the product's events in time order (CDNOW through
-`operators.adapters.read_cdnow`, Online Retail read the same way straight from the CSV), keeps
-one `state.rfm.RFM` per customer as the product does, and learns at every purchase.
+`tailor.operators.replay.adapters.read_cdnow`, Online Retail read the same way straight from the
+CSV), keeps one `tailor.state.profile.rfm.RFM` per customer as the product does, and learns at every
+purchase.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from pathlib import Path
 import orjson
 import pytest
 
-from operators.adapters import read_cdnow
-from state.batch_rfm import Values, batch_cuts, batch_tier
-from state.event import Event
-from state.rfm import RFM
-from state.rfm_tiers import (
+from tailor.operators.replay.adapters import read_cdnow
+from tailor.state.profile.event import Event
+from tailor.state.profile.rfm import RFM
+from tailor.state.segments.batch_rfm import Values, batch_cuts, batch_tier
+from tailor.state.segments.rfm_tiers import (
     TIER_LABELS,
     TIERS,
     RFMTiers,

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from state.rules import MAX_DEPTH, MAX_LENGTH, RuleError, RuleSet, compile_rule
+from tailor.state.segments.rules import MAX_DEPTH, MAX_LENGTH, RuleError, RuleSet, compile_rule
 
 NAMES = {"spend_30d", "views_24h", "device", "segment", "bounce_rate", "x"}
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from state.segment_names import SegmentNamer, describe, feature_label
+from tailor.state.segments.names import SegmentNamer, describe, feature_label
 
 
 def test_describe_picks_the_strongest_deviations_in_words() -> None:

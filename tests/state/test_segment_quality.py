@@ -10,8 +10,8 @@ from river import preprocessing
 from sklearn.datasets import make_blobs
 from sklearn.metrics import silhouette_samples, silhouette_score
 
-from state.clusterers import build_clusterer
-from state.segment_quality import CentreDrift, DriftReading, StreamingSilhouette, silhouette
+from tailor.state.segments.clusterers import build_clusterer
+from tailor.state.segments.quality import CentreDrift, DriftReading, StreamingSilhouette, silhouette
 
 Centres = dict[int, list[float]]
 

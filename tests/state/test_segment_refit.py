@@ -8,10 +8,10 @@ import random
 
 import numpy as np
 
-from state.segment_news import SegmentModel
-from state.segment_refit import refit_centres
-from state.segmentation import Segmentation
-from state.segmenter import Segmenter
+from tailor.state.segments.news import SegmentModel
+from tailor.state.segments.refit import refit_centres
+from tailor.state.segments.segmentation import Segmentation
+from tailor.state.segments.segmenter import Segmenter
 
 FEATURES = ("spend_30d", "views_24h")
 

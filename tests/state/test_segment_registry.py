@@ -3,7 +3,7 @@ from __future__ import annotations
 import pickle
 import random
 
-from state.segment_registry import SegmentRegistry
+from tailor.state.segments.registry import SegmentRegistry
 
 CENTRES = {0: [0.0, 0.0], 1: [10.0, 0.0], 2: [0.0, 10.0]}
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pickle
 import random
 
-from state.segment_news import SegmentInfo, SegmentModel
-from state.segmentation import Segmentation
-from state.segmenter import Segmenter
-from state.user import FEATURE_NAMES
+from tailor.state.profile.user import FEATURE_NAMES
+from tailor.state.segments.news import SegmentInfo, SegmentModel
+from tailor.state.segments.segmentation import Segmentation
+from tailor.state.segments.segmenter import Segmenter
 
 Point = tuple[float, str, dict[str, float], str]
 

@@ -8,8 +8,8 @@ from collections import Counter, defaultdict
 import pytest
 from river import metrics
 
-from state.segmenter import DEFAULT_FEATURES, Segmenter
-from state.user import FEATURE_NAMES
+from tailor.state.profile.user import FEATURE_NAMES
+from tailor.state.segments.segmenter import DEFAULT_FEATURES, Segmenter
 
 Point = tuple[int, dict[str, float], str]
 DEVICES = ("desktop", "mobile", "tablet")

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from state.event import Event
-from state.session import Session
+from tailor.state.profile.event import Event
+from tailor.state.profile.session import Session
 
 
 def ev(ts: float, type_: str = "product_view", n: int = 0) -> Event:

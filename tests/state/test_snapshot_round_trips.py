@@ -12,24 +12,24 @@ from typing import Any, TypeVar
 import numpy as np
 import pytest
 
-from state import snapshots
-from state.cooc_counts import CoOccurrence
-from state.event import Event
-from state.event_order import END, EventTimeOrder, Stamp
-from state.group_trending import SegmentTrending
-from state.isgd import ISGD
-from state.live_quality import LiveQuality
-from state.live_recs import LiveRecs
-from state.prequential import Prequential
-from state.rec_settings import MODELS, build, restore
-from state.recommender import Interaction, Recommender
-from state.rfm_tiers import RFMTiers
-from state.segment_quality import CentreDrift, StreamingSilhouette
-from state.segmentation import Segmentation
-from state.segmenter import Segmenter
-from state.trending import Trending
-from state.user import FEATURE_NAMES, UserState
-from state.variants import Variants
+from tailor.state import snapshots
+from tailor.state.profile.event import Event
+from tailor.state.profile.user import FEATURE_NAMES, UserState
+from tailor.state.recs.base import Interaction, Recommender
+from tailor.state.recs.cooc_counts import CoOccurrence
+from tailor.state.recs.group_trending import SegmentTrending
+from tailor.state.recs.isgd import ISGD
+from tailor.state.recs.live_quality import LiveQuality
+from tailor.state.recs.live_recs import LiveRecs
+from tailor.state.recs.prequential import Prequential
+from tailor.state.recs.settings import MODELS, build, restore
+from tailor.state.recs.trending import Trending
+from tailor.state.recs.variants import Variants
+from tailor.state.segments.event_order import END, EventTimeOrder, Stamp
+from tailor.state.segments.quality import CentreDrift, StreamingSilhouette
+from tailor.state.segments.rfm_tiers import RFMTiers
+from tailor.state.segments.segmentation import Segmentation
+from tailor.state.segments.segmenter import Segmenter
 from tests.settings_support import rec_settings
 
 T = TypeVar("T")

@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from operators.models import ModelsLogic, ModelsState
-from operators.user_state import UserStateLogic
-from state import snapshots
-from state.recommender import Interaction
-from state.snapshots import FORMAT, MAGIC, SnapshotFormatError
+from tailor.operators.models import ModelsLogic, ModelsState
+from tailor.operators.user_state import UserStateLogic
+from tailor.state import snapshots
+from tailor.state.recs.base import Interaction
+from tailor.state.snapshots import FORMAT, MAGIC, SnapshotFormatError
 from tests.settings_support import model_params, state_params
 
 
@@ -105,8 +105,8 @@ def test_a_format_1_models_snapshot_resumes() -> None:
 def test_a_format_2_user_snapshot_resumes_with_an_empty_context_mix() -> None:
     """Format 3 adds the user's context mix: a format-2 user state (no "mix") resumes with
     its features as they were and a mix that counts from the resume on."""
-    from state.event import Event
-    from state.user import UserState
+    from tailor.state.profile.event import Event
+    from tailor.state.profile.user import UserState
 
     user = UserState()
     user.update(Event("1", "u", "purchase", 1_700_000_000.0, item_id="i", price=5.0))
@@ -123,8 +123,8 @@ def test_a_format_2_user_snapshot_resumes_with_an_empty_context_mix() -> None:
 def test_a_format_3_user_snapshot_resumes_without_a_last_event() -> None:
     """Format 4 adds the user's last event (type, time): a format-3 user resumes with none
     until their next event, and everything else as it was."""
-    from state.event import Event
-    from state.user import UserState
+    from tailor.state.profile.event import Event
+    from tailor.state.profile.user import UserState
 
     user = UserState()
     user.update(Event("1", "u", "purchase", 1_700_000_000.0, item_id="i", price=5.0))
@@ -144,7 +144,7 @@ def test_a_format_4_segment_model_resumes_on_its_old_scaler_until_the_sample_fil
     the sample once it holds `warmup` users."""
     from river import preprocessing
 
-    from state.segmenter import Segmenter
+    from tailor.state.segments.segmenter import Segmenter
 
     segmenter = Segmenter(features=("spend_30d", "views_24h"), warmup=20, params={"n_clusters": 2})
     old_scaler = preprocessing.StandardScaler()

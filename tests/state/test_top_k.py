@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from state.top_k import rank_in_top_k, top_k
+from tailor.state.recs.top_k import rank_in_top_k, top_k
 
 
 def test_the_rank_is_the_items_place_in_top_k_with_ties_and_exclusions() -> None:

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from state.trending import RENORM_EXPONENT, Trending
+from tailor.state.recs.trending import RENORM_EXPONENT, Trending
 
 
 def naive_scores(events: list[tuple[str, float]], halflife: float) -> dict[str, float]:

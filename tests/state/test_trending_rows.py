@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from flows.evaluate import load_interactions
-from state.recommender import Interaction
-from state.trending import MostPopular, Trending, TrendingRecommender
+from tailor.flows.evaluate import load_interactions
+from tailor.state.recs.base import Interaction
+from tailor.state.recs.trending import MostPopular, Trending, TrendingRecommender
 from tests.state import trending_reference
 from tests.state.increment_support import check_rounds, same
 from tests.state.older_marks import check_older_marks

@@ -1,6 +1,7 @@
 """Variant assignment: pinned outputs, cross-process stability, realised shares, salts, errors.
 
-The pinned values were computed once with the algorithm in `state.variants` (blake2b-64 of
+The pinned values were computed once with the algorithm in `tailor.state.recs.variants` (blake2b-64
+of
 `salt + "\\x00" + user_id`, top 53 bits / 2**53) and are hard-coded so that any change of hash,
 encoding, byte order or interval rule fails here instead of silently reshuffling live users.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from state.variants import Variants, unit_point
+from tailor.state.recs.variants import Variants, unit_point
 
 REPO = Path(__file__).resolve().parents[2]
 FIFTY = {"control": 0.5, "treatment": 0.5}
@@ -69,7 +70,7 @@ def test_stable_across_processes_with_different_hash_seeds() -> None:
     here = [Variants({"x": 0.2, "y": 0.3, "z": 0.5}).assign(u) for u in ids]
     code = (
         "import sys\n"
-        "from state.variants import Variants\n"
+        "from tailor.state.recs.variants import Variants\n"
         "v = Variants({'x': 0.2, 'y': 0.3, 'z': 0.5})\n"
         "ids = [f'user-{i}' for i in range(1000)]\n"
         "print(' '.join(v.assign(u) for u in ids))\n"

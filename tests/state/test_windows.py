@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from state.event import Event
-from state.windows import ViewWindows, window_name
+from tailor.state.profile.event import Event
+from tailor.state.profile.windows import ViewWindows, window_name
 
 
 def ev(ts: float, type_: str = "page_view") -> Event:

@@ -1,4 +1,4 @@
-"""`Trending` as it was before its rows became append-only and incremental (state/trending.py
+"""`Trending` as it was before its rows became append-only and incremental (state/recs/trending.py
 before issue 22 step 6), verbatim but for this docstring: a dict item -> weight. The reference
 the row-ordered `Trending` must equal in rankings, scores, ties and snapshots
 (tests/state/test_trending_rows.py)."""

@@ -1,0 +1,1 @@
+"""Dataset files as input: the replay source and the readers (adapters) for each format."""
