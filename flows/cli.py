@@ -1,5 +1,5 @@
 """The `tailor` command: run, demo, produce, inspect, segments, resegment, forget, block, store,
-evaluate.
+evaluate, serve.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
 Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
@@ -248,6 +248,14 @@ def _evaluate_variants(config: Config, args: argparse.Namespace, interactions: l
     return 0
 
 
+def _cmd_serve(config: Config, args: argparse.Namespace) -> int:
+    _require_url(config)
+    from tailor.flows.serve.command import serve
+
+    serve(config, args.host, args.port)
+    return 0
+
+
 COMMANDS = {
     "run": _cmd_run,
     "demo": _cmd_demo,
@@ -260,6 +268,7 @@ COMMANDS = {
     "store": _cmd_store,
     "acl": _cmd_acl,
     "evaluate": _cmd_evaluate,
+    "serve": _cmd_serve,
 }
 
 

@@ -53,6 +53,7 @@ def build_parser(description: str) -> argparse.ArgumentParser:
         _acl(commands),
         _store(commands),
         _evaluate(commands),
+        _serve(commands),
     ]
     for sub in subs:
         sub.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML settings")
@@ -222,3 +223,19 @@ def _evaluate(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
     evaluate.add_argument("--variants", help="A,B: an A/B test of two models on a 50/50 user split")
     return evaluate
+
+
+def _serve(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    serve = _command(
+        commands,
+        "serve",
+        "serve recommendations, profiles and segments over HTTP",
+        "Run a read-only HTTP API over what the worker keeps in Redis: a user's recommendations "
+        "(or the best published fallback list), profiles, segments and their members, "
+        "/healthz, /readyz (Redis and the worker's heartbeat), /metrics and /openapi.json. "
+        "A raw user id is turned into its pseudonym when a pseudonym secret is set.",
+        "REDIS_URL=redis://localhost:6379/0 tailor serve --port 8080",
+    )
+    serve.add_argument("--host", help="address to listen on (default: serve.host)")
+    serve.add_argument("--port", type=int, help="port to listen on (default: serve.port)")
+    return serve

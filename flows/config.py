@@ -89,6 +89,11 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("recovery", "snapshot_interval_s"),
         ("recovery", "partitions"),
         ("cluster", "workers_per_process"),
+        ("serve", "heartbeat_max_age_s"),
+        ("serve", "max_items"),
+        ("serve", "page_size"),
+        ("serve", "redis_connections"),
+        ("serve", "redis_timeout_s"),
     }
 )
 CHOICES: dict[tuple[str, ...], frozenset[str]] = {
@@ -279,8 +284,25 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError("state.allowed_lateness_s: must be 0 or more")
     if not 0 <= values["metrics"]["port"] < 65536:
         raise ConfigError("metrics.port: must be between 0 and 65535")
+    _check_serve(values["serve"])
+    if values["output"]["heartbeat_every_s"] < 0:
+        raise ConfigError("output.heartbeat_every_s: must be 0 (no heartbeat) or more")
     if values["source"]["kind"] == "replay" and not values["source"]["replay_paths"]:
         raise ConfigError("source.replay_paths: kind = 'replay' needs at least one file")
+
+
+#: What `serve.fallbacks` may name (`tailor.flows.serve.reads`).
+SERVE_FALLBACKS = frozenset({"segment", "trending", "popular"})
+
+
+def _check_serve(serve: dict[str, Any]) -> None:
+    if not 0 <= serve["port"] < 65536:
+        raise ConfigError("serve.port: must be between 0 (any free port) and 65535")
+    if serve["segments_cache_s"] < 0:
+        raise ConfigError("serve.segments_cache_s: must be 0 (no cache) or more")
+    unknown = [name for name in serve["fallbacks"] if name not in SERVE_FALLBACKS]
+    if unknown or not all(isinstance(name, str) for name in serve["fallbacks"]):
+        raise ConfigError(f"serve.fallbacks: each one of {sorted(SERVE_FALLBACKS)}, got {unknown}")
 
 
 def _check_redis_url(url: str) -> None:

@@ -1,4 +1,6 @@
-"""`tailor inspect USER`: read one user's profile and recommendations back from Redis."""
+"""`tailor inspect USER`: read one user's profile and recommendations back from Redis.
+
+`decode_profile` is also how `tailor serve` reads a profile."""
 
 from __future__ import annotations
 
@@ -20,6 +22,17 @@ def read_user(client: redis.Redis, prefix: str, user_id: str) -> dict[str, Any] 
     raw = client.hgetall(user_key(prefix, user_id))
     if not raw:
         return None
+    recs = client.get(recs_key(prefix, user_id))
+    return {
+        "user_id": user_id,
+        "profile": decode_profile(raw),
+        "recommendations": orjson.loads(recs) if recs else None,
+    }
+
+
+def decode_profile(raw: dict[Any, Any]) -> dict[str, Any]:
+    """A profile hash as read (`user_key`), each field's JSON decoded, fields sorted; a value
+    that is not JSON is kept as text."""
     profile: dict[str, Any] = {}
     for field, value in sorted(raw.items()):
         name = text(field)
@@ -27,12 +40,7 @@ def read_user(client: redis.Redis, prefix: str, user_id: str) -> dict[str, Any] 
             profile[name] = orjson.loads(value)
         except orjson.JSONDecodeError:
             profile[name] = text(value)
-    recs = client.get(recs_key(prefix, user_id))
-    return {
-        "user_id": user_id,
-        "profile": profile,
-        "recommendations": orjson.loads(recs) if recs else None,
-    }
+    return profile
 
 
 def render(found: dict[str, Any]) -> str:

@@ -24,7 +24,16 @@ from tailor.operators.redis.keys import (
 )
 from tailor.state.segments.rfm_tiers import TIER_LABELS
 
-__all__ = ["SegmentRow", "read_history", "read_model", "read_rows", "render_table"]
+__all__ = [
+    "SegmentRow",
+    "parse_infos",
+    "read_history",
+    "read_model",
+    "read_rows",
+    "render_table",
+    "rows_from",
+    "segment_sets",
+]
 
 #: Features shown per segment: its strongest deviations from the population.
 DEFINING_FEATURES = 3
@@ -44,9 +53,17 @@ class SegmentRow:
     status: str = "live"
 
 
+#: The field of `model_key` holding the model record.
+MODEL_RECORD = "record"
+
+
 def read_model(client: redis.Redis, prefix: str) -> dict[str, Any]:
     """The published model record, or {} before the first one."""
-    raw = client.hget(model_key(prefix), "record")
+    return parse_model(client.hget(model_key(prefix), MODEL_RECORD))
+
+
+def parse_model(raw: Any) -> dict[str, Any]:
+    """The model record as stored (JSON bytes, or None before the first one) decoded."""
     return orjson.loads(raw) if raw else {}
 
 
@@ -70,17 +87,36 @@ def _when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
+def segment_sets(prefix: str) -> str:
+    """What every membership set's key starts with: its segment id follows."""
+    return segment_key(prefix, "")
+
+
 def _sizes(client: redis.Redis, prefix: str) -> dict[str, int]:
-    head = segment_key(prefix, "")
+    head = segment_sets(prefix)
     keys = sorted(text(k) for k in client.scan_iter(match=f"{head}*", count=1000))
     return {key[len(head) :]: int(client.scard(key)) for key in keys}
+
+
+def parse_infos(raw: dict[Any, Any]) -> dict[str, Any]:
+    """The per-segment hash (`segments_key`) with its JSON values decoded."""
+    return {text(k): orjson.loads(v) for k, v in raw.items()}
 
 
 def read_rows(client: redis.Redis, prefix: str) -> list[SegmentRow]:
     """Cluster segments (from the model) first, by number; then rule and RFM segments."""
     model = read_model(client, prefix)
-    infos = {text(k): orjson.loads(v) for k, v in client.hgetall(segments_key(prefix)).items()}
-    sizes = _sizes(client, prefix)
+    infos = parse_infos(client.hgetall(segments_key(prefix)))
+    return rows_from(model, infos, _sizes(client, prefix))
+
+
+def rows_from(
+    model: dict[str, Any], infos: dict[str, Any], sizes: dict[str, int]
+) -> list[SegmentRow]:
+    """The rows of what was read: the model record, the per-segment hash, each set's size.
+
+    No I/O, so every reader builds the same rows (`tailor segments`, `tailor serve`).
+    """
     clusters = model.get("segments", {})
     retired = set(model.get("retired", ()))
     rows = []

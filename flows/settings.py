@@ -29,6 +29,7 @@ __all__ = [
     "RecsSettings",
     "RedisSettings",
     "SegmentsSettings",
+    "ServeSettings",
     "Settings",
     "SourceSettings",
     "StateSettings",
@@ -205,6 +206,7 @@ class OutputSettings:
     deadletter_maxlen: int
     write_max_attempts: int
     write_backoff_cap_s: float
+    heartbeat_every_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +223,21 @@ class MetricsSettings:
     """`[metrics]`: the Prometheus endpoint."""
 
     port: int
+
+
+@dataclass(frozen=True, slots=True)
+class ServeSettings:
+    """`[serve]`: the HTTP API (`tailor serve`)."""
+
+    host: str
+    port: int
+    heartbeat_max_age_s: float
+    fallbacks: tuple[str, ...]
+    max_items: int
+    page_size: int
+    segments_cache_s: float
+    redis_connections: int
+    redis_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +270,7 @@ class Settings:
     output: OutputSettings
     cluster: ClusterSettings
     metrics: MetricsSettings
+    serve: ServeSettings
     privacy: PrivacySettings
     recovery: RecoverySettings
 

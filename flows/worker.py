@@ -49,6 +49,7 @@ from tailor.operators.records import (
 from tailor.operators.redis.control import ControlSource, opted_out_users, parse_command
 from tailor.operators.redis.deadletters import DeadLetterSink
 from tailor.operators.redis.erasure import InputEraser
+from tailor.operators.redis.heartbeat import Heartbeat
 from tailor.operators.redis.retry import RetryPolicy, call_with_retry, no_retry_client
 from tailor.operators.redis.routing import WorkerCountCheck
 from tailor.operators.redis.sink import RedisSink
@@ -155,6 +156,7 @@ def build_flow(
     control: Source[RawRecord] | None = None,
     opted_out: frozenset[str] = frozenset(),
     base_loader: BaseLoader | None = None,
+    heartbeat: Heartbeat | None = None,
 ) -> Dataflow:
     """Wire the steps; the data walks one way and each step owns one concern.
 
@@ -163,6 +165,7 @@ def build_flow(
     `opted_out` is the opt-out set as the worker starts (`UserStateParams.opted_out`).
     `base_loader` (a run with a recovery store: `tailor.flows.rescale.base_loader`) snapshots the
     models as bases plus changes (`tailor.operators.bases`); without it they are snapshotted whole.
+    `heartbeat` (a run that does not end by itself) beats for each worker in Redis.
     """
     flow = Dataflow("tailor")
     raw = op.input("events", flow, source)
@@ -201,6 +204,8 @@ def build_flow(
     # the configured one (`config.workers`), which routing to the models depends on
     no_items: Stream[Progress] = op.input("worker_count", flow, WorkerCountCheck(config.workers))
     to_models = op.merge("with_progress", updates, progress, no_items)
+    if heartbeat is not None:  # emits nothing; polled on each worker's own thread
+        to_models = op.merge("with_heartbeat", to_models, op.input("heartbeat", flow, heartbeat))
     if blocks is not None:  # item commands go straight to the global models
         to_models = op.merge("with_blocks", to_models, blocks)
     params = dataclasses.replace(
@@ -328,7 +333,17 @@ def build_redis_flow(
     source = build_source(config, replay_paths)
     if opted_out is None:
         opted_out = read_opt_outs(config)
-    return build_flow(config, source, sink, dead, control, opted_out, base_loader)
+    beat = build_heartbeat(config, replay_paths)
+    return build_flow(config, source, sink, dead, control, opted_out, base_loader, beat)
+
+
+def build_heartbeat(config: Config, replay_paths: Sequence[Path] = ()) -> Heartbeat | None:
+    """The workers' heartbeat (`tailor.operators.redis.heartbeat`), for a run that goes on until
+    stopped: a drained run or a replay ends by itself, which a heartbeat input would prevent."""
+    every_s = config.output.heartbeat_every_s
+    if every_s <= 0 or config.source.stop_when_drained or replay_files(config, replay_paths):
+        return None
+    return Heartbeat(config.redis_url, config.prefix, every_s)
 
 
 def read_opt_outs(config: Config) -> frozenset[str]:

@@ -69,6 +69,13 @@ Key                              Type     Contents
                                           refuses to run with another mode.
                                           One entry per input (``origin``, ``offset``),
                                           however often a replay refuses it again.
+``{p}:heartbeat:{worker}``       string   Written by each Bytewax worker of a long-running
+                                          ``tailor run`` every ``output.heartbeat_every_s``
+                                          from its own thread, with a TTL of three periods:
+                                          JSON ``{"at": wall-clock epoch seconds, "worker":
+                                          w, "workers": n}``; deleted at a clean stop
+                                          (`tailor.operators.redis.heartbeat`). ``tailor
+                                          serve``'s ``/readyz`` reads it.
 ``{p}:deadletter:index``         zset     The identities in the dead-letter stream: JSON
                                           ``[origin, offset]`` → milliseconds of its entry
                                           id; trimmed with the stream
@@ -234,6 +241,22 @@ def blocklist_key(prefix: str) -> str:
     return f"{prefix}:blocklist"
 
 
+def fallback_key(prefix: str, name: str) -> str:
+    """String holding one published fallback list (`popular`, `trending`, `segment:<id>`,
+    `category:<name>`) as JSON ``{"version", "at", "items": [{"item_id", "score"}]}``."""
+    return f"{prefix}:fallback:{name}"
+
+
+def fallbacks_key(prefix: str) -> str:
+    """Hash of the published fallback lists: list name → version."""
+    return f"{prefix}:fallbacks"
+
+
+def heartbeat_key(prefix: str, worker: int) -> str:
+    """String with one worker's last heartbeat (`tailor.operators.redis.heartbeat`)."""
+    return f"{prefix}:heartbeat:{worker}"
+
+
 def schema_patterns() -> tuple[str, ...]:
     """Glob patterns, after ``<prefix>:``, of every key the worker and the CLI write.
 
@@ -242,7 +265,8 @@ def schema_patterns() -> tuple[str, ...]:
     key outside these patterns).
     """
     stream = stream_key("", 0).rpartition(":")[0] + ":*"
-    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream)
+    heartbeats = heartbeat_key("", 0).removesuffix("0") + "*"
+    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream, heartbeats)
     single = (
         segments_key(""),
         model_key(""),

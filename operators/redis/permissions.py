@@ -31,6 +31,7 @@ from tailor.operators.redis.keys import (
     control_key,
     deadletter_index,
     deadletter_stream,
+    heartbeat_key,
     meta_key,
     model_key,
     optout_key,
@@ -126,6 +127,9 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     for stream in (updates, control_key(prefix)):  # tailor.operators.redis.erasure.delete_mentions
         needs.append(_need("XRANGE", stream, "-", "+", "COUNT", "1", names=(stream,)))
         needs.append(_need("XDEL", stream, "0-1", names=(stream,)))
+    beat = heartbeat_key(prefix, 0)  # tailor.operators.redis.heartbeat: each worker's beat
+    needs.append(_need("SET", beat, "", "PX", "1", names=(beat,)))
+    needs.append(_need("DEL", beat, names=(beat,)))
     return needs + _deadletter_needs(prefix)
 
 

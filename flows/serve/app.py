@@ -1,0 +1,176 @@
+"""The ASGI app of `tailor serve`: Starlette routes over `tailor.flows.serve.reads.Reader`.
+
+One async Redis client per app, on one blocking connection pool (`serve.redis_connections`,
+a request waits at most `serve.redis_timeout_s` for a connection): no connection per
+request. Every answer is JSON (orjson); an unreachable Redis answers 503, a bad parameter 400.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tailor.flows.serve.metrics import HttpMetrics
+from tailor.flows.serve.openapi import document
+from tailor.flows.serve.reads import Reader
+from tailor.flows.settings import ServeSettings, Settings
+
+__all__ = ["BadParameter", "build_app", "redis_client"]
+
+_JSON = "application/json"
+
+
+class BadParameter(ValueError):
+    """A query parameter a client got wrong: answered 400 with this message."""
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    raw = body if isinstance(body, bytes) else orjson.dumps(body)
+    return Response(raw, status, media_type=_JSON)
+
+
+def _int_param(request: Request, name: str, low: int, high: int | None) -> int | None:
+    """A query parameter as an int in [low, high], None when absent."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadParameter(f"{name}: an integer, got {raw!r}") from None
+    if value < low or (high is not None and value > high):
+        upper = "" if high is None else f" and {high}"
+        raise BadParameter(f"{name}: between {low}{upper}, got {value}")
+    return value
+
+
+def redis_client(url: str, serve: ServeSettings) -> aioredis.Redis:
+    """The process's one client: a blocking pool, bounded waits."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=serve.redis_connections,
+        timeout=serve.redis_timeout_s,
+        socket_timeout=serve.redis_timeout_s,
+        socket_connect_timeout=serve.redis_timeout_s,
+    )
+    return aioredis.Redis(connection_pool=pool)
+
+
+class Handlers:
+    """One method per route."""
+
+    def __init__(self, reader: Reader, metrics: HttpMetrics, max_items: int) -> None:
+        self.reader, self.metrics, self.max_items = reader, metrics, max_items
+        self.openapi = orjson.dumps(document(max_items))
+
+    async def recommendations(self, request: Request) -> Response:
+        user_id = request.path_params.get("user_id")
+        n = _int_param(request, "n", 1, self.max_items)
+        category = request.query_params.get("category") or None
+        found = await self.reader.recommendations(user_id, category)
+        if found is None:
+            return json_response({"error": "no list for this user and no fallback published"}, 404)
+        return json_response(found.cut(n).as_json())
+
+    async def user(self, request: Request) -> Response:
+        user_id = request.path_params["user_id"]
+        profile = await self.reader.profile(user_id)
+        if profile is None:
+            return json_response({"error": "no profile for this user"}, 404)
+        return json_response({"user_id": user_id, "profile": profile})
+
+    async def segments(self, _request: Request) -> Response:
+        return json_response(await self.reader.segments())
+
+    async def members(self, request: Request) -> Response:
+        segment = request.path_params["segment_id"]
+        cursor = _int_param(request, "cursor", 0, None) or 0
+        page = await self.reader.members(segment, cursor)
+        if page is None:
+            return json_response({"error": f"no segment {segment!r} with members"}, 404)
+        members, following = page
+        body = {"segment": segment, "members": members, "cursor": following or None}
+        return json_response(body)
+
+    async def healthz(self, _request: Request) -> Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(self, _request: Request) -> Response:
+        try:
+            state = await self.reader.readiness()
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            state = {"ready": False, "redis": False, "error": type(exc).__name__}
+        return json_response(state, 200 if state["ready"] else 503)
+
+    async def metrics_text(self, _request: Request) -> Response:
+        body, content_type = self.metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    async def openapi_json(self, _request: Request) -> Response:
+        return json_response(self.openapi)
+
+    def routes(self) -> list[Route]:
+        """The routes; a user's recommendations before the profile, whose id may hold a /."""
+        return [
+            Route("/v1/users/{user_id:path}/recommendations", self.recommendations),
+            Route("/v1/recommendations", self.recommendations),
+            Route("/v1/users/{user_id:path}", self.user),
+            Route("/v1/segments", self.segments),
+            Route("/v1/segments/{segment_id:path}/members", self.members),
+            Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz),
+            Route("/metrics", self.metrics_text),
+            Route("/openapi.json", self.openapi_json),
+        ]
+
+
+async def _bad_parameter(_request: Request, exc: Exception) -> Response:
+    return json_response({"error": str(exc)}, 400)
+
+
+async def _unavailable(_request: Request, exc: Exception) -> Response:
+    return json_response({"error": f"Redis cannot be reached ({type(exc).__name__})"}, 503)
+
+
+def build_app(config: Settings, secret: bytes | None) -> HttpMetrics:
+    """The whole app, metrics outermost; `secret` is the pseudonym key (None: raw ids)."""
+    serve = config.serve
+    client = redis_client(config.redis_url, serve)
+    reader = Reader(
+        client,
+        config.prefix,
+        secret,
+        fallbacks=serve.fallbacks,
+        page_size=serve.page_size,
+        heartbeat_max_age_s=serve.heartbeat_max_age_s,
+        segments_cache_s=serve.segments_cache_s,
+    )
+    metrics = HttpMetrics()
+    handlers = Handlers(reader, metrics, serve.max_items)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        await client.aclose()
+
+    app = Starlette(
+        routes=handlers.routes(),
+        exception_handlers={
+            BadParameter: _bad_parameter,
+            RedisConnectionError: _unavailable,
+            RedisTimeoutError: _unavailable,
+        },
+        lifespan=lifespan,
+    )
+    app.state.handlers = handlers  # where the settings went, for tests
+    return metrics.wrapping(app)
