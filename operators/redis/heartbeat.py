@@ -52,7 +52,7 @@ def beat_value(at: float, worker: int, workers: int) -> bytes:
 
 
 class _Beat(StatelessSourcePartition[Any]):
-    """One worker's beat: writes when polled, then asks to be polled again in `every_s`."""
+    """One worker's beat: writes every `every_s`, and ends at a stop request."""
 
     def __init__(
         self, client: redis.Redis, prefix: str, every_s: float, worker: int, workers: int
@@ -62,13 +62,19 @@ class _Beat(StatelessSourcePartition[Any]):
         self._every = timedelta(seconds=every_s)
         self._ttl_ms = max(1, int(every_s * TTL_PERIODS * 1000))
         self._worker, self._workers = worker, workers
+        self._poll = timedelta(seconds=min(every_s, lifecycle.SLEEP_TICK_S))
+        self._next_write = 0.0
         self._awake: datetime | None = None
 
     def next_batch(self) -> list[Any]:
+        """Beat when due; polled more often than that, so a stop request is seen at once."""
         if lifecycle.stop_requested():
             raise StopIteration
-        self._write()
-        self._awake = datetime.now(UTC) + self._every
+        now = time.monotonic()
+        if now >= self._next_write:
+            self._write()
+            self._next_write = now + self._every.total_seconds()
+        self._awake = datetime.now(UTC) + self._poll
         return []
 
     def _write(self) -> None:
