@@ -23,30 +23,31 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-import redis
 import redis.asyncio as aioredis
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 from benchmarks.hostile_payloads import start_server  # noqa: E402
+from benchmarks.serve_measure import (  # noqa: E402
+    PREFIX,
+    fill,
+    free_port,
+    open_loop,
+    tree_cpu_s,
+    wait_http,
+    wait_quiet,
+    wrk_max,
+)
 
-PREFIX = "bench"
-WRK_SCRIPT = """
-math.randomseed(7)
-request = function()
-  return wrk.format("GET", string.format("/v1/users/user-%06d/recommendations?n=10",
-                                         math.random(0, {users} - 1)))
-end
-"""
+#: Before each run, wait (at most MAX_WAIT_S) until other work keeps fewer cores busy than this.
+MAX_BUSY_CORES = 0.5
+MAX_WAIT_S = 120.0
 
 
 def _client() -> aioredis.Redis:
@@ -130,26 +131,6 @@ STACKS: dict[str, list[str]] = {
 }
 
 
-def fill(client: redis.Redis, users: int) -> None:
-    """`users` lists of 10 items shaped like the worker's (`{p}:recs:{id}`)."""
-    pipe = client.pipeline(transaction=False)
-    for u in range(users):
-        items = [
-            {"item_id": f"item-{(u * 7 + j) % 5000}", "score": 1.0 / (j + 1), "source": "cooc"}
-            for j in range(10)
-        ]
-        pipe.set(f"{PREFIX}:recs:user-{u:06d}", orjson.dumps({"version": 3, "items": items}))
-        if u % 5000 == 4999:
-            pipe.execute()
-    pipe.execute()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_stack(stack: str, redis_url: str, port: int) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).parent
     argv = [str(exe / STACKS[stack][0]), *STACKS[stack][1:]]
@@ -172,66 +153,8 @@ def start_stack(stack: str, redis_url: str, port: int) -> subprocess.Popen[bytes
     return proc
 
 
-def wait_http(port: int, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)  # waiting for the server to listen
-    raise RuntimeError(f"nothing listens on {port}")
-
-
-def wrk_max(port: int, users: int, seconds: float) -> dict[str, float]:
-    """The closed-loop maximum: requests/s and wrk's p99 at that load."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.replace("{users}", str(users)))
-    out = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            "-c32",
-            f"-d{seconds:g}s",
-            "--latency",
-            "-s",
-            script.name,
-            f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    os.unlink(script.name)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    assert p99 is not None, out
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
-    return {"wrk_rps": rps, "wrk_p99_ms": float(p99.group(1)) * scale}
-
-
-def open_loop(port: int, users: int, rate: float, seconds: float) -> dict[str, Any]:
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "serve_load.py"),
-            "--port",
-            str(port),
-            "--rate",
-            str(rate),
-            "--duration",
-            str(seconds),
-            "--users",
-            str(users),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return dict(orjson.loads(out))
-
-
 def measure(stack: str, users: int, rate: float, seconds: float) -> dict[str, Any]:
+    others = wait_quiet(MAX_BUSY_CORES, MAX_WAIT_S)
     server, client = start_server()
     port = free_port()
     redis_url = f"redis://127.0.0.1:{client.connection_pool.connection_kwargs['port']}/0"
@@ -239,7 +162,9 @@ def measure(stack: str, users: int, rate: float, seconds: float) -> dict[str, An
     proc = start_stack(stack, redis_url, port)
     try:
         open_loop(port, users, rate, 2.0)  # warm-up: imports, pools, caches
+        cpu = tree_cpu_s(proc.pid)
         loaded = open_loop(port, users, rate, seconds)
+        cpu_us = (tree_cpu_s(proc.pid) - cpu) / max(1, loaded["requests"]) * 1e6
         most = wrk_max(port, users, seconds)
     finally:
         proc.terminate()
@@ -248,7 +173,14 @@ def measure(stack: str, users: int, rate: float, seconds: float) -> dict[str, An
         server.wait(timeout=10)
     keys = ("p50_ms", "p99_ms", "p999_ms", "achieved_rps", "send_lag_p99_ms", "errors")
     load = round(os.getloadavg()[0], 2)  # other work on the machine during the run
-    return {"stack": stack, **most, **{k: loaded[k] for k in keys}, "loadavg_1m": load}
+    return {
+        "stack": stack,
+        "cpu_us_per_request": round(cpu_us, 1),
+        **most,
+        **{k: loaded[k] for k in keys},
+        "loadavg_1m": load,
+        "others_busy_cores": others,
+    }
 
 
 def main() -> None:

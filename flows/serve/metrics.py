@@ -68,7 +68,7 @@ class HttpMetrics:
             buckets=BUCKETS,
             registry=self.registry,
         )
-        self._labels: dict[str, str] = {}
+        self._series: dict[tuple[str | None, int], tuple[Any, Any]] = {}
 
     def wrapping(self, app: App) -> HttpMetrics:
         """Count `app`'s requests (the app's ``/metrics`` route reads this object)."""
@@ -92,19 +92,19 @@ class HttpMetrics:
         try:
             await self.app(scope, receive, send_counted)
         finally:
-            route = self._label(scope)
-            self.latency.labels(route).observe(time.perf_counter() - start)
-            self.requests.labels(route, str(status)).inc()
+            latency, count = self._children(getattr(scope.get("route"), "path", None), status)
+            latency.observe(time.perf_counter() - start)
+            count.inc()
 
-    def _label(self, scope: Scope) -> str:
-        route = scope.get("route")
-        path = getattr(route, "path", None)
-        if path is None:
-            return UNMATCHED
-        label = self._labels.get(path)
-        if label is None:
-            label = self._labels[path] = route_label(path)
-        return label
+    def _children(self, path: str | None, status: int) -> tuple[Any, Any]:
+        """The histogram and counter of a route template and status (looked up once each:
+        `labels()` costs as much as the rest of the bookkeeping)."""
+        found = self._series.get((path, status))
+        if found is None:
+            route = UNMATCHED if path is None else route_label(path)
+            found = (self.latency.labels(route), self.requests.labels(route, str(status)))
+            self._series[(path, status)] = found
+        return found
 
     def exposition(self) -> tuple[bytes, str]:
         """The text format, and its content type."""

@@ -65,7 +65,7 @@ class Recommendations:
         return Recommendations(self.user_id, self.version, self.fallback, self.category, items)
 
     def as_json(self) -> bytes:
-        return orjson.dumps(asdict(self))
+        return orjson.dumps(self)  # orjson writes dataclasses itself (asdict deep-copies)
 
 
 def _list(raw: bytes | str | None) -> dict[str, Any] | None:
