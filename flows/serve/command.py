@@ -56,6 +56,7 @@ def server(config: Settings, host: str, port: int) -> uvicorn.Server:
         access_log=False,
         log_level="warning",
         server_header=False,
+        proxy_headers=False,  # client addresses are never used
     )
     return uvicorn.Server(settings)
 
