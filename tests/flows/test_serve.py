@@ -209,3 +209,14 @@ def test_an_unreachable_redis_is_a_503(
         }
         status, body = served.json("/v1/users/u1/recommendations")
         assert status == 503 and "Redis" in body["error"]
+
+
+def test_a_stalled_redis_is_a_503_within_the_timeout(api: Served, r: redis.Redis) -> None:
+    """Redis paused (CLIENT PAUSE): the request gives up after serve.redis_timeout_s (0.5 s
+    here) instead of waiting for it."""
+    write_recs(r, P, "u1", "a")
+    r.client_pause(3000)  # every other client's commands wait 3 s
+    status, body = api.json("/v1/users/u1/recommendations")
+    assert status == 503 and "TimeoutError" in body["error"]
+    status, body = api.json("/readyz")
+    assert status == 503 and body == {"ready": False, "redis": False, "error": "TimeoutError"}
