@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ from benchmarks.serve_measure import (  # noqa: E402
     PREFIX,
     fill,
     free_port,
+    machine_busy_s,
     open_loop,
     tree_cpu_s,
     wait_http,
@@ -58,7 +61,28 @@ def start_tailor_serve(redis_url: str, port: int) -> subprocess.Popen[bytes]:
     return proc
 
 
-def measure(server: str, redis_url: str, args: argparse.Namespace) -> dict[str, Any]:
+def others_cores(before: tuple[float, ...], after: tuple[float, ...], seconds: float) -> float:
+    """Cores other work kept busy meanwhile: the machine's busy time less the server's, Redis's
+    and the load generator's (`usage`)."""
+    machine, *ours = (b - a for a, b in zip(before, after, strict=True))
+    return round(max(0.0, machine - sum(ours)) / seconds, 2)
+
+
+def usage(server_pid: int, redis_pid: int) -> tuple[float, ...]:
+    """Machine busy seconds, then the server's, Redis's and finished children's (the load
+    generator's) CPU seconds."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (
+        machine_busy_s(),
+        tree_cpu_s(server_pid),
+        tree_cpu_s(redis_pid),
+        children.ru_utime + children.ru_stime,
+    )
+
+
+def measure(
+    server: str, redis_url: str, redis_pid: int, args: argparse.Namespace
+) -> dict[str, Any]:
     others = wait_quiet(args.max_busy, args.max_wait)
     port = free_port()
     if server == "tailor serve":
@@ -67,9 +91,10 @@ def measure(server: str, redis_url: str, args: argparse.Namespace) -> dict[str, 
         proc = start_stack("raw", redis_url, port)
     try:
         open_loop(port, args.users, args.rate, 3.0, args.unknown)  # warm-up
-        cpu = tree_cpu_s(proc.pid)
+        before, start = usage(proc.pid, redis_pid), time.monotonic()
         loaded = open_loop(port, args.users, args.rate, args.seconds, args.unknown)
-        cpu_us = (tree_cpu_s(proc.pid) - cpu) / max(1, loaded["requests"]) * 1e6
+        after, elapsed = usage(proc.pid, redis_pid), time.monotonic() - start
+        cpu_us = (after[1] - before[1]) / max(1, loaded["requests"]) * 1e6
         most = wrk_max(port, args.users, min(args.seconds, 10.0))
     finally:
         proc.terminate()
@@ -83,6 +108,7 @@ def measure(server: str, redis_url: str, args: argparse.Namespace) -> dict[str, 
         "cpu_us_per_request": round(cpu_us, 1),
         **most,
         "others_busy_cores": others,
+        "others_busy_cores_during": others_cores(before, after, elapsed),
     }
 
 
@@ -90,7 +116,7 @@ def table(results: list[dict[str, Any]], rate: float) -> str:
     """Medians over the rounds, one row per server."""
     rows = [
         f"| server | p50 at {rate:,.0f}/s (ms) | p99 (ms) | p99.9 (ms) | CPU µs per request | "
-        "most requests/s (wrk) | cores busy with other work before |",
+        "most requests/s (wrk) | cores other work kept busy (before / during) |",
         "|---|---|---|---|---|---|---|",
     ]
     for server in SERVERS:
@@ -104,7 +130,7 @@ def table(results: list[dict[str, Any]], rate: float) -> str:
         rows.append(
             f"| {server} | {med('p50_ms'):.2f} | {med('p99_ms'):.2f} | {med('p999_ms'):.2f} | "
             f"{med('cpu_us_per_request'):.0f} | {med('wrk_rps'):,.0f} | "
-            f"{med('others_busy_cores'):.2f} |"
+            f"{med('others_busy_cores'):.2f} / {med('others_busy_cores_during'):.2f} |"
         )
     return "\n".join(rows)
 
@@ -127,7 +153,7 @@ def main() -> None:
         fill(client, args.users)
         for round_ in range(args.rounds):
             for server in [args.only] if args.only else SERVERS:
-                result = {"round": round_, **measure(server, redis_url, args)}
+                result = {"round": round_, **measure(server, redis_url, redis_proc.pid, args)}
                 print(orjson.dumps(result).decode(), flush=True)
                 results.append(result)
     finally:

@@ -83,6 +83,13 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (all cores, from /proc/stat)."""
+    with open("/proc/stat") as handle:
+        values = [int(v) for v in handle.readline().split()[1:]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def busy_cores(seconds: float = 2.0) -> float:
     """How many cores the machine kept busy over `seconds` (from /proc/stat): measured
     between runs, it is what other work takes from the measurement."""
