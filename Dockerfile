@@ -21,7 +21,7 @@ USER tailor
 WORKDIR /var/lib/tailor
 # Recovery snapshots (recovery.dir is relative to the working directory): keep them on a volume.
 VOLUME ["/var/lib/tailor/.tailor"]
-EXPOSE 9108
+EXPOSE 9108 8080
 ENV PYTHONHASHSEED=0
 # The compiled steps (FISM, co-occurrence) are cached here (site-packages is not writable by
 # the worker's user).

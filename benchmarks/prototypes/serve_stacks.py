@@ -10,6 +10,7 @@ async Redis client (`redis.asyncio`, one pool per process), the stored JSON pars
 * ``starlette-granian``: the Starlette app served by granian (a Rust HTTP server);
 * ``raw``: a bare ASGI callable on uvicorn, no framework: the floor.
 
+    pip install fastapi granian   # the two stacks Tailor does not depend on
     python benchmarks/prototypes/serve_stacks.py [--users 10000] [--rate 2000] [--seconds 10]
 
 For each stack it starts its own redis-server, fills it, starts the server process (one

@@ -37,6 +37,9 @@ __all__ = ["BadParameter", "build_app", "redis_client"]
 
 _JSON = "application/json"
 T = TypeVar("T")
+#: /v1/segments scans the keyspace (as `tailor segments` does): it gets this many times
+#: `serve.redis_timeout_s`.
+SEGMENTS_SCALE = 10.0
 #: Young-generation GC threshold while serving (CPython's default is 700); older
 #: generations keep their defaults, so cyclic garbage is still reclaimed.
 GC_YOUNG_THRESHOLD = 50_000
@@ -95,13 +98,14 @@ class Handlers:
         self.timeout_s = timeout_s
         self.openapi = orjson.dumps(document(max_items))
 
-    async def bounded(self, work: Awaitable[T]) -> T:
-        """`work` (Redis calls), given at most `timeout_s`: a stalled Redis is a 503."""
+    async def bounded(self, work: Awaitable[T], scale: float = 1.0) -> T:
+        """`work` (Redis calls), given at most `scale` x `timeout_s`: a stalled Redis is a 503."""
+        limit = self.timeout_s * scale
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(limit):
                 return await work
         except TimeoutError:
-            raise RedisTimeoutError(f"no answer within {self.timeout_s} s") from None
+            raise RedisTimeoutError(f"no answer within {limit:g} s") from None
 
     async def recommendations(self, request: Request) -> Response:
         user_id = request.path_params.get("user_id")
@@ -120,7 +124,8 @@ class Handlers:
         return json_response({"user_id": user_id, "profile": profile})
 
     async def segments(self, _request: Request) -> Response:
-        return json_response(await self.bounded(self.reader.segments()))
+        # a scan of every key, many round trips: SEGMENTS_SCALE times a request's bound
+        return json_response(await self.bounded(self.reader.segments(), SEGMENTS_SCALE))
 
     async def members(self, request: Request) -> Response:
         segment = request.path_params["segment_id"]
