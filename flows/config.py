@@ -265,6 +265,8 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError(f"validation.min_ts: not a timestamp ({exc})") from exc
     if values["output"]["write_max_attempts"] < 0:
         raise ConfigError("output.write_max_attempts: must be 0 (for ever) or more")
+    if values["output"]["recs_ttl_s"] < 0:
+        raise ConfigError("output.recs_ttl_s: must be 0 (never expire) or more")
     if values["validation"]["too_large_prefix_bytes"] < 0:
         raise ConfigError("validation.too_large_prefix_bytes: must be 0 (keep none) or more")
     if values["state"]["ttl_s"] < 0:

@@ -205,6 +205,7 @@ class OutputSettings:
     deadletter_maxlen: int
     write_max_attempts: int
     write_backoff_cap_s: float
+    recs_ttl_s: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ def hash_fields(out: UserOutput) -> list[bytes | str]:
         dumps(out.rfm_segment),
         "rule_segments",
         dumps(rules),
+        "memberships",
+        dumps(list(out.memberships)),
     ]
     if out.aged_to:
         pairs += ["aged_to", dumps(out.aged_to)]

@@ -36,6 +36,7 @@ from tailor.operators.redis.keys import (
     optout_key,
     quality_key,
     recs_key,
+    segment_history_key,
     segment_key,
     segments_key,
     stream_key,
@@ -100,6 +101,9 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     meta = meta_key(prefix)  # tailor.operators.pseudonym: the id mode, checked and recorded
     needs.append(_need("HGET", meta, META_IDS, names=(meta,)))
     needs.append(_need("HSET", meta, META_IDS, "", names=(meta,)))
+    # tailor.operators.redis.upgrade: profiles of an earlier release get their memberships
+    needs.append(_need("SCAN", "0", "MATCH", user, "COUNT", "1", "TYPE", "hash"))
+    needs.append(_need("HSETNX", user, "memberships", "", names=(user,)))
     for key in (
         optout_key(prefix),
         blocklist,
@@ -115,8 +119,10 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     needs.append(_need("SCRIPT", "EXISTS", _SHA, sub=True))
     needs.append(_need("SCRIPT", "LOAD", "return 0", sub=True))
     # USER_SCRIPT's keys (tailor.operators.redis.sink), ERASE_SCRIPT's, SEGMENT_SCRIPT's
-    script = (user, recs, blocklist, segments_key(prefix), updates, model_key(prefix), churn)
-    needs.append(_need("EVALSHA", _SHA, "8", *script, segment, names=(*script, segment)))
+    script = (user, recs, blocklist, segments_key(prefix), updates)
+    needs.append(_need("EVALSHA", _SHA, "6", *script, segment, names=(*script, segment)))
+    model = (model_key(prefix), segment_history_key(prefix), segment)  # MODEL_SCRIPT, history
+    needs.append(_need("EVALSHA", _SHA, "3", *model, names=model))
     needs.append(_need("EVALSHA", _SHA, "2", user, recs, names=(user, recs)))
     pair = (segments_key(prefix), segment)
     needs.append(_need("EVALSHA", _SHA, "2", *pair, names=pair))
@@ -159,14 +165,24 @@ def _script_needs(
         _need("HMGET", user, "version", "aged_to", names=(user,)),
         _need("HDEL", user, "", names=(user,)),
         _need("GET", recs, names=(recs,)),
-        _need("SET", recs, "", names=(recs,)),
+        _need("SET", recs, "", "EX", "1", names=(recs,)),
         _need("DEL", user, recs, names=(user, recs)),
         _need("SADD", segment, "", names=(segment,)),
         _need("SREM", segment, "", names=(segment,)),
         _need("SCARD", segment, names=(segment,)),
         _need("PUBLISH", channel, "", names=(channel,)),
         _need("XADD", updates, "MAXLEN", "~", "1", "*", "notice", "", names=(updates,)),
-        _need("HINCRBY", churn, "", "1", names=(churn,)),
+        _need(
+            "XADD",
+            segment_history_key(prefix),
+            "MAXLEN",
+            "~",
+            "1",
+            "*",
+            "v",
+            "",
+            names=(segment_history_key(prefix),),
+        ),
     ]
     hashes = (user, model_key(prefix), churn, segments_key(prefix), quality_key(prefix))
     for key in hashes:

@@ -33,6 +33,7 @@ import bisect
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -41,12 +42,12 @@ from prometheus_client import Histogram
 from tailor.operators.metrics import (
     EVENT_TIME_TO_REDIS,
     EVENT_TO_REDIS,
-    SEGMENT_MOVES,
     SEGMENT_SIZE,
     SINK_BATCH,
 )
 from tailor.operators.pseudonym import record_id_mode
 from tailor.operators.records import (
+    ChurnReport,
     Erasure,
     InputDeletion,
     QualityReport,
@@ -67,7 +68,6 @@ from tailor.operators.redis.keys import (
     SEGMENT_HISTORY_MAXLEN,
     blocklist_key,
     churn_key,
-    membership_ids,
     model_key,
     quality_key,
     recs_key,
@@ -112,7 +112,9 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion
+SinkItem = (
+    UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | ChurnReport | InputDeletion
+)
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
@@ -125,22 +127,18 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         updates_maxlen: int,
         id_mode: str | None = None,
         inputs: InputEraser | None = None,
+        recs_ttl_s: int = 0,
     ) -> None:
         self._writer = writer
+        self._recs_ttl_s = recs_ttl_s
         self._inputs = inputs if inputs is not None else InputEraser(prefix)
         self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
         self._segment_prefix = segment_key(prefix, "")  # a set the script names from an id
         self._channel = updates_channel(prefix)
-        # USER_SCRIPT's KEYS 3-7, the same for every user
-        self._user_keys = (
-            blocklist_key(prefix),
-            segments_key(prefix),
-            updates_stream(prefix),
-            model_key(prefix),
-            churn_key(prefix),
-        )
+        # USER_SCRIPT's KEYS 3-5, the same for every user
+        self._user_keys = (blocklist_key(prefix), segments_key(prefix), updates_stream(prefix))
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
@@ -163,9 +161,11 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         model = max(models, key=lambda m: m.version) if models else None
         reports = [item for item in items if isinstance(item, QualityReport)]
         report = max(reports, key=lambda q: q.version) if reports else None
-        if not users and not infos and model is None and report is None:
+        churns = [item for item in items if isinstance(item, ChurnReport)]
+        churn = churns[-1] if churns else None  # one step sends them, in order
+        if not users and not infos and model is None and report is None and churn is None:
             return
-        results = self._writer.run("write", lambda: self._send(users, infos, model, report))
+        results = self._writer.run("write", lambda: self._send(users, infos, model, report, churn))
         self._observe(outputs, len(users), results[: len(users)])
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
@@ -188,12 +188,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         infos: Sequence[SegmentInfo],
         model: SegmentModel | None,
         report: QualityReport | None = None,
+        churn: ChurnReport | None = None,
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
         prefix = self._prefix
         for out in users:
-            ids = membership_ids(out.segment, out.rfm_segment, out.rule_segments)
+            ids = out.memberships
             self._user_script(
                 keys=[
                     user_key(prefix, out.user_id),
@@ -208,12 +209,12 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     recs_items(out),
                     notice_head(out),
                     self._updates_maxlen,
-                    int(out.updated_at // 3600),
                     1 if out.settled else 0,
                     dumps(out.aged_to),
                     self._channel,
                     len(ids),
                     *ids,
+                    self._recs_ttl_s,
                     *hash_fields(out),
                 ],
                 client=pipe,
@@ -237,13 +238,20 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                 client=pipe,
             )
         if model is not None:
+            record = model.record
+            clusters = sorted({*record.get("segments", {}), *record.get("retired", ())})
             self._model_script(
-                keys=[model_key(self._prefix), segment_history_key(self._prefix)],
+                keys=[
+                    model_key(self._prefix),
+                    segment_history_key(self._prefix),
+                    *(segment_key(self._prefix, id_) for id_ in clusters),
+                ],
                 args=[
                     model.version,
                     dumps(model.record),
                     model.record.get("updated_at", 0.0),
                     SEGMENT_HISTORY_MAXLEN,
+                    *clusters,
                 ],
                 client=pipe,
             )
@@ -252,6 +260,10 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                 keys=[quality_key(self._prefix)],
                 args=[report.version, dumps(report.record)],
                 client=pipe,
+            )
+        if churn is not None:
+            pipe.hset(
+                churn_key(self._prefix), mapping={k: int(v) for k, v in asdict(churn).items()}
             )
         return list(pipe.execute())
 
@@ -268,8 +280,6 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             sizes = result[1]
             for i in range(0, len(sizes), 2):
                 SEGMENT_SIZE.labels(sizes[i].decode()).set(sizes[i + 1])
-            if result[2]:
-                SEGMENT_MOVES.inc()
 
     def close(self) -> None:
         self._client.close()
@@ -303,6 +313,8 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     as each worker starts, before it writes anything.
     `inputs` (`tailor.operators.redis.erasure.InputEraser`, by default deleting requests) erases
     what the input streams and notices hold about an erased user, once the erasure is written.
+    `recs_ttl_s` (`output.recs_ttl_s`), when positive, expires a user's recommendations key
+    that long after its last write (0: never).
     """
 
     def __init__(
@@ -312,9 +324,11 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         updates_maxlen: int = 100_000,
         id_mode: str | None = None,
         inputs: InputEraser | None = None,
+        recs_ttl_s: int = 0,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
+        self.recs_ttl_s = recs_ttl_s
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
         self.id_mode = id_mode
@@ -327,4 +341,5 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
             self.updates_maxlen,
             self.id_mode,
             self.inputs,
+            self.recs_ttl_s,
         )

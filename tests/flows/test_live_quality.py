@@ -75,7 +75,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "1bb0ef6e2aa81f7278c17c8b90d29d75ee8dda7e3e289b544735e84e5a8e8e6c",
+        "8faa3ff1e268479cf733a80b50a678693c71549618ec194c305d5bac219ca5df",
     )
     assert whole == (
         5802,
@@ -88,5 +88,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "ce14f5d07bc7fb5ffe9fa59bb2861034debe354f091cdb6a6b15afb5309489fd",
+        "1d4e68cad87dc69165bb7318e00bc6d637307609a1e76705f12e3171efaab260",
     )

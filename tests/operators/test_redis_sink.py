@@ -16,7 +16,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry, Histogram
 
-from tailor.operators.records import QualityReport, SegmentInfo, UserOutput
+from tailor.operators.records import ChurnReport, QualityReport, SegmentInfo, UserOutput
 from tailor.operators.redis.keys import (
     churn_key,
     model_key,
@@ -48,7 +48,7 @@ def test_batch_is_coalesced_to_one_write_and_one_notice_per_user(
     sink.write_batch([output("u1", 1), output("u1", 3), output("u1", 2), output("u2", 1)])
     stats = r.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 2  # one script call per user
-    assert stats["cmdstat_hset"]["calls"] == 2 + 2  # a profile per user, size:cluster:1 after each
+    assert stats["cmdstat_hset"]["calls"] == 2  # a profile per user, nothing else
     assert profile(r, "u1")["version"] == 3
     assert profile(r, "u1")["features"] == {"views": 3.0}
     assert [(n["user_id"], n["version"]) for n in notices(r)] == [("u1", 3), ("u2", 1)]
@@ -66,6 +66,7 @@ def test_profile_hash_layout_is_json_with_event_time(
         b"segment_name": b'"name of cluster:1"',
         b"rfm_segment": b'""',
         b"rule_segments": b'["big_spender","window_shopper"]',
+        b"memberships": b'["cluster:1","rule:big_spender","rule:window_shopper"]',
         b"features": b'{"views":4.0}',
         b"device": b'"mobile"',
     }
@@ -157,30 +158,55 @@ def test_user_moves_between_cluster_and_rule_segments(
     }
 
 
-def test_rfm_tiers_are_segments_too_and_moves_are_counted_per_hour(
+def test_rfm_tiers_are_segments_too_and_the_profile_stores_its_memberships(
     sink: _RedisSinkPartition, r: redis.Redis
 ) -> None:
-    moves = sample("tailor_segment_moves_total")
     sink.write_batch([output("u1", 1, rfm="new_customers"), output("u2", 1, segment="")])
     assert members(r, "rfm:new_customers") == {"u1"}
     assert members(r, "cluster:1") == {"u1"}  # u2 is in the warm-up: no cluster yet
     sink.write_batch([output("u1", 2, segment="cluster:2", rfm="champions")])
-    sink.write_batch([output("u2", 2, segment="cluster:1")])  # first cluster: not a move
-    sink.write_batch([output("u1", 7, segment="cluster:1", rfm="champions")])  # next hour
+    sink.write_batch([output("u2", 2, segment="cluster:1")])
+    sink.write_batch([output("u1", 7, segment="cluster:1", rfm="champions")])
     assert members(r, "rfm:new_customers") == set()
     assert members(r, "rfm:champions") == {"u1"}
     assert notices(r)[2]["changed"] == ["profile", "segment", "rfm_segment"]
-    hour = (1_700_000_000 + 600 * 7) // 3600
+    assert profile(r, "u1")["memberships"] == ["cluster:1", "rfm:champions"]
+    assert profile(r, "u2")["memberships"] == ["cluster:1"]
+    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 2
+    assert sample("tailor_segment_size", {"segment": "rfm:new_customers"}) == 0
+    assert not r.exists(model_key(PREFIX))  # the user script writes no model field
+
+
+def test_the_sets_left_are_those_the_stored_profile_names(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    """The script leaves the sets the stored `memberships` names, whatever the other fields
+    say: it derives nothing from them."""
+    sink.write_batch([output("u1", 1, segment="cluster:1", rules=("a",))])
+    r.hset(user_key(PREFIX, "u1"), "memberships", orjson.dumps(["rule:a"]))
+    r.sadd(segment_key(PREFIX, "cluster:9"), "u1")  # not named: left alone
+    sink.write_batch([output("u1", 2, segment="cluster:2")])
+    assert members(r, "rule:a") == set()
+    assert members(r, "cluster:1") == {"u1"}  # the stored profile no longer named it
+    assert members(r, "cluster:2") == {"u1"}
+    assert members(r, "cluster:9") == {"u1"}
+
+
+def test_a_churn_report_is_written_as_given(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    sink.write_batch([ChurnReport(10, 3, 9, 1), ChurnReport(11, 1, 10, 3)])
     churn = {k.decode(): int(v) for k, v in r.hgetall(churn_key(PREFIX)).items()}
-    assert churn == {"hour": hour, "moves": 1, "previous_hour": hour - 1, "previous_moves": 1}
-    sizes = {k.decode(): int(v) for k, v in r.hgetall(model_key(PREFIX)).items()}
-    assert sizes == {
-        "size:cluster:1": 2,
-        "size:cluster:2": 0,
-        "size:rfm:new_customers": 0,
-        "size:rfm:champions": 1,
-    }
-    assert sample("tailor_segment_moves_total") - moves == 2
+    assert churn == {"hour": 11, "moves": 1, "previous_hour": 10, "previous_moves": 3}
+
+
+def test_recs_expire_when_a_ttl_is_set(
+    make_partition: Callable[..., _RedisSinkPartition], r: redis.Redis
+) -> None:
+    sink = make_partition(recs_ttl_s=3600)
+    sink.write_batch([output("u1", 1, recs=("i1",))])
+    assert 3500 < r.ttl(recs_key(PREFIX, "u1")) <= 3600
+    assert r.ttl(user_key(PREFIX, "u1")) == -1  # the profile stays
+    sink.write_batch([output("u1", 2, segment="cluster:2", recs=("i1",))])
+    assert 3500 < r.ttl(recs_key(PREFIX, "u1")) <= 3600  # renewed by each write
 
 
 def test_changed_lists_only_what_differs_and_dropped_profile_fields_go(
