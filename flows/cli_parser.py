@@ -8,15 +8,33 @@ open the README to run one.
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["build_parser"]
+__all__ = ["OneLineParser", "build_parser", "tailor_version"]
 
 ADAPTERS = "jsonl, csv, movielens, otto, cdnow, online-retail"
 REDIS_NOTE = (
     "Redis: REDIS_URL (e.g. redis://localhost:6379/0, rediss:// for TLS), else redis.url in the "
     "--config file; settings also from TAILOR_<SECTION>_<KEY> variables."
 )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line on stderr (exit code 2), naming the mistake and
+    where the help is, instead of a usage block listing every subcommand."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def tailor_version() -> str:
+    """The installed package's version; a source tree run without installing has none."""
+    try:
+        return version("tailor")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _command(
@@ -38,7 +56,8 @@ def _command(
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     """The whole grammar; `--config` is accepted before or after the subcommand."""
-    parser = argparse.ArgumentParser(prog="tailor", description=description, epilog=REDIS_NOTE)
+    parser = OneLineParser(prog="tailor", description=description, epilog=REDIS_NOTE)
+    parser.add_argument("--version", action="version", version=f"tailor {tailor_version()}")
     parser.add_argument("--config", type=Path, help="TOML settings (defaults: flows/defaults.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
     subs = [
