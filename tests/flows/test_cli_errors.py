@@ -261,7 +261,11 @@ def test_run_replay_of_a_bad_file_is_one_line_exit_2(
     [
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["segments", "--bogus"], "unrecognized arguments: --bogus"),
-        (["evaluate", "data.csv", "--k", "ten"], "argument --k: invalid int value: 'ten'"),
+        (["evaluate", "data.csv", "--k", "ten"], "argument --k: not a whole number: 'ten'"),
+        (["evaluate", "data.csv", "--k", "0"], "argument --k: must be at least 1, got 0"),
+        (["produce", "data.csv", "--limit", "-1"], "argument --limit: must be at least 1"),
+        (["forget", ""], "argument user: not an id: ''"),
+        (["block", "x" * 257], "argument item: not an id"),
         ([], "required: command"),
     ],
 )
