@@ -20,11 +20,11 @@ FAMILIES = [
     "tailor_dead_letters_total",
     "tailor_event_to_redis_seconds_bucket",
     "tailor_event_time_to_redis_seconds_bucket",
-    "tailor_source_batch_size_bucket",
-    "tailor_sink_batch_size_bucket",
+    "tailor_source_batch_entries_bucket",
+    "tailor_sink_batch_users_bucket",
     "tailor_active_users",
     "tailor_active_output_users",
-    "tailor_segment_size",
+    "tailor_segment_users",
 ]
 
 
