@@ -172,8 +172,8 @@ def test_rfm_tiers_are_segments_too_and_the_profile_stores_its_memberships(
     assert notices(r)[2]["changed"] == ["profile", "segment", "rfm_segment"]
     assert profile(r, "u1")["memberships"] == ["cluster:1", "rfm:champions"]
     assert profile(r, "u2")["memberships"] == ["cluster:1"]
-    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 2
-    assert sample("tailor_segment_size", {"segment": "rfm:new_customers"}) == 0
+    assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 2
+    assert sample("tailor_segment_users", {"segment": "rfm:new_customers"}) == 0
     assert not r.exists(model_key(PREFIX))  # the user script writes no model field
 
 
