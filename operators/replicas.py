@@ -34,7 +34,7 @@ from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from tailor.operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
-from tailor.operators.metrics import MODEL_CPU, MODEL_UPDATES
+from tailor.operators.metrics import MODEL_CPU, MODEL_UPDATES, SNAPSHOT
 from tailor.operators.model_params import ModelParams
 from tailor.operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
 from tailor.operators.progress import dropped
@@ -116,12 +116,17 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
         return [*out, *self.bases.at_eof()], complete
 
     def snapshot(self) -> bytes:
+        """The models' snapshot, timed into `tailor_snapshot_seconds{state="models"}`."""
         if not self.snapshots:
             return b""
+        started = time.perf_counter()
         if self.bases is None:
-            return self.models.snapshot()
-        with increments.writing(self.bases.writing):
-            return self.models.snapshot()
+            blob = self.models.snapshot()
+        else:
+            with increments.writing(self.bases.writing):
+                blob = self.models.snapshot()
+        SNAPSHOT.labels("models").observe(time.perf_counter() - started)
+        return blob
 
 
 def replica_of(workers: int) -> Callable[[ModelsIn], str]:

@@ -48,7 +48,7 @@ RESERVED_FIELDS = (
 # Returns false when nothing was written: the stored (version, aged_to) is newer, or the same
 # and this output is not settled, or the same and its segments (cluster, RFM, rules) do not
 # differ. Else {changed, {segment, size, ...}}: the sizes of the sets it changed, as SCARD
-# reads them after the write (the `tailor_segment_size` gauge).
+# reads them after the write (the `tailor_segment_users` gauge).
 #
 # Notices: one per write that applies, identical on the channel and the stream, each with
 # "correction" (true when it rewrote the version already stored). A version's first write

@@ -144,9 +144,9 @@ def test_user_moves_between_cluster_and_rule_segments(
     assert members(r, "cluster:2") == {"u1"}
     assert not r.exists(segment_key(PREFIX, "rule:a"))
     assert members(r, "rule:b") == members(r, "rule:c") == {"u1"}
-    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 1
-    assert sample("tailor_segment_size", {"segment": "rule:a"}) == 0
-    assert sample("tailor_segment_size", {"segment": "rule:c"}) == 1
+    assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 1
+    assert sample("tailor_segment_users", {"segment": "rule:a"}) == 0
+    assert sample("tailor_segment_users", {"segment": "rule:c"}) == 1
     last = notices(r)[-1]
     assert last == {
         "user_id": "u1",
@@ -172,8 +172,8 @@ def test_rfm_tiers_are_segments_too_and_the_profile_stores_its_memberships(
     assert notices(r)[2]["changed"] == ["profile", "segment", "rfm_segment"]
     assert profile(r, "u1")["memberships"] == ["cluster:1", "rfm:champions"]
     assert profile(r, "u2")["memberships"] == ["cluster:1"]
-    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 2
-    assert sample("tailor_segment_size", {"segment": "rfm:new_customers"}) == 0
+    assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 2
+    assert sample("tailor_segment_users", {"segment": "rfm:new_customers"}) == 0
     assert not r.exists(model_key(PREFIX))  # the user script writes no model field
 
 
@@ -298,8 +298,8 @@ def test_latency_is_observed_once_per_event(sink: _RedisSinkPartition) -> None:
         for name in (
             "tailor_event_to_redis_seconds_count",
             "tailor_event_time_to_redis_seconds_count",
-            "tailor_sink_batch_size_count",
-            "tailor_sink_batch_size_sum",
+            "tailor_sink_batch_users_count",
+            "tailor_sink_batch_users_sum",
         )
     }
     sink.write_batch(
@@ -319,8 +319,8 @@ def test_latency_is_observed_once_per_event(sink: _RedisSinkPartition) -> None:
         - before["tailor_event_time_to_redis_seconds_count"]
         == 4
     )
-    assert sample("tailor_sink_batch_size_count") - before["tailor_sink_batch_size_count"] == 1
-    assert sample("tailor_sink_batch_size_sum") - before["tailor_sink_batch_size_sum"] == 2
+    assert sample("tailor_sink_batch_users_count") - before["tailor_sink_batch_users_count"] == 1
+    assert sample("tailor_sink_batch_users_sum") - before["tailor_sink_batch_users_sum"] == 2
 
 
 def test_reserved_profile_names_are_refused(sink: _RedisSinkPartition, r: redis.Redis) -> None:
