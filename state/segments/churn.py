@@ -22,12 +22,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailor.state.crossing import crossing
+
 __all__ = ["HOURS", "Churn", "ChurnReport"]
 
 #: Hours of counts kept behind the newest: a day's delay in arrival is still counted.
 HOURS = 48
 
 
+@crossing
 @dataclass(frozen=True, slots=True)
 class ChurnReport:
     """What is published (`{p}:segments:churn`): the newest hour's moves and the hour before."""

@@ -334,6 +334,7 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("output", "write_backoff_cap_s"): Reach(
         1.0, lambda c: tuple(s.policy.cap_s for s in build_sinks(c)), (1.0, 1.0)
     ),
+    ("output", "recs_ttl_s"): Reach(3600, lambda c: build_sinks(c)[0].recs_ttl_s),
     ("cluster", "workers_per_process"): Reach(
         3, lambda c: (c.workers, cluster_settings(c)["workers_per_process"]), (3, 3)
     ),
