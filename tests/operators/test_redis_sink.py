@@ -16,9 +16,8 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource, run_main
 from prometheus_client import CollectorRegistry, Histogram
 
-from tailor.operators.records import ChurnReport, QualityReport, SegmentInfo, UserOutput
+from tailor.operators.records import QualityReport, SegmentInfo, UserOutput
 from tailor.operators.redis.keys import (
-    churn_key,
     model_key,
     recs_key,
     segment_key,
@@ -175,38 +174,6 @@ def test_rfm_tiers_are_segments_too_and_the_profile_stores_its_memberships(
     assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 2
     assert sample("tailor_segment_users", {"segment": "rfm:new_customers"}) == 0
     assert not r.exists(model_key(PREFIX))  # the user script writes no model field
-
-
-def test_the_sets_left_are_those_the_stored_profile_names(
-    sink: _RedisSinkPartition, r: redis.Redis
-) -> None:
-    """The script leaves the sets the stored `memberships` names, whatever the other fields
-    say: it derives nothing from them."""
-    sink.write_batch([output("u1", 1, segment="cluster:1", rules=("a",))])
-    r.hset(user_key(PREFIX, "u1"), "memberships", orjson.dumps(["rule:a"]))
-    r.sadd(segment_key(PREFIX, "cluster:9"), "u1")  # not named: left alone
-    sink.write_batch([output("u1", 2, segment="cluster:2")])
-    assert members(r, "rule:a") == set()
-    assert members(r, "cluster:1") == {"u1"}  # the stored profile no longer named it
-    assert members(r, "cluster:2") == {"u1"}
-    assert members(r, "cluster:9") == {"u1"}
-
-
-def test_a_churn_report_is_written_as_given(sink: _RedisSinkPartition, r: redis.Redis) -> None:
-    sink.write_batch([ChurnReport(10, 3, 9, 1), ChurnReport(11, 1, 10, 3)])
-    churn = {k.decode(): int(v) for k, v in r.hgetall(churn_key(PREFIX)).items()}
-    assert churn == {"hour": 11, "moves": 1, "previous_hour": 10, "previous_moves": 3}
-
-
-def test_recs_expire_when_a_ttl_is_set(
-    make_partition: Callable[..., _RedisSinkPartition], r: redis.Redis
-) -> None:
-    sink = make_partition(recs_ttl_s=3600)
-    sink.write_batch([output("u1", 1, recs=("i1",))])
-    assert 3500 < r.ttl(recs_key(PREFIX, "u1")) <= 3600
-    assert r.ttl(user_key(PREFIX, "u1")) == -1  # the profile stays
-    sink.write_batch([output("u1", 2, segment="cluster:2", recs=("i1",))])
-    assert 3500 < r.ttl(recs_key(PREFIX, "u1")) <= 3600  # renewed by each write
 
 
 def test_changed_lists_only_what_differs_and_dropped_profile_fields_go(
