@@ -38,12 +38,8 @@ from tailor.operators.records import (
     Forget,
     InputDeletion,
     Progress,
-    QualityReport,
     RawRecord,
-    SegmentInfo,
-    SegmentModel,
     Tick,
-    UserOutput,
     UserUpdate,
 )
 from tailor.operators.redis.control import ControlSource, opted_out_users, parse_command
@@ -51,7 +47,7 @@ from tailor.operators.redis.deadletters import DeadLetterSink
 from tailor.operators.redis.erasure import InputEraser
 from tailor.operators.redis.retry import RetryPolicy, call_with_retry, no_retry_client
 from tailor.operators.redis.routing import WorkerCountCheck
-from tailor.operators.redis.sink import RedisSink
+from tailor.operators.redis.sink import RedisSink, SinkItem
 from tailor.operators.redis.source import RedisStreamSource
 from tailor.operators.replay.adapters import checked_adapter
 from tailor.operators.replay.source import ReplaySource
@@ -150,7 +146,7 @@ def quality_params(params: ModelParams) -> QualityParams:
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion],
+    sink: Sink[SinkItem],
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
     opted_out: frozenset[str] = frozenset(),

@@ -41,6 +41,7 @@ from tailor.operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
 from tailor.operators.outputs import aged_output, corrected, user_output
 from tailor.operators.records import (
     Erasure,
+    FallbackList,
     ForUser,
     Recommendation,
     Scores,
@@ -111,9 +112,9 @@ class UserOutputsState:
 
 UserOutputsIn = ForUser | Erasure
 #: What the models step sends on (`tailor.operators.models.ModelsOut`, not imported: no cycle).
-ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel
+ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel | FallbackList
 #: What the sink gets from here.
-Written = UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport
+Written = UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport | FallbackList
 UserOutputsOut = UserOutput | Erasure | Scores
 
 
@@ -267,8 +268,8 @@ def per_user_outputs(
         outputs step (keyed by user); the rest (segment news) passes through.
     :arg params: The outputs step's configuration; bad rules raise here, at build time.
     :arg quality: The live-quality windows' configuration.
-    :returns: The models' global records, each user's `UserOutput`s and `Erasure`s, and
-        `QualityReport`s.
+    :returns: The models' global records (segment news, `FallbackList`s), each user's
+        `UserOutput`s and `Erasure`s, and `QualityReport`s.
     """
     rules = RuleSet(params.rules, params.rule_names)
     split = op.branch("per_user", up, lambda item: isinstance(item, ForUser | Erasure))
