@@ -39,10 +39,13 @@ class FallbackCadence:
         self.clock = clock
         self.next_at = 0.0  # wall clock: not snapshotted, a resumed worker refreshes at once
 
-    def due(self, recs: LiveRecs, publishes: bool, force: bool = False) -> list[FallbackList]:
+    def due(
+        self, recs: LiveRecs, publishes: bool | None, force: bool = False
+    ) -> list[FallbackList]:
         """The lists changed since the last refresh, if one is due (or `force`d); a replica
-        that does not publish (`publishes` False) drops them."""
-        if not recs.fallbacks.changed():
+        that does not publish (`publishes` False) drops them, one that does not know yet
+        (None: resumed, before its first copy) keeps them."""
+        if publishes is None or not recs.fallbacks.changed():
             return []
         now = self.clock()
         if not force and now < self.next_at:
@@ -56,7 +59,7 @@ class FallbackCadence:
             for (kind, group), version, at, items in recs.fallback_lists(self.length)
         ]
 
-    def wake_at(self, recs: LiveRecs, publishes: bool) -> datetime | None:
+    def wake_at(self, recs: LiveRecs, publishes: bool | None) -> datetime | None:
         """When a refresh held back by the interval is due (None: nothing waits)."""
         if not publishes or self.every_s <= 0 or not recs.fallbacks.changed():
             return None

@@ -190,8 +190,8 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self._refits_reported = self.state.segments.segmenter.refits
         self._late_reported = self.state.segments.order.late
         #: Sends segment news and the lists for users without history (one replica of
-        #: several does: `tailor.operators.replicas`).
-        self.publishes = True
+        #: several does: `tailor.operators.replicas`); None: not known yet.
+        self.publishes: bool | None = True
         self.fallbacks = FallbackCadence(params.recs.fallback_length, params.recs.fallback_every_s)
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:

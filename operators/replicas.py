@@ -91,7 +91,7 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
         stored = None if params.base_loader is None else StoredBases(params.base_loader)
         with increments.reading(stored if stored is not None else {}):
             self.models = ModelsLogic(params, resume_state)
-        self.models.publishes = False  # until a copy says this replica is the first
+        self.models.publishes = None  # a copy says whether this replica is the first
         self.bases = None if stored is None else ReplicaBases(workers, stored)
 
     def on_batch(self, values: list[Copy]) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
