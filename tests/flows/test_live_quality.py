@@ -4,8 +4,9 @@ per-user outputs moved to their own step (`tailor.operators.user_outputs`,
 `tailor.operators.live_quality`), re-pinned when the `isgd` component became FISM (its re-ranking
 changed which items were served along the way, not the final lists: the Redis digests stayed), and
 re-pinned when profiles began to age (`tailor.operators.aging`: the quality figures stayed, the
-profiles and
-notices gained aged writes)."""
+profiles and notices gained aged writes), and re-pinned when the digest came to cover the lists
+published for users without history (`tailor.operators.fallbacks`: the digests of everything
+else stayed as they were)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def quality(r: redis.Redis, redis_url: str, path: Path, prefix: str, **settings:
 
 
 def digest(r: redis.Redis, prefix: str) -> str:
-    """Every profile, list, membership and segment, and the notices, as one hash."""
+    """Every profile, list (users' and published), membership and segment, and the notices,
+    as one hash."""
     state = snapshot_state(r, prefix)
     flat = sorted(
         (key, sorted(value.items()) if isinstance(value, dict) else sorted(value))
@@ -75,7 +77,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "1bb0ef6e2aa81f7278c17c8b90d29d75ee8dda7e3e289b544735e84e5a8e8e6c",
+        "43378fa0e3837f339497c68df9c35ae4678fdb0ca6758f6a76cb723639188602",
     )
     assert whole == (
         5802,
@@ -88,5 +90,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "ce14f5d07bc7fb5ffe9fa59bb2861034debe354f091cdb6a6b15afb5309489fd",
+        "1aefe88c20f558649ffec929839ec5af13994ec8cb7cc508b4440387a84589c0",
     )
