@@ -74,6 +74,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("segments", "publish_every"),
         ("segments", "sample_size"),
         ("recs", "k"),
+        ("recs", "fallback_length"),
         ("recs", "cooc_max_neighbors"),
         ("recs", "cooc_window"),
         ("recs", "trending_halflife_s"),
@@ -273,6 +274,8 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError("state.ttl_s: must be 0 (never expire) or more")
     if values["state"]["age_every_s"] < 0:
         raise ConfigError("state.age_every_s: must be 0 (never age) or more")
+    if values["recs"]["fallback_every_s"] < 0:
+        raise ConfigError("recs.fallback_every_s: must be 0 (every batch) or more")
     if values["segments"]["refit_every_s"] < 0:
         raise ConfigError("segments.refit_every_s: must be 0 (never re-fit) or more")
     if not 0 <= values["segments"]["min_share"] < 1:

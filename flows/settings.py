@@ -191,6 +191,8 @@ class RecsSettings:
     max_per_category: int
     quality_window: int
     variant_salt: str
+    fallback_length: int
+    fallback_every_s: float
     variant_shares: Table[float]
     variant_models: Table[str]
     hybrid_weights: Table[float]

@@ -1,10 +1,10 @@
 """The messages that walk the dataflow, one frozen type per hop.
 
 source → `RawRecord` → validate → `Event` (or `DeadLetter`) → per-user state → `UserUpdate`
-→ models → `ForUser` (per user) / `SegmentInfo` → per-user outputs → `UserOutput` (and
-`Scores` → live quality → `QualityReport`, `Moves` → churn → `ChurnReport`) → Redis sink.
-Erasure walks the same way: control stream → `Forget` → per-user state → `Erasure` → models
-→ per-user outputs → `Erasure` → sink.
+→ models → `ForUser` (per user) / `SegmentInfo` / `FallbackList` → per-user outputs →
+`UserOutput` (and `Scores` → live quality → `QualityReport`, `Moves` → churn →
+`ChurnReport`) → Redis sink. Erasure walks the same way: control stream → `Forget` →
+per-user state → `Erasure` → models → per-user outputs → `Erasure` → sink.
 
 Kept in one module so every step's input and output type can be read in one place; each
 type is small and picklable because Bytewax moves it between workers and snapshots.
@@ -332,6 +332,25 @@ class AgedDraft:
     segment: str
     segment_name: str
     rfm_segment: str | None
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class FallbackList:
+    """A list for users without history, as the models step publishes it
+    (`tailor.state.recs.fallbacks`): `kind` is ``popular``, ``trending``, ``segment`` or
+    ``category``, `group` the segment id or category ("" for the first two).
+
+    `version` is the list's place in the models' learning order (it only grows, and names
+    one list: a replay writes the same bytes); `at` the event time its scores are decayed
+    to; `items` (item id, score), best first, blocked items already left out.
+    """
+
+    kind: str
+    group: str
+    version: int
+    at: float
+    items: tuple[tuple[str, float], ...]
 
 
 @crossing

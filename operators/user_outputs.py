@@ -46,6 +46,7 @@ from tailor.operators.outputs import aged_output, corrected, user_output
 from tailor.operators.records import (
     ChurnReport,
     Erasure,
+    FallbackList,
     ForUser,
     Moves,
     Recommendation,
@@ -117,9 +118,11 @@ class UserOutputsState:
 
 UserOutputsIn = ForUser | Erasure
 #: What the models step sends on (`tailor.operators.models.ModelsOut`, not imported: no cycle).
-ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel
+ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel | FallbackList
 #: What the sink gets from here.
-Written = UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport | ChurnReport
+Written = (
+    UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport | ChurnReport | FallbackList
+)
 UserOutputsOut = UserOutput | Erasure | Scores | Moves
 
 
@@ -286,8 +289,8 @@ def per_user_outputs(
         outputs step (keyed by user); the rest (segment news) passes through.
     :arg params: The outputs step's configuration; bad rules raise here, at build time.
     :arg quality: The live-quality windows' configuration.
-    :returns: The models' global records, each user's `UserOutput`s and `Erasure`s,
-        `QualityReport`s and `ChurnReport`s.
+    :returns: The models' global records (segment news, `FallbackList`s), each user's
+        `UserOutput`s and `Erasure`s, `QualityReport`s and `ChurnReport`s.
     """
     rules = RuleSet(params.rules, params.rule_names)
     split = op.branch("per_user", up, lambda item: isinstance(item, ForUser | Erasure))

@@ -28,6 +28,14 @@ Key                              Type     Contents
                                           "source"}, ...]}``, best first; expires
                                           ``output.recs_ttl_s`` after its last write when
                                           that is set (0, the default: never).
+``{p}:fallback:{name}``          string   A list for users without history (`FallbackList`):
+                                          JSON ``{"at", "items": [{"item_id", "score"}],
+                                          "version"}``, best first; ``at`` the event time
+                                          scores are decayed to, ``version`` the list's place
+                                          in the models' learning order. Names
+                                          (`fallback_name`): ``popular``, ``trending``,
+                                          ``segment:{segment_id}``, ``category:{category}``.
+``{p}:fallbacks``                hash     List name → its version: which lists exist.
 ``{p}:segment:{segment_id}``     set      User ids in the segment. Segment ids are
                                           ``cluster:{n}`` for the clusterer,
                                           ``rfm:{tier}`` for RFM tiers (``champions``, ...)
@@ -84,6 +92,7 @@ Key                              Type     Contents
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
 sees a profile whose memberships are from another version. A write whose ``version`` is not
 newer than the stored one is skipped: replays after a restart never move a user backwards.
+A published list and its field in ``{p}:fallbacks`` are written together, under the same guard.
 
 >>> user_key("tailor", "u1"), segment_key("tailor", "rule:big_spender")
 ('tailor:user:u1', 'tailor:segment:rule:big_spender')
@@ -130,6 +139,33 @@ def recs_key(prefix: str, user_id: str) -> str:
 def segment_key(prefix: str, segment_id: str) -> str:
     """Set of the user ids in one segment (``cluster:3``, ``rule:engaged_buyer``)."""
     return f"{prefix}:segment:{segment_id}"
+
+
+#: The kinds of published list whose name is the kind alone; the others name their group.
+_UNGROUPED = frozenset({"popular", "trending"})
+
+
+def fallback_name(kind: str, group: str = "") -> str:
+    """A published list's name: its field in `fallbacks_key`, the tail of its key.
+
+    >>> fallback_name("popular"), fallback_name("segment", "cluster:3")
+    ('popular', 'segment:cluster:3')
+    """
+    return kind if kind in _UNGROUPED else f"{kind}:{group}"
+
+
+def fallback_key(prefix: str, name: str) -> str:
+    """String holding one published list as JSON (`fallback_name`).
+
+    >>> fallback_key("shop", fallback_name("category", "shoes"))
+    'shop:fallback:category:shoes'
+    """
+    return f"{prefix}:fallback:{name}"
+
+
+def fallbacks_key(prefix: str) -> str:
+    """Hash of every published list's name → its version: what a reader can ask for."""
+    return f"{prefix}:fallbacks"
 
 
 def segments_key(prefix: str) -> str:
@@ -222,8 +258,15 @@ def schema_patterns() -> tuple[str, ...]:
     key outside these patterns).
     """
     stream = stream_key("", 0).rpartition(":")[0] + ":*"
-    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream)
+    per_id = (
+        user_key("", "*"),
+        recs_key("", "*"),
+        segment_key("", "*"),
+        fallback_key("", "*"),
+        stream,
+    )
     single = (
+        fallbacks_key(""),
         segments_key(""),
         model_key(""),
         churn_key(""),

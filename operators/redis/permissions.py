@@ -31,6 +31,8 @@ from tailor.operators.redis.keys import (
     control_key,
     deadletter_index,
     deadletter_stream,
+    fallback_key,
+    fallbacks_key,
     meta_key,
     model_key,
     optout_key,
@@ -129,6 +131,7 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     for key in (segments_key(prefix), model_key(prefix), quality_key(prefix)):
         needs.append(_need("EVALSHA", _SHA, "1", key, names=(key,)))
     needs += _script_needs(prefix, user, recs, segment, blocklist, churn)
+    needs += _fallback_needs(prefix)
     for stream in (updates, control_key(prefix)):  # tailor.operators.redis.erasure.delete_mentions
         needs.append(_need("XRANGE", stream, "-", "+", "COUNT", "1", names=(stream,)))
         needs.append(_need("XDEL", stream, "0-1", names=(stream,)))
@@ -189,6 +192,22 @@ def _script_needs(
         needs.append(_need("HGET", key, "", names=(key,)))
         needs.append(_need("HSET", key, "", "", names=(key,)))
     return needs
+
+
+def _fallback_needs(prefix: str) -> list[Need]:
+    """`tailor.operators.redis.scripts.FALLBACK_SCRIPT`: a published list, the hash of their
+    versions, the blocklist."""
+    found, versions, blocklist = (
+        fallback_key(prefix, "*"),
+        fallbacks_key(prefix),
+        blocklist_key(prefix),
+    )
+    return [
+        _need("EVALSHA", _SHA, "3", found, versions, blocklist, names=(found, versions, blocklist)),
+        _need("HGET", versions, "", names=(versions,)),
+        _need("HSET", versions, "", "", names=(versions,)),
+        _need("SET", found, "", names=(found,)),
+    ]
 
 
 def acl_rules(prefix: str) -> list[str]:

@@ -2,17 +2,18 @@
 
 A user's profile, recommendations, segment memberships and notice are written by ONE
 `USER_SCRIPT` call, so a reader never sees them from different versions and a replayed older
-write is a no-op. `SEGMENT_SCRIPT` and `MODEL_SCRIPT` apply the same version guard to a
-segment's description and to the published segment model. (The erasure script lives with
-erasure, in `tailor.operators.redis.erasure`.) The scripts derive nothing: what they write is
-what they are given (membership ids included, `UserOutput.memberships`); what they compute is
-the version guard, the set difference between the memberships stored and the new ones, and
+write is a no-op. `SEGMENT_SCRIPT`, `MODEL_SCRIPT` and `FALLBACK_SCRIPT` apply the same
+version guard to a segment's description, the published segment model and a published list
+for users without history. (The erasure script lives with erasure, in
+`tailor.operators.redis.erasure`.) The scripts derive nothing: what they write is what they
+are given (membership ids included, `UserOutput.memberships`); what they compute is the
+version guard, the set difference between the memberships stored and the new ones, and
 whether the write changed anything the notice must name.
 """
 
 from __future__ import annotations
 
-__all__ = ["MODEL_SCRIPT", "RESERVED_FIELDS", "SEGMENT_SCRIPT", "USER_SCRIPT"]
+__all__ = ["FALLBACK_SCRIPT", "MODEL_SCRIPT", "RESERVED_FIELDS", "SEGMENT_SCRIPT", "USER_SCRIPT"]
 
 #: Hash fields the sink owns; profile entries may not use these names.
 RESERVED_FIELDS = (
@@ -241,4 +242,26 @@ for _, uid in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   end
 end
 return renamed
+"""
+
+# KEYS: 1 the list's key, 2 the hash of every list's version, 3 the blocklist set. ARGV: 1
+# the list's name (its field in KEYS[2]), 2 version, 3 event time (JSON), 4 items (JSON
+# objects, one per line: the blocked ones are dropped, as USER_SCRIPT drops them). Newer
+# versions only: a replay, or a list from a run behind this one, never moves a list back.
+# The value is byte for byte the sorted-keys JSON of {"at", "items", "version"}. Returns 1
+# when written, else 0.
+FALLBACK_SCRIPT = """
+local stored = redis.call('HGET', KEYS[2], ARGV[1])
+if stored and tonumber(stored) >= tonumber(ARGV[2]) then return 0 end
+local check = redis.call('SCARD', KEYS[3]) > 0
+local entries = {}
+for entry in string.gmatch(ARGV[4], '[^\\n]+') do
+  if not check or redis.call('SISMEMBER', KEYS[3], cjson.decode(entry)['item_id']) == 0 then
+    entries[#entries + 1] = entry
+  end
+end
+redis.call('SET', KEYS[1], '{"at":' .. ARGV[3] .. ',"items":[' .. table.concat(entries, ',')
+           .. '],"version":' .. ARGV[2] .. '}')
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
 """

@@ -12,7 +12,9 @@ writes profile and recs, and publishes the notice, all atomically. So:
   connection drop (the retried script sees the newer version and stays silent);
 * readers never see a profile whose memberships or recs are from another version.
 
-The scripts are in `tailor.operators.redis.scripts`; the schema is documented in
+The lists published for users without history (`FallbackList`) are written as given, the
+newest per list, each by one version-guarded script call in the same round trip. The scripts
+are in `tailor.operators.redis.scripts`; the schema is documented in
 `tailor.operators.redis.keys`.
 """
 
@@ -49,6 +51,7 @@ from tailor.operators.pseudonym import record_id_mode
 from tailor.operators.records import (
     ChurnReport,
     Erasure,
+    FallbackList,
     InputDeletion,
     QualityReport,
     SegmentInfo,
@@ -57,7 +60,9 @@ from tailor.operators.records import (
 )
 from tailor.operators.redis.encoding import (
     dumps,
+    fallback_items,
     hash_fields,
+    newest_per_list,
     newest_per_segment,
     newest_per_user,
     notice_head,
@@ -68,6 +73,9 @@ from tailor.operators.redis.keys import (
     SEGMENT_HISTORY_MAXLEN,
     blocklist_key,
     churn_key,
+    fallback_key,
+    fallback_name,
+    fallbacks_key,
     model_key,
     quality_key,
     recs_key,
@@ -80,6 +88,7 @@ from tailor.operators.redis.keys import (
 )
 from tailor.operators.redis.retry import RetryingSinkSettings, Writer
 from tailor.operators.redis.scripts import (
+    FALLBACK_SCRIPT,
     MODEL_SCRIPT,
     RESERVED_FIELDS,
     SEGMENT_SCRIPT,
@@ -113,7 +122,14 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
 
 
 SinkItem = (
-    UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | ChurnReport | InputDeletion
+    UserOutput
+    | SegmentInfo
+    | SegmentModel
+    | Erasure
+    | QualityReport
+    | ChurnReport
+    | InputDeletion
+    | FallbackList
 )
 
 
@@ -143,6 +159,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
+        self._fallback_script = client.register_script(FALLBACK_SCRIPT)
         if id_mode is not None:  # before any write: `tailor forget` relies on it
             writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
@@ -163,9 +180,12 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         report = max(reports, key=lambda q: q.version) if reports else None
         churns = [item for item in items if isinstance(item, ChurnReport)]
         churn = churns[-1] if churns else None  # one step sends them, in order
-        if not users and not infos and model is None and report is None and churn is None:
+        lists = newest_per_list(item for item in items if isinstance(item, FallbackList))
+        if not (users or infos or lists) and model is None and report is None and churn is None:
             return
-        results = self._writer.run("write", lambda: self._send(users, infos, model, report, churn))
+        results = self._writer.run(
+            "write", lambda: self._send(users, infos, model, report, churn, lists)
+        )
         self._observe(outputs, len(users), results[: len(users)])
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
@@ -189,6 +209,7 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         model: SegmentModel | None,
         report: QualityReport | None = None,
         churn: ChurnReport | None = None,
+        lists: Sequence[FallbackList] = (),
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
@@ -265,6 +286,13 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             pipe.hset(
                 churn_key(self._prefix), mapping={k: int(v) for k, v in asdict(churn).items()}
             )
+        for found in lists:
+            name = fallback_name(found.kind, found.group)
+            self._fallback_script(
+                keys=[fallback_key(prefix, name), fallbacks_key(prefix), blocklist_key(prefix)],
+                args=[name, found.version, dumps(found.at), fallback_items(found)],
+                client=pipe,
+            )
         return list(pipe.execute())
 
     def _observe(self, outputs: Sequence[UserOutput], users: int, results: list[Any]) -> None:
@@ -298,7 +326,8 @@ def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
 
 
 class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
-    """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `tailor.operators.redis.keys`).
+    """Write `UserOutput`, `SegmentInfo` and the other records to Redis (schema:
+    `tailor.operators.redis.keys`).
 
     Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,
     jittered exponential backoff; `max_attempts=0` retries for ever (the blocked worker stops

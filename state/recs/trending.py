@@ -15,10 +15,9 @@ Items are rows in order of first sight (an id list, a row per id, a list of weig
 snapshot is two flat sequences and the trending is `Incremental` (`tailor.state.increments`): the
 changes since a mark are the ids appended since, the weights of the rows written since (each
 row written in the current generation is remembered; a mark stamps them, so older marks are
-answered from the stamps) and the clock. The top cache is in neither: it is the exact top
-list of the weights, rebuilt from them on loading. A renormalisation drops forgotten items
-and so renumbers the rows: changes since a mark before it are the whole snapshot (once per
-`RENORM_EXPONENT` half-lives).
+answered from the stamps) and the clock; the top cache is rebuilt on loading. A
+renormalisation drops forgotten items and renumbers the rows: changes since a mark before it
+are the whole snapshot (once per `RENORM_EXPONENT` half-lives).
 
 >>> t = Trending(halflife_s=10.0)
 >>> t.add("a", 0.0)
@@ -169,6 +168,11 @@ class Trending:
         self._cache = heapq.nsmallest(self.cache_size, ranked)
         self._cached = {item for _, item in self._cache}
         self._written = self._gen
+
+    @property
+    def now(self) -> float | None:
+        """The newest event time seen, which `top` and `score` decay to (None before any)."""
+        return self._now
 
     def score(self, item: str) -> float:
         """Decayed score of `item` at the newest event time seen (0 when unknown)."""

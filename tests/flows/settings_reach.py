@@ -28,7 +28,7 @@ from tailor.flows.worker import (
     user_outputs_params,
     user_state_params,
 )
-from tailor.operators.models import ModelsState
+from tailor.operators.models import ModelsLogic, ModelsState
 from tailor.operators.records import Accepted, RawRecord
 from tailor.operators.user_outputs import UserOutputsParams
 from tailor.operators.user_state import UserStateLogic
@@ -63,6 +63,13 @@ def leaf_paths(
 
 def models(config: Settings) -> ModelsState:
     return ModelsState.fresh(model_params(config))
+
+
+def cadence(config: Settings) -> tuple[int, float]:
+    """Items per published list and the least time between refreshes, as the models step has
+    them (`tailor.operators.fallbacks`)."""
+    found = ModelsLogic(model_params(config)).fallbacks
+    return found.length, found.every_s
 
 
 def segmenter(config: Settings) -> Segmenter:
@@ -306,6 +313,8 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("recs", "max_per_category"): Reach(2, lambda c: live(c).max_per_category),
     ("recs", "quality_window"): Reach(500, lambda c: quality_params(model_params(c)).window),
     ("recs", "variant_salt"): Reach("exp2", lambda c: live(c).variants.salt),
+    ("recs", "fallback_length"): Reach(5, lambda c: cadence(c)[0]),
+    ("recs", "fallback_every_s"): Reach(0.0, lambda c: cadence(c)[1]),
     ("recs", "variant_shares"): Reach(
         {"all": 0.5, "b": 0.5},
         lambda c: live(c).variants.shares,
