@@ -9,28 +9,19 @@ one recommendation and one Redis write per batch, not one per event.
 Batch boundaries must not change what ends up in Redis: a file replay, a live stream and a
 resume after a crash all cut the same events into different batches. So the models learn at
 positions fixed by the data, never by the batching: co-occurrence and trending from every
-event, the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update (a busy user's
-every click would otherwise drag the centres along one trajectory, at a step's cost; the
-user-state step, given the same `learn_every`, makes these updates full). A user's output is
-computed at the position of their last FULL update in the batch, from the models exactly as
-they stood after that event; a light update after it means a later full one is on its way
-(the user-state step makes the last update of each of its batches full), so a user's last
-update overall is full and what a user is left with depends only on the event order.
-A user joins a segment for per-segment trending at their clusterer learn points too
-(`tailor.state.segments.news.Joined`), not where an output is drafted (a batch end).
-Everything else is seeded or counting-only and all rankings break ties by id.
+event, the clusterer from a user's learn points (docs/architecture.md, rule 1). A user's
+output is computed at their last FULL update in the batch, from the models as they stood
+after it (the user-state step makes each batch's last update full), so what a user is left
+with depends only on the event order. A user joins a segment for per-segment trending at
+their learn points too (`tailor.state.segments.news.Joined`). Everything else is seeded or
+counting-only, and all rankings break ties by id.
 
 The segment half (clusterer, names, RFM tiers, quality) is
 `tailor.state.segments.segmentation.Segmentation`. It learns in one event-time order over all
-source partitions (`tailor.state.segments.event_order`), the same with one worker or several.
-A user's output goes out at once with the segments as they stand (the *provisional* output);
-when the update's place in that order is final the segments are *settled* there, and the
-output is sent again with them, the same version, `settled=True`. An output whose place was
-reached in its own batch goes out settled at once. The sink lets a settled output rewrite its
-version only to change the segments (a *correction*, announced as one), never a provisional
-output: so a replay after a crash, whose batches and provisional segments differ from the
-killed run's, still leaves every version with its settled segments. So what a user is left
-with in Redis does not depend on how many workers ran.
+source partitions, the same with one worker or several, and a user's output goes out at once
+with the segments as they stand, then again, settled, when the update's place in that order is
+final (docs/architecture.md, rules 2 and 3): what a user is left with in Redis does not depend
+on batching, a crash, or how many workers ran.
 
 What belongs to one user lives after this step, keyed by user (`tailor.operators.user_outputs`).
 This step sends each user, per batch, one `ForUser` with what only the global models know, in
