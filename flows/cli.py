@@ -2,7 +2,8 @@
 evaluate, serve.
 
 Only argument parsing and dispatch live here; each command's work is in its own module.
-Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage.
+Exit codes: 0 done, 1 not found / failed, 2 bad configuration or usage; a failure is one line
+on stderr (`tailor.flows.cli_errors`).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ from typing import Any
 
 import redis
 
+from tailor.flows.cli_errors import explain, one_line
 from tailor.flows.cli_parser import build_parser
 from tailor.flows.config import Config, ConfigError, load_config
 from tailor.operators.redis.redact import scrub
-from tailor.operators.replay.adapter_checks import AdapterError
 
 
 def _require_url(config: Config) -> str:
@@ -295,15 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         urls.append(config.redis_url)
         return COMMANDS[args.command](config, args)
-    except ConfigError as exc:  # the message may quote a server's reply or a URL
-        print(f"tailor: configuration error: {scrub(str(exc), *urls)}", file=sys.stderr)
-        return 2
-    except AdapterError as exc:  # a file its adapter cannot read: nothing was published
-        print(f"tailor: {exc}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # `tailor inspect u | head`: the reader left, not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (Exception, KeyboardInterrupt) as exc:
+        failure = explain(exc)
+        if failure is None:
+            raise  # a bug: its traceback is what the report needs (tailor.flows.cli_errors)
+        # the message may quote a server's reply or a URL: never its password
+        print(one_line(f"tailor: {scrub(failure.message, *urls)}"), file=sys.stderr)
+        return failure.code
 
 
 if __name__ == "__main__":

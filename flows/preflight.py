@@ -26,6 +26,7 @@ from tailor.operators.redis.retry import (
     call_with_retry,
     no_retry_client,
 )
+from tailor.operators.redis.upgrade import upgrade
 
 #: Waits for ever (until a stop request), at most 5 s between attempts.
 STARTUP_POLICY = RetryPolicy(max_attempts=0, base_s=0.1, cap_s=5.0)
@@ -66,11 +67,13 @@ def prepare_redis(
 
 
 def check_redis(client: redis.Redis, needs: Sequence[Need], prefix: str) -> None:
-    """One attempt: Redis answers, accepts the credentials and allows every need."""
+    """One attempt: Redis answers, accepts the credentials and allows every need; then data
+    stored by an earlier release is brought to the current schema (`upgrade`)."""
     check_credentials(client, prefix)
     user, denied = denials(client, needs)
     if denied:
         raise ConfigError(f"redis.url: {describe(user, denied, prefix)}")
+    upgrade(client, prefix)
 
 
 def check_credentials(client: redis.Redis, prefix: str) -> None:

@@ -192,6 +192,8 @@ class RecsSettings:
     max_per_category: int
     quality_window: int
     variant_salt: str
+    fallback_length: int
+    fallback_every_s: float
     variant_shares: Table[float]
     variant_models: Table[str]
     hybrid_weights: Table[float]
@@ -207,6 +209,7 @@ class OutputSettings:
     write_max_attempts: int
     write_backoff_cap_s: float
     heartbeat_every_s: float
+    recs_ttl_s: int
 
 
 @dataclass(frozen=True, slots=True)

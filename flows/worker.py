@@ -38,12 +38,8 @@ from tailor.operators.records import (
     Forget,
     InputDeletion,
     Progress,
-    QualityReport,
     RawRecord,
-    SegmentInfo,
-    SegmentModel,
     Tick,
-    UserOutput,
     UserUpdate,
 )
 from tailor.operators.redis.control import ControlSource, opted_out_users, parse_command
@@ -52,7 +48,7 @@ from tailor.operators.redis.erasure import InputEraser
 from tailor.operators.redis.heartbeat import Heartbeat
 from tailor.operators.redis.retry import RetryPolicy, call_with_retry, no_retry_client
 from tailor.operators.redis.routing import WorkerCountCheck
-from tailor.operators.redis.sink import RedisSink
+from tailor.operators.redis.sink import RedisSink, SinkItem
 from tailor.operators.redis.source import RedisStreamSource
 from tailor.operators.replay.adapters import checked_adapter
 from tailor.operators.replay.source import ReplaySource
@@ -151,7 +147,7 @@ def quality_params(params: ModelParams) -> QualityParams:
 def build_flow(
     config: Config,
     source: Source[RawRecord],
-    sink: Sink[UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion],
+    sink: Sink[SinkItem],
     dead_letters: Sink[DeadLetter],
     control: Source[RawRecord] | None = None,
     opted_out: frozenset[str] = frozenset(),
@@ -293,6 +289,7 @@ def build_sinks(config: Config) -> tuple[RedisSink, DeadLetterSink]:
         # an erasure's inputs and notices; with recovery the control source deletes a
         # request once its epoch is durable (tailor.operators.redis.control), so the sink leaves it
         inputs=InputEraser(prefix, delete_requests=not config.recovery.enabled),
+        recs_ttl_s=output.recs_ttl_s,
         **retry,
     )
     dead = DeadLetterSink(url, prefix=prefix, maxlen=output.deadletter_maxlen, **retry)

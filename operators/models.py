@@ -9,43 +9,37 @@ one recommendation and one Redis write per batch, not one per event.
 Batch boundaries must not change what ends up in Redis: a file replay, a live stream and a
 resume after a crash all cut the same events into different batches. So the models learn at
 positions fixed by the data, never by the batching: co-occurrence and trending from every
-event, the clusterer from a user's 1st, (1 + n·learn_every)-th, ... update (a busy user's
-every click would otherwise drag the centres along one trajectory, at a step's cost; the
-user-state step, given the same `learn_every`, makes these updates full). A user's output is
-computed at the position of their last FULL update in the batch, from the models exactly as
-they stood after that event; a light update after it means a later full one is on its way
-(the user-state step makes the last update of each of its batches full), so a user's last
-update overall is full and what a user is left with depends only on the event order.
-A user joins a segment for per-segment trending at their clusterer learn points too
-(`tailor.state.segments.news.Joined`), not where an output is drafted (a batch end).
-Everything else is seeded or counting-only and all rankings break ties by id.
+event, the clusterer from a user's learn points (docs/architecture.md, rule 1). A user's
+output is computed at their last FULL update in the batch, from the models as they stood
+after it (the user-state step makes each batch's last update full), so what a user is left
+with depends only on the event order. A user joins a segment for per-segment trending at
+their learn points too (`tailor.state.segments.news.Joined`). Everything else is seeded or
+counting-only, and all rankings break ties by id.
 
 The segment half (clusterer, names, RFM tiers, quality) is
-`tailor.state.segments.segmentation.Segmentation`. It learns in one event-time order over all source
-partitions (`tailor.state.segments.event_order`), the same with one worker or several. A user's
-output goes out at once with the segments as they stand (the *provisional* output); when the
-update's place in that order is final the segments are
-*settled* there, and the output is sent again with them, the same version, `settled=True`. An
-output whose place was reached in its own batch goes out settled at once. The sink lets a
-settled output rewrite its version only to change the segments (a *correction*, announced as
-one), never a provisional output: so a replay after a crash, whose batches and provisional
-segments differ from the killed run's, still leaves every version with its settled segments.
-So what a user is left with in Redis does not depend on how many workers ran.
+`tailor.state.segments.segmentation.Segmentation`. It learns in one event-time order over all
+source partitions, the same with one worker or several, and a user's output goes out at once
+with the segments as they stand, then again, settled, when the update's place in that order is
+final (docs/architecture.md, rules 2 and 3): what a user is left with in Redis does not depend
+on batching, a crash, or how many workers ran.
 
 What belongs to one user lives after this step, keyed by user (`tailor.operators.user_outputs`).
 This step sends each user, per batch, one `ForUser` with what only the global models know, in
 order: each update's timing, each interaction to test (before the models learn it), the draft
-(variant, recommendations, segments) at its place, and settlements of earlier outputs.
+(variant, recommendations, segments) at its place, and settlements of earlier outputs; and
+the lists for users without history that changed (`tailor.operators.fallbacks`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from bytewax.operators import StatefulBatchLogic
 
+from tailor.operators.fallbacks import FallbackCadence
 from tailor.operators.metrics import (
     SEGMENT_DRIFT,
     SEGMENT_DRIFT_EVENTS,
@@ -62,6 +56,7 @@ from tailor.operators.records import (
     Block,
     Drafted,
     Erasure,
+    FallbackList,
     ForUser,
     Learned,
     Progress,
@@ -86,7 +81,7 @@ __all__ = [
     "ModelsState",
 ]
 
-ModelsOut = ForUser | SegmentInfo | SegmentModel | Erasure
+ModelsOut = ForUser | SegmentInfo | SegmentModel | Erasure | FallbackList
 #: Another worker's batch as a replica learns it (`tailor.operators.replicas.Copy`).
 RemoteIn = Learned | Erasure | Block | Progress
 
@@ -185,8 +180,10 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         self._drift_events_reported = self.state.segments.drift.events  # counted before
         self._refits_reported = self.state.segments.segmenter.refits
         self._late_reported = self.state.segments.order.late
-        #: Sends segment news (one replica of several does: `tailor.operators.replicas`).
-        self.publishes = True
+        #: Sends segment news and the lists for users without history (one replica of
+        #: several does: `tailor.operators.replicas`); None: not known yet.
+        self.publishes: bool | None = True
+        self.fallbacks = FallbackCadence(params.recs.fallback_length, params.recs.fallback_every_s)
 
     def on_batch(self, values: list[ModelsIn]) -> tuple[Iterable[ModelsOut], bool]:
         erased_at = {v.user_id: i for i, v in enumerate(values) if isinstance(v, Erasure)}
@@ -228,6 +225,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
                 pending.append((news, len(news.updates) - 1, u, variant, served))
         self._finish(pending, settled, users)
         out.extend(users.frozen())
+        out.extend(self.fallbacks.due(self.state.recs, self.publishes))
         return out, StatefulBatchLogic.RETAIN
 
     def learn_remote(self, values: Sequence[RemoteIn]) -> list[ModelsOut]:
@@ -266,6 +264,7 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         users = BatchNews()
         self._finish([], settled, users)
         out.extend(users.frozen())
+        out.extend(self.fallbacks.due(self.state.recs, self.publishes))
         return out
 
     def _learn_many(self, events: list[Interaction], previous: list[tuple[str, ...]]) -> None:
@@ -281,7 +280,15 @@ class ModelsLogic(StatefulBatchLogic[ModelsIn, ModelsOut, bytes]):
         users = BatchNews()
         self._finish([], self._segment_news(self.state.segments.flush(), out), users)
         out.extend(users.frozen())
+        out.extend(self.fallbacks.due(self.state.recs, self.publishes, force=True))
         return out, StatefulBatchLogic.RETAIN
+
+    def notify_at(self) -> datetime | None:
+        """When lists held back by `recs.fallback_every_s` are due (`FallbackCadence`)."""
+        return self.fallbacks.wake_at(self.state.recs, self.publishes)
+
+    def on_notify(self) -> tuple[Iterable[ModelsOut], bool]:
+        return self.fallbacks.due(self.state.recs, self.publishes), StatefulBatchLogic.RETAIN
 
     def _finish(
         self, pending: list[_Pending], settled: list[Settled | AgedSettled], users: BatchNews

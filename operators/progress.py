@@ -20,7 +20,18 @@ Stamp(origin='tailor:events:0', seq=0, size=3, kind='data')
 
 from __future__ import annotations
 
-from tailor.operators.records import DeadLetter, Progress, RawRecord, Stamp
+from collections.abc import Sequence
+from typing import TypeVar
+
+from tailor.operators.records import (
+    Aged,
+    DeadLetter,
+    Learned,
+    Progress,
+    RawRecord,
+    Stamp,
+    UserUpdate,
+)
 from tailor.state.segments.event_order import DATA, END, IDLE
 
 __all__ = [
@@ -29,7 +40,12 @@ __all__ = [
     "dead_letter_progress",
     "dropped",
     "is_announcement",
+    "keep_stamp",
 ]
+
+#: The records the models step counts towards their batch (each carries its input's stamp).
+CARRIERS = (UserUpdate, Aged, Learned, Progress)
+T = TypeVar("T")
 
 
 class BatchStamper:
@@ -88,6 +104,27 @@ def dropped(stamp: Stamp | None, ts: float | None = None) -> Progress | None:
     partition's clock (an event's time); None moves none (a tick, a refused payload).
     An unstamped record (a test's, a replica's own) needs nothing."""
     return None if stamp is None else Progress(stamp, ts)
+
+
+def keep_stamp(stamp: Stamp | None, ts: float | None, outputs: Sequence[T]) -> list[T | Progress]:
+    """What a step sends for one input record: its `outputs`, plus the `dropped` mark when
+    none of them carries the input's stamp on to the models step (a dead letter or an
+    erasure does not). A step that passes every input's outputs through this cannot break
+    the promise, whatever it decides to drop.
+
+    >>> stamp = Stamp("p", 0, 1, DATA)
+    >>> keep_stamp(stamp, 5.0, [])
+    [Progress(stamp=Stamp(origin='p', seq=0, size=1, kind='data'), ts=5.0)]
+    >>> len(keep_stamp(stamp, 5.0, [Progress(stamp, 5.0)]))  # carried on already
+    1
+    >>> keep_stamp(None, 5.0, [])  # an unstamped input needs nothing
+    []
+    """
+    kept: list[T | Progress] = list(outputs)
+    if stamp is None or any(isinstance(o, CARRIERS) and o.stamp == stamp for o in outputs):
+        return kept
+    kept.append(Progress(stamp, ts))
+    return kept
 
 
 def dead_letter_progress(letter: DeadLetter) -> Progress | None:

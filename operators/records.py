@@ -1,9 +1,10 @@
 """The messages that walk the dataflow, one frozen type per hop.
 
 source → `RawRecord` → validate → `Event` (or `DeadLetter`) → per-user state → `UserUpdate`
-→ models → `ForUser` (per user) / `SegmentInfo` → per-user outputs → `UserOutput` (and
-`Scores` → live quality → `QualityReport`) → Redis sink. Erasure walks the same way: control
-stream → `Forget` → per-user state → `Erasure` → models → per-user outputs → `Erasure` → sink.
+→ models → `ForUser` (per user) / `SegmentInfo` / `FallbackList` → per-user outputs →
+`UserOutput` (and `Scores` → live quality → `QualityReport`, `Moves` → churn →
+`ChurnReport`) → Redis sink. Erasure walks the same way: control stream → `Forget` →
+per-user state → `Erasure` → models → per-user outputs → `Erasure` → sink.
 
 Kept in one module so every step's input and output type can be read in one place; each
 type is small and picklable because Bytewax moves it between workers and snapshots.
@@ -23,7 +24,9 @@ from tailor.state.recs.live_quality import Scored
 from tailor.state.recs.live_recs import Recommendation as Recommendation
 
 # A source batch's place in its partition, carried by every record derived from it.
+from tailor.state.segments.churn import ChurnReport as ChurnReport
 from tailor.state.segments.event_order import Stamp as Stamp
+from tailor.state.segments.ids import membership_ids
 
 # The segment model's own records travel to the sink as they are.
 from tailor.state.segments.news import SegmentInfo as SegmentInfo
@@ -228,6 +231,11 @@ class UserOutput:
     #: aged_to), and leaves the stored recommendations as they are (`recs` is empty).
     aged_to: float = 0.0
 
+    @property
+    def memberships(self) -> tuple[str, ...]:
+        """The segment ids (sets) this output puts the user in; stored with the profile."""
+        return membership_ids(self.segment, self.rfm_segment, self.rule_segments)
+
 
 @crossing
 @dataclass(frozen=True, slots=True)
@@ -328,8 +336,36 @@ class AgedDraft:
 
 @crossing
 @dataclass(frozen=True, slots=True)
+class FallbackList:
+    """A list for users without history, as the models step publishes it
+    (`tailor.state.recs.fallbacks`): `kind` is ``popular``, ``trending``, ``segment`` or
+    ``category``, `group` the segment id or category ("" for the first two).
+
+    `version` is the list's place in the models' learning order (it only grows, and names
+    one list: a replay writes the same bytes); `at` the event time its scores are decayed
+    to; `items` (item id, score), best first, blocked items already left out.
+    """
+
+    kind: str
+    group: str
+    version: int
+    at: float
+    items: tuple[tuple[str, float], ...]
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
 class Scores:
     """Interactions scored against the list last sent to their user
     (`tailor.state.recs.live_quality`)."""
 
     scored: tuple[Scored, ...]
+
+
+@crossing
+@dataclass(frozen=True, slots=True)
+class Moves:
+    """Users moved between settled cluster segments, one event-time hour (epoch hours) per
+    move (`tailor.state.segments.churn`)."""
+
+    hours: tuple[int, ...]

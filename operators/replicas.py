@@ -16,8 +16,9 @@ What every replica holds the same: every update and every `Progress` stamp reach
 replica, and the segment model learns in one event-time order over all partitions
 (`tailor.state.segments.event_order`), so all replicas hold the one segmentation a single worker
 would. Only a user's own replica settles that user's outputs, and only the first replica publishes
-segment news. The recommenders learn in arrival order, which differs per replica and per
-worker count: lists are not equal across worker counts.
+segment news and the lists for users without history (`tailor.operators.fallbacks`). The
+recommenders learn in arrival order, which differs per replica and per worker count: lists
+are not equal across worker counts.
 
 `Progress` marks go to the replica of their source partition's name, `Block`s to the first:
 both reach every replica through the fan-out, as do `Erasure`s (with the user's history).
@@ -28,13 +29,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from tailor.operators.bases import BaseCut, KeepBase, ReplicaBases, StoredBases
-from tailor.operators.metrics import MODEL_CPU, MODEL_UPDATES
+from tailor.operators.metrics import MODEL_CPU, MODEL_UPDATES, SNAPSHOT
 from tailor.operators.model_params import ModelParams
 from tailor.operators.models import ModelsIn, ModelsLogic, ModelsOut, ModelsState, RemoteIn
 from tailor.operators.progress import dropped
@@ -55,7 +57,7 @@ class Copy:
 
     `own`: the batch came from this replica's worker (serve it), and `items` are its updates
     as they are; else each update is cut down to what learning reads (`Learned`). `lead`:
-    this replica is the first, which publishes segment news.
+    this replica is the first, which publishes segment news and the lists.
     """
 
     own: bool
@@ -89,6 +91,7 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
         stored = None if params.base_loader is None else StoredBases(params.base_loader)
         with increments.reading(stored if stored is not None else {}):
             self.models = ModelsLogic(params, resume_state)
+        self.models.publishes = None  # a copy says whether this replica is the first
         self.bases = None if stored is None else ReplicaBases(workers, stored)
 
     def on_batch(self, values: list[Copy]) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
@@ -115,13 +118,24 @@ class ReplicaLogic(StatefulBatchLogic[Copy, ModelsOut | BaseCut, bytes]):
             return out, complete
         return [*out, *self.bases.at_eof()], complete
 
+    def notify_at(self) -> datetime | None:
+        return self.models.notify_at()
+
+    def on_notify(self) -> tuple[Iterable[ModelsOut | BaseCut], bool]:
+        return self.models.on_notify()
+
     def snapshot(self) -> bytes:
+        """The models' snapshot, timed into `tailor_snapshot_seconds{state="models"}`."""
         if not self.snapshots:
             return b""
+        started = time.perf_counter()
         if self.bases is None:
-            return self.models.snapshot()
-        with increments.writing(self.bases.writing):
-            return self.models.snapshot()
+            blob = self.models.snapshot()
+        else:
+            with increments.writing(self.bases.writing):
+                blob = self.models.snapshot()
+        SNAPSHOT.labels("models").observe(time.perf_counter() - started)
+        return blob
 
 
 def replica_of(workers: int) -> Callable[[ModelsIn], str]:

@@ -12,7 +12,10 @@ user's key, so it is spread over the workers and forgotten with the user:
   send a user's tests and drafts in their learning order (`ForUser`), and draft a list right
   after learning the update it is drafted at, so a test never meets a list drafted from a
   model that already learned the tested item (test-then-train stays honest). The ranks go on
-  as `Scores` to the live-quality windows (`tailor.operators.live_quality`).
+  as `Scores` to the live-quality windows (`tailor.operators.live_quality`);
+* the segments last settled: an aged profile that changes none of them is not sent, and a
+  settled cluster segment other than the last is a move, counted as `Moves` by the churn
+  step (`tailor.operators.churn`).
 
 A user is forgotten `ttl_s` of processing time after their last news (`notify_at`, as the
 user-state step does), and at once on an `Erasure`, which then goes on to the sink. A user who
@@ -36,12 +39,16 @@ import bytewax.operators as op
 from bytewax.dataflow import Stream, operator
 from bytewax.operators import KeyedStream, StatefulBatchLogic
 
+from tailor.operators.churn import segment_churn
 from tailor.operators.live_quality import QualityParams, live_quality
-from tailor.operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS
+from tailor.operators.metrics import ACTIVE_OUTPUT_USERS, SEGMENT_CORRECTIONS, SEGMENT_MOVES
 from tailor.operators.outputs import aged_output, corrected, user_output
 from tailor.operators.records import (
+    ChurnReport,
     Erasure,
+    FallbackList,
     ForUser,
+    Moves,
     Recommendation,
     Scores,
     SegmentInfo,
@@ -111,10 +118,12 @@ class UserOutputsState:
 
 UserOutputsIn = ForUser | Erasure
 #: What the models step sends on (`tailor.operators.models.ModelsOut`, not imported: no cycle).
-ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel
+ModelsOut = ForUser | Erasure | SegmentInfo | SegmentModel | FallbackList
 #: What the sink gets from here.
-Written = UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport
-UserOutputsOut = UserOutput | Erasure | Scores
+Written = (
+    UserOutput | Erasure | SegmentInfo | SegmentModel | QualityReport | ChurnReport | FallbackList
+)
+UserOutputsOut = UserOutput | Erasure | Scores | Moves
 
 
 class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes]):
@@ -133,6 +142,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         self.expires_at = clock() + params.ttl_s  # a resumed user gets a full TTL again
         self._timer: datetime | None = None
         self._waiting: list[tuple[float, float]] = []
+        self._moves: list[int] = []  # this batch's moves (event-time hours)
         self.state: UserOutputsState
         if isinstance(resume_state, bytes):
             data = snapshots.decode(resume_state, "user_outputs")
@@ -144,6 +154,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
     def on_batch(self, values: list[UserOutputsIn]) -> tuple[Iterable[UserOutputsOut], bool]:
         out: list[UserOutputsOut] = []
         scored: list[Scored] = []
+        self._moves = []
         for value in values:
             if isinstance(value, Erasure):
                 self.state = UserOutputsState()
@@ -153,6 +164,8 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
                 self._apply(value, out, scored)
         if scored:
             out.append(Scores(tuple(scored)))
+        if self._moves:
+            out.append(Moves(tuple(self._moves)))
         self.expires_at = self.clock() + self.params.ttl_s
         if self.state.empty() and not self._waiting:
             ACTIVE_OUTPUT_USERS.dec()
@@ -174,7 +187,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
                 self._waiting = []
                 self.state.provisional = None if output.settled else output
                 if output.settled:
-                    self.state.settled = _segments(output)
+                    self._settled(output)
                 self.state.shown = (news.draft.variant, tuple(r.item_id for r in output.recs))
                 out.append(output)
         for settlement in news.settlements:
@@ -196,8 +209,17 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
             settled[0] > output.version or settled[1:] == _segments(output)[1:]
         ):
             return
-        self.state.settled = _segments(output)
+        self._settled(output)
         out.append(output)
+
+    def _settled(self, output: UserOutput) -> None:
+        """Record the user's settled segments; a change of cluster segment is a move
+        (`tailor.state.segments.churn`), counted at the output's event-time hour."""
+        before, after = self.state.settled, _segments(output)
+        if before is not None and before[1] and after[1] and before[1] != after[1]:
+            self._moves.append(int(output.updated_at // 3600))
+            SEGMENT_MOVES.inc()
+        self.state.settled = after
 
     def _test(self, item: str, seq: int, scored: list[Scored]) -> None:
         """Score an interaction against the list last sent (none known: not scored)."""
@@ -221,7 +243,7 @@ class UserOutputsLogic(StatefulBatchLogic[UserOutputsIn, UserOutputsOut, bytes])
         if (sent.segment, sent.segment_name, sent.rfm_segment) != (segment, name, rfm or ""):
             SEGMENT_CORRECTIONS.inc()
         output = corrected(sent, s, self.rules)
-        self.state.settled = _segments(output)
+        self._settled(output)
         out.append(output)
 
     def notify_at(self) -> datetime | None:
@@ -267,8 +289,8 @@ def per_user_outputs(
         outputs step (keyed by user); the rest (segment news) passes through.
     :arg params: The outputs step's configuration; bad rules raise here, at build time.
     :arg quality: The live-quality windows' configuration.
-    :returns: The models' global records, each user's `UserOutput`s and `Erasure`s, and
-        `QualityReport`s.
+    :returns: The models' global records (segment news, `FallbackList`s), each user's
+        `UserOutput`s and `Erasure`s, `QualityReport`s and `ChurnReport`s.
     """
     rules = RuleSet(params.rules, params.rule_names)
     split = op.branch("per_user", up, lambda item: isinstance(item, ForUser | Erasure))
@@ -282,4 +304,7 @@ def per_user_outputs(
     scores = op.branch("scores", outputs, lambda item: isinstance(item, Scores))
     scored: Stream[Scores] = scores.trues  # type: ignore[assignment]
     reports: Stream[QualityReport] = live_quality("quality", scored, quality)
-    return op.merge("all", split.falses, scores.falses, reports)
+    moved = op.branch("moves", scores.falses, lambda item: isinstance(item, Moves))
+    moves: Stream[Moves] = moved.trues  # type: ignore[assignment]
+    churn: Stream[ChurnReport] = segment_churn("churn", moves)
+    return op.merge("all", split.falses, moved.falses, reports, churn)

@@ -34,7 +34,7 @@ from bytewax.operators import KeyedStream, StatefulBatchLogic
 
 from tailor.flows.settings import StateSettings
 from tailor.operators.metrics import ACTIVE_USERS, DEAD_LETTERS, ERASURES, EVENTS, EXPIRED_USERS
-from tailor.operators.progress import dropped
+from tailor.operators.progress import keep_stamp
 from tailor.operators.records import (
     Accepted,
     Aged,
@@ -150,27 +150,13 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
         last = -1  # index in `out` of the newest accepted update
         active = False
         for value in values:
-            if isinstance(value, Tick):
-                aged = self._age(value)
-                if aged is not None:
-                    out.append(aged)
-                continue
-            active = True
-            if isinstance(value, Forget) or value.event.consent is False:
-                out.append(self._erase(value))
-                last = -1  # nothing before the erasure may be published any more
-                if isinstance(value, Accepted) and value.stamp is not None:
-                    out.append(Progress(value.stamp, value.event.ts))
-                continue
-            item = self._accept(value, counts)
-            if isinstance(item, UserUpdate):
-                last = len(out)
+            active = active or not isinstance(value, Tick)
+            for item in self._one(value, counts):
+                if isinstance(item, Erasure):
+                    last = -1  # nothing before the erasure may be published any more
+                elif isinstance(item, UserUpdate):
+                    last = len(out)
                 out.append(item)
-                continue
-            if item is not None:
-                out.append(item)
-            if value.stamp is not None:
-                out.append(Progress(value.stamp, value.event.ts))
         if last >= 0:
             light = out[last]
             if isinstance(light, UserUpdate) and not light.full:
@@ -184,6 +170,21 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
             ACTIVE_USERS.dec()  # erased and nothing since: nothing left to keep
             return out, StatefulBatchLogic.DISCARD
         return out, StatefulBatchLogic.RETAIN
+
+    def _one(self, value: UserStateIn, counts: dict[tuple[str, str], int]) -> list[UserStateOut]:
+        """One input's outputs; its stamp kept (`keep_stamp`) whatever this decides to drop."""
+        if isinstance(value, Tick):
+            aged = self._age(value)
+            items: list[UserStateOut] = [aged] if aged is not None else []
+            return keep_stamp(value.stamp, None, items)  # a tick moves no clock
+        if isinstance(value, Forget):
+            return [self._erase(value)]  # a control request: unstamped
+        if value.event.consent is False:
+            items = [self._erase(value)]
+        else:
+            item = self._accept(value, counts)
+            items = [item] if item is not None else []
+        return keep_stamp(value.stamp, value.event.ts, items)
 
     def _opt_out_at_start(self, user: str) -> list[Erasure]:
         """Apply the opt-out set read at start-up (`UserStateParams.opted_out`).
@@ -247,12 +248,12 @@ class UserStateLogic(StatefulBatchLogic[UserStateIn, UserStateOut, bytes]):
             event.user_id, state.version, event, value.read_at, state.history, stamp=value.stamp
         )
 
-    def _age(self, tick: Tick) -> Aged | Progress | None:
+    def _age(self, tick: Tick) -> Aged | None:
         """The profile as of the tick's boundary, when the user's newest event is older;
-        else (a newer event came first, an erased or unknown user) just the tick's progress."""
+        else (a newer event came first, an erased or unknown user) nothing."""
         state = self.state
         if state.version == 0 or state.opted_out or (state.watermark or 0.0) >= tick.at:
-            return dropped(tick.stamp)  # moves no clock
+            return None
         profile = _profile(state, state.aged_features(tick.at))
         return Aged(tick.user_id, state.version, tick.at, profile, state.device, tick.stamp)
 

@@ -41,7 +41,7 @@ from bytewax.operators import BranchOut
 from prometheus_client import Counter
 
 from tailor.flows.settings import ValidationSettings
-from tailor.operators.metrics import DEAD_LETTERS, EVENTS
+from tailor.operators.metrics import DEAD_LETTERS, EVENTS, zero_series
 from tailor.operators.payload_limits import sha1_hex
 from tailor.operators.progress import announcement_progress, dead_letter_progress, is_announcement
 from tailor.operators.records import Accepted, DeadLetter, Progress, RawRecord
@@ -192,8 +192,9 @@ def validate(
     now: Callable[[], float] = time.time,
 ) -> ValidateOut:
     """Validate every record of `up` against `settings`; `now` is the wall clock, injectable
-    for tests."""
+    for tests. The event counters' series start at 0 for every configured event type."""
     params = ValidationParams.of(settings)
+    zero_series(params.event_types)
 
     def check(record: RawRecord) -> Accepted | DeadLetter | Progress:
         if is_announcement(record):

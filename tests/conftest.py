@@ -127,10 +127,12 @@ def data_dir() -> Path:
 
 
 def snapshot_state(r: redis.Redis, prefix: str) -> dict[str, Any]:
-    """Every profile, recommendation list, membership set and segment description, as bytes:
-    what "the same Redis state, byte for byte" compares."""
+    """Every profile, recommendation list, membership set and segment description, and the
+    lists published for users without history, as bytes: what "the same Redis state, byte for
+    byte" compares."""
     state: dict[str, Any] = {}
-    for pattern in ("user:*", "recs:*", "segment:*", "segments", "segments:model"):
+    patterns = ("user:*", "recs:*", "segment:*", "segments", "segments:model")
+    for pattern in (*patterns, "fallback:*", "fallbacks"):
         for key in r.scan_iter(match=f"{prefix}:{pattern}"):
             kind = r.type(key)
             if kind == b"hash":

@@ -35,6 +35,7 @@ from tailor.operators.redis.heartbeat import heartbeat_ages
 from tailor.operators.redis.keys import (
     META_IDS,
     fallback_key,
+    fallback_name,
     heartbeat_key,
     meta_key,
     model_key,
@@ -133,7 +134,7 @@ class Reader:
     async def _in_category(
         self, user_id: str | None, stored: str | None, category: str
     ) -> Recommendations | None:
-        name = f"category:{category}"
+        name = fallback_name("category", category)
         pipe = self.client.pipeline(transaction=False)
         pipe.get(fallback_key(self.prefix, name))
         if stored:
@@ -152,9 +153,7 @@ class Reader:
             raw = await self.client.hget(user_key(self.prefix, stored), SEGMENT_FIELD)
             segment = orjson.loads(raw) if raw else ""
         names = [
-            f"segment:{segment}" if name == "segment" else name
-            for name in self.fallbacks
-            if name != "segment" or segment
+            fallback_name(kind, segment) for kind in self.fallbacks if kind != "segment" or segment
         ]
         if not names:
             return None

@@ -12,12 +12,14 @@ from typing import Any
 
 import orjson
 
-from tailor.operators.records import SegmentInfo, UserOutput
+from tailor.operators.records import FallbackList, SegmentInfo, UserOutput
 from tailor.operators.redis.scripts import RESERVED_FIELDS
 
 __all__ = [
     "dumps",
+    "fallback_items",
     "hash_fields",
+    "newest_per_list",
     "newest_per_segment",
     "newest_per_user",
     "notice_head",
@@ -61,6 +63,22 @@ def newest_per_segment(infos: Iterable[SegmentInfo]) -> list[SegmentInfo]:
     return list(newest.values())
 
 
+def newest_per_list(lists: Iterable[FallbackList]) -> list[FallbackList]:
+    """One published list per name, the highest version (the others are older states of it)."""
+    newest: dict[tuple[str, str], FallbackList] = {}
+    for found in lists:
+        current = newest.get((found.kind, found.group))
+        if current is None or found.version >= current.version:
+            newest[(found.kind, found.group)] = found
+    return list(newest.values())
+
+
+def fallback_items(found: FallbackList) -> bytes:
+    """A published list's items as JSON objects, one per line (the script drops blocked ones
+    and joins the rest, byte for byte what `dumps` of the whole value would hold)."""
+    return b"\n".join(dumps({"item_id": item, "score": score}) for item, score in found.items)
+
+
 def dumps(value: Any) -> bytes:
     """Byte-stable JSON: sorted keys, so a replay writes the same bytes."""
     return orjson.dumps(value, option=JSON_OPTS)
@@ -85,6 +103,8 @@ def hash_fields(out: UserOutput) -> list[bytes | str]:
         dumps(out.rfm_segment),
         "rule_segments",
         dumps(rules),
+        "memberships",
+        dumps(list(out.memberships)),
     ]
     if out.aged_to:
         pairs += ["aged_to", dumps(out.aged_to)]

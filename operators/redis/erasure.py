@@ -1,10 +1,11 @@
 """Removing a user's derived data from Redis: what the sink does with an `Erasure`.
 
-One Lua script per user takes the user out of every segment set it is in (read from its own
-profile), deletes the profile and recommendations, and announces the erasure on pub/sub only
-(a stream entry would itself be data about the user). Past notices of the user are then
-deleted from the update stream. Key names come from `tailor.operators.redis.keys`; the sets of the
-memberships are named in the script from a segment key prefix and the stored profile's ids.
+One Lua script per user takes the user out of every segment set it is in (the ids its stored
+profile's `memberships` field holds), deletes the profile and recommendations, and announces
+the erasure on pub/sub only (a stream entry would itself be data about the user). Past notices
+of the user are then deleted from the update stream. Key names come from
+`tailor.operators.redis.keys`; the sets of the memberships are named in the script from a
+segment key prefix and the stored profile's ids.
 """
 
 from __future__ import annotations
@@ -17,28 +18,22 @@ import redis
 
 from tailor.operators.records import InputDeletion
 from tailor.operators.redis.keys import control_key, is_event_stream, updates_stream
-from tailor.operators.redis.scripts import STORED_MEMBERSHIPS
 
 SCAN_CHUNK = 1000
 
 # KEYS: 1 user hash, 2 recs key. ARGV: 1 user id, 2 reason, 3 segment key prefix
 # (`segment_key(prefix, "")`), 4 updates channel. The memberships are those the stored profile
-# holds (`STORED_MEMBERSHIPS`, the twin of `tailor.operators.redis.keys.membership_ids`).
-ERASE_SCRIPT = (
-    STORED_MEMBERSHIPS
-    + """
+# holds (its `memberships` field, written by `USER_SCRIPT`).
+ERASE_SCRIPT = """
 local user, reason, segment_prefix = ARGV[1], ARGV[2], ARGV[3]
-local flat = redis.call('HGETALL', KEYS[1])
-local fields = {}
-for i = 1, #flat, 2 do fields[flat[i]] = flat[i + 1] end
-for _, id in ipairs(stored_memberships(fields)) do
+local stored = redis.call('HGET', KEYS[1], 'memberships')
+for _, id in ipairs(stored and cjson.decode(stored) or {}) do
   redis.call('SREM', segment_prefix .. id, user)
 end
 local removed = redis.call('DEL', KEYS[1], KEYS[2])
 redis.call('PUBLISH', ARGV[4], cjson.encode({user_id = user, erased = true, reason = reason}))
 return removed
 """
-)
 
 
 def stream_entries(client: redis.Redis, stream: str, field: bytes) -> Iterator[tuple[bytes, bytes]]:

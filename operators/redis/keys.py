@@ -7,9 +7,9 @@ instead of formatting strings, so the schema cannot drift between writer and rea
 ===============================  =======  ==================================================
 Key                              Type     Contents
 ===============================  =======  ==================================================
-``{p}:events:{n}``               stream   Input partition ``n`` (see
-`tailor.operators.redis.routing`):
-                                          producers route by ``crc32(user_id) % partitions``
+``{p}:events:{n}``               stream   Input partition ``n``
+                                          (`tailor.operators.redis.routing`): producers
+                                          route by ``crc32(user_id) % partitions``
                                           (`partition_for`; with several workers, among the
                                           partitions the user's worker reads).
 ``{p}:user:{user_id}``           hash     The profile. Every field value is JSON:
@@ -20,10 +20,22 @@ Key                              Type     Contents
                                           in the segmenter's warm-up), ``segment_name``,
                                           ``rfm_segment`` (RFM tier id, ``""`` for users
                                           who never bought), ``rule_segments`` (list of rule
-                                          names, sorted), then one field per profile entry
-                                          (``features``, ``device``, ...), keys sorted.
+                                          names, sorted), ``memberships`` (list of the
+                                          segment ids whose sets hold the user), then one
+                                          field per profile entry (``features``,
+                                          ``device``, ...), keys sorted.
 ``{p}:recs:{user_id}``           string   ``{"version": v, "items": [{"item_id", "score",
-                                          "source"}, ...]}``, best first.
+                                          "source"}, ...]}``, best first; expires
+                                          ``output.recs_ttl_s`` after its last write when
+                                          that is set (0, the default: never).
+``{p}:fallback:{name}``          string   A list for users without history (`FallbackList`):
+                                          JSON ``{"at", "items": [{"item_id", "score"}],
+                                          "version"}``, best first; ``at`` the event time
+                                          scores are decayed to, ``version`` the list's place
+                                          in the models' learning order. Names
+                                          (`fallback_name`): ``popular``, ``trending``,
+                                          ``segment:{segment_id}``, ``category:{category}``.
+``{p}:fallbacks``                hash     List name → its version: which lists exist.
 ``{p}:segment:{segment_id}``     set      User ids in the segment. Segment ids are
                                           ``cluster:{n}`` for the clusterer,
                                           ``rfm:{tier}`` for RFM tiers (``champions``, ...)
@@ -34,15 +46,16 @@ Key                              Type     Contents
                                           of the whole segment model (clusterer and params,
                                           features and transforms, per segment name,
                                           centroid, z-scores; quality and RFM cut points),
-                                          replaced every ``segments.publish_every`` users;
-                                          ``size:{segment_id}``: members of every segment,
-                                          kept current by each write.
-``{p}:segments:churn``           hash     Users whose stored cluster segment changed, per
-                                          event-time hour: ``hour`` (epoch hours), ``moves``,
-                                          ``previous_hour``, ``previous_moves``.
+                                          replaced every ``segments.publish_every`` users.
+                                          A segment's size is its set's ``SCARD``.
+``{p}:segments:churn``           hash     Users whose settled cluster segment changed, per
+                                          event-time hour (`tailor.state.segments.churn`):
+                                          ``hour`` (epoch hours, the newest with a move),
+                                          ``moves``, ``previous_hour``, ``previous_moves``.
 ``{p}:segments:history``         stream   At each published segment model: ``version``,
                                           ``at`` (its event time) and ``sizes`` (JSON:
-                                          segment id → members then); ``MAXLEN ~ 10000``.
+                                          cluster segment id → members then);
+                                          ``MAXLEN ~ 10000``.
 ``{p}:segments:resegment``       string   The last ``tailor resegment`` result (JSON: the
                                           batch methods, their agreement with the live
                                           segments, the suggested number of segments).
@@ -58,6 +71,8 @@ Key                              Type     Contents
                                           `tailor.state.profile.event.REASONS`), ``detail``,
                                           ``payload`` (the raw bytes, unchanged), ``origin``,
                                           ``offset``; ``MAXLEN ~ output.deadletter_maxlen``.
+                                          One entry per input (``origin``, ``offset``),
+                                          however often a replay refuses it again.
 ``{p}:demo``                     string   Set by ``tailor demo`` on the prefix it writes:
                                           a later demo may clear this prefix's Tailor keys.
 ``{p}:meta``                     hash     What a reader must know to read the rest: ``ids``
@@ -66,9 +81,8 @@ Key                              Type     Contents
                                           key (an HMAC of a fixed label, never the key),
                                           written by every worker when it starts
                                           (`tailor.operators.pseudonym.id_mode`); `tailor forget`
-                                          refuses to run with another mode.
-                                          One entry per input (``origin``, ``offset``),
-                                          however often a replay refuses it again.
+                                          refuses to run with another mode. ``schema``: the
+                                          stored data's schema (`tailor.operators.redis.upgrade`).
 ``{p}:heartbeat:{worker}``       string   Written by each Bytewax worker of a long-running
                                           ``tailor run`` every ``output.heartbeat_every_s``
                                           from its own thread, with a TTL of three periods:
@@ -85,18 +99,19 @@ Key                              Type     Contents
 A user's profile, recs and memberships are written by one Lua script call, so a reader never
 sees a profile whose memberships are from another version. A write whose ``version`` is not
 newer than the stored one is skipped: replays after a restart never move a user backwards.
+A published list and its field in ``{p}:fallbacks`` are written together, under the same guard.
 
->>> user_key("tailor", "u1"), segment_key("tailor", rule_segment("big_spender"))
+>>> user_key("tailor", "u1"), segment_key("tailor", "rule:big_spender")
 ('tailor:user:u1', 'tailor:segment:rule:big_spender')
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 DEFAULT_PREFIX = "tailor"
 #: The field of `meta_key` holding how user ids are stored (`tailor.operators.pseudonym.id_mode`).
 META_IDS = "ids"
+#: The field of `meta_key` holding the schema of the stored data (`tailor.operators.redis.upgrade`).
+META_SCHEMA = "schema"
 
 
 def stream_key(prefix: str, partition: int) -> str:
@@ -133,30 +148,31 @@ def segment_key(prefix: str, segment_id: str) -> str:
     return f"{prefix}:segment:{segment_id}"
 
 
-def rule_segment(name: str) -> str:
-    """The segment id of a rule: profiles list bare rule names, memberships need ids."""
-    return f"rule:{name}"
+#: The kinds of published list whose name is the kind alone; the others name their group.
+_UNGROUPED = frozenset({"popular", "trending"})
 
 
-def rfm_segment(tier: str) -> str:
-    """The segment id of an RFM tier (``champions`` → ``rfm:champions``)."""
-    return f"rfm:{tier}"
+def fallback_name(kind: str, group: str = "") -> str:
+    """A published list's name: its field in `fallbacks_key`, the tail of its key.
 
-
-def membership_ids(segment: str, rfm_tier: str, rules: Iterable[str]) -> list[str]:
-    """The segment ids a profile with these fields belongs to, in the order the sink writes
-    them: the cluster segment and the RFM tier unless empty, then each rule, sorted.
-
-    The one definition: `USER_SCRIPT` receives these for the new profile, and its Lua twin
-    (`sink_scripts.STORED_MEMBERSHIPS`) reads them back from a stored profile.
-
-    >>> membership_ids("cluster:2", "", ["b", "a", "b"])
-    ['cluster:2', 'rule:a', 'rule:b']
+    >>> fallback_name("popular"), fallback_name("segment", "cluster:3")
+    ('popular', 'segment:cluster:3')
     """
-    ids = [segment] if segment else []
-    if rfm_tier:
-        ids.append(rfm_segment(rfm_tier))
-    return ids + [rule_segment(name) for name in sorted(set(rules))]
+    return kind if kind in _UNGROUPED else f"{kind}:{group}"
+
+
+def fallback_key(prefix: str, name: str) -> str:
+    """String holding one published list as JSON (`fallback_name`).
+
+    >>> fallback_key("shop", fallback_name("category", "shoes"))
+    'shop:fallback:category:shoes'
+    """
+    return f"{prefix}:fallback:{name}"
+
+
+def fallbacks_key(prefix: str) -> str:
+    """Hash of every published list's name → its version: what a reader can ask for."""
+    return f"{prefix}:fallbacks"
 
 
 def segments_key(prefix: str) -> str:
@@ -241,17 +257,6 @@ def blocklist_key(prefix: str) -> str:
     return f"{prefix}:blocklist"
 
 
-def fallback_key(prefix: str, name: str) -> str:
-    """String holding one published fallback list (`popular`, `trending`, `segment:<id>`,
-    `category:<name>`) as JSON ``{"version", "at", "items": [{"item_id", "score"}]}``."""
-    return f"{prefix}:fallback:{name}"
-
-
-def fallbacks_key(prefix: str) -> str:
-    """Hash of the published fallback lists: list name → version."""
-    return f"{prefix}:fallbacks"
-
-
 def heartbeat_key(prefix: str, worker: int) -> str:
     """String with one worker's last heartbeat (`tailor.operators.redis.heartbeat`)."""
     return f"{prefix}:heartbeat:{worker}"
@@ -265,9 +270,16 @@ def schema_patterns() -> tuple[str, ...]:
     key outside these patterns).
     """
     stream = stream_key("", 0).rpartition(":")[0] + ":*"
-    heartbeats = heartbeat_key("", 0).removesuffix("0") + "*"
-    per_id = (user_key("", "*"), recs_key("", "*"), segment_key("", "*"), stream, heartbeats)
+    per_id = (
+        user_key("", "*"),
+        recs_key("", "*"),
+        segment_key("", "*"),
+        fallback_key("", "*"),
+        stream,
+        heartbeat_key("", 0).removesuffix("0") + "*",
+    )
     single = (
+        fallbacks_key(""),
         segments_key(""),
         model_key(""),
         churn_key(""),

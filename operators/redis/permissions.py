@@ -31,12 +31,15 @@ from tailor.operators.redis.keys import (
     control_key,
     deadletter_index,
     deadletter_stream,
+    fallback_key,
+    fallbacks_key,
     heartbeat_key,
     meta_key,
     model_key,
     optout_key,
     quality_key,
     recs_key,
+    segment_history_key,
     segment_key,
     segments_key,
     stream_key,
@@ -101,6 +104,9 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     meta = meta_key(prefix)  # tailor.operators.pseudonym: the id mode, checked and recorded
     needs.append(_need("HGET", meta, META_IDS, names=(meta,)))
     needs.append(_need("HSET", meta, META_IDS, "", names=(meta,)))
+    # tailor.operators.redis.upgrade: profiles of an earlier release get their memberships
+    needs.append(_need("SCAN", "0", "MATCH", user, "COUNT", "1", "TYPE", "hash"))
+    needs.append(_need("HSETNX", user, "memberships", "", names=(user,)))
     for key in (
         optout_key(prefix),
         blocklist,
@@ -116,14 +122,17 @@ def worker_needs(prefix: str, partitions: int) -> list[Need]:
     needs.append(_need("SCRIPT", "EXISTS", _SHA, sub=True))
     needs.append(_need("SCRIPT", "LOAD", "return 0", sub=True))
     # USER_SCRIPT's keys (tailor.operators.redis.sink), ERASE_SCRIPT's, SEGMENT_SCRIPT's
-    script = (user, recs, blocklist, segments_key(prefix), updates, model_key(prefix), churn)
-    needs.append(_need("EVALSHA", _SHA, "8", *script, segment, names=(*script, segment)))
+    script = (user, recs, blocklist, segments_key(prefix), updates)
+    needs.append(_need("EVALSHA", _SHA, "6", *script, segment, names=(*script, segment)))
+    model = (model_key(prefix), segment_history_key(prefix), segment)  # MODEL_SCRIPT, history
+    needs.append(_need("EVALSHA", _SHA, "3", *model, names=model))
     needs.append(_need("EVALSHA", _SHA, "2", user, recs, names=(user, recs)))
     pair = (segments_key(prefix), segment)
     needs.append(_need("EVALSHA", _SHA, "2", *pair, names=pair))
     for key in (segments_key(prefix), model_key(prefix), quality_key(prefix)):
         needs.append(_need("EVALSHA", _SHA, "1", key, names=(key,)))
     needs += _script_needs(prefix, user, recs, segment, blocklist, churn)
+    needs += _fallback_needs(prefix)
     for stream in (updates, control_key(prefix)):  # tailor.operators.redis.erasure.delete_mentions
         needs.append(_need("XRANGE", stream, "-", "+", "COUNT", "1", names=(stream,)))
         needs.append(_need("XDEL", stream, "0-1", names=(stream,)))
@@ -163,20 +172,46 @@ def _script_needs(
         _need("HMGET", user, "version", "aged_to", names=(user,)),
         _need("HDEL", user, "", names=(user,)),
         _need("GET", recs, names=(recs,)),
-        _need("SET", recs, "", names=(recs,)),
+        _need("SET", recs, "", "EX", "1", names=(recs,)),
         _need("DEL", user, recs, names=(user, recs)),
         _need("SADD", segment, "", names=(segment,)),
         _need("SREM", segment, "", names=(segment,)),
         _need("SCARD", segment, names=(segment,)),
         _need("PUBLISH", channel, "", names=(channel,)),
         _need("XADD", updates, "MAXLEN", "~", "1", "*", "notice", "", names=(updates,)),
-        _need("HINCRBY", churn, "", "1", names=(churn,)),
+        _need(
+            "XADD",
+            segment_history_key(prefix),
+            "MAXLEN",
+            "~",
+            "1",
+            "*",
+            "v",
+            "",
+            names=(segment_history_key(prefix),),
+        ),
     ]
     hashes = (user, model_key(prefix), churn, segments_key(prefix), quality_key(prefix))
     for key in hashes:
         needs.append(_need("HGET", key, "", names=(key,)))
         needs.append(_need("HSET", key, "", "", names=(key,)))
     return needs
+
+
+def _fallback_needs(prefix: str) -> list[Need]:
+    """`tailor.operators.redis.scripts.FALLBACK_SCRIPT`: a published list, the hash of their
+    versions, the blocklist."""
+    found, versions, blocklist = (
+        fallback_key(prefix, "*"),
+        fallbacks_key(prefix),
+        blocklist_key(prefix),
+    )
+    return [
+        _need("EVALSHA", _SHA, "3", found, versions, blocklist, names=(found, versions, blocklist)),
+        _need("HGET", versions, "", names=(versions,)),
+        _need("HSET", versions, "", "", names=(versions,)),
+        _need("SET", found, "", names=(found,)),
+    ]
 
 
 def acl_rules(prefix: str) -> list[str]:

@@ -12,7 +12,9 @@ writes profile and recs, and publishes the notice, all atomically. So:
   connection drop (the retried script sees the newer version and stays silent);
 * readers never see a profile whose memberships or recs are from another version.
 
-The scripts are in `tailor.operators.redis.scripts`; the schema is documented in
+The lists published for users without history (`FallbackList`) are written as given, the
+newest per list, each by one version-guarded script call in the same round trip. The scripts
+are in `tailor.operators.redis.scripts`; the schema is documented in
 `tailor.operators.redis.keys`.
 """
 
@@ -33,6 +35,7 @@ import bisect
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
@@ -41,13 +44,14 @@ from prometheus_client import Histogram
 from tailor.operators.metrics import (
     EVENT_TIME_TO_REDIS,
     EVENT_TO_REDIS,
-    SEGMENT_MOVES,
     SEGMENT_SIZE,
     SINK_BATCH,
 )
 from tailor.operators.pseudonym import record_id_mode
 from tailor.operators.records import (
+    ChurnReport,
     Erasure,
+    FallbackList,
     InputDeletion,
     QualityReport,
     SegmentInfo,
@@ -56,7 +60,9 @@ from tailor.operators.records import (
 )
 from tailor.operators.redis.encoding import (
     dumps,
+    fallback_items,
     hash_fields,
+    newest_per_list,
     newest_per_segment,
     newest_per_user,
     notice_head,
@@ -67,7 +73,9 @@ from tailor.operators.redis.keys import (
     SEGMENT_HISTORY_MAXLEN,
     blocklist_key,
     churn_key,
-    membership_ids,
+    fallback_key,
+    fallback_name,
+    fallbacks_key,
     model_key,
     quality_key,
     recs_key,
@@ -80,6 +88,7 @@ from tailor.operators.redis.keys import (
 )
 from tailor.operators.redis.retry import RetryingSinkSettings, Writer
 from tailor.operators.redis.scripts import (
+    FALLBACK_SCRIPT,
     MODEL_SCRIPT,
     RESERVED_FIELDS,
     SEGMENT_SCRIPT,
@@ -112,7 +121,16 @@ def observe_many(histogram: Histogram, values: Sequence[float]) -> None:
         total.inc(math.fsum(values))
 
 
-SinkItem = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | InputDeletion
+SinkItem = (
+    UserOutput
+    | SegmentInfo
+    | SegmentModel
+    | Erasure
+    | QualityReport
+    | ChurnReport
+    | InputDeletion
+    | FallbackList
+)
 
 
 class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
@@ -125,26 +143,23 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         updates_maxlen: int,
         id_mode: str | None = None,
         inputs: InputEraser | None = None,
+        recs_ttl_s: int = 0,
     ) -> None:
         self._writer = writer
+        self._recs_ttl_s = recs_ttl_s
         self._inputs = inputs if inputs is not None else InputEraser(prefix)
         self._client = client = writer.client
         self._prefix = prefix
         self._updates_maxlen = updates_maxlen
         self._segment_prefix = segment_key(prefix, "")  # a set the script names from an id
         self._channel = updates_channel(prefix)
-        # USER_SCRIPT's KEYS 3-7, the same for every user
-        self._user_keys = (
-            blocklist_key(prefix),
-            segments_key(prefix),
-            updates_stream(prefix),
-            model_key(prefix),
-            churn_key(prefix),
-        )
+        # USER_SCRIPT's KEYS 3-5, the same for every user
+        self._user_keys = (blocklist_key(prefix), segments_key(prefix), updates_stream(prefix))
         self._user_script = client.register_script(USER_SCRIPT)
         self._segment_script = client.register_script(SEGMENT_SCRIPT)
         self._model_script = client.register_script(MODEL_SCRIPT)
         self._erase_script = client.register_script(ERASE_SCRIPT)
+        self._fallback_script = client.register_script(FALLBACK_SCRIPT)
         if id_mode is not None:  # before any write: `tailor forget` relies on it
             writer.run("meta", lambda: record_id_mode(client, prefix, id_mode))
 
@@ -163,9 +178,14 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         model = max(models, key=lambda m: m.version) if models else None
         reports = [item for item in items if isinstance(item, QualityReport)]
         report = max(reports, key=lambda q: q.version) if reports else None
-        if not users and not infos and model is None and report is None:
+        churns = [item for item in items if isinstance(item, ChurnReport)]
+        churn = churns[-1] if churns else None  # one step sends them, in order
+        lists = newest_per_list(item for item in items if isinstance(item, FallbackList))
+        if not (users or infos or lists) and model is None and report is None and churn is None:
             return
-        results = self._writer.run("write", lambda: self._send(users, infos, model, report))
+        results = self._writer.run(
+            "write", lambda: self._send(users, infos, model, report, churn, lists)
+        )
         self._observe(outputs, len(users), results[: len(users)])
 
     def _erase(self, erasures: Sequence[Erasure]) -> None:
@@ -188,12 +208,14 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
         infos: Sequence[SegmentInfo],
         model: SegmentModel | None,
         report: QualityReport | None = None,
+        churn: ChurnReport | None = None,
+        lists: Sequence[FallbackList] = (),
     ) -> list[Any]:
         """One round trip; safe to repeat whole, since every script is version-guarded."""
         pipe = self._client.pipeline(transaction=False)
         prefix = self._prefix
         for out in users:
-            ids = membership_ids(out.segment, out.rfm_segment, out.rule_segments)
+            ids = out.memberships
             self._user_script(
                 keys=[
                     user_key(prefix, out.user_id),
@@ -208,12 +230,12 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                     recs_items(out),
                     notice_head(out),
                     self._updates_maxlen,
-                    int(out.updated_at // 3600),
                     1 if out.settled else 0,
                     dumps(out.aged_to),
                     self._channel,
                     len(ids),
                     *ids,
+                    self._recs_ttl_s,
                     *hash_fields(out),
                 ],
                 client=pipe,
@@ -237,13 +259,20 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
                 client=pipe,
             )
         if model is not None:
+            record = model.record
+            clusters = sorted({*record.get("segments", {}), *record.get("retired", ())})
             self._model_script(
-                keys=[model_key(self._prefix), segment_history_key(self._prefix)],
+                keys=[
+                    model_key(self._prefix),
+                    segment_history_key(self._prefix),
+                    *(segment_key(self._prefix, id_) for id_ in clusters),
+                ],
                 args=[
                     model.version,
                     dumps(model.record),
                     model.record.get("updated_at", 0.0),
                     SEGMENT_HISTORY_MAXLEN,
+                    *clusters,
                 ],
                 client=pipe,
             )
@@ -251,6 +280,17 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             self._model_script(
                 keys=[quality_key(self._prefix)],
                 args=[report.version, dumps(report.record)],
+                client=pipe,
+            )
+        if churn is not None:
+            pipe.hset(
+                churn_key(self._prefix), mapping={k: int(v) for k, v in asdict(churn).items()}
+            )
+        for found in lists:
+            name = fallback_name(found.kind, found.group)
+            self._fallback_script(
+                keys=[fallback_key(prefix, name), fallbacks_key(prefix), blocklist_key(prefix)],
+                args=[name, found.version, dumps(found.at), fallback_items(found)],
                 client=pipe,
             )
         return list(pipe.execute())
@@ -268,8 +308,6 @@ class _RedisSinkPartition(StatelessSinkPartition[SinkItem]):
             sizes = result[1]
             for i in range(0, len(sizes), 2):
                 SEGMENT_SIZE.labels(sizes[i].decode()).set(sizes[i + 1])
-            if result[2]:
-                SEGMENT_MOVES.inc()
 
     def close(self) -> None:
         self._client.close()
@@ -288,7 +326,8 @@ def after_last_erasure(items: Sequence[SinkItem]) -> list[SinkItem]:
 
 
 class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
-    """Write `UserOutput` and `SegmentInfo` items to Redis (schema: `tailor.operators.redis.keys`).
+    """Write `UserOutput`, `SegmentInfo` and the other records to Redis (schema:
+    `tailor.operators.redis.keys`).
 
     Transient Redis errors (connection, timeout, loading) retry the whole batch with capped,
     jittered exponential backoff; `max_attempts=0` retries for ever (the blocked worker stops
@@ -303,6 +342,8 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
     as each worker starts, before it writes anything.
     `inputs` (`tailor.operators.redis.erasure.InputEraser`, by default deleting requests) erases
     what the input streams and notices hold about an erased user, once the erasure is written.
+    `recs_ttl_s` (`output.recs_ttl_s`), when positive, expires a user's recommendations key
+    that long after its last write (0: never).
     """
 
     def __init__(
@@ -312,9 +353,11 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
         updates_maxlen: int = 100_000,
         id_mode: str | None = None,
         inputs: InputEraser | None = None,
+        recs_ttl_s: int = 0,
         **retry: Any,
     ) -> None:
         super().__init__(redis_url, **retry)
+        self.recs_ttl_s = recs_ttl_s
         self.prefix = prefix
         self.updates_maxlen = updates_maxlen
         self.id_mode = id_mode
@@ -327,4 +370,5 @@ class RedisSink(RetryingSinkSettings, DynamicSink[SinkItem]):
             self.updates_maxlen,
             self.id_mode,
             self.inputs,
+            self.recs_ttl_s,
         )

@@ -17,8 +17,8 @@ The worker is never blocked: reads do not wait for entries, an idle read returns
 asks to be woken after `poll_interval_s`, and a Redis outage is counted and retried with
 capped exponential backoff instead of crashing the dataflow.
 
-Consumer lag (`tailor_source_lag{stream}`) is sampled by reading XINFO STREAM's counters in
-the same script as a read, at most every `lag_interval_s` per partition. Reads have no
+Consumer lag (`tailor_source_lag_entries{stream}`) is sampled by reading XINFO STREAM's
+counters in the same script as a read, at most every `lag_interval_s` per partition. Reads have no
 cursor on the server, so the partition counts what it consumed in Redis 7's `entries-added`
 units: exact while no unread entry is deleted, and re-anchored to 0 whenever a read drains
 the stream.
@@ -220,7 +220,8 @@ class RedisStreamSource(FixedPartitionedSource[RawRecord, StreamState]):
 
     :arg stop_when_drained: end a partition at its first empty read (replays and tests);
         otherwise partitions poll for ever, until `lifecycle.request_stop()`.
-    :arg lag_interval_s: how often each partition samples `tailor_source_lag` (0: every read).
+    :arg lag_interval_s: how often each partition samples `tailor_source_lag_entries`
+        (0: every read).
 
     Entries without a `payload` field still become records (with an empty payload) so that
     validation dead-letters them: an input is never lost silently. Only non-empty reads are

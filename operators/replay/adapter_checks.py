@@ -64,7 +64,9 @@ class AdapterError(ValueError):
 def check_file(path: Path, adapter: str) -> None:
     """Raise `AdapterError` unless `path` looks like what `adapter` reads and has data."""
     if not path.is_file():
-        raise AdapterError(f"{path}: no such file")
+        raise AdapterError(
+            f"{path}: {'a directory, not a file' if path.is_dir() else 'no such file'}"
+        )
     if adapter == "jsonl" or (adapter == "otto" and path.suffix == ".jsonl"):
         _check_json_lines(path, adapter)
     else:

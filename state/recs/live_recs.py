@@ -27,10 +27,12 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from tailor.state.crossing import crossing
 from tailor.state.recs.base import Interaction, Recommender, learn_batch
+from tailor.state.recs.fallbacks import FallbackChanges, FallbackSources, ListId
 from tailor.state.recs.group_trending import SegmentTrending
 from tailor.state.recs.hybrid import Explained, Hybrid
 from tailor.state.recs.live_quality import (
@@ -39,7 +41,7 @@ from tailor.state.recs.live_quality import (
 from tailor.state.recs.settings import MODELS, RecSettings, build, restore
 from tailor.state.recs.variants import Variants
 
-__all__ = ["LiveRecs", "Recommendation"]
+__all__ = ["FallbackRanking", "LiveRecs", "Recommendation"]
 
 #: Times a capped list asks its model for three times more candidates, at most.
 MAX_FILL_ROUNDS = 3
@@ -58,9 +60,14 @@ class Recommendation:
     reason: str = ""
 
 
+#: A published list: which, its version, event time and (item, score) best first.
+FallbackRanking = tuple[ListId, int, float, tuple[tuple[str, float], ...]]
+
+
 @dataclass
 class LiveRecs:
-    """The variants' recommenders and business rules (snapshotted whole)."""
+    """The variants' recommenders and business rules (snapshotted whole), and where the
+    lists published for users without history last changed (`tailor.state.recs.fallbacks`)."""
 
     models: dict[str, Recommender]  # model name → the one instance every variant naming it uses
     variants: Variants
@@ -72,6 +79,7 @@ class LiveRecs:
     categories: dict[str, str] = field(default_factory=dict)
     #: Items never to recommend (`tailor block`).
     blocked: set[str] = field(default_factory=set)
+    fallbacks: FallbackChanges = field(default_factory=FallbackChanges)
 
     @classmethod
     def build(
@@ -118,6 +126,7 @@ class LiveRecs:
                 model.learn_one(event, previous, exclude, probe=probe)
             else:
                 model.learn_one(event, previous, exclude)
+        self.fallbacks.learned(event, self._sources)
 
     def learn_many(self, events: Sequence[Interaction], previous: Sequence[Sequence[str]]) -> None:
         """Another worker's interactions, learned as one batch per model (`learn_batch`): no
@@ -130,6 +139,9 @@ class LiveRecs:
         excludes = [self._exclusions(history, ()) for history in previous]
         for model in self.models.values():
             learn_batch(model, events, previous, excludes)
+        sources = self._sources
+        for event in events:
+            self.fallbacks.learned(event, sources)
 
     def assign_segment(self, user: str, segment: str) -> None:
         """The user's segment, for the models that keep trending per segment."""
@@ -168,10 +180,31 @@ class LiveRecs:
 
     def block(self, item: str, blocked: bool = True) -> None:
         """Stop (or resume) recommending `item`; it is still learned from."""
+        if (item in self.blocked) == blocked:
+            return
         if blocked:
             self.blocked.add(item)
         else:
             self.blocked.discard(item)
+        self.fallbacks.blocked()
+
+    @cached_property
+    def _sources(self) -> FallbackSources:
+        """The models the published lists come from (the models never change after build)."""
+        return FallbackSources.of(self.models[name] for name in sorted(self.models))
+
+    def fallback_lists(self, length: int) -> list[FallbackRanking]:
+        """The published lists changed since last asked, each its best `length` items but
+        the blocked ones; scores rounded as recommendations' are."""
+        sources = self._sources
+        out: list[FallbackRanking] = []
+        for list_id, version in self.fallbacks.take(sources.lists()):
+            ranked = sources.ranked(list_id, length, self.blocked)
+            if ranked is not None:
+                at, top = ranked
+                items = tuple((item, round(score, SCORE_DIGITS)) for item, score in top)
+                out.append((list_id, version, at, items))
+        return out
 
     def _capped(self, candidates: Sequence[Explained]) -> list[Explained]:
         """Candidates in order, up to k, at most `max_per_category` per category (items of
@@ -215,6 +248,7 @@ class LiveRecs:
             "max_per_category": self.max_per_category,
             "categories": dict(self.categories),
             "blocked": sorted(self.blocked),
+            "fallbacks": self.fallbacks.to_snapshot(),
         }
 
     @classmethod
@@ -228,6 +262,7 @@ class LiveRecs:
             max_per_category=data["max_per_category"],
             categories=dict(data["categories"]),
             blocked=set(data["blocked"]),
+            fallbacks=FallbackChanges.from_snapshot(data.get("fallbacks")),
         )
 
 

@@ -6,19 +6,14 @@ relative to a reference time `t0`: an event at `ts` adds `2 ** ((ts - t0) / half
 real score at the newest time `now` is that sum times `2 ** ((t0 - now) / halflife_s)`. When the
 exponent grows large, everything is renormalised to `t0 = now` so floats never overflow.
 
-A sorted cache of the best `cache_size` items is kept up to date on every `add` (all weights
-share the factor from `t0` to `now`, so only a growing item moves), so it is always the
-exact top list whatever the batch boundaries (replays stay byte-identical). `TrendingRecommender`
-(and `MostPopular`, without decay) serve it: the same list for everyone.
+A sorted cache of the best `cache_size` items is kept up to date on every `add` (only a
+growing item moves), the exact top list whatever the batch boundaries.
+`TrendingRecommender` (and `MostPopular`, without decay) serve it: the same list for everyone.
 
-Items are rows in order of first sight (an id list, a row per id, a list of weights), so the
-snapshot is two flat sequences and the trending is `Incremental` (`tailor.state.increments`): the
-changes since a mark are the ids appended since, the weights of the rows written since (each
-row written in the current generation is remembered; a mark stamps them, so older marks are
-answered from the stamps) and the clock. The top cache is in neither: it is the exact top
-list of the weights, rebuilt from them on loading. A renormalisation drops forgotten items
-and so renumbers the rows: changes since a mark before it are the whole snapshot (once per
-`RENORM_EXPONENT` half-lives).
+Items are rows in order of first sight, so the snapshot is two flat sequences; the trending
+is `Incremental` (`tailor.state.increments`): the changes since a mark are the ids appended
+and the rows written since, and the clock. A renormalisation renumbers the rows: changes
+since a mark before it are the whole snapshot (once per `RENORM_EXPONENT` half-lives).
 
 >>> t = Trending(halflife_s=10.0)
 >>> t.add("a", 0.0)
@@ -169,6 +164,11 @@ class Trending:
         self._cache = heapq.nsmallest(self.cache_size, ranked)
         self._cached = {item for _, item in self._cache}
         self._written = self._gen
+
+    @property
+    def now(self) -> float | None:
+        """The newest event time seen, which `top` and `score` decay to (None before any)."""
+        return self._now
 
     def score(self, item: str) -> float:
         """Decayed score of `item` at the newest event time seen (0 when unknown)."""

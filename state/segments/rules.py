@@ -22,11 +22,11 @@ Grammar (lowest precedence first)::
 True
 >>> rule.matches({"spend_30d": "lots", "device": "mobile"})
 False
->>> compile_rule("spend > 1", {"spend_30d"})
-Traceback (most recent call last):
-...
-tailor.state.segments.rules.RuleError: rule '<rule>': position 0: expected a known name, found
-'spend'
+>>> try:
+...     compile_rule("spend > 1", {"spend_30d"})
+... except RuleError as error:
+...     print(error)
+rule '<rule>': position 0: expected a known name, found 'spend'
 """
 
 from __future__ import annotations

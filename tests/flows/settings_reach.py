@@ -31,7 +31,7 @@ from tailor.flows.worker import (
     user_outputs_params,
     user_state_params,
 )
-from tailor.operators.models import ModelsState
+from tailor.operators.models import ModelsLogic, ModelsState
 from tailor.operators.records import Accepted, RawRecord
 from tailor.operators.user_outputs import UserOutputsParams
 from tailor.operators.user_state import UserStateLogic
@@ -66,6 +66,13 @@ def leaf_paths(
 
 def models(config: Settings) -> ModelsState:
     return ModelsState.fresh(model_params(config))
+
+
+def cadence(config: Settings) -> tuple[int, float]:
+    """Items per published list and the least time between refreshes, as the models step has
+    them (`tailor.operators.fallbacks`)."""
+    found = ModelsLogic(model_params(config)).fallbacks
+    return found.length, found.every_s
 
 
 def segmenter(config: Settings) -> Segmenter:
@@ -320,6 +327,8 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("recs", "max_per_category"): Reach(2, lambda c: live(c).max_per_category),
     ("recs", "quality_window"): Reach(500, lambda c: quality_params(model_params(c)).window),
     ("recs", "variant_salt"): Reach("exp2", lambda c: live(c).variants.salt),
+    ("recs", "fallback_length"): Reach(5, lambda c: cadence(c)[0]),
+    ("recs", "fallback_every_s"): Reach(0.0, lambda c: cadence(c)[1]),
     ("recs", "variant_shares"): Reach(
         {"all": 0.5, "b": 0.5},
         lambda c: live(c).variants.shares,
@@ -362,6 +371,7 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("serve", "redis_timeout_s"): Reach(
         0.5, lambda c: serving(c).reader.client.connection_pool.timeout
     ),
+    ("output", "recs_ttl_s"): Reach(3600, lambda c: build_sinks(c)[0].recs_ttl_s),
     ("cluster", "workers_per_process"): Reach(
         3, lambda c: (c.workers, cluster_settings(c)["workers_per_process"]), (3, 3)
     ),

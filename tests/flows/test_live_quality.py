@@ -4,8 +4,9 @@ per-user outputs moved to their own step (`tailor.operators.user_outputs`,
 `tailor.operators.live_quality`), re-pinned when the `isgd` component became FISM (its re-ranking
 changed which items were served along the way, not the final lists: the Redis digests stayed), and
 re-pinned when profiles began to age (`tailor.operators.aging`: the quality figures stayed, the
-profiles and
-notices gained aged writes)."""
+profiles and notices gained aged writes), and re-pinned when the digest came to cover the lists
+published for users without history (`tailor.operators.fallbacks`: the digests of everything
+else stayed as they were)."""
 
 from __future__ import annotations
 
@@ -48,7 +49,8 @@ def quality(r: redis.Redis, redis_url: str, path: Path, prefix: str, **settings:
 
 
 def digest(r: redis.Redis, prefix: str) -> str:
-    """Every profile, list, membership and segment, and the notices, as one hash."""
+    """Every profile, list (users' and published), membership and segment, and the notices,
+    as one hash."""
     state = snapshot_state(r, prefix)
     flat = sorted(
         (key, sorted(value.items()) if isinstance(value, dict) else sorted(value))
@@ -75,7 +77,7 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.006,
             }
         },
-        "1bb0ef6e2aa81f7278c17c8b90d29d75ee8dda7e3e289b544735e84e5a8e8e6c",
+        "f29610464c12d4ad359ee6bf3f4ab7e55d29fd6a7a88ddcc1f21bed2778e304a",
     )
     assert whole == (
         5802,
@@ -88,5 +90,5 @@ def test_replayed_quality_equals_the_single_models_step(
                 "recall": 0.009479489831092727,
             }
         },
-        "ce14f5d07bc7fb5ffe9fa59bb2861034debe354f091cdb6a6b15afb5309489fd",
+        "ee709bdba2005ca6087446d6bf7a2077e62f9ced77e7df0fb122e0a7c2b90b6d",
     )

@@ -13,6 +13,7 @@ from tailor.flows.worker import quality_params
 from tailor.operators.model_params import ModelParams
 from tailor.operators.records import (
     Erasure,
+    FallbackList,
     QualityReport,
     SegmentInfo,
     SegmentModel,
@@ -24,7 +25,7 @@ from tailor.operators.user_outputs import UserOutputsParams, per_user_outputs
 from tailor.state.profile.event import Event
 from tailor.state.segments.segmenter import DEFAULT_FEATURES
 
-Out = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport
+Out = UserOutput | SegmentInfo | SegmentModel | Erasure | QualityReport | FallbackList
 
 
 class Users:

@@ -85,3 +85,9 @@ def test_broken_lines_among_json_lines_still_pass_to_validation(tmp_path: Path) 
 def test_a_missing_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(AdapterError, match="no such file"):
         read_payloads(tmp_path / "events.jsonl")
+
+
+def test_a_directory_is_refused_as_one(tmp_path: Path) -> None:
+    (tmp_path / "events.jsonl").mkdir()
+    with pytest.raises(AdapterError, match=r"events\.jsonl: a directory, not a file"):
+        read_payloads(tmp_path / "events.jsonl")

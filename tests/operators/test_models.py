@@ -9,7 +9,14 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import TestingSource
 
 from tailor.operators.models import ModelsLogic
-from tailor.operators.records import ForUser, SegmentInfo, SegmentModel, UserOutput, UserUpdate
+from tailor.operators.records import (
+    FallbackList,
+    ForUser,
+    SegmentInfo,
+    SegmentModel,
+    UserOutput,
+    UserUpdate,
+)
 from tailor.operators.redis.sink import RESERVED_FIELDS
 from tailor.operators.replicas import models
 from tailor.state.segments.clusterers import CLUSTERER_DEFAULTS
@@ -185,11 +192,18 @@ def test_bad_config_fails_when_the_flow_is_built() -> None:
 
 def final_state(
     outs: list[Out],
-) -> tuple[dict[str, UserOutput], dict[str, SegmentInfo], SegmentModel | None]:
-    """What a sink is left with: the newest output per user and per segment, the last model."""
+) -> tuple[
+    dict[str, UserOutput],
+    dict[str, SegmentInfo],
+    SegmentModel | None,
+    dict[tuple[str, str], FallbackList],
+]:
+    """What a sink is left with: the newest output per user and per segment, the last model,
+    the newest version of each published list."""
     users: dict[str, UserOutput] = {}
     infos: dict[str, SegmentInfo] = {}
     model = None
+    lists: dict[tuple[str, str], FallbackList] = {}
     for o in outs:
         if isinstance(o, UserOutput):
             users[o.user_id] = replace(o, read_ats=(), event_times=())
@@ -197,7 +211,11 @@ def final_state(
             infos[o.segment] = o
         elif isinstance(o, SegmentModel):
             model = o
-    return users, infos, model
+        elif isinstance(o, FallbackList):
+            known = lists.get((o.kind, o.group))
+            if known is None or o.version > known.version:
+                lists[(o.kind, o.group)] = o
+    return users, infos, model, lists
 
 
 def test_batch_boundaries_do_not_change_the_final_state() -> None:
@@ -207,6 +225,7 @@ def test_batch_boundaries_do_not_change_the_final_state() -> None:
     assert final_state(run(updates, params, batch_size=7)) == one_by_one
     assert final_state(run(updates, params, batch_size=1000)) == one_by_one
     assert len(one_by_one[0]) == 20 and one_by_one[1] and one_by_one[2]
+    assert {kind for kind, _group in one_by_one[3]} == {"popular", "trending", "segment"}
 
 
 def test_segment_trending_first_in_the_chain_does_not_depend_on_batching() -> None:
@@ -223,15 +242,16 @@ def test_segment_trending_first_in_the_chain_does_not_depend_on_batching() -> No
 
 def test_same_input_gives_identical_outputs() -> None:
     updates = shopping(20)
-    first = run(updates, model_params(warmup=4, k=5), batch_size=9)
-    second = run(updates, model_params(warmup=4, k=5), batch_size=9)
+    params = model_params(warmup=4, k=5, fallback_every_s=0.0)  # lists after every batch
+    first = run(updates, params, batch_size=9)
+    second = run(updates, params, batch_size=9)
     assert first == second
     assert pickle.dumps(first) == pickle.dumps(second)
 
 
 def test_snapshot_is_a_deep_copy_and_resumes_identically() -> None:
     updates = shopping()
-    params = model_params(warmup=4, k=4)
+    params = model_params(warmup=4, k=4, fallback_every_s=0.0)  # lists after every batch
     whole = ModelsLogic(params)
     resumed_from = ModelsLogic(params)
     outs_whole: list[Out] = []
@@ -300,7 +320,7 @@ def test_a_resume_keeps_the_outputs_waiting_to_be_settled() -> None:
     snapshot carries them and the points held, and the resumed step settles them as an
     uninterrupted one does."""
     updates = shopping()
-    params = model_params(warmup=4, k=4, reorder_s=1e9)
+    params = model_params(warmup=4, k=4, reorder_s=1e9, fallback_every_s=0.0)
 
     def feed(logic: ModelsLogic, start: int, stop: int) -> list[Out]:
         outs: list[Out] = []

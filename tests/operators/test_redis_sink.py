@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry, Histogram
 
 from tailor.operators.records import QualityReport, SegmentInfo, UserOutput
 from tailor.operators.redis.keys import (
-    churn_key,
     model_key,
     recs_key,
     segment_key,
@@ -48,7 +47,7 @@ def test_batch_is_coalesced_to_one_write_and_one_notice_per_user(
     sink.write_batch([output("u1", 1), output("u1", 3), output("u1", 2), output("u2", 1)])
     stats = r.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] == 2  # one script call per user
-    assert stats["cmdstat_hset"]["calls"] == 2 + 2  # a profile per user, size:cluster:1 after each
+    assert stats["cmdstat_hset"]["calls"] == 2  # a profile per user, nothing else
     assert profile(r, "u1")["version"] == 3
     assert profile(r, "u1")["features"] == {"views": 3.0}
     assert [(n["user_id"], n["version"]) for n in notices(r)] == [("u1", 3), ("u2", 1)]
@@ -66,6 +65,7 @@ def test_profile_hash_layout_is_json_with_event_time(
         b"segment_name": b'"name of cluster:1"',
         b"rfm_segment": b'""',
         b"rule_segments": b'["big_spender","window_shopper"]',
+        b"memberships": b'["cluster:1","rule:big_spender","rule:window_shopper"]',
         b"features": b'{"views":4.0}',
         b"device": b'"mobile"',
     }
@@ -143,9 +143,9 @@ def test_user_moves_between_cluster_and_rule_segments(
     assert members(r, "cluster:2") == {"u1"}
     assert not r.exists(segment_key(PREFIX, "rule:a"))
     assert members(r, "rule:b") == members(r, "rule:c") == {"u1"}
-    assert sample("tailor_segment_size", {"segment": "cluster:1"}) == 1
-    assert sample("tailor_segment_size", {"segment": "rule:a"}) == 0
-    assert sample("tailor_segment_size", {"segment": "rule:c"}) == 1
+    assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 1
+    assert sample("tailor_segment_users", {"segment": "rule:a"}) == 0
+    assert sample("tailor_segment_users", {"segment": "rule:c"}) == 1
     last = notices(r)[-1]
     assert last == {
         "user_id": "u1",
@@ -157,30 +157,23 @@ def test_user_moves_between_cluster_and_rule_segments(
     }
 
 
-def test_rfm_tiers_are_segments_too_and_moves_are_counted_per_hour(
+def test_rfm_tiers_are_segments_too_and_the_profile_stores_its_memberships(
     sink: _RedisSinkPartition, r: redis.Redis
 ) -> None:
-    moves = sample("tailor_segment_moves_total")
     sink.write_batch([output("u1", 1, rfm="new_customers"), output("u2", 1, segment="")])
     assert members(r, "rfm:new_customers") == {"u1"}
     assert members(r, "cluster:1") == {"u1"}  # u2 is in the warm-up: no cluster yet
     sink.write_batch([output("u1", 2, segment="cluster:2", rfm="champions")])
-    sink.write_batch([output("u2", 2, segment="cluster:1")])  # first cluster: not a move
-    sink.write_batch([output("u1", 7, segment="cluster:1", rfm="champions")])  # next hour
+    sink.write_batch([output("u2", 2, segment="cluster:1")])
+    sink.write_batch([output("u1", 7, segment="cluster:1", rfm="champions")])
     assert members(r, "rfm:new_customers") == set()
     assert members(r, "rfm:champions") == {"u1"}
     assert notices(r)[2]["changed"] == ["profile", "segment", "rfm_segment"]
-    hour = (1_700_000_000 + 600 * 7) // 3600
-    churn = {k.decode(): int(v) for k, v in r.hgetall(churn_key(PREFIX)).items()}
-    assert churn == {"hour": hour, "moves": 1, "previous_hour": hour - 1, "previous_moves": 1}
-    sizes = {k.decode(): int(v) for k, v in r.hgetall(model_key(PREFIX)).items()}
-    assert sizes == {
-        "size:cluster:1": 2,
-        "size:cluster:2": 0,
-        "size:rfm:new_customers": 0,
-        "size:rfm:champions": 1,
-    }
-    assert sample("tailor_segment_moves_total") - moves == 2
+    assert profile(r, "u1")["memberships"] == ["cluster:1", "rfm:champions"]
+    assert profile(r, "u2")["memberships"] == ["cluster:1"]
+    assert sample("tailor_segment_users", {"segment": "cluster:1"}) == 2
+    assert sample("tailor_segment_users", {"segment": "rfm:new_customers"}) == 0
+    assert not r.exists(model_key(PREFIX))  # the user script writes no model field
 
 
 def test_changed_lists_only_what_differs_and_dropped_profile_fields_go(
@@ -272,8 +265,8 @@ def test_latency_is_observed_once_per_event(sink: _RedisSinkPartition) -> None:
         for name in (
             "tailor_event_to_redis_seconds_count",
             "tailor_event_time_to_redis_seconds_count",
-            "tailor_sink_batch_size_count",
-            "tailor_sink_batch_size_sum",
+            "tailor_sink_batch_users_count",
+            "tailor_sink_batch_users_sum",
         )
     }
     sink.write_batch(
@@ -293,8 +286,8 @@ def test_latency_is_observed_once_per_event(sink: _RedisSinkPartition) -> None:
         - before["tailor_event_time_to_redis_seconds_count"]
         == 4
     )
-    assert sample("tailor_sink_batch_size_count") - before["tailor_sink_batch_size_count"] == 1
-    assert sample("tailor_sink_batch_size_sum") - before["tailor_sink_batch_size_sum"] == 2
+    assert sample("tailor_sink_batch_users_count") - before["tailor_sink_batch_users_count"] == 1
+    assert sample("tailor_sink_batch_users_sum") - before["tailor_sink_batch_users_sum"] == 2
 
 
 def test_reserved_profile_names_are_refused(sink: _RedisSinkPartition, r: redis.Redis) -> None:

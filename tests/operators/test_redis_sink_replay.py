@@ -9,6 +9,7 @@ correction), and the channel and the stream must carry the same bytes.
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -84,3 +85,14 @@ def test_the_channel_and_the_stream_carry_the_same_notices(
     pubsub.close()
     stored = [fields[b"notice"] for _, fields in r.xrange(updates_stream(PREFIX))]
     assert published == stored and len(stored) == 3
+
+
+def test_the_readme_names_the_streams_one_field(sink: _RedisSinkPartition, r: redis.Redis) -> None:
+    """Consumers read the contract, not the Lua script: its `updates` row must name the field
+    every stream entry carries the notice in."""
+    sink.write_batch([output("u1", 1)])
+    [(_id, fields)] = r.xrange(updates_stream(PREFIX))
+    assert list(fields) == [b"notice"]
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| `updates` |"))
+    assert "each stream entry carries it in its one field, `notice`" in row, row

@@ -201,7 +201,7 @@ def test_backoff_is_capped_exponential() -> None:
 
 
 def lag(key: str) -> float | None:
-    return REGISTRY.get_sample_value("tailor_source_lag", {"stream": key})
+    return REGISTRY.get_sample_value("tailor_source_lag_entries", {"stream": key})
 
 
 def test_lag_counts_unread_entries_from_the_start(r: redis.Redis, redis_url: str) -> None:

@@ -17,6 +17,7 @@ from tailor.operators.bases import BaseCut
 from tailor.operators.models import ModelsIn, ModelsLogic, ModelsOut
 from tailor.operators.records import (
     Erasure,
+    FallbackList,
     ForUser,
     Learned,
     SegmentInfo,
@@ -26,13 +27,18 @@ from tailor.operators.records import (
 )
 from tailor.operators.redis.routing import replica_keys, worker_of
 from tailor.operators.replicas import Copy, ReplicaLogic, copies, replica_of
+from tailor.state.recs.base import Interaction
 from tailor.state.segments.segmentation import learn_point
 from tailor.state.snapshots import encode
 from tests.operators.models_support import Users
 from tests.settings_support import model_params
 
 WORKERS = 2
-PARAMS = model_params(warmup=20, learn_every=3, publish_every=5, origins=("p",), k=5)
+#: Lists for users without history after every batch, not per second of wall clock: what
+#: comes out depends on the input alone.
+PARAMS = model_params(
+    warmup=20, learn_every=3, publish_every=5, origins=("p",), k=5, fallback_every_s=0.0
+)
 
 
 def stamped_batches(n_users: int = 60, events: int = 900, size: int = 50) -> list[list[ModelsIn]]:
@@ -190,3 +196,36 @@ def test_the_cost_of_learning_other_workers_updates_is_metered() -> None:
     assert sample("updates", "remote") - before[("updates", "remote")] == items
     assert sample("cpu_seconds", "own") > before[("cpu_seconds", "own")]
     assert sample("cpu_seconds", "remote") > before[("cpu_seconds", "remote")]
+
+
+def test_only_the_first_replica_publishes_the_lists_and_their_versions_only_grow() -> None:
+    """Every replica keeps the lists, the first publishes them (one writer per list); the
+    others drop their changes, which would otherwise pile up."""
+    batches = stamped_batches()
+    replicas, outs = run_replicas(batches)
+    for w, out in enumerate(outs):
+        lists = [o for o in out if isinstance(o, FallbackList)]
+        assert bool(lists) == (w == 0)
+        assert not replicas[w].models.state.recs.fallbacks.changed()
+    last: dict[tuple[str, str], int] = {}
+    for found in (o for o in outs[0] if isinstance(o, FallbackList)):
+        assert found.version > last.get((found.kind, found.group), 0)
+        last[(found.kind, found.group)] = found.version
+    items = sum(1 for b in batches for u in b if isinstance(u, UserUpdate) and u.event.item_id)
+    assert last[("popular", "")] == last[("trending", "")] == items
+    assert any(kind == "segment" for kind, _ in last)
+
+
+def test_a_replica_publishes_nothing_before_a_copy_says_it_is_the_first() -> None:
+    """A replica learns its key from its copies: resumed, it waits for one to publish."""
+    first = replica_keys(WORKERS)[0]
+    lead = ReplicaLogic(PARAMS, None)
+    lead.on_batch([Copy(True, True, tuple(stamped_batches()[0]), first)])
+    lead.models.state.recs.learn(Interaction("u1z", "i1", 1_800_000_000.0), ())  # unpublished
+    resumed = ReplicaLogic(PARAMS, lead.snapshot())
+    assert resumed.models.state.recs.fallbacks.changed()
+    assert resumed.notify_at() is None
+    assert not [o for o in resumed.on_notify()[0] if isinstance(o, FallbackList)]
+    assert not [o for o in resumed.on_eof()[0] if isinstance(o, FallbackList)]
+    emitted, _ = resumed.on_batch([Copy(False, True, (), first)])
+    assert [o.kind for o in emitted if isinstance(o, FallbackList)][:2] == ["popular", "trending"]

@@ -16,10 +16,12 @@ def test_a_published_model_records_the_sizes_at_its_event_time(
     sink: _RedisSinkPartition, r: redis.Redis
 ) -> None:
     sink.write_batch([output("u1", 1), output("u2", 1), output("u3", 1, segment="cluster:2")])
-    sink.write_batch([SegmentModel(10, {"updated_at": 1_700_000_000.0})])
+    segments = {"cluster:1": {}, "cluster:2": {}}  # the model names its segments
+    model = {"updated_at": 1_700_000_000.0, "segments": segments}
+    sink.write_batch([SegmentModel(10, model)])
     sink.write_batch([output("u2", 2, segment="cluster:2")])
-    sink.write_batch([SegmentModel(20, {"updated_at": 1_700_003_600.0})])
-    sink.write_batch([SegmentModel(15, {"updated_at": 1_700_001_800.0})])  # older: refused
+    sink.write_batch([SegmentModel(20, {**model, "updated_at": 1_700_003_600.0})])
+    sink.write_batch([SegmentModel(15, {**model, "updated_at": 1_700_001_800.0})])  # refused
     entries = [fields for _id, fields in r.xrange(segment_history_key(PREFIX))]
     assert [(e[b"version"], e[b"at"]) for e in entries] == [
         (b"10", b"1700000000.0"),
@@ -27,3 +29,13 @@ def test_a_published_model_records_the_sizes_at_its_event_time(
     ]
     assert orjson.loads(entries[0][b"sizes"]) == {"cluster:1": 2, "cluster:2": 1}
     assert orjson.loads(entries[1][b"sizes"]) == {"cluster:1": 1, "cluster:2": 2}
+
+
+def test_a_retired_segment_is_in_the_history_and_other_sets_are_not(
+    sink: _RedisSinkPartition, r: redis.Redis
+) -> None:
+    sink.write_batch([output("u1", 1, rfm="champions"), output("u2", 1, segment="cluster:3")])
+    record = {"updated_at": 1.0, "segments": {"cluster:1": {}}, "retired": ["cluster:3"]}
+    sink.write_batch([SegmentModel(1, record)])
+    (entry,) = [fields for _id, fields in r.xrange(segment_history_key(PREFIX))]
+    assert orjson.loads(entry[b"sizes"]) == {"cluster:1": 1, "cluster:3": 1}

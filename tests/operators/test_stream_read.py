@@ -169,7 +169,7 @@ def test_a_run_stopped_between_byte_bounded_batches_resumes_exactly_once(
 
 
 def lag(key: str) -> float | None:
-    return REGISTRY.get_sample_value("tailor_source_lag", {"stream": key})
+    return REGISTRY.get_sample_value("tailor_source_lag_entries", {"stream": key})
 
 
 def test_lag_counts_what_a_budget_cut_batch_left_unread(r: redis.Redis, redis_url: str) -> None:

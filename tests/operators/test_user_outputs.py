@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 
 from bytewax.operators import StatefulBatchLogic
 
@@ -13,6 +14,7 @@ from tailor.operators.records import (
     Drafted,
     Erasure,
     ForUser,
+    Moves,
     Recommendation,
     Scores,
     UserOutput,
@@ -37,7 +39,9 @@ def full_update(user: str = "u1") -> UserUpdate:
     return Users().event(user, "a")
 
 
-def drafted(items: tuple[str, ...], settled: bool = False, version: int = 1) -> Drafted:
+def drafted(
+    items: tuple[str, ...], settled: bool = False, version: int = 1, segment: str = "cluster:1"
+) -> Drafted:
     update = full_update()
     update = UserUpdate(
         update.user_id,
@@ -49,7 +53,7 @@ def drafted(items: tuple[str, ...], settled: bool = False, version: int = 1) -> 
         update.device,
     )
     recs = tuple(Recommendation(item, 1.0, "mostpop") for item in items)
-    return Drafted(update, "all", recs, "cluster:1", "Fans", None, settled)
+    return Drafted(update, "all", recs, segment, "Fans", None, settled)
 
 
 def logic(clock: Clock | None = None, ttl_s: float = 0.0) -> UserOutputsLogic:
@@ -244,3 +248,27 @@ def test_a_format_3_outputs_snapshot_resumes_with_aged_to_and_no_settled_segment
     blob = snapshots.MAGIC + (3).to_bytes(2, "big") + b"user_outputs\x00" + pickle.dumps(old)
     back = UserOutputsState.from_snapshot(snapshots.decode(blob, "user_outputs"))
     assert back.provisional == step.state.provisional and back.settled is None
+
+
+def moves(out: Iterable[object]) -> list[int]:
+    return [h for item in out if isinstance(item, Moves) for h in item.hours]
+
+
+def test_a_change_of_settled_cluster_segment_is_a_move_at_its_event_hour() -> None:
+    """Only settled segments count: the first is no move, a provisional one is none until
+    it settles, and a settlement back to the same segment is none."""
+    step = logic()
+    news = ForUser("u1", ((1.0, 10.0),), (), drafted(("x",), settled=True), 0)
+    assert moves(step.on_batch([news])[0]) == []  # the first settled segment
+    news = ForUser("u1", ((2.0, 11.0),), (), drafted(("x",), version=2, segment="cluster:2"), 0)
+    assert moves(step.on_batch([news])[0]) == []  # provisional: not yet
+    settle = ForUser("u1", settlements=((2, "cluster:2", "Night owls", None),))
+    out = list(step.on_batch([settle])[0])
+    hour = int(full_update().event.ts // 3600)
+    assert moves(out) == [hour]
+    again = ForUser("u1", ((3.0, 12.0),), (), drafted(("x",), True, 3, "cluster:2"), 0)
+    assert moves(step.on_batch([again])[0]) == []  # the same segment
+    back = ForUser("u1", ((4.0, 13.0),), (), drafted(("x",), True, 4, "cluster:1"), 0)
+    assert moves(step.on_batch([back])[0]) == [hour]
+    warm = ForUser("u1", ((5.0, 14.0),), (), drafted(("x",), True, 5, ""), 0)
+    assert moves(step.on_batch([warm])[0]) == []  # no cluster: not a move
