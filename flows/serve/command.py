@@ -10,15 +10,16 @@ the API starts, and ``/readyz`` says not ready until Redis answers.
 from __future__ import annotations
 
 import logging
+import socket
 
 import redis
 import uvicorn
 
 from tailor.flows.forget import check_id_mode
 from tailor.flows.serve.app import build_app
-from tailor.flows.settings import Settings
+from tailor.flows.settings import ConfigError, Settings
 
-__all__ = ["address", "check_ids", "serve", "server"]
+__all__ = ["address", "check_ids", "listen", "serve", "server"]
 
 log = logging.getLogger("tailor")
 
@@ -61,8 +62,23 @@ def server(config: Settings, host: str, port: int) -> uvicorn.Server:
     return uvicorn.Server(settings)
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here so that a taken port is a configuration error (exit
+    2, naming the setting) rather than uvicorn's own exit."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"serve.port: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    return sock
+
+
 def serve(config: Settings, host: str | None = None, port: int | None = None) -> None:
     """Serve until a signal; logs where."""
     host, port = address(config, host, port)
-    log.info("tailor serve on http://%s:%d (prefix %r)", host, port, config.prefix)
-    server(config, host, port).run()
+    sock = listen(host, port)
+    log.info("tailor serve on http://%s:%d (prefix %r)", host, sock.getsockname()[1], config.prefix)
+    server(config, host, port).run(sockets=[sock])

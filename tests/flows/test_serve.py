@@ -7,6 +7,8 @@ The data is written as the worker writes it (and the fallback lists as their pub
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from tests.flows.serve_support import (
     Served,
     beat,
     publish_fallback,
+    serve_env,
     serving,
     write_profile,
     write_recs,
@@ -220,3 +223,15 @@ def test_a_stalled_redis_is_a_503_within_the_timeout(api: Served, r: redis.Redis
     assert status == 503 and "TimeoutError" in body["error"]
     status, body = api.json("/readyz")
     assert status == 503 and body == {"ready": False, "redis": False, "error": "TimeoutError"}
+
+
+def test_a_taken_port_is_a_configuration_error(api: Served, redis_url: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "tailor.flows.cli", "serve", "--port", str(api.port)],
+        env=serve_env(redis_url, P),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert f"serve.port: cannot listen on 127.0.0.1:{api.port}" in done.stderr
