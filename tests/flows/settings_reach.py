@@ -3,10 +3,9 @@ of `flows/defaults.toml` and where the flow, built as `tailor.flows.worker` buil
 
 from __future__ import annotations
 
-import dataclasses
 import tempfile
 import tomllib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -17,12 +16,9 @@ import orjson
 from tailor.flows.config import DEFAULTS_PATH, FREE_TABLES, Settings
 from tailor.flows.recovery import partition_files, recovery_settings, store_path
 from tailor.flows.runner import cluster_settings, start_metrics
-from tailor.flows.serve.app import build_app
-from tailor.flows.serve.command import address
 from tailor.flows.worker import (
     aging_params,
     build_control,
-    build_heartbeat,
     build_sinks,
     build_source,
     model_params,
@@ -45,6 +41,8 @@ from tailor.state.recs.fism_recommender import FISMRecommender
 from tailor.state.recs.hybrid import Hybrid
 from tailor.state.recs.live_recs import LiveRecs
 from tailor.state.segments.segmenter import Segmenter
+from tests.flows.reach import Reach
+from tests.flows.settings_reach_serve import SERVE_REACH
 
 DEFAULTS: dict[str, Any] = tomllib.loads(DEFAULTS_PATH.read_text())
 NOW = 1_700_000_000.0
@@ -154,27 +152,6 @@ def new_store(config: Settings) -> Any:
     """The recovery store a fresh directory gets."""
     fresh = tempfile.mkdtemp(dir=".")
     return recovery_settings(config.with_value("recovery", "dir", fresh))
-
-
-def serving(config: Settings) -> Any:
-    """The handlers of the app `tailor serve` builds (the Redis client made, not connected)."""
-    app = build_app(config.with_value("redis", "url", "redis://localhost:1/0"), None)
-    return app.app.state.handlers  # type: ignore[union-attr]
-
-
-def heartbeat_every(config: Settings) -> float | None:
-    beat = build_heartbeat(config.with_value("redis", "url", "redis://localhost:1/0"))
-    return None if beat is None else beat.every_s
-
-
-@dataclasses.dataclass(frozen=True)
-class Reach:
-    """A changed value of one key, and where the flow built from the settings holds it."""
-
-    value: Any
-    read: Callable[[Settings], Any]
-    expected: Any = None  # what `read` gives for `value`: `value` itself (frozen) unless set
-    also: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # keys it needs
 
 
 REPLAY = {"source.kind": "replay", "source.replay_paths": [EVENTS]}
@@ -357,20 +334,7 @@ REACH: dict[tuple[str, ...], Reach] = {
     ("output", "write_backoff_cap_s"): Reach(
         1.0, lambda c: tuple(s.policy.cap_s for s in build_sinks(c)), (1.0, 1.0)
     ),
-    ("output", "heartbeat_every_s"): Reach(1.0, heartbeat_every),
-    ("serve", "host"): Reach("0.0.0.0", lambda c: address(c, None, None)[0]),
-    ("serve", "port"): Reach(9000, lambda c: address(c, None, None)[1]),
-    ("serve", "heartbeat_max_age_s"): Reach(5.0, lambda c: serving(c).reader.heartbeat_max_age_s),
-    ("serve", "fallbacks"): Reach(["popular"], lambda c: serving(c).reader.fallbacks),
-    ("serve", "max_items"): Reach(20, lambda c: serving(c).max_items),
-    ("serve", "page_size"): Reach(50, lambda c: serving(c).reader.page_size),
-    ("serve", "segments_cache_s"): Reach(1.0, lambda c: serving(c).reader.segments_cache_s),
-    ("serve", "redis_connections"): Reach(
-        4, lambda c: serving(c).reader.client.connection_pool.max_connections
-    ),
-    ("serve", "redis_timeout_s"): Reach(
-        0.5, lambda c: serving(c).reader.client.connection_pool.timeout
-    ),
+    **SERVE_REACH,
     ("output", "recs_ttl_s"): Reach(3600, lambda c: build_sinks(c)[0].recs_ttl_s),
     ("cluster", "workers_per_process"): Reach(
         3, lambda c: (c.workers, cluster_settings(c)["workers_per_process"]), (3, 3)

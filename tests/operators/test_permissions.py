@@ -165,8 +165,8 @@ def test_the_printed_acl_line_is_enough_for_the_worker(
         admin.execute_command("ACL", "DELUSER", "shopper")
 
 
-def test_the_readme_shows_the_acl_line_tailor_acl_prints() -> None:
-    """The README's least-privilege user for the prefix `tailor` is today's, not a stale one."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+def test_the_docs_show_the_acl_line_tailor_acl_prints() -> None:
+    """docs/operations.md's least-privilege user for the prefix `tailor` is today's."""
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
     line = f"ACL SETUSER tailor on >PASSWORD {' '.join(acl_rules('tailor'))}"
     assert f"`{line}`" in readme
