@@ -42,6 +42,7 @@ REDIS_OPERATIONS = (
     "xdel",
     "erase",
     "deadletter",
+    "heartbeat",
 )
 #: `kind` labels counted from the start: the errors the worker retries (Redis unreachable,
 #: stalled, loading, restarted) and a refused command. Other classes appear when they occur.
